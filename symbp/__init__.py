@@ -1,0 +1,36 @@
+"""symbp: SymPy derives backpropagation for a dense network; Jinja renders NumPy and LaTeX.
+
+    >>> import symbp
+    >>> d = symbp.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
+    >>> result = symbp.generate("examples/seed.yaml")  # derivation + rendered files
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from symbp.derive import Derivation, derive  # noqa: E402
+from symbp.errors import (  # noqa: E402
+    DerivationError,
+    ExpressionError,
+    OutputError,
+    SpecError,
+    SymbpError,
+)
+from symbp.pipeline import Generated, generate, write_files  # noqa: E402
+from symbp.spec import Arch, load_arch  # noqa: E402
+
+__all__ = [
+    "Arch",
+    "Derivation",
+    "DerivationError",
+    "ExpressionError",
+    "Generated",
+    "OutputError",
+    "SpecError",
+    "SymbpError",
+    "derive",
+    "generate",
+    "load_arch",
+    "write_files",
+]

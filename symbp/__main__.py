@@ -1,0 +1,7 @@
+"""python -m symbp"""
+
+import sys
+
+from symbp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""The symbp command: a thin layer that parses arguments, calls the library and sets exit codes.
+
+Exit status: 0 success, 1 check failed (gradcheck, generate --check), 2 invalid input
+or refused write, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from symbp import __version__
+from symbp.errors import SymbpError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symbp",
+        description="Derive backpropagation with SymPy; generate NumPy code and a LaTeX derivation.",
+    )
+    parser.add_argument("--version", action="version", version=f"symbp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    gen = sub.add_parser("generate", help="write <name>.py and <name>.tex for an architecture file")
+    gen.add_argument("arch", help="the architecture file (arch.yaml)")
+    gen.add_argument("-o", "--out", default="generated", help="output folder (default: generated/)")
+    gen.add_argument("--force", action="store_true", help="overwrite files symbp did not write")
+    gen.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 with a diff if outputs are stale"
+    )
+    gen.add_argument("--timings", action="store_true", help="print the time of each stage")
+    gen.add_argument("--body", action="store_true", help="LaTeX body to \\input (no preamble)")
+    chk = sub.add_parser("gradcheck", help="check generated gradients by finite differences")
+    chk.add_argument("arch", help="the architecture file (arch.yaml)")
+    chk.add_argument("--seed", type=int, default=0, help="random seed for data and parameters")
+    return parser
+
+
+def _stale(files: dict[str, str], out: Path) -> list[str]:
+    """Unified diffs between what would be written and what is on disk."""
+    diffs = []
+    for name, text in files.items():
+        target = out / name
+        old = target.read_text(encoding="utf-8") if target.exists() else ""
+        if old != text:
+            diffs.append(
+                "".join(
+                    difflib.unified_diff(
+                        old.splitlines(keepends=True),
+                        text.splitlines(keepends=True),
+                        fromfile=str(target),
+                        tofile=f"{target} (regenerated)",
+                    )
+                )
+                or f"{target}: missing\n"
+            )
+    return diffs
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from symbp.pipeline import generate, write_files
+
+    result = generate(args.arch, body_only=args.body)
+    out = Path(args.out)
+    if args.timings:
+        for stage, seconds in result.timings.items():
+            print(f"{stage:>8}: {seconds * 1000:8.1f} ms", file=sys.stderr)
+    if args.check:
+        diffs = _stale(result.files, out)
+        for diff in diffs:
+            sys.stdout.write(diff)
+        if diffs:
+            print(f"symbp: {len(diffs)} output(s) in {out} are stale", file=sys.stderr)
+            return 1
+        print(f"symbp: outputs in {out} are up to date", file=sys.stderr)
+        return 0
+    for path in write_files(result.files, out, force=args.force):
+        print(f"wrote {path}")
+    return 0
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from symbp.gradcheck import TOLERANCE, format_table, gradcheck
+    from symbp.spec import load_arch
+
+    rows = gradcheck(load_arch(args.arch), seed=args.seed)
+    print(format_table(rows))
+    failed = [r.name for r in rows if not r.ok]
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (tolerance {TOLERANCE:g})")
+        return 1
+    print(f"all {len(rows)} gradients match central differences (tolerance {TOLERANCE:g})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `symbp` console script."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        return _gradcheck(args)
+    except SymbpError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("symbp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback
+        print(
+            f"symbp: internal error ({type(exc).__name__}: {exc}); please report it with the input file",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

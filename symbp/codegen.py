@@ -1,0 +1,137 @@
+"""Derivation -> the context of the NumPy module template: names, shapes and code strings.
+
+All math is printed here by symbp.printing; the template only lays the strings out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from symbp.derive import Derivation, LayerDerivation
+from symbp.labels import layer_label, numbering
+from symbp.printing import NumPyPrinter
+
+HE_INIT = ("relu", "leaky_relu", "elu")
+
+
+def _init_std(layer: LayerDerivation) -> tuple[str, str]:
+    """Initial weight scale: He for rectifiers, Glorot (normal) otherwise."""
+    if layer.activation in HE_INIT:
+        return f"np.sqrt(2 / {layer.n_in})", "He"
+    return f"np.sqrt(2 / ({layer.n_in} + {layer.n_out}))", "Glorot"
+
+
+def _names(d: Derivation, printer_row: bool) -> dict[str, str]:
+    """Derivation symbols -> code names (G<l>: dL/dA^(l), printed as the product it is)."""
+    names = {"c": "scale", "Y": "Y", "lambda": repr(float(d.arch.l2))}
+    probe = NumPyPrinter(printer_row)
+    for layer in d.layers:
+        if layer.back is not None:
+            names[f"G{layer.index - 1}"] = f"({probe.doprint(layer.back)})"
+    return names
+
+
+def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> list[dict]:
+    steps = []
+    for layer in d.layers:
+        l = layer.index
+        if layer.act is None:
+            printer.used.add("_softmax")
+            a_code = f"_softmax({printer.doprint(sp.Symbol(f'Z{l}'))})"
+        else:
+            a_code = printer.doprint(layer.a)
+        steps.append(
+            {
+                "index": l,
+                "z_name": printer.doprint(sp.Symbol(f"Z{l}")),
+                "z": printer.doprint(layer.z),
+                "a": a_code,
+                "eq_z": eq[layer_label("z", l)],
+                "eq_a": eq[layer_label("a", l)],
+                "activation": layer.activation,
+                "sizes": f"{layer.n_in} -> {layer.n_out}",
+            }
+        )
+    return steps
+
+
+def _backward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> list[dict]:
+    steps = []
+    for layer in reversed(d.layers):
+        l = layer.index
+        steps.append(
+            {
+                "index": l,
+                "is_output": layer.is_output,
+                "delta": printer.doprint(layer.delta),
+                "dW": printer.doprint(layer.dW),
+                "db": printer.doprint(layer.db),
+                "eq_delta": eq[layer_label("delta", l)],
+                "eq_dW": eq[layer_label("dW", l)],
+                "eq_db": eq[layer_label("db", l)],
+            }
+        )
+    return steps
+
+
+def _loss_code(d: Derivation, printer: NumPyPrinter) -> str:
+    L = len(d.layers)
+    out = d.output
+    renamed = out.loss_array.xreplace(
+        {sp.Symbol("A", real=True): sp.Symbol(f"A{L}"), sp.Symbol("Z", real=True): sp.Symbol(f"Z{L}")}
+    )
+    return printer.doprint(renamed)
+
+
+def module_context(d: Derivation) -> dict[str, Any]:
+    """Everything module.py.j2 needs, as plain strings, numbers and lists."""
+    arch = d.arch
+    row = arch.layout == "row"
+    eq = numbering(len(d.layers))
+    L = len(d.layers)
+    keep_z = {layer.index for layer in d.layers if layer.stores_z}
+    if d.output.loss_from_logits:
+        keep_z.add(L)
+    names = _names(d, row)
+    # A pre-activation the backward pass does not need lives in one reused name, Z.
+    names.update({f"Z{layer.index}": "Z" for layer in d.layers if layer.index not in keep_z})
+    printer = NumPyPrinter(row, names)
+    forward = _forward_steps(d, printer, eq)
+    backward = _backward_steps(d, printer, eq)
+    loss_code = _loss_code(d, printer)
+    layers = []
+    for layer in d.layers:
+        std, scheme = _init_std(layer)
+        layers.append(
+            {
+                "index": layer.index,
+                "n_in": layer.n_in,
+                "n_out": layer.n_out,
+                "std": std,
+                "scheme": scheme,
+                "bias_shape": f"({layer.n_out},)" if row else f"({layer.n_out}, 1)",
+                "activation": layer.activation,
+            }
+        )
+    return {
+        "name": arch.name,
+        "layer_sizes": arch.layer_sizes,
+        "layout": arch.layout,
+        "dtype": arch.dtype,
+        "reduction": arch.reduction,
+        "loss_kind": arch.loss.kind if arch.loss.kind != "expr" else f"expr: {arch.loss.expr}",
+        "l2": repr(float(arch.l2)) if arch.l2 else "",
+        "layers": layers,
+        "forward": forward,
+        "backward": backward,
+        "loss_elementwise": loss_code,
+        "loss_from_logits": d.output.loss_from_logits,
+        "keep_z": sorted(keep_z),
+        "n_layers": L,
+        "sample_axis": 0 if row else 1,
+        "unit_axis": 1 if row else 0,
+        "helpers": sorted(printer.used),
+        "eq_loss": eq["eq:loss"],
+    }

@@ -1,0 +1,222 @@
+"""arch -> Derivation: the SymPy intermediate representation both renderers consume.
+
+Work done once: the general layer calculus (symbp.indexed), one derivative per
+distinct activation (symbp.calculus) and the output error (symbp.output). Each
+layer then only renames matrices, so deriving is linear in depth and independent
+of the layer widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symbp.activations import X, elementwise_expr
+from symbp.calculus import A as A_SCALAR
+from symbp.calculus import ActivationDerivation, derive_activation
+from symbp.expr import parse_expression
+from symbp.indexed import (
+    MAT_A,
+    MAT_DELTA,
+    MAT_W,
+    N_BATCH,
+    LayerCalculus,
+    layer_calculus,
+)
+from symbp.output import ARR_A, ARR_Y, ARR_Z, YHAT_VAR, Y_VAR, OutputDerivation, derive_output
+from symbp.spec import Arch
+
+L2_WEIGHT = sp.Symbol("lambda", positive=True)  # the file's l2 coefficient
+
+UNIT_LOSSES = {
+    "mse": (YHAT_VAR - Y_VAR) ** 2 / 2,
+    "bce": -(Y_VAR * sp.log(YHAT_VAR) + (1 - Y_VAR) * sp.log(1 - YHAT_VAR)),
+    "cross_entropy": -Y_VAR * sp.log(YHAT_VAR),
+}
+
+
+def unit_loss(arch: Arch) -> sp.Expr:
+    """The per-unit loss e(yhat, y) the file declares."""
+    if arch.loss.kind == "expr":
+        assert arch.loss.expr is not None
+        return parse_expression(arch.loss.expr, {"yhat": YHAT_VAR, "y": Y_VAR})
+    return UNIT_LOSSES[arch.loss.kind]
+
+
+@dataclass(frozen=True)
+class LayerDerivation:
+    """One layer's equations, specialised from the general calculus (matrices by layout)."""
+
+    index: int
+    n_in: int
+    n_out: int
+    activation: str
+    act: ActivationDerivation | None  # None: softmax
+    is_output: bool
+    z: sp.MatrixExpr  # the pre-activation
+    a: sp.Expr  # the activation, elementwise in symbol Z<l> (softmax: Softmax marker)
+    delta: sp.Expr  # elementwise, in G<l> (incoming dL/da), A<l>, Z<l>, Y and c
+    dW: sp.MatrixExpr
+    db: sp.MatrixExpr
+    back: sp.MatrixExpr | None  # dL/dA^(l-1): what layer l sends to layer l-1
+    stores_z: bool  # the backward pass needs Z<l> (its derivative is not in a)
+
+    def __repr__(self) -> str:
+        return (
+            f"LayerDerivation({self.index}: {self.n_in}->{self.n_out} {self.activation}, "
+            f"delta={self.delta}, dW={self.dW}, db={self.db})"
+        )
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Everything SymPy derived for one architecture."""
+
+    arch: Arch
+    calculus: LayerCalculus
+    activations: dict[str, ActivationDerivation]
+    output: OutputDerivation
+    layers: tuple[LayerDerivation, ...]
+    l2: sp.Expr = field(default=sp.S.Zero)
+
+    def __repr__(self) -> str:
+        acts = ", ".join(f"{k}: {v.backward_form}" for k, v in self.activations.items())
+        return (
+            f"Derivation({self.arch.name}: sizes {self.arch.layer_sizes}, "
+            f"delta^(L) = {self.output.delta_array}, activations {{{acts}}})"
+        )
+
+
+def layer_symbols(l: int, sizes: tuple[int, ...], row: bool) -> dict[str, sp.Expr]:
+    """Layer l's matrices; in row layout per-sample arrays are stored transposed."""
+    n_in, n_out = sizes[l - 1], sizes[l]
+    shape_a = (N_BATCH, n_in) if row else (n_in, N_BATCH)
+    shape_d = (N_BATCH, n_out) if row else (n_out, N_BATCH)
+    a_prev = sp.MatrixSymbol(f"A{l - 1}", *shape_a)
+    delta = sp.MatrixSymbol(f"delta{l}", *shape_d)
+    return {
+        "W": sp.MatrixSymbol(f"W{l}", n_out, n_in),
+        "b": sp.MatrixSymbol(f"b{l}", n_out, 1),
+        "A": a_prev.T if row else a_prev,
+        "Delta": delta.T if row else delta,
+    }
+
+
+def _per_sample(expr: sp.MatrixExpr, row: bool) -> sp.MatrixExpr:
+    """Row layout stores (n, units) arrays: transpose a per-sample result."""
+    return sp.transpose(expr).doit() if row else expr
+
+
+def _specialise(calc: LayerCalculus, l: int, sizes: tuple[int, ...], row: bool) -> dict:
+    """The general matrix results with layer l's matrices put in."""
+    sym = layer_symbols(l, sizes, row)
+    names = {MAT_W: sym["W"], MAT_A: sym["A"], MAT_DELTA: sym["Delta"]}
+    ones_row = sp.OneMatrix(1, N_BATCH)
+    z = sym["W"] * sym["A"] + sym["b"] * ones_row
+    return {
+        "z": _per_sample(z, row),
+        "dW": calc.dW_matrix.xreplace(names),
+        "db": calc.db_matrix.xreplace(names),
+        "back": _per_sample(calc.da_matrix.xreplace(names), row) if l > 1 else None,
+        "W": sym["W"],
+    }
+
+
+def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
+    """Derive each distinct elementwise activation of the network once."""
+    custom = {
+        name: parse_expression(text, {"x": X}) for name, text in arch.activations
+    }
+    derived: dict[str, ActivationDerivation] = {}
+    for layer in arch.layers:
+        name = layer.activation
+        if name != "softmax" and name not in derived:
+            derived[name] = derive_activation(name, elementwise_expr(name, custom))
+    return derived
+
+
+def _rename(expr: sp.Expr, l: int) -> sp.Expr:
+    """Whole-array symbols A, Z of the output formulas -> this layer's A<l>, Z<l>."""
+    return expr.xreplace({ARR_A: sp.Symbol(f"A{l}", real=True), ARR_Z: sp.Symbol(f"Z{l}", real=True)})
+
+
+def _hidden_delta(act: ActivationDerivation, l: int) -> sp.Expr:
+    """delta^(l) = G^(l) * f'(z^(l)), G^(l) = dL/da^(l) arriving from layer l + 1."""
+    incoming = sp.Symbol(f"G{l}", real=True)
+    fprime = act.backward_form.xreplace({A_SCALAR: sp.Symbol(f"A{l}", real=True)})
+    return incoming * fprime.xreplace({X: sp.Symbol(f"Z{l}", real=True)})
+
+
+def _layer(arch: Arch, calc: LayerCalculus, acts: dict, out: OutputDerivation, l: int) -> LayerDerivation:
+    sizes = arch.layer_sizes
+    name = arch.layers[l - 1].activation
+    act = acts.get(name)
+    is_output = l == len(arch.layers)
+    mats = _specialise(calc, l, sizes, arch.layout == "row")
+    if is_output:
+        delta = _rename(out.delta_array, l)
+    else:
+        assert act is not None
+        delta = _hidden_delta(act, l)
+    activation = (
+        sp.Symbol("softmax") if act is None else act.f.xreplace({X: sp.Symbol(f"Z{l}", real=True)})
+    )
+    dW = mats["dW"]
+    if arch.l2:
+        dW = dW + L2_WEIGHT * mats["W"]
+    return LayerDerivation(
+        index=l,
+        n_in=sizes[l - 1],
+        n_out=sizes[l],
+        activation=name,
+        act=act,
+        is_output=is_output,
+        z=mats["z"],
+        a=activation,
+        delta=delta,
+        dW=dW,
+        db=mats["db"],
+        back=mats["back"],
+        stores_z=delta.has(sp.Symbol(f"Z{l}", real=True)),
+    )
+
+
+def derive(arch: Arch) -> Derivation:
+    """SymPy's derivation of backpropagation for `arch` (an Arch, or a path to arch.yaml)."""
+    if not isinstance(arch, Arch):
+        from symbp.spec import load_arch
+
+        arch = load_arch(arch)
+    calc = layer_calculus()
+    acts = _activations(arch)
+    out_name = arch.layers[-1].activation
+    out = derive_output(
+        unit_loss(arch), acts.get(out_name), probability_target=arch.loss.kind == "cross_entropy"
+    )
+    layers = tuple(_layer(arch, calc, acts, out, l) for l in range(1, len(arch.layers) + 1))
+    return Derivation(arch=arch, calculus=calc, activations=acts, output=out, layers=layers)
+
+
+__all__ = ["Derivation", "LayerDerivation", "derive", "unit_loss", "ARR_Y"]
+
+
+def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:
+    """The batch equations of a generic layer l in the given layout (for the document)."""
+    n_in, n_out, n_next = sp.symbols("n_in n_out n_next", integer=True, positive=True)
+
+    def stored(name: str, units: sp.Expr) -> sp.MatrixExpr:
+        mat = sp.MatrixSymbol(name, N_BATCH, units) if row else sp.MatrixSymbol(name, units, N_BATCH)
+        return mat.T if row else mat
+
+    w, b = sp.MatrixSymbol("W", n_out, n_in), sp.MatrixSymbol("b", n_out, 1)
+    a_prev, delta = stored("A", n_in), stored("Delta", n_out)
+    w_next, delta_next = sp.MatrixSymbol("Wnext", n_next, n_out), stored("Deltanext", n_next)
+    names = {MAT_W: w, MAT_A: a_prev, MAT_DELTA: delta}
+    back = calc.da_matrix.xreplace({MAT_W: w_next, MAT_A: a_prev, MAT_DELTA: delta_next})
+    return {
+        "z": _per_sample(w * a_prev + b * sp.OneMatrix(1, N_BATCH), row),
+        "back": _per_sample(back, row),
+        "dW": calc.dW_matrix.xreplace(names),
+        "db": calc.db_matrix.xreplace(names),
+    }

@@ -1,0 +1,147 @@
+"""Derivation -> the context of the LaTeX template: every formula printed from SymPy.
+
+The template holds prose and layout; each equation's TeX comes from the derivation
+object through symbp.latex, so the document shows what SymPy actually derived.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from symbp.activations import X
+from symbp.calculus import A as A_SCALAR
+from symbp.calculus import ActivationDerivation
+from symbp.derive import Derivation, LayerDerivation, general_batch, unit_loss
+from symbp.labels import layer_label, numbering
+from symbp.latex import tex
+from symbp.output import ARR_A, ARR_Z, YHAT_VAR
+
+INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
+
+LOSS_NAMES = {
+    "mse": "mean squared error",
+    "bce": "binary cross-entropy",
+    "cross_entropy": "cross-entropy",
+    "expr": "custom loss",
+}
+
+
+def _escape(text: str) -> str:
+    """Plain text safe inside LaTeX (user-given names, expressions)."""
+    out = []
+    for ch in text:
+        if ch in "&%$#_{}":
+            out.append("\\" + ch)
+        elif ch == "\\":
+            out.append(r"\textbackslash{}")
+        elif ch == "^":
+            out.append(r"\^{}")
+        elif ch == "~":
+            out.append(r"\~{}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _activation_entry(act: ActivationDerivation) -> dict[str, Any]:
+    """f, f' as SymPy returned it, and the form the code uses."""
+    x = sp.Symbol("x", real=True)
+    return {
+        "name": _escape(act.name),
+        "f": tex(act.f),
+        "raw": tex(act.raw),
+        "simplified": tex(act.simplified),
+        "in_a": tex(act.in_a) if act.in_a is not None else "",
+        "needs": act.needs,
+        "method": act.method,
+        "uses_x": act.backward_form.has(x),
+        "check": tex(sp.Eq(act.in_a.subs(A_SCALAR, act.f), act.simplified, evaluate=False))
+        if act.in_a is not None and act.needs == "a"
+        else "",
+    }
+
+
+def _fprime_tex(layer: LayerDerivation) -> str:
+    """f'(z^(l)) as the code evaluates it, in layer notation."""
+    if layer.act is None:
+        return ""
+    l = layer.index
+    form = layer.act.backward_form.xreplace(
+        {A_SCALAR: sp.Symbol(f"A{l}", real=True), X: sp.Symbol(f"Z{l}", real=True)}
+    )
+    return tex(form)
+
+
+def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> dict[str, Any]:
+    l = layer.index
+    row = d.arch.layout == "row"
+    a_tex = r"\operatorname{softmax}\left(z^{(%d)}\right)" % l if layer.act is None else tex(
+        layer.a.xreplace({sp.Symbol(f"Z{l}", real=True): sp.Symbol(f"Z{l}", real=True)})
+    )
+    return {
+        "index": l,
+        "n_in": layer.n_in,
+        "n_out": layer.n_out,
+        "activation": _escape(layer.activation),
+        "is_output": layer.is_output,
+        "a": a_tex,
+        "fprime": _fprime_tex(layer),
+        "delta": tex(layer.delta),
+        "dW": tex(layer.dW, batch=True),
+        "db": tex(layer.db, batch=True),
+        "z_batch": tex(layer.z, batch=True),
+        "W_shape": f"{layer.n_out} \\times {layer.n_in}",
+        "A_shape": f"n \\times {layer.n_out}" if row else f"{layer.n_out} \\times n",
+        "stores": "z" if layer.stores_z else "a",
+        "eq": {kind: eq[layer_label(kind, l)] for kind in ("z", "a", "delta", "dW", "db")},
+    }
+
+
+def _output_entry(d: Derivation) -> dict[str, Any]:
+    out = d.output
+    L = len(d.layers)
+    rename = {ARR_A: sp.Symbol(f"A{L}", real=True), ARR_Z: sp.Symbol(f"Z{L}", real=True)}
+    return {
+        "unit_loss": tex(unit_loss(d.arch).subs(YHAT_VAR, sp.Symbol("yhat"))),
+        "dl_da": tex(out.dl_da),
+        "jacobian": tex(out.jacobian),
+        "delta_raw": tex(out.delta_raw),
+        "delta": tex(out.delta),
+        "delta_array": tex(out.delta_array.xreplace(rename)),
+        "assumption": out.assumption or "",
+        "loss_value": tex(out.loss_array.xreplace(rename)),
+        "from_logits": out.loss_from_logits,
+        "softmax": d.layers[-1].act is None,
+    }
+
+
+def _general_entry(d: Derivation) -> dict[str, str]:
+    calc = d.calculus
+    entry = {name: tex(getattr(calc, name)) for name in INDEX_STEPS}
+    batch = general_batch(calc, d.arch.layout == "row")
+    entry.update({f"batch_{key}": tex(value, batch=True) for key, value in batch.items()})
+    return entry
+
+
+def document_context(d: Derivation) -> dict[str, Any]:
+    """Everything derivation.tex.j2 needs."""
+    arch = d.arch
+    eq = numbering(len(d.layers))
+    return {
+        "name": _escape(arch.name),
+        "sizes": "--".join(str(n) for n in arch.layer_sizes),
+        "layout": arch.layout,
+        "dtype": arch.dtype,
+        "reduction": arch.reduction,
+        "loss_name": LOSS_NAMES[arch.loss.kind],
+        "loss_expr": _escape(arch.loss.expr or ""),
+        "l2": repr(float(arch.l2)) if arch.l2 else "",
+        "n_layers": len(d.layers),
+        "eq": eq,
+        "general": _general_entry(d),
+        "activations": [_activation_entry(a) for a in d.activations.values()],
+        "output": _output_entry(d),
+        "layers": [_layer_entry(d, layer, eq) for layer in d.layers],
+    }

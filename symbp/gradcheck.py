@@ -1,0 +1,124 @@
+"""Check a generated module's gradients against central finite differences in float64."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from symbp.spec import Arch
+
+TOLERANCE = 1e-6
+STEP = 1e-6
+
+
+@dataclass(frozen=True)
+class GradRow:
+    """One parameter's comparison."""
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int  # entries compared
+    max_abs: float
+    max_rel: float  # max |g - fd| over the entries, relative to max |fd| of the parameter
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel <= TOLERANCE
+
+
+def import_path(path: Path) -> ModuleType:
+    """Import a generated module from its file, under a unique name."""
+    name = f"symbp_generated_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def targets(arch: Arch, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Random targets that suit the loss: probabilities, binary-ish, or real values."""
+    unit_axis = 1 if arch.layout == "row" else 0
+    if arch.loss.kind == "cross_entropy":
+        raw = np.exp(rng.standard_normal(shape))
+        return raw / raw.sum(axis=unit_axis, keepdims=True)
+    if arch.loss.kind in ("bce", "expr"):
+        return rng.uniform(0.05, 0.95, shape)
+    return rng.standard_normal(shape)
+
+
+def random_problem(module: ModuleType, arch: Arch, seed: int, n: int) -> tuple[dict, Any, Any]:
+    """Parameters moved off their initial values, and a random batch."""
+    rng = np.random.default_rng(seed)
+    params = module.init_params(seed)
+    params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
+    d, k = arch.layer_sizes[0], arch.layer_sizes[-1]
+    row = arch.layout == "row"
+    X = rng.standard_normal((n, d) if row else (d, n))
+    Y = targets(arch, rng, (n, k) if row else (k, n))
+    return params, X, Y
+
+
+def _entries(shape: tuple[int, ...], limit: int, rng: np.random.Generator) -> list[tuple]:
+    every = list(np.ndindex(shape))
+    if len(every) <= limit:
+        return every
+    picks = rng.choice(len(every), size=limit, replace=False)
+    return [every[i] for i in sorted(picks)]
+
+
+def central_difference(module: ModuleType, params: dict, X: Any, Y: Any, key: str, idx: tuple) -> float:
+    """(L(p + h e) - L(p - h e)) / 2h for one entry."""
+    plus = {k: v.copy() for k, v in params.items()}
+    minus = {k: v.copy() for k, v in params.items()}
+    plus[key][idx] += STEP
+    minus[key][idx] -= STEP
+    return (module.loss(plus, X, Y) - module.loss(minus, X, Y)) / (2 * STEP)
+
+
+def check_module(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7, limit: int = 40) -> list[GradRow]:
+    """Compare loss_and_grads with central differences, entry by entry."""
+    params, X, Y = random_problem(module, arch, seed, n)
+    _, grads = module.loss_and_grads(params, X, Y)
+    rng = np.random.default_rng(seed + 1)
+    rows = []
+    for key in params:
+        entries = _entries(params[key].shape, limit, rng)
+        fd = np.array([central_difference(module, params, X, Y, key, i) for i in entries])
+        got = np.array([grads[key][i] for i in entries])
+        err = np.abs(got - fd)
+        scale = max(float(np.max(np.abs(fd))), 1e-8)
+        rows.append(GradRow(key, params[key].shape, len(entries), float(err.max()), float(err.max() / scale)))
+    return rows
+
+
+def gradcheck(arch: Arch, seed: int = 0, n: int = 7, limit: int = 40) -> list[GradRow]:
+    """Generate `arch` in float64 into a temporary folder and check every gradient."""
+    from symbp.pipeline import generate, write_files
+
+    arch64 = dataclasses.replace(arch, dtype="float64")
+    result = generate(arch64)
+    with tempfile.TemporaryDirectory(prefix="symbp-gradcheck-") as folder:
+        write_files(result.files, folder)
+        module = import_path(Path(folder) / f"{arch64.name}.py")
+        return check_module(module, arch64, seed, n, limit)
+
+
+def format_table(rows: list[GradRow]) -> str:
+    """A plain-text table of the comparison."""
+    lines = [f"{'parameter':<10} {'shape':<12} {'checked':>7} {'max abs err':>12} {'max rel err':>12}  result"]
+    for r in rows:
+        shape = "x".join(str(s) for s in r.shape)
+        verdict = "ok" if r.ok else "FAIL"
+        lines.append(f"{r.name:<10} {shape:<12} {r.checked:>7} {r.max_abs:>12.3e} {r.max_rel:>12.3e}  {verdict}")
+    return "\n".join(lines)

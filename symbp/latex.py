@@ -1,0 +1,113 @@
+"""SymPy -> LaTeX in the seed's notation: a^{(l)}, W^{(l)}, \\delta^{(l)}, and \\odot.
+
+Products of vectors are elementwise and printed with \\odot; scalars (numbers, c)
+multiply by juxtaposition. Matrix products come from MatMul nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from symbp.output import LogSumExp, UnitSum
+
+_LAYERED = re.compile(r"^(A|Z|G|W|b|delta)(\d+)$")
+_ARRAY = re.compile(r"^(A|Z|G)\d*$|^Y$")
+# The general (layer-free) matrices of symbp.indexed.
+_GENERAL_MATRICES = {
+    "A": r"A^{(\ell-1)}",
+    "Delta": r"\Delta^{(\ell)}",
+    "W": r"W^{(\ell)}",
+    "b": r"b^{(\ell)}",
+    "Wnext": r"W^{(\ell+1)}",
+    "Deltanext": r"\Delta^{(\ell+1)}",
+}
+
+
+def symbol_tex(name: str, batch: bool) -> str | None:
+    """Seed notation for symbp's array names (A2 -> a^{(2)}, or A^{(2)} in batch form)."""
+    m = _LAYERED.match(name)
+    if m is None:
+        return {"Y": "Y" if batch else "y", "c": "c", "A": "a", "Z": "z", "y": "y", "yhat": r"\hat{y}"}.get(name)
+    kind, layer = m.groups()
+    if kind == "G":
+        nxt = int(layer) + 1
+        return rf"\left(\left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}} \delta^{{({nxt})}}\right)"
+    if kind == "delta":
+        return rf"\Delta^{{({layer})}}" if batch else rf"\delta^{{({layer})}}"
+    if kind in ("A", "Z"):
+        return f"{kind if batch else kind.lower()}^{{({layer})}}"
+    return f"{kind}^{{({layer})}}"
+
+
+class SeedLatexPrinter(LatexPrinter):
+    """LaTeX for symbp's derived expressions; `batch` selects matrix (A) or vector (a) names."""
+
+    printmethod = "_symbp_latex"
+
+    def __init__(self, batch: bool = False, **settings: Any) -> None:
+        super().__init__({"mat_symbol_style": "plain", **settings})
+        self.batch = batch
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        return symbol_tex(expr.name, self.batch) or super()._print_Symbol(expr)
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        if expr.name in _GENERAL_MATRICES:
+            return _GENERAL_MATRICES[expr.name]
+        return symbol_tex(expr.name, True) or super()._print_MatrixSymbol(expr)
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return r"\mathbf{1}"
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, sp.MatrixSymbol):
+            inner = rf"\left({inner}\right)"
+        elif "^" in inner:
+            inner = rf"\left({inner}\right)"
+        return rf"{inner}^{{\mathsf{{T}}}}"
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: Any = None) -> str:
+        """Iverson bracket [i = q]: the letter delta is reserved for the error terms."""
+        i, j = (self._print(a) for a in expr.args)
+        return f"[{i} = {j}]"
+
+    def _print_UnitSum(self, expr: UnitSum) -> str:
+        return rf"\sum_{{k}} \left[{self._print(expr.args[0])}\right]_{{k}}"
+
+    def _print_LogSumExp(self, expr: LogSumExp) -> str:
+        return r"\log \sum_{k} e^{z_k}"
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """Elementwise products of vectors with \\odot; scalar factors in front."""
+        numer, denom = sp.fraction(expr, exact=True)
+        if denom != 1:
+            return rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
+        scalars, vectors = [], []
+        for factor in expr.as_ordered_factors():
+            (vectors if _is_vector(factor) else scalars).append(factor)
+        if len(vectors) < 2:
+            return super()._print_Mul(expr)
+        # The incoming gradient G first, as in the seed's recursion.
+        vectors.sort(key=lambda v: not (isinstance(v, sp.Symbol) and v.name.startswith("G")))
+        parts = [self.parenthesize(v, 50) for v in vectors]
+        text = r" \odot ".join(parts)
+        if scalars:
+            text = f"{super()._print_Mul(sp.Mul(*scalars))} {text}"
+        return text
+
+
+def _is_vector(expr: sp.Expr) -> bool:
+    """True when expr depends on a whole-array symbol (a, z, G, y); index notation is scalar."""
+    if expr.has(sp.Indexed):
+        return False
+    return any(_ARRAY.match(s.name) for s in expr.free_symbols if isinstance(s, sp.Symbol))
+
+
+def tex(expr: sp.Basic, batch: bool = False) -> str:
+    """expr in the seed's notation."""
+    return SeedLatexPrinter(batch).doprint(expr)

@@ -1,0 +1,224 @@
+"""SymPy -> NumPy source text, strictly: an unsupported node is an error, not wrong code.
+
+Plain function names live in a table; each special node has a small _print_ method.
+The printer records the helpers it used, so the module defines only those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
+
+from symbp.errors import DerivationError
+from symbp.output import LogSumExp, UnitSum
+
+FUNCTIONS = {
+    sp.exp: "np.exp",
+    sp.log: "np.log",
+    sp.sin: "np.sin",
+    sp.cos: "np.cos",
+    sp.tan: "np.tan",
+    sp.sinh: "np.sinh",
+    sp.cosh: "np.cosh",
+    sp.tanh: "np.tanh",
+    sp.atan: "np.arctan",
+    sp.Abs: "np.abs",
+    sp.sign: "np.sign",
+    sp.erf: "_erf",
+}
+
+HELPERS = ("_sigmoid", "_softplus", "_softmax", "_erf", "_logsumexp")
+
+ALLOWED = (
+    sp.Symbol, sp.Integer, sp.Rational, sp.Float, sp.Add, sp.Mul, sp.Pow, sp.Piecewise,
+    sp.Max, sp.Min, sp.Heaviside, sp.MatrixSymbol, sp.MatMul, sp.MatAdd, sp.Transpose,
+    sp.OneMatrix, UnitSum, LogSumExp, sp.core.relational.Relational, sp.And, sp.Or,
+    sp.Not, sp.logic.boolalg.BooleanTrue, sp.core.numbers.NumberSymbol, sp.core.numbers.NegativeOne, sp.core.numbers.Half,
+    sp.core.numbers.One, sp.core.numbers.Zero,
+    *FUNCTIONS,
+)
+
+
+def _is_sigmoid(expr: sp.Pow) -> sp.Expr | None:
+    """u when expr is 1/(1 + exp(-u)), else None."""
+    if expr.exp != -1 or not isinstance(expr.base, sp.Add):
+        return None
+    terms = sp.Add.make_args(expr.base)
+    if len(terms) != 2 or sp.S.One not in terms:
+        return None
+    other = terms[0] if terms[1] == sp.S.One else terms[1]
+    return -other.args[0] if isinstance(other, sp.exp) else None
+
+
+def _softplus_arg(expr: sp.log) -> sp.Expr | None:
+    """u when expr is log(1 + exp(u)), else None."""
+    terms = sp.Add.make_args(expr.args[0])
+    if len(terms) != 2 or sp.S.One not in terms:
+        return None
+    other = terms[0] if terms[1] == sp.S.One else terms[1]
+    return other.args[0] if isinstance(other, sp.exp) else None
+
+
+class NumPyPrinter(StrPrinter):
+    """Prints symbp's derived expressions as NumPy code for the chosen layout."""
+
+    printmethod = "_symbp_numpy"
+
+    def __init__(self, row_layout: bool, names: dict[str, str] | None = None) -> None:
+        super().__init__({"order": "none"})
+        self.row_layout = row_layout
+        self.names = names or {}
+        self.used: set[str] = set()
+
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if isinstance(expr, sp.Basic) and not isinstance(expr, ALLOWED):
+            raise DerivationError(
+                f"symbp cannot print {type(expr).__name__} ({expr}) as NumPy code",
+                fix="use the functions listed in the README's expression reference",
+            )
+        return super()._print(expr, **kwargs)
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        """Array names: the derivation's symbols may be renamed for the code."""
+        return self.names.get(expr.name, expr.name)
+
+    _print_MatrixSymbol = _print_Symbol
+
+    def _print_Exp1(self, expr: Any) -> str:
+        return "np.e"
+
+    def _print_Pi(self, expr: Any) -> str:
+        return "np.pi"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        """Exact rationals as a Python division of integers (folded at import time)."""
+        return f"({expr.p}/{expr.q})"
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        name = FUNCTIONS.get(type(expr))
+        if name is None:
+            raise DerivationError(f"no NumPy form for function {type(expr).__name__}")
+        if name.startswith("_"):
+            self.used.add(name)
+        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_log(self, expr: sp.log) -> str:
+        """log(1 + exp(u)) is softplus, printed through a helper that cannot overflow."""
+        u = _softplus_arg(expr)
+        if u is not None:
+            self.used.add("_softplus")
+            return f"_softplus({self._print(u)})"
+        return self._print_Function(expr)
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        """Numerically stable sigmoid for 1/(1 + exp(-u)); sqrt through np.sqrt."""
+        u = _is_sigmoid(expr)
+        if u is not None:
+            self.used.add("_sigmoid")
+            return f"_sigmoid({self._print(u)})"
+        if expr.exp == sp.S.Half:
+            return f"np.sqrt({self._print(expr.base)})"
+        if expr.exp == -sp.S.Half:
+            return f"1 / np.sqrt({self._print(expr.base)})"
+        if not expr.exp.is_Integer:
+            raise DerivationError(f"non-integer power in {expr}")
+        if expr.exp.is_negative:
+            return f"1 / {self.parenthesize(sp.Pow(expr.base, -expr.exp), PRECEDENCE['Mul'])}"
+        return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{expr.exp}"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """Nested np.where, the last branch being the default."""
+        *branches, (last, cond) = expr.args
+        if cond != sp.true:
+            raise DerivationError(f"Piecewise without a default branch: {expr}")
+        text = self._typed(last)
+        for value, condition in reversed(branches):
+            text = f"np.where({self._print(condition)}, {self._typed(value)}, {text})"
+        return text
+
+    def _typed(self, value: sp.Expr) -> str:
+        """A constant branch of np.where as DTYPE, so float32 code stays float32."""
+        return f"DTYPE({self._print(value)})" if value.is_Number else self._print(value)
+
+    def _print_Relational(self, expr: Any) -> str:
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+
+    def _print_And(self, expr: sp.And) -> str:
+        return "(" + " & ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        return "(" + " | ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        """Step function; its value at 0 is SymPy's second argument (0 when absent)."""
+        at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"np.heaviside({self._print(expr.args[0])}, {self._print(at_zero)})"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return self._pairwise("np.maximum", expr.args)
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return self._pairwise("np.minimum", expr.args)
+
+    def _pairwise(self, name: str, args: tuple) -> str:
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{name}({text}, {self._print(arg)})"
+        return text
+
+    def _print_UnitSum(self, expr: UnitSum) -> str:
+        """Sum over the units of each sample: axis 0 in column layout, 1 in row layout."""
+        axis = 1 if self.row_layout else 0
+        return f"np.sum({self._print(expr.args[0])}, axis={axis}, keepdims=True)"
+
+    def _print_LogSumExp(self, expr: LogSumExp) -> str:
+        """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""
+        self.used.add("_logsumexp")
+        return f"_logsumexp({self._print(expr.args[0])})"
+
+    def _attr(self, expr: sp.Basic) -> str:
+        """expr ready for attribute access (.T, .sum): parenthesised unless a name."""
+        text = self._print(expr)
+        return text if isinstance(expr, (sp.Symbol, sp.MatrixSymbol)) else f"({text})"
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        return f"{self._attr(expr.arg)}.T"
+
+    def _print_MatAdd(self, expr: sp.MatAdd) -> str:
+        return " + ".join(self._print(a) for a in expr.args)
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        """Matrix products; products with a ones-vector are sums or broadcasts."""
+        args = list(expr.args)
+        if len(args) == 2 and isinstance(args[1], sp.OneMatrix) and args[1].shape[1] == 1:
+            return self._sum_over_samples(args[0])
+        if any(isinstance(a, sp.OneMatrix) for a in args):
+            # b 1^T (column) or 1 b^T (row): NumPy broadcasting adds b to every sample.
+            rest = [a for a in args if not isinstance(a, sp.OneMatrix)]
+            vector = rest[0].arg if isinstance(rest[0], sp.Transpose) else rest[0]
+            return self._print(vector)
+        scalars = [a for a in args if not isinstance(a, sp.MatrixExpr)]
+        mats = [a for a in args if isinstance(a, sp.MatrixExpr)]
+        text = " @ ".join(self.parenthesize(m, PRECEDENCE["Mul"] + 1) for m in mats)
+        if scalars:
+            text = f"{self._print(sp.Mul(*scalars))} * {text}"
+        return text
+
+    def _sum_over_samples(self, mat: sp.MatrixExpr) -> str:
+        if isinstance(mat, sp.Transpose):
+            return f"{self._attr(mat.arg)}.sum(axis=0)"
+        return f"{self._attr(mat)}.sum(axis=1, keepdims=True)"
+
+
+def print_numpy(expr: sp.Basic, row_layout: bool, names: dict[str, str] | None = None) -> str:
+    """One expression as NumPy source."""
+    return NumPyPrinter(row_layout, names).doprint(expr)
+
+
+__all__ = ["NumPyPrinter", "print_numpy", "HELPERS", "precedence"]

@@ -1,0 +1,58 @@
+"""Shared helpers: build architectures, generate modules into tmp folders and import them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GENERATED = ROOT / "generated"
+
+
+def make_arch(**overrides: Any):
+    """An Arch from a plain mapping, validated like a file."""
+    from symbp.spec import arch_from_mapping
+
+    doc: dict[str, Any] = {
+        "name": "net",
+        "input": 3,
+        "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "sigmoid"}],
+        "loss": "mse",
+    }
+    doc.update(overrides)
+    return arch_from_mapping(doc)
+
+
+def build_module(arch: Any, folder: Path) -> ModuleType:
+    """Generate arch into folder and import the module."""
+    from symbp.gradcheck import import_path
+    from symbp.pipeline import generate, write_files
+
+    result = generate(arch)
+    write_files(result.files, folder)
+    return import_path(folder / f"{arch.name}.py")
+
+
+@pytest.fixture
+def module_for(tmp_path: Path):
+    """Factory fixture: module_for(arch) -> the imported generated module."""
+    counter = {"n": 0}
+
+    def build(arch: Any) -> ModuleType:
+        counter["n"] += 1
+        folder = tmp_path / f"m{counter['n']}"
+        return build_module(arch, folder)
+
+    return build
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite generated/ from examples/ instead of comparing",
+    )

@@ -1,0 +1,112 @@
+"""Generated gradients vs central finite differences (float64), across the option matrix."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from symbp.gradcheck import TOLERANCE, check_module
+from tests.conftest import make_arch
+
+ELEMENTWISE = [
+    "identity", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
+    "softplus", "swish", "silu", "gelu",
+]
+LOSSES = ["mse", "bce", "cross_entropy", {"expr": "(yhat - y)**4 / 4 + abs(yhat - y)"}]
+OUTPUT_FOR_LOSS = {"mse": "identity", "bce": "sigmoid", "cross_entropy": "softmax"}
+
+
+def _assert_close(module, arch) -> None:
+    rows = check_module(module, arch, seed=3, n=6)
+    bad = [(r.name, r.max_rel) for r in rows if not r.ok]
+    assert not bad, f"gradients off: {bad}"
+    assert all(r.max_rel <= TOLERANCE for r in rows)
+
+
+@pytest.mark.parametrize("activation", ELEMENTWISE)
+@pytest.mark.parametrize("layout", ["column", "row"])
+def test_every_hidden_activation(module_for, activation: str, layout: str) -> None:
+    arch = make_arch(
+        layout=layout,
+        layers=[
+            {"units": 5, "activation": activation},
+            {"units": 4, "activation": activation},
+            {"units": 3, "activation": "identity"},
+        ],
+    )
+    _assert_close(module_for(arch), arch)
+
+
+@pytest.mark.parametrize(
+    "loss, output",
+    [
+        (loss if isinstance(loss, str) else "expr", out)
+        for loss, out in itertools.product(
+            ["mse", "bce", "cross_entropy", "expr"],
+            ["identity", "sigmoid", "softmax", "tanh", "softplus"],
+        )
+    ],
+)
+def test_every_loss_with_every_output(module_for, loss: str, output: str) -> None:
+    spec = {"expr": "(yhat - y)**2 + yhat**4 / 8"} if loss == "expr" else loss
+    if loss in ("bce", "cross_entropy") and output in ("identity", "tanh"):
+        pytest.skip("log of a non-positive output is undefined: not a valid pairing")
+    arch = make_arch(
+        loss=spec,
+        layers=[{"units": 4, "activation": "tanh"}, {"units": 3, "activation": output}],
+    )
+    _assert_close(module_for(arch), arch)
+
+
+@pytest.mark.parametrize("layout", ["column", "row"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_options(module_for, layout: str, dtype: str, reduction: str, l2: float) -> None:
+    arch = make_arch(layout=layout, dtype="float64", reduction=reduction, l2=l2)
+    _assert_close(module_for(arch), arch)
+    # The float32 module: same gradients to float32 precision, and float32 arrays out.
+    arch32 = make_arch(layout=layout, dtype=dtype, reduction=reduction, l2=l2)
+    m32 = module_for(arch32)
+    m64 = module_for(arch)
+    rng = np.random.default_rng(0)
+    params = m64.init_params(0)
+    X = rng.standard_normal((5, 3) if layout == "row" else (3, 5))
+    Y = rng.standard_normal((5, 2) if layout == "row" else (2, 5))
+    l64, g64 = m64.loss_and_grads(params, X, Y)
+    p32 = {k: v.astype(dtype) for k, v in params.items()}
+    l32, g32 = m32.loss_and_grads(p32, X.astype(dtype), Y.astype(dtype))
+    assert abs(l32 - l64) <= 1e-5 * max(1.0, abs(l64))
+    for key in params:
+        assert g32[key].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(g32[key], g64[key], rtol=2e-4, atol=2e-5)
+
+
+def test_custom_activation_mish(module_for) -> None:
+    arch = make_arch(
+        activations={"mish": "x*tanh(log(1 + exp(x)))"},
+        layers=[{"units": 4, "activation": "mish"}, {"units": 2, "activation": "identity"}],
+    )
+    _assert_close(module_for(arch), arch)
+
+
+def test_shapes_and_api(module_for) -> None:
+    for layout, bias in (("column", (4, 1)), ("row", (4,))):
+        arch = make_arch(layout=layout)
+        m = module_for(arch)
+        assert m.LAYER_SIZES == (3, 4, 2)
+        p = m.init_params(seed=1)
+        assert sorted(p) == ["W1", "W2", "b1", "b2"]
+        assert p["W1"].shape == (4, 3) and p["b1"].shape == bias
+        X = np.ones((3, 6)) if layout == "column" else np.ones((6, 3))
+        Y = np.zeros((2, 6)) if layout == "column" else np.zeros((6, 2))
+        out = m.forward(p, X)
+        assert out.shape == Y.shape
+        value, grads = m.loss_and_grads(p, X, Y)
+        assert isinstance(value, float) and value == pytest.approx(m.loss(p, X, Y))
+        assert {k: g.shape for k, g in grads.items()} == {k: v.shape for k, v in p.items()}
+        # init_params is seeded: same seed, same weights; another seed, others.
+        np.testing.assert_array_equal(m.init_params(1)["W1"], p["W1"])
+        assert not np.array_equal(m.init_params(2)["W1"], p["W1"])

@@ -12,6 +12,7 @@ import sympy as sp
 from symbp.derive import Derivation, LayerDerivation
 from symbp.labels import layer_label, numbering
 from symbp.printing import NumPyPrinter
+from symbp.stable import through_sigmoid
 
 HE_INIT = ("relu", "leaky_relu", "elu")
 
@@ -41,7 +42,7 @@ def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> 
             printer.used.add("_softmax")
             a_code = f"_softmax({printer.doprint(sp.Symbol(f'Z{l}'))})"
         else:
-            a_code = printer.doprint(layer.a)
+            a_code = printer.doprint(through_sigmoid(layer.a))
         steps.append(
             {
                 "index": l,
@@ -65,7 +66,7 @@ def _backward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) ->
             {
                 "index": l,
                 "is_output": layer.is_output,
-                "delta": printer.doprint(layer.delta),
+                "delta": printer.doprint(through_sigmoid(layer.delta)),
                 "dW": printer.doprint(layer.dW),
                 "db": printer.doprint(layer.db),
                 "eq_delta": eq[layer_label("delta", l)],
@@ -82,7 +83,7 @@ def _loss_code(d: Derivation, printer: NumPyPrinter) -> str:
     renamed = out.loss_array.xreplace(
         {sp.Symbol("A", real=True): sp.Symbol(f"A{L}"), sp.Symbol("Z", real=True): sp.Symbol(f"Z{L}")}
     )
-    return printer.doprint(renamed)
+    return printer.doprint(through_sigmoid(renamed))
 
 
 def module_context(d: Derivation) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sympy as sp
 from symbp.activations import X
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
+from symbp.complexity import backward_forward_ratio, layer_costs
 from symbp.derive import Derivation, LayerDerivation, general_batch, unit_loss
 from symbp.labels import layer_label, numbering
 from symbp.latex import tex
@@ -50,6 +51,7 @@ def _activation_entry(act: ActivationDerivation) -> dict[str, Any]:
     x = sp.Symbol("x", real=True)
     return {
         "name": _escape(act.name),
+        "raw_name": act.name,
         "f": tex(act.f),
         "raw": tex(act.raw),
         "simplified": tex(act.simplified),
@@ -85,6 +87,7 @@ def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> d
         "n_in": layer.n_in,
         "n_out": layer.n_out,
         "activation": _escape(layer.activation),
+        "raw_activation": layer.activation,
         "is_output": layer.is_output,
         "a": a_tex,
         "fprime": _fprime_tex(layer),
@@ -125,13 +128,48 @@ def _general_entry(d: Derivation) -> dict[str, str]:
     return entry
 
 
+def _graph(n_layers: int) -> dict[str, Any]:
+    """Box positions (mm) of the computation graph x -> z1 -> a1 -> ... -> L."""
+    shown = list(range(1, n_layers + 1)) if n_layers <= 3 else [1, 2, None, n_layers]
+    nodes: list[dict[str, Any]] = [{"x": 0, "text": "x", "param": ""}]
+    x = 0
+    for layer in shown:
+        x += 17
+        if layer is None:
+            nodes.append({"x": x, "text": r"\cdots", "param": "", "dots": True})
+            continue
+        nodes.append({"x": x, "text": f"z^{{({layer})}}", "param": f"W^{{({layer})}}, b^{{({layer})}}"})
+        x += 17
+        nodes.append({"x": x, "text": f"a^{{({layer})}}", "param": ""})
+    x += 17
+    nodes.append({"x": x, "text": "L", "param": "y"})
+    for node in nodes:
+        node.setdefault("dots", False)
+    text = " -> ".join(n["text"].replace("^{(", "(").replace(")}", ")") for n in nodes)
+    return {"nodes": nodes, "width": x + 12, "text": text.replace("\\cdots", "...")}
+
+
+def _complexity(sizes: tuple[int, ...]) -> dict[str, Any]:
+    costs = layer_costs(sizes)
+    return {
+        "rows": costs,
+        "params": sum(c.params for c in costs),
+        "forward": sum(c.forward for c in costs),
+        "backward": sum(c.backward for c in costs),
+        "ratio": f"{backward_forward_ratio(sizes):.3f}",
+    }
+
+
 def document_context(d: Derivation) -> dict[str, Any]:
     """Everything derivation.tex.j2 needs."""
     arch = d.arch
     eq = numbering(len(d.layers))
     return {
         "name": _escape(arch.name),
+        "raw_name": arch.name,
+        "raw_loss_expr": arch.loss.expr or "",
         "sizes": "--".join(str(n) for n in arch.layer_sizes),
+        "sizes_plain": "-".join(str(n) for n in arch.layer_sizes),
         "layout": arch.layout,
         "dtype": arch.dtype,
         "reduction": arch.reduction,
@@ -144,4 +182,7 @@ def document_context(d: Derivation) -> dict[str, Any]:
         "activations": [_activation_entry(a) for a in d.activations.values()],
         "output": _output_entry(d),
         "layers": [_layer_entry(d, layer, eq) for layer in d.layers],
+        "graph": _graph(len(d.layers)),
+        "graph_text": _graph(len(d.layers))["text"],
+        "complexity": _complexity(arch.layer_sizes),
     }

@@ -53,6 +53,8 @@ def render_all(d: Derivation, body_only: bool = False) -> dict[str, str]:
     doc["header"] = header_lines("derivation.tex.j2", source, arch.source_sha256)
     doc["body_only"] = body_only
     files[f"{arch.name}.tex"] = render("derivation.tex.j2", doc)
+    doc["header"] = header_lines("derivation.md.j2", source, arch.source_sha256)
+    files[f"{arch.name}.md"] = render("derivation.md.j2", doc)
     return files
 
 

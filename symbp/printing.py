@@ -16,7 +16,7 @@ from symbp.errors import DerivationError
 from symbp.output import LogSumExp, UnitSum
 
 FUNCTIONS = {
-    sp.exp: "np.exp",
+    sp.exp: "_exp",
     sp.log: "np.log",
     sp.sin: "np.sin",
     sp.cos: "np.cos",
@@ -30,7 +30,7 @@ FUNCTIONS = {
     sp.erf: "_erf",
 }
 
-HELPERS = ("_sigmoid", "_softplus", "_softmax", "_erf", "_logsumexp")
+HELPERS = ("_exp", "_sigmoid", "_softplus", "_softmax", "_erf", "_logsumexp")
 
 ALLOWED = (
     sp.Symbol, sp.Integer, sp.Rational, sp.Float, sp.Add, sp.Mul, sp.Pow, sp.Piecewise,
@@ -43,8 +43,8 @@ ALLOWED = (
 
 
 def _is_sigmoid(expr: sp.Pow) -> sp.Expr | None:
-    """u when expr is 1/(1 + exp(-u)), else None."""
-    if expr.exp != -1 or not isinstance(expr.base, sp.Add):
+    """u when expr is (1 + exp(-u))**(-k), a power of sigmoid(u), else None."""
+    if not (expr.exp.is_Integer and expr.exp < 0) or not isinstance(expr.base, sp.Add):
         return None
     terms = sp.Add.make_args(expr.base)
     if len(terms) != 2 or sp.S.One not in terms:
@@ -121,7 +121,8 @@ class NumPyPrinter(StrPrinter):
         u = _is_sigmoid(expr)
         if u is not None:
             self.used.add("_sigmoid")
-            return f"_sigmoid({self._print(u)})"
+            power = "" if expr.exp == -1 else f"**{-expr.exp}"
+            return f"_sigmoid({self._print(u)}){power}"
         if expr.exp == sp.S.Half:
             return f"np.sqrt({self._print(expr.base)})"
         if expr.exp == -sp.S.Half:

@@ -1,0 +1,44 @@
+"""Rewrite derived expressions into forms that do not overflow in floating point.
+
+SymPy's derivative of x*sigmoid(x) contains exp(-x)/(1 + exp(-x))**2, which is
+inf/inf at x = -1000. With s = 1/(1 + exp(-u)) one has exp(-u) = (1 - s)/s, so
+the same expression is a polynomial in s: x*s*(1 - s) + s. This module makes
+that substitution when it removes every exp(+-u) and leaves no division by s or
+1 - s; the printer then evaluates s with its overflow-free sigmoid.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symbp import bounded
+
+
+def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
+    """Every u such that 1/(1 + exp(-u)) occurs in expr (as a power of 1 + exp(-u))."""
+    found = []
+    for p in expr.atoms(sp.Pow):
+        base = p.base
+        if not (p.exp.is_Integer and p.exp < 0 and isinstance(base, sp.Add)):
+            continue
+        terms = sp.Add.make_args(base)
+        if len(terms) == 2 and sp.S.One in terms:
+            other = terms[0] if terms[1] == sp.S.One else terms[1]
+            if isinstance(other, sp.exp):
+                found.append(-other.args[0])
+    return sorted(set(found), key=sp.default_sort_key)
+
+
+def through_sigmoid(expr: sp.Expr) -> sp.Expr:
+    """expr with exp(+-u) written through s = sigmoid(u), when that is exact and division-free."""
+    for u in _sigmoid_args(expr):
+        s = sp.Dummy("s", positive=True)
+        candidate = expr.subs({sp.exp(-u): (1 - s) / s, sp.exp(u): s / (1 - s)})
+        candidate = bounded.bounded(lambda c=candidate: sp.factor(sp.cancel(c)), None)
+        if candidate is None or candidate.has(sp.exp(u), sp.exp(-u)):
+            continue
+        _, denom = sp.fraction(sp.together(candidate))
+        if denom.has(s):
+            continue
+        expr = candidate.xreplace({s: 1 / (1 + sp.exp(-u))})
+    return expr

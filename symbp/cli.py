@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; exit 1 with a diff if outputs are stale"
     )
     gen.add_argument("--timings", action="store_true", help="print the time of each stage")
-    gen.add_argument("--body", action="store_true", help="LaTeX body to \\input (no preamble)")
+    gen.add_argument(
+        "--body", action="store_true", help="also write <name>_body.tex to \\input into a paper"
+    )
+    gen.add_argument("--pdf", action="store_true", help="also compile <name>.pdf with pdflatex")
     chk = sub.add_parser("gradcheck", help="check generated gradients by finite differences")
     chk.add_argument("arch", help="the architecture file (arch.yaml)")
     chk.add_argument("--seed", type=int, default=0, help="random seed for data and parameters")
@@ -78,6 +81,10 @@ def _generate(args: argparse.Namespace) -> int:
         return 0
     for path in write_files(result.files, out, force=args.force):
         print(f"wrote {path}")
+    if args.pdf:
+        from symbp.pdf import compile_pdf
+
+        print(f"wrote {compile_pdf(out / f'{result.arch.name}.tex')}")
     return 0
 
 

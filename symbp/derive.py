@@ -80,6 +80,23 @@ class Derivation:
     layers: tuple[LayerDerivation, ...]
     l2: sp.Expr = field(default=sp.S.Zero)
 
+    def _repr_latex_(self) -> str:
+        """Jupyter: the per-layer recursion and gradients as display math."""
+        from symbp.latex import tex
+
+        lines = []
+        for layer in self.layers:
+            l = layer.index
+            lines.append(rf"\delta^{{({l})}} &= {tex(layer.delta)}")
+            lines.append(rf"\frac{{\partial L}}{{\partial W^{{({l})}}}} &= {tex(layer.dW, batch=True)}")
+        return "$$\\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$$"
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the whole Markdown derivation document."""
+        from symbp.pipeline import render_markdown
+
+        return render_markdown(self)
+
     def __repr__(self) -> str:
         acts = ", ".join(f"{k}: {v.backward_form}" for k, v in self.activations.items())
         return (

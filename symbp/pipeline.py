@@ -42,7 +42,7 @@ def _timed(timings: dict[str, float], stage: str, call: Callable):
 
 
 def render_all(d: Derivation, body_only: bool = False) -> dict[str, str]:
-    """Render every output file of the derivation (name -> text)."""
+    """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex."""
     arch = d.arch
     source = Path(arch.source).name
     files = {}
@@ -51,11 +51,23 @@ def render_all(d: Derivation, body_only: bool = False) -> dict[str, str]:
     files[f"{arch.name}.py"] = render("module.py.j2", ctx)
     doc = document_context(d)
     doc["header"] = header_lines("derivation.tex.j2", source, arch.source_sha256)
-    doc["body_only"] = body_only
+    doc["body_only"] = False
     files[f"{arch.name}.tex"] = render("derivation.tex.j2", doc)
+    if body_only:
+        # The same derivation without preamble, to \input into a paper.
+        doc["body_only"] = True
+        files[f"{arch.name}_body.tex"] = render("derivation.tex.j2", doc)
     doc["header"] = header_lines("derivation.md.j2", source, arch.source_sha256)
     files[f"{arch.name}.md"] = render("derivation.md.j2", doc)
     return files
+
+
+def render_markdown(d: Derivation) -> str:
+    """The Markdown derivation document alone."""
+    doc = document_context(d)
+    doc["header"] = header_lines("derivation.md.j2", Path(d.arch.source).name, d.arch.source_sha256)
+    doc["body_only"] = False
+    return render("derivation.md.j2", doc)
 
 
 def generate(arch: Arch | str | os.PathLike, body_only: bool = False) -> Generated:

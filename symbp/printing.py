@@ -79,6 +79,13 @@ class NumPyPrinter(StrPrinter):
                 f"symbp cannot print {type(expr).__name__} ({expr}) as NumPy code",
                 fix="use the functions listed in the README's expression reference",
             )
+        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational:
+            # Constant subexpressions (sqrt(2), pi) become Python floats: NumPy treats
+            # those as weakly typed, so float32 arrays are not promoted to float64.
+            value = complex(expr.evalf(20))
+            if value.imag != 0:
+                raise DerivationError(f"complex constant {expr} in a derived expression")
+            return repr(value.real) if value.real >= 0 else f"({value.real!r})"
         return super()._print(expr, **kwargs)
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:

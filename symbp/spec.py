@@ -1,35 +1,49 @@
-"""arch.yaml (schema v1) -> frozen dataclasses. No SymPy objects are stored here.
+"""The architecture file ``arch.yaml`` (schema v1) -> frozen dataclasses (no SymPy objects).
 
-    name: seed_net       # optional Python identifier; default: the file's stem
-    layout: column       # column (default) | row
-    dtype: float64       # float64 (default) | float32
-    input: 2             # input dimension, 1 <= d <= 1,000,000
-    layers:              # non-empty list of {units, activation}
-      - {units: 4, activation: sigmoid}
-      - {units: 1, activation: sigmoid}
-    loss: bce            # mse | bce | cross_entropy | {expr: "<expression in yhat and y>"}
-    reduction: mean      # mean (default) | sum
-    l2: 0.0              # optional, >= 0
-    activations:         # optional custom elementwise activations, expressions in x
+Schema v1::
+
+    name: seed_net      # optional: a Python identifier (ASCII, not a keyword, <= 64 characters);
+                        # default: the file's stem, non-identifier characters replaced by '_'
+                        # ('net_' prefixed if it starts with a digit)
+    layout: column      # column (default: X has shape (features, n)) | row (X is (n, features))
+    dtype: float64      # float64 (default) | float32
+    input: 2            # the input dimension, an integer >= 1
+    layers:             # a non-empty list; each entry has exactly `units` and `activation`
+      - units: 4        # an integer >= 1
+        activation: sigmoid
+    loss: mse           # mse | bce | cross_entropy | {expr: "<expression in yhat and y>"}
+    reduction: mean     # mean (default) | sum
+    l2: 0.0             # optional number >= 0 (the weight-decay coefficient)
+    activations:        # optional custom elementwise activations: name -> expression in x
       mish: "x*tanh(log(1 + exp(x)))"
 
-Every error names the file, line and column, the YAML path and a fix.
+Activations are the built-ins :data:`BUILTIN_ACTIVATIONS`, the aliases in
+:data:`ACTIVATION_ALIASES` (resolved to their canonical name) or a key of ``activations``;
+``softmax`` is only allowed on the last layer. Expressions use the language of
+:mod:`symbp.expr`. Limits: ``input`` and ``units`` <= 1,000,000, at most 10,000 layers and
+2,000,000,000 parameters, files of at most 1 MiB.
+
+Every problem raises :class:`~symbp.errors.SpecError` (``ExpressionError`` for expressions)
+carrying the file, the 1-based line and column, the YAML path (e.g. ``layers[1].activation``),
+a message and a fix. :class:`Arch` equality ignores provenance (``source``,
+``source_sha256``, ``marks``): two files describing the same network compare equal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import keyword
 import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Any
 
-import sympy as sp
+import sympy
 
 from symbp import _yaml
 from symbp.errors import ExpressionError, SpecError
@@ -37,41 +51,47 @@ from symbp.expr import parse_expression
 
 SCHEMA_VERSION = 1
 BUILTIN_ACTIVATIONS = (
-    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu", "softmax",
-)
+    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu",
+    "softmax",
+)  # fmt: skip
 ACTIVATION_ALIASES = {"linear": "identity", "silu": "swish"}
 LOSSES = ("mse", "bce", "cross_entropy")
 LAYOUTS = ("column", "row")
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("mean", "sum")
 TOP_KEYS = ("name", "layout", "dtype", "input", "layers", "loss", "reduction", "l2", "activations")
-REQUIRED = ("input", "layers", "loss")
+REQUIRED_KEYS = ("input", "layers", "loss")
 LAYER_KEYS = ("units", "activation")
 MAX_UNITS = 1_000_000
 MAX_LAYERS = 10_000
-MAX_PARAMS = 2_000_000_000
-MAX_NAME = 64
+MAX_PARAMETERS = 2_000_000_000
+MAX_NAME_LENGTH = 64
+MAX_CUSTOM_ACTIVATIONS = 32
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_X = sympy.Symbol("x", real=True)
+_LOSS_VARIABLES = {"yhat": sympy.Symbol("yhat", real=True), "y": sympy.Symbol("y", real=True)}
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One dense layer: its width and activation (canonical name)."""
+    """One dense layer: ``units`` outputs followed by an elementwise (or softmax) activation."""
 
     units: int
-    activation: str
+    activation: str  # canonical: aliases resolved (linear->identity, silu->swish) or a custom name
 
 
 @dataclass(frozen=True)
 class Loss:
-    """The declared loss: a built-in kind, or an expression e(yhat, y) per output unit."""
+    """The loss: a built-in kind, or ``kind == "expr"`` with the expression's source text."""
 
-    kind: str
-    expr: str | None = None
+    kind: str  # "mse" | "bce" | "cross_entropy" | "expr"
+    expr: str | None = None  # the expression source text when kind == "expr"
 
 
 @dataclass(frozen=True)
 class Arch:
-    """A validated architecture."""
+    """A validated architecture. Equality and hashing ignore where it came from."""
 
     name: str
     input: int
@@ -81,241 +101,380 @@ class Arch:
     dtype: str = "float64"
     reduction: str = "mean"
     l2: float = 0.0
-    activations: tuple[tuple[str, str], ...] = ()
-    source: str = "<memory>"
-    source_sha256: str = ""
-    marks: tuple[tuple[str, int, int], ...] = ()
+    activations: tuple[tuple[str, str], ...] = ()  # custom activations (name, source), sorted
+    source: str = field(default="<memory>", compare=False)  # the file name as given
+    source_sha256: str = field(default="", compare=False, repr=False)  # "" when from a dict
+    marks: tuple[tuple[str, int, int], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
+        """(input, units_1, ..., units_L)."""
         return (self.input, *(layer.units for layer in self.layers))
 
     def mark(self, path: str) -> tuple[int, int] | None:
-        for p, line, column in self.marks:
-            if p == path:
+        """The 1-based (line, column) of the value at a YAML path, if it was read from a file."""
+        for where, line, column in self.marks:
+            if where == path:
                 return line, column
         return None
-
-    def __repr__(self) -> str:
-        acts = "-".join(layer.activation for layer in self.layers)
-        return (
-            f"Arch({self.name!r}: sizes {self.layer_sizes}, {acts}, loss {self.loss.kind}, "
-            f"{self.layout}, {self.dtype}, {self.reduction}, l2={self.l2})"
-        )
-
-
-class _Checker:
-    """Validation with locations: every failure becomes a SpecError at the right line."""
-
-    def __init__(self, source: str, marks: _yaml.Marks) -> None:
-        self.source = source
-        self.marks = marks
-
-    def fail(self, path: str, message: str, fix: str | None = None, key: bool = False) -> SpecError:
-        line_col = self.marks.get(f"{path}#key" if key else path) or self.marks.get(path)
-        line, column = line_col if line_col else (None, None)
-        return SpecError(message, file=self.source, line=line, column=column, path=path or None, fix=fix)
-
-    def choice(self, path: str, value: Any, allowed: tuple[str, ...], what: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(path, f"{what} must be a string, got {_kind(value)}", _one_of(allowed))
-        if value not in allowed:
-            raise self.fail(path, f"unknown {what} {value!r}", _did_you_mean(value, allowed))
-        return value
-
-    def integer(self, path: str, value: Any, low: int, high: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fix = f"write {int(value)}" if isinstance(value, float) and value.is_integer() else None
-            raise self.fail(path, f"expected a whole number, got {_kind(value)}", fix or f"write a number from {low} to {high:,}")
-        if not low <= value <= high:
-            raise self.fail(path, f"{value:,} is out of range", f"use a number from {low} to {high:,}")
-        return value
-
-    def keys(self, path: str, doc: Mapping[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
-        for key in doc:
-            if key not in allowed:
-                child = f"{path}.{key}" if path else key
-                raise self.fail(child, f"unknown key '{key}'", _did_you_mean(key, allowed), key=True)
-        missing = [k for k in required if k not in doc]
-        if missing:
-            names = ", ".join(f"'{k}'" for k in missing)
-            raise self.fail(path, f"missing required key{'s' if len(missing) > 1 else ''} {names}",
-                            f"add {names}; required keys are {', '.join(required)}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {bool: "a boolean", int: "an integer", float: "a decimal number", str: "a string",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__) + (
-        f" ({value!r})" if isinstance(value, (bool, int, float, str)) and len(repr(value)) < 40 else "")
-
-
-def _one_of(allowed: tuple[str, ...] | list[str]) -> str:
-    return "use one of: " + ", ".join(allowed)
-
-
-def _did_you_mean(value: str, allowed: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(value, list(allowed), n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return hint + _one_of(allowed)
-
-
-def _default_name(source: str) -> str:
-    stem = Path(source).stem if source and not source.startswith("<") else "net"
-    name = re.sub(r"\W", "_", stem, flags=re.ASCII) or "net"
-    if name[0].isdigit():
-        name = "net_" + name
-    if keyword.iskeyword(name):
-        name += "_net"
-    return name[:MAX_NAME]
-
-
-_X = sp.Symbol("x", real=True)
-_LOSS_VARS = {"yhat": sp.Symbol("yhat", real=True), "y": sp.Symbol("y", real=True)}
-
-
-def _check_expression(c: _Checker, path: str, text: Any, variables: Mapping[str, sp.Symbol]) -> str:
-    """Validate an expression string now, so its errors point into the file."""
-    if not isinstance(text, str):
-        raise c.fail(path, f"expected an expression string, got {_kind(text)}", "quote the expression")
-    try:
-        parse_expression(text, variables)
-    except ExpressionError as exc:
-        raise c.fail(path, exc.message, exc.fix) from None
-    return text
-
-
-def _name(c: _Checker, doc: Mapping[str, Any], source: str) -> str:
-    if "name" not in doc:
-        return _default_name(source)
-    name = doc["name"]
-    if not isinstance(name, str):
-        raise c.fail("name", f"name must be a string, got {_kind(name)}", "write a Python identifier such as my_net")
-    if "/" in name or "\\" in name or not name.isidentifier() or not name.isascii() or keyword.iskeyword(name) or len(name) > MAX_NAME:
-        suggestion = _default_name(name) if name.strip() else "my_net"
-        raise c.fail("name", f"{name!r} is not usable as a module name",
-                     f"use an ASCII Python identifier of at most {MAX_NAME} characters, e.g. '{suggestion}'")
-    return name
-
-
-def _custom_activations(c: _Checker, doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    raw = doc.get("activations", {})
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        raise c.fail("activations", f"expected a mapping name -> expression, got {_kind(raw)}",
-                     'write e.g.  activations: {mish: "x*tanh(softplus(x))"}')
-    out = []
-    for name, text in raw.items():
-        path = f"activations.{name}"
-        if not name.isidentifier() or not name.isascii() or keyword.iskeyword(name):
-            raise c.fail(path, f"{name!r} is not a valid activation name", "use a plain identifier", key=True)
-        if name in BUILTIN_ACTIVATIONS or name in ACTIVATION_ALIASES:
-            raise c.fail(path, f"'{name}' is a built-in activation", "choose another name", key=True)
-        out.append((name, _check_expression(c, path, text, {"x": _X})))
-    return tuple(sorted(out))
-
-
-def _layers(c: _Checker, doc: Mapping[str, Any], custom: tuple[tuple[str, str], ...]) -> tuple[Layer, ...]:
-    raw = doc["layers"]
-    if not isinstance(raw, list) or not raw:
-        raise c.fail("layers", f"layers must be a non-empty list, got {_kind(raw)}",
-                     "list the layers, e.g.  - {units: 4, activation: sigmoid}")
-    if len(raw) > MAX_LAYERS:
-        raise c.fail("layers", f"{len(raw):,} layers is too many", f"use at most {MAX_LAYERS:,}")
-    known = [*BUILTIN_ACTIVATIONS, *ACTIVATION_ALIASES, *(n for n, _ in custom)]
-    layers = []
-    for i, entry in enumerate(raw):
-        path = f"layers[{i}]"
-        if not isinstance(entry, dict):
-            raise c.fail(path, f"each layer must be a mapping, got {_kind(entry)}", "write {units: 4, activation: tanh}")
-        c.keys(path, entry, LAYER_KEYS, LAYER_KEYS)
-        units = c.integer(f"{path}.units", entry["units"], 1, MAX_UNITS)
-        act = entry["activation"]
-        if not isinstance(act, str) or act not in known:
-            what = f"unknown activation {act!r}" if isinstance(act, str) else f"activation must be a string, got {_kind(act)}"
-            raise c.fail(f"{path}.activation", what, _did_you_mean(str(act), known))
-        act = ACTIVATION_ALIASES.get(act, act)
-        if act == "softmax" and i != len(raw) - 1:
-            raise c.fail(f"{path}.activation", "softmax is only supported on the last layer",
-                         "use an elementwise activation (tanh, relu, ...) for hidden layers")
-        layers.append(Layer(units, act))
-    return tuple(layers)
-
-
-def _loss(c: _Checker, doc: Mapping[str, Any]) -> Loss:
-    raw = doc["loss"]
-    if isinstance(raw, dict):
-        c.keys("loss", raw, ("expr",), ("expr",))
-        return Loss("expr", _check_expression(c, "loss.expr", raw["expr"], _LOSS_VARS))
-    if not isinstance(raw, str) or raw not in LOSSES:
-        what = f"unknown loss {raw!r}" if isinstance(raw, str) else f"loss must be a name or {{expr: ...}}, got {_kind(raw)}"
-        raise c.fail("loss", what, _did_you_mean(str(raw), LOSSES) + ', or {expr: "<expression in yhat and y>"}')
-    return Loss(raw)
-
-
-def _l2(c: _Checker, doc: Mapping[str, Any]) -> float:
-    value = doc.get("l2", 0.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise c.fail("l2", f"l2 must be a number, got {_kind(value)}", "write e.g. l2: 0.001")
-    if not math.isfinite(value) or value < 0 or value > 1e6:
-        raise c.fail("l2", f"l2 = {value!r} is out of range", "use a finite number from 0 to 1e6")
-    return float(value)
-
-
-def _validate(doc: Any, c: _Checker, source: str, sha: str) -> Arch:
-    if not isinstance(doc, dict):
-        raise c.fail("", f"the file must be a mapping, got {_kind(doc)}",
-                     "write keys input, layers and loss at the top level (see the README)")
-    c.keys("", doc, TOP_KEYS, REQUIRED)
-    custom = _custom_activations(c, doc)
-    layers = _layers(c, doc, custom)
-    d = c.integer("input", doc["input"], 1, MAX_UNITS)
-    sizes = [d, *(layer.units for layer in layers)]
-    params = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
-    if params > MAX_PARAMS:
-        raise c.fail("layers", f"the network has {params:,} parameters", f"use at most {MAX_PARAMS:,}")
-    return Arch(
-        name=_name(c, doc, source),
-        input=d,
-        layers=layers,
-        loss=_loss(c, doc),
-        layout=c.choice("layout", doc.get("layout", "column"), LAYOUTS, "layout"),
-        dtype=c.choice("dtype", doc.get("dtype", "float64"), DTYPES, "dtype"),
-        reduction=c.choice("reduction", doc.get("reduction", "mean"), REDUCTIONS, "reduction"),
-        l2=_l2(c, doc),
-        activations=custom,
-        source=source,
-        source_sha256=sha,
-        marks=tuple(sorted((p, lc[0], lc[1]) for p, lc in c.marks.items() if not p.endswith("#key"))),
-    )
-
-
-def parse_arch(data: bytes | str, filename: str = "<string>") -> Arch:
-    """Validate the text of an architecture file."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    sha = hashlib.sha256(raw).hexdigest()
-    text = _yaml.decode(data, filename)
-    node = _yaml.compose(text, filename)
-    if node is None:
-        raise SpecError("the file is empty", file=filename, fix="write keys input, layers and loss (see the README)")
-    converter = _yaml.Converter(filename)
-    doc = converter.value(node, "")
-    return _validate(doc, _Checker(filename, converter.marks), filename, sha)
 
 
 def load_arch(path: str | os.PathLike[str]) -> Arch:
     """Read and validate an architecture file."""
-    name = os.fspath(path)
+    filename = os.fspath(path)
     try:
-        with open(name, "rb") as handle:
+        with open(filename, "rb") as handle:
             data = handle.read(_yaml.MAX_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror or exc}", file=name) from None
-    return parse_arch(data, name)
+    except OSError as err:
+        raise SpecError(
+            f"cannot read file: {err.strerror or err}",
+            file=filename,
+            fix="check the path and the file's permissions",
+        ) from None
+    return parse_arch(data, filename)
+
+
+def parse_arch(data: bytes | str, filename: str = "<string>") -> Arch:
+    """Validate the text of an architecture file; ``filename`` is used in messages and names."""
+    if isinstance(data, str):
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise SpecError(
+                f"the text cannot be encoded as UTF-8 ({err.reason})", file=filename
+            ) from None
+    raw = bytes(data)
+    document = _yaml.load_document(raw, filename)
+    checker = _Checker(filename, document.marks, document.key_marks)
+    arch = _build(checker, document.value, filename)
+    marks = tuple((p, line, col) for p, (line, col) in document.marks.items() if p)
+    return dataclasses.replace(arch, source_sha256=hashlib.sha256(raw).hexdigest(), marks=marks)
 
 
 def arch_from_mapping(doc: Mapping[str, Any], source: str = "<dict>") -> Arch:
-    """Validate an architecture given as a Python mapping (the Python API)."""
-    return _validate(dict(doc), _Checker(source, {}), source, "")
+    """Validate an already-parsed document (plain dicts and lists) like a file."""
+    return _build(_Checker(source, {}, {}), doc, source)
+
+
+class _Checker:
+    """Makes located SpecErrors and checks the generic shapes (keys, integers, choices)."""
+
+    def __init__(
+        self, source: str, marks: Mapping[str, _yaml.Mark], key_marks: Mapping[str, _yaml.Mark]
+    ) -> None:
+        self.source = source
+        self.marks = marks
+        self.key_marks = key_marks
+
+    def locate(self, path: str, key: bool = False) -> _yaml.Mark | None:
+        """The mark of ``path`` (its key if ``key``), else of its nearest located parent."""
+        if key and path in self.key_marks:
+            return self.key_marks[path]
+        while path not in self.marks and path:
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[: max(cut, 0)]
+        return self.marks.get(path)
+
+    def fail(
+        self,
+        path: str,
+        message: str,
+        fix: str | None = None,
+        key: bool = False,
+        error: type[SpecError] = SpecError,
+    ) -> SpecError:
+        """A SpecError at ``path``."""
+        line, column = self.locate(path, key) or (None, None)
+        return error(
+            message, file=self.source, line=line, column=column, path=path or None, fix=fix
+        )
+
+    def mapping(
+        self, value: Any, path: str, allowed: Sequence[str], required: Sequence[str], what: str
+    ) -> Mapping[str, Any]:
+        """A mapping with only ``allowed`` keys and all ``required`` ones."""
+        if not isinstance(value, Mapping):
+            raise self.fail(
+                path,
+                f"{what} must be a mapping, got {_describe(value)}",
+                f"write it as keys: {', '.join(required or allowed)}",
+            )
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(path, f"keys must be strings, got {_describe(key)}")
+            if key not in allowed:
+                raise self.fail(
+                    _yaml.join(path, key),
+                    f"unknown key '{key}' in {what}{_did_you_mean(key, allowed)}",
+                    f"allowed keys: {', '.join(allowed)}",
+                    key=True,
+                )
+        missing = [key for key in required if key not in value]
+        if missing:
+            names = ", ".join(f"'{key}'" for key in missing)
+            raise self.fail(
+                path,
+                f"{what} is missing the required key{'s' * (len(missing) > 1)} {names}",
+                f"add {', '.join(missing)}",
+            )
+        return value
+
+    def integer(self, value: Any, path: str, low: int, high: int) -> int:
+        """An integer in [low, high]; bools, floats and strings are refused with a fix."""
+        what = path.rsplit(".", 1)[-1]
+        if isinstance(value, Integral) and not isinstance(value, bool):
+            if low <= int(value) <= high:
+                return int(value)
+            raise self.fail(
+                path,
+                f"{what} must be between {low:,} and {high:,}, got {int(value):,}",
+                f"use a value from {low} to {high:,}",
+            )
+        fix = f"write a whole number such as {low}"
+        if isinstance(value, float) and value.is_integer():
+            fix = f"write {int(value)}"
+        elif isinstance(value, str) and value.strip().isdigit():
+            fix = f"remove the quotes: {value.strip()}"
+        raise self.fail(path, f"{what} must be a whole number, got {_describe(value)}", fix)
+
+    def choice(self, value: Any, path: str, allowed: Sequence[str], what: str) -> str:
+        """A string among ``allowed``."""
+        if not isinstance(value, str):
+            raise self.fail(
+                path,
+                f"{what} must be a string, got {_describe(value)}",
+                f"use one of: {', '.join(allowed)}",
+            )
+        if value not in allowed:
+            raise self.fail(
+                path,
+                f"unknown {what} '{value}'{_did_you_mean(value, allowed)}",
+                f"use one of: {', '.join(allowed)}",
+            )
+        return value
+
+
+def _describe(value: Any) -> str:
+    """A short description of a value's YAML type for messages."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return "a mapping" if isinstance(value, Mapping) else f"a {type(value).__name__}"
+
+
+def _did_you_mean(word: str, allowed: Sequence[str]) -> str:
+    """' (did you mean 'x'?)' for the closest allowed word, or ''."""
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _build(c: _Checker, doc: Any, source: str) -> Arch:
+    """Validate every field (cheap checks first, expressions last) and build the Arch."""
+    if not isinstance(doc, Mapping):
+        raise c.fail(
+            "",
+            "the file must be a mapping with keys input, layers, loss",
+            "start from:  input: 2 / layers: [{units: 1, activation: sigmoid}] / loss: mse",
+        )
+    c.mapping(doc, "", TOP_KEYS, REQUIRED_KEYS, "the architecture")
+    custom = _custom_activations(c, doc.get("activations") or {})
+    arch = Arch(
+        name=_name(c, doc, source),
+        input=c.integer(doc["input"], "input", 1, MAX_UNITS),
+        layers=_layers(c, doc["layers"], custom),
+        loss=_loss(c, doc["loss"]),
+        layout=c.choice(doc.get("layout", "column"), "layout", LAYOUTS, "layout"),
+        dtype=c.choice(doc.get("dtype", "float64"), "dtype", DTYPES, "dtype"),
+        reduction=c.choice(doc.get("reduction", "mean"), "reduction", REDUCTIONS, "reduction"),
+        l2=_l2(c, doc.get("l2", 0.0)),
+        activations=custom,
+        source=source,
+    )
+    _check_parameters(c, arch.layer_sizes)
+    for name, text in custom:
+        _expression(c, _yaml.join("activations", name), text, {"x": _X})
+    if arch.loss.expr is not None:
+        _expression(c, "loss.expr", arch.loss.expr, _LOSS_VARIABLES)
+    return arch
+
+
+def _name(c: _Checker, doc: Mapping[str, Any], source: str) -> str:
+    """The given name (validated) or one derived from the file's stem."""
+    if "name" not in doc:
+        return _default_name(source)
+    name = doc["name"]
+    fix = f"use a Python identifier such as '{_default_name(str(name))}'"
+    if not isinstance(name, str):
+        raise c.fail("name", f"name must be a string, got {_describe(name)}", fix)
+    if "/" in name or "\\" in name:
+        raise c.fail("name", f"name must not contain '/' or '\\': {name!r}", fix)
+    if not _is_identifier(name):
+        raise c.fail(
+            "name",
+            f"name must be a Python identifier (ASCII, not a keyword, at most "
+            f"{MAX_NAME_LENGTH} characters): {name!r}",
+            fix,
+        )
+    return name
+
+
+def _is_identifier(name: Any) -> bool:
+    """An ASCII identifier that is not a keyword and not too long."""
+    return (
+        isinstance(name, str)
+        and len(name) <= MAX_NAME_LENGTH
+        and _IDENTIFIER.fullmatch(name) is not None
+        and not keyword.iskeyword(name)
+    )
+
+
+def _default_name(source: str) -> str:
+    """A module name from a file name: its stem made into an identifier."""
+    base = re.split(r"[\\/]", source)[-1]
+    dot = base.rfind(".")
+    stem = base[:dot] if dot > 0 else base
+    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    if (source.startswith("<") and source.endswith(">")) or not name.strip("_"):
+        return "net"
+    if name[0].isdigit():
+        name = "net_" + name
+    name = name[:MAX_NAME_LENGTH]
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
+    """Custom activation names and texts, sorted by name (expressions are checked later)."""
+    if not isinstance(value, Mapping):
+        raise c.fail(
+            "activations",
+            f"activations must be a mapping, got {_describe(value)}",
+            'write e.g.  activations: {mish: "x*tanh(softplus(x))"}',
+        )
+    if len(value) > MAX_CUSTOM_ACTIVATIONS:
+        raise c.fail("activations", f"at most {MAX_CUSTOM_ACTIVATIONS} custom activations")
+    for name, text in value.items():
+        path = _yaml.join("activations", str(name))
+        if not _is_identifier(name):
+            raise c.fail(
+                path,
+                f"custom activation names must be identifiers: {name!r}",
+                "use letters, digits and '_' (not starting with a digit)",
+                key=True,
+            )
+        if name in BUILTIN_ACTIVATIONS or name in ACTIVATION_ALIASES:
+            raise c.fail(
+                path,
+                f"'{name}' is already a built-in activation",
+                f"rename it, e.g. 'my_{name}'",
+                key=True,
+            )
+        if not isinstance(text, str):
+            raise c.fail(
+                path,
+                f"the activation must be an expression string in x, got {_describe(text)}",
+                'quote it, e.g. "2*x"',
+            )
+    return tuple(sorted(value.items()))
+
+
+def _layers(c: _Checker, value: Any, custom: tuple[tuple[str, str], ...]) -> tuple[Layer, ...]:
+    """The layer list: each entry exactly {units, activation}; softmax only last."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise c.fail(
+            "layers",
+            f"layers must be a list, got {_describe(value)}",
+            "write one '- units: N' / '  activation: NAME' entry per layer",
+        )
+    if not value:
+        raise c.fail(
+            "layers",
+            "layers must not be empty",
+            "add at least one layer, e.g. - {units: 1, activation: sigmoid}",
+        )
+    if len(value) > MAX_LAYERS:
+        raise c.fail("layers", f"too many layers ({len(value):,}, at most {MAX_LAYERS:,})")
+    names = [*BUILTIN_ACTIVATIONS, *ACTIVATION_ALIASES, *(name for name, _ in custom)]
+    layers = []
+    for index, entry in enumerate(value):
+        path = f"layers[{index}]"
+        c.mapping(entry, path, LAYER_KEYS, LAYER_KEYS, f"layer {index}")
+        units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
+        activation = c.choice(entry["activation"], f"{path}.activation", names, "activation")
+        activation = ACTIVATION_ALIASES.get(activation, activation)
+        if activation == "softmax" and index != len(value) - 1:
+            raise c.fail(
+                f"{path}.activation",
+                "softmax is only allowed on the last layer",
+                "use another activation here (e.g. relu, tanh or sigmoid)",
+            )
+        layers.append(Layer(units, activation))
+    return tuple(layers)
+
+
+def _loss(c: _Checker, value: Any) -> Loss:
+    """A built-in loss name or {expr: "..."} (the expression is checked later)."""
+    if isinstance(value, Mapping):
+        c.mapping(value, "loss", ("expr",), ("expr",), "the loss")
+        text = value["expr"]
+        if not isinstance(text, str):
+            raise c.fail(
+                "loss.expr",
+                f"the loss expression must be a string, got {_describe(text)}",
+                'quote it, e.g. "(yhat - y)**2"',
+            )
+        return Loss("expr", text)
+    if isinstance(value, str) and value not in LOSSES and any(ch in value for ch in "()*+-/"):
+        raise c.fail(
+            "loss", f"unknown loss '{value}'", f'for a custom loss write  loss: {{expr: "{value}"}}'
+        )
+    return Loss(c.choice(value, "loss", LOSSES, "loss"))
+
+
+def _l2(c: _Checker, value: Any) -> float:
+    """The L2 coefficient: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        fix = "write a number such as 0.0001"
+        if isinstance(value, str):
+            fix = "remove the quotes" if _is_number(value) else fix
+        raise c.fail("l2", f"l2 must be a number, got {_describe(value)}", fix)
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise c.fail(
+            "l2",
+            f"l2 must be a finite number >= 0, got {value}",
+            "use 0 for no weight decay, or a small positive value",
+        )
+    return number
+
+
+def _is_number(text: str) -> bool:
+    """Whether float() accepts the text."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_parameters(c: _Checker, sizes: tuple[int, ...]) -> None:
+    """Refuse networks with more than MAX_PARAMETERS weights and biases."""
+    count = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
+    if count > MAX_PARAMETERS:
+        raise c.fail(
+            "layers",
+            f"the network has {count:,} parameters (at most {MAX_PARAMETERS:,})",
+            "use fewer or smaller layers",
+        )
+
+
+def _expression(c: _Checker, path: str, text: str, variables: Mapping[str, Any]) -> None:
+    """Validate an expression, re-raising its error at the YAML position."""
+    try:
+        parse_expression(text, variables)
+    except ExpressionError as err:
+        raise c.fail(path, err.message, err.fix, error=ExpressionError) from err

@@ -75,3 +75,40 @@ def test_seed_document_shows_derived_steps() -> None:
     # sigmoid + bce: the output error SymPy simplified is c (a - y).
     out = re.search(r"\\label\{eq:delta-2\}\n(.*)\n", tex)
     assert out and "a^{(2)} - y" in out.group(1).replace(r"\left(", "").replace(r"\right)", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it")
+def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
+    files = generate(EXAMPLES / "seed.yaml", body_only=True).files
+    body = files["seed_net_body.tex"]
+    assert r"\documentclass" not in body and r"\begin{document}" not in body
+    assert "Packages it needs" in body
+    (tmp_path / "seed_net_body.tex").write_text(body)
+    paper = tmp_path / "paper.tex"
+    paper.write_text(
+        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,booktabs,longtable}\n"
+        "\\newcommand{\\R}{\\mathbb{R}}\n"  # a macro papers often define themselves
+        "\\begin{document}\nOur gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:delta-1}.\n"
+        "\\section{Derivation}\\label{sec:x}\n\\input{seed_net_body}\n\\end{document}\n"
+    )
+    log = compile_tex(paper)
+    problems = [ln for ln in log.splitlines() if BAD_LOG.search(ln)]
+    assert not problems, problems[:10]
+
+
+def test_markdown_has_the_same_equations() -> None:
+    files = generate(EXAMPLES / "seed.yaml").files
+    tex, md = files["seed_net.tex"], files["seed_net.md"]
+    tex_tags = re.findall(r"\\tag\{(\d+)\}", tex)
+    md_tags = re.findall(r"\\tag\{(\d+)\}", md)
+    assert tex_tags == md_tags and tex_tags
+    assert md.count("$$") % 2 == 0
+
+
+def test_derivation_displays_in_jupyter() -> None:
+    from symbp import derive
+
+    d = derive(EXAMPLES / "seed.yaml")
+    latex = d._repr_latex_()
+    assert latex.startswith("$$") and r"\delta^{(1)}" in latex
+    assert "## 5. The output layer" in d._repr_markdown_()

@@ -1,0 +1,79 @@
+"""The JSON Schema of arch.yaml (v1), for editors that validate and complete YAML.
+
+Built from the same constants the validator uses, so the two cannot drift apart.
+`symbp schema` prints it; generated/arch.schema.json is the committed copy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from symbp import spec
+from symbp.expr import ALLOWED_FUNCTIONS
+
+_EXPR_HELP = (
+    "An expression using numbers, + - * / ** (constant exponents), parentheses, "
+    f"{', '.join(ALLOWED_FUNCTIONS)}, pi and e."
+)
+
+
+def _expression(variables: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": 500, "description": f"{_EXPR_HELP} Variables: {variables}."}
+
+
+def arch_schema() -> dict[str, Any]:
+    """The schema as a JSON-ready dict."""
+    names = sorted([*spec.BUILTIN_ACTIVATIONS, *spec.ACTIVATION_ALIASES])
+    activation = {
+        "type": "string",
+        "description": "A built-in activation or a name defined under 'activations'.",
+        "anyOf": [{"enum": names}, {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}],
+    }
+    layer = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["units", "activation"],
+        "properties": {
+            "units": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+            "activation": activation,
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://symbp.invalid/schema/arch-v1.json",
+        "title": "symbp architecture file (schema v1)",
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(spec.REQUIRED),
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": spec.MAX_NAME},
+            "layout": {"enum": list(spec.LAYOUTS), "default": "column"},
+            "dtype": {"enum": list(spec.DTYPES), "default": "float64"},
+            "input": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+            "layers": {"type": "array", "minItems": 1, "maxItems": spec.MAX_LAYERS, "items": layer},
+            "loss": {
+                "oneOf": [
+                    {"enum": list(spec.LOSSES)},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["expr"],
+                        "properties": {"expr": _expression("yhat, y")},
+                    },
+                ]
+            },
+            "reduction": {"enum": list(spec.REDUCTIONS), "default": "mean"},
+            "l2": {"type": "number", "minimum": 0, "maximum": 1e6, "default": 0.0},
+            "activations": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"enum": names}},
+                "additionalProperties": _expression("x"),
+            },
+        },
+    }
+
+
+def schema_json() -> str:
+    """The schema as deterministic JSON text."""
+    return json.dumps(arch_schema(), indent=2, sort_keys=True) + "\n"

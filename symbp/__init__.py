@@ -1,8 +1,8 @@
 """symbp: SymPy derives backpropagation for a dense network; Jinja renders NumPy and LaTeX.
 
-    >>> import symbp
-    >>> d = symbp.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
-    >>> result = symbp.generate("examples/seed.yaml")  # derivation + rendered files
+>>> import symbp
+>>> d = symbp.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
+>>> result = symbp.generate("examples/seed.yaml")  # derivation + rendered files
 """
 
 from __future__ import annotations

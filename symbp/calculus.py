@@ -139,7 +139,7 @@ def _piecewise_in_a(f: sp.Piecewise, d: sp.Expr) -> sp.Expr | None:
     lows = [sp.S.NegativeInfinity, *cuts]
     highs = [*cuts, sp.S.Infinity]
     branches: list[tuple[sp.Expr, sp.Expr]] = []
-    for k, (lo, hi) in enumerate(zip(lows, highs)):
+    for k, (lo, hi) in enumerate(zip(lows, highs, strict=True)):
         g = _interval_in_a(f, d, lo, hi)
         if g is None:
             return None

@@ -19,7 +19,7 @@ from symbp.errors import SymbpError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symbp",
-        description="Derive backpropagation with SymPy; generate NumPy code and a LaTeX derivation.",
+        description="Derive backpropagation with SymPy; generate NumPy and LaTeX.",
     )
     parser.add_argument("--version", action="version", version=f"symbp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--out", default="generated", help="output folder (default: generated/)")
     gen.add_argument("--force", action="store_true", help="overwrite files symbp did not write")
     gen.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 with a diff if outputs are stale"
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff if outputs are stale",
     )
     gen.add_argument("--timings", action="store_true", help="print the time of each stage")
     gen.add_argument(
@@ -120,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback
         print(
-            f"symbp: internal error ({type(exc).__name__}: {exc}); please report it with the input file",
+            f"symbp: internal error ({type(exc).__name__}: {exc}); "
+            "please report it with the input file",
             file=sys.stderr,
         )
         return 3

@@ -81,7 +81,10 @@ def _loss_code(d: Derivation, printer: NumPyPrinter) -> str:
     L = len(d.layers)
     out = d.output
     renamed = out.loss_array.xreplace(
-        {sp.Symbol("A", real=True): sp.Symbol(f"A{L}"), sp.Symbol("Z", real=True): sp.Symbol(f"Z{L}")}
+        {
+            sp.Symbol("A", real=True): sp.Symbol(f"A{L}"),
+            sp.Symbol("Z", real=True): sp.Symbol(f"Z{L}"),
+        }
     )
     return printer.doprint(through_sigmoid(renamed))
 

@@ -24,7 +24,7 @@ from symbp.indexed import (
     LayerCalculus,
     layer_calculus,
 )
-from symbp.output import ARR_A, ARR_Y, ARR_Z, YHAT_VAR, Y_VAR, OutputDerivation, derive_output
+from symbp.output import ARR_A, ARR_Y, ARR_Z, Y_VAR, YHAT_VAR, OutputDerivation, derive_output
 from symbp.spec import Arch
 
 L2_WEIGHT = sp.Symbol("lambda", positive=True)  # the file's l2 coefficient
@@ -88,7 +88,9 @@ class Derivation:
         for layer in self.layers:
             l = layer.index
             lines.append(rf"\delta^{{({l})}} &= {tex(layer.delta)}")
-            lines.append(rf"\frac{{\partial L}}{{\partial W^{{({l})}}}} &= {tex(layer.dW, batch=True)}")
+            lines.append(
+                rf"\frac{{\partial L}}{{\partial W^{{({l})}}}} &= {tex(layer.dW, batch=True)}"
+            )
         return "$$\\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$$"
 
     def _repr_markdown_(self) -> str:
@@ -142,9 +144,7 @@ def _specialise(calc: LayerCalculus, l: int, sizes: tuple[int, ...], row: bool) 
 
 def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
     """Derive each distinct elementwise activation of the network once."""
-    custom = {
-        name: parse_expression(text, {"x": X}) for name, text in arch.activations
-    }
+    custom = {name: parse_expression(text, {"x": X}) for name, text in arch.activations}
     derived: dict[str, ActivationDerivation] = {}
     for layer in arch.layers:
         name = layer.activation
@@ -155,7 +155,9 @@ def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
 
 def _rename(expr: sp.Expr, l: int) -> sp.Expr:
     """Whole-array symbols A, Z of the output formulas -> this layer's A<l>, Z<l>."""
-    return expr.xreplace({ARR_A: sp.Symbol(f"A{l}", real=True), ARR_Z: sp.Symbol(f"Z{l}", real=True)})
+    return expr.xreplace(
+        {ARR_A: sp.Symbol(f"A{l}", real=True), ARR_Z: sp.Symbol(f"Z{l}", real=True)}
+    )
 
 
 def _hidden_delta(act: ActivationDerivation, l: int) -> sp.Expr:
@@ -165,7 +167,9 @@ def _hidden_delta(act: ActivationDerivation, l: int) -> sp.Expr:
     return incoming * fprime.xreplace({X: sp.Symbol(f"Z{l}", real=True)})
 
 
-def _layer(arch: Arch, calc: LayerCalculus, acts: dict, out: OutputDerivation, l: int) -> LayerDerivation:
+def _layer(
+    arch: Arch, calc: LayerCalculus, acts: dict, out: OutputDerivation, l: int
+) -> LayerDerivation:
     sizes = arch.layer_sizes
     name = arch.layers[l - 1].activation
     act = acts.get(name)
@@ -223,7 +227,9 @@ def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:
     n_in, n_out, n_next = sp.symbols("n_in n_out n_next", integer=True, positive=True)
 
     def stored(name: str, units: sp.Expr) -> sp.MatrixExpr:
-        mat = sp.MatrixSymbol(name, N_BATCH, units) if row else sp.MatrixSymbol(name, units, N_BATCH)
+        mat = (
+            sp.MatrixSymbol(name, N_BATCH, units) if row else sp.MatrixSymbol(name, units, N_BATCH)
+        )
         return mat.T if row else mat
 
     w, b = sp.MatrixSymbol("W", n_out, n_in), sp.MatrixSymbol("b", n_out, 1)

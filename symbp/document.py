@@ -79,9 +79,10 @@ def _fprime_tex(layer: LayerDerivation) -> str:
 def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> dict[str, Any]:
     l = layer.index
     row = d.arch.layout == "row"
-    a_tex = r"\operatorname{softmax}\left(z^{(%d)}\right)" % l if layer.act is None else tex(
-        layer.a.xreplace({sp.Symbol(f"Z{l}", real=True): sp.Symbol(f"Z{l}", real=True)})
-    )
+    if layer.act is None:
+        a_tex = rf"\operatorname{{softmax}}\left(z^{{({l})}}\right)"
+    else:
+        a_tex = tex(layer.a)
     return {
         "index": l,
         "n_in": layer.n_in,
@@ -138,7 +139,9 @@ def _graph(n_layers: int) -> dict[str, Any]:
         if layer is None:
             nodes.append({"x": x, "text": r"\cdots", "param": "", "dots": True})
             continue
-        nodes.append({"x": x, "text": f"z^{{({layer})}}", "param": f"W^{{({layer})}}, b^{{({layer})}}"})
+        nodes.append(
+            {"x": x, "text": f"z^{{({layer})}}", "param": f"W^{{({layer})}}, b^{{({layer})}}"}
+        )
         x += 17
         nodes.append({"x": x, "text": f"a^{{({layer})}}", "param": ""})
     x += 17

@@ -77,7 +77,9 @@ def _entries(shape: tuple[int, ...], limit: int, rng: np.random.Generator) -> li
     return [every[i] for i in sorted(picks)]
 
 
-def central_difference(module: ModuleType, params: dict, X: Any, Y: Any, key: str, idx: tuple) -> float:
+def central_difference(
+    module: ModuleType, params: dict, X: Any, Y: Any, key: str, idx: tuple
+) -> float:
     """(L(p + h e) - L(p - h e)) / 2h for one entry."""
     plus = {k: v.copy() for k, v in params.items()}
     minus = {k: v.copy() for k, v in params.items()}
@@ -86,7 +88,9 @@ def central_difference(module: ModuleType, params: dict, X: Any, Y: Any, key: st
     return (module.loss(plus, X, Y) - module.loss(minus, X, Y)) / (2 * STEP)
 
 
-def check_module(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7, limit: int = 40) -> list[GradRow]:
+def check_module(
+    module: ModuleType, arch: Arch, seed: int = 0, n: int = 7, limit: int = 40
+) -> list[GradRow]:
     """Compare loss_and_grads with central differences, entry by entry."""
     params, X, Y = random_problem(module, arch, seed, n)
     _, grads = module.loss_and_grads(params, X, Y)
@@ -98,7 +102,11 @@ def check_module(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7, limi
         got = np.array([grads[key][i] for i in entries])
         err = np.abs(got - fd)
         scale = max(float(np.max(np.abs(fd))), 1e-8)
-        rows.append(GradRow(key, params[key].shape, len(entries), float(err.max()), float(err.max() / scale)))
+        rows.append(
+            GradRow(
+                key, params[key].shape, len(entries), float(err.max()), float(err.max() / scale)
+            )
+        )
     return rows
 
 
@@ -116,9 +124,15 @@ def gradcheck(arch: Arch, seed: int = 0, n: int = 7, limit: int = 40) -> list[Gr
 
 def format_table(rows: list[GradRow]) -> str:
     """A plain-text table of the comparison."""
-    lines = [f"{'parameter':<10} {'shape':<12} {'checked':>7} {'max abs err':>12} {'max rel err':>12}  result"]
+    lines = [
+        f"{'parameter':<10} {'shape':<12} {'checked':>7} "
+        f"{'max abs err':>12} {'max rel err':>12}  result"
+    ]
     for r in rows:
         shape = "x".join(str(s) for s in r.shape)
         verdict = "ok" if r.ok else "FAIL"
-        lines.append(f"{r.name:<10} {shape:<12} {r.checked:>7} {r.max_abs:>12.3e} {r.max_rel:>12.3e}  {verdict}")
+        lines.append(
+            f"{r.name:<10} {shape:<12} {r.checked:>7} "
+            f"{r.max_abs:>12.3e} {r.max_rel:>12.3e}  {verdict}"
+        )
     return "\n".join(lines)

@@ -31,7 +31,14 @@ def symbol_tex(name: str, batch: bool) -> str | None:
     """Seed notation for symbp's array names (A2 -> a^{(2)}, or A^{(2)} in batch form)."""
     m = _LAYERED.match(name)
     if m is None:
-        return {"Y": "Y" if batch else "y", "c": "c", "A": "a", "Z": "z", "y": "y", "yhat": r"\hat{y}"}.get(name)
+        return {
+            "Y": "Y" if batch else "y",
+            "c": "c",
+            "A": "a",
+            "Z": "z",
+            "y": "y",
+            "yhat": r"\hat{y}",
+        }.get(name)
     kind, layer = m.groups()
     if kind == "G":
         nxt = int(layer) + 1

@@ -16,7 +16,7 @@ import sympy as sp
 from symbp import bounded
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
-from symbp.indexed import A_OUT, J, K, M, N_UNITS, Y, Z, in_range, sum_terms
+from symbp.indexed import A_OUT, N_UNITS, J, K, M, Y, Z, in_range, sum_terms
 
 YHAT_VAR = sp.Symbol("yhat", real=True)
 Y_VAR = sp.Symbol("y", real=True)
@@ -91,8 +91,9 @@ def elementwise_jacobian(act: ActivationDerivation) -> sp.Expr:
 def _probability_target(expr: sp.Expr) -> sp.Expr:
     """Use sum_k y_k = 1 (a one-hot or probability target)."""
     return expr.replace(
-        lambda e: isinstance(e, sp.Sum) and isinstance(e.function, sp.Indexed)
-        and e.function.base == Y,
+        lambda e: (
+            isinstance(e, sp.Sum) and isinstance(e.function, sp.Indexed) and e.function.base == Y
+        ),
         lambda e: sp.S.One,
     )
 
@@ -132,8 +133,11 @@ def to_array(expr: sp.Expr) -> sp.Expr:
         return LogSumExp(ARR_Z)
 
     expr = expr.replace(
-        lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.Sum)
-        and e.args[0].function == sp.exp(Z[e.args[0].limits[0][0]]),
+        lambda e: (
+            isinstance(e, sp.log)
+            and isinstance(e.args[0], sp.Sum)
+            and e.args[0].function == sp.exp(Z[e.args[0].limits[0][0]])
+        ),
         log_sum_exp,
     )
     expr = expr.replace(lambda e: isinstance(e, sp.Sum), unit_sum)
@@ -147,7 +151,9 @@ def _safe_logs(expr: sp.Expr) -> bool:
     """True when every log is log(1 + exp(u)) or a LogSumExp: both have stable forms."""
     for lg in expr.atoms(sp.log):
         terms = sp.Add.make_args(lg.args[0])
-        if not (len(terms) == 2 and sp.S.One in terms and any(isinstance(t, sp.exp) for t in terms)):
+        if not (
+            len(terms) == 2 and sp.S.One in terms and any(isinstance(t, sp.exp) for t in terms)
+        ):
             return False
     return True
 

@@ -19,19 +19,25 @@ def pdflatex_available() -> bool:
 def compile_pdf(tex: Path) -> Path:
     """Run pdflatex twice (for references) and put <name>.pdf next to the .tex."""
     if not pdflatex_available():
-        raise OutputError("pdflatex was not found, so no PDF was made", file=str(tex), fix=INSTALL_HINT)
+        raise OutputError(
+            "pdflatex was not found, so no PDF was made", file=str(tex), fix=INSTALL_HINT
+        )
     with tempfile.TemporaryDirectory(prefix="symbp-pdf-") as scratch:
         work = Path(scratch) / tex.name
         shutil.copy(tex, work)
         for _ in range(2):
             run = subprocess.run(
                 ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", work.name],
-                cwd=scratch, capture_output=True, text=True, timeout=300,
+                cwd=scratch,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             if run.returncode != 0:
                 last = [ln for ln in run.stdout.splitlines() if ln.startswith("!")][:3]
                 raise OutputError(
-                    "pdflatex failed: " + ("; ".join(last) or "see its log"), file=str(tex),
+                    "pdflatex failed: " + ("; ".join(last) or "see its log"),
+                    file=str(tex),
                     fix="please report this: generated documents should always compile",
                 )
         target = tex.with_suffix(".pdf")

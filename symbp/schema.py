@@ -19,7 +19,12 @@ _EXPR_HELP = (
 
 
 def _expression(variables: str) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": 500, "description": f"{_EXPR_HELP} Variables: {variables}."}
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 500,
+        "description": f"{_EXPR_HELP} Variables: {variables}.",
+    }
 
 
 def arch_schema() -> dict[str, Any]:
@@ -47,7 +52,11 @@ def arch_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": list(spec.REQUIRED),
         "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": spec.MAX_NAME},
+            "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "maxLength": spec.MAX_NAME,
+            },
             "layout": {"enum": list(spec.LAYOUTS), "default": "column"},
             "dtype": {"enum": list(spec.DTYPES), "default": "float64"},
             "input": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},

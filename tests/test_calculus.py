@@ -7,7 +7,7 @@ import sympy as sp
 
 from symbp.activations import BUILTIN, X
 from symbp.calculus import A, derive_activation
-from symbp.output import ARR_A, ARR_Y, SCALE, YHAT_VAR, Y_VAR, UnitSum, derive_output
+from symbp.output import ARR_A, ARR_Y, SCALE, Y_VAR, YHAT_VAR, UnitSum, derive_output
 
 EXPECTED_IN_A = {
     "sigmoid": A * (1 - A),
@@ -72,19 +72,22 @@ def _components(expr: sp.Expr, a: list, y: list) -> list:
     """Evaluate a whole-array output formula unit by unit (UnitSum sums over units)."""
 
     def unit_sum(h: sp.Expr) -> sp.Expr:
-        return sum(h.subs({ARR_A: ak, ARR_Y: yk}) for ak, yk in zip(a, y))
+        return sum(h.subs({ARR_A: ak, ARR_Y: yk}) for ak, yk in zip(a, y, strict=True))
 
     total = expr.replace(UnitSum, unit_sum)
-    return [sp.nsimplify(total.subs({ARR_A: aj, ARR_Y: yj, SCALE: 1})) for aj, yj in zip(a, y)]
+    return [
+        sp.nsimplify(total.subs({ARR_A: aj, ARR_Y: yj, SCALE: 1}))
+        for aj, yj in zip(a, y, strict=True)
+    ]
 
 
 def test_softmax_with_mse_goes_through_the_jacobian() -> None:
     out = derive_output(MSE, None, False)
     a = [sp.Rational(1, 5), sp.Rational(3, 10), sp.Rational(1, 2)]
     y = [sp.Integer(1), sp.Integer(0), sp.Integer(2)]
-    g = [ak - yk for ak, yk in zip(a, y)]  # dl/da for mse
-    inner = sum(gk * ak for gk, ak in zip(g, a))
-    want = [aj * (gj - inner) for aj, gj in zip(a, g)]  # a * (g - sum_k g_k a_k)
+    g = [ak - yk for ak, yk in zip(a, y, strict=True)]  # dl/da for mse
+    inner = sum(gk * ak for gk, ak in zip(g, a, strict=True))
+    want = [aj * (gj - inner) for aj, gj in zip(a, g, strict=True)]  # a * (g - sum_k g_k a_k)
     assert _components(out.delta_array, a, y) == want
 
 

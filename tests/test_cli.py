@@ -10,11 +10,17 @@ from pathlib import Path
 from tests.conftest import EXAMPLES, ROOT
 
 
-def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "symbp", *args],
-        capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=full_env,
+        timeout=300,
     )
 
 
@@ -89,7 +95,12 @@ def test_generated_module_imports_without_sympy_jinja_or_symbp(tmp_path: Path) -
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"

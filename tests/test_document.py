@@ -22,13 +22,18 @@ def compile_tex(tex: Path) -> str:
     for _ in range(2):
         r = subprocess.run(
             ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", tex.name],
-            cwd=tex.parent, capture_output=True, text=True, timeout=180,
+            cwd=tex.parent,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert r.returncode == 0, r.stdout[-3000:]
     return (tex.parent / (tex.stem + ".log")).read_text(errors="replace")
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it")
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it"
+)
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
 def test_committed_tex_compiles_without_warnings(example: Path, tmp_path: Path) -> None:
     name = generate(example).arch.name
@@ -63,7 +68,7 @@ def test_equation_numbers_cited_in_code_exist_in_document(example: Path) -> None
     assert cited <= tags, f"cited but not in the document: {sorted(cited - tags)}"
     # The delta equation cited for each layer is the one labelled eq:delta-<l>.
     for layer in range(1, len(result.arch.layers) + 1):
-        m = re.search(r"\\tag\{(\d+)\}\\label\{eq:delta-%d\}" % layer, tex)
+        m = re.search(r"\\tag\{(\d+)\}\\label\{eq:delta-" + str(layer) + r"\}", tex)
         assert m, layer
         assert f"# layer {layer}" in code and f"delta (eq. ({m.group(1)}))" in code
 
@@ -77,7 +82,9 @@ def test_seed_document_shows_derived_steps() -> None:
     assert out and "a^{(2)} - y" in out.group(1).replace(r"\left(", "").replace(r"\right)", "")
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it")
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it"
+)
 def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
     files = generate(EXAMPLES / "seed.yaml", body_only=True).files
     body = files["seed_net_body.tex"]
@@ -88,7 +95,8 @@ def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
     paper.write_text(
         "\\documentclass{article}\n\\usepackage{amsmath,amssymb,booktabs,longtable}\n"
         "\\newcommand{\\R}{\\mathbb{R}}\n"  # a macro papers often define themselves
-        "\\begin{document}\nOur gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:delta-1}.\n"
+        "\\begin{document}\n"
+        "Our gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:delta-1}.\n"
         "\\section{Derivation}\\label{sec:x}\n\\input{seed_net_body}\n\\end{document}\n"
     )
     log = compile_tex(paper)

@@ -30,8 +30,10 @@ def test_generated_matches_committed(example: Path, request: pytest.FixtureReque
         old = committed.read_text(encoding="utf-8")
         if old != text:
             diff = difflib.unified_diff(
-                old.splitlines(keepends=True), text.splitlines(keepends=True),
-                fromfile=f"committed {name}", tofile=f"regenerated {name}",
+                old.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=f"committed {name}",
+                tofile=f"regenerated {name}",
             )
             problems.append("".join(list(diff)[:80]))
     assert not problems, "\n".join(problems)

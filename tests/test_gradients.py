@@ -9,8 +9,17 @@ from symbp.gradcheck import TOLERANCE, check_module
 from tests.conftest import make_arch
 
 ELEMENTWISE = [
-    "identity", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
-    "softplus", "swish", "silu", "gelu",
+    "identity",
+    "linear",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "swish",
+    "silu",
+    "gelu",
 ]
 
 

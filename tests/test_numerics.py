@@ -9,7 +9,12 @@ from symbp.gradcheck import check_module
 from tests.conftest import make_arch
 
 HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu", "identity"]
-OUTPUTS = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"), ("sigmoid", "mse")]
+OUTPUTS = [
+    ("sigmoid", "bce"),
+    ("softmax", "cross_entropy"),
+    ("identity", "mse"),
+    ("sigmoid", "mse"),
+]
 
 
 def extreme_batch(arch, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +48,9 @@ def unit_params(m) -> dict:
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("output, loss", OUTPUTS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_no_floating_point_errors_at_1000(module_for, hidden: str, output: str, loss: str, dtype: str) -> None:
+def test_no_floating_point_errors_at_1000(
+    module_for, hidden: str, output: str, loss: str, dtype: str
+) -> None:
     arch = make_arch(
         dtype=dtype,
         loss=loss,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,18 @@ from symbp import __version__
 _SOURCE_TREE = Path(__file__).resolve().parent.parent / "templates"
 
 
-def template_dir() -> Path:
-    """templates/ of a source checkout, else the copy installed as symbp.templates."""
-    if _SOURCE_TREE.is_dir():
-        return _SOURCE_TREE
-    return Path(str(resources.files("symbp.templates")))
+def _loader() -> jinja2.BaseLoader:
+    """templates/ of a source checkout, else the copy installed inside the package."""
+    if (_SOURCE_TREE / "module.py.j2").is_file():
+        return jinja2.FileSystemLoader(str(_SOURCE_TREE))
+    return jinja2.PackageLoader("symbp", "templates")
 
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """StrictUndefined: a missing context value is an error, never an empty string."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir())),
+        loader=_loader(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

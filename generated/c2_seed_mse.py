@@ -95,7 +95,6 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W1 = params["W1"]
     W2 = params["W2"]
     A0 = cache["A0"]
     A1 = cache["A1"]

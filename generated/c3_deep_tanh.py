@@ -130,7 +130,6 @@ def forward(params, X):
 
 def _loss_value(params, cache, Y, scale):
     """The loss (eq. (3)) from the cached forward pass."""
-    A9 = cache["A9"]
     Z9 = cache["Z9"]  # the loss is evaluated from the logits, stably
     value = scale * np.sum(-Y*(Z9 - _logsumexp(Z9)))
     return float(value)
@@ -159,7 +158,6 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W1 = params["W1"]
     W2 = params["W2"]
     W3 = params["W3"]
     W4 = params["W4"]
@@ -178,7 +176,6 @@ def _loss_and_grads(params, X, Y):
     A7 = cache["A7"]
     A8 = cache["A8"]
     A9 = cache["A9"]
-    Z9 = cache["Z9"]
     grads = {}
     # layer 9 (output): delta (eq. (58)), dW (eq. (59)), db (eq. (60))
     delta9 = scale*(A9 - Y)

@@ -97,7 +97,6 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W1 = params["W1"]
     W2 = params["W2"]
     W3 = params["W3"]
     A0 = cache["A0"]

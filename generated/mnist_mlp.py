@@ -88,7 +88,6 @@ def forward(params, X):
 
 def _loss_value(params, cache, Y, scale):
     """The loss (eq. (3)) from the cached forward pass."""
-    A3 = cache["A3"]
     Z3 = cache["Z3"]  # the loss is evaluated from the logits, stably
     value = scale * np.sum(-Y*(Z3 - _logsumexp(Z3)))
     return float(value)
@@ -117,14 +116,12 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W1 = params["W1"]
     W2 = params["W2"]
     W3 = params["W3"]
     A0 = cache["A0"]
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
-    Z3 = cache["Z3"]
     grads = {}
     # layer 3 (output): delta (eq. (28)), dW (eq. (29)), db (eq. (30))
     delta3 = scale*(A3 - Y)

@@ -73,7 +73,6 @@ def forward(params, X):
 
 def _loss_value(params, cache, Y, scale):
     """The loss (eq. (3)) from the cached forward pass."""
-    A2 = cache["A2"]
     Z2 = cache["Z2"]  # the loss is evaluated from the logits, stably
     value = scale * np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2)))
     return float(value)
@@ -102,12 +101,10 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W1 = params["W1"]
     W2 = params["W2"]
     A0 = cache["A0"]
     A1 = cache["A1"]
     A2 = cache["A2"]
-    Z2 = cache["Z2"]
     grads = {}
     # layer 2 (output): delta (eq. (23)), dW (eq. (24)), db (eq. (25))
     delta2 = scale*(A2 - Y)

@@ -5,6 +5,7 @@ All math is printed here by symbp.printing; the template only lays the strings o
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sympy as sp
@@ -119,7 +120,10 @@ def module_context(d: Derivation) -> dict[str, Any]:
                 "activation": layer.activation,
             }
         )
+    text = " ".join(f"{b['delta']} {b['dW']} {b['db']}" for b in backward)
+    used = set(re.findall(r"\b[AZW]\d+\b", text))
     return {
+        "backward_loads": sorted(used, key=lambda n: (n[0] != "W", n[0], int(n[1:]))),
         "name": arch.name,
         "layer_sizes": arch.layer_sizes,
         "layout": arch.layout,

@@ -1,10 +1,18 @@
 """A safe parser for the small expression language of custom activations and losses.
 
 The text is parsed with :func:`ast.parse` and the tree is walked by hand; nothing is ever
-evaluated by Python.  Only arithmetic (``+ - * / **``), unary ``+``/``-``, numbers, the given
-variables, the constants ``pi`` and ``e`` and the functions in :data:`ALLOWED_FUNCTIONS` are
-accepted.  Limits on length, depth, size and the size of the numbers are checked before SymPy
-builds anything costly, so that hostile text is refused in milliseconds.
+evaluated by Python, and no eval/exec/sympify/parse_expr sees the text. Allowed: numbers, the
+given variables, the constants ``pi`` and ``e``, ``+ - * /``, ``**`` with a constant exponent,
+unary ``+``/``-``, parentheses and the functions in :data:`ALLOWED_FUNCTIONS`.
+
+Work happens in three stages, each bounded before the next starts:
+
+1. text checks (length, NUL) and ``ast.parse``;
+2. an iterative walk of the tree (depth, size, allowed constructs);
+3. an analysis in plain Python (names, arities, exponents, and for every constant
+   subexpression the size of its rationals, its magnitude and how deeply it nests functions),
+
+so every refusal happens before SymPy builds anything. Only then is the SymPy expression built.
 """
 
 from __future__ import annotations
@@ -22,22 +30,21 @@ import sympy
 
 from symbp.errors import ExpressionError
 
-MAX_LENGTH = 500
-MAX_DEPTH = 50
-MAX_NODES = 300
-MAX_LITERAL = 10**6
-MAX_INT_DIGITS = 7
-MAX_EXPONENT = 16
-MAX_EXPONENT_DENOMINATOR = 100
-MAX_ROOT_BASE_BITS_FINE = 24
-MAX_MINMAX_ARGS = 16
-MAX_CONSTANT_BITS = 1024
-MAX_MAGNITUDE = 1e100
-MAX_CONSTANT_NESTING = 2
-MAX_ROOT_BASE_BITS = 64
-MAX_ROOT_TOTAL_BITS = 128
+MAX_LENGTH = 500  # characters of text
+MAX_DEPTH = 50  # levels of the syntax tree
+MAX_NODES = 300  # expression nodes of the syntax tree
+MAX_LITERAL = 10**6  # absolute value of a number literal
+MAX_INT_DIGITS = 7  # digits of an integer literal
+MAX_EXPONENT = 16  # absolute value of a constant exponent
+MAX_EXPONENT_DENOMINATOR = 100  # denominator of a fractional exponent (0.01 is allowed)
+MAX_MINMAX_ARGS = 16  # arguments of all min/max calls together
+MAX_CONSTANT_BITS = 1024  # bit size of the rationals SymPy may fold
+MAX_ROOT_BITS = (64, 24, 128)  # rationals under a root: exponent q <= 16, q > 16, in total
+MAX_MAGNITUDE = 1e100  # absolute value of any constant subexpression
+MAX_CONSTANT_NESTING = 2  # functions/roots nested inside a constant subexpression
 
 CONSTANTS: dict[str, Any] = {"pi": sympy.pi, "e": sympy.E}
+_CONSTANT_VALUES = {"pi": math.pi, "e": math.e}
 
 
 def _sigmoid(t: Any) -> Any:
@@ -50,71 +57,79 @@ def _softplus(t: Any) -> Any:
     return sympy.log(1 + sympy.exp(t))
 
 
-_UNARY: dict[str, Callable[[Any], Any]] = {
-    "exp": sympy.exp,
-    "log": sympy.log,
-    "sqrt": sympy.sqrt,
-    "abs": sympy.Abs,
-    "sin": sympy.sin,
-    "cos": sympy.cos,
-    "tan": sympy.tan,
-    "sinh": sympy.sinh,
-    "cosh": sympy.cosh,
-    "tanh": sympy.tanh,
-    "atan": sympy.atan,
-    "erf": sympy.erf,
-    "sigmoid": _sigmoid,
-    "softplus": _softplus,
+# fmt: off
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": sympy.Abs, "atan": sympy.atan, "cos": sympy.cos, "cosh": sympy.cosh,
+    "erf": sympy.erf, "exp": sympy.exp, "log": sympy.log, "max": sympy.Max, "min": sympy.Min,
+    "sigmoid": _sigmoid, "sin": sympy.sin, "sinh": sympy.sinh, "softplus": _softplus,
+    "sqrt": sympy.sqrt, "tan": sympy.tan, "tanh": sympy.tanh,
 }
-_VARIADIC: dict[str, Callable[..., Any]] = {"min": sympy.Min, "max": sympy.Max}
+# fmt: on
+_VARIADIC = ("min", "max")
+ALLOWED_FUNCTIONS: tuple[str, ...] = tuple(sorted(_FUNCTIONS))
 
-ALLOWED_FUNCTIONS: tuple[str, ...] = tuple(sorted([*_UNARY, *_VARIADIC]))
-
-_BINARY_OPS: dict[type[ast.operator], str] = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.Pow: "**",
+# Float twins of the functions, to bound constant subexpressions before SymPy sees them;
+# sigmoid and softplus contain exp, whose overflow must be noticed too.
+# fmt: off
+_FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "abs": abs, "atan": math.atan, "cos": math.cos, "cosh": math.cosh, "erf": math.erf,
+    "exp": math.exp, "log": math.log, "max": max, "min": min,
+    "sigmoid": lambda t: 1 / (1 + math.exp(-t)), "sin": math.sin, "sinh": math.sinh,
+    "softplus": lambda t: math.log1p(math.exp(t)), "sqrt": math.sqrt, "tan": math.tan,
+    "tanh": math.tanh,
 }
-_OP_SYMBOLS: dict[type[ast.AST], str] = {
-    ast.FloorDiv: "//",
-    ast.Mod: "%",
-    ast.MatMult: "@",
-    ast.LShift: "<<",
-    ast.RShift: ">>",
-    ast.BitOr: "|",
-    ast.BitAnd: "&",
-    ast.BitXor: "^",
-    ast.Not: "not",
-    ast.Invert: "~",
+_OPERATORS: dict[type[ast.AST], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+}
+_REFUSED_OPERATORS: dict[type[ast.AST], str] = {
+    ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>",
+    ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^", ast.Not: "not", ast.Invert: "~",
 }
 _CONSTRUCTS: dict[type[ast.AST], str] = {
-    ast.Attribute: "attribute access",
-    ast.Subscript: "subscripting",
-    ast.Slice: "slicing",
-    ast.Lambda: "a lambda",
-    ast.ListComp: "a comprehension",
-    ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension",
-    ast.GeneratorExp: "a generator expression",
-    ast.Compare: "a comparison",
-    ast.BoolOp: "'and'/'or'",
-    ast.IfExp: "a conditional expression",
-    ast.List: "a list",
-    ast.Tuple: "a tuple",
-    ast.Dict: "a dict",
-    ast.Set: "a set",
-    ast.Starred: "a star argument",
-    ast.NamedExpr: "an assignment expression",
-    ast.JoinedStr: "an f-string",
-    ast.FormattedValue: "an f-string",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
+    ast.Attribute: "attribute access", ast.Subscript: "subscripting", ast.Slice: "slicing",
+    ast.Lambda: "a lambda", ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator expression",
+    ast.Compare: "a comparison", ast.BoolOp: "'and'/'or'", ast.IfExp: "a conditional expression",
+    ast.List: "a list", ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
+    ast.Starred: "a star argument", ast.NamedExpr: "an assignment expression",
+    ast.JoinedStr: "an f-string", ast.FormattedValue: "an f-string", ast.Await: "await",
+    ast.Yield: "yield", ast.YieldFrom: "yield",
 }
+# fmt: on
 _ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Call)
 _NEUTRAL_NODES = (ast.Load, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.UAdd, ast.USub)
+
+
+def check_expression(text: str, variables: Mapping[str, Any]) -> ast.expr:
+    """Every check that needs no SymPy (milliseconds); returns the validated syntax tree.
+
+    Raises :class:`ExpressionError` for anything outside the language or its limits.
+    """
+    if not isinstance(text, str):
+        raise _error(f"the expression must be a string, got {type(text).__name__}", variables)
+    tree = _parse(text, variables)
+    _check_tree(tree, text, variables)
+    _Analyzer(text, variables).visit(tree.body)
+    return tree.body
+
+
+def parse_expression(text: str, variables: Mapping[str, Any]) -> Any:
+    """Parse ``text`` into a SymPy expression whose free symbols are among ``variables``.
+
+    Raises :class:`ExpressionError` for anything outside the language or its limits, and for
+    expressions that are undefined or not real (such as ``1/0`` or ``log(-1)``).
+    """
+    body = check_expression(text, variables)
+    try:
+        expr = _build(body, variables)
+        _check_result(expr, variables)
+    except ExpressionError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        message = f"the expression is not a valid real expression ({reason})"
+        raise _error(message, variables) from None
+    return expr
 
 
 def _fix(variables: Mapping[str, Any]) -> str:
@@ -128,15 +143,15 @@ def _fix(variables: Mapping[str, Any]) -> str:
     )
 
 
+def _error(message: str, variables: Mapping[str, Any]) -> ExpressionError:
+    """An ExpressionError with the standard fix."""
+    return ExpressionError(message, fix=_fix(variables))
+
+
 def _snippet(text: str, node: ast.AST) -> str:
     """The source text of a node, shortened for messages."""
     segment = ast.get_source_segment(text, node) or type(node).__name__
     return segment if len(segment) <= 40 else segment[:37] + "..."
-
-
-def _error(message: str, variables: Mapping[str, Any]) -> ExpressionError:
-    """An ExpressionError with the standard fix."""
-    return ExpressionError(message, fix=_fix(variables))
 
 
 def _did_you_mean(name: str, candidates: list[str]) -> str:
@@ -146,11 +161,10 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
 
 
 def _parse(text: str, variables: Mapping[str, Any]) -> ast.Expression:
-    """Parse with the cheap checks first; every parser failure becomes an ExpressionError."""
+    """ast.parse after the cheap text checks; every parser failure becomes an ExpressionError."""
     if len(text) > MAX_LENGTH:
-        raise _error(
-            f"the expression is too long ({len(text)} characters, at most {MAX_LENGTH})", variables
-        )
+        message = f"the expression is too long ({len(text)} characters, at most {MAX_LENGTH})"
+        raise _error(message, variables)
     if "\x00" in text:
         raise _error("the expression contains a NUL character", variables)
     try:
@@ -167,9 +181,8 @@ def _syntax_message(text: str, err: SyntaxError) -> str:
     """'syntax error at column N: reason (near ...)' from a SyntaxError."""
     lines = text.splitlines() or [""]
     lineno = min(max(err.lineno or 1, 1), len(lines))
-    line = lines[lineno - 1]
     column = max(err.offset or 1, 1)
-    excerpt = line[max(0, column - 16) : column + 15]
+    excerpt = lines[lineno - 1][max(0, column - 16) : column + 15]
     where = f"line {lineno}, column {column}" if len(lines) > 1 else f"column {column}"
     return f"syntax error at {where}: {err.msg} (near {excerpt!r})"
 
@@ -181,125 +194,47 @@ def _check_tree(tree: ast.Expression, text: str, variables: Mapping[str, Any]) -
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise _error(
-                f"the expression is nested too deeply (more than {MAX_DEPTH} levels)", variables
-            )
-        if isinstance(node, ast.expr):
-            count += 1
-            if count > MAX_NODES:
-                raise _error(
-                    f"the expression is too large (more than {MAX_NODES} parts)", variables
-                )
+            message = f"the expression is nested too deeply (more than {MAX_DEPTH} levels)"
+            raise _error(message, variables)
+        count += isinstance(node, ast.expr)
+        if count > MAX_NODES:
+            raise _error(f"the expression is too large (more than {MAX_NODES} parts)", variables)
         _check_node(node, text, variables)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in _VARIADIC:
-                minmax_args += len(node.args)
+            minmax_args += len(node.args) if node.func.id in _VARIADIC else 0
         children = list(ast.iter_child_nodes(node))
         stack.extend((child, depth + 1) for child in reversed(children))
     if minmax_args > MAX_MINMAX_ARGS:
-        raise _error(
-            f"min and max take at most {MAX_MINMAX_ARGS} arguments in total (got {minmax_args})",
-            variables,
-        )
+        message = f"min and max take at most {MAX_MINMAX_ARGS} arguments in all (got {minmax_args})"
+        raise _error(message, variables)
 
 
 def _check_node(node: ast.AST, text: str, variables: Mapping[str, Any]) -> None:
-    """Refuse one node if its kind, operator or literal is not allowed."""
+    """Refuse one node if its kind or operator is not allowed."""
     if isinstance(node, _NEUTRAL_NODES):
         return
     if not isinstance(node, _ALLOWED_NODES):
-        raise _error(_refusal(node, text), variables)
-    if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY_OPS:
-        raise _error(_refusal(node.op, text, node), variables)
-    if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.UAdd, ast.USub)):
-        raise _error(_refusal(node.op, text, node), variables)
-    if isinstance(node, ast.Constant):
-        _check_literal(node, text, variables)
+        kind = _CONSTRUCTS.get(type(node), f"the construct {type(node).__name__}")
+        raise _error(f"{kind} is not allowed: '{_snippet(text, node)}'", variables)
+    op = getattr(node, "op", None)
+    if op is not None and not isinstance(op, _NEUTRAL_NODES):
+        symbol = _REFUSED_OPERATORS.get(type(op), type(op).__name__)
+        raise _error(f"operator '{symbol}' is not allowed: '{_snippet(text, node)}'", variables)
     if isinstance(node, ast.Name) and node.id.startswith("__"):
         raise _error(f"names starting with '__' are not allowed: '{node.id}'", variables)
-    if isinstance(node, ast.Call):
-        _check_call_shape(node, text, variables)
-
-
-def _refusal(node: ast.AST, text: str, parent: ast.AST | None = None) -> str:
-    """A message naming the refused construct or operator."""
-    if type(node) in _OP_SYMBOLS:
-        where = f": '{_snippet(text, parent)}'" if parent is not None else ""
-        return f"operator '{_OP_SYMBOLS[type(node)]}' is not allowed{where}"
-    kind = _CONSTRUCTS.get(type(node), f"the construct {type(node).__name__}")
-    return f"{kind} is not allowed: '{_snippet(text, node)}'"
-
-
-def _check_literal(node: ast.Constant, text: str, variables: Mapping[str, Any]) -> None:
-    """Accept only int and float literals of bounded size."""
-    value = node.value
-    if isinstance(value, bool) or value is None or value is Ellipsis:
-        raise _error(f"'{_snippet(text, node)}' is not allowed; only numbers are", variables)
-    if isinstance(value, (str, bytes)):
-        raise _error(f"string literals are not allowed: {_snippet(text, node)}", variables)
-    if isinstance(value, complex):
-        raise _error(f"complex numbers are not allowed: '{_snippet(text, node)}'", variables)
-    if not isinstance(value, (int, float)):
-        raise _error(f"'{_snippet(text, node)}' is not allowed", variables)
-    too_many_digits = isinstance(value, int) and len(str(abs(value))) > MAX_INT_DIGITS
-    if too_many_digits or not abs(value) <= MAX_LITERAL:
-        raise _error(
-            f"the number '{_snippet(text, node)}' is too large (|value| <= {MAX_LITERAL})",
-            variables,
-        )
-
-
-def _check_call_shape(node: ast.Call, text: str, variables: Mapping[str, Any]) -> None:
-    """Calls must name a function directly and pass positional arguments only."""
-    if not isinstance(node.func, ast.Name):
-        raise _error(
-            f"only the allowed functions can be called: '{_snippet(text, node)}'", variables
-        )
-    if node.keywords:
+    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+        message = f"only the allowed functions can be called: '{_snippet(text, node)}'"
+        raise _error(message, variables)
+    if isinstance(node, ast.Call) and node.keywords:
         raise _error(f"keyword arguments are not allowed: '{_snippet(text, node)}'", variables)
 
 
-def parse_expression(text: str, variables: Mapping[str, Any]) -> Any:
-    """Parse ``text`` into a SymPy expression in the given variable symbols.
+class _Bound(NamedTuple):
+    """What the analysis knows about a subexpression."""
 
-    Raises :class:`ExpressionError` for anything outside the expression language or its limits.
-    """
-    if not isinstance(text, str):
-        raise _error(f"the expression must be a string, got {type(text).__name__}", variables)
-    tree = _parse(text, variables)
-    _check_tree(tree, text, variables)
-    try:
-        expr = _Builder(text, variables).build(tree.body).expr
-        _check_result(expr, variables)
-    except ExpressionError:
-        raise
-    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise _error(
-            f"the expression is not a valid real expression ({reason})", variables
-        ) from None
-    return expr
-
-
-def _check_result(expr: Any, variables: Mapping[str, Any]) -> None:
-    """Refuse results that are undefined, not real, or mention foreign symbols."""
-    if not isinstance(expr, sympy.Expr):
-        raise _error("the expression does not denote a number", variables)
-    foreign = expr.free_symbols - set(variables.values())
-    if foreign:
-        raise _error(f"unexpected symbols {sorted(map(str, foreign))}", variables)
-    if expr.has(sympy.zoo, sympy.nan, sympy.oo, sympy.I) or expr.has(-sympy.oo):
-        raise _error(
-            f"the expression is undefined or not real (it simplifies to {expr})", variables
-        )
-    for power in expr.atoms(sympy.Pow):
-        if power.base.is_number and power.base.is_negative and not power.exp.is_integer:
-            raise _error(f"the expression is not real: {power}", variables)
-
-
-def _bits(number: Any) -> int:
-    """The bit size of a SymPy rational (numerator plus denominator)."""
-    return int(number.p).bit_length() + int(number.q).bit_length()
+    bits: int  # bounds the bit size of any rational SymPy could fold out of it
+    value: float | None  # a float approximation if it is constant, else None
+    level: int  # for constants: how deeply functions and roots are nested
 
 
 def _approx(function: Callable[..., Any], *args: float | None) -> float | None:
@@ -315,54 +250,18 @@ def _approx(function: Callable[..., Any], *args: float | None) -> float | None:
     return math.nan if isinstance(result, complex) else float(result)
 
 
-_FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
-    "exp": math.exp,
-    "log": math.log,
-    "sqrt": math.sqrt,
-    "abs": abs,
-    "sin": math.sin,
-    "cos": math.cos,
-    "tan": math.tan,
-    "sinh": math.sinh,
-    "cosh": math.cosh,
-    "tanh": math.tanh,
-    "atan": math.atan,
-    "erf": math.erf,
-    "sigmoid": lambda t: 1 / (1 + math.exp(-t)),
-    "softplus": lambda t: math.log1p(math.exp(t)),
-    "min": min,
-    "max": max,
-}
-_FLOAT_OPS: dict[type[ast.operator], Callable[[float, float], float]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-}
-_SYMPY_OPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-}
+def _fraction(value: int | float) -> Fraction:
+    """The exact value of a literal: ints as they are, floats from their shortest decimal text."""
+    return Fraction(value) if isinstance(value, int) else Fraction(repr(value))
 
 
-class _Part(NamedTuple):
-    """A built subexpression and the bounds that keep SymPy's work on it cheap."""
-
-    expr: Any  # the SymPy expression
-    bits: int  # bounds the bit size of any rational SymPy could fold out of it
-    value: float | None  # a float approximation if it is constant, else None
-    level: int = 0  # for constants: how deeply functions and roots are nested
+def _bits(number: Fraction) -> int:
+    """The bit size of a rational (numerator plus denominator)."""
+    return number.numerator.bit_length() + number.denominator.bit_length()
 
 
-class _Builder:
-    """Turns a checked tree into SymPy, refusing numbers that would grow too large.
-
-    Before SymPy combines anything, the bit size of the rationals it could produce and the
-    magnitude of every constant subexpression (evaluated in floats) are checked, so SymPy never
-    folds huge integers nor evaluates towers like exp(exp(...)) numerically.
-    """
+class _Analyzer:
+    """Checks names, arities, exponents and the size of constants, without SymPy."""
 
     def __init__(self, text: str, variables: Mapping[str, Any]) -> None:
         self.text = text
@@ -373,75 +272,79 @@ class _Builder:
         """An ExpressionError with the standard fix."""
         return _error(message, self.variables)
 
-    def build(self, node: ast.expr) -> _Part:
-        """Dispatch on the (already whitelisted) node type."""
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            number = _rational(node.value)
-            return _Part(number, _bits(number), float(node.value))
+    def visit(self, node: ast.expr) -> _Bound:
+        """The bounds of a (whitelisted) node, refusing it if they are exceeded."""
+        if isinstance(node, ast.Constant):
+            return self._literal(node)
         if isinstance(node, ast.Name):
-            symbol = self._name(node)
-            return _Part(symbol, 0, float(symbol) if symbol.is_number else None)
+            return _Bound(0, self._name(node.id), 0)
         if isinstance(node, ast.UnaryOp):
-            part = self.build(node.operand)
-            if isinstance(node.op, ast.USub):
-                value = _approx(operator.neg, part.value)
-                return _Part(-part.expr, part.bits, value, part.level)
-            return part
+            inner = self.visit(node.operand)
+            value = _approx(operator.neg, inner.value)
+            return inner._replace(value=value) if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            return self._power(self.visit(node.left), self._exponent(node), node)
         if isinstance(node, ast.BinOp):
-            return self._binary(node)
+            return self._arithmetic(node)
         if isinstance(node, ast.Call):
             return self._call(node)
         raise self.fail(f"'{_snippet(self.text, node)}' is not allowed")
 
-    def _check(self, bits: int, value: float | None, node: ast.AST, level: int = 0) -> None:
-        """Refuse a subtree whose numbers would be too large, too precise or too intricate."""
+    def _arithmetic(self, node: ast.BinOp) -> _Bound:
+        """Bounds of + - * /; dividing by a constant zero is refused."""
+        left, right = self.visit(node.left), self.visit(node.right)
+        if isinstance(node.op, ast.Div) and right.value == 0:
+            raise self.fail(f"division by zero: '{_snippet(self.text, node)}'")
+        value = _approx(_OPERATORS[type(node.op)], left.value, right.value)
+        bits, level = left.bits + right.bits + 1, max(left.level, right.level)
+        return self._finish(node, bits, value, level)
+
+    def _finish(self, node: ast.AST, bits: int, value: float | None, level: int) -> _Bound:
+        """Refuse a subexpression whose constants are too precise, large, undefined or nested."""
+        where = _snippet(self.text, node)
         if bits > MAX_CONSTANT_BITS:
-            raise self.fail(
-                f"the numbers in '{_snippet(self.text, node)}' would become too "
-                f"large or too precise (more than {MAX_CONSTANT_BITS} bits)"
-            )
+            raise self.fail(f"the numbers in '{where}' would become too large or too precise")
+        if value is not None and math.isnan(value):
+            raise self.fail(f"the constant '{where}' is undefined or not a real number")
         if value is not None and abs(value) > MAX_MAGNITUDE:
-            raise self.fail(
-                f"the constant '{_snippet(self.text, node)}' is too large "
-                f"(about {value:.3g}, at most {MAX_MAGNITUDE:.0e} in absolute value)"
+            message = (
+                f"the constant '{where}' is too large or overflows (limit {MAX_MAGNITUDE:.0e})"
             )
+            raise self.fail(message)
         if value is not None and level > MAX_CONSTANT_NESTING:
             raise self.fail(
-                f"the constant '{_snippet(self.text, node)}' nests functions or roots more than "
+                f"the constant '{where}' nests functions or roots more than "
                 f"{MAX_CONSTANT_NESTING} deep; write its value as a number instead"
             )
+        return _Bound(bits, value, level)
 
-    def _name(self, node: ast.Name) -> Any:
-        """A variable or a constant; functions and unknown names are refused."""
-        name = node.id
+    def _literal(self, node: ast.Constant) -> _Bound:
+        """Only int and float literals of bounded size."""
+        value, where = node.value, _snippet(self.text, node)
+        if isinstance(value, (str, bytes)):
+            raise self.fail(f"strings are not allowed: {where}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"'{where}' is not allowed; only real numbers are")
+        too_long = isinstance(value, int) and len(str(abs(value))) > MAX_INT_DIGITS
+        if too_long or not abs(value) <= MAX_LITERAL:
+            raise self.fail(f"the number '{where}' is too large (at most {MAX_LITERAL})")
+        return _Bound(_bits(_fraction(value)), float(value), 0)
+
+    def _name(self, name: str) -> float | None:
+        """The float value of a constant, None for a variable; other names are refused."""
         if name in self.variables:
-            return self.variables[name]
-        if name in CONSTANTS:
-            return CONSTANTS[name]
-        if name in ALLOWED_FUNCTIONS:
+            return None
+        if name in _CONSTANT_VALUES:
+            return _CONSTANT_VALUES[name]
+        if name in _FUNCTIONS:
             raise self.fail(f"'{name}' is a function; call it like {name}(...)")
-        known = [*self.variables, *CONSTANTS, *ALLOWED_FUNCTIONS]
-        raise self.fail(
-            f"unknown name '{name}'{_did_you_mean(name, known)}; "
-            f"allowed names: {', '.join(sorted(known))}"
-        )
+        known = sorted([*self.variables, *CONSTANTS, *ALLOWED_FUNCTIONS])
+        hint = _did_you_mean(name, known)
+        raise self.fail(f"unknown name '{name}'{hint}; allowed names: {', '.join(known)}")
 
-    def _binary(self, node: ast.BinOp) -> _Part:
-        """+ - * / with bounds checked first; ** goes to _power."""
-        if isinstance(node.op, ast.Pow):
-            exponent = self._exponent(node)
-            return self._power(self.build(node.left), exponent, node)
-        left, right = self.build(node.left), self.build(node.right)
-        op = type(node.op)
-        bits = left.bits + right.bits + 1
-        value = _approx(_FLOAT_OPS[op], left.value, right.value)
-        level = max(left.level, right.level)
-        self._check(bits, value, node, level)
-        return _Part(_SYMPY_OPS[op](left.expr, right.expr), bits, value, level)
-
-    def _exponent(self, node: ast.BinOp) -> Any:
+    def _exponent(self, node: ast.BinOp) -> Fraction:
         """The constant exponent of ``**``, refused unless small and simple."""
-        value = _constant_value(node.right)
+        value = _constant_exponent(node.right)
         where = _snippet(self.text, node)
         if value is None:
             is_e = isinstance(node.left, ast.Name) and node.left.id == "e"
@@ -449,52 +352,44 @@ class _Builder:
             raise self.fail(f"the exponent of '**' must be a constant number: '{where}'{hint}")
         if abs(value) > MAX_EXPONENT:
             raise self.fail(
-                f"the exponent {value} is too large (|exponent| <= {MAX_EXPONENT}): '{where}'"
+                f"the exponent {value} is too large (at most {MAX_EXPONENT}): '{where}'"
             )
-        if value.q > MAX_EXPONENT_DENOMINATOR:
+        if value.denominator > MAX_EXPONENT_DENOMINATOR:
             raise self.fail(
                 f"the exponent {value} is too fine-grained (denominator at most "
                 f"{MAX_EXPONENT_DENOMINATOR}, e.g. 0.5, 0.01 or 1/3): '{where}'"
             )
         return value
 
-    def _power(self, base: _Part, exponent: Any, node: ast.AST) -> _Part:
-        """base**exponent once the numbers it could produce are known to stay small."""
-        if exponent.q != 1:
+    def _power(self, base: _Bound, exponent: Fraction, node: ast.AST) -> _Bound:
+        """Bounds of base**exponent; roots only of small rationals (SymPy factors them)."""
+        fractional = exponent.denominator != 1
+        if fractional:
             self.root_bits += base.bits
-            limit = MAX_ROOT_BASE_BITS_FINE if exponent.q > 16 else MAX_ROOT_BASE_BITS
-            if base.bits > limit or self.root_bits > MAX_ROOT_TOTAL_BITS:
-                raise self.fail(
-                    f"the numbers under the root in '{_snippet(self.text, node)}' "
-                    "are too large or too precise; simplify the constants"
-                )
-        bits = base.bits * max(abs(int(exponent.p)), 1) + _bits(exponent)
+            fine = exponent.denominator > 16
+            if base.bits > MAX_ROOT_BITS[fine] or self.root_bits > MAX_ROOT_BITS[2]:
+                where = _snippet(self.text, node)
+                raise self.fail(f"the numbers under the root in '{where}' are too large or precise")
+        bits = base.bits * max(abs(exponent.numerator), 1) + _bits(exponent)
         value = _approx(operator.pow, base.value, float(exponent))
-        level = base.level + (exponent.q != 1)
-        self._check(bits, value, node, level)
-        return _Part(base.expr**exponent, bits, value, level)
+        return self._finish(node, bits, value, base.level + fractional)
 
-    def _call(self, node: ast.Call) -> _Part:
+    def _call(self, node: ast.Call) -> _Bound:
         """An allowed function applied to the right number of arguments."""
         assert isinstance(node.func, ast.Name)
-        name = node.func.id
-        if name not in ALLOWED_FUNCTIONS:
+        name, count = node.func.id, len(node.args)
+        if name not in _FUNCTIONS:
             raise self.fail(self._unknown_function(name))
-        count = len(node.args)
         if name in _VARIADIC and count < 2:
             raise self.fail(f"{name}() takes at least 2 arguments (got {count})")
-        if name in _UNARY and count != 1:
+        if name not in _VARIADIC and count != 1:
             raise self.fail(f"{name}() takes exactly 1 argument (got {count})")
-        parts = [self.build(arg) for arg in node.args]
+        args = [self.visit(arg) for arg in node.args]
         if name == "sqrt":
-            return self._power(parts[0], sympy.Rational(1, 2), node)
-        bits = sum(part.bits for part in parts) + 2 * count
-        value = _approx(_FLOAT_FUNCTIONS[name], *(part.value for part in parts))
-        level = max(part.level for part in parts) + 1
-        self._check(bits, value, node, level)
-        exprs = [part.expr for part in parts]
-        function = _VARIADIC[name] if name in _VARIADIC else _UNARY[name]
-        return _Part(function(*exprs), bits, value, level)
+            return self._power(args[0], Fraction(1, 2), node)
+        bits = sum(arg.bits for arg in args) + 2 * count
+        value = _approx(_FLOAT_FUNCTIONS[name], *(arg.value for arg in args))
+        return self._finish(node, bits, value, max(arg.level for arg in args) + 1)
 
     def _unknown_function(self, name: str) -> str:
         """The message for calling something that is not an allowed function."""
@@ -504,27 +399,18 @@ class _Builder:
         return f"unknown function '{name}'{hint}; allowed: {', '.join(ALLOWED_FUNCTIONS)}"
 
 
-def _rational(value: int | float) -> Any:
-    """An exact SymPy number: ints as Integer, floats from their shortest decimal text."""
-    if isinstance(value, int):
-        return sympy.Integer(value)
-    fraction = Fraction(repr(value))
-    return sympy.Rational(fraction.numerator, fraction.denominator)
-
-
-def _signed_literal(node: ast.expr) -> Any:
+def _signed_literal(node: ast.expr) -> Fraction | None:
     """The value of ``[+-]...number``, else None."""
     sign = 1
     while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
         sign = -sign if isinstance(node.op, ast.USub) else sign
         node = node.operand
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return sign * _rational(node.value)
-    return None
+    is_number = isinstance(node, ast.Constant) and type(node.value) in (int, float)
+    return sign * _fraction(node.value) if is_number else None  # type: ignore[attr-defined]
 
 
-def _constant_value(node: ast.expr) -> Any:
-    """The value of a signed number or a signed ratio of signed numbers, else None."""
+def _constant_exponent(node: ast.expr) -> Fraction | None:
+    """The value of a signed number or of a signed ratio of signed numbers, else None."""
     sign = 1
     while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
         sign = -sign if isinstance(node.op, ast.USub) else sign
@@ -536,3 +422,42 @@ def _constant_value(node: ast.expr) -> Any:
     if top is None or bottom is None or bottom == 0:
         return None
     return sign * top / bottom
+
+
+def _rational(value: Fraction) -> Any:
+    """A SymPy Integer or Rational."""
+    return sympy.Rational(value.numerator, value.denominator)
+
+
+def _build(node: ast.expr, variables: Mapping[str, Any]) -> Any:
+    """The SymPy expression of an analysed tree (no checks left to do)."""
+    if isinstance(node, ast.Constant):
+        return _rational(_fraction(node.value))  # type: ignore[arg-type]
+    if isinstance(node, ast.Name):
+        return variables[node.id] if node.id in variables else CONSTANTS[node.id]
+    if isinstance(node, ast.UnaryOp):
+        inner = _build(node.operand, variables)
+        return -inner if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        exponent = _constant_exponent(node.right)
+        assert exponent is not None
+        return _build(node.left, variables) ** _rational(exponent)
+    if isinstance(node, ast.BinOp):
+        left, right = _build(node.left, variables), _build(node.right, variables)
+        return _OPERATORS[type(node.op)](left, right)
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    return _FUNCTIONS[node.func.id](*(_build(arg, variables) for arg in node.args))
+
+
+def _check_result(expr: Any, variables: Mapping[str, Any]) -> None:
+    """Refuse results that are undefined, not real, or mention foreign symbols."""
+    if not isinstance(expr, sympy.Expr):
+        raise _error("the expression does not denote a number", variables)
+    foreign = expr.free_symbols - set(variables.values())
+    if foreign:
+        raise _error(f"unexpected symbols {sorted(map(str, foreign))}", variables)
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
+        raise _error(f"the expression is undefined or not real (it becomes {expr})", variables)
+    for power in expr.atoms(sympy.Pow):
+        if power.base.is_number and power.base.is_negative and not power.exp.is_integer:
+            raise _error(f"the expression is not real: it contains {power}", variables)

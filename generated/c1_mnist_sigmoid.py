@@ -62,13 +62,13 @@ def _forward(params, X):
     W2, b2 = params["W2"], params["b2"]
     W3, b3 = params["W3"], params["b3"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 784 -> 512 (sigmoid): eqs. (16), (17)
+    # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
     Z = A0 @ W1.T + b1
     A1 = _sigmoid(Z)
-    # layer 2, 512 -> 256 (sigmoid): eqs. (21), (22)
+    # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
     Z = A1 @ W2.T + b2
     A2 = _sigmoid(Z)
-    # layer 3, 256 -> 10 (softmax): eqs. (26), (27)
+    # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(Z3)
     return {
@@ -116,26 +116,104 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W2 = params["W2"]
-    W3 = params["W3"]
+    grads, _ = _backward(params, cache, Y, scale)
+    return value, grads
+
+
+def _backward(params, cache, Y, scale):
+    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
     A0 = cache["A0"]
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
-    grads = {}
-    # layer 3 (output): delta (eq. (28)), dW (eq. (29)), db (eq. (30))
-    delta3 = scale*(A3 - Y)
+    W2 = params["W2"]
+    W3 = params["W3"]
+    grads, deltas = {}, {}
+    # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+    deltas["delta3"] = delta3 = scale*(A3 - Y)
     grads["W3"] = delta3.T @ (A2.T).T
     grads["b3"] = delta3.sum(axis=0)
-    # layer 2: delta (eq. (23)), dW (eq. (24)), db (eq. (25))
-    delta2 = A2*(delta3 @ W3)*(1 - A2)
+    # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+    deltas["delta2"] = delta2 = A2*(delta3 @ W3)*(1 - A2)
     grads["W2"] = delta2.T @ (A1.T).T
     grads["b2"] = delta2.sum(axis=0)
-    # layer 1: delta (eq. (18)), dW (eq. (19)), db (eq. (20))
-    delta1 = A1*(delta2 @ W2)*(1 - A1)
+    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+    deltas["delta1"] = delta1 = A1*(delta2 @ W2)*(1 - A1)
     grads["W1"] = delta1.T @ (A0.T).T
     grads["b1"] = delta1.sum(axis=0)
-    return value, {key: grads[key] for key in params}
+    return {key: grads[key] for key in params}, deltas
+
+
+def _tangent_forward(params, cache, tangents):
+    """Forward mode: z<l>' and a<l>' along the parameter direction `tangents`."""
+    A0 = cache["A0"]
+    A1 = cache["A1"]
+    A2 = cache["A2"]
+    A3 = cache["A3"]
+    W2 = params["W2"]
+    W3 = params["W3"]
+    Wd1 = tangents["W1"]
+    Wd2 = tangents["W2"]
+    Wd3 = tangents["W3"]
+    bd1 = tangents["b1"]
+    bd2 = tangents["b2"]
+    bd3 = tangents["b3"]
+    out = {}
+    out["Zd1"] = Zd1 = A0 @ Wd1.T + bd1
+    out["Ad1"] = Ad1 = A1*Zd1*(1 - A1)
+    out["Zd2"] = Zd2 = A1 @ Wd2.T + Ad1 @ W2.T + bd2
+    out["Ad2"] = Ad2 = A2*Zd2*(1 - A2)
+    out["Zd3"] = Zd3 = A2 @ Wd3.T + Ad2 @ W3.T + bd3
+    out["Ad3"] = A3*Zd3 - A3*np.sum(A3*Zd3, axis=1, keepdims=True)
+    return out
+
+
+def jvp(params, X, tangents):
+    """(Yhat, Yhat'): the output and its directional derivative along `tangents` (keyed like params)."""
+    with np.errstate(**_QUIET):
+        cache = _forward(params, X)
+        tangents = {key: np.asarray(value, dtype=DTYPE) for key, value in tangents.items()}
+        out = _tangent_forward(params, cache, tangents)
+        return cache["A3"], out["Ad3"]
+
+
+def hvp(params, X, Y, vectors):
+    """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
+    with np.errstate(**_QUIET):
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = _scale(Y)
+        cache = _forward(params, X)
+        _, deltas = _backward(params, cache, Y, scale)
+        vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
+        tan = _tangent_forward(params, cache, vectors)
+        return _r_backward(params, cache, deltas, tan, vectors, Y, scale)
+
+
+def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
+    """R{.} of the backward pass: R{delta<l>}, then R{dL/dW<l>} and R{dL/db<l>}."""
+    A0 = cache["A0"]
+    A1 = cache["A1"]
+    A2 = cache["A2"]
+    Ad1 = tan["Ad1"]
+    Ad2 = tan["Ad2"]
+    Ad3 = tan["Ad3"]
+    W2 = params["W2"]
+    W3 = params["W3"]
+    Wd2 = vectors["W2"]
+    Wd3 = vectors["W3"]
+    delta2 = deltas["delta2"]
+    delta3 = deltas["delta3"]
+    H = {}
+    Rdelta3 = Ad3*scale
+    H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
+    H["b3"] = Rdelta3.sum(axis=0)
+    Rdelta2 = -A2*(Rdelta3 @ W3 + delta3 @ Wd3)*(-1 + A2) - Ad2*(delta3 @ W3)*(-1 + 2*A2)
+    H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
+    H["b2"] = Rdelta2.sum(axis=0)
+    Rdelta1 = -A1*(Rdelta2 @ W2 + delta2 @ Wd2)*(-1 + A1) - Ad1*(delta2 @ W2)*(-1 + 2*A1)
+    H["W1"] = Rdelta1.T @ A0
+    H["b1"] = Rdelta1.sum(axis=0)
+    return {key: H[key] for key in params}
 
 
 def train(params, X, Y, epochs, lr, log_every=0):

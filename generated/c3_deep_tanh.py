@@ -80,31 +80,31 @@ def _forward(params, X):
     W8, b8 = params["W8"], params["b8"]
     W9, b9 = params["W9"], params["b9"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 1024 -> 1024 (tanh): eqs. (16), (17)
+    # layer 1, 1024 -> 1024 (tanh): eqs. (20), (21)
     Z = A0 @ W1.T + b1
     A1 = np.tanh(Z)
-    # layer 2, 1024 -> 1024 (tanh): eqs. (21), (22)
+    # layer 2, 1024 -> 1024 (tanh): eqs. (25), (26)
     Z = A1 @ W2.T + b2
     A2 = np.tanh(Z)
-    # layer 3, 1024 -> 1024 (tanh): eqs. (26), (27)
+    # layer 3, 1024 -> 1024 (tanh): eqs. (30), (31)
     Z = A2 @ W3.T + b3
     A3 = np.tanh(Z)
-    # layer 4, 1024 -> 1024 (tanh): eqs. (31), (32)
+    # layer 4, 1024 -> 1024 (tanh): eqs. (35), (36)
     Z = A3 @ W4.T + b4
     A4 = np.tanh(Z)
-    # layer 5, 1024 -> 1024 (tanh): eqs. (36), (37)
+    # layer 5, 1024 -> 1024 (tanh): eqs. (40), (41)
     Z = A4 @ W5.T + b5
     A5 = np.tanh(Z)
-    # layer 6, 1024 -> 1024 (tanh): eqs. (41), (42)
+    # layer 6, 1024 -> 1024 (tanh): eqs. (45), (46)
     Z = A5 @ W6.T + b6
     A6 = np.tanh(Z)
-    # layer 7, 1024 -> 1024 (tanh): eqs. (46), (47)
+    # layer 7, 1024 -> 1024 (tanh): eqs. (50), (51)
     Z = A6 @ W7.T + b7
     A7 = np.tanh(Z)
-    # layer 8, 1024 -> 1024 (tanh): eqs. (51), (52)
+    # layer 8, 1024 -> 1024 (tanh): eqs. (55), (56)
     Z = A7 @ W8.T + b8
     A8 = np.tanh(Z)
-    # layer 9, 1024 -> 10 (softmax): eqs. (56), (57)
+    # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
     Z9 = A8 @ W9.T + b9
     A9 = _softmax(Z9)
     return {
@@ -158,14 +158,12 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W2 = params["W2"]
-    W3 = params["W3"]
-    W4 = params["W4"]
-    W5 = params["W5"]
-    W6 = params["W6"]
-    W7 = params["W7"]
-    W8 = params["W8"]
-    W9 = params["W9"]
+    grads, _ = _backward(params, cache, Y, scale)
+    return value, grads
+
+
+def _backward(params, cache, Y, scale):
+    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
     A0 = cache["A0"]
     A1 = cache["A1"]
     A2 = cache["A2"]
@@ -176,44 +174,208 @@ def _loss_and_grads(params, X, Y):
     A7 = cache["A7"]
     A8 = cache["A8"]
     A9 = cache["A9"]
-    grads = {}
-    # layer 9 (output): delta (eq. (58)), dW (eq. (59)), db (eq. (60))
-    delta9 = scale*(A9 - Y)
+    W2 = params["W2"]
+    W3 = params["W3"]
+    W4 = params["W4"]
+    W5 = params["W5"]
+    W6 = params["W6"]
+    W7 = params["W7"]
+    W8 = params["W8"]
+    W9 = params["W9"]
+    grads, deltas = {}, {}
+    # layer 9 (output): delta (eq. (62)), dW (eq. (63)), db (eq. (64))
+    deltas["delta9"] = delta9 = scale*(A9 - Y)
     grads["W9"] = delta9.T @ (A8.T).T
     grads["b9"] = delta9.sum(axis=0)
-    # layer 8: delta (eq. (53)), dW (eq. (54)), db (eq. (55))
-    delta8 = (delta9 @ W9)*(1 - A8**2)
+    # layer 8: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
+    deltas["delta8"] = delta8 = (delta9 @ W9)*(1 - A8**2)
     grads["W8"] = delta8.T @ (A7.T).T
     grads["b8"] = delta8.sum(axis=0)
-    # layer 7: delta (eq. (48)), dW (eq. (49)), db (eq. (50))
-    delta7 = (delta8 @ W8)*(1 - A7**2)
+    # layer 7: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
+    deltas["delta7"] = delta7 = (delta8 @ W8)*(1 - A7**2)
     grads["W7"] = delta7.T @ (A6.T).T
     grads["b7"] = delta7.sum(axis=0)
-    # layer 6: delta (eq. (43)), dW (eq. (44)), db (eq. (45))
-    delta6 = (delta7 @ W7)*(1 - A6**2)
+    # layer 6: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
+    deltas["delta6"] = delta6 = (delta7 @ W7)*(1 - A6**2)
     grads["W6"] = delta6.T @ (A5.T).T
     grads["b6"] = delta6.sum(axis=0)
-    # layer 5: delta (eq. (38)), dW (eq. (39)), db (eq. (40))
-    delta5 = (delta6 @ W6)*(1 - A5**2)
+    # layer 5: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
+    deltas["delta5"] = delta5 = (delta6 @ W6)*(1 - A5**2)
     grads["W5"] = delta5.T @ (A4.T).T
     grads["b5"] = delta5.sum(axis=0)
-    # layer 4: delta (eq. (33)), dW (eq. (34)), db (eq. (35))
-    delta4 = (delta5 @ W5)*(1 - A4**2)
+    # layer 4: delta (eq. (37)), dW (eq. (38)), db (eq. (39))
+    deltas["delta4"] = delta4 = (delta5 @ W5)*(1 - A4**2)
     grads["W4"] = delta4.T @ (A3.T).T
     grads["b4"] = delta4.sum(axis=0)
-    # layer 3: delta (eq. (28)), dW (eq. (29)), db (eq. (30))
-    delta3 = (delta4 @ W4)*(1 - A3**2)
+    # layer 3: delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+    deltas["delta3"] = delta3 = (delta4 @ W4)*(1 - A3**2)
     grads["W3"] = delta3.T @ (A2.T).T
     grads["b3"] = delta3.sum(axis=0)
-    # layer 2: delta (eq. (23)), dW (eq. (24)), db (eq. (25))
-    delta2 = (delta3 @ W3)*(1 - A2**2)
+    # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+    deltas["delta2"] = delta2 = (delta3 @ W3)*(1 - A2**2)
     grads["W2"] = delta2.T @ (A1.T).T
     grads["b2"] = delta2.sum(axis=0)
-    # layer 1: delta (eq. (18)), dW (eq. (19)), db (eq. (20))
-    delta1 = (delta2 @ W2)*(1 - A1**2)
+    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+    deltas["delta1"] = delta1 = (delta2 @ W2)*(1 - A1**2)
     grads["W1"] = delta1.T @ (A0.T).T
     grads["b1"] = delta1.sum(axis=0)
-    return value, {key: grads[key] for key in params}
+    return {key: grads[key] for key in params}, deltas
+
+
+def _tangent_forward(params, cache, tangents):
+    """Forward mode: z<l>' and a<l>' along the parameter direction `tangents`."""
+    A0 = cache["A0"]
+    A1 = cache["A1"]
+    A2 = cache["A2"]
+    A3 = cache["A3"]
+    A4 = cache["A4"]
+    A5 = cache["A5"]
+    A6 = cache["A6"]
+    A7 = cache["A7"]
+    A8 = cache["A8"]
+    A9 = cache["A9"]
+    W2 = params["W2"]
+    W3 = params["W3"]
+    W4 = params["W4"]
+    W5 = params["W5"]
+    W6 = params["W6"]
+    W7 = params["W7"]
+    W8 = params["W8"]
+    W9 = params["W9"]
+    Wd1 = tangents["W1"]
+    Wd2 = tangents["W2"]
+    Wd3 = tangents["W3"]
+    Wd4 = tangents["W4"]
+    Wd5 = tangents["W5"]
+    Wd6 = tangents["W6"]
+    Wd7 = tangents["W7"]
+    Wd8 = tangents["W8"]
+    Wd9 = tangents["W9"]
+    bd1 = tangents["b1"]
+    bd2 = tangents["b2"]
+    bd3 = tangents["b3"]
+    bd4 = tangents["b4"]
+    bd5 = tangents["b5"]
+    bd6 = tangents["b6"]
+    bd7 = tangents["b7"]
+    bd8 = tangents["b8"]
+    bd9 = tangents["b9"]
+    out = {}
+    out["Zd1"] = Zd1 = A0 @ Wd1.T + bd1
+    out["Ad1"] = Ad1 = Zd1*(1 - A1**2)
+    out["Zd2"] = Zd2 = A1 @ Wd2.T + Ad1 @ W2.T + bd2
+    out["Ad2"] = Ad2 = Zd2*(1 - A2**2)
+    out["Zd3"] = Zd3 = A2 @ Wd3.T + Ad2 @ W3.T + bd3
+    out["Ad3"] = Ad3 = Zd3*(1 - A3**2)
+    out["Zd4"] = Zd4 = A3 @ Wd4.T + Ad3 @ W4.T + bd4
+    out["Ad4"] = Ad4 = Zd4*(1 - A4**2)
+    out["Zd5"] = Zd5 = A4 @ Wd5.T + Ad4 @ W5.T + bd5
+    out["Ad5"] = Ad5 = Zd5*(1 - A5**2)
+    out["Zd6"] = Zd6 = A5 @ Wd6.T + Ad5 @ W6.T + bd6
+    out["Ad6"] = Ad6 = Zd6*(1 - A6**2)
+    out["Zd7"] = Zd7 = A6 @ Wd7.T + Ad6 @ W7.T + bd7
+    out["Ad7"] = Ad7 = Zd7*(1 - A7**2)
+    out["Zd8"] = Zd8 = A7 @ Wd8.T + Ad7 @ W8.T + bd8
+    out["Ad8"] = Ad8 = Zd8*(1 - A8**2)
+    out["Zd9"] = Zd9 = A8 @ Wd9.T + Ad8 @ W9.T + bd9
+    out["Ad9"] = A9*Zd9 - A9*np.sum(A9*Zd9, axis=1, keepdims=True)
+    return out
+
+
+def jvp(params, X, tangents):
+    """(Yhat, Yhat'): the output and its directional derivative along `tangents` (keyed like params)."""
+    with np.errstate(**_QUIET):
+        cache = _forward(params, X)
+        tangents = {key: np.asarray(value, dtype=DTYPE) for key, value in tangents.items()}
+        out = _tangent_forward(params, cache, tangents)
+        return cache["A9"], out["Ad9"]
+
+
+def hvp(params, X, Y, vectors):
+    """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
+    with np.errstate(**_QUIET):
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = _scale(Y)
+        cache = _forward(params, X)
+        _, deltas = _backward(params, cache, Y, scale)
+        vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
+        tan = _tangent_forward(params, cache, vectors)
+        return _r_backward(params, cache, deltas, tan, vectors, Y, scale)
+
+
+def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
+    """R{.} of the backward pass: R{delta<l>}, then R{dL/dW<l>} and R{dL/db<l>}."""
+    A0 = cache["A0"]
+    A1 = cache["A1"]
+    A2 = cache["A2"]
+    A3 = cache["A3"]
+    A4 = cache["A4"]
+    A5 = cache["A5"]
+    A6 = cache["A6"]
+    A7 = cache["A7"]
+    A8 = cache["A8"]
+    Ad1 = tan["Ad1"]
+    Ad2 = tan["Ad2"]
+    Ad3 = tan["Ad3"]
+    Ad4 = tan["Ad4"]
+    Ad5 = tan["Ad5"]
+    Ad6 = tan["Ad6"]
+    Ad7 = tan["Ad7"]
+    Ad8 = tan["Ad8"]
+    Ad9 = tan["Ad9"]
+    W2 = params["W2"]
+    W3 = params["W3"]
+    W4 = params["W4"]
+    W5 = params["W5"]
+    W6 = params["W6"]
+    W7 = params["W7"]
+    W8 = params["W8"]
+    W9 = params["W9"]
+    Wd2 = vectors["W2"]
+    Wd3 = vectors["W3"]
+    Wd4 = vectors["W4"]
+    Wd5 = vectors["W5"]
+    Wd6 = vectors["W6"]
+    Wd7 = vectors["W7"]
+    Wd8 = vectors["W8"]
+    Wd9 = vectors["W9"]
+    delta2 = deltas["delta2"]
+    delta3 = deltas["delta3"]
+    delta4 = deltas["delta4"]
+    delta5 = deltas["delta5"]
+    delta6 = deltas["delta6"]
+    delta7 = deltas["delta7"]
+    delta8 = deltas["delta8"]
+    delta9 = deltas["delta9"]
+    H = {}
+    Rdelta9 = Ad9*scale
+    H["W9"] = Rdelta9.T @ A8 + delta9.T @ Ad8
+    H["b9"] = Rdelta9.sum(axis=0)
+    Rdelta8 = (Rdelta9 @ W9 + delta9 @ Wd9) - (Rdelta9 @ W9 + delta9 @ Wd9)*A8**2 - 2*A8*Ad8*(delta9 @ W9)
+    H["W8"] = Rdelta8.T @ A7 + delta8.T @ Ad7
+    H["b8"] = Rdelta8.sum(axis=0)
+    Rdelta7 = (Rdelta8 @ W8 + delta8 @ Wd8) - (Rdelta8 @ W8 + delta8 @ Wd8)*A7**2 - 2*A7*Ad7*(delta8 @ W8)
+    H["W7"] = Rdelta7.T @ A6 + delta7.T @ Ad6
+    H["b7"] = Rdelta7.sum(axis=0)
+    Rdelta6 = (Rdelta7 @ W7 + delta7 @ Wd7) - (Rdelta7 @ W7 + delta7 @ Wd7)*A6**2 - 2*A6*Ad6*(delta7 @ W7)
+    H["W6"] = Rdelta6.T @ A5 + delta6.T @ Ad5
+    H["b6"] = Rdelta6.sum(axis=0)
+    Rdelta5 = (Rdelta6 @ W6 + delta6 @ Wd6) - (Rdelta6 @ W6 + delta6 @ Wd6)*A5**2 - 2*A5*Ad5*(delta6 @ W6)
+    H["W5"] = Rdelta5.T @ A4 + delta5.T @ Ad4
+    H["b5"] = Rdelta5.sum(axis=0)
+    Rdelta4 = (Rdelta5 @ W5 + delta5 @ Wd5) - (Rdelta5 @ W5 + delta5 @ Wd5)*A4**2 - 2*A4*Ad4*(delta5 @ W5)
+    H["W4"] = Rdelta4.T @ A3 + delta4.T @ Ad3
+    H["b4"] = Rdelta4.sum(axis=0)
+    Rdelta3 = (Rdelta4 @ W4 + delta4 @ Wd4) - (Rdelta4 @ W4 + delta4 @ Wd4)*A3**2 - 2*A3*Ad3*(delta4 @ W4)
+    H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
+    H["b3"] = Rdelta3.sum(axis=0)
+    Rdelta2 = (Rdelta3 @ W3 + delta3 @ Wd3) - (Rdelta3 @ W3 + delta3 @ Wd3)*A2**2 - 2*A2*Ad2*(delta3 @ W3)
+    H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
+    H["b2"] = Rdelta2.sum(axis=0)
+    Rdelta1 = (Rdelta2 @ W2 + delta2 @ Wd2) - (Rdelta2 @ W2 + delta2 @ Wd2)*A1**2 - 2*A1*Ad1*(delta2 @ W2)
+    H["W1"] = Rdelta1.T @ A0
+    H["b1"] = Rdelta1.sum(axis=0)
+    return {key: H[key] for key in params}
 
 
 def train(params, X, Y, epochs, lr, log_every=0):

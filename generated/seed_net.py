@@ -51,10 +51,10 @@ def _forward(params, X):
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 2 -> 4 (sigmoid): eqs. (16), (17)
+    # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
     Z = W1 @ A0 + b1
     A1 = _sigmoid(Z)
-    # layer 2, 4 -> 1 (sigmoid): eqs. (21), (22)
+    # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
     Z2 = W2 @ A1 + b2
     A2 = _sigmoid(Z2)
     return {
@@ -101,20 +101,84 @@ def _loss_and_grads(params, X, Y):
     scale = _scale(Y)
     cache = _forward(params, X)
     value = _loss_value(params, cache, Y, scale)
-    W2 = params["W2"]
+    grads, _ = _backward(params, cache, Y, scale)
+    return value, grads
+
+
+def _backward(params, cache, Y, scale):
+    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
     A0 = cache["A0"]
     A1 = cache["A1"]
     A2 = cache["A2"]
-    grads = {}
-    # layer 2 (output): delta (eq. (23)), dW (eq. (24)), db (eq. (25))
-    delta2 = scale*(A2 - Y)
+    W2 = params["W2"]
+    grads, deltas = {}, {}
+    # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+    deltas["delta2"] = delta2 = scale*(A2 - Y)
     grads["W2"] = delta2 @ A1.T
     grads["b2"] = delta2.sum(axis=1, keepdims=True)
-    # layer 1: delta (eq. (18)), dW (eq. (19)), db (eq. (20))
-    delta1 = A1*(W2.T @ delta2)*(1 - A1)
+    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+    deltas["delta1"] = delta1 = A1*(W2.T @ delta2)*(1 - A1)
     grads["W1"] = delta1 @ A0.T
     grads["b1"] = delta1.sum(axis=1, keepdims=True)
-    return value, {key: grads[key] for key in params}
+    return {key: grads[key] for key in params}, deltas
+
+
+def _tangent_forward(params, cache, tangents):
+    """Forward mode: z<l>' and a<l>' along the parameter direction `tangents`."""
+    A0 = cache["A0"]
+    A1 = cache["A1"]
+    A2 = cache["A2"]
+    W2 = params["W2"]
+    Wd1 = tangents["W1"]
+    Wd2 = tangents["W2"]
+    bd1 = tangents["b1"]
+    bd2 = tangents["b2"]
+    out = {}
+    out["Zd1"] = Zd1 = Wd1 @ A0 + bd1
+    out["Ad1"] = Ad1 = A1*Zd1*(1 - A1)
+    out["Zd2"] = Zd2 = W2 @ Ad1 + Wd2 @ A1 + bd2
+    out["Ad2"] = A2*Zd2*(1 - A2)
+    return out
+
+
+def jvp(params, X, tangents):
+    """(Yhat, Yhat'): the output and its directional derivative along `tangents` (keyed like params)."""
+    with np.errstate(**_QUIET):
+        cache = _forward(params, X)
+        tangents = {key: np.asarray(value, dtype=DTYPE) for key, value in tangents.items()}
+        out = _tangent_forward(params, cache, tangents)
+        return cache["A2"], out["Ad2"]
+
+
+def hvp(params, X, Y, vectors):
+    """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
+    with np.errstate(**_QUIET):
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = _scale(Y)
+        cache = _forward(params, X)
+        _, deltas = _backward(params, cache, Y, scale)
+        vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
+        tan = _tangent_forward(params, cache, vectors)
+        return _r_backward(params, cache, deltas, tan, vectors, Y, scale)
+
+
+def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
+    """R{.} of the backward pass: R{delta<l>}, then R{dL/dW<l>} and R{dL/db<l>}."""
+    A0 = cache["A0"]
+    A1 = cache["A1"]
+    Ad1 = tan["Ad1"]
+    Ad2 = tan["Ad2"]
+    W2 = params["W2"]
+    Wd2 = vectors["W2"]
+    delta2 = deltas["delta2"]
+    H = {}
+    Rdelta2 = Ad2*scale
+    H["W2"] = Rdelta2 @ A1.T + delta2 @ Ad1.T
+    H["b2"] = Rdelta2.sum(axis=1, keepdims=True)
+    Rdelta1 = -A1*(W2.T @ Rdelta2 + Wd2.T @ delta2)*(-1 + A1) - Ad1*(W2.T @ delta2)*(-1 + 2*A1)
+    H["W1"] = Rdelta1 @ A0.T
+    H["b1"] = Rdelta1.sum(axis=1, keepdims=True)
+    return {key: H[key] for key in params}
 
 
 def train(params, X, Y, epochs, lr, log_every=0):

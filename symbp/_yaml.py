@@ -19,7 +19,7 @@ import yaml
 from symbp.errors import SpecError
 
 MAX_BYTES = 1 << 20
-MAX_NODES = 100_000
+MAX_NODES = 60_000  # 10,000 layers need about 50,000
 MAX_DEPTH = 20
 MAX_NUMBER_CHARS = 40
 
@@ -167,9 +167,10 @@ class _Composer:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         position = (mark.line + 1, mark.column + 1) if mark is not None else None
         problem = getattr(err, "problem", None)
-        if position is None and isinstance(getattr(err, "position", None), int):
-            offset = err.position  # type: ignore[attr-defined]
-            position = _position(self.text.encode("utf-8", "replace"), offset)
+        offset = getattr(err, "position", None)  # reader errors: an offset into the text
+        if position is None and isinstance(offset, int):
+            line_start = self.text.rfind("\n", 0, offset) + 1
+            position = (self.text.count("\n", 0, offset) + 1, offset - line_start + 1)
         message = f"invalid YAML: {problem or str(err).splitlines()[0]}"
         context = getattr(err, "context", None)
         if context:

@@ -14,6 +14,7 @@ from symbp.derive import Derivation, LayerDerivation
 from symbp.labels import layer_label, numbering
 from symbp.printing import NumPyPrinter
 from symbp.stable import through_sigmoid
+from symbp.tangent import LayerTangent, layer_tangents
 
 HE_INIT = ("relu", "leaky_relu", "elu")
 
@@ -78,6 +79,39 @@ def _backward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) ->
     return steps
 
 
+def _tangent_steps(
+    tangents: tuple[LayerTangent, ...], printer: NumPyPrinter, names: dict[str, str]
+) -> tuple[list[dict], list[dict]]:
+    """Forward-mode lines (z', a') and R-operator lines (R{delta}, R{dW}, R{db})."""
+    for t in tangents:
+        if t.back_r is not None:
+            names[f"RG{t.index - 1}"] = f"({printer.doprint(t.back_r)})"
+    forward = [
+        {
+            "index": t.index,
+            "z_dot": printer.doprint(t.z_dot),
+            "a_dot": printer.doprint(through_sigmoid(t.a_dot)),
+        }
+        for t in tangents
+    ]
+    backward = [
+        {
+            "index": t.index,
+            "r_delta": printer.doprint(through_sigmoid(t.r_delta)),
+            "dW": printer.doprint(t.dW_r),
+            "db": printer.doprint(t.db_r),
+        }
+        for t in reversed(tangents)
+    ]
+    return forward, backward
+
+
+def _loads(text: str, pattern: str) -> list[str]:
+    """Names matching pattern that the code text reads, in a stable order."""
+    found = set(re.findall(pattern, text))
+    return sorted(found, key=lambda n: (re.sub(r"\d+$", "", n), int(re.sub(r"^\D+", "", n))))
+
+
 def _loss_code(d: Derivation, printer: NumPyPrinter) -> str:
     L = len(d.layers)
     out = d.output
@@ -121,9 +155,16 @@ def module_context(d: Derivation) -> dict[str, Any]:
             }
         )
     text = " ".join(f"{b['delta']} {b['dW']} {b['db']}" for b in backward)
-    used = set(re.findall(r"\b[AZW]\d+\b", text))
+    tan_forward, tan_backward = _tangent_steps(layer_tangents(d), printer, names)
+    printer.names = names
+    tan_text = " ".join(f"{t['z_dot']} {t['a_dot']}" for t in tan_forward)
+    hvp_text = " ".join(f"{t['r_delta']} {t['dW']} {t['db']}" for t in tan_backward)
     return {
-        "backward_loads": sorted(used, key=lambda n: (n[0] != "W", n[0], int(n[1:]))),
+        "backward_loads": _loads(text, r"\b[AZW]\d+\b"),
+        "tangent_forward": tan_forward,
+        "tangent_backward": tan_backward,
+        "tangent_loads": _loads(tan_text, r"\b(?:[AZW]|Wd|bd)\d+\b"),
+        "hvp_loads": _loads(hvp_text, r"\b(?:[AZW]|Wd|Ad|Zd|delta)\d+\b"),
         "name": arch.name,
         "layer_sizes": arch.layer_sizes,
         "layout": arch.layout,

@@ -121,6 +121,24 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
     }
 
 
+def _tangent_entry(d: Derivation) -> dict[str, Any]:
+    """Forward-mode and R-operator equations, general (index form) and per layer."""
+    from symbp.tangent import layer_tangents, tangent_calculus
+
+    calc = tangent_calculus()
+    layers = [
+        {"index": t.index, "a_dot": tex(t.a_dot), "r_delta": tex(t.r_delta)}
+        for t in layer_tangents(d)
+    ]
+    return {
+        "z_dot": tex(calc.z_dot),
+        "dW_r": tex(calc.dW_r),
+        "db_r": tex(calc.db_r),
+        "back_r": tex(calc.back_r),
+        "layers": layers,
+    }
+
+
 def _general_entry(d: Derivation) -> dict[str, str]:
     calc = d.calculus
     entry = {name: tex(getattr(calc, name)) for name in INDEX_STEPS}
@@ -185,6 +203,7 @@ def document_context(d: Derivation) -> dict[str, Any]:
         "activations": [_activation_entry(a) for a in d.activations.values()],
         "output": _output_entry(d),
         "layers": [_layer_entry(d, layer, eq) for layer in d.layers],
+        "tangent": _tangent_entry(d),
         "graph": _graph(len(d.layers)),
         "graph_text": _graph(len(d.layers))["text"],
         "complexity": _complexity(arch.layer_sizes),

@@ -405,8 +405,9 @@ def _signed_literal(node: ast.expr) -> Fraction | None:
     while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
         sign = -sign if isinstance(node.op, ast.USub) else sign
         node = node.operand
-    is_number = isinstance(node, ast.Constant) and type(node.value) in (int, float)
-    return sign * _fraction(node.value) if is_number else None  # type: ignore[attr-defined]
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return None if isinstance(node.value, bool) else sign * _fraction(node.value)
+    return None
 
 
 def _constant_exponent(node: ast.expr) -> Fraction | None:
@@ -431,8 +432,8 @@ def _rational(value: Fraction) -> Any:
 
 def _build(node: ast.expr, variables: Mapping[str, Any]) -> Any:
     """The SymPy expression of an analysed tree (no checks left to do)."""
-    if isinstance(node, ast.Constant):
-        return _rational(_fraction(node.value))  # type: ignore[arg-type]
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return _rational(_fraction(node.value))
     if isinstance(node, ast.Name):
         return variables[node.id] if node.id in variables else CONSTANTS[node.id]
     if isinstance(node, ast.UnaryOp):

@@ -77,7 +77,18 @@ MAT_W = sp.MatrixSymbol("W", N_OUT, N_IN)
 MAT_A = sp.MatrixSymbol("A", N_IN, N_BATCH)
 MAT_DELTA = sp.MatrixSymbol("Delta", N_OUT, N_BATCH)
 ONES = sp.OneMatrix(N_BATCH, 1)
-_MATRICES = {"W": MAT_W, "a": MAT_A, "delta": MAT_DELTA}
+# Tangents (forward mode) and Pearlmutter's R{.}: same shapes as what they perturb.
+MAT_WD = sp.MatrixSymbol("Wd", N_OUT, N_IN)
+MAT_AD = sp.MatrixSymbol("Ad", N_IN, N_BATCH)
+MAT_RDELTA = sp.MatrixSymbol("Rdelta", N_OUT, N_BATCH)
+_MATRICES = {
+    "W": MAT_W,
+    "a": MAT_A,
+    "delta": MAT_DELTA,
+    "Wd": MAT_WD,
+    "ad": MAT_AD,
+    "Rdelta": MAT_RDELTA,
+}
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,6 +22,10 @@ GENERAL = (
     "eq:output-dl",
     "eq:output-jacobian",
     "eq:output-delta",
+    "eq:tangent-z",
+    "eq:tangent-a",
+    "eq:r-delta",
+    "eq:r-grads",
 )
 
 PER_LAYER = ("z", "a", "delta", "dW", "db")

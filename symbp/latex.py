@@ -14,8 +14,8 @@ from sympy.printing.latex import LatexPrinter
 
 from symbp.output import LogSumExp, UnitSum
 
-_LAYERED = re.compile(r"^(A|Z|G|W|b|delta)(\d+)$")
-_ARRAY = re.compile(r"^(A|Z|G)\d*$|^Y$")
+_LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
+_ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")
 # The general (layer-free) matrices of symbp.indexed.
 _GENERAL_MATRICES = {
     "A": r"A^{(\ell-1)}",
@@ -40,6 +40,9 @@ def symbol_tex(name: str, batch: bool) -> str | None:
             "yhat": r"\hat{y}",
         }.get(name)
     kind, layer = m.groups()
+    tangent = _tangent_tex(kind, layer)
+    if tangent is not None:
+        return tangent
     if kind == "G":
         nxt = int(layer) + 1
         return rf"\left(\left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}} \delta^{{({nxt})}}\right)"
@@ -48,6 +51,30 @@ def symbol_tex(name: str, batch: bool) -> str | None:
     if kind in ("A", "Z"):
         return f"{kind if batch else kind.lower()}^{{({layer})}}"
     return f"{kind}^{{({layer})}}"
+
+
+def _tangent_tex(kind: str, layer: str) -> str | None:
+    """Dotted tangents (forward mode) and R{.} (Pearlmutter) in the seed's letters."""
+    nxt = int(layer) + 1
+    return {
+        "Ad": rf"\dot a^{{({layer})}}",
+        "Zd": rf"\dot z^{{({layer})}}",
+        "Wd": rf"\dot W^{{({layer})}}",
+        "bd": rf"\dot b^{{({layer})}}",
+        "Rdelta": rf"\mathcal{{R}}\{{\delta^{{({layer})}}\}}",
+        "RG": (
+            rf"\mathcal{{R}}\left\{{\left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}}"
+            rf" \delta^{{({nxt})}}\right\}}"
+        ),
+    }.get(kind)
+
+
+_INDEXED_NAMES = {
+    "ad": r"\dot{a}",
+    "Wd": r"\dot{W}",
+    "bd": r"\dot{b}",
+    "Rdelta": r"\mathcal{R}\delta",
+}
 
 
 class SeedLatexPrinter(LatexPrinter):
@@ -97,15 +124,22 @@ class SeedLatexPrinter(LatexPrinter):
         scalars, vectors = [], []
         for factor in expr.as_ordered_factors():
             (vectors if _is_vector(factor) else scalars).append(factor)
-        if len(vectors) < 2:
+        if not vectors or not scalars and len(vectors) < 2:
             return super()._print_Mul(expr)
         # The incoming gradient G first, as in the seed's recursion.
         vectors.sort(key=lambda v: not (isinstance(v, sp.Symbol) and v.name.startswith("G")))
         parts = [self.parenthesize(v, 50) for v in vectors]
         text = r" \odot ".join(parts)
-        if scalars:
-            text = f"{super()._print_Mul(sp.Mul(*scalars))} {text}"
+        coeff = sp.Mul(*scalars)
+        if coeff == -1:
+            return f"- {text}"
+        if coeff != 1:
+            text = f"{self.parenthesize(coeff, 50)} {text}"
         return text
+
+    def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
+        """Index-notation names: tangents dotted, R{delta} with a script R."""
+        return _INDEXED_NAMES.get(str(expr), super()._print_IndexedBase(expr))
 
 
 def _is_vector(expr: sp.Expr) -> bool:

@@ -123,11 +123,12 @@ def simplify_with_sums(expr: sp.Expr) -> sp.Expr:
     return bounded.tidy(sp.Add(*rest)).xreplace(opaque)
 
 
-def to_array(expr: sp.Expr) -> sp.Expr:
+def to_array(expr: sp.Expr, extra: dict[str, sp.Symbol] | None = None) -> sp.Expr:
     """Indexed per-unit form -> whole-array form (a_j -> A, sum_k h_k -> UnitSum(h))."""
+    names = {"a": ARR_A, "y": ARR_Y, "z": ARR_Z, **(extra or {})}
 
     def unit_sum(e: sp.Sum) -> sp.Expr:
-        return UnitSum(bounded.tidy(to_array(e.function)))
+        return UnitSum(bounded.tidy(to_array(e.function, extra)))
 
     def log_sum_exp(e: sp.log) -> sp.Expr:
         return LogSumExp(ARR_Z)
@@ -141,10 +142,7 @@ def to_array(expr: sp.Expr) -> sp.Expr:
         log_sum_exp,
     )
     expr = expr.replace(lambda e: isinstance(e, sp.Sum), unit_sum)
-    return expr.replace(
-        lambda e: isinstance(e, sp.Indexed),
-        lambda e: {"a": ARR_A, "y": ARR_Y, "z": ARR_Z}[str(e.base)],
-    )
+    return expr.replace(lambda e: isinstance(e, sp.Indexed), lambda e: names[str(e.base)])
 
 
 def _safe_logs(expr: sp.Expr) -> bool:

@@ -38,7 +38,7 @@ import keyword
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any
@@ -47,7 +47,7 @@ import sympy
 
 from symbp import _yaml
 from symbp.errors import ExpressionError, SpecError
-from symbp.expr import parse_expression
+from symbp.expr import check_expression, parse_expression
 
 SCHEMA_VERSION = 1
 BUILTIN_ACTIVATIONS = (
@@ -66,7 +66,7 @@ MAX_UNITS = 1_000_000
 MAX_LAYERS = 10_000
 MAX_PARAMETERS = 2_000_000_000
 MAX_NAME_LENGTH = 64
-MAX_CUSTOM_ACTIVATIONS = 32
+MAX_CUSTOM_ACTIVATIONS = 16
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _X = sympy.Symbol("x", real=True)
@@ -296,10 +296,12 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
         source=source,
     )
     _check_parameters(c, arch.layer_sizes)
-    for name, text in custom:
-        _expression(c, _yaml.join("activations", name), text, {"x": _X})
+    expressions = [(_yaml.join("activations", name), text, {"x": _X}) for name, text in custom]
     if arch.loss.expr is not None:
-        _expression(c, "loss.expr", arch.loss.expr, _LOSS_VARIABLES)
+        expressions.append(("loss.expr", arch.loss.expr, _LOSS_VARIABLES))
+    for check in (check_expression, parse_expression):  # all cheap checks before any SymPy
+        for path, text, variables in expressions:
+            _expression(c, check, path, text, variables)
     return arch
 
 
@@ -472,9 +474,11 @@ def _check_parameters(c: _Checker, sizes: tuple[int, ...]) -> None:
         )
 
 
-def _expression(c: _Checker, path: str, text: str, variables: Mapping[str, Any]) -> None:
-    """Validate an expression, re-raising its error at the YAML position."""
+def _expression(
+    c: _Checker, check: Callable[..., Any], path: str, text: str, variables: Mapping[str, Any]
+) -> None:
+    """Run an expression check, re-raising its error at the YAML position."""
     try:
-        parse_expression(text, variables)
+        check(text, variables)
     except ExpressionError as err:
         raise c.fail(path, err.message, err.fix, error=ExpressionError) from err

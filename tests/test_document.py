@@ -78,7 +78,7 @@ def test_seed_document_shows_derived_steps() -> None:
     assert r"a \left(1 - a\right)" in tex  # sigmoid' rewritten in a
     assert r"\delta^{(1)}" in tex and r"W^{(2)}" in tex and r"\odot" in tex
     # sigmoid + bce: the output error SymPy simplified is c (a - y).
-    out = re.search(r"\\label\{eq:delta-2\}\n(.*)\n", tex)
+    out = re.search(r"\\label\{eq:delta-2\}\n\\symbpfit\{\n(.*)\n", tex)
     assert out and "a^{(2)} - y" in out.group(1).replace(r"\left(", "").replace(r"\right)", "")
 
 
@@ -93,7 +93,7 @@ def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
     (tmp_path / "seed_net_body.tex").write_text(body)
     paper = tmp_path / "paper.tex"
     paper.write_text(
-        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,booktabs,longtable}\n"
+        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,booktabs,longtable,graphicx}\n"
         "\\newcommand{\\R}{\\mathbb{R}}\n"  # a macro papers often define themselves
         "\\begin{document}\n"
         "Our gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:delta-1}.\n"

@@ -1,0 +1,238 @@
+"""Forward mode and Pearlmutter's R-operator, derived by SymPy from the layer equations.
+
+Every quantity q is moved along a direction, q(t) = q + t q', and SymPy
+differentiates the index-notation equations with respect to t at t = 0:
+    z'      from z = sum_p W a + b              (forward-mode tangent, also R{z})
+    R{dW}   from dL/dW = sum_s delta a          (product rule, found by diff)
+    R{back} from dL/da = sum_i delta W
+Elementwise parts (a' = f'(z) z', R{delta}) are differentiated in symbp.derive_tangents.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symbp.indexed import (
+    A_PREV,
+    DELTA,
+    N_BATCH,
+    N_IN,
+    B,
+    I,
+    P,
+    Q,
+    R,
+    S,
+    W,
+    contract,
+    layer_calculus,
+)
+
+T = sp.Symbol("t", real=True)
+W_DOT = sp.IndexedBase("Wd")
+B_DOT = sp.IndexedBase("bd")
+A_DOT = sp.IndexedBase("ad")
+R_DELTA = sp.IndexedBase("Rdelta")
+MAT_BD = sp.MatrixSymbol("bd", sp.Symbol("n_out", integer=True, positive=True), 1)
+
+
+def along(expr: sp.Expr, moves: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
+    """d/dt at t = 0 of expr with every base X replaced by X + t X'."""
+    moved = expr.replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base in moves,
+        lambda e: e + T * moves[e.base][e.indices],
+    )
+    return sp.diff(moved, T).subs(T, 0)
+
+
+def _split_sum(expr: sp.Expr) -> list[sp.Expr]:
+    """Sum(a + b) -> [Sum(a), Sum(b)]; other terms as they are."""
+    terms = []
+    for term in sp.Add.make_args(expr):
+        if isinstance(term, sp.Sum):
+            body = sp.expand(term.function)
+            terms.extend(sp.Sum(t, *term.limits) for t in sp.Add.make_args(body))
+        else:
+            terms.append(term)
+    return terms
+
+
+def _matrix(expr: sp.Expr, free: tuple[sp.Symbol, ...]) -> sp.MatrixExpr:
+    """Each contraction term of expr as a matrix product; a bare bias tangent as bd 1^T."""
+    parts = []
+    for term in _split_sum(expr):
+        if isinstance(term, sp.Sum):
+            parts.append(contract(term, free))
+        elif term == B_DOT[I]:
+            parts.append(MAT_BD * sp.OneMatrix(1, N_BATCH))
+        else:
+            raise ValueError(f"unexpected term {term}")
+    return sp.MatAdd(*parts) if len(parts) > 1 else parts[0]
+
+
+@dataclass(frozen=True)
+class TangentCalculus:
+    """The general tangent equations of a dense layer (index and column-layout matrix form)."""
+
+    z_dot: sp.Expr
+    dW_r: sp.Expr
+    db_r: sp.Expr
+    back_r: sp.Expr
+    z_dot_matrix: sp.MatrixExpr
+    dW_r_matrix: sp.MatrixExpr
+    db_r_matrix: sp.MatrixExpr
+    back_r_matrix: sp.MatrixExpr
+
+
+@functools.lru_cache(maxsize=1)
+def tangent_calculus() -> TangentCalculus:
+    """Differentiate the layer equation and the gradient formulas along a direction."""
+    calc = layer_calculus()
+    z = sp.Sum(W[I, P] * A_PREV[P, S], (P, 1, N_IN)) + B[I]
+    z_dot = along(z, {W: W_DOT, A_PREV: A_DOT, B: B_DOT})
+    dW_r = along(calc.dL_dW, {DELTA: R_DELTA, A_PREV: A_DOT})
+    db_r = along(calc.dL_db, {DELTA: R_DELTA})
+    back_r = along(calc.dL_da, {DELTA: R_DELTA, W: W_DOT})
+    return TangentCalculus(
+        z_dot=z_dot,
+        dW_r=dW_r,
+        db_r=db_r,
+        back_r=back_r,
+        z_dot_matrix=_matrix(z_dot, (I, S)),
+        dW_r_matrix=_matrix(dW_r, (Q, R)),
+        db_r_matrix=_matrix(db_r, (Q,)),
+        back_r_matrix=_matrix(back_r, (R, S)),
+    )
+
+
+def directional(expr: sp.Expr, moves: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
+    """sum_s (d expr / d s) s' by sympy.diff; a UnitSum's tangent is the UnitSum of tangents."""
+    from symbp.output import UnitSum
+
+    sums = sorted(expr.atoms(UnitSum), key=sp.default_sort_key)
+    stand_in = {u: sp.Dummy(f"u{k}") for k, u in enumerate(sums)}
+    flat = expr.xreplace(stand_in)
+    total = sp.S.Zero
+    for symbol, velocity in moves.items():
+        total += sp.diff(flat, symbol) * velocity
+    for u, dummy in stand_in.items():
+        total += sp.diff(flat, dummy) * UnitSum(directional(u.args[0], moves))
+    back = {dummy: u for u, dummy in stand_in.items()}
+    return total.xreplace(back)
+
+
+@dataclass(frozen=True)
+class LayerTangent:
+    """One layer's forward-mode and R-operator equations (matrices in the file's layout)."""
+
+    index: int
+    z_dot: sp.MatrixExpr  # z' = W' a + W a' + b' (1^T)
+    a_dot: sp.Expr  # a' elementwise, in Zd<l>, A<l>, Z<l> (softmax: with UnitSum)
+    r_delta: sp.Expr  # R{delta} elementwise, in RG<l>, G<l>, Ad<l>, Zd<l>, A<l>, Z<l>, Y, c
+    dW_r: sp.MatrixExpr  # R{dL/dW}
+    db_r: sp.MatrixExpr
+    back_r: sp.MatrixExpr | None  # R{dL/dA^(l-1)}, sent to layer l - 1
+
+
+def softmax_tangent() -> sp.Expr:
+    """a'_k = sum_j (da_k/dz_j) z'_j for softmax, in whole-array form."""
+    from symbp.indexed import N_UNITS, J, K, sum_terms
+    from symbp.output import softmax_jacobian, to_array
+
+    z_dot = sp.IndexedBase("zd")
+    summed = sum_terms(softmax_jacobian() * z_dot[J], J, N_UNITS)
+    del K  # the result is indexed by k, the unit of a'_k
+    return to_array(summed, extra={"zd": sp.Symbol("Zd", real=True)})
+
+
+def _sym(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymbol, sp.MatrixExpr]:
+    """General tangent matrices -> layer l's (stored transposed in row layout; a^(0)' = 0)."""
+    from symbp.derive import layer_symbols
+    from symbp.indexed import MAT_A, MAT_AD, MAT_DELTA, MAT_RDELTA, MAT_W, MAT_WD
+
+    sym = layer_symbols(l, sizes, row)
+    n_in, n_out = sizes[l - 1], sizes[l]
+
+    def stored(name: str, units: int) -> sp.MatrixExpr:
+        if row:
+            return sp.MatrixSymbol(name, N_BATCH, units).T
+        return sp.MatrixSymbol(name, units, N_BATCH)
+
+    a_dot = sp.ZeroMatrix(n_in, N_BATCH) if l == 1 else stored(f"Ad{l - 1}", n_in)
+    return {
+        MAT_W: sym["W"],
+        MAT_A: sym["A"],
+        MAT_DELTA: sym["Delta"],
+        MAT_WD: sp.MatrixSymbol(f"Wd{l}", n_out, n_in),
+        MAT_AD: a_dot,
+        MAT_RDELTA: stored(f"Rdelta{l}", n_out),
+        MAT_BD: sp.MatrixSymbol(f"bd{l}", n_out, 1),
+    }
+
+
+def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
+    from symbp.derive import L2_WEIGHT, _per_sample
+
+    row = d.arch.layout == "row"
+    calc = tangent_calculus()
+    names = _layer_mats(l, d.arch.layer_sizes, row)
+
+    def put(expr: sp.MatrixExpr) -> sp.MatrixExpr:
+        return expr.xreplace(names).doit()
+
+    dW_r = put(calc.dW_r_matrix)
+    if d.arch.l2:
+        dW_r = dW_r + L2_WEIGHT * names[next(k for k in names if k.name == "Wd")]
+    return {
+        "z_dot": _per_sample(put(calc.z_dot_matrix), row),
+        "dW_r": dW_r,
+        "db_r": put(calc.db_r_matrix),
+        "back_r": _per_sample(put(calc.back_r_matrix), row) if l > 1 else None,
+    }
+
+
+def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
+    """a' and R{delta} of layer l, by directional derivatives of a and delta."""
+    from symbp import bounded
+    from symbp.activations import X
+    from symbp.output import ARR_A, ARR_Z
+
+    layer = d.layers[l - 1]
+    a_sym, z_sym, zd = _sym(f"A{l}"), _sym(f"Z{l}"), _sym(f"Zd{l}")
+    if layer.act is None:
+        a_dot = softmax_tangent().xreplace({ARR_A: a_sym, _sym("Zd"): zd, ARR_Z: z_sym})
+    else:
+        fprime = layer.act.backward_form.xreplace({X: z_sym})
+        from symbp.calculus import A as A_SCALAR
+
+        a_dot = fprime.xreplace({A_SCALAR: a_sym}) * zd
+    moves = {a_sym: _sym(f"Ad{l}"), z_sym: zd, _sym(f"G{l}"): _sym(f"RG{l}")}
+    r_delta = bounded.tidy(directional(layer.delta, moves))
+    return a_dot, r_delta
+
+
+def layer_tangents(d) -> tuple[LayerTangent, ...]:
+    """Forward-mode and R-operator equations for every layer of a Derivation."""
+    out = []
+    for layer in d.layers:
+        mats = _matrices(d, layer.index)
+        a_dot, r_delta = _elementwise(d, layer.index)
+        out.append(
+            LayerTangent(
+                index=layer.index,
+                z_dot=mats["z_dot"],
+                a_dot=a_dot,
+                r_delta=r_delta,
+                dW_r=mats["dW_r"],
+                db_r=mats["db_r"],
+                back_r=mats["back_r"],
+            )
+        )
+    return tuple(out)

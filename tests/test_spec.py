@@ -1,0 +1,607 @@
+"""symbp.spec: arch.yaml schema v1 -> Arch (valid files, every error class, hostile YAML)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from symbp.errors import ExpressionError, SpecError
+from symbp.spec import (
+    ACTIVATION_ALIASES,
+    BUILTIN_ACTIVATIONS,
+    LOSSES,
+    SCHEMA_VERSION,
+    Arch,
+    Layer,
+    Loss,
+    arch_from_mapping,
+    load_arch,
+    parse_arch,
+)
+
+EXAMPLE = dedent(
+    """\
+    name: seed_net          # optional
+    layout: column
+    dtype: float64
+    input: 2
+    layers:
+      - units: 4
+        activation: sigmoid
+    loss: mse
+    reduction: mean
+    l2: 0.0
+    activations:
+      mish: "x*tanh(log(1 + exp(x)))"
+    """
+)
+
+MINIMAL = "input: 3\nlayers:\n  - units: 2\n    activation: tanh\nloss: mse\n"
+
+
+def spec_error(text: str | bytes, filename: str = "arch.yaml") -> SpecError:
+    """The SpecError raised for a document (the test fails if none is raised)."""
+    with pytest.raises(SpecError) as info:
+        parse_arch(text, filename)
+    return info.value
+
+
+def where(error: SpecError) -> tuple[int | None, int | None, str | None]:
+    """(line, column, path) of an error."""
+    return error.line, error.column, error.path
+
+
+def quickly(call: Callable[[], Any], limit: float = 2.0) -> Any:
+    """Run call and assert it returned (or raised) within limit seconds."""
+    start = time.monotonic()
+    try:
+        return call()
+    finally:
+        assert time.monotonic() - start < limit
+
+
+def layers_doc(*activations: str) -> str:
+    """A document with one 3-unit layer per activation."""
+    body = "".join(f"  - units: 3\n    activation: {a}\n" for a in activations)
+    return f"input: 2\nlayers:\n{body}loss: mse\n"
+
+
+# --- valid files --------------------------------------------------------------------------
+
+
+def test_example_gives_the_expected_arch() -> None:
+    arch = parse_arch(EXAMPLE, "examples/seed.yaml")
+    assert arch == Arch(
+        name="seed_net",
+        input=2,
+        layers=(Layer(units=4, activation="sigmoid"),),
+        loss=Loss(kind="mse"),
+        layout="column",
+        dtype="float64",
+        reduction="mean",
+        l2=0.0,
+        activations=(("mish", "x*tanh(log(1 + exp(x)))"),),
+    )
+    assert arch.source == "examples/seed.yaml"
+    assert arch.source_sha256 == hashlib.sha256(EXAMPLE.encode()).hexdigest()
+    assert arch.layer_sizes == (2, 4)
+    assert isinstance(arch.l2, float)
+
+
+def test_marks_are_recorded_one_based() -> None:
+    arch = parse_arch(EXAMPLE, "a.yaml")
+    assert arch.mark("layers[0].activation") == (7, 17)
+    assert arch.mark("layers[0].units") == (6, 12)
+    assert arch.mark("loss") == (8, 7)
+    assert arch.mark("activations.mish") == (12, 9)
+    assert arch.mark("nope") is None
+    assert ("input", 4, 8) in arch.marks
+
+
+def test_defaults() -> None:
+    arch = parse_arch(MINIMAL, "minimal.yaml")
+    assert (arch.layout, arch.dtype, arch.reduction, arch.l2) == ("column", "float64", "mean", 0.0)
+    assert arch.activations == () and arch.loss == Loss("mse") and arch.loss.expr is None
+    assert arch.layer_sizes == (3, 2)
+
+
+def test_aliases_are_resolved() -> None:
+    arch = parse_arch(layers_doc("linear", "silu", "relu"))
+    assert [layer.activation for layer in arch.layers] == ["identity", "swish", "relu"]
+    assert ACTIVATION_ALIASES == {"linear": "identity", "silu": "swish"}
+
+
+def test_every_builtin_activation_is_accepted() -> None:
+    names = [a for a in BUILTIN_ACTIVATIONS if a != "softmax"] + ["softmax"]
+    arch = parse_arch(layers_doc(*names))
+    assert tuple(layer.activation for layer in arch.layers) == tuple(names)
+
+
+def test_module_constants() -> None:
+    assert SCHEMA_VERSION == 1 and LOSSES == ("mse", "bce", "cross_entropy")
+    assert BUILTIN_ACTIVATIONS[0] == "identity" and "gelu" in BUILTIN_ACTIVATIONS
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("examples/my-net.v2.yaml", "my_net_v2"),
+        ("2layers.yaml", "net_2layers"),
+        ("class.yaml", "class_"),
+        ("C:\\nets\\tiny net.yml", "tiny_net"),
+        ("<string>", "net"),
+        ("arch", "arch"),
+    ],
+)
+def test_name_defaults_to_the_file_stem(filename: str, expected: str) -> None:
+    assert parse_arch(MINIMAL, filename).name == expected
+
+
+def test_load_arch_reads_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tiny-net.yaml"
+    path.write_text(EXAMPLE.replace("name: seed_net", "#"))
+    arch = load_arch(path)
+    assert arch.name == "tiny_net" and arch.source == str(path)
+    assert arch.source_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_custom_losses_and_options() -> None:
+    text = dedent(
+        """\
+        input: 4
+        layout: row
+        dtype: float32
+        reduction: sum
+        l2: 1e-4
+        layers:
+          - {units: 8, activation: mish}
+          - {units: 1, activation: sigmoid}
+        loss: {expr: "(yhat - y)**2"}
+        activations: {mish: "x*tanh(softplus(x))", bent: "x + 0.5*x**2"}
+        """
+    )
+    arch = parse_arch(text)
+    assert (arch.layout, arch.dtype, arch.reduction, arch.l2) == ("row", "float32", "sum", 1e-4)
+    assert arch.loss == Loss("expr", "(yhat - y)**2")
+    assert arch.activations == (("bent", "x + 0.5*x**2"), ("mish", "x*tanh(softplus(x))"))
+
+
+def test_bce_and_cross_entropy_allowed_with_any_activation() -> None:
+    for loss in ("bce", "cross_entropy"):
+        assert parse_arch(MINIMAL.replace("mse", loss)).loss.kind == loss
+
+
+def test_arch_from_mapping_matches_the_file() -> None:
+    doc = {
+        "name": "seed_net",
+        "input": 2,
+        "layers": [{"units": 4, "activation": "sigmoid"}],
+        "loss": "mse",
+        "activations": {"mish": "x*tanh(log(1 + exp(x)))"},
+    }
+    arch = arch_from_mapping(doc)
+    assert arch == parse_arch(EXAMPLE)
+    assert arch.source == "<dict>" and arch.source_sha256 == "" and arch.marks == ()
+    assert hash(arch) == hash(parse_arch(EXAMPLE))
+
+
+def test_arch_from_mapping_validates_and_has_no_marks() -> None:
+    with pytest.raises(SpecError) as info:
+        arch_from_mapping({"input": 2, "layers": [{"units": True, "activation": "relu"}],
+                           "loss": "mse"})  # fmt: skip
+    assert info.value.path == "layers[0].units" and info.value.line is None
+    assert info.value.file == "<dict>"
+
+
+def test_repr_is_short() -> None:
+    text = repr(parse_arch(EXAMPLE))
+    assert text.startswith("Arch(name='seed_net'") and "marks" not in text and "sha" not in text
+
+
+def test_existing_examples_load() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    paths = sorted(examples.glob("*.yaml"))
+    assert all(load_arch(path).layers for path in paths)
+
+
+# --- errors: reading and YAML -------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(SpecError) as info:
+        load_arch(path)
+    assert info.value.file == str(path)
+    assert "cannot read file: No such file or directory" in info.value.message
+
+
+def test_yaml_syntax_error_has_the_problem_position() -> None:
+    error = spec_error("input: 2\nlayers: [1, 2\nloss: mse\n")
+    assert error.line == 3 and error.column is not None
+    assert "invalid YAML" in error.message and error.file == "arch.yaml"
+    assert "arch.yaml:3:" in str(error)
+
+
+def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    doc = f'!!python/object/apply:os.system ["touch {canary}"]\n'
+    path = tmp_path / "evil.yaml"
+    path.write_text(doc)
+    with pytest.raises(SpecError) as info:
+        load_arch(path)
+    assert "'!!python/object/apply:os.system' is not allowed" in info.value.message
+    assert (info.value.line, info.value.column) == (1, 1)
+    assert not canary.exists()
+    error = spec_error(f"input: !!python/object/apply:os.system ['touch {canary}']\n")
+    assert (error.line, error.column) == (1, 8) and not canary.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "position"),
+    [
+        ("input: !!binary aGVsbG8=\n", "'!!binary' is not allowed", (1, 8)),
+        ("input: 2001-12-14\n", "'!!timestamp' is not allowed", (1, 8)),
+        ("input: !custom 2\n", "'!custom' is not allowed", (1, 8)),
+        ("input: !!set {a, b}\n", "'!!set' is not allowed", (1, 8)),
+        ("a: &x {b: 1}\nc:\n  <<: *x\n", "'!!merge' is not allowed", (3, 3)),
+    ],
+)
+def test_non_standard_tags_are_refused(text: str, fragment: str, position: tuple[int, int]) -> None:
+    error = spec_error(text)
+    assert fragment in error.message and (error.line, error.column) == position
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    error = quickly(lambda: spec_error("\n".join(lines) + "\n"))
+    assert "expands to more than" in error.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        "{a: " * 100_000 + "}" * 100_000,
+        "".join("  " * i + "-\n" for i in range(300)),
+        "- a\n" * 250_000,
+        "layers:\n" + "  - {units: 4, activation: relu}\n" * 30_000,
+        "x: " + "a " * 500_000,
+        "x: 1" + "1" * 1_000_000,
+        "# " + "c" * 1_000_000 + "\n",
+    ],
+    ids=[
+        "flow-nesting",
+        "map-nesting",
+        "block-nesting",
+        "many-nodes",
+        "many-layers",
+        "long-plain-scalar",
+        "long-number",
+        "long-comment",
+    ],  # fmt: skip
+)
+def test_hostile_documents_are_refused_quickly(text: str) -> None:
+    quickly(lambda: spec_error(text))
+
+
+def test_size_limit() -> None:
+    error = quickly(lambda: spec_error("#" * (1 << 20) + "\n"))
+    assert "too large" in error.message
+
+
+def test_recursive_alias() -> None:
+    error = spec_error("a: &a [*a]\n")
+    assert "recursive alias" in error.message and (error.line, error.column) == (1, 8)
+
+
+def test_nul_byte() -> None:
+    error = spec_error(b"input: 2\nlay\x00ers: []\n")
+    assert "NUL" in error.message and (error.line, error.column) == (2, 4)
+
+
+def test_invalid_utf8() -> None:
+    error = spec_error(b"input: 2\nname: caf\xe9\n")
+    assert "not valid UTF-8" in error.message and (error.line, error.column) == (2, 10)
+
+
+def test_utf8_bom_is_accepted() -> None:
+    assert parse_arch(b"\xef\xbb\xbf" + MINIMAL.encode()).input == 3
+
+
+def test_multiple_documents() -> None:
+    error = spec_error(MINIMAL + "---\n" + MINIMAL)
+    assert "more than one YAML document" in error.message and error.line == 6
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "- 1\n", "just text\n", "~\n"])
+def test_document_must_be_a_mapping(text: str) -> None:
+    error = spec_error(text)
+    assert error.message == "the file must be a mapping with keys input, layers, loss"
+
+
+def test_duplicate_keys() -> None:
+    error = spec_error("input: 2\nloss: mse\ninput: 3\n")
+    assert "duplicate key 'input'" in error.message and "line 1" in error.message
+    assert where(error) == (3, 1, "input")
+
+
+def test_duplicate_keys_in_a_layer() -> None:
+    error = spec_error(layers_doc("relu").replace("units: 3", "units: 3\n    units: 4"))
+    assert where(error) == (4, 5, "layers[0].units")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("on: 1\n", "YAML reads 'on' as a boolean"),
+        ("1: x\n", "YAML reads '1' as a number"),
+        ("? [a]\n: 1\n", "got a list"),
+    ],
+)
+def test_keys_must_be_strings(text: str, fragment: str) -> None:
+    error = spec_error(text)
+    assert fragment in error.message and error.line == 1
+
+
+def test_yaml_11_octal_and_exponent_floats() -> None:
+    error = spec_error(MINIMAL.replace("input: 3", "input: 010"))
+    assert "leading zero" in error.message and (error.line, error.column) == (1, 8)
+    assert parse_arch(MINIMAL + "l2: 1e-3\n").l2 == 0.001
+
+
+# --- errors: schema -----------------------------------------------------------------------
+
+
+def test_unknown_top_level_key_with_did_you_mean() -> None:
+    error = spec_error(MINIMAL + "layer: []\n")
+    assert "unknown key 'layer'" in error.message and "did you mean 'layers'?" in error.message
+    assert error.fix is not None and "input, layers, loss" in error.fix
+    assert where(error) == (6, 1, "layer")
+
+
+def test_unknown_layer_key_with_did_you_mean() -> None:
+    error = spec_error(layers_doc("relu").replace("units:", "unit:"))
+    assert "did you mean 'units'?" in error.message
+    assert where(error) == (3, 5, "layers[0].unit")
+
+
+def test_missing_required_keys() -> None:
+    error = spec_error("input: 2\n")
+    assert "missing the required keys 'layers', 'loss'" in error.message
+    assert error.line == 1 and error.fix == "add layers, loss"
+
+
+def test_layer_missing_activation() -> None:
+    error = spec_error("input: 2\nlayers:\n  - units: 3\nloss: mse\n")
+    assert "missing the required key 'activation'" in error.message
+    assert where(error) == (3, 5, "layers[0]")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment", "fix"),
+    [
+        ("true", "got a boolean (true)", "write a whole number such as 1"),
+        ("4.0", "got the number 4.0", "write 4"),
+        ("4.5", "got the number 4.5", "write a whole number such as 1"),
+        ('"4"', "got the string '4'", "remove the quotes: 4"),
+        ("0", "must be between 1 and 1,000,000, got 0", "use a value from 1 to 1,000,000"),
+        ("1000001", "got 1,000,001", "use a value from 1 to 1,000,000"),
+        ("[4]", "got a list", "write a whole number such as 1"),
+        ("", "got nothing (null)", "write a whole number such as 1"),
+    ],
+)
+def test_units_must_be_a_positive_int(value: str, fragment: str, fix: str) -> None:
+    error = spec_error(layers_doc("relu").replace("units: 3", f"units: {value}"))
+    assert fragment in error.message and error.fix == fix
+    assert error.path == "layers[0].units" and error.line == 3
+
+
+def test_input_must_be_a_positive_int() -> None:
+    error = spec_error(MINIMAL.replace("input: 3", "input: -1"))
+    assert where(error) == (1, 8, "input") and "got -1" in error.message
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("[]", "layers must not be empty"), ("relu", "layers must be a list"), ("", "a list")],
+)
+def test_layers_must_be_a_non_empty_list(value: str, fragment: str) -> None:
+    error = spec_error(f"input: 2\nlayers: {value}\nloss: mse\n")
+    assert fragment in error.message and error.path == "layers" and error.line == 2
+
+
+def test_layer_entries_must_be_mappings() -> None:
+    error = spec_error("input: 2\nlayers:\n  - relu\nloss: mse\n")
+    assert "layer 0 must be a mapping" in error.message and where(error) == (3, 5, "layers[0]")
+
+
+def test_too_many_layers() -> None:
+    doc = {"input": 1, "layers": [{"units": 1, "activation": "relu"}] * 10_001, "loss": "mse"}
+    with pytest.raises(SpecError, match="too many layers"):
+        arch_from_mapping(doc)
+    doc["layers"] = doc["layers"][:10_000]
+    assert len(arch_from_mapping(doc).layers) == 10_000
+
+
+def test_parameter_limit_names_the_count() -> None:
+    error = spec_error("input: 100000\nlayers:\n  - {units: 100000, activation: relu}\nloss: mse\n")
+    assert "10,000,100,000 parameters" in error.message and "2,000,000,000" in error.message
+    assert where(error) == (3, 3, "layers")
+
+
+def test_unknown_activation_with_did_you_mean() -> None:
+    error = spec_error(layers_doc("relu", "sigmod"))
+    assert "unknown activation 'sigmod' (did you mean 'sigmoid'?)" in error.message
+    assert error.fix is not None and "leaky_relu" in error.fix and "silu" in error.fix
+    assert where(error) == (6, 17, "layers[1].activation")
+
+
+def test_softmax_only_on_the_last_layer() -> None:
+    error = spec_error(layers_doc("softmax", "relu"))
+    assert "softmax is only allowed on the last layer" in error.message
+    assert error.fix is not None and "another activation" in error.fix
+    assert where(error) == (4, 17, "layers[0].activation")
+
+
+def test_activation_must_be_a_string() -> None:
+    error = spec_error(layers_doc("3"))
+    assert "activation must be a string, got the number 3" in error.message
+
+
+# --- errors: custom activations and expressions -------------------------------------------
+
+
+def with_activations(block: str, use: str = "relu") -> str:
+    """A document using activation `use` with the given `activations:` block."""
+    return layers_doc(use) + "activations:\n" + block
+
+
+@pytest.mark.parametrize(
+    ("block", "fragment", "position"),
+    [
+        ("  relu: x\n", "'relu' is already a built-in activation", (7, 3)),
+        ("  linear: x\n", "'linear' is already a built-in activation", (7, 3)),
+        ("  my-act: x\n", "must be identifiers", (7, 3)),
+        ("  class: x\n", "must be identifiers", (7, 3)),
+        ("  twice: 2\n", "expression string in x, got the number 2", (7, 10)),
+        ("  - x\n", "activations must be a mapping", (7, 3)),
+    ],
+)
+def test_custom_activation_names(block: str, fragment: str, position: tuple[int, int]) -> None:
+    error = spec_error(with_activations(block))
+    assert fragment in error.message and (error.line, error.column) == position
+
+
+def test_invalid_custom_expression_is_located() -> None:
+    error = spec_error(with_activations('  mish: "x*tanh(softplus(x)).real"\n', "mish"))
+    assert isinstance(error, ExpressionError)
+    assert where(error) == (7, 9, "activations.mish")
+    assert "attribute access is not allowed" in error.message
+    assert error.fix is not None and "the variables x" in error.fix
+    assert str(error).startswith("error: arch.yaml:7:9: activations.mish: attribute access")
+
+
+def test_custom_expression_uses_only_x() -> None:
+    error = spec_error(with_activations("  f: y*x\n", "f"))
+    assert "unknown name 'y'" in error.message and error.path == "activations.f"
+
+
+def test_custom_activation_used_but_not_defined() -> None:
+    error = spec_error(layers_doc("mish"))
+    assert "unknown activation 'mish'" in error.message
+
+
+def test_too_many_custom_activations() -> None:
+    block = "".join(f"  act{i}: x\n" for i in range(17))
+    assert "at most 16 custom activations" in spec_error(with_activations(block)).message
+
+
+def test_hostile_expression_in_file_is_refused_quickly() -> None:
+    error = quickly(lambda: spec_error(with_activations('  f: "9**9**9**9"\n', "f")))
+    assert isinstance(error, ExpressionError) and error.path == "activations.f"
+
+
+# --- errors: loss, enums, l2, name --------------------------------------------------------
+
+
+def test_unknown_loss_with_did_you_mean() -> None:
+    error = spec_error(MINIMAL.replace("loss: mse", "loss: mes"))
+    assert "unknown loss 'mes' (did you mean 'mse'?)" in error.message
+    assert where(error) == (5, 7, "loss")
+
+
+def test_loss_expression_written_as_a_plain_string() -> None:
+    error = spec_error(MINIMAL.replace("loss: mse", "loss: (yhat - y)**2"))
+    assert error.fix == 'for a custom loss write  loss: {expr: "(yhat - y)**2"}'
+
+
+def test_loss_mapping_must_have_exactly_expr() -> None:
+    error = spec_error(MINIMAL.replace("loss: mse", "loss: {exp: '(yhat-y)**2'}"))
+    assert "did you mean 'expr'?" in error.message and where(error) == (5, 8, "loss.exp")
+    error = spec_error(MINIMAL.replace("loss: mse", "loss: {expr: 2}"))
+    assert "must be a string" in error.message
+
+
+def test_invalid_loss_expression_is_located() -> None:
+    error = spec_error(MINIMAL.replace("loss: mse", "loss:\n  expr: (yhat - y)**x"))
+    assert isinstance(error, ExpressionError)
+    assert where(error) == (6, 9, "loss.expr") and "must be a constant number" in error.message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "suggestion"),
+    [("layout", "rows", "row"), ("dtype", "float63", "float64"), ("reduction", "men", "mean")],
+)
+def test_enums_with_did_you_mean(key: str, value: str, suggestion: str) -> None:
+    error = spec_error(MINIMAL + f"{key}: {value}\n")
+    assert f"unknown {key} '{value}' (did you mean '{suggestion}'?)" in error.message
+    assert where(error) == (6, len(key) + 3, key)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("-0.1", "finite number >= 0"),
+        (".inf", "finite number >= 0"),
+        (".nan", "finite number >= 0"),
+        ("true", "l2 must be a number, got a boolean"),
+        ('"0.1"', "l2 must be a number, got the string '0.1'"),
+    ],
+)
+def test_l2_must_be_a_finite_non_negative_number(value: str, fragment: str) -> None:
+    error = spec_error(MINIMAL + f"l2: {value}\n")
+    assert fragment in error.message and where(error) == (6, 5, "l2")
+
+
+def test_l2_accepts_ints() -> None:
+    assert parse_arch(MINIMAL + "l2: 1\n").l2 == 1.0
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("../evil", "must not contain '/'"),
+        ("'a\\\\b'", "must not contain '/' or '\\'"),
+        ("my net", "must be a Python identifier"),
+        ("class", "must be a Python identifier"),
+        ("résumé", "must be a Python identifier"),
+        ("a" * 65, "must be a Python identifier"),
+        ("3", "name must be a string"),
+    ],
+)
+def test_invalid_names(value: str, fragment: str) -> None:
+    error = spec_error(f"name: {value}\n" + MINIMAL)
+    assert fragment in error.message and where(error) == (1, 7, "name")
+
+
+# --- property -----------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300))
+def test_random_text_raises_only_spec_error(text: str) -> None:
+    start = time.monotonic()
+    try:
+        parse_arch(text)
+    except SpecError:
+        pass
+    assert time.monotonic() - start < 2.0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_spec_error(data: bytes) -> None:
+    try:
+        parse_arch(data)
+    except SpecError:
+        pass

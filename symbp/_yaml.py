@@ -86,9 +86,10 @@ def load_document(data: bytes, filename: str) -> Document:
 
 
 def _position(data: bytes, offset: int) -> Mark:
-    """The 1-based line and column of a byte offset."""
+    """The 1-based line and column (in characters) of a byte offset."""
     line_start = data.rfind(b"\n", 0, offset) + 1
-    return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
+    column = len(data[line_start:offset].decode("utf-8", "replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
 
 
 def _decode(data: bytes, filename: str) -> str:
@@ -167,8 +168,10 @@ class _Composer:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         position = (mark.line + 1, mark.column + 1) if mark is not None else None
         problem = getattr(err, "problem", None)
-        offset = getattr(err, "position", None)  # reader errors: an offset into the text
+        offset = getattr(err, "position", None)  # reader errors: an offset into the input
         if position is None and isinstance(offset, int):
+            if _LOADER is not yaml.SafeLoader:  # libyaml counts bytes, PyYAML characters
+                offset = len(self.text.encode("utf-8")[:offset].decode("utf-8", "ignore"))
             line_start = self.text.rfind("\n", 0, offset) + 1
             position = (self.text.count("\n", 0, offset) + 1, offset - line_start + 1)
         message = f"invalid YAML: {problem or str(err).splitlines()[0]}"
@@ -290,11 +293,13 @@ def _to_int(text: str) -> int:
     body = digits.lstrip("+-")
     if ":" in body:
         raise ValueError(f"{text!r} is a base-60 number in YAML 1.1; write it in decimal")
-    if body[:2] in ("0x", "0b"):
-        return sign * int(body[2:], 16 if body[1] == "x" else 2)
-    if len(body) > 1 and body.startswith("0"):
+    if len(body) > 1 and body.startswith("0") and body[1] not in "xb":
         raise ValueError(f"{text!r} has a leading zero (YAML 1.1 reads it as octal)")
-    return sign * int(body)
+    base = {"0x": 16, "0b": 2}.get(body[:2], 10)
+    try:
+        return sign * int(body[2:] if base != 10 else body, base)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid integer") from None
 
 
 def _to_float(text: str) -> float:
@@ -306,7 +311,10 @@ def _to_float(text: str) -> float:
         raise ValueError(f"{text!r} is a base-60 number in YAML 1.1; write it in decimal")
     if digits.lstrip("+-") in (".inf", ".nan"):
         digits = digits.replace(".", "")
-    return float(digits)
+    try:
+        return float(digits)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid number") from None
 
 
 class _Converter:

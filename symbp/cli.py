@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         "--body", action="store_true", help="also write <name>_body.tex to \\input into a paper"
     )
     gen.add_argument("--pdf", action="store_true", help="also compile <name>.pdf with pdflatex")
+    gen.add_argument(
+        "--with-tests", action="store_true", help="also write test_<name>.py (numpy + pytest only)"
+    )
     chk = sub.add_parser("gradcheck", help="check generated gradients by finite differences")
     chk.add_argument("arch", help="the architecture file (arch.yaml)")
     chk.add_argument("--seed", type=int, default=0, help="random seed for data and parameters")
@@ -67,7 +70,7 @@ def _stale(files: dict[str, str], out: Path) -> list[str]:
 def _generate(args: argparse.Namespace) -> int:
     from symbp.pipeline import generate, write_files
 
-    result = generate(args.arch, body_only=args.body)
+    result = generate(args.arch, body_only=args.body, with_tests=args.with_tests)
     out = Path(args.out)
     if args.timings:
         for stage, seconds in result.timings.items():
@@ -94,11 +97,16 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from symbp.gradcheck import TOLERANCE, format_table, gradcheck
     from symbp.spec import load_arch
 
-    rows = gradcheck(load_arch(args.arch), seed=args.seed)
+    rows, taylor = gradcheck(load_arch(args.arch), seed=args.seed)
     print(format_table(rows))
+    print(
+        f"Taylor test along a random direction: first-order remainder slope {taylor.first:.2f} "
+        f"(expect ~2), with the hvp term {taylor.second:.2f} (expect ~3)"
+        + (" [at rounding level]" if taylor.floor else "")
+    )
     failed = [r.name for r in rows if not r.ok]
-    if failed:
-        print(f"FAILED: {', '.join(failed)} (tolerance {TOLERANCE:g})")
+    if failed or not taylor.ok:
+        print(f"FAILED: {', '.join(failed) or 'Taylor slopes'} (tolerance {TOLERANCE:g})")
         return 1
     print(f"all {len(rows)} gradients match central differences (tolerance {TOLERANCE:g})")
     return 0

@@ -110,8 +110,45 @@ def check_module(
     return rows
 
 
-def gradcheck(arch: Arch, seed: int = 0, n: int = 7, limit: int = 40) -> list[GradRow]:
-    """Generate `arch` in float64 into a temporary folder and check every gradient."""
+@dataclass(frozen=True)
+class Taylor:
+    """Log-log slopes of the Taylor remainders along a random unit direction."""
+
+    first: float  # |L(p + hv) - L(p) - h g.v| ~ h^2: slope ~2
+    second: float  # ... - h^2/2 v.Hv ~ h^3: slope ~3
+    floor: bool  # the second remainder hit rounding level (slope not measurable)
+
+    @property
+    def ok(self) -> bool:
+        return self.first > 1.8 and (self.second > 2.7 or self.floor)
+
+
+def taylor_test(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7) -> Taylor:
+    """Devito-style Taylor test of loss_and_grads (first order) and hvp (second order)."""
+    params, X, Y = random_problem(module, arch, seed, n)
+    rng = np.random.default_rng(seed + 2)
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+    norm = np.sqrt(sum(float(np.sum(x * x)) for x in v.values()))
+    v = {k: x / norm for k, x in v.items()}
+    base, grads = module.loss_and_grads(params, X, Y)
+    g_v = sum(float(np.sum(grads[k] * v[k])) for k in v)
+    hv = module.hvp(params, X, Y, v)
+    v_h_v = sum(float(np.sum(hv[k] * v[k])) for k in v)
+    hs = 0.05 * 0.5 ** np.arange(6)
+    r1, r2 = [], []
+    for h in hs:
+        value = module.loss({k: params[k] + h * v[k] for k in v}, X, Y)
+        r1.append(abs(value - base - h * g_v))
+        r2.append(abs(value - base - h * g_v - 0.5 * h * h * v_h_v))
+    first = float(np.polyfit(np.log(hs), np.log(np.maximum(r1, 1e-300)), 1)[0])
+    second = float(np.polyfit(np.log(hs), np.log(np.maximum(r2, 1e-300)), 1)[0])
+    return Taylor(first, second, floor=max(r2) < 1e-12)
+
+
+def gradcheck(
+    arch: Arch, seed: int = 0, n: int = 7, limit: int = 40
+) -> tuple[list[GradRow], Taylor]:
+    """Generate `arch` in float64 into a temporary folder; check every gradient and the slopes."""
     from symbp.pipeline import generate, write_files
 
     arch64 = dataclasses.replace(arch, dtype="float64")
@@ -119,7 +156,7 @@ def gradcheck(arch: Arch, seed: int = 0, n: int = 7, limit: int = 40) -> list[Gr
     with tempfile.TemporaryDirectory(prefix="symbp-gradcheck-") as folder:
         write_files(result.files, folder)
         module = import_path(Path(folder) / f"{arch64.name}.py")
-        return check_module(module, arch64, seed, n, limit)
+        return check_module(module, arch64, seed, n, limit), taylor_test(module, arch64, seed, n)
 
 
 def format_table(rows: list[GradRow]) -> str:

@@ -41,7 +41,7 @@ def _timed(timings: dict[str, float], stage: str, call: Callable):
     return result
 
 
-def render_all(d: Derivation, body_only: bool = False) -> dict[str, str]:
+def render_all(d: Derivation, body_only: bool = False, with_tests: bool = False) -> dict[str, str]:
     """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex."""
     arch = d.arch
     source = Path(arch.source).name
@@ -49,6 +49,9 @@ def render_all(d: Derivation, body_only: bool = False) -> dict[str, str]:
     ctx = module_context(d)
     ctx["header"] = "\n".join(header_lines("module.py.j2", source, arch.source_sha256))
     files[f"{arch.name}.py"] = render("module.py.j2", ctx)
+    if with_tests:
+        ctx["header"] = "\n".join(header_lines("test_module.py.j2", source, arch.source_sha256))
+        files[f"test_{arch.name}.py"] = render("test_module.py.j2", ctx)
     doc = document_context(d)
     doc["header"] = header_lines("derivation.tex.j2", source, arch.source_sha256)
     doc["body_only"] = False
@@ -70,14 +73,16 @@ def render_markdown(d: Derivation) -> str:
     return render("derivation.md.j2", doc)
 
 
-def generate(arch: Arch | str | os.PathLike, body_only: bool = False) -> Generated:
+def generate(
+    arch: Arch | str | os.PathLike, body_only: bool = False, with_tests: bool = False
+) -> Generated:
     """Load (if given a path), derive and render; nothing is written."""
     timings: dict[str, float] = {}
     if not isinstance(arch, Arch):
         path = arch
         arch = _timed(timings, "load", lambda: load_arch(path))
     d = _timed(timings, "derive", lambda: derive(arch))
-    files = _timed(timings, "render", lambda: render_all(d, body_only))
+    files = _timed(timings, "render", lambda: render_all(d, body_only, with_tests))
     return Generated(arch=arch, derivation=d, files=files, timings=timings)
 
 

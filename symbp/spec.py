@@ -282,7 +282,8 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
             "start from:  input: 2 / layers: [{units: 1, activation: sigmoid}] / loss: mse",
         )
     c.mapping(doc, "", TOP_KEYS, REQUIRED_KEYS, "the architecture")
-    custom = _custom_activations(c, doc.get("activations") or {})
+    declared = doc.get("activations")
+    custom = _custom_activations(c, {} if declared is None else declared)
     arch = Arch(
         name=_name(c, doc, source),
         input=c.integer(doc["input"], "input", 1, MAX_UNITS),
@@ -358,7 +359,11 @@ def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
             'write e.g.  activations: {mish: "x*tanh(softplus(x))"}',
         )
     if len(value) > MAX_CUSTOM_ACTIVATIONS:
-        raise c.fail("activations", f"at most {MAX_CUSTOM_ACTIVATIONS} custom activations")
+        raise c.fail(
+            "activations",
+            f"too many custom activations ({len(value)}, at most {MAX_CUSTOM_ACTIVATIONS})",
+            "remove the unused ones",
+        )
     for name, text in value.items():
         path = _yaml.join("activations", str(name))
         if not _is_identifier(name):

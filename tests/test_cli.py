@@ -107,3 +107,19 @@ def test_generated_module_imports_without_sympy_jinja_or_symbp(tmp_path: Path) -
     source = (tmp_path / "seed_net.py").read_text()
     imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
     assert imports == ["import numpy as np"]
+
+
+def test_gradcheck_reports_taylor_slopes() -> None:
+    r = run("gradcheck", str(EXAMPLES / "seed.yaml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    import re
+
+    m = re.search(r"slope ([\d.]+) \(expect ~2\), with the hvp term ([\d.]+)", r.stdout)
+    assert m, r.stdout
+    assert 1.8 < float(m.group(1)) < 2.3 and 2.7 < float(m.group(2)) < 3.5
+
+
+def test_with_tests_flag_writes_the_test_file(tmp_path: Path) -> None:
+    r = run("generate", str(EXAMPLES / "seed.yaml"), "-o", str(tmp_path), "--with-tests")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "test_seed_net.py").exists()

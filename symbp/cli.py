@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--with-tests", action="store_true", help="also write test_<name>.py (numpy + pytest only)"
     )
+    sub.add_parser("schema", help="print the JSON Schema of arch.yaml (for editors)")
     chk = sub.add_parser("gradcheck", help="check generated gradients by finite differences")
     chk.add_argument("arch", help="the architecture file (arch.yaml)")
     chk.add_argument("--seed", type=int, default=0, help="random seed for data and parameters")
@@ -121,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "schema":
+            from symbp.schema import schema_json
+
+            sys.stdout.write(schema_json())
+            return 0
         return _gradcheck(args)
     except SymbpError as exc:
         print(exc.format(), file=sys.stderr)

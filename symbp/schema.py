@@ -50,12 +50,12 @@ def arch_schema() -> dict[str, Any]:
         "title": "symbp architecture file (schema v1)",
         "type": "object",
         "additionalProperties": False,
-        "required": list(spec.REQUIRED),
+        "required": list(spec.REQUIRED_KEYS),
         "properties": {
             "name": {
                 "type": "string",
                 "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
-                "maxLength": spec.MAX_NAME,
+                "maxLength": spec.MAX_NAME_LENGTH,
             },
             "layout": {"enum": list(spec.LAYOUTS), "default": "column"},
             "dtype": {"enum": list(spec.DTYPES), "default": "float64"},
@@ -76,6 +76,7 @@ def arch_schema() -> dict[str, Any]:
             "l2": {"type": "number", "minimum": 0, "maximum": 1e6, "default": 0.0},
             "activations": {
                 "type": "object",
+                "maxProperties": spec.MAX_CUSTOM_ACTIVATIONS,
                 "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"enum": names}},
                 "additionalProperties": _expression("x"),
             },

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"symbp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gen = sub.add_parser("generate", help="write <name>.py and <name>.tex for an architecture file")
-    gen.add_argument("arch", help="the architecture file (arch.yaml)")
+    gen.add_argument("arch", nargs="+", help="architecture file(s) (arch.yaml)")
     gen.add_argument("-o", "--out", default="generated", help="output folder (default: generated/)")
     gen.add_argument("--force", action="store_true", help="overwrite files symbp did not write")
     gen.add_argument(
@@ -69,28 +69,42 @@ def _stale(files: dict[str, str], out: Path) -> list[str]:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from symbp.pipeline import generate, write_files
+    """Generate every file given; with --check, compare instead of writing."""
+    from symbp.pipeline import generate
 
-    result = generate(args.arch, body_only=args.body, with_tests=args.with_tests)
     out = Path(args.out)
+    # Derive and render everything first: an invalid file means nothing is written.
+    results = [generate(a, body_only=args.body, with_tests=args.with_tests) for a in args.arch]
     if args.timings:
-        for stage, seconds in result.timings.items():
-            print(f"{stage:>8}: {seconds * 1000:8.1f} ms", file=sys.stderr)
+        for result in results:
+            for stage, seconds in result.timings.items():
+                print(f"{result.arch.name}: {stage:>8} {seconds * 1000:8.1f} ms", file=sys.stderr)
     if args.check:
-        diffs = _stale(result.files, out)
-        for diff in diffs:
-            sys.stdout.write(diff)
-        if diffs:
-            print(f"symbp: {len(diffs)} output(s) in {out} are stale", file=sys.stderr)
-            return 1
-        print(f"symbp: outputs in {out} are up to date", file=sys.stderr)
-        return 0
-    for path in write_files(result.files, out, force=args.force):
-        print(f"wrote {path}")
-    if args.pdf:
-        from symbp.pdf import compile_pdf
+        return _check(results, out)
+    return _write(results, out, args)
 
-        print(f"wrote {compile_pdf(out / f'{result.arch.name}.tex')}")
+
+def _check(results: list, out: Path) -> int:
+    diffs = [diff for result in results for diff in _stale(result.files, out)]
+    for diff in diffs:
+        sys.stdout.write(diff)
+    if diffs:
+        print(f"symbp: {len(diffs)} output(s) in {out} are stale", file=sys.stderr)
+        return 1
+    print(f"symbp: outputs in {out} are up to date", file=sys.stderr)
+    return 0
+
+
+def _write(results: list, out: Path, args: argparse.Namespace) -> int:
+    from symbp.pipeline import write_files
+
+    for result in results:
+        for path in write_files(result.files, out, force=args.force):
+            print(f"wrote {path}")
+        if args.pdf:
+            from symbp.pdf import compile_pdf
+
+            print(f"wrote {compile_pdf(out / f'{result.arch.name}.tex')}")
     return 0
 
 

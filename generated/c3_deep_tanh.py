@@ -185,39 +185,39 @@ def _backward(params, cache, Y, scale):
     grads, deltas = {}, {}
     # layer 9 (output): delta (eq. (62)), dW (eq. (63)), db (eq. (64))
     deltas["delta9"] = delta9 = scale*(A9 - Y)
-    grads["W9"] = delta9.T @ (A8.T).T
+    grads["W9"] = delta9.T @ A8
     grads["b9"] = delta9.sum(axis=0)
     # layer 8: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
     deltas["delta8"] = delta8 = (delta9 @ W9)*(1 - A8**2)
-    grads["W8"] = delta8.T @ (A7.T).T
+    grads["W8"] = delta8.T @ A7
     grads["b8"] = delta8.sum(axis=0)
     # layer 7: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
     deltas["delta7"] = delta7 = (delta8 @ W8)*(1 - A7**2)
-    grads["W7"] = delta7.T @ (A6.T).T
+    grads["W7"] = delta7.T @ A6
     grads["b7"] = delta7.sum(axis=0)
     # layer 6: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
     deltas["delta6"] = delta6 = (delta7 @ W7)*(1 - A6**2)
-    grads["W6"] = delta6.T @ (A5.T).T
+    grads["W6"] = delta6.T @ A5
     grads["b6"] = delta6.sum(axis=0)
     # layer 5: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
     deltas["delta5"] = delta5 = (delta6 @ W6)*(1 - A5**2)
-    grads["W5"] = delta5.T @ (A4.T).T
+    grads["W5"] = delta5.T @ A4
     grads["b5"] = delta5.sum(axis=0)
     # layer 4: delta (eq. (37)), dW (eq. (38)), db (eq. (39))
     deltas["delta4"] = delta4 = (delta5 @ W5)*(1 - A4**2)
-    grads["W4"] = delta4.T @ (A3.T).T
+    grads["W4"] = delta4.T @ A3
     grads["b4"] = delta4.sum(axis=0)
     # layer 3: delta (eq. (32)), dW (eq. (33)), db (eq. (34))
     deltas["delta3"] = delta3 = (delta4 @ W4)*(1 - A3**2)
-    grads["W3"] = delta3.T @ (A2.T).T
+    grads["W3"] = delta3.T @ A2
     grads["b3"] = delta3.sum(axis=0)
     # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
     deltas["delta2"] = delta2 = (delta3 @ W3)*(1 - A2**2)
-    grads["W2"] = delta2.T @ (A1.T).T
+    grads["W2"] = delta2.T @ A1
     grads["b2"] = delta2.sum(axis=0)
     # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
     deltas["delta1"] = delta1 = (delta2 @ W2)*(1 - A1**2)
-    grads["W1"] = delta1.T @ (A0.T).T
+    grads["W1"] = delta1.T @ A0
     grads["b1"] = delta1.sum(axis=0)
     return {key: grads[key] for key in params}, deltas
 

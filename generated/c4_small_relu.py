@@ -46,10 +46,10 @@ def _forward(params, X):
     A0 = np.asarray(X, dtype=DTYPE)
     # layer 1, 64 -> 64 (relu): eqs. (20), (21)
     Z = A0 @ W1.T + b1
-    A1 = np.where((Z > 0), Z, DTYPE(0))
+    A1 = np.maximum(Z, 0)
     # layer 2, 64 -> 64 (relu): eqs. (25), (26)
     Z = A1 @ W2.T + b2
-    A2 = np.where((Z > 0), Z, DTYPE(0))
+    A2 = np.maximum(Z, 0)
     # layer 3, 64 -> 1 (identity): eqs. (30), (31)
     Z = A2 @ W3.T + b3
     A3 = Z
@@ -112,15 +112,15 @@ def _backward(params, cache, Y, scale):
     grads, deltas = {}, {}
     # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
     deltas["delta3"] = delta3 = scale*(A3 - Y)
-    grads["W3"] = delta3.T @ (A2.T).T
+    grads["W3"] = delta3.T @ A2
     grads["b3"] = delta3.sum(axis=0)
     # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-    deltas["delta2"] = delta2 = (delta3 @ W3)*np.where((A2 > 0), DTYPE(1), DTYPE(0))
-    grads["W2"] = delta2.T @ (A1.T).T
+    deltas["delta2"] = delta2 = (delta3 @ W3) * (A2 > 0)
+    grads["W2"] = delta2.T @ A1
     grads["b2"] = delta2.sum(axis=0)
     # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-    deltas["delta1"] = delta1 = (delta2 @ W2)*np.where((A1 > 0), DTYPE(1), DTYPE(0))
-    grads["W1"] = delta1.T @ (A0.T).T
+    deltas["delta1"] = delta1 = (delta2 @ W2) * (A1 > 0)
+    grads["W1"] = delta1.T @ A0
     grads["b1"] = delta1.sum(axis=0)
     return {key: grads[key] for key in params}, deltas
 
@@ -140,9 +140,9 @@ def _tangent_forward(params, cache, tangents):
     bd3 = tangents["b3"]
     out = {}
     out["Zd1"] = Zd1 = A0 @ Wd1.T + bd1
-    out["Ad1"] = Ad1 = Zd1*np.where((A1 > 0), DTYPE(1), DTYPE(0))
+    out["Ad1"] = Ad1 = Zd1 * (A1 > 0)
     out["Zd2"] = Zd2 = A1 @ Wd2.T + Ad1 @ W2.T + bd2
-    out["Ad2"] = Ad2 = Zd2*np.where((A2 > 0), DTYPE(1), DTYPE(0))
+    out["Ad2"] = Ad2 = Zd2 * (A2 > 0)
     out["Zd3"] = Zd3 = A2 @ Wd3.T + Ad2 @ W3.T + bd3
     out["Ad3"] = Zd3
     return out

@@ -23,9 +23,11 @@ _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
 def _sigmoid(u):
-    """1 / (1 + exp(-u)), evaluated through exp(-|u|) so it cannot overflow."""
-    e = np.exp(np.maximum(-np.abs(u), _EXP_FLOOR))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+    """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
+    t = np.tanh(u * 0.5)
+    t *= 0.5
+    t += 0.5
+    return t
 
 
 def _softmax(Z):
@@ -131,15 +133,15 @@ def _backward(params, cache, Y, scale):
     grads, deltas = {}, {}
     # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
     deltas["delta3"] = delta3 = scale*(A3 - Y)
-    grads["W3"] = delta3.T @ (A2.T).T
+    grads["W3"] = delta3.T @ A2
     grads["b3"] = delta3.sum(axis=0)
     # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
     deltas["delta2"] = delta2 = A2*(delta3 @ W3)*(1 - A2)
-    grads["W2"] = delta2.T @ (A1.T).T
+    grads["W2"] = delta2.T @ A1
     grads["b2"] = delta2.sum(axis=0)
     # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
     deltas["delta1"] = delta1 = A1*(delta2 @ W2)*(1 - A1)
-    grads["W1"] = delta1.T @ (A0.T).T
+    grads["W1"] = delta1.T @ A0
     grads["b1"] = delta1.sum(axis=0)
     return {key: grads[key] for key in params}, deltas
 

@@ -23,9 +23,11 @@ _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
 def _sigmoid(u):
-    """1 / (1 + exp(-u)), evaluated through exp(-|u|) so it cannot overflow."""
-    e = np.exp(np.maximum(-np.abs(u), _EXP_FLOOR))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+    """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
+    t = np.tanh(u * 0.5)
+    t *= 0.5
+    t += 0.5
+    return t
 
 
 def _softplus(u):

@@ -135,8 +135,8 @@ def _specialise(calc: LayerCalculus, l: int, sizes: tuple[int, ...], row: bool) 
     z = sym["W"] * sym["A"] + sym["b"] * ones_row
     return {
         "z": _per_sample(z, row),
-        "dW": calc.dW_matrix.xreplace(names),
-        "db": calc.db_matrix.xreplace(names),
+        "dW": calc.dW_matrix.xreplace(names).doit(),
+        "db": calc.db_matrix.xreplace(names).doit(),
         "back": _per_sample(calc.da_matrix.xreplace(names), row) if l > 1 else None,
         "W": sym["W"],
     }
@@ -240,6 +240,6 @@ def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:
     return {
         "z": _per_sample(w * a_prev + b * sp.OneMatrix(1, N_BATCH), row),
         "back": _per_sample(back, row),
-        "dW": calc.dW_matrix.xreplace(names),
-        "db": calc.db_matrix.xreplace(names),
+        "dW": calc.dW_matrix.xreplace(names).doit(),
+        "db": calc.db_matrix.xreplace(names).doit(),
     }

@@ -12,7 +12,9 @@ Work happens in three stages, each bounded before the next starts:
 3. an analysis in plain Python (names, arities, exponents, and for every constant
    subexpression the size of its rationals, its magnitude and how deeply it nests functions),
 
-so every refusal happens before SymPy builds anything. Only then is the SymPy expression built.
+so every refusal happens before SymPy builds anything. Only then is the SymPy expression built,
+under a budget of Python function calls (counted by a profile hook, so the limit is the same on
+every machine) because SymPy's automatic simplification can be slow on some valid expressions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ast
 import difflib
 import math
 import operator
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -42,6 +45,7 @@ MAX_CONSTANT_BITS = 1024  # bit size of the rationals SymPy may fold
 MAX_ROOT_BITS = (64, 24, 128)  # rationals under a root: exponent q <= 16, q > 16, in total
 MAX_MAGNITUDE = 1e100  # absolute value of any constant subexpression
 MAX_CONSTANT_NESTING = 2  # functions/roots nested inside a constant subexpression
+MAX_SYMPY_CALLS = 250_000  # Python calls SymPy may make to build one expression
 
 CONSTANTS: dict[str, Any] = {"pi": sympy.pi, "e": sympy.E}
 _CONSTANT_VALUES = {"pi": math.pi, "e": math.e}
@@ -113,23 +117,52 @@ def check_expression(text: str, variables: Mapping[str, Any]) -> ast.expr:
     return tree.body
 
 
-def parse_expression(text: str, variables: Mapping[str, Any]) -> Any:
+def parse_expression(
+    text: str, variables: Mapping[str, Any], *, budget: int = MAX_SYMPY_CALLS
+) -> Any:
     """Parse ``text`` into a SymPy expression whose free symbols are among ``variables``.
 
-    Raises :class:`ExpressionError` for anything outside the language or its limits, and for
-    expressions that are undefined or not real (such as ``1/0`` or ``log(-1)``).
+    Raises :class:`ExpressionError` for anything outside the language or its limits, for
+    expressions that are undefined or not real (such as ``1/0`` or ``log(-1)``), and when
+    SymPy needs more than ``budget`` Python calls to build it.
     """
     body = check_expression(text, variables)
     try:
-        expr = _build(body, variables)
-        _check_result(expr, variables)
+        expr = _within_budget(lambda: _check_result(_build(body, variables), variables), budget)
     except ExpressionError:
         raise
+    except _BudgetSpent:
+        message = f"SymPy needs too much work to build the expression (over {budget:,} calls)"
+        raise _error(message + "; simplify it", variables) from None
     except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         message = f"the expression is not a valid real expression ({reason})"
         raise _error(message, variables) from None
     return expr
+
+
+class _BudgetSpent(BaseException):
+    """Raised by the profile hook; a BaseException so that SymPy's handlers do not catch it."""
+
+
+def _within_budget(call: Callable[[], Any], budget: int) -> Any:
+    """call() allowed at most ``budget`` Python calls (unbounded if a profiler is running)."""
+    if sys.getprofile() is not None:
+        return call()
+    calls = 0
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+            if calls > budget:
+                raise _BudgetSpent  # CPython also removes the hook when it raises
+
+    sys.setprofile(hook)
+    try:
+        return call()
+    finally:
+        sys.setprofile(None)
 
 
 def _fix(variables: Mapping[str, Any]) -> str:
@@ -450,8 +483,8 @@ def _build(node: ast.expr, variables: Mapping[str, Any]) -> Any:
     return _FUNCTIONS[node.func.id](*(_build(arg, variables) for arg in node.args))
 
 
-def _check_result(expr: Any, variables: Mapping[str, Any]) -> None:
-    """Refuse results that are undefined, not real, or mention foreign symbols."""
+def _check_result(expr: Any, variables: Mapping[str, Any]) -> Any:
+    """``expr``, unless it is undefined, not real, or mentions foreign symbols."""
     if not isinstance(expr, sympy.Expr):
         raise _error("the expression does not denote a number", variables)
     foreign = expr.free_symbols - set(variables.values())
@@ -462,3 +495,4 @@ def _check_result(expr: Any, variables: Mapping[str, Any]) -> None:
     for power in expr.atoms(sympy.Pow):
         if power.base.is_number and power.base.is_negative and not power.exp.is_integer:
             raise _error(f"the expression is not real: it contains {power}", variables)
+    return expr

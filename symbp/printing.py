@@ -76,6 +76,28 @@ def _is_sigmoid(expr: sp.Pow) -> sp.Expr | None:
     return -other.args[0] if isinstance(other, sp.exp) else None
 
 
+def _rectified(expr: sp.Piecewise) -> sp.Expr | None:
+    """u when expr is Piecewise((u, u > 0), (0, True)), i.e. max(u, 0)."""
+    if len(expr.args) != 2 or expr.args[1].expr != 0 or expr.args[1].cond != sp.true:
+        return None
+    value, cond = expr.args[0]
+    if (
+        isinstance(cond, (sp.StrictGreaterThan, sp.GreaterThan))
+        and cond.lhs == value
+        and cond.rhs == 0
+    ):
+        return value
+    return None
+
+
+def _indicator(expr: sp.Basic) -> sp.Basic | None:
+    """The condition c when expr is Piecewise((1, c), (0, True)), a 0/1 mask."""
+    if not isinstance(expr, sp.Piecewise) or len(expr.args) != 2:
+        return None
+    (one, cond), (zero, default) = expr.args
+    return cond if one == 1 and zero == 0 and default == sp.true else None
+
+
 def _softplus_arg(expr: sp.log) -> sp.Expr | None:
     """u when expr is log(1 + exp(u)), else None."""
     terms = sp.Add.make_args(expr.args[0])
@@ -164,7 +186,10 @@ class NumPyPrinter(StrPrinter):
         return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{expr.exp}"
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
-        """Nested np.where, the last branch being the default."""
+        """Nested np.where, the last branch being the default; max(u, 0) for a ReLU."""
+        rectified = _rectified(expr)
+        if rectified is not None:
+            return f"np.maximum({self._print(rectified)}, 0)"
         *branches, (last, cond) = expr.args
         if cond != sp.true:
             raise DerivationError(f"Piecewise without a default branch: {expr}")
@@ -176,6 +201,15 @@ class NumPyPrinter(StrPrinter):
     def _typed(self, value: sp.Expr) -> str:
         """A constant branch of np.where as DTYPE, so float32 code stays float32."""
         return f"DTYPE({self._print(value)})" if value.is_Number else self._print(value)
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """A 0/1 mask factor multiplies as a boolean array: one comparison, no np.where."""
+        masks = [f for f in expr.args if _indicator(f) is not None]
+        if not masks:
+            return super()._print_Mul(expr)
+        rest = sp.Mul(*[f for f in expr.args if f not in masks])
+        conds = " * ".join(self._print(_indicator(m)) for m in masks)
+        return f"{self.parenthesize(rest, PRECEDENCE['Mul'])} * {conds}"
 
     def _print_Relational(self, expr: Any) -> str:
         return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"

@@ -21,7 +21,7 @@ Activations are the built-ins :data:`BUILTIN_ACTIVATIONS`, the aliases in
 :data:`ACTIVATION_ALIASES` (resolved to their canonical name) or a key of ``activations``;
 ``softmax`` is only allowed on the last layer. Expressions use the language of
 :mod:`symbp.expr`. Limits: ``input`` and ``units`` <= 1,000,000, at most 10,000 layers and
-2,000,000,000 parameters, files of at most 1 MiB.
+2,000,000,000 parameters, 16 custom activations, files of at most 1 MiB.
 
 Every problem raises :class:`~symbp.errors.SpecError` (``ExpressionError`` for expressions)
 carrying the file, the 1-based line and column, the YAML path (e.g. ``layers[1].activation``),
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import keyword
 import math
@@ -47,7 +48,7 @@ import sympy
 
 from symbp import _yaml
 from symbp.errors import ExpressionError, SpecError
-from symbp.expr import check_expression, parse_expression
+from symbp.expr import MAX_SYMPY_CALLS, check_expression, parse_expression
 
 SCHEMA_VERSION = 1
 BUILTIN_ACTIVATIONS = (
@@ -67,6 +68,7 @@ MAX_LAYERS = 10_000
 MAX_PARAMETERS = 2_000_000_000
 MAX_NAME_LENGTH = 64
 MAX_CUSTOM_ACTIVATIONS = 16
+SYMPY_CALLS_PER_FILE = 1_000_000  # SymPy's budget for all expressions of one file
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _X = sympy.Symbol("x", real=True)
@@ -300,7 +302,9 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     expressions = [(_yaml.join("activations", name), text, {"x": _X}) for name, text in custom]
     if arch.loss.expr is not None:
         expressions.append(("loss.expr", arch.loss.expr, _LOSS_VARIABLES))
-    for check in (check_expression, parse_expression):  # all cheap checks before any SymPy
+    share = min(MAX_SYMPY_CALLS, SYMPY_CALLS_PER_FILE // max(len(expressions), 1))
+    build = functools.partial(parse_expression, budget=share)
+    for check in (check_expression, build):  # all cheap checks before any SymPy
         for path, text, variables in expressions:
             _expression(c, check, path, text, variables)
     return arch

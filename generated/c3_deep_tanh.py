@@ -107,6 +107,7 @@ def _forward(params, X):
     # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
     Z9 = A8 @ W9.T + b9
     A9 = _softmax(Z9)
+
     return {
         "A0": A0,
         "A1": A1,
@@ -128,43 +129,144 @@ def forward(params, X):
         return _forward(params, X)["A9"]
 
 
-def _loss_value(params, cache, Y, scale):
-    """The loss (eq. (3)) from the cached forward pass."""
-    Z9 = cache["Z9"]  # the loss is evaluated from the logits, stably
-    value = scale * np.sum(-Y*(Z9 - _logsumexp(Z9)))
-    return float(value)
-
-
-def _scale(Y):
-    """c in eq. (3): 1/n for the mean over the n samples."""
-    return 1.0 / Y.shape[0]
-
-
 def loss(params, X, Y):
     """The loss L of eq. (3) on the batch (X, Y)."""
-    Y = np.asarray(Y, dtype=DTYPE)
     with np.errstate(**_QUIET):
-        return _loss_value(params, _forward(params, X), Y, _scale(Y))
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
+
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        W3, b3 = params["W3"], params["b3"]
+        W4, b4 = params["W4"], params["b4"]
+        W5, b5 = params["W5"], params["b5"]
+        W6, b6 = params["W6"], params["b6"]
+        W7, b7 = params["W7"], params["b7"]
+        W8, b8 = params["W8"], params["b8"]
+        W9, b9 = params["W9"], params["b9"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 1024 -> 1024 (tanh): eqs. (20), (21)
+        Z = A0 @ W1.T + b1
+        A1 = np.tanh(Z)
+        # layer 2, 1024 -> 1024 (tanh): eqs. (25), (26)
+        Z = A1 @ W2.T + b2
+        A2 = np.tanh(Z)
+        # layer 3, 1024 -> 1024 (tanh): eqs. (30), (31)
+        Z = A2 @ W3.T + b3
+        A3 = np.tanh(Z)
+        # layer 4, 1024 -> 1024 (tanh): eqs. (35), (36)
+        Z = A3 @ W4.T + b4
+        A4 = np.tanh(Z)
+        # layer 5, 1024 -> 1024 (tanh): eqs. (40), (41)
+        Z = A4 @ W5.T + b5
+        A5 = np.tanh(Z)
+        # layer 6, 1024 -> 1024 (tanh): eqs. (45), (46)
+        Z = A5 @ W6.T + b6
+        A6 = np.tanh(Z)
+        # layer 7, 1024 -> 1024 (tanh): eqs. (50), (51)
+        Z = A6 @ W7.T + b7
+        A7 = np.tanh(Z)
+        # layer 8, 1024 -> 1024 (tanh): eqs. (55), (56)
+        Z = A7 @ W8.T + b8
+        A8 = np.tanh(Z)
+        # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
+        Z9 = A8 @ W9.T + b9
+
+        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        value = scale * float(np.sum(-Y*(Z9 - _logsumexp(Z9))))
+
+        return value
 
 
 def loss_and_grads(params, X, Y):
     """The loss and its gradient with respect to every parameter, by backpropagation."""
     with np.errstate(**_QUIET):
-        return _loss_and_grads(params, X, Y)
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        W3, b3 = params["W3"], params["b3"]
+        W4, b4 = params["W4"], params["b4"]
+        W5, b5 = params["W5"], params["b5"]
+        W6, b6 = params["W6"], params["b6"]
+        W7, b7 = params["W7"], params["b7"]
+        W8, b8 = params["W8"], params["b8"]
+        W9, b9 = params["W9"], params["b9"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 1024 -> 1024 (tanh): eqs. (20), (21)
+        Z = A0 @ W1.T + b1
+        A1 = np.tanh(Z)
+        # layer 2, 1024 -> 1024 (tanh): eqs. (25), (26)
+        Z = A1 @ W2.T + b2
+        A2 = np.tanh(Z)
+        # layer 3, 1024 -> 1024 (tanh): eqs. (30), (31)
+        Z = A2 @ W3.T + b3
+        A3 = np.tanh(Z)
+        # layer 4, 1024 -> 1024 (tanh): eqs. (35), (36)
+        Z = A3 @ W4.T + b4
+        A4 = np.tanh(Z)
+        # layer 5, 1024 -> 1024 (tanh): eqs. (40), (41)
+        Z = A4 @ W5.T + b5
+        A5 = np.tanh(Z)
+        # layer 6, 1024 -> 1024 (tanh): eqs. (45), (46)
+        Z = A5 @ W6.T + b6
+        A6 = np.tanh(Z)
+        # layer 7, 1024 -> 1024 (tanh): eqs. (50), (51)
+        Z = A6 @ W7.T + b7
+        A7 = np.tanh(Z)
+        # layer 8, 1024 -> 1024 (tanh): eqs. (55), (56)
+        Z = A7 @ W8.T + b8
+        A8 = np.tanh(Z)
+        # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
+        Z9 = A8 @ W9.T + b9
+        A9 = _softmax(Z9)
 
-def _loss_and_grads(params, X, Y):
-    Y = np.asarray(Y, dtype=DTYPE)
-    scale = _scale(Y)
-    cache = _forward(params, X)
-    value = _loss_value(params, cache, Y, scale)
-    grads, _ = _backward(params, cache, Y, scale)
-    return value, grads
+        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        value = scale * float(np.sum(-Y*(Z9 - _logsumexp(Z9))))
+
+        # layer 9 (output): delta (eq. (62)), dW (eq. (63)), db (eq. (64))
+        delta9 = scale*(A9 - Y)
+        dW9 = delta9.T @ A8
+        db9 = delta9.sum(axis=0)
+        # layer 8: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
+        delta8 = (delta9 @ W9)*(1 - A8**2)
+        dW8 = delta8.T @ A7
+        db8 = delta8.sum(axis=0)
+        # layer 7: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
+        delta7 = (delta8 @ W8)*(1 - A7**2)
+        dW7 = delta7.T @ A6
+        db7 = delta7.sum(axis=0)
+        # layer 6: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
+        delta6 = (delta7 @ W7)*(1 - A6**2)
+        dW6 = delta6.T @ A5
+        db6 = delta6.sum(axis=0)
+        # layer 5: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
+        delta5 = (delta6 @ W6)*(1 - A5**2)
+        dW5 = delta5.T @ A4
+        db5 = delta5.sum(axis=0)
+        # layer 4: delta (eq. (37)), dW (eq. (38)), db (eq. (39))
+        delta4 = (delta5 @ W5)*(1 - A4**2)
+        dW4 = delta4.T @ A3
+        db4 = delta4.sum(axis=0)
+        # layer 3: delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+        delta3 = (delta4 @ W4)*(1 - A3**2)
+        dW3 = delta3.T @ A2
+        db3 = delta3.sum(axis=0)
+        # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        delta2 = (delta3 @ W3)*(1 - A2**2)
+        dW2 = delta2.T @ A1
+        db2 = delta2.sum(axis=0)
+        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        delta1 = (delta2 @ W2)*(1 - A1**2)
+        dW1 = delta1.T @ A0
+        db1 = delta1.sum(axis=0)
+
+        return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3, "W4": dW4, "b4": db4, "W5": dW5, "b5": db5, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7, "W8": dW8, "b8": db8, "W9": dW9, "b9": db9}
 
 
 def _backward(params, cache, Y, scale):
-    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
-    A0 = cache["A0"]
+    """Backpropagation from a cached forward pass: the error terms delta<l> (for hvp)."""
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
@@ -182,44 +284,26 @@ def _backward(params, cache, Y, scale):
     W7 = params["W7"]
     W8 = params["W8"]
     W9 = params["W9"]
-    grads, deltas = {}, {}
-    # layer 9 (output): delta (eq. (62)), dW (eq. (63)), db (eq. (64))
-    deltas["delta9"] = delta9 = scale*(A9 - Y)
-    grads["W9"] = delta9.T @ A8
-    grads["b9"] = delta9.sum(axis=0)
-    # layer 8: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
-    deltas["delta8"] = delta8 = (delta9 @ W9)*(1 - A8**2)
-    grads["W8"] = delta8.T @ A7
-    grads["b8"] = delta8.sum(axis=0)
-    # layer 7: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
-    deltas["delta7"] = delta7 = (delta8 @ W8)*(1 - A7**2)
-    grads["W7"] = delta7.T @ A6
-    grads["b7"] = delta7.sum(axis=0)
-    # layer 6: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
-    deltas["delta6"] = delta6 = (delta7 @ W7)*(1 - A6**2)
-    grads["W6"] = delta6.T @ A5
-    grads["b6"] = delta6.sum(axis=0)
-    # layer 5: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
-    deltas["delta5"] = delta5 = (delta6 @ W6)*(1 - A5**2)
-    grads["W5"] = delta5.T @ A4
-    grads["b5"] = delta5.sum(axis=0)
-    # layer 4: delta (eq. (37)), dW (eq. (38)), db (eq. (39))
-    deltas["delta4"] = delta4 = (delta5 @ W5)*(1 - A4**2)
-    grads["W4"] = delta4.T @ A3
-    grads["b4"] = delta4.sum(axis=0)
-    # layer 3: delta (eq. (32)), dW (eq. (33)), db (eq. (34))
-    deltas["delta3"] = delta3 = (delta4 @ W4)*(1 - A3**2)
-    grads["W3"] = delta3.T @ A2
-    grads["b3"] = delta3.sum(axis=0)
-    # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-    deltas["delta2"] = delta2 = (delta3 @ W3)*(1 - A2**2)
-    grads["W2"] = delta2.T @ A1
-    grads["b2"] = delta2.sum(axis=0)
-    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-    deltas["delta1"] = delta1 = (delta2 @ W2)*(1 - A1**2)
-    grads["W1"] = delta1.T @ A0
-    grads["b1"] = delta1.sum(axis=0)
-    return {key: grads[key] for key in params}, deltas
+    # layer 9: delta (eq. (62))
+    delta9 = scale*(A9 - Y)
+    # layer 8: delta (eq. (57))
+    delta8 = (delta9 @ W9)*(1 - A8**2)
+    # layer 7: delta (eq. (52))
+    delta7 = (delta8 @ W8)*(1 - A7**2)
+    # layer 6: delta (eq. (47))
+    delta6 = (delta7 @ W7)*(1 - A6**2)
+    # layer 5: delta (eq. (42))
+    delta5 = (delta6 @ W6)*(1 - A5**2)
+    # layer 4: delta (eq. (37))
+    delta4 = (delta5 @ W5)*(1 - A4**2)
+    # layer 3: delta (eq. (32))
+    delta3 = (delta4 @ W4)*(1 - A3**2)
+    # layer 2: delta (eq. (27))
+    delta2 = (delta3 @ W3)*(1 - A2**2)
+    # layer 1: delta (eq. (22))
+    delta1 = (delta2 @ W2)*(1 - A1**2)
+
+    return {"delta1": delta1, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7, "delta8": delta8, "delta9": delta9}
 
 
 def _tangent_forward(params, cache, tangents):
@@ -295,9 +379,10 @@ def hvp(params, X, Y, vectors):
     """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
-        scale = _scale(Y)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
+
         cache = _forward(params, X)
-        _, deltas = _backward(params, cache, Y, scale)
+        deltas = _backward(params, cache, Y, scale)
         vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
         tan = _tangent_forward(params, cache, vectors)
         return _r_backward(params, cache, deltas, tan, vectors, Y, scale)

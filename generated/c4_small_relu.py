@@ -53,6 +53,7 @@ def _forward(params, X):
     # layer 3, 64 -> 1 (identity): eqs. (30), (31)
     Z = A2 @ W3.T + b3
     A3 = Z
+
     return {
         "A0": A0,
         "A1": A1,
@@ -67,62 +68,86 @@ def forward(params, X):
         return _forward(params, X)["A3"]
 
 
-def _loss_value(params, cache, Y, scale):
-    """The loss (eq. (3)) from the cached forward pass."""
-    A3 = cache["A3"]
-    value = scale * np.sum((A3 - Y)**2/2)
-    return float(value)
-
-
-def _scale(Y):
-    """c in eq. (3): 1/n for the mean over the n samples."""
-    return 1.0 / Y.shape[0]
-
-
 def loss(params, X, Y):
     """The loss L of eq. (3) on the batch (X, Y)."""
-    Y = np.asarray(Y, dtype=DTYPE)
     with np.errstate(**_QUIET):
-        return _loss_value(params, _forward(params, X), Y, _scale(Y))
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
+
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        W3, b3 = params["W3"], params["b3"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 64 -> 64 (relu): eqs. (20), (21)
+        Z = A0 @ W1.T + b1
+        A1 = np.maximum(Z, 0)
+        # layer 2, 64 -> 64 (relu): eqs. (25), (26)
+        Z = A1 @ W2.T + b2
+        A2 = np.maximum(Z, 0)
+        # layer 3, 64 -> 1 (identity): eqs. (30), (31)
+        Z = A2 @ W3.T + b3
+        A3 = Z
+
+        # the loss, eq. (3)
+        value = scale * float(np.sum((A3 - Y)**2/2))
+
+        return value
 
 
 def loss_and_grads(params, X, Y):
     """The loss and its gradient with respect to every parameter, by backpropagation."""
     with np.errstate(**_QUIET):
-        return _loss_and_grads(params, X, Y)
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        W3, b3 = params["W3"], params["b3"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 64 -> 64 (relu): eqs. (20), (21)
+        Z = A0 @ W1.T + b1
+        A1 = np.maximum(Z, 0)
+        # layer 2, 64 -> 64 (relu): eqs. (25), (26)
+        Z = A1 @ W2.T + b2
+        A2 = np.maximum(Z, 0)
+        # layer 3, 64 -> 1 (identity): eqs. (30), (31)
+        Z = A2 @ W3.T + b3
+        A3 = Z
 
-def _loss_and_grads(params, X, Y):
-    Y = np.asarray(Y, dtype=DTYPE)
-    scale = _scale(Y)
-    cache = _forward(params, X)
-    value = _loss_value(params, cache, Y, scale)
-    grads, _ = _backward(params, cache, Y, scale)
-    return value, grads
+        # the loss, eq. (3)
+        value = scale * float(np.sum((A3 - Y)**2/2))
+
+        # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+        delta3 = scale*(A3 - Y)
+        dW3 = delta3.T @ A2
+        db3 = delta3.sum(axis=0)
+        # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        delta2 = (delta3 @ W3) * (A2 > 0)
+        dW2 = delta2.T @ A1
+        db2 = delta2.sum(axis=0)
+        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        delta1 = (delta2 @ W2) * (A1 > 0)
+        dW1 = delta1.T @ A0
+        db1 = delta1.sum(axis=0)
+
+        return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
 def _backward(params, cache, Y, scale):
-    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
-    A0 = cache["A0"]
+    """Backpropagation from a cached forward pass: the error terms delta<l> (for hvp)."""
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
     W2 = params["W2"]
     W3 = params["W3"]
-    grads, deltas = {}, {}
-    # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
-    deltas["delta3"] = delta3 = scale*(A3 - Y)
-    grads["W3"] = delta3.T @ A2
-    grads["b3"] = delta3.sum(axis=0)
-    # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-    deltas["delta2"] = delta2 = (delta3 @ W3) * (A2 > 0)
-    grads["W2"] = delta2.T @ A1
-    grads["b2"] = delta2.sum(axis=0)
-    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-    deltas["delta1"] = delta1 = (delta2 @ W2) * (A1 > 0)
-    grads["W1"] = delta1.T @ A0
-    grads["b1"] = delta1.sum(axis=0)
-    return {key: grads[key] for key in params}, deltas
+    # layer 3: delta (eq. (32))
+    delta3 = scale*(A3 - Y)
+    # layer 2: delta (eq. (27))
+    delta2 = (delta3 @ W3) * (A2 > 0)
+    # layer 1: delta (eq. (22))
+    delta1 = (delta2 @ W2) * (A1 > 0)
+
+    return {"delta1": delta1, "delta2": delta2, "delta3": delta3}
 
 
 def _tangent_forward(params, cache, tangents):
@@ -161,9 +186,10 @@ def hvp(params, X, Y, vectors):
     """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
-        scale = _scale(Y)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
+
         cache = _forward(params, X)
-        _, deltas = _backward(params, cache, Y, scale)
+        deltas = _backward(params, cache, Y, scale)
         vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
         tan = _tangent_forward(params, cache, vectors)
         return _r_backward(params, cache, deltas, tan, vectors, Y, scale)

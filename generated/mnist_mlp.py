@@ -73,6 +73,7 @@ def _forward(params, X):
     # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(Z3)
+
     return {
         "A0": A0,
         "A1": A1,
@@ -88,62 +89,85 @@ def forward(params, X):
         return _forward(params, X)["A3"]
 
 
-def _loss_value(params, cache, Y, scale):
-    """The loss (eq. (3)) from the cached forward pass."""
-    Z3 = cache["Z3"]  # the loss is evaluated from the logits, stably
-    value = scale * np.sum(-Y*(Z3 - _logsumexp(Z3)))
-    return float(value)
-
-
-def _scale(Y):
-    """c in eq. (3): 1/n for the mean over the n samples."""
-    return 1.0 / Y.shape[0]
-
-
 def loss(params, X, Y):
     """The loss L of eq. (3) on the batch (X, Y)."""
-    Y = np.asarray(Y, dtype=DTYPE)
     with np.errstate(**_QUIET):
-        return _loss_value(params, _forward(params, X), Y, _scale(Y))
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
+
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        W3, b3 = params["W3"], params["b3"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
+        Z = A0 @ W1.T + b1
+        A1 = _sigmoid(Z)
+        # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
+        Z = A1 @ W2.T + b2
+        A2 = _sigmoid(Z)
+        # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
+        Z3 = A2 @ W3.T + b3
+
+        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
+
+        return value
 
 
 def loss_and_grads(params, X, Y):
     """The loss and its gradient with respect to every parameter, by backpropagation."""
     with np.errstate(**_QUIET):
-        return _loss_and_grads(params, X, Y)
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        W3, b3 = params["W3"], params["b3"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
+        Z = A0 @ W1.T + b1
+        A1 = _sigmoid(Z)
+        # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
+        Z = A1 @ W2.T + b2
+        A2 = _sigmoid(Z)
+        # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
+        Z3 = A2 @ W3.T + b3
+        A3 = _softmax(Z3)
 
-def _loss_and_grads(params, X, Y):
-    Y = np.asarray(Y, dtype=DTYPE)
-    scale = _scale(Y)
-    cache = _forward(params, X)
-    value = _loss_value(params, cache, Y, scale)
-    grads, _ = _backward(params, cache, Y, scale)
-    return value, grads
+        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
+
+        # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+        delta3 = scale*(A3 - Y)
+        dW3 = delta3.T @ A2
+        db3 = delta3.sum(axis=0)
+        # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        delta2 = A2*(delta3 @ W3)*(1 - A2)
+        dW2 = delta2.T @ A1
+        db2 = delta2.sum(axis=0)
+        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        delta1 = A1*(delta2 @ W2)*(1 - A1)
+        dW1 = delta1.T @ A0
+        db1 = delta1.sum(axis=0)
+
+        return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
 def _backward(params, cache, Y, scale):
-    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
-    A0 = cache["A0"]
+    """Backpropagation from a cached forward pass: the error terms delta<l> (for hvp)."""
     A1 = cache["A1"]
     A2 = cache["A2"]
     A3 = cache["A3"]
     W2 = params["W2"]
     W3 = params["W3"]
-    grads, deltas = {}, {}
-    # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
-    deltas["delta3"] = delta3 = scale*(A3 - Y)
-    grads["W3"] = delta3.T @ A2
-    grads["b3"] = delta3.sum(axis=0)
-    # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-    deltas["delta2"] = delta2 = A2*(delta3 @ W3)*(1 - A2)
-    grads["W2"] = delta2.T @ A1
-    grads["b2"] = delta2.sum(axis=0)
-    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-    deltas["delta1"] = delta1 = A1*(delta2 @ W2)*(1 - A1)
-    grads["W1"] = delta1.T @ A0
-    grads["b1"] = delta1.sum(axis=0)
-    return {key: grads[key] for key in params}, deltas
+    # layer 3: delta (eq. (32))
+    delta3 = scale*(A3 - Y)
+    # layer 2: delta (eq. (27))
+    delta2 = A2*(delta3 @ W3)*(1 - A2)
+    # layer 1: delta (eq. (22))
+    delta1 = A1*(delta2 @ W2)*(1 - A1)
+
+    return {"delta1": delta1, "delta2": delta2, "delta3": delta3}
 
 
 def _tangent_forward(params, cache, tangents):
@@ -183,9 +207,10 @@ def hvp(params, X, Y, vectors):
     """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
-        scale = _scale(Y)
+        scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
+
         cache = _forward(params, X)
-        _, deltas = _backward(params, cache, Y, scale)
+        deltas = _backward(params, cache, Y, scale)
         vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
         tan = _tangent_forward(params, cache, vectors)
         return _r_backward(params, cache, deltas, tan, vectors, Y, scale)

@@ -59,6 +59,7 @@ def _forward(params, X):
     # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
     Z2 = W2 @ A1 + b2
     A2 = _sigmoid(Z2)
+
     return {
         "A0": A0,
         "A1": A1,
@@ -73,56 +74,69 @@ def forward(params, X):
         return _forward(params, X)["A2"]
 
 
-def _loss_value(params, cache, Y, scale):
-    """The loss (eq. (3)) from the cached forward pass."""
-    Z2 = cache["Z2"]  # the loss is evaluated from the logits, stably
-    value = scale * np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2)))
-    return float(value)
-
-
-def _scale(Y):
-    """c in eq. (3): 1/n for the mean over the n samples."""
-    return 1.0 / Y.shape[1]
-
-
 def loss(params, X, Y):
     """The loss L of eq. (3) on the batch (X, Y)."""
-    Y = np.asarray(Y, dtype=DTYPE)
     with np.errstate(**_QUIET):
-        return _loss_value(params, _forward(params, X), Y, _scale(Y))
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[1]  # c = 1/n, the mean over the n samples
+
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+        Z = W1 @ A0 + b1
+        A1 = _sigmoid(Z)
+        # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+        Z2 = W2 @ A1 + b2
+
+        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
+
+        return value
 
 
 def loss_and_grads(params, X, Y):
     """The loss and its gradient with respect to every parameter, by backpropagation."""
     with np.errstate(**_QUIET):
-        return _loss_and_grads(params, X, Y)
+        Y = np.asarray(Y, dtype=DTYPE)
+        scale = 1.0 / Y.shape[1]  # c = 1/n, the mean over the n samples
 
+        W1, b1 = params["W1"], params["b1"]
+        W2, b2 = params["W2"], params["b2"]
+        A0 = np.asarray(X, dtype=DTYPE)
+        # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+        Z = W1 @ A0 + b1
+        A1 = _sigmoid(Z)
+        # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+        Z2 = W2 @ A1 + b2
+        A2 = _sigmoid(Z2)
 
-def _loss_and_grads(params, X, Y):
-    Y = np.asarray(Y, dtype=DTYPE)
-    scale = _scale(Y)
-    cache = _forward(params, X)
-    value = _loss_value(params, cache, Y, scale)
-    grads, _ = _backward(params, cache, Y, scale)
-    return value, grads
+        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
+
+        # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        delta2 = scale*(A2 - Y)
+        dW2 = delta2 @ A1.T
+        db2 = delta2.sum(axis=1, keepdims=True)
+        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        delta1 = A1*(W2.T @ delta2)*(1 - A1)
+        dW1 = delta1 @ A0.T
+        db1 = delta1.sum(axis=1, keepdims=True)
+
+        return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
 def _backward(params, cache, Y, scale):
-    """Backpropagation: the gradients, and the error terms delta<l> (for hvp)."""
-    A0 = cache["A0"]
+    """Backpropagation from a cached forward pass: the error terms delta<l> (for hvp)."""
     A1 = cache["A1"]
     A2 = cache["A2"]
     W2 = params["W2"]
-    grads, deltas = {}, {}
-    # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-    deltas["delta2"] = delta2 = scale*(A2 - Y)
-    grads["W2"] = delta2 @ A1.T
-    grads["b2"] = delta2.sum(axis=1, keepdims=True)
-    # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-    deltas["delta1"] = delta1 = A1*(W2.T @ delta2)*(1 - A1)
-    grads["W1"] = delta1 @ A0.T
-    grads["b1"] = delta1.sum(axis=1, keepdims=True)
-    return {key: grads[key] for key in params}, deltas
+    # layer 2: delta (eq. (27))
+    delta2 = scale*(A2 - Y)
+    # layer 1: delta (eq. (22))
+    delta1 = A1*(W2.T @ delta2)*(1 - A1)
+
+    return {"delta1": delta1, "delta2": delta2}
 
 
 def _tangent_forward(params, cache, tangents):
@@ -156,9 +170,10 @@ def hvp(params, X, Y, vectors):
     """The Hessian of the loss times `vectors` (keyed like params), by Pearlmutter's R-operator."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
-        scale = _scale(Y)
+        scale = 1.0 / Y.shape[1]  # c = 1/n, the mean over the n samples
+
         cache = _forward(params, X)
-        _, deltas = _backward(params, cache, Y, scale)
+        deltas = _backward(params, cache, Y, scale)
         vectors = {key: np.asarray(value, dtype=DTYPE) for key, value in vectors.items()}
         tan = _tangent_forward(params, cache, vectors)
         return _r_backward(params, cache, deltas, tan, vectors, Y, scale)

@@ -154,13 +154,12 @@ def module_context(d: Derivation) -> dict[str, Any]:
                 "activation": layer.activation,
             }
         )
-    text = " ".join(f"{b['delta']} {b['dW']} {b['db']}" for b in backward)
     tan_forward, tan_backward = _tangent_steps(layer_tangents(d), printer, names)
     printer.names = names
     tan_text = " ".join(f"{t['z_dot']} {t['a_dot']}" for t in tan_forward)
     hvp_text = " ".join(f"{t['r_delta']} {t['dW']} {t['db']}" for t in tan_backward)
     return {
-        "backward_loads": _loads(text, r"\b[AZW]\d+\b"),
+        "delta_loads": _loads(" ".join(b["delta"] for b in backward), r"\b[AZW]\d+\b"),
         "tangent_forward": tan_forward,
         "tangent_backward": tan_backward,
         "tangent_loads": _loads(tan_text, r"\b(?:[AZW]|Wd|bd)\d+\b"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -298,6 +299,36 @@ def test_deeply_nested_but_short_expression_is_fast() -> None:
     sympy.core.cache.clear_cache()
     text = "sigmoid(" * 20 + "x" + ")" * 20
     assert quickly(lambda: parse(text)).free_symbols == {X}
+
+
+HEAVY = "cos(tanh(tan(3/(12.5 - 2*x + x**(-15/16)))))"
+
+
+def test_sympy_work_is_bounded_deterministically() -> None:
+    sympy.core.cache.clear_cache()
+    error = quickly(lambda: refused_with_budget(HEAVY, 20_000))
+    assert "SymPy needs too much work" in error.message and "20,000" in error.message
+    assert sys.getprofile() is None
+    assert parse_expression("x*tanh(softplus(x))", XV, budget=20_000).free_symbols == {X}
+
+
+def refused_with_budget(text: str, budget: int) -> ExpressionError:
+    """The ExpressionError for text under a small SymPy budget."""
+    with pytest.raises(ExpressionError) as info:
+        parse_expression(text, XV, budget=budget)
+    return info.value
+
+
+def test_budget_leaves_an_active_profiler_alone() -> None:
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    sys.setprofile(profiler)
+    try:
+        assert parse_expression("x*sigmoid(x)", XV, budget=10).free_symbols == {X}
+        assert sys.getprofile() is profiler
+    finally:
+        sys.setprofile(None)
 
 
 # --- properties ---------------------------------------------------------------------------

@@ -57,9 +57,11 @@ def test_shipped_tests_catch_a_wrong_gradient(tmp_path: Path) -> None:
     write_files(generate(make_arch(), with_tests=True).files, tmp_path)
     module = tmp_path / "net.py"
     text = module.read_text()
-    line = re.search(r'grads\["W1"\] = (.*)\n', text)
+    line = re.search(r"( +)dW1 = (.*)\n", text)
     assert line
-    module.write_text(text.replace(line.group(0), f'grads["W1"] = 1.001 * ({line.group(1)})\n'))
+    module.write_text(
+        text.replace(line.group(0), f"{line.group(1)}dW1 = 1.001 * ({line.group(2)})\n")
+    )
     run = _run_pytest(tmp_path)
     assert run.returncode == 1, run.stdout[-2000:]
     assert "test_gradients_match_central_differences" in run.stdout

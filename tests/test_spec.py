@@ -514,6 +514,14 @@ def test_hostile_expression_in_file_is_refused_quickly() -> None:
     assert isinstance(error, ExpressionError) and error.path == "activations.f"
 
 
+def test_costly_expressions_are_refused_quickly() -> None:
+    heavy = "cos(tanh(tan(3/(K.5 - 2*x + x**(-15/16)))))"
+    block = "".join(f'  a{i}: "{heavy.replace("K", str(10 + i))}"\n' for i in range(16))
+    error = quickly(lambda: spec_error(with_activations(block, "a0")))
+    assert isinstance(error, ExpressionError) and "SymPy needs too much work" in error.message
+    assert where(error) == (7, 7, "activations.a0")
+
+
 # --- errors: loss, enums, l2, name --------------------------------------------------------
 
 

@@ -74,7 +74,13 @@ def _generate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     # Derive and render everything first: an invalid file means nothing is written.
-    results = [generate(a, body_only=args.body, with_tests=args.with_tests) for a in args.arch]
+    progress = _progress if sys.stderr.isatty() else None
+    results = [
+        generate(a, body_only=args.body, with_tests=args.with_tests, progress=progress)
+        for a in args.arch
+    ]
+    if progress:
+        print(file=sys.stderr)
     if args.timings:
         for result in results:
             for stage, seconds in result.timings.items():
@@ -82,6 +88,11 @@ def _generate(args: argparse.Namespace) -> int:
     if args.check:
         return _check(results, out)
     return _write(results, out, args)
+
+
+def _progress(message: str) -> None:
+    """One status line on a terminal, rewritten in place."""
+    print(f"\rsymbp: {message:<70}", end="", file=sys.stderr, flush=True)
 
 
 def _check(results: list, out: Path) -> int:

@@ -14,7 +14,7 @@ from symbp.derive import Derivation, LayerDerivation
 from symbp.labels import layer_label, numbering
 from symbp.printing import NumPyPrinter
 from symbp.stable import through_sigmoid
-from symbp.tangent import LayerTangent, layer_tangents
+from symbp.tangent import LayerTangent
 
 HE_INIT = ("relu", "leaky_relu", "elu")
 
@@ -154,7 +154,7 @@ def module_context(d: Derivation) -> dict[str, Any]:
                 "activation": layer.activation,
             }
         )
-    tan_forward, tan_backward = _tangent_steps(layer_tangents(d), printer, names)
+    tan_forward, tan_backward = _tangent_steps(d.tangents, printer, names)
     printer.names = names
     tan_text = " ".join(f"{t['z_dot']} {t['a_dot']}" for t in tan_forward)
     hvp_text = " ".join(f"{t['r_delta']} {t['dW']} {t['db']}" for t in tan_backward)

@@ -8,6 +8,7 @@ of the layer widths.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -79,6 +80,13 @@ class Derivation:
     output: OutputDerivation
     layers: tuple[LayerDerivation, ...]
     l2: sp.Expr = field(default=sp.S.Zero)
+
+    @functools.cached_property
+    def tangents(self) -> tuple:
+        """Forward-mode and R-operator equations per layer (symbp.tangent), derived on demand."""
+        from symbp.tangent import layer_tangents
+
+        return layer_tangents(self)
 
     def _repr_latex_(self) -> str:
         """Jupyter: the per-layer recursion and gradients as display math."""

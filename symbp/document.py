@@ -123,12 +123,11 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
 
 def _tangent_entry(d: Derivation) -> dict[str, Any]:
     """Forward-mode and R-operator equations, general (index form) and per layer."""
-    from symbp.tangent import layer_tangents, tangent_calculus
+    from symbp.tangent import tangent_calculus
 
     calc = tangent_calculus()
     layers = [
-        {"index": t.index, "a_dot": tex(t.a_dot), "r_delta": tex(t.r_delta)}
-        for t in layer_tangents(d)
+        {"index": t.index, "a_dot": tex(t.a_dot), "r_delta": tex(t.r_delta)} for t in d.tangents
     ]
     return {
         "z_dot": tex(calc.z_dot),

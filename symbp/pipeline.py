@@ -74,14 +74,24 @@ def render_markdown(d: Derivation) -> str:
 
 
 def generate(
-    arch: Arch | str | os.PathLike, body_only: bool = False, with_tests: bool = False
+    arch: Arch | str | os.PathLike,
+    body_only: bool = False,
+    with_tests: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Generated:
-    """Load (if given a path), derive and render; nothing is written."""
+    """Load (if given a path), derive and render; nothing is written.
+
+    `progress`, when given, is called with a short message as each stage starts.
+    """
     timings: dict[str, float] = {}
+    report = progress or (lambda message: None)
     if not isinstance(arch, Arch):
         path = arch
+        report(f"reading {path}")
         arch = _timed(timings, "load", lambda: load_arch(path))
+    report(f"deriving {arch.name}: {len(arch.layers)} layers")
     d = _timed(timings, "derive", lambda: derive(arch))
+    report(f"rendering {arch.name}")
     files = _timed(timings, "render", lambda: render_all(d, body_only, with_tests))
     return Generated(arch=arch, derivation=d, files=files, timings=timings)
 

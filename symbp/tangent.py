@@ -213,9 +213,17 @@ def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
         from symbp.calculus import A as A_SCALAR
 
         a_dot = fprime.xreplace({A_SCALAR: a_sym}) * zd
-    moves = {a_sym: _sym(f"Ad{l}"), z_sym: zd, _sym(f"G{l}"): _sym(f"RG{l}")}
-    r_delta = bounded.tidy(directional(layer.delta, moves))
-    return a_dot, r_delta
+    # Derive R{delta} on layer-free names, once per distinct delta formula, then rename.
+    generic = {a_sym: _sym("A"), z_sym: _sym("Z"), _sym(f"G{l}"): _sym("G")}
+    key = layer.delta.xreplace(generic)
+    if key not in _R_DELTA_CACHE:
+        moves = {_sym("A"): _sym("Ad"), _sym("Z"): _sym("Zd"), _sym("G"): _sym("RG")}
+        _R_DELTA_CACHE[key] = bounded.tidy(directional(key, moves))
+    names = {_sym(k): _sym(f"{k}{l}") for k in ("A", "Z", "G", "Ad", "Zd", "RG")}
+    return a_dot, _R_DELTA_CACHE[key].xreplace(names)
+
+
+_R_DELTA_CACHE: dict[sp.Expr, sp.Expr] = {}
 
 
 def layer_tangents(d) -> tuple[LayerTangent, ...]:

@@ -123,3 +123,40 @@ def test_with_tests_flag_writes_the_test_file(tmp_path: Path) -> None:
     r = run("generate", str(EXAMPLES / "seed.yaml"), "-o", str(tmp_path), "--with-tests")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "test_seed_net.py").exists()
+
+
+def test_progress_shown_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "symbp",
+            "generate",
+            str(EXAMPLES / "seed.yaml"),
+            "-o",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=env,
+        timeout=120,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.returncode == 0
+    assert b"deriving seed_net" in seen
+    piped = run("generate", str(EXAMPLES / "seed.yaml"), "-o", str(tmp_path))
+    assert "deriving" not in piped.stderr

@@ -38,6 +38,9 @@ def symbol_tex(name: str, batch: bool) -> str | None:
             "Z": "z",
             "y": "y",
             "yhat": r"\hat{y}",
+            "n_in": r"n_{\ell-1}",
+            "n_out": r"n_{\ell}",
+            "K": r"n_{L}",
         }.get(name)
     kind, layer = m.groups()
     tangent = _tangent_tex(kind, layer)

@@ -24,7 +24,8 @@ _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 def _sigmoid(u):
     """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = np.tanh(u * 0.5)
+    t = u * 0.5
+    np.tanh(t, out=t)
     t *= 0.5
     t += 0.5
     return t
@@ -49,10 +50,12 @@ def _forward(params, X):
     W2, b2 = params["W2"], params["b2"]
     A0 = np.asarray(X, dtype=DTYPE)
     # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
-    Z = A0 @ W1.T + b1
+    Z = A0 @ W1.T
+    Z += b1
     A1 = _sigmoid(Z)
     # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
-    Z = A1 @ W2.T + b2
+    Z = A1 @ W2.T
+    Z += b2
     A2 = _sigmoid(Z)
 
     return {
@@ -78,10 +81,12 @@ def loss(params, X, Y):
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
-        Z = A0 @ W1.T + b1
+        Z = A0 @ W1.T
+        Z += b1
         A1 = _sigmoid(Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
-        Z = A1 @ W2.T + b2
+        Z = A1 @ W2.T
+        Z += b2
         A2 = _sigmoid(Z)
 
         # the loss, eq. (3)
@@ -100,21 +105,29 @@ def loss_and_grads(params, X, Y):
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
-        Z = A0 @ W1.T + b1
+        Z = A0 @ W1.T
+        Z += b1
         A1 = _sigmoid(Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
-        Z = A1 @ W2.T + b2
+        Z = A1 @ W2.T
+        Z += b2
         A2 = _sigmoid(Z)
 
         # the loss, eq. (3)
         value = scale * float(np.sum((A2 - Y)**2/2))
 
         # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-        delta2 = -A2*scale*(-1 + A2)*(A2 - Y)
+        delta2 = -1 + A2
+        delta2 *= -1
+        delta2 *= A2
+        delta2 *= scale
+        delta2 *= A2 - Y
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-        delta1 = A1*(delta2 @ W2)*(1 - A1)
+        delta1 = delta2 @ W2
+        delta1 *= A1
+        delta1 *= 1 - A1
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 
@@ -127,9 +140,15 @@ def _backward(params, cache, Y, scale):
     A2 = cache["A2"]
     W2 = params["W2"]
     # layer 2: delta (eq. (27))
-    delta2 = -A2*scale*(-1 + A2)*(A2 - Y)
+    delta2 = -1 + A2
+    delta2 *= -1
+    delta2 *= A2
+    delta2 *= scale
+    delta2 *= A2 - Y
     # layer 1: delta (eq. (22))
-    delta1 = A1*(delta2 @ W2)*(1 - A1)
+    delta1 = delta2 @ W2
+    delta1 *= A1
+    delta1 *= 1 - A1
 
     return {"delta1": delta1, "delta2": delta2}
 

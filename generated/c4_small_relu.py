@@ -45,13 +45,16 @@ def _forward(params, X):
     W3, b3 = params["W3"], params["b3"]
     A0 = np.asarray(X, dtype=DTYPE)
     # layer 1, 64 -> 64 (relu): eqs. (20), (21)
-    Z = A0 @ W1.T + b1
+    Z = A0 @ W1.T
+    Z += b1
     A1 = np.maximum(Z, 0)
     # layer 2, 64 -> 64 (relu): eqs. (25), (26)
-    Z = A1 @ W2.T + b2
+    Z = A1 @ W2.T
+    Z += b2
     A2 = np.maximum(Z, 0)
     # layer 3, 64 -> 1 (identity): eqs. (30), (31)
-    Z = A2 @ W3.T + b3
+    Z = A2 @ W3.T
+    Z += b3
     A3 = Z
 
     return {
@@ -79,13 +82,16 @@ def loss(params, X, Y):
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 64 -> 64 (relu): eqs. (20), (21)
-        Z = A0 @ W1.T + b1
+        Z = A0 @ W1.T
+        Z += b1
         A1 = np.maximum(Z, 0)
         # layer 2, 64 -> 64 (relu): eqs. (25), (26)
-        Z = A1 @ W2.T + b2
+        Z = A1 @ W2.T
+        Z += b2
         A2 = np.maximum(Z, 0)
         # layer 3, 64 -> 1 (identity): eqs. (30), (31)
-        Z = A2 @ W3.T + b3
+        Z = A2 @ W3.T
+        Z += b3
         A3 = Z
 
         # the loss, eq. (3)
@@ -105,28 +111,34 @@ def loss_and_grads(params, X, Y):
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 64 -> 64 (relu): eqs. (20), (21)
-        Z = A0 @ W1.T + b1
+        Z = A0 @ W1.T
+        Z += b1
         A1 = np.maximum(Z, 0)
         # layer 2, 64 -> 64 (relu): eqs. (25), (26)
-        Z = A1 @ W2.T + b2
+        Z = A1 @ W2.T
+        Z += b2
         A2 = np.maximum(Z, 0)
         # layer 3, 64 -> 1 (identity): eqs. (30), (31)
-        Z = A2 @ W3.T + b3
+        Z = A2 @ W3.T
+        Z += b3
         A3 = Z
 
         # the loss, eq. (3)
         value = scale * float(np.sum((A3 - Y)**2/2))
 
         # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
-        delta3 = scale*(A3 - Y)
+        delta3 = A3 - Y
+        delta3 *= scale
         dW3 = delta3.T @ A2
         db3 = delta3.sum(axis=0)
         # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-        delta2 = (delta3 @ W3) * (A2 > 0)
+        delta2 = delta3 @ W3
+        delta2 *= (A2 > 0)
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-        delta1 = (delta2 @ W2) * (A1 > 0)
+        delta1 = delta2 @ W2
+        delta1 *= (A1 > 0)
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 
@@ -141,11 +153,14 @@ def _backward(params, cache, Y, scale):
     W2 = params["W2"]
     W3 = params["W3"]
     # layer 3: delta (eq. (32))
-    delta3 = scale*(A3 - Y)
+    delta3 = A3 - Y
+    delta3 *= scale
     # layer 2: delta (eq. (27))
-    delta2 = (delta3 @ W3) * (A2 > 0)
+    delta2 = delta3 @ W3
+    delta2 *= (A2 > 0)
     # layer 1: delta (eq. (22))
-    delta1 = (delta2 @ W2) * (A1 > 0)
+    delta1 = delta2 @ W2
+    delta1 *= (A1 > 0)
 
     return {"delta1": delta1, "delta2": delta2, "delta3": delta3}
 

@@ -24,7 +24,8 @@ _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 def _sigmoid(u):
     """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = np.tanh(u * 0.5)
+    t = u * 0.5
+    np.tanh(t, out=t)
     t *= 0.5
     t += 0.5
     return t
@@ -32,8 +33,11 @@ def _sigmoid(u):
 
 def _softmax(Z):
     """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max."""
-    E = np.exp(np.maximum(Z - Z.max(axis=1, keepdims=True), _EXP_FLOOR))
-    return E / E.sum(axis=1, keepdims=True)
+    E = Z - Z.max(axis=1, keepdims=True)
+    np.maximum(E, _EXP_FLOOR, out=E)
+    np.exp(E, out=E)
+    E /= E.sum(axis=1, keepdims=True)
+    return E
 
 
 def _logsumexp(Z):
@@ -65,13 +69,16 @@ def _forward(params, X):
     W3, b3 = params["W3"], params["b3"]
     A0 = np.asarray(X, dtype=DTYPE)
     # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
-    Z = A0 @ W1.T + b1
+    Z = A0 @ W1.T
+    Z += b1
     A1 = _sigmoid(Z)
     # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
-    Z = A1 @ W2.T + b2
+    Z = A1 @ W2.T
+    Z += b2
     A2 = _sigmoid(Z)
     # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
-    Z3 = A2 @ W3.T + b3
+    Z3 = A2 @ W3.T
+    Z3 += b3
     A3 = _softmax(Z3)
 
     return {
@@ -100,13 +107,16 @@ def loss(params, X, Y):
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
-        Z = A0 @ W1.T + b1
+        Z = A0 @ W1.T
+        Z += b1
         A1 = _sigmoid(Z)
         # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
-        Z = A1 @ W2.T + b2
+        Z = A1 @ W2.T
+        Z += b2
         A2 = _sigmoid(Z)
         # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
-        Z3 = A2 @ W3.T + b3
+        Z3 = A2 @ W3.T
+        Z3 += b3
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
@@ -125,28 +135,36 @@ def loss_and_grads(params, X, Y):
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
-        Z = A0 @ W1.T + b1
+        Z = A0 @ W1.T
+        Z += b1
         A1 = _sigmoid(Z)
         # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
-        Z = A1 @ W2.T + b2
+        Z = A1 @ W2.T
+        Z += b2
         A2 = _sigmoid(Z)
         # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
-        Z3 = A2 @ W3.T + b3
+        Z3 = A2 @ W3.T
+        Z3 += b3
         A3 = _softmax(Z3)
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
 
         # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
-        delta3 = scale*(A3 - Y)
+        delta3 = A3 - Y
+        delta3 *= scale
         dW3 = delta3.T @ A2
         db3 = delta3.sum(axis=0)
         # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-        delta2 = A2*(delta3 @ W3)*(1 - A2)
+        delta2 = delta3 @ W3
+        delta2 *= A2
+        delta2 *= 1 - A2
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-        delta1 = A1*(delta2 @ W2)*(1 - A1)
+        delta1 = delta2 @ W2
+        delta1 *= A1
+        delta1 *= 1 - A1
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 
@@ -161,11 +179,16 @@ def _backward(params, cache, Y, scale):
     W2 = params["W2"]
     W3 = params["W3"]
     # layer 3: delta (eq. (32))
-    delta3 = scale*(A3 - Y)
+    delta3 = A3 - Y
+    delta3 *= scale
     # layer 2: delta (eq. (27))
-    delta2 = A2*(delta3 @ W3)*(1 - A2)
+    delta2 = delta3 @ W3
+    delta2 *= A2
+    delta2 *= 1 - A2
     # layer 1: delta (eq. (22))
-    delta1 = A1*(delta2 @ W2)*(1 - A1)
+    delta1 = delta2 @ W2
+    delta1 *= A1
+    delta1 *= 1 - A1
 
     return {"delta1": delta1, "delta2": delta2, "delta3": delta3}
 

@@ -24,7 +24,8 @@ _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 def _sigmoid(u):
     """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = np.tanh(u * 0.5)
+    t = u * 0.5
+    np.tanh(t, out=t)
     t *= 0.5
     t += 0.5
     return t
@@ -54,10 +55,12 @@ def _forward(params, X):
     W2, b2 = params["W2"], params["b2"]
     A0 = np.asarray(X, dtype=DTYPE)
     # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
-    Z = W1 @ A0 + b1
+    Z = W1 @ A0
+    Z += b1
     A1 = _sigmoid(Z)
     # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
-    Z2 = W2 @ A1 + b2
+    Z2 = W2 @ A1
+    Z2 += b2
     A2 = _sigmoid(Z2)
 
     return {
@@ -84,10 +87,12 @@ def loss(params, X, Y):
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
-        Z = W1 @ A0 + b1
+        Z = W1 @ A0
+        Z += b1
         A1 = _sigmoid(Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
-        Z2 = W2 @ A1 + b2
+        Z2 = W2 @ A1
+        Z2 += b2
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
@@ -105,21 +110,26 @@ def loss_and_grads(params, X, Y):
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
-        Z = W1 @ A0 + b1
+        Z = W1 @ A0
+        Z += b1
         A1 = _sigmoid(Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
-        Z2 = W2 @ A1 + b2
+        Z2 = W2 @ A1
+        Z2 += b2
         A2 = _sigmoid(Z2)
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
         # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-        delta2 = scale*(A2 - Y)
+        delta2 = A2 - Y
+        delta2 *= scale
         dW2 = delta2 @ A1.T
         db2 = delta2.sum(axis=1, keepdims=True)
         # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
-        delta1 = A1*(W2.T @ delta2)*(1 - A1)
+        delta1 = W2.T @ delta2
+        delta1 *= A1
+        delta1 *= 1 - A1
         dW1 = delta1 @ A0.T
         db1 = delta1.sum(axis=1, keepdims=True)
 
@@ -132,9 +142,12 @@ def _backward(params, cache, Y, scale):
     A2 = cache["A2"]
     W2 = params["W2"]
     # layer 2: delta (eq. (27))
-    delta2 = scale*(A2 - Y)
+    delta2 = A2 - Y
+    delta2 *= scale
     # layer 1: delta (eq. (22))
-    delta1 = A1*(W2.T @ delta2)*(1 - A1)
+    delta1 = W2.T @ delta2
+    delta1 *= A1
+    delta1 *= 1 - A1
 
     return {"delta1": delta1, "delta2": delta2}
 

@@ -12,7 +12,7 @@ import sympy as sp
 
 from symbp.derive import Derivation, LayerDerivation
 from symbp.labels import layer_label, numbering
-from symbp.printing import NumPyPrinter
+from symbp.printing import NumPyPrinter, _indicator
 from symbp.stable import through_sigmoid
 from symbp.tangent import LayerTangent
 
@@ -36,6 +36,50 @@ def _names(d: Derivation, printer_row: bool) -> dict[str, str]:
     return names
 
 
+def _fresh(expr: sp.Basic) -> bool:
+    """True when printing expr yields a new array (so it may be updated in place)."""
+    if isinstance(expr, sp.Symbol):
+        return expr.name.startswith("G")  # G<l> is printed as a matrix product
+    return isinstance(expr, (sp.Add, sp.Function, sp.MatMul, sp.MatAdd)) or (
+        isinstance(expr, sp.Pow) and not expr.exp.is_negative
+    )
+
+
+def _bare(text: str) -> str:
+    """Drop one pair of enclosing parentheses."""
+    return text[1:-1] if text.startswith("(") and text.endswith(")") else text
+
+
+def in_place(target: str, expr: sp.Basic, printer: NumPyPrinter) -> list[str]:
+    """Lines computing target = expr with one new array, then in-place updates.
+
+    A product G * f1 * f2 becomes `t = G; t *= f1; t *= f2`, and a sum of a matrix
+    product and a bias becomes `t = A @ W.T; t += b`: fewer temporaries, same value.
+    """
+    if isinstance(expr, sp.MatAdd):
+        first = next((a for a in expr.args if isinstance(a, sp.MatMul) and not _broadcast(a)), None)
+        if first is not None:
+            rest = [a for a in expr.args if a is not first]
+            return [f"{target} = {printer.doprint(first)}"] + [
+                f"{target} += {printer.doprint(a)}" for a in rest
+            ]
+    if isinstance(expr, sp.Mul):
+        first = next((f for f in expr.args if _fresh(f)), None)
+        if first is not None:
+            lines = [f"{target} = {_bare(printer.doprint(first))}"]
+            for factor in expr.args:
+                if factor is not first:
+                    mask = _indicator(factor)
+                    text = printer.doprint(mask if mask is not None else factor)
+                    lines.append(f"{target} *= {text}")
+            return lines
+    return [f"{target} = {printer.doprint(expr)}"]
+
+
+def _broadcast(mat: sp.MatMul) -> bool:
+    return any(isinstance(a, sp.OneMatrix) for a in mat.args)
+
+
 def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> list[dict]:
     steps = []
     for layer in d.layers:
@@ -50,6 +94,7 @@ def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> 
                 "index": l,
                 "z_name": printer.doprint(sp.Symbol(f"Z{l}")),
                 "z": printer.doprint(layer.z),
+                "z_lines": in_place(printer.doprint(sp.Symbol(f"Z{l}")), layer.z, printer),
                 "a": a_code,
                 "eq_z": eq[layer_label("z", l)],
                 "eq_a": eq[layer_label("a", l)],
@@ -69,6 +114,7 @@ def _backward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) ->
                 "index": l,
                 "is_output": layer.is_output,
                 "delta": printer.doprint(through_sigmoid(layer.delta)),
+                "delta_lines": in_place(f"delta{l}", through_sigmoid(layer.delta), printer),
                 "dW": printer.doprint(layer.dW),
                 "db": printer.doprint(layer.db),
                 "eq_delta": eq[layer_label("delta", l)],

@@ -118,10 +118,9 @@ def loss_and_grads(params, X, Y):
 
         # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
         delta2 = -1 + A2
-        delta2 *= -1
         delta2 *= A2
-        delta2 *= scale
         delta2 *= A2 - Y
+        delta2 *= -scale
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
@@ -141,10 +140,9 @@ def _backward(params, cache, Y, scale):
     W2 = params["W2"]
     # layer 2: delta (eq. (27))
     delta2 = -1 + A2
-    delta2 *= -1
     delta2 *= A2
-    delta2 *= scale
     delta2 *= A2 - Y
+    delta2 *= -scale
     # layer 1: delta (eq. (22))
     delta1 = delta2 @ W2
     delta1 *= A1

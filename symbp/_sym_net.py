@@ -9,7 +9,7 @@ map, every partial derivative taken with ``sympy.diff`` and evaluated at a point
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sympy as sp
@@ -66,13 +66,17 @@ def _matrix(name: str, rows: int, cols: int) -> sp.Matrix:
     return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}[{i},{j}]", real=True))
 
 
+def _vector(name: str, rows: int) -> sp.Matrix:
+    return sp.Matrix(rows, 1, lambda i, _: sp.Symbol(f"{name}[{i}]", real=True))
+
+
 def _targets(arch: Arch, n: int) -> sp.Matrix:
     """Target symbols; each sample's cross-entropy targets sum to 1 exactly."""
     k = arch.layer_sizes[-1]
     y = _matrix("Y", k, n)
     if arch.loss.kind == "cross_entropy":
         for s in range(n):
-            y[k - 1, s] = 1 - sum(y[:k - 1, s], sp.S.Zero)
+            y[k - 1, s] = 1 - sum(y[: k - 1, s], sp.S.Zero)
     return y
 
 
@@ -80,10 +84,7 @@ def make_leaves(arch: Arch, n: int = N_SAMPLES) -> Leaves:
     """Symbols for every parameter, input and target of `arch` on a batch of n samples."""
     sizes = arch.layer_sizes
     weights = tuple(_matrix(f"W{l}", sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))
-    biases = tuple(
-        sp.Matrix(sizes[l], 1, lambda i, _: sp.Symbol(f"b{l}[{i}]", real=True))
-        for l in range(1, len(sizes))
-    )
+    biases = tuple(_vector(f"b{l}", sizes[l]) for l in range(1, len(sizes)))
     x = _matrix("X", sizes[0], n)
     scale = sp.Rational(1, n) if arch.reduction == "mean" else sp.S.One
     return Leaves(weights, biases, x, _targets(arch, n), scale, sp.nsimplify(str(arch.l2)))
@@ -317,25 +318,22 @@ def chain_gradients(arch: Arch, leaves: Leaves, point: Point) -> dict[str, list[
     decay = _weight_decay(leaves)
     out: dict[str, list[sp.Expr]] = {}
     for m, (w, b) in enumerate(zip(leaves.weights, leaves.biases, strict=True)):
-        seeds = {(i, j): lambda s, i=i, j=j: layers[m].dz_dw[s][i][j] for i, j in _cells(w)}
-        out[f"W{m + 1}"] = [
-            _total(layers, top, m, i, seeds[i, j]) + settle(sp.diff(decay, w[i, j]).xreplace(point))
-            for i, j in _cells(w)
-        ]
-        out[f"b{m + 1}"] = [_total(layers, top, m, i, lambda s: sp.S.One) for i in range(b.rows)]
+        n, grads = values.n, []
+        for i, j in [(i, j) for i in range(w.rows) for j in range(w.cols)]:
+            seed = [layers[m].dz_dw[s][i][j] for s in range(n)]
+            l2_part = settle(sp.diff(decay, w[i, j]).xreplace(point))
+            grads.append(settle(_total(layers, top, m, i, seed) + l2_part))
+        out[f"W{m + 1}"] = grads
+        out[f"b{m + 1}"] = [_total(layers, top, m, i, [sp.S.One] * n) for i in range(b.rows)]
     return out
 
 
-def _cells(m: sp.Matrix) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(m.rows) for j in range(m.cols)]
-
-
-def _total(layers: list[_Layer], top: list[list], m: int, i: int, seed: Callable) -> sp.Expr:
-    """sum over samples and outputs of dL/dz^(L) * dz^(L)/dtheta, theta in row i of layer m."""
+def _total(layers: list[_Layer], top: list[list], m: int, i: int, seed: list) -> sp.Expr:
+    """sum over samples and outputs of dL/dz^(L) dz^(L)/dtheta for theta in row i of layer m."""
     total = sp.S.Zero
-    for s in range(len(top)):
+    for s, dz_dtheta in enumerate(seed):
         start = [sp.S.Zero] * len(layers[m].zeta[s])
-        start[i] = seed(s)
+        start[i] = dz_dtheta
         t = _tangent(layers, m, s, start)
         total += sp.Add(*[g * v for g, v in zip(top[s], t, strict=True)])
     return settle(total)

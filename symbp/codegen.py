@@ -67,13 +67,18 @@ def in_place(target: str, expr: sp.Basic, printer: NumPyPrinter) -> list[str]:
         first = next((f for f in expr.args if _fresh(f)), None)
         if first is not None:
             lines = [f"{target} = {_bare(printer.doprint(first))}"]
-            for factor in expr.args:
-                if factor is not first:
-                    mask = _indicator(factor)
-                    text = printer.doprint(mask if mask is not None else factor)
-                    lines.append(f"{target} *= {text}")
+            # Numbers and the scale c fold into one scalar multiplication.
+            scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {_SCALE}])
+            arrays = [f for f in expr.args if f is not first and f.free_symbols - {_SCALE}]
+            for factor in [*arrays, *([scalar] if scalar != 1 else [])]:
+                mask = _indicator(factor)
+                text = printer.doprint(mask if mask is not None else factor)
+                lines.append(f"{target} *= {text}")
             return lines
     return [f"{target} = {printer.doprint(expr)}"]
+
+
+_SCALE = sp.Symbol("c", positive=True)
 
 
 def _broadcast(mat: sp.MatMul) -> bool:

@@ -1,0 +1,564 @@
+"""``symbp verify``: symbp's derived gradients against SymPy's own, on a small instance.
+
+The architecture is shrunk (every width at most ``max_units``) and run on n = 2 samples.
+Two computations of every gradient entry use the same Symbols for weights, biases, inputs
+and targets:
+
+* the reference (symbp._sym_net): sympy.diff of the scalar loss, or for networks whose
+  loss is too large to differentiate whole, the chain rule over sympy.diff of each layer;
+* symbp's own IR (``symbp.derive.derive``) evaluated on explicit matrices exactly as the
+  generated NumPy code evaluates it (see ``_Mirror``).
+
+Each parameter's difference is proven zero by ``sympy.simplify`` within a time budget, or
+else evaluated at random rational points: exactly when rational, else to 60 digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from symbp import _sym_net as net
+from symbp.bounded import bounded
+from symbp.derive import Derivation, LayerDerivation, derive
+from symbp.errors import SymbpError
+from symbp.output import LogSumExp, UnitSum
+from symbp.spec import Arch
+from symbp.stable import through_sigmoid
+
+TOLERANCE = sp.Float("1e-40")
+SIMPLIFY_SECONDS = 5.0  # per parameter matrix
+MAX_WORK = 100_000  # parameters x layers of the shrunk network
+REFERENCES = ("auto", "nested", "chain")
+_REFERENCE_TEXT = {
+    "nested": "sympy.diff of the scalar loss",
+    "chain": "the chain rule over sympy.diff of each layer (the whole loss is too large)",
+}
+
+
+class VerifyError(SymbpError, ValueError):
+    """verify was asked for something it cannot do (bad option values, too large a network)."""
+
+
+class MirrorError(Exception):
+    """The IR holds something the generated code would not compute as a matrix expression."""
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """One parameter matrix: how its gradient was checked and whether it holds."""
+
+    parameter: str
+    method: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Every row, the instance that was checked and the reference it was checked against."""
+
+    rows: tuple[VerifyRow, ...]
+    small_arch: Arch
+    reference: str  # "nested" or "chain"
+    n: int = net.N_SAMPLES
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(row.ok for row in self.rows)
+
+    @property
+    def reference_text(self) -> str:
+        return _REFERENCE_TEXT[self.reference]
+
+
+def shrink(arch: Arch, max_units: int) -> Arch:
+    """arch itself if every width is <= max_units, else every width cut to max_units."""
+    if max(arch.layer_sizes) <= max_units:
+        return arch
+    layers = tuple(
+        dataclasses.replace(layer, units=min(layer.units, max_units)) for layer in arch.layers
+    )
+    return dataclasses.replace(arch, input=min(arch.input, max_units), layers=layers)
+
+
+# ---------------------------------------------------------------- the IR, as the code runs it
+
+
+@dataclass(frozen=True)
+class _Broadcast:
+    """A vector the generated code adds by NumPy broadcasting (b 1^T or 1 b^T)."""
+
+    value: sp.Matrix  # in NumPy's orientation: (1, k) for a 1-D (k,) array
+
+
+def _dims(expr: sp.MatrixExpr, n: int) -> tuple[int, int]:
+    """expr's shape with the batch size n put in."""
+    return tuple(
+        int(d.xreplace({s: n for s in d.free_symbols if s.name == "n"})) for d in expr.shape
+    )
+
+
+class _Mirror:
+    """Evaluates symbp's IR on explicit matrices with the semantics of the generated code."""
+
+    def __init__(self, row: bool, n: int, settle: Callable[[sp.Basic], sp.Basic]) -> None:
+        self.row, self.n, self.settle = row, n, settle
+        self.env: dict[str, Any] = {}  # name -> sympy.Matrix (arrays) or expression (scalars)
+
+    def matrix(self, expr: sp.MatrixExpr) -> sp.Matrix:
+        """The value of a matrix expression; shapes are checked like NumPy would."""
+        value = self._node(expr)
+        if isinstance(value, _Broadcast):
+            raise MirrorError(f"{expr}: a broadcast vector outside a sum")
+        if value.shape != _dims(expr, self.n):
+            raise MirrorError(f"{expr}: shape {value.shape}, expected {_dims(expr, self.n)}")
+        return value
+
+    def _node(self, expr: sp.MatrixExpr) -> sp.Matrix | _Broadcast:
+        if isinstance(expr, sp.MatrixSymbol):
+            return self._array(expr.name)
+        if isinstance(expr, sp.Transpose):
+            return self.matrix(expr.arg).T
+        if isinstance(expr, sp.MatAdd):
+            return self._matadd(expr)
+        if isinstance(expr, sp.MatMul):
+            return self._matmul(expr)
+        raise MirrorError(f"no NumPy form for {type(expr).__name__} ({expr})")
+
+    def _array(self, name: str) -> sp.Matrix:
+        value = self.env.get(name)
+        if not isinstance(value, sp.MatrixBase):
+            raise MirrorError(f"the generated code has no array {name!r} at this point")
+        return value
+
+    def _matmul(self, expr: sp.MatMul) -> sp.Matrix | _Broadcast:
+        """Products as the printer writes them: X 1 is a sum over samples, b 1^T a broadcast."""
+        args = list(expr.args)
+        if len(args) == 2 and isinstance(args[1], sp.OneMatrix) and args[1].shape[1] == 1:
+            return self._sum_over_samples(args[0])
+        if any(isinstance(a, sp.OneMatrix) for a in args):
+            rest = [a for a in args if not isinstance(a, sp.OneMatrix)]
+            vector = rest[0].arg if isinstance(rest[0], sp.Transpose) else rest[0]
+            return self._broadcast(vector)
+        scalars = [a for a in args if not isinstance(a, sp.MatrixExpr)]
+        mats = [self.matrix(a) for a in args if isinstance(a, sp.MatrixExpr)]
+        product = mats[0]
+        for m in mats[1:]:
+            if product.shape[1] != m.shape[0]:
+                raise MirrorError(f"{expr}: shapes {product.shape} @ {m.shape}")
+            product = (product * m).applyfunc(self.settle)
+        if scalars:
+            k = self.scalar(sp.Mul(*scalars))
+            product = product.applyfunc(lambda v: self.settle(k * v))
+        return product
+
+    def _sum_over_samples(self, mat: sp.MatrixExpr) -> sp.Matrix:
+        """M.T 1 -> M.sum(axis=0); M 1 -> M.sum(axis=1, keepdims=True); as a column."""
+        value = self.matrix(mat.arg) if isinstance(mat, sp.Transpose) else self.matrix(mat).T
+        return sp.Matrix([self.settle(sp.Add(*value[:, j])) for j in range(value.cols)])
+
+    def _broadcast(self, vector: sp.MatrixExpr) -> _Broadcast:
+        """The printed vector; a bias is 1-D (k,) in row layout, (k, 1) in column layout."""
+        if not isinstance(vector, sp.MatrixSymbol):
+            raise MirrorError(f"broadcast of {vector}, which is not a stored array")
+        value = self._array(vector.name)
+        one_d = self.row and vector.name.startswith("b")
+        return _Broadcast(value.T if one_d else value)
+
+    def _matadd(self, expr: sp.MatAdd) -> sp.Matrix:
+        """A sum whose broadcast terms follow NumPy's rules against the full shape."""
+        rows, cols = _dims(expr, self.n)
+        total = sp.zeros(rows, cols)
+        for term in expr.args:
+            value = self._node(term)
+            if isinstance(value, _Broadcast):
+                value = _numpy_broadcast(value.value, rows, cols)
+            elif value.shape != (rows, cols):
+                raise MirrorError(f"{expr}: term {term} has shape {value.shape}")
+            total += value
+        return total.applyfunc(self.settle)
+
+    def scalar(self, expr: sp.Expr) -> sp.Expr:
+        """A scalar expression in the run's scalars (c, lambda)."""
+        values = {s: self._scalar(s.name) for s in expr.free_symbols}
+        return self.settle(expr.xreplace(values))
+
+    def _scalar(self, name: str) -> sp.Expr:
+        value = self.env.get(name)
+        if value is None or isinstance(value, sp.MatrixBase):
+            raise MirrorError(f"the generated code has no scalar {name!r}")
+        return value
+
+    def elementwise(self, expr: sp.Expr, shape: tuple[int, int]) -> sp.Matrix:
+        """expr entry by entry over arrays of `shape`; UnitSum and LogSumExp per sample."""
+        expr, reduced = self._reductions(expr, shape)
+        arrays, scalars = {}, {}
+        for s in expr.free_symbols:
+            if s in reduced:
+                arrays[s] = reduced[s]
+            elif isinstance(self.env.get(s.name), sp.MatrixBase):
+                arrays[s] = self._array(s.name)
+            else:
+                scalars[s] = self._scalar(s.name)
+        for s, value in arrays.items():
+            if value.shape != shape:
+                raise MirrorError(f"{s} has shape {value.shape} in an elementwise {shape} step")
+        expr = expr.xreplace(scalars)
+
+        def entry(i: int, j: int) -> sp.Basic:
+            return self.settle(expr.xreplace({s: v[i, j] for s, v in arrays.items()}))
+
+        return sp.Matrix(*shape, entry)
+
+    def _reductions(self, expr: sp.Expr, shape: tuple[int, int]) -> tuple[sp.Expr, dict]:
+        """Outermost UnitSum/LogSumExp -> placeholders holding their per-sample values."""
+        found: dict[sp.Basic, sp.Dummy] = {}
+        values: dict[sp.Dummy, sp.Matrix] = {}
+        walk = sp.preorder_traversal(expr)
+        for node in walk:
+            if isinstance(node, (UnitSum, LogSumExp)) and node not in found:
+                walk.skip()
+                found[node] = sp.Dummy("r")
+                inner = self.elementwise(node.args[0], shape)
+                values[found[node]] = self._per_sample(node, inner)
+        return expr.xreplace(found), values
+
+    def _per_sample(self, node: sp.Basic, inner: sp.Matrix) -> sp.Matrix:
+        """sum (or log sum exp) over the units of each sample, broadcast back."""
+        if isinstance(node, LogSumExp):
+            inner = inner.applyfunc(lambda v: self.settle(sp.exp(v)))
+        units = inner.cols if self.row else inner.rows
+
+        def reduce(i: int, j: int) -> sp.Basic:
+            cells = [inner[i, u] if self.row else inner[u, j] for u in range(units)]
+            total = sp.Add(*cells)
+            return self.settle(sp.log(total) if isinstance(node, LogSumExp) else total)
+
+        return sp.Matrix(*inner.shape, reduce)
+
+    def softmax(self, z: sp.Matrix) -> sp.Matrix:
+        """exp(z_k) / sum_m exp(z_m) over the units of each sample."""
+        e = z.applyfunc(lambda v: self.settle(sp.exp(v)))
+        totals = [sp.Add(*(e[s, :] if self.row else e[:, s])) for s in range(self.n)]
+        return sp.Matrix(*z.shape, lambda i, j: self.settle(e[i, j] / totals[i if self.row else j]))
+
+
+def _numpy_broadcast(v: sp.Matrix, rows: int, cols: int) -> sp.Matrix:
+    """v stretched to (rows, cols) by NumPy's rule (a length-1 axis repeats), else an error."""
+    if v.rows not in (1, rows) or v.cols not in (1, cols):
+        raise MirrorError(f"cannot broadcast shape {v.shape} to {(rows, cols)}")
+    return sp.Matrix(rows, cols, lambda i, j: v[i if v.rows > 1 else 0, j if v.cols > 1 else 0])
+
+
+def _start(d: Derivation, values: net.Leaves, settle: Callable) -> _Mirror:
+    """A mirror holding what the generated loss_and_grads receives: params, X, Y, scale."""
+    row = d.arch.layout == "row"
+    mirror = _Mirror(row, values.n, settle)
+    for name, value in values.params().items():
+        mirror.env[name] = value
+    mirror.env["A0"] = values.x.T if row else values.x
+    mirror.env["Y"] = values.y.T if row else values.y
+    mirror.env["c"], mirror.env["lambda"] = values.scale, values.l2
+    return mirror
+
+
+def _forward(mirror: _Mirror, layer: LayerDerivation) -> None:
+    """Z<l> = layer.z and A<l> = f(Z<l>) (softmax per sample), as _forward computes them."""
+    l = layer.index
+    z = mirror.matrix(layer.z)
+    mirror.env[f"Z{l}"] = z
+    if layer.act is None:
+        mirror.env[f"A{l}"] = mirror.softmax(z)
+    else:
+        mirror.env[f"A{l}"] = mirror.elementwise(through_sigmoid(layer.a), z.shape)
+
+
+def _backward(mirror: _Mirror, layer: LayerDerivation, above: LayerDerivation | None) -> None:
+    """delta<l> from G<l> = the layer above's back, then dW<l> and db<l>."""
+    l = layer.index
+    if above is not None:
+        assert above.back is not None
+        mirror.env[f"G{l}"] = mirror.matrix(above.back)
+    shape = mirror.env[f"Z{l}"].shape
+    mirror.env[f"delta{l}"] = mirror.elementwise(through_sigmoid(layer.delta), shape)
+    mirror.env[f"dW{l}"] = mirror.matrix(layer.dW)
+    mirror.env[f"db{l}"] = mirror.matrix(layer.db)
+
+
+def symbp_gradients(
+    d: Derivation, values: net.Leaves, settle: Callable = net.settle
+) -> dict[str, list[sp.Basic]]:
+    """symbp's gradient of every parameter entry (row-major), from its IR at `values`."""
+    mirror = _start(d, values, settle)
+    for layer in d.layers:
+        _forward(mirror, layer)
+    layers = list(d.layers)
+    for k in reversed(range(len(layers))):
+        _backward(mirror, layers[k], layers[k + 1] if k + 1 < len(layers) else None)
+    out = {}
+    for layer in layers:
+        out[f"W{layer.index}"] = list(mirror.env[f"dW{layer.index}"])
+        out[f"b{layer.index}"] = list(mirror.env[f"db{layer.index}"])
+    return out
+
+
+# ---------------------------------------------------------------- comparison
+
+
+@dataclass
+class _Run:
+    """Everything computed for one architecture, per parameter name."""
+
+    arch: Arch
+    leaves: net.Leaves
+    points: list[dict]
+    reference_at: list[dict[str, list]]  # per point
+    symbp_at: list[dict[str, list]] | MirrorError
+    reference_sym: dict[str, list] | None = None
+    symbp_sym: dict[str, list] | None = None
+
+
+def _choose(reference: str, arch: Arch) -> str:
+    """'nested' when the whole loss is small enough to differentiate, else 'chain'."""
+    if reference != "auto":
+        return reference
+    softmax = arch.layers[-1].activation == "softmax"
+    size = net.nested_size(arch.layer_sizes, softmax)
+    return "nested" if size <= net.NESTED_LIMIT else "chain"
+
+
+def _symbp_numeric(d: Derivation, leaves: net.Leaves, points: list) -> list | MirrorError:
+    try:
+        return [symbp_gradients(d, leaves.at(p)) for p in points]
+    except MirrorError as err:
+        return err
+
+
+def _prepare(
+    d: Derivation, kind: str, points: int, seed: int, symbolic: bool, say: Callable
+) -> _Run:
+    """Draw the points and compute both sides (symbolically too when simplify will be tried)."""
+    arch = d.arch
+    leaves = net.make_leaves(arch)
+    rng = random.Random(seed)
+    pts = [net.random_point(arch, leaves, rng) for _ in range(points)]
+    run = _Run(arch, leaves, pts, [], _symbp_numeric(d, leaves, pts))
+    if kind == "chain":
+        say("reference: chain rule at each point")
+        run.reference_at = [net.chain_gradients(arch, leaves, p) for p in pts]
+        return run
+    say("reference: sympy.diff of the scalar loss")
+    grads = net.nested_gradients(arch, leaves)
+    for p in pts:
+        memo: dict = {}
+        run.reference_at.append(
+            {k: [net.evaluate(g, p, memo) for g in v] for k, v in grads.items()}
+        )
+    if symbolic and not isinstance(run.symbp_at, MirrorError):
+        run.reference_sym = grads
+        run.symbp_sym = symbp_gradients(d, leaves, settle=lambda v: v)
+    return run
+
+
+def _all_simplify_to_zero(reference: list, symbp: list) -> bool:
+    """sympy.simplify(reference - symbp) == 0 for every entry."""
+    try:
+        return all(
+            sp.simplify(net.expand_opaque(r) - s) == 0
+            for r, s in zip(reference, symbp, strict=True)
+        )
+    except Exception:  # noqa: BLE001 - any failure (or the budget) only means "not proven"
+        return False
+
+
+def _labels(name: str, matrix: sp.Matrix) -> list[str]:
+    if name.startswith("b"):
+        return [f"{name}[{i}]" for i in range(matrix.rows)]
+    return [f"{name}[{i},{j}]" for i in range(matrix.rows) for j in range(matrix.cols)]
+
+
+def _magnitude(value: sp.Basic) -> sp.Expr | None:
+    """|value| as a real number, or None when it is not a finite number."""
+    size = sp.Abs(value)
+    return size if size.is_number and size.is_finite and size.is_extended_real else None
+
+
+def _points_row(run: _Run, name: str) -> VerifyRow:
+    """Compare reference and symbp entry by entry at every point."""
+    assert not isinstance(run.symbp_at, MirrorError)
+    labels = _labels(name, run.leaves.params()[name])
+    worst, exact = sp.S.Zero, True
+    for k, (ref, ours) in enumerate(zip(run.reference_at, run.symbp_at, strict=True)):
+        for label, r, s in zip(labels, ref[name], ours[name], strict=True):
+            diff = net.settle(r - s)
+            exact = exact and diff.is_Rational
+            size = _magnitude(diff)
+            if size is None or size >= TOLERANCE:
+                return _failure(name, label, k, r, s, len(run.points))
+            worst = max(worst, size)
+    method = f"{'exact' if exact else '60-digit'} at {len(run.points)} points"
+    shown = "0" if worst == 0 else f"{float(worst):.1e}"
+    return VerifyRow(name, method, True, f"max |difference| {shown} over {len(labels)} entries")
+
+
+def _failure(name: str, label: str, k: int, r: sp.Basic, s: sp.Basic, count: int) -> VerifyRow:
+    """The first entry that differs, with both values."""
+    detail = f"{label} at point {k + 1}: reference {_show(r)}, symbp {_show(s)}"
+    return VerifyRow(name, f"at {count} points", False, detail)
+
+
+def _show(value: sp.Basic) -> str:
+    number = sp.N(value, 8)
+    return str(number) if not number.is_Float else f"{float(number):.8g}"
+
+
+def _row(run: _Run, name: str, seconds: float) -> VerifyRow:
+    """simplify within the budget, else evaluation at the points."""
+    if isinstance(run.symbp_at, MirrorError):
+        return VerifyRow(name, "-", False, f"symbp's IR cannot be evaluated: {run.symbp_at}")
+    if run.reference_sym is not None and run.symbp_sym is not None and seconds > 0:
+        ref, ours = run.reference_sym[name], run.symbp_sym[name]
+        if bounded(lambda: _all_simplify_to_zero(ref, ours), False, seconds):
+            return VerifyRow(name, "simplify", True, f"all {len(ref)} entries simplify to 0")
+    return _points_row(run, name)
+
+
+def _check_options(max_units: int, points: int, simplify_seconds: float, reference: str) -> None:
+    if max_units < 1:
+        raise VerifyError(f"--max-units must be at least 1, got {max_units}", fix="use e.g. 3")
+    if points < 1:
+        raise VerifyError(f"--points must be at least 1, got {points}", fix="use e.g. 3")
+    if simplify_seconds < 0:
+        raise VerifyError("the simplify budget must be >= 0 seconds", fix="use 0 to skip it")
+    if reference not in REFERENCES:
+        raise VerifyError(f"unknown reference {reference!r}", fix=f"use one of {REFERENCES}")
+
+
+def _check_size(arch: Arch, max_units: int) -> None:
+    sizes = arch.layer_sizes
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    if params * len(arch.layers) > MAX_WORK:
+        raise VerifyError(
+            f"the shrunk network ({params:,} parameters, {len(arch.layers)} layers) "
+            "is too large to verify",
+            fix=f"use a smaller --max-units than {max_units}",
+        )
+
+
+def verify_arch(
+    arch: Arch,
+    max_units: int = 3,
+    points: int = 3,
+    seed: int = 0,
+    *,
+    tamper: Callable[[Derivation], Derivation] | None = None,
+    simplify_seconds: float = SIMPLIFY_SECONDS,
+    reference: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> VerifyResult:
+    """Check every gradient symbp derives for a shrunk `arch` against SymPy's reference.
+
+    tamper(derivation) -> derivation edits the IR before it is evaluated (to see a failure).
+    """
+    _check_options(max_units, points, simplify_seconds, reference)
+    small = shrink(arch, max_units)
+    _check_size(small, max_units)
+    say = progress or (lambda _: None)
+    say(f"deriving {small.name} at sizes {'-'.join(map(str, small.layer_sizes))}")
+    d = derive(small)
+    if tamper is not None:
+        d = tamper(d)
+    kind = _choose(reference, small)
+    run = _prepare(d, kind, points, seed, simplify_seconds > 0, say)
+    rows = []
+    for name in run.leaves.params():
+        say(f"checking {name}")
+        rows.append(_row(run, name, simplify_seconds))
+    return VerifyResult(tuple(rows), small, kind)
+
+
+def format_table(result: VerifyResult) -> str:
+    """The rows as a plain-text table under a line describing the instance."""
+    arch = result.small_arch
+    sizes = "-".join(map(str, arch.layer_sizes))
+    lines = [
+        f"{arch.name}: sizes {sizes}, n = {result.n} samples, {arch.layout} layout; "
+        f"reference: {result.reference_text}",
+        f"{'parameter':<10} {'shape':<6} {'method':<22} {'result':<6} detail",
+    ]
+    params = net.make_leaves(arch).params()
+    for r in result.rows:
+        shape = "x".join(map(str, params[r.parameter].shape)) if r.parameter in params else "?"
+        verdict = "ok" if r.ok else "FAIL"
+        lines.append(f"{r.parameter:<10} {shape:<6} {r.method:<22} {verdict:<6} {r.detail}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `verify ARCH.yaml [--max-units N] [--points K] [--seed S]` to the CLI."""
+    p = subparsers.add_parser(
+        "verify",
+        help="prove the derived gradients equal sympy.diff of the loss on a small instance",
+    )
+    p.add_argument("arch", help="the architecture file (arch.yaml)")
+    p.add_argument("--max-units", type=int, default=3, help="widest layer checked (default 3)")
+    p.add_argument("--points", type=int, default=3, help="random rational points (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the points (default 0)")
+    p.add_argument(
+        "--simplify-seconds",
+        type=float,
+        default=SIMPLIFY_SECONDS,
+        help=f"simplify budget per parameter matrix (default {SIMPLIFY_SECONDS:g}; 0 skips it)",
+    )
+    return p
+
+
+def _to_stderr(message: str) -> None:
+    print(f"verify: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table; 0 when every gradient holds, 1 otherwise."""
+    from symbp.spec import load_arch
+
+    result = verify_arch(
+        load_arch(args.arch),
+        args.max_units,
+        args.points,
+        args.seed,
+        simplify_seconds=getattr(args, "simplify_seconds", SIMPLIFY_SECONDS),
+        progress=_to_stderr if sys.stderr.isatty() else None,
+    )
+    print(format_table(result))
+    if result.ok:
+        count = len(result.rows)
+        print(f"verified: all {count} gradients proven equal to {result.reference_text}")
+        return 0
+    failed = ", ".join(r.parameter for r in result.rows if not r.ok)
+    print(f"FAILED: {failed} differ from {result.reference_text}")
+    return 1
+
+
+__all__ = [
+    "MirrorError",
+    "VerifyError",
+    "VerifyResult",
+    "VerifyRow",
+    "add_parser",
+    "format_table",
+    "run",
+    "shrink",
+    "symbp_gradients",
+    "verify_arch",
+]

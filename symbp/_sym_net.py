@@ -22,7 +22,7 @@ from symbp.spec import Arch
 
 DIGITS = 60  # working precision of the evaluation at points that are not rational
 N_SAMPLES = 2
-NESTED_LIMIT = 40_000  # above this estimated size the whole loss is not differentiated at once
+NESTED_LIMIT = 100_000  # above this estimated size the loss is not differentiated whole
 
 Point = Mapping[sp.Basic, sp.Expr]
 
@@ -51,7 +51,11 @@ class Leaves:
 
     def at(self, point: Point) -> Leaves:
         """Every matrix with the point's values put in."""
-        put = lambda m: m.xreplace(dict(point))  # noqa: E731
+        values = dict(point)
+
+        def put(m: sp.Matrix) -> sp.Matrix:
+            return m.xreplace(values)
+
         return Leaves(
             tuple(map(put, self.weights)),
             tuple(map(put, self.biases)),
@@ -91,7 +95,7 @@ def make_leaves(arch: Arch, n: int = N_SAMPLES) -> Leaves:
 
 
 def _small(rng: random.Random) -> sp.Rational:
-    """A random nonzero rational in [-2, 2] with a denominator unlikely to hit a kink."""
+    """A random nonzero rational in [-2, 2]; odd denominators keep sums off a kink at 0."""
     return sp.Rational(rng.choice([-1, 1]) * rng.randint(1, 40), rng.randint(19, 41))
 
 

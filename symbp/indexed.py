@@ -42,7 +42,8 @@ def in_range(expr: sp.Expr) -> sp.Expr:
 
 def sum_out(term: sp.Expr, index: sp.Symbol, upper: sp.Expr) -> sp.Expr:
     """Sum(term, (index, 1, upper)) with index-free factors pulled out, then doit()."""
-    inner, outer = [], []
+    inner: list[sp.Expr] = []
+    outer: list[sp.Expr] = []
     for factor in sp.Mul.make_args(term):
         (inner if factor.has(index) else outer).append(factor)
     if not inner:

@@ -124,7 +124,8 @@ class SeedLatexPrinter(LatexPrinter):
         numer, denom = sp.fraction(expr, exact=True)
         if denom != 1:
             return rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
-        scalars, vectors = [], []
+        scalars: list[sp.Expr] = []
+        vectors: list[sp.Expr] = []
         for factor in expr.as_ordered_factors():
             (vectors if _is_vector(factor) else scalars).append(factor)
         if not vectors or not scalars and len(vectors) < 2:

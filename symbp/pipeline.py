@@ -85,15 +85,17 @@ def generate(
     """
     timings: dict[str, float] = {}
     report = progress or (lambda message: None)
-    if not isinstance(arch, Arch):
+    if isinstance(arch, Arch):
+        spec = arch
+    else:
         path = arch
         report(f"reading {path}")
-        arch = _timed(timings, "load", lambda: load_arch(path))
-    report(f"deriving {arch.name}: {len(arch.layers)} layers")
-    d = _timed(timings, "derive", lambda: derive(arch))
-    report(f"rendering {arch.name}")
+        spec = _timed(timings, "load", lambda: load_arch(path))
+    report(f"deriving {spec.name}: {len(spec.layers)} layers")
+    d = _timed(timings, "derive", lambda: derive(spec))
+    report(f"rendering {spec.name}")
     files = _timed(timings, "render", lambda: render_all(d, body_only, with_tests))
-    return Generated(arch=arch, derivation=d, files=files, timings=timings)
+    return Generated(arch=spec, derivation=d, files=files, timings=timings)
 
 
 def _check_overwritable(target: Path, force: bool) -> None:

@@ -29,12 +29,17 @@ def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
     return sorted(set(found), key=sp.default_sort_key)
 
 
+def _factor_within_budget(expr: sp.Expr) -> sp.Expr | None:
+    """factor(cancel(expr)), or None when SymPy runs out of time."""
+    return bounded.bounded(lambda: sp.factor(sp.cancel(expr)), None)
+
+
 def through_sigmoid(expr: sp.Expr) -> sp.Expr:
     """expr with exp(+-u) written through s = sigmoid(u), when that is exact and division-free."""
     for u in _sigmoid_args(expr):
         s = sp.Dummy("s", positive=True)
-        candidate = expr.subs({sp.exp(-u): (1 - s) / s, sp.exp(u): s / (1 - s)})
-        candidate = bounded.bounded(lambda c=candidate: sp.factor(sp.cancel(c)), None)
+        moved = expr.subs({sp.exp(-u): (1 - s) / s, sp.exp(u): s / (1 - s)})
+        candidate = _factor_within_budget(moved)
         if candidate is None or candidate.has(sp.exp(u), sp.exp(-u)):
             continue
         _, denom = sp.fraction(sp.together(candidate))

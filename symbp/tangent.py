@@ -50,7 +50,7 @@ def along(expr: sp.Expr, moves: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr
 
 def _split_sum(expr: sp.Expr) -> list[sp.Expr]:
     """Sum(a + b) -> [Sum(a), Sum(b)]; other terms as they are."""
-    terms = []
+    terms: list[sp.Expr] = []
     for term in sp.Add.make_args(expr):
         if isinstance(term, sp.Sum):
             body = sp.expand(term.function)

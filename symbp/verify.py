@@ -30,7 +30,7 @@ from symbp.bounded import bounded
 from symbp.derive import Derivation, LayerDerivation, derive
 from symbp.errors import SymbpError
 from symbp.output import LogSumExp, UnitSum
-from symbp.spec import Arch
+from symbp.spec import Arch, load_arch
 from symbp.stable import through_sigmoid
 
 TOLERANCE = sp.Float("1e-40")
@@ -39,8 +39,11 @@ MAX_WORK = 100_000  # parameters x layers of the shrunk network
 REFERENCES = ("auto", "nested", "chain")
 _REFERENCE_TEXT = {
     "nested": "sympy.diff of the scalar loss",
-    "chain": "the chain rule over sympy.diff of each layer (the whole loss is too large)",
+    "chain": "the chain rule over sympy.diff of each layer's map",
 }
+
+
+_WHY = {"chain": " (the scalar loss is too large to differentiate whole)"}
 
 
 class VerifyError(SymbpError, ValueError):
@@ -101,9 +104,13 @@ class _Broadcast:
 
 def _dims(expr: sp.MatrixExpr, n: int) -> tuple[int, int]:
     """expr's shape with the batch size n put in."""
-    return tuple(
-        int(d.xreplace({s: n for s in d.free_symbols if s.name == "n"})) for d in expr.shape
-    )
+
+    def size(dim: sp.Expr) -> int:
+        dim = sp.sympify(dim)
+        return int(dim.xreplace({s: n for s in dim.free_symbols if s.name == "n"}))
+
+    rows, cols = expr.shape
+    return size(rows), size(cols)
 
 
 class _Mirror:
@@ -136,7 +143,7 @@ class _Mirror:
     def _array(self, name: str) -> sp.Matrix:
         value = self.env.get(name)
         if not isinstance(value, sp.MatrixBase):
-            raise MirrorError(f"the generated code has no array {name!r} at this point")
+            raise MirrorError(f"the generated code has no array named {name!r} at this step")
         return value
 
     def _matmul(self, expr: sp.MatMul) -> sp.Matrix | _Broadcast:
@@ -194,7 +201,7 @@ class _Mirror:
     def _scalar(self, name: str) -> sp.Expr:
         value = self.env.get(name)
         if value is None or isinstance(value, sp.MatrixBase):
-            raise MirrorError(f"the generated code has no scalar {name!r}")
+            raise MirrorError(f"the generated code has no scalar named {name!r}")
         return value
 
     def elementwise(self, expr: sp.Expr, shape: tuple[int, int]) -> sp.Matrix:
@@ -270,33 +277,43 @@ def _start(d: Derivation, values: net.Leaves, settle: Callable) -> _Mirror:
     return mirror
 
 
+def _step(mirror: _Mirror, name: str, expr: sp.Basic, call: Callable[[], sp.Matrix]) -> None:
+    """mirror.env[name] = call(), a failure naming the step of the IR it came from."""
+    try:
+        mirror.env[name] = call()
+    except MirrorError as err:
+        raise MirrorError(f"{name} = {expr}: {err}") from None
+
+
 def _forward(mirror: _Mirror, layer: LayerDerivation) -> None:
     """Z<l> = layer.z and A<l> = f(Z<l>) (softmax per sample), as _forward computes them."""
     l = layer.index
-    z = mirror.matrix(layer.z)
-    mirror.env[f"Z{l}"] = z
+    _step(mirror, f"Z{l}", layer.z, lambda: mirror.matrix(layer.z))
+    z = mirror.env[f"Z{l}"]
     if layer.act is None:
-        mirror.env[f"A{l}"] = mirror.softmax(z)
+        _step(mirror, f"A{l}", layer.a, lambda: mirror.softmax(z))
     else:
-        mirror.env[f"A{l}"] = mirror.elementwise(through_sigmoid(layer.a), z.shape)
+        a = through_sigmoid(layer.a)
+        _step(mirror, f"A{l}", a, lambda: mirror.elementwise(a, z.shape))
 
 
 def _backward(mirror: _Mirror, layer: LayerDerivation, above: LayerDerivation | None) -> None:
     """delta<l> from G<l> = the layer above's back, then dW<l> and db<l>."""
     l = layer.index
     if above is not None:
-        assert above.back is not None
-        mirror.env[f"G{l}"] = mirror.matrix(above.back)
+        back = above.back
+        _step(mirror, f"G{l}", back, lambda: mirror.matrix(back))
     shape = mirror.env[f"Z{l}"].shape
-    mirror.env[f"delta{l}"] = mirror.elementwise(through_sigmoid(layer.delta), shape)
-    mirror.env[f"dW{l}"] = mirror.matrix(layer.dW)
-    mirror.env[f"db{l}"] = mirror.matrix(layer.db)
+    delta = through_sigmoid(layer.delta)
+    _step(mirror, f"delta{l}", delta, lambda: mirror.elementwise(delta, shape))
+    _step(mirror, f"dW{l}", layer.dW, lambda: mirror.matrix(layer.dW))
+    _step(mirror, f"db{l}", layer.db, lambda: mirror.matrix(layer.db))
 
 
 def symbp_gradients(
     d: Derivation, values: net.Leaves, settle: Callable = net.settle
-) -> dict[str, list[sp.Basic]]:
-    """symbp's gradient of every parameter entry (row-major), from its IR at `values`."""
+) -> dict[str, sp.Matrix]:
+    """symbp's gradient of every parameter (W1, b1, ...), from its IR at `values`."""
     mirror = _start(d, values, settle)
     for layer in d.layers:
         _forward(mirror, layer)
@@ -305,8 +322,8 @@ def symbp_gradients(
         _backward(mirror, layers[k], layers[k + 1] if k + 1 < len(layers) else None)
     out = {}
     for layer in layers:
-        out[f"W{layer.index}"] = list(mirror.env[f"dW{layer.index}"])
-        out[f"b{layer.index}"] = list(mirror.env[f"db{layer.index}"])
+        out[f"W{layer.index}"] = mirror.env[f"dW{layer.index}"]
+        out[f"b{layer.index}"] = mirror.env[f"db{layer.index}"]
     return out
 
 
@@ -321,9 +338,9 @@ class _Run:
     leaves: net.Leaves
     points: list[dict]
     reference_at: list[dict[str, list]]  # per point
-    symbp_at: list[dict[str, list]] | MirrorError
+    symbp_at: list[dict[str, sp.Matrix]] | MirrorError
     reference_sym: dict[str, list] | None = None
-    symbp_sym: dict[str, list] | None = None
+    symbp_sym: dict[str, sp.Matrix] | None = None
 
 
 def _choose(reference: str, arch: Arch) -> str:
@@ -402,17 +419,17 @@ def _points_row(run: _Run, name: str) -> VerifyRow:
             exact = exact and diff.is_Rational
             size = _magnitude(diff)
             if size is None or size >= TOLERANCE:
-                return _failure(name, label, k, r, s, len(run.points))
+                method = _method(bool(diff.is_Rational), len(run.points))
+                detail = f"{label} at point {k + 1}: reference {_show(r)}, symbp {_show(s)}"
+                return VerifyRow(name, method, False, detail)
             worst = max(worst, size)
-    method = f"{'exact' if exact else '60-digit'} at {len(run.points)} points"
+    method = _method(exact, len(run.points))
     shown = "0" if worst == 0 else f"{float(worst):.1e}"
     return VerifyRow(name, method, True, f"max |difference| {shown} over {len(labels)} entries")
 
 
-def _failure(name: str, label: str, k: int, r: sp.Basic, s: sp.Basic, count: int) -> VerifyRow:
-    """The first entry that differs, with both values."""
-    detail = f"{label} at point {k + 1}: reference {_show(r)}, symbp {_show(s)}"
-    return VerifyRow(name, f"at {count} points", False, detail)
+def _method(exact: bool, count: int) -> str:
+    return f"{'exact' if exact else '60-digit'} at {count} points"
 
 
 def _show(value: sp.Basic) -> str:
@@ -423,9 +440,12 @@ def _show(value: sp.Basic) -> str:
 def _row(run: _Run, name: str, seconds: float) -> VerifyRow:
     """simplify within the budget, else evaluation at the points."""
     if isinstance(run.symbp_at, MirrorError):
-        return VerifyRow(name, "-", False, f"symbp's IR cannot be evaluated: {run.symbp_at}")
+        return VerifyRow(name, "-", False, f"cannot evaluate symbp's IR: {run.symbp_at}")
+    got, want = run.symbp_at[0][name].shape, run.leaves.params()[name].shape
+    if got != want:
+        return VerifyRow(name, "-", False, f"symbp's gradient has shape {got}, {name} {want}")
     if run.reference_sym is not None and run.symbp_sym is not None and seconds > 0:
-        ref, ours = run.reference_sym[name], run.symbp_sym[name]
+        ref, ours = run.reference_sym[name], list(run.symbp_sym[name])
         if bounded(lambda: _all_simplify_to_zero(ref, ours), False, seconds):
             return VerifyRow(name, "simplify", True, f"all {len(ref)} entries simplify to 0")
     return _points_row(run, name)
@@ -454,7 +474,7 @@ def _check_size(arch: Arch, max_units: int) -> None:
 
 
 def verify_arch(
-    arch: Arch,
+    arch: Arch | str,
     max_units: int = 3,
     points: int = 3,
     seed: int = 0,
@@ -464,11 +484,14 @@ def verify_arch(
     reference: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> VerifyResult:
-    """Check every gradient symbp derives for a shrunk `arch` against SymPy's reference.
+    """Check every gradient symbp derives for a shrunk `arch` (or arch.yaml path).
 
-    tamper(derivation) -> derivation edits the IR before it is evaluated (to see a failure).
+    tamper(derivation) -> derivation edits the IR before it is evaluated (to see a failure);
+    reference forces "nested" (sympy.diff of the whole loss) or "chain" instead of "auto".
     """
     _check_options(max_units, points, simplify_seconds, reference)
+    if not isinstance(arch, Arch):
+        arch = load_arch(arch)
     small = shrink(arch, max_units)
     _check_size(small, max_units)
     say = progress or (lambda _: None)
@@ -490,8 +513,8 @@ def format_table(result: VerifyResult) -> str:
     arch = result.small_arch
     sizes = "-".join(map(str, arch.layer_sizes))
     lines = [
-        f"{arch.name}: sizes {sizes}, n = {result.n} samples, {arch.layout} layout; "
-        f"reference: {result.reference_text}",
+        f"{arch.name}: sizes {sizes}, n = {result.n} samples, {arch.layout} layout",
+        f"reference: {result.reference_text}{_WHY.get(result.reference, '')}",
         f"{'parameter':<10} {'shape':<6} {'method':<22} {'result':<6} detail",
     ]
     params = net.make_leaves(arch).params()
@@ -530,8 +553,6 @@ def _to_stderr(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table; 0 when every gradient holds, 1 otherwise."""
-    from symbp.spec import load_arch
-
     result = verify_arch(
         load_arch(args.arch),
         args.max_units,

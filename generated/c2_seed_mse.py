@@ -49,11 +49,11 @@ def _forward(params, X):
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+    # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
     Z = A0 @ W1.T
     Z += b1
     A1 = _sigmoid(Z)
-    # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+    # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
     Z = A1 @ W2.T
     Z += b2
     A2 = _sigmoid(Z)
@@ -80,11 +80,11 @@ def loss(params, X, Y):
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+        # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
         Z = A0 @ W1.T
         Z += b1
         A1 = _sigmoid(Z)
-        # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+        # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
         Z = A1 @ W2.T
         Z += b2
         A2 = _sigmoid(Z)
@@ -104,11 +104,11 @@ def loss_and_grads(params, X, Y):
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+        # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
         Z = A0 @ W1.T
         Z += b1
         A1 = _sigmoid(Z)
-        # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+        # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
         Z = A1 @ W2.T
         Z += b2
         A2 = _sigmoid(Z)
@@ -116,14 +116,14 @@ def loss_and_grads(params, X, Y):
         # the loss, eq. (3)
         value = scale * float(np.sum((A2 - Y)**2/2))
 
-        # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        # layer 2 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
         delta2 = -1 + A2
         delta2 *= A2
         delta2 *= A2 - Y
         delta2 *= -scale
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
-        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        # layer 1: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
         delta1 = delta2 @ W2
         delta1 *= A1
         delta1 *= 1 - A1
@@ -138,12 +138,12 @@ def _backward(params, cache, Y, scale):
     A1 = cache["A1"]
     A2 = cache["A2"]
     W2 = params["W2"]
-    # layer 2: delta (eq. (27))
+    # layer 2: delta (eq. (32))
     delta2 = -1 + A2
     delta2 *= A2
     delta2 *= A2 - Y
     delta2 *= -scale
-    # layer 1: delta (eq. (22))
+    # layer 1: delta (eq. (27))
     delta1 = delta2 @ W2
     delta1 *= A1
     delta1 *= 1 - A1

@@ -83,39 +83,39 @@ def _forward(params, X):
     W8, b8 = params["W8"], params["b8"]
     W9, b9 = params["W9"], params["b9"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 1024 -> 1024 (tanh): eqs. (20), (21)
+    # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
     Z = A0 @ W1.T
     Z += b1
     A1 = np.tanh(Z)
-    # layer 2, 1024 -> 1024 (tanh): eqs. (25), (26)
+    # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
     Z = A1 @ W2.T
     Z += b2
     A2 = np.tanh(Z)
-    # layer 3, 1024 -> 1024 (tanh): eqs. (30), (31)
+    # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
     Z = A2 @ W3.T
     Z += b3
     A3 = np.tanh(Z)
-    # layer 4, 1024 -> 1024 (tanh): eqs. (35), (36)
+    # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
     Z = A3 @ W4.T
     Z += b4
     A4 = np.tanh(Z)
-    # layer 5, 1024 -> 1024 (tanh): eqs. (40), (41)
+    # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
     Z = A4 @ W5.T
     Z += b5
     A5 = np.tanh(Z)
-    # layer 6, 1024 -> 1024 (tanh): eqs. (45), (46)
+    # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
     Z = A5 @ W6.T
     Z += b6
     A6 = np.tanh(Z)
-    # layer 7, 1024 -> 1024 (tanh): eqs. (50), (51)
+    # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
     Z = A6 @ W7.T
     Z += b7
     A7 = np.tanh(Z)
-    # layer 8, 1024 -> 1024 (tanh): eqs. (55), (56)
+    # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
     Z = A7 @ W8.T
     Z += b8
     A8 = np.tanh(Z)
-    # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
+    # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
     Z9 = A8 @ W9.T
     Z9 += b9
     A9 = _softmax(Z9)
@@ -157,39 +157,39 @@ def loss(params, X, Y):
         W8, b8 = params["W8"], params["b8"]
         W9, b9 = params["W9"], params["b9"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 1024 -> 1024 (tanh): eqs. (20), (21)
+        # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
         Z = A0 @ W1.T
         Z += b1
         A1 = np.tanh(Z)
-        # layer 2, 1024 -> 1024 (tanh): eqs. (25), (26)
+        # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
         Z = A1 @ W2.T
         Z += b2
         A2 = np.tanh(Z)
-        # layer 3, 1024 -> 1024 (tanh): eqs. (30), (31)
+        # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
         Z = A2 @ W3.T
         Z += b3
         A3 = np.tanh(Z)
-        # layer 4, 1024 -> 1024 (tanh): eqs. (35), (36)
+        # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
         Z = A3 @ W4.T
         Z += b4
         A4 = np.tanh(Z)
-        # layer 5, 1024 -> 1024 (tanh): eqs. (40), (41)
+        # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
         Z = A4 @ W5.T
         Z += b5
         A5 = np.tanh(Z)
-        # layer 6, 1024 -> 1024 (tanh): eqs. (45), (46)
+        # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
         Z = A5 @ W6.T
         Z += b6
         A6 = np.tanh(Z)
-        # layer 7, 1024 -> 1024 (tanh): eqs. (50), (51)
+        # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
         Z = A6 @ W7.T
         Z += b7
         A7 = np.tanh(Z)
-        # layer 8, 1024 -> 1024 (tanh): eqs. (55), (56)
+        # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
         Z = A7 @ W8.T
         Z += b8
         A8 = np.tanh(Z)
-        # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
+        # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
         Z9 = A8 @ W9.T
         Z9 += b9
 
@@ -215,39 +215,39 @@ def loss_and_grads(params, X, Y):
         W8, b8 = params["W8"], params["b8"]
         W9, b9 = params["W9"], params["b9"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 1024 -> 1024 (tanh): eqs. (20), (21)
+        # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
         Z = A0 @ W1.T
         Z += b1
         A1 = np.tanh(Z)
-        # layer 2, 1024 -> 1024 (tanh): eqs. (25), (26)
+        # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
         Z = A1 @ W2.T
         Z += b2
         A2 = np.tanh(Z)
-        # layer 3, 1024 -> 1024 (tanh): eqs. (30), (31)
+        # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
         Z = A2 @ W3.T
         Z += b3
         A3 = np.tanh(Z)
-        # layer 4, 1024 -> 1024 (tanh): eqs. (35), (36)
+        # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
         Z = A3 @ W4.T
         Z += b4
         A4 = np.tanh(Z)
-        # layer 5, 1024 -> 1024 (tanh): eqs. (40), (41)
+        # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
         Z = A4 @ W5.T
         Z += b5
         A5 = np.tanh(Z)
-        # layer 6, 1024 -> 1024 (tanh): eqs. (45), (46)
+        # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
         Z = A5 @ W6.T
         Z += b6
         A6 = np.tanh(Z)
-        # layer 7, 1024 -> 1024 (tanh): eqs. (50), (51)
+        # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
         Z = A6 @ W7.T
         Z += b7
         A7 = np.tanh(Z)
-        # layer 8, 1024 -> 1024 (tanh): eqs. (55), (56)
+        # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
         Z = A7 @ W8.T
         Z += b8
         A8 = np.tanh(Z)
-        # layer 9, 1024 -> 10 (softmax): eqs. (60), (61)
+        # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
         Z9 = A8 @ W9.T
         Z9 += b9
         A9 = _softmax(Z9)
@@ -255,47 +255,47 @@ def loss_and_grads(params, X, Y):
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z9 - _logsumexp(Z9))))
 
-        # layer 9 (output): delta (eq. (62)), dW (eq. (63)), db (eq. (64))
+        # layer 9 (output): delta (eq. (82)), dW (eq. (83)), db (eq. (84))
         delta9 = A9 - Y
         delta9 *= scale
         dW9 = delta9.T @ A8
         db9 = delta9.sum(axis=0)
-        # layer 8: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
+        # layer 8: delta (eq. (77)), dW (eq. (78)), db (eq. (79))
         delta8 = delta9 @ W9
         delta8 *= 1 - A8**2
         dW8 = delta8.T @ A7
         db8 = delta8.sum(axis=0)
-        # layer 7: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
+        # layer 7: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
         delta7 = delta8 @ W8
         delta7 *= 1 - A7**2
         dW7 = delta7.T @ A6
         db7 = delta7.sum(axis=0)
-        # layer 6: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
+        # layer 6: delta (eq. (67)), dW (eq. (68)), db (eq. (69))
         delta6 = delta7 @ W7
         delta6 *= 1 - A6**2
         dW6 = delta6.T @ A5
         db6 = delta6.sum(axis=0)
-        # layer 5: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
+        # layer 5: delta (eq. (62)), dW (eq. (63)), db (eq. (64))
         delta5 = delta6 @ W6
         delta5 *= 1 - A5**2
         dW5 = delta5.T @ A4
         db5 = delta5.sum(axis=0)
-        # layer 4: delta (eq. (37)), dW (eq. (38)), db (eq. (39))
+        # layer 4: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
         delta4 = delta5 @ W5
         delta4 *= 1 - A4**2
         dW4 = delta4.T @ A3
         db4 = delta4.sum(axis=0)
-        # layer 3: delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+        # layer 3: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
         delta3 = delta4 @ W4
         delta3 *= 1 - A3**2
         dW3 = delta3.T @ A2
         db3 = delta3.sum(axis=0)
-        # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        # layer 2: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
         delta2 = delta3 @ W3
         delta2 *= 1 - A2**2
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
-        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        # layer 1: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
         delta1 = delta2 @ W2
         delta1 *= 1 - A1**2
         dW1 = delta1.T @ A0
@@ -323,31 +323,31 @@ def _backward(params, cache, Y, scale):
     W7 = params["W7"]
     W8 = params["W8"]
     W9 = params["W9"]
-    # layer 9: delta (eq. (62))
+    # layer 9: delta (eq. (82))
     delta9 = A9 - Y
     delta9 *= scale
-    # layer 8: delta (eq. (57))
+    # layer 8: delta (eq. (77))
     delta8 = delta9 @ W9
     delta8 *= 1 - A8**2
-    # layer 7: delta (eq. (52))
+    # layer 7: delta (eq. (72))
     delta7 = delta8 @ W8
     delta7 *= 1 - A7**2
-    # layer 6: delta (eq. (47))
+    # layer 6: delta (eq. (67))
     delta6 = delta7 @ W7
     delta6 *= 1 - A6**2
-    # layer 5: delta (eq. (42))
+    # layer 5: delta (eq. (62))
     delta5 = delta6 @ W6
     delta5 *= 1 - A5**2
-    # layer 4: delta (eq. (37))
+    # layer 4: delta (eq. (57))
     delta4 = delta5 @ W5
     delta4 *= 1 - A4**2
-    # layer 3: delta (eq. (32))
+    # layer 3: delta (eq. (52))
     delta3 = delta4 @ W4
     delta3 *= 1 - A3**2
-    # layer 2: delta (eq. (27))
+    # layer 2: delta (eq. (47))
     delta2 = delta3 @ W3
     delta2 *= 1 - A2**2
-    # layer 1: delta (eq. (22))
+    # layer 1: delta (eq. (42))
     delta1 = delta2 @ W2
     delta1 *= 1 - A1**2
 

@@ -68,15 +68,15 @@ def _forward(params, X):
     W2, b2 = params["W2"], params["b2"]
     W3, b3 = params["W3"], params["b3"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
+    # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
     Z = A0 @ W1.T
     Z += b1
     A1 = _sigmoid(Z)
-    # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
+    # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
     Z = A1 @ W2.T
     Z += b2
     A2 = _sigmoid(Z)
-    # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
+    # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
     Z3 = A2 @ W3.T
     Z3 += b3
     A3 = _softmax(Z3)
@@ -106,15 +106,15 @@ def loss(params, X, Y):
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
+        # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
         Z = A0 @ W1.T
         Z += b1
         A1 = _sigmoid(Z)
-        # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
+        # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
         Z = A1 @ W2.T
         Z += b2
         A2 = _sigmoid(Z)
-        # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
+        # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
         Z3 = A2 @ W3.T
         Z3 += b3
 
@@ -134,15 +134,15 @@ def loss_and_grads(params, X, Y):
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 784 -> 512 (sigmoid): eqs. (20), (21)
+        # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
         Z = A0 @ W1.T
         Z += b1
         A1 = _sigmoid(Z)
-        # layer 2, 512 -> 256 (sigmoid): eqs. (25), (26)
+        # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
         Z = A1 @ W2.T
         Z += b2
         A2 = _sigmoid(Z)
-        # layer 3, 256 -> 10 (softmax): eqs. (30), (31)
+        # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
         Z3 = A2 @ W3.T
         Z3 += b3
         A3 = _softmax(Z3)
@@ -150,18 +150,18 @@ def loss_and_grads(params, X, Y):
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
 
-        # layer 3 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+        # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
         delta3 = A3 - Y
         delta3 *= scale
         dW3 = delta3.T @ A2
         db3 = delta3.sum(axis=0)
-        # layer 2: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
         delta2 = delta3 @ W3
         delta2 *= A2
         delta2 *= 1 - A2
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
-        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
         delta1 = delta2 @ W2
         delta1 *= A1
         delta1 *= 1 - A1
@@ -178,14 +178,14 @@ def _backward(params, cache, Y, scale):
     A3 = cache["A3"]
     W2 = params["W2"]
     W3 = params["W3"]
-    # layer 3: delta (eq. (32))
+    # layer 3: delta (eq. (40))
     delta3 = A3 - Y
     delta3 *= scale
-    # layer 2: delta (eq. (27))
+    # layer 2: delta (eq. (35))
     delta2 = delta3 @ W3
     delta2 *= A2
     delta2 *= 1 - A2
-    # layer 1: delta (eq. (22))
+    # layer 1: delta (eq. (30))
     delta1 = delta2 @ W2
     delta1 *= A1
     delta1 *= 1 - A1

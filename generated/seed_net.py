@@ -54,11 +54,11 @@ def _forward(params, X):
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+    # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
     Z = W1 @ A0
     Z += b1
     A1 = _sigmoid(Z)
-    # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+    # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
     Z2 = W2 @ A1
     Z2 += b2
     A2 = _sigmoid(Z2)
@@ -86,11 +86,11 @@ def loss(params, X, Y):
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+        # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
         Z = W1 @ A0
         Z += b1
         A1 = _sigmoid(Z)
-        # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+        # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
         Z2 = W2 @ A1
         Z2 += b2
 
@@ -109,11 +109,11 @@ def loss_and_grads(params, X, Y):
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eqs. (20), (21)
+        # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
         Z = W1 @ A0
         Z += b1
         A1 = _sigmoid(Z)
-        # layer 2, 4 -> 1 (sigmoid): eqs. (25), (26)
+        # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
         Z2 = W2 @ A1
         Z2 += b2
         A2 = _sigmoid(Z2)
@@ -121,12 +121,12 @@ def loss_and_grads(params, X, Y):
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
-        # layer 2 (output): delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        # layer 2 (output): delta (eq. (33)), dW (eq. (34)), db (eq. (35))
         delta2 = A2 - Y
         delta2 *= scale
         dW2 = delta2 @ A1.T
         db2 = delta2.sum(axis=1, keepdims=True)
-        # layer 1: delta (eq. (22)), dW (eq. (23)), db (eq. (24))
+        # layer 1: delta (eq. (28)), dW (eq. (29)), db (eq. (30))
         delta1 = W2.T @ delta2
         delta1 *= A1
         delta1 *= 1 - A1
@@ -141,10 +141,10 @@ def _backward(params, cache, Y, scale):
     A1 = cache["A1"]
     A2 = cache["A2"]
     W2 = params["W2"]
-    # layer 2: delta (eq. (27))
+    # layer 2: delta (eq. (33))
     delta2 = A2 - Y
     delta2 *= scale
-    # layer 1: delta (eq. (22))
+    # layer 1: delta (eq. (28))
     delta1 = W2.T @ delta2
     delta1 *= A1
     delta1 *= 1 - A1

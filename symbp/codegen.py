@@ -11,7 +11,7 @@ from typing import Any
 import sympy as sp
 
 from symbp.derive import Derivation, LayerDerivation
-from symbp.labels import layer_label, numbering
+from symbp.labels import derivation_numbering, layer_label
 from symbp.printing import NumPyPrinter, _indicator
 from symbp.stable import through_sigmoid
 from symbp.tangent import LayerTangent
@@ -179,7 +179,7 @@ def module_context(d: Derivation) -> dict[str, Any]:
     """Everything module.py.j2 needs, as plain strings, numbers and lists."""
     arch = d.arch
     row = arch.layout == "row"
-    eq = numbering(len(d.layers))
+    eq = derivation_numbering(d)
     L = len(d.layers)
     keep_z = {layer.index for layer in d.layers if layer.stores_z}
     if d.output.loss_from_logits:

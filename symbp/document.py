@@ -15,7 +15,7 @@ from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.complexity import backward_forward_ratio, layer_costs
 from symbp.derive import Derivation, LayerDerivation, general_batch, unit_loss
-from symbp.labels import layer_label, numbering
+from symbp.labels import activation_label, derivation_numbering, layer_label
 from symbp.latex import tex
 from symbp.output import ARR_A, ARR_Z, YHAT_VAR
 
@@ -46,10 +46,12 @@ def _escape(text: str) -> str:
     return "".join(out)
 
 
-def _activation_entry(act: ActivationDerivation) -> dict[str, Any]:
+def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
     """f, f' as SymPy returned it, and the form the code uses."""
     x = sp.Symbol("x", real=True)
     return {
+        "label": activation_label(act.name),
+        "number": eq[activation_label(act.name)],
         "name": _escape(act.name),
         "raw_name": act.name,
         "f": tex(act.f),
@@ -121,13 +123,20 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
     }
 
 
-def _tangent_entry(d: Derivation) -> dict[str, Any]:
+def _tangent_entry(d: Derivation, eq: dict[str, int]) -> dict[str, Any]:
     """Forward-mode and R-operator equations, general (index form) and per layer."""
     from symbp.tangent import tangent_calculus
 
     calc = tangent_calculus()
     layers = [
-        {"index": t.index, "a_dot": tex(t.a_dot), "r_delta": tex(t.r_delta)} for t in d.tangents
+        {
+            "index": t.index,
+            "a_dot": tex(t.a_dot),
+            "r_delta": tex(t.r_delta),
+            "eq_a_dot": eq[layer_label("a-dot", t.index)],
+            "eq_r_delta": eq[layer_label("r-delta", t.index)],
+        }
+        for t in d.tangents
     ]
     return {
         "z_dot": tex(calc.z_dot),
@@ -183,7 +192,7 @@ def _complexity(sizes: tuple[int, ...]) -> dict[str, Any]:
 def document_context(d: Derivation) -> dict[str, Any]:
     """Everything derivation.tex.j2 needs."""
     arch = d.arch
-    eq = numbering(len(d.layers))
+    eq = derivation_numbering(d)
     return {
         "name": _escape(arch.name),
         "raw_name": arch.name,
@@ -199,10 +208,10 @@ def document_context(d: Derivation) -> dict[str, Any]:
         "n_layers": len(d.layers),
         "eq": eq,
         "general": _general_entry(d),
-        "activations": [_activation_entry(a) for a in d.activations.values()],
+        "activations": [_activation_entry(a, eq) for a in d.activations.values()],
         "output": _output_entry(d),
         "layers": [_layer_entry(d, layer, eq) for layer in d.layers],
-        "tangent": _tangent_entry(d),
+        "tangent": _tangent_entry(d, eq),
         "graph": _graph(len(d.layers)),
         "graph_text": _graph(len(d.layers))["text"],
         "complexity": _complexity(arch.layer_sizes),

@@ -6,7 +6,7 @@ Numbers are fixed here (the .tex uses \\tag), so a comment such as
 
 from __future__ import annotations
 
-GENERAL = (
+BEFORE_ACTIVATIONS = (
     "eq:forward-z",
     "eq:forward-a",
     "eq:loss",
@@ -19,14 +19,10 @@ GENERAL = (
     "eq:batch-delta",
     "eq:batch-dW",
     "eq:batch-db",
-    "eq:output-dl",
-    "eq:output-jacobian",
-    "eq:output-delta",
-    "eq:tangent-z",
-    "eq:tangent-a",
-    "eq:r-delta",
-    "eq:r-grads",
 )
+OUTPUT = ("eq:output-dl", "eq:output-jacobian", "eq:output-delta")
+TANGENT = ("eq:tangent-z", "eq:tangent-a", "eq:r-delta", "eq:r-grads")
+GENERAL = (*BEFORE_ACTIVATIONS, *OUTPUT, *TANGENT)
 
 PER_LAYER = ("z", "a", "delta", "dW", "db")
 
@@ -36,9 +32,31 @@ def layer_label(kind: str, layer: int) -> str:
     return f"eq:{kind}-{layer}"
 
 
-def numbering(n_layers: int) -> dict[str, int]:
-    """label -> equation number, in document order (general part, then layer 1..L)."""
-    labels = list(GENERAL)
+def activation_label(name: str) -> str:
+    """The label of an activation's derivative, e.g. eq:act-sigmoid."""
+    return f"eq:act-{name.replace('_', '-')}"
+
+
+def numbering(
+    n_layers: int, activations: tuple[str, ...] = (), logits: bool = False
+) -> dict[str, int]:
+    """label -> equation number, in document order.
+
+    General part, one equation per distinct activation, the output layer (and the
+    loss from logits), the tangent equations (general, then per layer), then the
+    specialised equations of layers 1..L.
+    """
+    labels = [*BEFORE_ACTIVATIONS, *(activation_label(a) for a in activations), *OUTPUT]
+    if logits:
+        labels.append("eq:loss-logits")
+    labels.extend(TANGENT)
+    for layer in range(1, n_layers + 1):
+        labels.extend((layer_label("a-dot", layer), layer_label("r-delta", layer)))
     for layer in range(1, n_layers + 1):
         labels.extend(layer_label(kind, layer) for kind in PER_LAYER)
     return {label: k for k, label in enumerate(labels, start=1)}
+
+
+def derivation_numbering(d) -> dict[str, int]:
+    """numbering() for a Derivation."""
+    return numbering(len(d.layers), tuple(d.activations), d.output.loss_from_logits)

@@ -120,3 +120,14 @@ def test_derivation_displays_in_jupyter() -> None:
     latex = d._repr_latex_()
     assert latex.startswith("$$") and r"\delta^{(1)}" in latex
     assert "## 5. The output layer" in d._repr_markdown_()
+
+
+@pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_every_display_equation_is_numbered_and_labelled(example: Path) -> None:
+    result = generate(example)
+    tex = result.files[f"{result.arch.name}.tex"]
+    displays = tex.count(r"\begin{equation*}")
+    assert r"\[" not in tex and "$$" not in tex
+    assert displays == tex.count(r"\tag{") == tex.count(r"\label{eq:")
+    numbers = [int(n) for n in re.findall(r"\\tag\{(\d+)\}", tex)]
+    assert numbers == list(range(1, len(numbers) + 1)), "numbers follow the document order"

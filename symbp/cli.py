@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "--with-tests", action="store_true", help="also write test_<name>.py (numpy + pytest only)"
     )
     sub.add_parser("schema", help="print the JSON Schema of arch.yaml (for editors)")
+    from symbp import verify
+
+    verify.add_parser(sub)
     chk = sub.add_parser("gradcheck", help="check generated gradients by finite differences")
     chk.add_argument("arch", help="the architecture file (arch.yaml)")
     chk.add_argument("--seed", type=int, default=0, help="random seed for data and parameters")
@@ -128,7 +131,8 @@ def _gradcheck(args: argparse.Namespace) -> int:
     print(
         f"Taylor test along a random direction: first-order remainder slope {taylor.first:.2f} "
         f"(expect ~2), with the hvp term {taylor.second:.2f} (expect ~3)"
-        + (" [at rounding level]" if taylor.floor else "")
+        + (" [at rounding level: the loss is flat here]" if taylor.flat else "")
+        + (" [second remainder at rounding level]" if taylor.floor and not taylor.flat else "")
     )
     failed = [r.name for r in rows if not r.ok]
     if failed or not taylor.ok:
@@ -147,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "verify":
+            from symbp import verify
+
+            return verify.run(args)
         if args.command == "schema":
             from symbp.schema import schema_json
 

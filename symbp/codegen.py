@@ -12,6 +12,7 @@ import sympy as sp
 
 from symbp.derive import Derivation, LayerDerivation
 from symbp.labels import derivation_numbering, layer_label
+from symbp.output import LogSumExp, UnitSum
 from symbp.printing import NumPyPrinter, _indicator
 from symbp.stable import through_sigmoid
 from symbp.tangent import LayerTangent
@@ -37,12 +38,17 @@ def _names(d: Derivation, printer_row: bool) -> dict[str, str]:
 
 
 def _fresh(expr: sp.Basic) -> bool:
-    """True when printing expr yields a new array (so it may be updated in place)."""
+    """True when printing expr yields a new array of the layer's full shape.
+
+    Only such an array may be updated in place: a sum over units (shape (1, n)) may not.
+    """
     if isinstance(expr, sp.Symbol):
         return expr.name.startswith("G")  # G<l> is printed as a matrix product
-    return isinstance(expr, (sp.Add, sp.Function, sp.MatMul, sp.MatAdd)) or (
-        isinstance(expr, sp.Pow) and not expr.exp.is_negative
-    )
+    if not (isinstance(expr, (sp.Add, sp.Function)) or isinstance(expr, sp.Pow) and expr.exp > 0):
+        return False
+    reduced = {u: sp.Dummy() for u in expr.atoms(UnitSum, LogSumExp)}
+    names = {s.name for s in expr.xreplace(reduced).free_symbols if isinstance(s, sp.Symbol)}
+    return any(re.fullmatch(r"(A|Z|G)\d+|Y", n) for n in names)
 
 
 def _bare(text: str) -> str:

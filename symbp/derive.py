@@ -9,7 +9,7 @@ of the layer widths.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -57,7 +57,8 @@ class LayerDerivation:
     is_output: bool
     z: sp.MatrixExpr  # the pre-activation
     a: sp.Expr  # the activation, elementwise in symbol Z<l> (softmax: Softmax marker)
-    delta: sp.Expr  # elementwise, in G<l> (incoming dL/da), A<l>, Z<l>, Y and c
+    delta: sp.Expr  # whole-array formula in G<l> (incoming dL/da), A<l>, Z<l>, Y, c; UnitSum
+    #                 (a sum over the units of each sample) appears in softmax output errors
     dW: sp.MatrixExpr
     db: sp.MatrixExpr
     back: sp.MatrixExpr | None  # dL/dA^(l-1): what layer l sends to layer l-1
@@ -79,7 +80,6 @@ class Derivation:
     activations: dict[str, ActivationDerivation]
     output: OutputDerivation
     layers: tuple[LayerDerivation, ...]
-    l2: sp.Expr = field(default=sp.S.Zero)
 
     @functools.cached_property
     def tangents(self) -> tuple:

@@ -27,15 +27,22 @@ Y = sp.IndexedBase("y")
 
 
 def in_range(expr: sp.Expr) -> sp.Expr:
-    """Drop SymPy's 'index within bounds' Piecewise: symbp's indices always are."""
+    """Drop SymPy's 'index within bounds' Piecewise: symbp's indices always are.
+
+    Only a guard whose condition is about integer indices and sizes is dropped; a
+    Piecewise of the network itself (a ReLU's derivative, a[k] > 0) is kept.
+    """
 
     def is_range_guard(e: sp.Basic) -> bool:
-        return (
+        if not (
             isinstance(e, sp.Piecewise)
             and len(e.args) == 2
             and e.args[1].expr == 0
             and e.args[1].cond == sp.true
-        )
+        ):
+            return False
+        cond = e.args[0].cond
+        return not cond.has(sp.Indexed) and all(s.is_integer for s in cond.free_symbols)
 
     return expr.replace(is_range_guard, lambda e: e.args[0].expr)
 

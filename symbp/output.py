@@ -214,7 +214,22 @@ def derive_output(
 
 
 def sum_terms_unexpanded(term: sp.Expr) -> sp.Expr:
-    """sum_k of one product containing KroneckerDelta(j, k): SymPy collapses it to k = j."""
-    from symbp.indexed import sum_out
+    """sum_k of one product containing KroneckerDelta(j, k): SymPy collapses it to k = j.
 
-    return sum_out(term, K, N_UNITS)
+    The Kronecker factor is summed out with SymPy's delta summation; the rest of the
+    product (which may be a Piecewise, as for a ReLU) is then evaluated at k = j.
+    """
+    from sympy.concrete.delta import deltasummation
+
+    from symbp.indexed import in_range
+
+    deltas = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.KroneckerDelta)]
+    if len(deltas) != 1:
+        from symbp.indexed import sum_out
+
+        return sum_out(term, K, N_UNITS)
+    rest = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not deltas[0]])
+    marker = sp.Dummy("h")
+    collapsed = in_range(deltasummation(deltas[0] * marker, (K, 1, N_UNITS)))
+    # collapsed is marker (the sum picked k = j); put the rest back at k = j.
+    return collapsed.xreplace({marker: rest.xreplace({K: J})})

@@ -260,20 +260,23 @@ class NumPyPrinter(StrPrinter):
 
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         """Matrix products; products with a ones-vector are sums or broadcasts."""
-        args = list(expr.args)
-        if len(args) == 2 and isinstance(args[1], sp.OneMatrix) and args[1].shape[1] == 1:
-            return self._sum_over_samples(args[0])
-        if any(isinstance(a, sp.OneMatrix) for a in args):
-            # b 1^T (column) or 1 b^T (row): NumPy broadcasting adds b to every sample.
-            rest = [a for a in args if not isinstance(a, sp.OneMatrix)]
-            vector = rest[0].arg if isinstance(rest[0], sp.Transpose) else rest[0]
-            return self._print(vector)
-        scalars = [a for a in args if not isinstance(a, sp.MatrixExpr)]
-        mats = [a for a in args if isinstance(a, sp.MatrixExpr)]
-        text = " @ ".join(self.parenthesize(m, PRECEDENCE["Mul"] + 1) for m in mats)
+        scalars = [a for a in expr.args if not isinstance(a, sp.MatrixExpr)]
+        mats = [a for a in expr.args if isinstance(a, sp.MatrixExpr)]
+        text = self._print_matrices(mats)
         if scalars:
-            text = f"{self._print(sp.Mul(*scalars))} * {text}"
+            text = f"{self.parenthesize(sp.Mul(*scalars), PRECEDENCE['Mul'])} * {text}"
         return text
+
+    def _print_matrices(self, mats: list) -> str:
+        if len(mats) == 2 and isinstance(mats[1], sp.OneMatrix) and mats[1].shape[1] == 1:
+            return self._sum_over_samples(mats[0])
+        if any(isinstance(a, sp.OneMatrix) for a in mats):
+            # b 1^T (column) or 1 b^T (row): NumPy broadcasting adds b to every sample.
+            rest = [a for a in mats if not isinstance(a, sp.OneMatrix)]
+            if len(rest) != 1 or len(mats) != 2:
+                raise DerivationError(f"unsupported product with a ones-vector: {mats}")
+            return self._print(rest[0].arg if isinstance(rest[0], sp.Transpose) else rest[0])
+        return " @ ".join(self.parenthesize(m, PRECEDENCE["Mul"] + 1) for m in mats)
 
     def _sum_over_samples(self, mat: sp.MatrixExpr) -> str:
         if isinstance(mat, sp.Transpose):

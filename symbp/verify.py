@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import random
 import sys
 from collections.abc import Callable
@@ -306,14 +307,21 @@ def _backward(mirror: _Mirror, layer: LayerDerivation, above: LayerDerivation | 
     shape = mirror.env[f"Z{l}"].shape
     delta = through_sigmoid(layer.delta)
     _step(mirror, f"delta{l}", delta, lambda: mirror.elementwise(delta, shape))
-    _step(mirror, f"dW{l}", layer.dW, lambda: mirror.matrix(layer.dW))
-    _step(mirror, f"db{l}", layer.db, lambda: mirror.matrix(layer.db))
+    for name, expr in ((f"dW{l}", layer.dW), (f"db{l}", layer.db)):
+        try:  # a gradient that cannot be computed fails alone: nothing else reads it
+            _step(mirror, name, expr, functools.partial(mirror.matrix, expr))
+        except MirrorError as err:
+            mirror.env[name] = err
 
 
 def symbp_gradients(
     d: Derivation, values: net.Leaves, settle: Callable = net.settle
-) -> dict[str, sp.Matrix]:
-    """symbp's gradient of every parameter (W1, b1, ...), from its IR at `values`."""
+) -> dict[str, sp.Matrix | MirrorError]:
+    """symbp's gradient of every parameter (W1, b1, ...), from its IR at `values`.
+
+    Raises MirrorError when the forward pass or a delta cannot be computed; a gradient
+    that cannot be computed is returned as its MirrorError.
+    """
     mirror = _start(d, values, settle)
     for layer in d.layers:
         _forward(mirror, layer)
@@ -338,9 +346,9 @@ class _Run:
     leaves: net.Leaves
     points: list[dict]
     reference_at: list[dict[str, list]]  # per point
-    symbp_at: list[dict[str, sp.Matrix]] | MirrorError
+    symbp_at: list[dict[str, sp.Matrix | MirrorError]] | MirrorError
     reference_sym: dict[str, list] | None = None
-    symbp_sym: dict[str, sp.Matrix] | None = None
+    symbp_sym: dict[str, sp.Matrix | MirrorError] | None = None
 
 
 def _choose(reference: str, arch: Arch) -> str:
@@ -414,7 +422,9 @@ def _points_row(run: _Run, name: str) -> VerifyRow:
     labels = _labels(name, run.leaves.params()[name])
     worst, exact = sp.S.Zero, True
     for k, (ref, ours) in enumerate(zip(run.reference_at, run.symbp_at, strict=True)):
-        for label, r, s in zip(labels, ref[name], ours[name], strict=True):
+        entries = ours[name]
+        assert not isinstance(entries, MirrorError)
+        for label, r, s in zip(labels, ref[name], entries, strict=True):
             diff = net.settle(r - s)
             exact = exact and diff.is_Rational
             size = _magnitude(diff)
@@ -441,11 +451,15 @@ def _row(run: _Run, name: str, seconds: float) -> VerifyRow:
     """simplify within the budget, else evaluation at the points."""
     if isinstance(run.symbp_at, MirrorError):
         return VerifyRow(name, "-", False, f"cannot evaluate symbp's IR: {run.symbp_at}")
-    got, want = run.symbp_at[0][name].shape, run.leaves.params()[name].shape
+    first = run.symbp_at[0][name]
+    if isinstance(first, MirrorError):
+        return VerifyRow(name, "-", False, f"cannot evaluate symbp's IR: {first}")
+    got, want = first.shape, run.leaves.params()[name].shape
     if got != want:
         return VerifyRow(name, "-", False, f"symbp's gradient has shape {got}, {name} {want}")
-    if run.reference_sym is not None and run.symbp_sym is not None and seconds > 0:
-        ref, ours = run.reference_sym[name], list(run.symbp_sym[name])
+    symbolic = run.symbp_sym[name] if run.symbp_sym is not None else None
+    if run.reference_sym is not None and isinstance(symbolic, sp.MatrixBase) and seconds > 0:
+        ref, ours = run.reference_sym[name], list(symbolic)
         if bounded(lambda: _all_simplify_to_zero(ref, ours), False, seconds):
             return VerifyRow(name, "simplify", True, f"all {len(ref)} entries simplify to 0")
     return _points_row(run, name)

@@ -160,3 +160,9 @@ def test_progress_shown_on_a_terminal_only(tmp_path: Path) -> None:
     assert b"deriving seed_net" in seen
     piped = run("generate", str(EXAMPLES / "seed.yaml"), "-o", str(tmp_path))
     assert "deriving" not in piped.stderr
+
+
+def test_verify_command_proves_a_small_example() -> None:
+    r = run("verify", str(EXAMPLES / "c2_seed_mse.yaml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verified" in r.stdout and "simplify" in r.stdout

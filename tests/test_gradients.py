@@ -113,3 +113,37 @@ def test_shapes_and_api(module_for) -> None:
         # init_params is seeded: same seed, same weights; another seed, others.
         np.testing.assert_array_equal(m.init_params(1)["W1"], p["W1"])
         assert not np.array_equal(m.init_params(2)["W1"], p["W1"])
+
+
+@pytest.mark.parametrize("output", ["relu", "leaky_relu", "elu", "swish", "gelu"])
+def test_piecewise_and_z_form_output_layers(module_for, output: str) -> None:
+    """Output activations whose derivative is a Piecewise or needs z (found by verify)."""
+    arch = make_arch(
+        layers=[{"units": 4, "activation": "tanh"}, {"units": 2, "activation": output}]
+    )
+    _assert_close(module_for(arch), arch)
+
+
+def test_softmax_with_a_loss_whose_gradient_vanishes(module_for) -> None:
+    """sum_k yhat_k = 1 for a softmax, so L = mean(sum_k yhat_k) has a zero gradient."""
+    arch = make_arch(
+        loss={"expr": "yhat"},
+        layers=[{"units": 4, "activation": "tanh"}, {"units": 3, "activation": "softmax"}],
+    )
+    m = module_for(arch)
+    _assert_close(m, arch)
+    rng = np.random.default_rng(0)
+    _, grads = m.loss_and_grads(m.init_params(1), rng.standard_normal((3, 5)), np.zeros((3, 5)))
+    assert all(np.max(np.abs(g)) < 1e-12 for g in grads.values())
+
+
+def test_scalar_times_sum_over_samples_is_printed_whole() -> None:
+    import sympy as sp
+
+    from symbp.printing import print_numpy
+
+    n = sp.Symbol("n")
+    delta = sp.MatrixSymbol("delta2", 3, n)
+    ones = sp.OneMatrix(n, 1)
+    assert print_numpy(sp.MatMul(2, delta, ones), False) == "2 * delta2.sum(axis=1, keepdims=True)"
+    assert print_numpy(sp.MatMul(2, delta.T, ones), True) == "2 * delta2.sum(axis=0)"

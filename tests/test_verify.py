@@ -13,10 +13,12 @@ import sympy as sp
 from symbp import verify
 from symbp.derive import Derivation
 from symbp.errors import SymbpError
+from symbp.output import LogSumExp, UnitSum
 from symbp.spec import arch_from_mapping, load_arch
 from symbp.verify import VerifyError, format_table, shrink, verify_arch
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
 BUILTIN_HIDDEN = [
     "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu",
 ]  # fmt: skip
@@ -162,9 +164,9 @@ def test_transcendental_networks_use_60_digits() -> None:
 
 
 def test_deep_network_uses_the_chain_rule() -> None:
-    result = verify_arch(load_arch(EXAMPLES[0].parent / "c3_deep_tanh.yaml"), simplify_seconds=0)
+    result = verify_arch(load_arch(EXAMPLES_DIR / "c3_deep_tanh.yaml"), simplify_seconds=0)
     assert result.reference == "chain"
-    seed = verify_arch(load_arch(EXAMPLES[0].parent / "seed.yaml"), simplify_seconds=0)
+    seed = verify_arch(load_arch(EXAMPLES_DIR / "seed.yaml"), simplify_seconds=0)
     assert seed.reference == "nested"
 
 
@@ -200,7 +202,7 @@ def test_tampered_hidden_delta_fails_its_layer() -> None:
 
 def test_tampering_is_caught_with_simplify_and_with_the_chain_rule() -> None:
     arch = _arch(layers=[{"units": 2, "activation": "tanh"}])
-    with_simplify = verify_arch(arch, tamper=_scaled_dW(1, 3), simplify_seconds=1)
+    with_simplify = verify_arch(arch, tamper=_scaled_dW(1, 3), simplify_seconds=2)
     assert _failing(with_simplify) == ["W1"]
     assert next(r for r in with_simplify.rows if r.parameter == "b1").method == "simplify"
     chain = verify_arch(_arch(), tamper=_flipped_delta(2), reference="chain", simplify_seconds=0)
@@ -227,22 +229,45 @@ def test_a_wrongly_shaped_product_fails() -> None:
     assert result.rows[0].detail == "symbp's gradient has shape (3, 2), W1 (2, 3)"
 
 
-@pytest.mark.xfail(reason="derive keeps KroneckerDelta(j, k) in a piecewise output's delta")
+def test_a_scaled_db_fails_as_the_printer_would_print_it() -> None:
+    def tamper(d: Derivation) -> Derivation:
+        layer = dataclasses.replace(d.layers[1], db=2 * d.layers[1].db)
+        return dataclasses.replace(d, layers=(d.layers[0], layer))
+
+    result = verify_arch(_arch(), tamper=tamper, simplify_seconds=0)
+    assert _failing(result) == ["b2"]  # the printer writes 2*delta2*1 as just "2"
+    assert "broadcast of 2" in result.rows[3].detail
+
+
 def test_piecewise_output_activation() -> None:
     _assert_verified(verify_arch(_arch("tanh", "relu", "mse"), simplify_seconds=0))
+
+
+@pytest.mark.parametrize("row", [False, True])
+def test_unit_sums_are_per_sample_in_either_layout(row: bool) -> None:
+    z = sp.Matrix([[1, 2], [3, 4], [5, 6]])  # 3 units x 2 samples (column layout)
+    mirror = verify._Mirror(row, 2, lambda v: v)
+    mirror.env["Z"] = z.T if row else z
+    zs = sp.Symbol("Z", real=True)
+    sums = mirror.elementwise(UnitSum(zs), (2, 3) if row else (3, 2))
+    lse = mirror.elementwise(LogSumExp(zs), (2, 3) if row else (3, 2))
+    per_sample = [sp.Integer(9), sp.Integer(12)]
+    expected = sp.Matrix(3, 2, lambda i, s: per_sample[s])
+    assert sums == (expected.T if row else expected)
+    assert lse[0, 0] == sp.log(sp.exp(1) + sp.exp(3) + sp.exp(5))
 
 
 # ------------------------------------------------------------------ shrinking and options
 
 
 def test_shrink_keeps_everything_but_the_widths() -> None:
-    arch = load_arch(EXAMPLES[0].parent / "mnist_mlp.yaml")
+    arch = load_arch(EXAMPLES_DIR / "mnist_mlp.yaml")
     small = shrink(arch, 3)
     assert small.layer_sizes == (3, 3, 3, 3)
     assert [l.activation for l in small.layers] == [l.activation for l in arch.layers]
     same = ("loss", "layout", "dtype", "reduction", "l2", "activations", "name")
     assert all(getattr(small, key) == getattr(arch, key) for key in same)
-    seed = load_arch(EXAMPLES[0].parent / "seed.yaml")
+    seed = load_arch(EXAMPLES_DIR / "seed.yaml")
     assert shrink(seed, 3).layer_sizes == (2, 3, 1)
     assert shrink(seed, 4) is seed
 
@@ -290,7 +315,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_run_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    seed = str(EXAMPLES[0].parent / "seed.yaml")
+    seed = str(EXAMPLES_DIR / "seed.yaml")
     args = _parse(["verify", seed, "--points", "2", "--seed", "4", "--simplify-seconds", "0"])
     assert (args.max_units, args.points, args.seed) == (3, 2, 4)
     assert verify.run(args) == 0
@@ -304,9 +329,7 @@ def test_cli_run_fails_on_a_tampered_derivation(
 ) -> None:
     real = verify.derive
     monkeypatch.setattr(verify, "derive", lambda arch: _scaled_dW(1)(real(arch)))
-    args = _parse(
-        ["verify", str(EXAMPLES[0].parent / "c2_seed_mse.yaml"), "--simplify-seconds", "0"]
-    )
+    args = _parse(["verify", str(EXAMPLES_DIR / "c2_seed_mse.yaml"), "--simplify-seconds", "0"])
     assert verify.run(args) == 1
     assert "FAILED: W1" in capsys.readouterr().out
 

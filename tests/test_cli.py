@@ -166,3 +166,27 @@ def test_verify_command_proves_a_small_example() -> None:
     r = run("verify", str(EXAMPLES / "c2_seed_mse.yaml"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "verified" in r.stdout and "simplify" in r.stdout
+
+
+def test_pdf_flag(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("pdflatex"):
+        r = run("generate", str(EXAMPLES / "seed.yaml"), "-o", str(tmp_path / "a"), "--pdf")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "a" / "seed_net.pdf").read_bytes().startswith(b"%PDF")
+    # Without pdflatex on PATH: the sources are written and the message says what to install.
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python3").symlink_to(sys.executable)
+    r = run(
+        "generate",
+        str(EXAMPLES / "seed.yaml"),
+        "-o",
+        str(tmp_path / "b"),
+        "--pdf",
+        env={"PATH": str(bare)},
+    )
+    assert r.returncode == 2 and "pdflatex" in r.stderr and "texlive" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert (tmp_path / "b" / "seed_net.tex").exists()

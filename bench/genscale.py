@@ -50,9 +50,8 @@ def write_doc(doc: dict, folder: Path) -> Path:
 
 def time_generate(path: Path, repeat: int) -> GenTiming:
     """Median of `repeat` in-process generate(arch) calls (the file is loaded beforehand)."""
-    from symbp.spec import load_arch
-
     from symbp.pipeline import generate
+    from symbp.spec import load_arch
 
     arch = load_arch(path)
     runs = []
@@ -72,27 +71,34 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
+class CliError(RuntimeError):
+    """The command failed: its exit status and the end of what it printed."""
+
+
+def _run(command: list[str]) -> float:
+    """Wall seconds of one command; CliError if it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(command, env=_cli_env(), capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise CliError(f"`{' '.join(command)}` exited {done.returncode}: {' / '.join(tail)}")
+    return elapsed
+
+
 def time_cli(path: Path, repeat: int) -> float:
     """Median wall seconds of `python -m symbp generate` in a fresh process, startup included."""
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="symbp-bench-cli-") as out:
-            command = [sys.executable, "-m", "symbp", "generate", str(path), "-o", out]
-            start = time.perf_counter()
-            subprocess.run(command, check=True, env=_cli_env(), capture_output=True)
-            runs.append(time.perf_counter() - start)
+            runs.append(_run([sys.executable, "-m", "symbp", "generate", str(path), "-o", out]))
     return statistics.median(runs)
 
 
 def time_import(repeat: int) -> float:
     """Median wall seconds of a fresh `python -c "import symbp.pipeline"` (startup alone)."""
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        command = [sys.executable, "-c", "import symbp.pipeline"]
-        subprocess.run(command, check=True, env=_cli_env(), capture_output=True)
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+    command = [sys.executable, "-c", "import symbp.pipeline"]
+    return statistics.median(_run(command) for _ in range(repeat))
 
 
 def scaling(depths: list[int], repeat: int, folder: Path) -> list[GenTiming]:

@@ -11,7 +11,7 @@ import numpy as np
 def peak_bytes(call: Callable[[], object]) -> int:
     """Peak bytes traced during one call, above what was allocated before it.
 
-    The call runs once untraced-for-peak first, so one-off caches are not counted;
+    The call runs once before tracing starts, so one-off caches are not counted;
     the result (e.g. the gradients it returns) counts, since it is alive at the end.
     """
     call()
@@ -36,3 +36,17 @@ def activation_bytes(sizes: tuple[int, ...], batch: int, itemsize: int = 4) -> i
 def nbytes(arrays: dict[str, np.ndarray]) -> int:
     """Total bytes of a dict of arrays."""
     return sum(a.nbytes for a in arrays.values())
+
+
+def page_faults(call: Callable[[], object], calls: int = 20) -> float | None:
+    """Minor page faults per call (fresh pages the allocator maps in), None off Unix."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    call()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        call()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return (after - before) / calls

@@ -22,12 +22,15 @@ def ms(seconds: float) -> str:
         return f"{value:.1f}"
     if value >= 1:
         return f"{value:.2f}"
-    return f"{value:.3f}"
+    return f"{value:.3g}"
 
 
 def ratio(value: float) -> str:
     return f"{value:.2f}x"
 
 
-def mib(count: int) -> str:
+def size(count: int) -> str:
+    """Bytes in KiB below 1 MiB, else in MiB."""
+    if count < 2**20:
+        return f"{count / 2**10:.1f} KiB"
     return f"{count / 2**20:.2f} MiB"

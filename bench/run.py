@@ -20,6 +20,7 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -30,7 +31,7 @@ from types import ModuleType  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from bench import blas, genscale, memory, report, textbook  # noqa: E402
+from bench import blas, genscale, interference, memory, report, textbook  # noqa: E402
 from bench.floor import gemm_floor  # noqa: E402
 from bench.frameworks import Framework, jax_contender, torch_contender  # noqa: E402
 from bench.nets import (  # noqa: E402
@@ -44,7 +45,7 @@ from bench.nets import (  # noqa: E402
     to_layout,
     with_layout,
 )
-from bench.timing import Step, round_robin  # noqa: E402
+from bench.timing import Step, Timing, round_robin  # noqa: E402
 
 Params = dict[str, np.ndarray]
 Result = tuple[float, Params]
@@ -143,10 +144,21 @@ def compare(label: str, got: Result, ref: Result) -> list[str]:
     return problems
 
 
+def dtype_problems(grads: Params, output: np.ndarray) -> list[str]:
+    """Arrays symbp returns in another dtype than float32 (an upcast somewhere)."""
+    arrays = {**{f"gradient {k}": v for k, v in grads.items()}, "forward output": output}
+    return [
+        f"symbp: {name} is {np.asarray(a).dtype}, not float32"
+        for name, a in arrays.items()
+        if np.asarray(a).dtype != np.float32
+    ]
+
+
 def guard(case: Case, fws: list[Framework]) -> list[str]:
     """symbp's gradients against textbook NumPy, the other layout and each framework."""
     mine = case.module.loss_and_grads(case.params, case.X, case.Y)
-    problems = compare(
+    problems = dtype_problems(mine[1], case.module.forward(case.params, case.X))
+    problems += compare(
         "textbook NumPy", mine, textbook.loss_and_grads(case.net, case.params, case.X, case.Y)
     )
     other = case.other.loss_and_grads(case.other_params, case.other_X, case.other_Y)
@@ -181,13 +193,16 @@ def floor_flops(net: Net) -> float:
     return 2.0 * net.batch * (3 * sum(pairs) - pairs[0])
 
 
-def contender_table(times: dict[str, float], names: list[str], flops: float) -> str:
+def contender_table(times: dict[str, Timing], names: list[str], flops: float) -> str:
     rows = []
+    floor, ours = times[FLOOR].median, times[SYMBP].median
     for name in names:
-        t = times[name]
-        ratios = [report.ratio(t / times[FLOOR]), report.ratio(t / times[SYMBP])]
-        rows.append([name, report.ms(t), *ratios, f"{flops / t / 1e9:.1f}"])
-    headers = ["contender", "median ms", "vs GEMM floor", "vs symbp", "GFLOP/s (3L-1 GEMMs)"]
+        t = times[name].median
+        ratios = [report.ratio(t / floor), report.ratio(t / ours)]
+        rows.append(
+            [name, report.ms(t), *ratios, f"{flops / t / 1e9:.1f}", f"{times[name].spread:.0%}"]
+        )
+    headers = ["contender", "median ms", "vs GEMM floor", "vs symbp", "GFLOP/s", "IQR/median"]
     return report.table(headers, rows)
 
 
@@ -199,22 +214,34 @@ def memory_lines(case: Case) -> list[str]:
     acts = memory.activation_bytes(net.sizes, net.batch)
     grads = memory.nbytes(case.params)
     return [
-        f"- peak bytes per `loss_and_grads` step (tracemalloc): symbp {report.mib(ours)} "
-        f"({ours / acts:.2f}x the stored activations), textbook {report.mib(book)} "
+        f"- peak bytes per `loss_and_grads` step (tracemalloc): symbp {report.size(ours)} "
+        f"({ours / acts:.2f}x the stored activations), textbook {report.size(book)} "
         f"({book / acts:.2f}x)",
-        f"- stored activations A_1..A_L: {report.mib(acts)}; "
-        f"returned gradients: {report.mib(grads)}",
+        f"- stored activations A_1..A_L: {report.size(acts)}; "
+        f"returned gradients: {report.size(grads)}",
+        fault_line(case),
     ]
 
 
-def summary_lines(case: Case, times: dict[str, float]) -> list[str]:
-    fwd, both = times[FORWARD], times[SYMBP]
+def fault_line(case: Case) -> str:
+    """Minor page faults per step: temporaries the allocator maps in afresh every call."""
+    ours = memory.page_faults(lambda: case.module.loss_and_grads(case.params, case.X, case.Y))
+    book = memory.page_faults(
+        lambda: textbook.loss_and_grads(case.net, case.params, case.X, case.Y)
+    )
+    if ours is None or book is None:
+        return "- minor page faults per step: unknown (no resource module)"
+    return f"- minor page faults per step (getrusage): symbp {ours:.0f}, textbook {book:.0f}"
+
+
+def summary_lines(case: Case, times: dict[str, Timing]) -> list[str]:
+    fwd, both, alt = times[FORWARD].median, times[SYMBP].median, times[OTHER_LAYOUT].median
     other = "column" if case.net.row else "row"
     return [
         f"- symbp `forward` {report.ms(fwd)} ms, `loss_and_grads` {report.ms(both)} ms: "
         f"loss_and_grads/forward {both / fwd:.2f}, backward/forward {(both - fwd) / fwd:.2f}",
-        f"- symbp {other} layout (transposed data) {report.ms(times[OTHER_LAYOUT])} ms: "
-        f"{other}/{case.net.layout} = {times[OTHER_LAYOUT] / both:.2f}",
+        f"- symbp {other} layout (transposed data) {report.ms(alt)} ms: "
+        f"{other}/{case.net.layout} = {alt / both:.2f}",
     ]
 
 
@@ -230,6 +257,7 @@ def describe(case: Case, config: Config) -> str:
 
 def bench_config(config: Config, settings: Settings, folder: Path) -> bool:
     """Guard, time and report one config; False when its gradients disagree."""
+    meanwhile = interference.watch()
     case = prepare(config, settings, folder)
     fws = frameworks(case)
     print(describe(case, config), flush=True)
@@ -240,14 +268,17 @@ def bench_config(config: Config, settings: Settings, folder: Path) -> bool:
         return False
     times = round_robin(steps(case, fws), settings.repeat, settings.target)
     names = [FLOOR, TEXTBOOK, SYMBP] + [fw.name for fw in fws]
-    print(f"\nCorrectness guard passed against: {', '.join(names[1:2] + names[3:])}.\n")
+    checked = [TEXTBOOK, f"symbp {'column' if case.net.row else 'row'} layout", *names[3:]]
+    print(f"\nCorrectness guard passed against: {', '.join(checked)}.\n")
     print(contender_table(times, names, floor_flops(case.net)) + "\n")
-    print("\n".join(summary_lines(case, times) + memory_lines(case)) + "\n", flush=True)
+    lines = summary_lines(case, times) + memory_lines(case) + [interference.line(meanwhile)]
+    print("\n".join(lines) + "\n", flush=True)
     return True
 
 
-def generation_section(settings: Settings, folder: Path) -> None:
+def generation_section(settings: Settings, folder: Path) -> bool:
     """Generation time against depth, in-process and through the CLI."""
+    meanwhile = interference.watch()
     depths = [10, 100] if settings.quick else [10, 100, 200, 1000]
     repeat = 1 if settings.quick else 3
     timings = genscale.scaling(depths, repeat, folder)
@@ -264,16 +295,41 @@ def generation_section(settings: Settings, folder: Path) -> None:
     if 10 in by_depth and 1000 in by_depth:
         print(f"- 10 -> 1000 layers: {by_depth[1000] / by_depth[10]:.1f}x (100x is linear)")
     path = genscale.write_doc(genscale.deep_tanh_doc(100), folder)
-    cli = genscale.time_cli(path, repeat)
-    startup = genscale.time_import(repeat)
+    try:
+        cli = genscale.time_cli(path, repeat)
+        startup = genscale.time_import(repeat)
+    except genscale.CliError as exc:
+        print(f"- **CLI FAILED**: {exc}\n", flush=True)
+        return False
     print(f"- CLI `python -m symbp generate`, 100 layers, wall time: {report.ms(cli)} ms")
-    print(f"- of which a fresh `import symbp.pipeline`: {report.ms(startup)} ms\n", flush=True)
+    print(f"- of which a fresh `import symbp.pipeline`: {report.ms(startup)} ms")
+    print(interference.line(meanwhile) + "\n", flush=True)
+    return True
 
 
-def load_line() -> str:
-    """The load average as the run starts: above ~0.5, something else competes for the cores."""
+def load_line(when: str = "start") -> str:
+    """The load average (this process counts too: up to ~2 while it measures)."""
     one, five, _ = os.getloadavg()
-    return f"load average at start: {one:.2f} (1 min), {five:.2f} (5 min); {os.cpu_count()} CPUs"
+    return f"load average at {when}: {one:.2f} (1 min), {five:.2f} (5 min); {os.cpu_count()} CPUs"
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True)
+
+
+def source_line() -> str:
+    """Which symbp was measured: the git commit, and whether symbp/ or templates/ differ from it."""
+    try:
+        commit = _git("rev-parse", "--short", "HEAD")
+        status = _git("status", "--porcelain", "--", "symbp", "templates")
+    except OSError:
+        return "symbp source: unknown (no git)"
+    if commit.returncode != 0:
+        return "symbp source: unknown (not a git checkout)"
+    dirty = [line[3:] for line in status.stdout.splitlines()]
+    changes = f" plus uncommitted changes to {', '.join(dirty)}" if dirty else " (clean)"
+    return f"symbp source: commit {commit.stdout.strip()}{changes}"
 
 
 def header(settings: Settings, argv: Sequence[str]) -> str:
@@ -284,7 +340,8 @@ def header(settings: Settings, argv: Sequence[str]) -> str:
             "# symbp benchmark",
             "",
             f"- date: {now}; mode: {mode}; repeats: {settings.repeat}; layout: {settings.layout}",
-            f"- command: `python bench/run.py {' '.join(argv)}`".replace(" `", " `", 1).rstrip(),
+            f"- command: `{' '.join(['python bench/run.py', *argv])}`",
+            f"- {source_line()}",
             f"- Python {platform.python_version()}, NumPy {np.__version__}, {platform.machine()}",
             f"- {blas.kernel_line()}",
             f"- {blas.env_line()}",
@@ -313,7 +370,7 @@ def parse(argv: Sequence[str]) -> tuple[Settings, list[Config]]:
     if unknown or not keys:
         names = ", ".join(unknown) or "(none)"
         parser.error(f"unknown config(s) {names}; choose from {', '.join(CONFIGS)}")
-    repeat = args.repeat or (3 if args.quick else 21)
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 21)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
     settings = Settings(args.quick, repeat, 0.002 if args.quick else 0.01, args.layout)
@@ -329,8 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="symbp-bench-") as tmp:
         for config in configs:
             ok = bench_config(config, settings, Path(tmp)) and ok
-        generation_section(settings, Path(tmp))
+        ok = generation_section(settings, Path(tmp)) and ok
     print(thread_pool_lines())
+    print(f"\n{load_line('end')}")
     print(f"\nTotal benchmark time: {time.perf_counter() - start:.1f} s")
     return 0 if ok else 1
 

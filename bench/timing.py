@@ -11,6 +11,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 Step = Callable[[], object]
 
@@ -31,16 +32,34 @@ def calibrate(step: Step, target: float, warmup: int = 2) -> int:
     return max(1, math.ceil(target / max(single, 1e-9)))
 
 
-def round_robin(
-    steps: dict[str, Step], repeat: int, target: float, settle: float = 0.0
-) -> dict[str, float]:
-    """Median seconds per call of every step, sampled in rotating round-robin order."""
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: the median of the samples and their interquartile range."""
+
+    median: float
+    iqr: float
+
+    @property
+    def spread(self) -> float:
+        """The interquartile range relative to the median (noise indicator)."""
+        return self.iqr / self.median if self.median > 0 else 0.0
+
+
+def summarize(samples: list[float]) -> Timing:
+    """Median and interquartile range of a list of samples."""
+    if len(samples) < 2:
+        return Timing(samples[0], 0.0)
+    q1, _, q3 = statistics.quantiles(samples, n=4)
+    return Timing(statistics.median(samples), q3 - q1)
+
+
+def round_robin(steps: dict[str, Step], repeat: int, target: float) -> dict[str, Timing]:
+    """Seconds per call of every step, sampled in rotating round-robin order."""
     inner = {name: calibrate(step, target) for name, step in steps.items()}
     samples: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(repeat):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            time.sleep(settle)
             samples[name].append(_once(steps[name], inner[name]))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: summarize(values) for name, values in samples.items()}

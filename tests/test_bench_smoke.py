@@ -1,0 +1,27 @@
+"""The benchmark harness runs end to end in its quick mode, so it cannot rot.
+
+This checks that it works, never how fast anything is: timings live in bench/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_quick_benchmark_runs() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--configs", "C2,C4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "symbp generated" in r.stdout and "GEMM floor" in r.stdout
+    assert "Correctness guard passed" in r.stdout

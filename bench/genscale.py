@@ -65,7 +65,8 @@ def time_generate(path: Path, repeat: int) -> GenTiming:
     return GenTiming(depth, total, stages.get("derive", 0.0), stages.get("render", 0.0))
 
 
-def _cli_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """This environment with the repository first on PYTHONPATH (for child processes)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
@@ -78,7 +79,7 @@ class CliError(RuntimeError):
 def _run(command: list[str]) -> float:
     """Wall seconds of one command; CliError if it fails."""
     start = time.perf_counter()
-    done = subprocess.run(command, env=_cli_env(), capture_output=True, text=True)
+    done = subprocess.run(command, env=child_env(), capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]

@@ -18,6 +18,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -234,14 +235,37 @@ def fault_line(case: Case) -> str:
     return f"- minor page faults per step (getrusage): symbp {ours:.0f}, textbook {book:.0f}"
 
 
+def fresh_line(case: Case, settings: Settings) -> str:
+    """The NumPy contenders re-timed in a fresh process without the frameworks (bench.fresh)."""
+    module_path = Path(case.module.__file__ or "")
+    args = [str(module_path), str(module_path.with_suffix(".yaml")), str(case.net.batch)]
+    args += [str(settings.repeat), str(settings.target)]
+    command = [sys.executable, "-m", "bench.fresh", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=genscale.child_env())
+    if done.returncode != 0:
+        tail = " / ".join(done.stderr.strip().splitlines()[-2:])
+        return f"- fresh NumPy-only process: FAILED ({tail})"
+    result = json.loads(done.stdout)
+    t, faults = result["median"], result["faults"]
+    faults_text = "unknown" if faults is None else f"{faults:.0f}"
+    return (
+        f"- in a fresh NumPy-only process (torch/jax never loaded): GEMM floor "
+        f"{report.ms(t['floor'])} ms, textbook {report.ms(t['textbook'])} ms, symbp "
+        f"{report.ms(t['symbp'])} ms = {t['symbp'] / t['floor']:.2f}x the floor; "
+        f"page faults per symbp step {faults_text}"
+    )
+
+
 def summary_lines(case: Case, times: dict[str, Timing]) -> list[str]:
-    fwd, both, alt = times[FORWARD].median, times[SYMBP].median, times[OTHER_LAYOUT].median
+    fwd, both, alt = times[FORWARD], times[SYMBP], times[OTHER_LAYOUT]
+    f, b, a = fwd.median, both.median, alt.median
     other = "column" if case.net.row else "row"
     return [
-        f"- symbp `forward` {report.ms(fwd)} ms, `loss_and_grads` {report.ms(both)} ms: "
-        f"loss_and_grads/forward {both / fwd:.2f}, backward/forward {(both - fwd) / fwd:.2f}",
-        f"- symbp {other} layout (transposed data) {report.ms(alt)} ms: "
-        f"{other}/{case.net.layout} = {alt / both:.2f}",
+        f"- symbp `forward` {report.ms(f)} ms (IQR {fwd.spread:.0%}), `loss_and_grads` "
+        f"{report.ms(b)} ms: loss_and_grads/forward {b / f:.2f}, "
+        f"backward/forward {(b - f) / f:.2f}",
+        f"- symbp {other} layout (transposed data) {report.ms(a)} ms (IQR {alt.spread:.0%}): "
+        f"{other}/{case.net.layout} = {a / b:.2f}",
     ]
 
 
@@ -271,7 +295,8 @@ def bench_config(config: Config, settings: Settings, folder: Path) -> bool:
     checked = [TEXTBOOK, f"symbp {'column' if case.net.row else 'row'} layout", *names[3:]]
     print(f"\nCorrectness guard passed against: {', '.join(checked)}.\n")
     print(contender_table(times, names, floor_flops(case.net)) + "\n")
-    lines = summary_lines(case, times) + memory_lines(case) + [interference.line(meanwhile)]
+    lines = summary_lines(case, times) + memory_lines(case) + [fresh_line(case, settings)]
+    lines.append(interference.line(meanwhile))
     print("\n".join(lines) + "\n", flush=True)
     return True
 

@@ -127,6 +127,7 @@ def loss_and_grads(params, X, Y):
         delta1 = delta2 @ W2
         delta1 *= A1
         delta1 *= 1 - A1
+        del delta2  # no longer needed: free it before the next products
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 

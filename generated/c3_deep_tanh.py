@@ -86,35 +86,35 @@ def _forward(params, X):
     # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
     Z = A0 @ W1.T
     Z += b1
-    A1 = np.tanh(Z)
+    A1 = np.tanh(Z, out=Z)
     # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
     Z = A1 @ W2.T
     Z += b2
-    A2 = np.tanh(Z)
+    A2 = np.tanh(Z, out=Z)
     # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
     Z = A2 @ W3.T
     Z += b3
-    A3 = np.tanh(Z)
+    A3 = np.tanh(Z, out=Z)
     # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
     Z = A3 @ W4.T
     Z += b4
-    A4 = np.tanh(Z)
+    A4 = np.tanh(Z, out=Z)
     # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
     Z = A4 @ W5.T
     Z += b5
-    A5 = np.tanh(Z)
+    A5 = np.tanh(Z, out=Z)
     # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
     Z = A5 @ W6.T
     Z += b6
-    A6 = np.tanh(Z)
+    A6 = np.tanh(Z, out=Z)
     # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
     Z = A6 @ W7.T
     Z += b7
-    A7 = np.tanh(Z)
+    A7 = np.tanh(Z, out=Z)
     # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
     Z = A7 @ W8.T
     Z += b8
-    A8 = np.tanh(Z)
+    A8 = np.tanh(Z, out=Z)
     # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
     Z9 = A8 @ W9.T
     Z9 += b9
@@ -160,35 +160,35 @@ def loss(params, X, Y):
         # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
         Z = A0 @ W1.T
         Z += b1
-        A1 = np.tanh(Z)
+        A1 = np.tanh(Z, out=Z)
         # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
         Z = A1 @ W2.T
         Z += b2
-        A2 = np.tanh(Z)
+        A2 = np.tanh(Z, out=Z)
         # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
         Z = A2 @ W3.T
         Z += b3
-        A3 = np.tanh(Z)
+        A3 = np.tanh(Z, out=Z)
         # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
         Z = A3 @ W4.T
         Z += b4
-        A4 = np.tanh(Z)
+        A4 = np.tanh(Z, out=Z)
         # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
         Z = A4 @ W5.T
         Z += b5
-        A5 = np.tanh(Z)
+        A5 = np.tanh(Z, out=Z)
         # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
         Z = A5 @ W6.T
         Z += b6
-        A6 = np.tanh(Z)
+        A6 = np.tanh(Z, out=Z)
         # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
         Z = A6 @ W7.T
         Z += b7
-        A7 = np.tanh(Z)
+        A7 = np.tanh(Z, out=Z)
         # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
         Z = A7 @ W8.T
         Z += b8
-        A8 = np.tanh(Z)
+        A8 = np.tanh(Z, out=Z)
         # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
         Z9 = A8 @ W9.T
         Z9 += b9
@@ -218,35 +218,35 @@ def loss_and_grads(params, X, Y):
         # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
         Z = A0 @ W1.T
         Z += b1
-        A1 = np.tanh(Z)
+        A1 = np.tanh(Z, out=Z)
         # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
         Z = A1 @ W2.T
         Z += b2
-        A2 = np.tanh(Z)
+        A2 = np.tanh(Z, out=Z)
         # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
         Z = A2 @ W3.T
         Z += b3
-        A3 = np.tanh(Z)
+        A3 = np.tanh(Z, out=Z)
         # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
         Z = A3 @ W4.T
         Z += b4
-        A4 = np.tanh(Z)
+        A4 = np.tanh(Z, out=Z)
         # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
         Z = A4 @ W5.T
         Z += b5
-        A5 = np.tanh(Z)
+        A5 = np.tanh(Z, out=Z)
         # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
         Z = A5 @ W6.T
         Z += b6
-        A6 = np.tanh(Z)
+        A6 = np.tanh(Z, out=Z)
         # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
         Z = A6 @ W7.T
         Z += b7
-        A7 = np.tanh(Z)
+        A7 = np.tanh(Z, out=Z)
         # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
         Z = A7 @ W8.T
         Z += b8
-        A8 = np.tanh(Z)
+        A8 = np.tanh(Z, out=Z)
         # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
         Z9 = A8 @ W9.T
         Z9 += b9
@@ -263,41 +263,49 @@ def loss_and_grads(params, X, Y):
         # layer 8: delta (eq. (77)), dW (eq. (78)), db (eq. (79))
         delta8 = delta9 @ W9
         delta8 *= 1 - A8**2
+        del delta9  # no longer needed: free it before the next products
         dW8 = delta8.T @ A7
         db8 = delta8.sum(axis=0)
         # layer 7: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
         delta7 = delta8 @ W8
         delta7 *= 1 - A7**2
+        del delta8  # no longer needed: free it before the next products
         dW7 = delta7.T @ A6
         db7 = delta7.sum(axis=0)
         # layer 6: delta (eq. (67)), dW (eq. (68)), db (eq. (69))
         delta6 = delta7 @ W7
         delta6 *= 1 - A6**2
+        del delta7  # no longer needed: free it before the next products
         dW6 = delta6.T @ A5
         db6 = delta6.sum(axis=0)
         # layer 5: delta (eq. (62)), dW (eq. (63)), db (eq. (64))
         delta5 = delta6 @ W6
         delta5 *= 1 - A5**2
+        del delta6  # no longer needed: free it before the next products
         dW5 = delta5.T @ A4
         db5 = delta5.sum(axis=0)
         # layer 4: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
         delta4 = delta5 @ W5
         delta4 *= 1 - A4**2
+        del delta5  # no longer needed: free it before the next products
         dW4 = delta4.T @ A3
         db4 = delta4.sum(axis=0)
         # layer 3: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
         delta3 = delta4 @ W4
         delta3 *= 1 - A3**2
+        del delta4  # no longer needed: free it before the next products
         dW3 = delta3.T @ A2
         db3 = delta3.sum(axis=0)
         # layer 2: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
         delta2 = delta3 @ W3
         delta2 *= 1 - A2**2
+        del delta3  # no longer needed: free it before the next products
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
         delta1 = delta2 @ W2
         delta1 *= 1 - A1**2
+        del delta2  # no longer needed: free it before the next products
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 

@@ -47,11 +47,11 @@ def _forward(params, X):
     # layer 1, 64 -> 64 (relu): eqs. (28), (29)
     Z = A0 @ W1.T
     Z += b1
-    A1 = np.maximum(Z, 0)
+    A1 = np.maximum(Z, 0, out=Z)
     # layer 2, 64 -> 64 (relu): eqs. (33), (34)
     Z = A1 @ W2.T
     Z += b2
-    A2 = np.maximum(Z, 0)
+    A2 = np.maximum(Z, 0, out=Z)
     # layer 3, 64 -> 1 (identity): eqs. (38), (39)
     Z = A2 @ W3.T
     Z += b3
@@ -84,11 +84,11 @@ def loss(params, X, Y):
         # layer 1, 64 -> 64 (relu): eqs. (28), (29)
         Z = A0 @ W1.T
         Z += b1
-        A1 = np.maximum(Z, 0)
+        A1 = np.maximum(Z, 0, out=Z)
         # layer 2, 64 -> 64 (relu): eqs. (33), (34)
         Z = A1 @ W2.T
         Z += b2
-        A2 = np.maximum(Z, 0)
+        A2 = np.maximum(Z, 0, out=Z)
         # layer 3, 64 -> 1 (identity): eqs. (38), (39)
         Z = A2 @ W3.T
         Z += b3
@@ -113,11 +113,11 @@ def loss_and_grads(params, X, Y):
         # layer 1, 64 -> 64 (relu): eqs. (28), (29)
         Z = A0 @ W1.T
         Z += b1
-        A1 = np.maximum(Z, 0)
+        A1 = np.maximum(Z, 0, out=Z)
         # layer 2, 64 -> 64 (relu): eqs. (33), (34)
         Z = A1 @ W2.T
         Z += b2
-        A2 = np.maximum(Z, 0)
+        A2 = np.maximum(Z, 0, out=Z)
         # layer 3, 64 -> 1 (identity): eqs. (38), (39)
         Z = A2 @ W3.T
         Z += b3
@@ -134,11 +134,13 @@ def loss_and_grads(params, X, Y):
         # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
         delta2 = delta3 @ W3
         delta2 *= (A2 > 0)
+        del delta3  # no longer needed: free it before the next products
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
         delta1 = delta2 @ W2
         delta1 *= (A1 > 0)
+        del delta2  # no longer needed: free it before the next products
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 

@@ -159,12 +159,14 @@ def loss_and_grads(params, X, Y):
         delta2 = delta3 @ W3
         delta2 *= A2
         delta2 *= 1 - A2
+        del delta3  # no longer needed: free it before the next products
         dW2 = delta2.T @ A1
         db2 = delta2.sum(axis=0)
         # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
         delta1 = delta2 @ W2
         delta1 *= A1
         delta1 *= 1 - A1
+        del delta2  # no longer needed: free it before the next products
         dW1 = delta1.T @ A0
         db1 = delta1.sum(axis=0)
 

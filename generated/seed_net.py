@@ -130,6 +130,7 @@ def loss_and_grads(params, X, Y):
         delta1 = W2.T @ delta2
         delta1 *= A1
         delta1 *= 1 - A1
+        del delta2  # no longer needed: free it before the next products
         dW1 = delta1 @ A0.T
         db1 = delta1.sum(axis=1, keepdims=True)
 

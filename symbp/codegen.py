@@ -91,6 +91,19 @@ def _broadcast(mat: sp.MatMul) -> bool:
     return any(isinstance(a, sp.OneMatrix) for a in mat.args)
 
 
+def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> str:
+    """a = f(z); when z lives in the reused name Z, tanh and ReLU overwrite it in place."""
+    z = sp.Symbol(f"Z{layer.index}", real=True)
+    code = printer.doprint(through_sigmoid(layer.a))
+    if printer.doprint(z) != "Z":
+        return code
+    if layer.a == sp.tanh(z):
+        return "np.tanh(Z, out=Z)"
+    if code == "np.maximum(Z, 0)":
+        return "np.maximum(Z, 0, out=Z)"
+    return code
+
+
 def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> list[dict]:
     steps = []
     for layer in d.layers:
@@ -99,7 +112,7 @@ def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> 
             printer.used.add("_softmax")
             a_code = f"_softmax({printer.doprint(sp.Symbol(f'Z{l}'))})"
         else:
-            a_code = printer.doprint(through_sigmoid(layer.a))
+            a_code = _activation_code(layer, printer)
         steps.append(
             {
                 "index": l,

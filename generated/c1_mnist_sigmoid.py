@@ -22,9 +22,9 @@ _QUIET = {"under": "ignore"}
 _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
-def _sigmoid(u):
+def _sigmoid(u, out=None):
     """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = u * 0.5
+    t = np.multiply(u, 0.5, out=out)
     np.tanh(t, out=t)
     t *= 0.5
     t += 0.5
@@ -71,11 +71,11 @@ def _forward(params, X):
     # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
     Z = A0 @ W1.T
     Z += b1
-    A1 = _sigmoid(Z)
+    A1 = _sigmoid(Z, out=Z)
     # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
     Z = A1 @ W2.T
     Z += b2
-    A2 = _sigmoid(Z)
+    A2 = _sigmoid(Z, out=Z)
     # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
     Z3 = A2 @ W3.T
     Z3 += b3
@@ -109,11 +109,11 @@ def loss(params, X, Y):
         # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
         Z = A0 @ W1.T
         Z += b1
-        A1 = _sigmoid(Z)
+        A1 = _sigmoid(Z, out=Z)
         # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
         Z = A1 @ W2.T
         Z += b2
-        A2 = _sigmoid(Z)
+        A2 = _sigmoid(Z, out=Z)
         # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
         Z3 = A2 @ W3.T
         Z3 += b3
@@ -137,11 +137,11 @@ def loss_and_grads(params, X, Y):
         # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
         Z = A0 @ W1.T
         Z += b1
-        A1 = _sigmoid(Z)
+        A1 = _sigmoid(Z, out=Z)
         # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
         Z = A1 @ W2.T
         Z += b2
-        A2 = _sigmoid(Z)
+        A2 = _sigmoid(Z, out=Z)
         # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
         Z3 = A2 @ W3.T
         Z3 += b3

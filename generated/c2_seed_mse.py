@@ -22,9 +22,9 @@ _QUIET = {"under": "ignore"}
 _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
-def _sigmoid(u):
+def _sigmoid(u, out=None):
     """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = u * 0.5
+    t = np.multiply(u, 0.5, out=out)
     np.tanh(t, out=t)
     t *= 0.5
     t += 0.5
@@ -52,11 +52,11 @@ def _forward(params, X):
     # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
     Z = A0 @ W1.T
     Z += b1
-    A1 = _sigmoid(Z)
+    A1 = _sigmoid(Z, out=Z)
     # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
     Z = A1 @ W2.T
     Z += b2
-    A2 = _sigmoid(Z)
+    A2 = _sigmoid(Z, out=Z)
 
     return {
         "A0": A0,
@@ -83,11 +83,11 @@ def loss(params, X, Y):
         # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
         Z = A0 @ W1.T
         Z += b1
-        A1 = _sigmoid(Z)
+        A1 = _sigmoid(Z, out=Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
         Z = A1 @ W2.T
         Z += b2
-        A2 = _sigmoid(Z)
+        A2 = _sigmoid(Z, out=Z)
 
         # the loss, eq. (3)
         value = scale * float(np.sum((A2 - Y)**2/2))
@@ -107,11 +107,11 @@ def loss_and_grads(params, X, Y):
         # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
         Z = A0 @ W1.T
         Z += b1
-        A1 = _sigmoid(Z)
+        A1 = _sigmoid(Z, out=Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
         Z = A1 @ W2.T
         Z += b2
-        A2 = _sigmoid(Z)
+        A2 = _sigmoid(Z, out=Z)
 
         # the loss, eq. (3)
         value = scale * float(np.sum((A2 - Y)**2/2))

@@ -22,9 +22,9 @@ _QUIET = {"under": "ignore"}
 _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
-def _sigmoid(u):
+def _sigmoid(u, out=None):
     """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = u * 0.5
+    t = np.multiply(u, 0.5, out=out)
     np.tanh(t, out=t)
     t *= 0.5
     t += 0.5
@@ -57,7 +57,7 @@ def _forward(params, X):
     # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
     Z = W1 @ A0
     Z += b1
-    A1 = _sigmoid(Z)
+    A1 = _sigmoid(Z, out=Z)
     # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
     Z2 = W2 @ A1
     Z2 += b2
@@ -89,7 +89,7 @@ def loss(params, X, Y):
         # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
         Z = W1 @ A0
         Z += b1
-        A1 = _sigmoid(Z)
+        A1 = _sigmoid(Z, out=Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
         Z2 = W2 @ A1
         Z2 += b2
@@ -112,7 +112,7 @@ def loss_and_grads(params, X, Y):
         # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
         Z = W1 @ A0
         Z += b1
-        A1 = _sigmoid(Z)
+        A1 = _sigmoid(Z, out=Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
         Z2 = W2 @ A1
         Z2 += b2

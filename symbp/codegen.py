@@ -92,7 +92,7 @@ def _broadcast(mat: sp.MatMul) -> bool:
 
 
 def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> str:
-    """a = f(z); when z lives in the reused name Z, tanh and ReLU overwrite it in place."""
+    """a = f(z); when z lives in the reused name Z, tanh, ReLU and sigmoid overwrite it."""
     z = sp.Symbol(f"Z{layer.index}", real=True)
     code = printer.doprint(through_sigmoid(layer.a))
     if printer.doprint(z) != "Z":
@@ -101,6 +101,8 @@ def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> str:
         return "np.tanh(Z, out=Z)"
     if code == "np.maximum(Z, 0)":
         return "np.maximum(Z, 0, out=Z)"
+    if code == "_sigmoid(Z)":
+        return "_sigmoid(Z, out=Z)"
     return code
 
 

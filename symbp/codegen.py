@@ -10,10 +10,10 @@ from typing import Any
 
 import sympy as sp
 
-from symbp.derive import Derivation, LayerDerivation
+from symbp.derive import Derivation, LayerDerivation, at_layer
 from symbp.labels import derivation_numbering, layer_label
-from symbp.output import LogSumExp, UnitSum
-from symbp.printing import NumPyPrinter, _indicator
+from symbp.output import SCALE, LogSumExp, UnitSum
+from symbp.printing import NumPyPrinter, _indicator, _rectified
 from symbp.stable import through_sigmoid
 from symbp.tangent import LayerTangent
 
@@ -74,17 +74,14 @@ def in_place(target: str, expr: sp.Basic, printer: NumPyPrinter) -> list[str]:
         if first is not None:
             lines = [f"{target} = {_bare(printer.doprint(first))}"]
             # Numbers and the scale c fold into one scalar multiplication.
-            scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {_SCALE}])
-            arrays = [f for f in expr.args if f is not first and f.free_symbols - {_SCALE}]
+            scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {SCALE}])
+            arrays = [f for f in expr.args if f is not first and f.free_symbols - {SCALE}]
             for factor in [*arrays, *([scalar] if scalar != 1 else [])]:
                 mask = _indicator(factor)
                 text = printer.doprint(mask if mask is not None else factor)
                 lines.append(f"{target} *= {text}")
             return lines
     return [f"{target} = {printer.doprint(expr)}"]
-
-
-_SCALE = sp.Symbol("c", positive=True)
 
 
 def _broadcast(mat: sp.MatMul) -> bool:
@@ -99,9 +96,10 @@ def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> str:
         return code
     if layer.a == sp.tanh(z):
         return "np.tanh(Z, out=Z)"
-    if code == "np.maximum(Z, 0)":
+    if isinstance(layer.a, sp.Piecewise) and _rectified(layer.a) == z:
         return "np.maximum(Z, 0, out=Z)"
-    if code == "_sigmoid(Z)":
+    if layer.a == 1 / (1 + sp.exp(-z)):
+        printer.used.add("_sigmoid")
         return "_sigmoid(Z, out=Z)"
     return code
 
@@ -118,8 +116,6 @@ def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> 
         steps.append(
             {
                 "index": l,
-                "z_name": printer.doprint(sp.Symbol(f"Z{l}")),
-                "z": printer.doprint(layer.z),
                 "z_lines": in_place(printer.doprint(sp.Symbol(f"Z{l}")), layer.z, printer),
                 "a": a_code,
                 "eq_z": eq[layer_label("z", l)],
@@ -139,7 +135,6 @@ def _backward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) ->
             {
                 "index": l,
                 "is_output": layer.is_output,
-                "delta": printer.doprint(through_sigmoid(layer.delta)),
                 "delta_lines": in_place(f"delta{l}", through_sigmoid(layer.delta), printer),
                 "dW": printer.doprint(layer.dW),
                 "db": printer.doprint(layer.db),
@@ -178,21 +173,28 @@ def _tangent_steps(
     return forward, backward
 
 
-def _loads(text: str, pattern: str) -> list[str]:
-    """Names matching pattern that the code text reads, in a stable order."""
+def _loads(text: str, pattern: str, direction: str = "") -> list[str]:
+    """`name = source` lines for the names matching pattern that the code text reads.
+
+    W<l> come from params, Wd<l>/bd<l> from the direction dict (tangents or vectors),
+    Ad<l>/Zd<l> from the tangent pass, delta<l> from the backward pass, A/Z from the cache.
+    """
     found = set(re.findall(pattern, text))
-    return sorted(found, key=lambda n: (re.sub(r"\d+$", "", n), int(re.sub(r"^\D+", "", n))))
+    names = sorted(found, key=lambda n: (n.rstrip("0123456789"), int(re.sub(r"^\D+", "", n))))
+    return [f"{name} = {_source(name, direction)}" for name in names]
+
+
+def _source(name: str, direction: str) -> str:
+    kind = name.rstrip("0123456789")
+    layer = name[len(kind) :]
+    if kind in ("Wd", "bd"):
+        return f'{direction}["{kind[0]}{layer}"]'
+    container = {"W": "params", "Ad": "tan", "Zd": "tan", "delta": "deltas"}.get(kind, "cache")
+    return f'{container}["{name}"]'
 
 
 def _loss_code(d: Derivation, printer: NumPyPrinter) -> str:
-    L = len(d.layers)
-    out = d.output
-    renamed = out.loss_array.xreplace(
-        {
-            sp.Symbol("A", real=True): sp.Symbol(f"A{L}"),
-            sp.Symbol("Z", real=True): sp.Symbol(f"Z{L}"),
-        }
-    )
+    renamed = at_layer(d.output.loss_array, len(d.layers))
     return printer.doprint(through_sigmoid(renamed))
 
 
@@ -227,15 +229,16 @@ def module_context(d: Derivation) -> dict[str, Any]:
             }
         )
     tan_forward, tan_backward = _tangent_steps(d.tangents, printer, names)
-    printer.names = names
     tan_text = " ".join(f"{t['z_dot']} {t['a_dot']}" for t in tan_forward)
     hvp_text = " ".join(f"{t['r_delta']} {t['dW']} {t['db']}" for t in tan_backward)
     return {
-        "delta_loads": _loads(" ".join(b["delta"] for b in backward), r"\b[AZW]\d+\b"),
+        "delta_loads": _loads(
+            " ".join(line for b in backward for line in b["delta_lines"]), r"\b[AZW]\d+\b"
+        ),
         "tangent_forward": tan_forward,
         "tangent_backward": tan_backward,
-        "tangent_loads": _loads(tan_text, r"\b(?:[AZW]|Wd|bd)\d+\b"),
-        "hvp_loads": _loads(hvp_text, r"\b(?:[AZW]|Wd|Ad|Zd|delta)\d+\b"),
+        "tangent_loads": _loads(tan_text, r"\b(?:[AZW]|Wd|bd)\d+\b", "tangents"),
+        "hvp_loads": _loads(hvp_text, r"\b(?:[AZW]|Wd|Ad|Zd|delta)\d+\b", "vectors"),
         "name": arch.name,
         "layer_sizes": arch.layer_sizes,
         "layout": arch.layout,

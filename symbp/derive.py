@@ -161,18 +161,23 @@ def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
     return derived
 
 
-def _rename(expr: sp.Expr, l: int) -> sp.Expr:
+def at_layer(expr: sp.Expr, l: int) -> sp.Expr:
     """Whole-array symbols A, Z of the output formulas -> this layer's A<l>, Z<l>."""
     return expr.xreplace(
         {ARR_A: sp.Symbol(f"A{l}", real=True), ARR_Z: sp.Symbol(f"Z{l}", real=True)}
     )
 
 
+def fprime_at(act: ActivationDerivation, l: int) -> sp.Expr:
+    """f'(z^(l)) as the code evaluates it: in A<l> when proven, else in Z<l>."""
+    return act.backward_form.xreplace(
+        {A_SCALAR: sp.Symbol(f"A{l}", real=True), X: sp.Symbol(f"Z{l}", real=True)}
+    )
+
+
 def _hidden_delta(act: ActivationDerivation, l: int) -> sp.Expr:
     """delta^(l) = G^(l) * f'(z^(l)), G^(l) = dL/da^(l) arriving from layer l + 1."""
-    incoming = sp.Symbol(f"G{l}", real=True)
-    fprime = act.backward_form.xreplace({A_SCALAR: sp.Symbol(f"A{l}", real=True)})
-    return incoming * fprime.xreplace({X: sp.Symbol(f"Z{l}", real=True)})
+    return sp.Symbol(f"G{l}", real=True) * fprime_at(act, l)
 
 
 def _layer(
@@ -184,7 +189,7 @@ def _layer(
     is_output = l == len(arch.layers)
     mats = _specialise(calc, l, sizes, arch.layout == "row")
     if is_output:
-        delta = _rename(out.delta_array, l)
+        delta = at_layer(out.delta_array, l)
     else:
         assert act is not None
         delta = _hidden_delta(act, l)

@@ -10,14 +10,13 @@ from typing import Any
 
 import sympy as sp
 
-from symbp.activations import X
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.complexity import backward_forward_ratio, layer_costs
-from symbp.derive import Derivation, LayerDerivation, general_batch, unit_loss
+from symbp.derive import Derivation, LayerDerivation, at_layer, general_batch, unit_loss
 from symbp.labels import activation_label, derivation_numbering, layer_label
 from symbp.latex import tex
-from symbp.output import ARR_A, ARR_Z, YHAT_VAR
+from symbp.output import YHAT_VAR
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
 
@@ -67,17 +66,6 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
     }
 
 
-def _fprime_tex(layer: LayerDerivation) -> str:
-    """f'(z^(l)) as the code evaluates it, in layer notation."""
-    if layer.act is None:
-        return ""
-    l = layer.index
-    form = layer.act.backward_form.xreplace(
-        {A_SCALAR: sp.Symbol(f"A{l}", real=True), X: sp.Symbol(f"Z{l}", real=True)}
-    )
-    return tex(form)
-
-
 def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> dict[str, Any]:
     l = layer.index
     row = d.arch.layout == "row"
@@ -93,7 +81,6 @@ def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> d
         "raw_activation": layer.activation,
         "is_output": layer.is_output,
         "a": a_tex,
-        "fprime": _fprime_tex(layer),
         "delta": tex(layer.delta),
         "dW": tex(layer.dW, batch=True),
         "db": tex(layer.db, batch=True),
@@ -108,16 +95,15 @@ def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> d
 def _output_entry(d: Derivation) -> dict[str, Any]:
     out = d.output
     L = len(d.layers)
-    rename = {ARR_A: sp.Symbol(f"A{L}", real=True), ARR_Z: sp.Symbol(f"Z{L}", real=True)}
     return {
         "unit_loss": tex(unit_loss(d.arch).subs(YHAT_VAR, sp.Symbol("yhat"))),
         "dl_da": tex(out.dl_da),
         "jacobian": tex(out.jacobian),
         "delta_raw": tex(out.delta_raw),
         "delta": tex(out.delta),
-        "delta_array": tex(out.delta_array.xreplace(rename)),
+        "delta_array": tex(at_layer(out.delta_array, L)),
         "assumption": out.assumption or "",
-        "loss_value": tex(out.loss_array.xreplace(rename)),
+        "loss_value": tex(at_layer(out.loss_array, L)),
         "from_logits": out.loss_from_logits,
         "softmax": d.layers[-1].act is None,
     }

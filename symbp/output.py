@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.concrete.delta import deltasummation
 
 from symbp import bounded
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
-from symbp.indexed import A_OUT, N_UNITS, J, K, M, Y, Z, in_range, sum_terms
+from symbp.indexed import A_OUT, N_UNITS, J, K, M, Y, Z, in_range, sum_out, sum_terms
 
 YHAT_VAR = sp.Symbol("yhat", real=True)
 Y_VAR = sp.Symbol("y", real=True)
@@ -219,14 +220,8 @@ def sum_terms_unexpanded(term: sp.Expr) -> sp.Expr:
     The Kronecker factor is summed out with SymPy's delta summation; the rest of the
     product (which may be a Piecewise, as for a ReLU) is then evaluated at k = j.
     """
-    from sympy.concrete.delta import deltasummation
-
-    from symbp.indexed import in_range
-
     deltas = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.KroneckerDelta)]
     if len(deltas) != 1:
-        from symbp.indexed import sum_out
-
         return sum_out(term, K, N_UNITS)
     rest = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not deltas[0]])
     marker = sp.Dummy("h")

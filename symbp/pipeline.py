@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,6 @@ class Generated:
 
 
 def _timed(timings: dict[str, float], stage: str, call: Callable):
-    import time
-
     start = time.perf_counter()
     result = call()
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import sympy as sp
-from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from symbp.errors import DerivationError
@@ -30,7 +30,6 @@ FUNCTIONS = {
     sp.erf: "_erf",
 }
 
-HELPERS = ("_exp", "_sigmoid", "_softplus", "_softmax", "_erf", "_logsumexp")
 
 ALLOWED = (
     sp.Symbol,
@@ -289,4 +288,4 @@ def print_numpy(expr: sp.Basic, row_layout: bool, names: dict[str, str] | None =
     return NumPyPrinter(row_layout, names).doprint(expr)
 
 
-__all__ = ["NumPyPrinter", "print_numpy", "HELPERS", "precedence"]
+__all__ = ["NumPyPrinter", "print_numpy"]

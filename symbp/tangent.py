@@ -5,7 +5,8 @@ differentiates the index-notation equations with respect to t at t = 0:
     z'      from z = sum_p W a + b              (forward-mode tangent, also R{z})
     R{dW}   from dL/dW = sum_s delta a          (product rule, found by diff)
     R{back} from dL/da = sum_i delta W
-Elementwise parts (a' = f'(z) z', R{delta}) are differentiated in symbp.derive_tangents.
+The elementwise parts (a' = f'(z) z', R{delta}) are directional derivatives of each
+layer's formulas, taken by sympy.diff in directional() below.
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symbp import bounded
+from symbp.derive import L2_WEIGHT, _per_sample, fprime_at, layer_symbols
 from symbp.indexed import (
     A_PREV,
     DELTA,
+    MAT_A,
+    MAT_AD,
+    MAT_DELTA,
+    MAT_RDELTA,
+    MAT_W,
+    MAT_WD,
     N_BATCH,
     N_IN,
+    N_UNITS,
     B,
     I,
+    J,
     P,
     Q,
     R,
@@ -29,7 +40,9 @@ from symbp.indexed import (
     W,
     contract,
     layer_calculus,
+    sum_terms,
 )
+from symbp.output import ARR_A, ARR_Z, UnitSum, softmax_jacobian, to_array
 
 T = sp.Symbol("t", real=True)
 W_DOT = sp.IndexedBase("Wd")
@@ -110,8 +123,6 @@ def tangent_calculus() -> TangentCalculus:
 
 def directional(expr: sp.Expr, moves: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
     """sum_s (d expr / d s) s' by sympy.diff; a UnitSum's tangent is the UnitSum of tangents."""
-    from symbp.output import UnitSum
-
     sums = sorted(expr.atoms(UnitSum), key=sp.default_sort_key)
     stand_in = {u: sp.Dummy(f"u{k}") for k, u in enumerate(sums)}
     flat = expr.xreplace(stand_in)
@@ -138,13 +149,9 @@ class LayerTangent:
 
 
 def softmax_tangent() -> sp.Expr:
-    """a'_k = sum_j (da_k/dz_j) z'_j for softmax, in whole-array form."""
-    from symbp.indexed import N_UNITS, J, K, sum_terms
-    from symbp.output import softmax_jacobian, to_array
-
+    """a'_k = sum_j (da_k/dz_j) z'_j for softmax, in whole-array form (indexed by k)."""
     z_dot = sp.IndexedBase("zd")
     summed = sum_terms(softmax_jacobian() * z_dot[J], J, N_UNITS)
-    del K  # the result is indexed by k, the unit of a'_k
     return to_array(summed, extra={"zd": sp.Symbol("Zd", real=True)})
 
 
@@ -154,9 +161,6 @@ def _sym(name: str) -> sp.Symbol:
 
 def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymbol, sp.MatrixExpr]:
     """General tangent matrices -> layer l's (stored transposed in row layout; a^(0)' = 0)."""
-    from symbp.derive import layer_symbols
-    from symbp.indexed import MAT_A, MAT_AD, MAT_DELTA, MAT_RDELTA, MAT_W, MAT_WD
-
     sym = layer_symbols(l, sizes, row)
     n_in, n_out = sizes[l - 1], sizes[l]
 
@@ -178,8 +182,6 @@ def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymb
 
 
 def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
-    from symbp.derive import L2_WEIGHT, _per_sample
-
     row = d.arch.layout == "row"
     calc = tangent_calculus()
     names = _layer_mats(l, d.arch.layer_sizes, row)
@@ -189,7 +191,7 @@ def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
 
     dW_r = put(calc.dW_r_matrix)
     if d.arch.l2:
-        dW_r = dW_r + L2_WEIGHT * names[next(k for k in names if k.name == "Wd")]
+        dW_r = dW_r + L2_WEIGHT * names[MAT_WD]
     return {
         "z_dot": _per_sample(put(calc.z_dot_matrix), row),
         "dW_r": dW_r,
@@ -200,19 +202,12 @@ def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
 
 def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
     """a' and R{delta} of layer l, by directional derivatives of a and delta."""
-    from symbp import bounded
-    from symbp.activations import X
-    from symbp.output import ARR_A, ARR_Z
-
     layer = d.layers[l - 1]
     a_sym, z_sym, zd = _sym(f"A{l}"), _sym(f"Z{l}"), _sym(f"Zd{l}")
     if layer.act is None:
         a_dot = softmax_tangent().xreplace({ARR_A: a_sym, _sym("Zd"): zd, ARR_Z: z_sym})
     else:
-        fprime = layer.act.backward_form.xreplace({X: z_sym})
-        from symbp.calculus import A as A_SCALAR
-
-        a_dot = fprime.xreplace({A_SCALAR: a_sym}) * zd
+        a_dot = fprime_at(layer.act, l) * zd
     # Derive R{delta} on layer-free names, once per distinct delta formula, then rename.
     generic = {a_sym: _sym("A"), z_sym: _sym("Z"), _sym(f"G{l}"): _sym("G")}
     key = layer.delta.xreplace(generic)

@@ -7,7 +7,8 @@ in a plain process; this measures that case. Run by bench/run.py:
 
     python -m bench.fresh MODULE.py ARCH.yaml BATCH REPEAT TARGET
 
-and prints one JSON object: median seconds per contender and symbp's page faults.
+and prints one JSON object: median seconds per contender and symbp's page faults (without
+a workspace).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ SEED = 0  # the same seeds as bench/run.py, so the data are the same
 
 
 def measure(module_path: Path, arch_path: Path, batch: int, repeat: int, target: float) -> dict:
-    """Medians of floor, textbook and symbp, and symbp's minor page faults per step."""
+    """Medians of floor, textbook and symbp (without and with a workspace), symbp's page faults."""
     from symbp.gradcheck import import_path
 
     module = import_path(module_path)
@@ -35,10 +36,12 @@ def measure(module_path: Path, arch_path: Path, batch: int, repeat: int, target:
     params = perturb_biases(module.init_params(SEED), SEED + 1)
     X, Y = random_batch(net, SEED + 2)
     weights = [params[f"W{i}"] for i in range(1, net.depth + 1)]
+    workspace = module.make_workspace(batch)
     steps = {
         "floor": gemm_floor(net, weights, SEED + 3),
         "textbook": lambda: textbook.loss_and_grads(net, params, X, Y),
         "symbp": lambda: module.loss_and_grads(params, X, Y),
+        "workspace": lambda: module.loss_and_grads(params, X, Y, workspace),
     }
     times = round_robin(steps, repeat, target)
     faults = memory.page_faults(lambda: module.loss_and_grads(params, X, Y), calls=5)

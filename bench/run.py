@@ -52,6 +52,7 @@ Params = dict[str, np.ndarray]
 Result = tuple[float, Params]
 
 FLOOR, TEXTBOOK, SYMBP = "GEMM floor", "textbook NumPy", "symbp generated"
+SYMBP_WS = "symbp + make_workspace"
 FORWARD, OTHER_LAYOUT = "symbp forward only", "symbp other layout"
 GRAD_RTOL = 2e-3  # max |g - ref| relative to max |ref|, per parameter, in float32
 LOSS_RTOL = 1e-4
@@ -164,6 +165,10 @@ def guard(case: Case, fws: list[Framework]) -> list[str]:
     )
     other = case.other.loss_and_grads(case.other_params, case.other_X, case.other_Y)
     problems += compare("symbp other layout", other, mine)
+    workspace = case.module.make_workspace(case.net.batch)
+    problems += compare(
+        SYMBP_WS, case.module.loss_and_grads(case.params, case.X, case.Y, workspace), mine
+    )
     for fw in fws:
         problems += compare(fw.name, fw.check(), mine)
     return problems
@@ -174,10 +179,12 @@ def steps(case: Case, fws: list[Framework]) -> dict[str, Step]:
     net, module, other, params = case.net, case.module, case.other, case.params
     X, Y = case.X, case.Y
     weights = [params[f"W{i}"] for i in range(1, net.depth + 1)]
+    workspace = module.make_workspace(net.batch)
     table: dict[str, Step] = {
         FLOOR: gemm_floor(net, weights, SEED + 3),
         TEXTBOOK: lambda: textbook.loss_and_grads(net, params, X, Y),
         SYMBP: lambda: module.loss_and_grads(params, X, Y),
+        SYMBP_WS: lambda: module.loss_and_grads(params, X, Y, workspace),
     }
     for fw in fws:
         table[fw.name] = fw.step
@@ -212,27 +219,39 @@ def memory_lines(case: Case) -> list[str]:
     net = case.net
     ours = memory.peak_bytes(lambda: case.module.loss_and_grads(case.params, case.X, case.Y))
     book = memory.peak_bytes(lambda: textbook.loss_and_grads(net, case.params, case.X, case.Y))
+    workspace = case.module.make_workspace(net.batch)
+    held = memory.nbytes({k: v for k, v in workspace.items() if isinstance(v, np.ndarray)})
+    into = memory.peak_bytes(
+        lambda: case.module.loss_and_grads(case.params, case.X, case.Y, workspace)
+    )
     acts = memory.activation_bytes(net.sizes, net.batch)
     grads = memory.nbytes(case.params)
     return [
         f"- peak bytes per `loss_and_grads` step (tracemalloc): symbp {report.size(ours)} "
         f"({ours / acts:.2f}x the stored activations), textbook {report.size(book)} "
-        f"({book / acts:.2f}x)",
+        f"({book / acts:.2f}x); with a workspace {report.size(into)} per step, the workspace "
+        f"holding {report.size(held)} ({held / acts:.2f}x the stored activations)",
         f"- stored activations A_1..A_L: {report.size(acts)}; "
         f"returned gradients: {report.size(grads)}",
-        fault_line(case),
+        fault_line(case, workspace),
     ]
 
 
-def fault_line(case: Case) -> str:
+def fault_line(case: Case, workspace: dict) -> str:
     """Minor page faults per step: temporaries the allocator maps in afresh every call."""
     ours = memory.page_faults(lambda: case.module.loss_and_grads(case.params, case.X, case.Y))
+    into = memory.page_faults(
+        lambda: case.module.loss_and_grads(case.params, case.X, case.Y, workspace)
+    )
     book = memory.page_faults(
         lambda: textbook.loss_and_grads(case.net, case.params, case.X, case.Y)
     )
-    if ours is None or book is None:
+    if ours is None or book is None or into is None:
         return "- minor page faults per step: unknown (no resource module)"
-    return f"- minor page faults per step (getrusage): symbp {ours:.0f}, textbook {book:.0f}"
+    return (
+        f"- minor page faults per step (getrusage): symbp {ours:.0f}, with a workspace "
+        f"{into:.0f}, textbook {book:.0f}"
+    )
 
 
 def fresh_line(case: Case, settings: Settings) -> str:
@@ -251,7 +270,8 @@ def fresh_line(case: Case, settings: Settings) -> str:
     return (
         f"- in a fresh NumPy-only process (torch/jax never loaded): GEMM floor "
         f"{report.ms(t['floor'])} ms, textbook {report.ms(t['textbook'])} ms, symbp "
-        f"{report.ms(t['symbp'])} ms = {t['symbp'] / t['floor']:.2f}x the floor; "
+        f"{report.ms(t['symbp'])} ms = {t['symbp'] / t['floor']:.2f}x the floor, with a "
+        f"workspace {report.ms(t['workspace'])} ms = {t['workspace'] / t['floor']:.2f}x; "
         f"page faults per symbp step {faults_text}"
     )
 
@@ -291,8 +311,9 @@ def bench_config(config: Config, settings: Settings, folder: Path) -> bool:
         print("\n".join(f"- {p}" for p in problems) + "\n", flush=True)
         return False
     times = round_robin(steps(case, fws), settings.repeat, settings.target)
-    names = [FLOOR, TEXTBOOK, SYMBP] + [fw.name for fw in fws]
-    checked = [TEXTBOOK, f"symbp {'column' if case.net.row else 'row'} layout", *names[3:]]
+    names = [FLOOR, TEXTBOOK, SYMBP, SYMBP_WS] + [fw.name for fw in fws]
+    layout = f"symbp {'column' if case.net.row else 'row'} layout"
+    checked = [TEXTBOOK, layout, *names[3:]]
     print(f"\nCorrectness guard passed against: {', '.join(checked)}.\n")
     print(contender_table(times, names, floor_flops(case.net)) + "\n")
     lines = summary_lines(case, times) + memory_lines(case) + [fresh_line(case, settings)]

@@ -31,9 +31,9 @@ def _sigmoid(u, out=None):
     return t
 
 
-def _softmax(Z):
+def _softmax(Z, out=None):
     """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max."""
-    E = Z - Z.max(axis=1, keepdims=True)
+    E = np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
     np.maximum(E, _EXP_FLOOR, out=E)
     np.exp(E, out=E)
     E /= E.sum(axis=1, keepdims=True)
@@ -124,51 +124,95 @@ def loss(params, X, Y):
         return value
 
 
-def loss_and_grads(params, X, Y):
-    """The loss and its gradient with respect to every parameter, by backpropagation."""
+def make_workspace(batch):
+    """Preallocated arrays for loss_and_grads(params, X, Y, workspace) on `batch` samples.
+
+    With a workspace, a gradient step allocates almost nothing: the products, error terms
+    and gradients are written into these arrays. The gradients returned are therefore
+    arrays of the workspace, overwritten by the next call that is given it.
+    """
+    batch = int(batch)
+    shapes = {
+        "A1": (batch, 512),
+        "A2": (batch, 256),
+        "Z3": (batch, 10),
+        "A3": (batch, 10),
+        "delta_odd_10": (batch, 10),
+        "dW3": (10, 256),
+        "db3": (10,),
+        "delta_even_256": (batch, 256),
+        "dW2": (256, 512),
+        "db2": (256,),
+        "delta_odd_512": (batch, 512),
+        "dW1": (512, 784),
+        "db1": (512,),
+    }
+    workspace = {key: np.empty(shape, dtype=DTYPE) for key, shape in shapes.items()}
+    workspace["batch"] = batch
+    return workspace
+
+
+def _buffers(workspace, batch):
+    """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
+    if workspace is None:
+        return {}
+    if workspace.get("batch") != batch:
+        raise ValueError(
+            f"the workspace was made for batches of {workspace.get('batch')} samples, "
+            f"this batch has {batch}: pass make_workspace({batch})"
+        )
+    return workspace
+
+
+def loss_and_grads(params, X, Y, workspace=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation.
+
+    workspace: optional, from make_workspace(n) for batches of n samples (see there).
+    """
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        ws = _buffers(workspace, Y.shape[0])
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 784 -> 512 (sigmoid): eqs. (28), (29)
-        Z = A0 @ W1.T
+        Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = _sigmoid(Z, out=Z)
         # layer 2, 512 -> 256 (sigmoid): eqs. (33), (34)
-        Z = A1 @ W2.T
+        Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = _sigmoid(Z, out=Z)
         # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
-        Z3 = A2 @ W3.T
+        Z3 = np.matmul(A2, W3.T, out=ws.get("Z3"))
         Z3 += b3
-        A3 = _softmax(Z3)
+        A3 = _softmax(Z3, out=ws.get("A3"))
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
 
         # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
-        delta3 = A3 - Y
+        delta3 = np.subtract(A3, Y, out=ws.get("delta_odd_10"))
         delta3 *= scale
-        dW3 = delta3.T @ A2
-        db3 = delta3.sum(axis=0)
+        dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
+        db3 = delta3.sum(axis=0, out=ws.get("db3"))
         # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
-        delta2 = delta3 @ W3
+        delta2 = np.matmul(delta3, W3, out=ws.get("delta_even_256"))
         delta2 *= A2
         delta2 *= 1 - A2
-        del delta3  # no longer needed: free it before the next products
-        dW2 = delta2.T @ A1
-        db2 = delta2.sum(axis=0)
+        del delta3  # no longer needed (without a workspace, this frees it)
+        dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
+        db2 = delta2.sum(axis=0, out=ws.get("db2"))
         # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
-        delta1 = delta2 @ W2
+        delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_512"))
         delta1 *= A1
         delta1 *= 1 - A1
-        del delta2  # no longer needed: free it before the next products
-        dW1 = delta1.T @ A0
-        db1 = delta1.sum(axis=0)
+        del delta2  # no longer needed (without a workspace, this frees it)
+        dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
+        db1 = delta1.sum(axis=0, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
@@ -271,8 +315,9 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
 def train(params, X, Y, epochs, lr, log_every=0):
     """Full-batch gradient descent; prints the loss every `log_every` epochs (0: silent)."""
     params = {key: np.array(value, dtype=DTYPE) for key, value in params.items()}
+    workspace = make_workspace(np.shape(Y)[0])
     for epoch in range(epochs):
-        value, grads = loss_and_grads(params, X, Y)
+        value, grads = loss_and_grads(params, X, Y, workspace)
         if log_every and epoch % log_every == 0:
             print(f"epoch {epoch}: loss {value:.6f}")
         for key in params:

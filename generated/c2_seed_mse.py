@@ -95,21 +95,60 @@ def loss(params, X, Y):
         return value
 
 
-def loss_and_grads(params, X, Y):
-    """The loss and its gradient with respect to every parameter, by backpropagation."""
+def make_workspace(batch):
+    """Preallocated arrays for loss_and_grads(params, X, Y, workspace) on `batch` samples.
+
+    With a workspace, a gradient step allocates almost nothing: the products, error terms
+    and gradients are written into these arrays. The gradients returned are therefore
+    arrays of the workspace, overwritten by the next call that is given it.
+    """
+    batch = int(batch)
+    shapes = {
+        "A1": (batch, 4),
+        "A2": (batch, 1),
+        "delta_even_1": (batch, 1),
+        "dW2": (1, 4),
+        "db2": (1,),
+        "delta_odd_4": (batch, 4),
+        "dW1": (4, 2),
+        "db1": (4,),
+    }
+    workspace = {key: np.empty(shape, dtype=DTYPE) for key, shape in shapes.items()}
+    workspace["batch"] = batch
+    return workspace
+
+
+def _buffers(workspace, batch):
+    """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
+    if workspace is None:
+        return {}
+    if workspace.get("batch") != batch:
+        raise ValueError(
+            f"the workspace was made for batches of {workspace.get('batch')} samples, "
+            f"this batch has {batch}: pass make_workspace({batch})"
+        )
+    return workspace
+
+
+def loss_and_grads(params, X, Y, workspace=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation.
+
+    workspace: optional, from make_workspace(n) for batches of n samples (see there).
+    """
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        ws = _buffers(workspace, Y.shape[0])
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 2 -> 4 (sigmoid): eqs. (25), (26)
-        Z = A0 @ W1.T
+        Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = _sigmoid(Z, out=Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (30), (31)
-        Z = A1 @ W2.T
+        Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = _sigmoid(Z, out=Z)
 
@@ -117,19 +156,19 @@ def loss_and_grads(params, X, Y):
         value = scale * float(np.sum((A2 - Y)**2/2))
 
         # layer 2 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
-        delta2 = -1 + A2
+        delta2 = np.subtract(A2, 1, out=ws.get("delta_even_1"))
         delta2 *= A2
         delta2 *= A2 - Y
         delta2 *= -scale
-        dW2 = delta2.T @ A1
-        db2 = delta2.sum(axis=0)
+        dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
+        db2 = delta2.sum(axis=0, out=ws.get("db2"))
         # layer 1: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
-        delta1 = delta2 @ W2
+        delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_4"))
         delta1 *= A1
         delta1 *= 1 - A1
-        del delta2  # no longer needed: free it before the next products
-        dW1 = delta1.T @ A0
-        db1 = delta1.sum(axis=0)
+        del delta2  # no longer needed (without a workspace, this frees it)
+        dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
+        db1 = delta1.sum(axis=0, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
@@ -215,8 +254,9 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
 def train(params, X, Y, epochs, lr, log_every=0):
     """Full-batch gradient descent; prints the loss every `log_every` epochs (0: silent)."""
     params = {key: np.array(value, dtype=DTYPE) for key, value in params.items()}
+    workspace = make_workspace(np.shape(Y)[0])
     for epoch in range(epochs):
-        value, grads = loss_and_grads(params, X, Y)
+        value, grads = loss_and_grads(params, X, Y, workspace)
         if log_every and epoch % log_every == 0:
             print(f"epoch {epoch}: loss {value:.6f}")
         for key in params:

@@ -22,9 +22,9 @@ _QUIET = {"under": "ignore"}
 _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
-def _softmax(Z):
+def _softmax(Z, out=None):
     """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max."""
-    E = Z - Z.max(axis=1, keepdims=True)
+    E = np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
     np.maximum(E, _EXP_FLOOR, out=E)
     np.exp(E, out=E)
     E /= E.sum(axis=1, keepdims=True)
@@ -199,12 +199,74 @@ def loss(params, X, Y):
         return value
 
 
-def loss_and_grads(params, X, Y):
-    """The loss and its gradient with respect to every parameter, by backpropagation."""
+def make_workspace(batch):
+    """Preallocated arrays for loss_and_grads(params, X, Y, workspace) on `batch` samples.
+
+    With a workspace, a gradient step allocates almost nothing: the products, error terms
+    and gradients are written into these arrays. The gradients returned are therefore
+    arrays of the workspace, overwritten by the next call that is given it.
+    """
+    batch = int(batch)
+    shapes = {
+        "A1": (batch, 1024),
+        "A2": (batch, 1024),
+        "A3": (batch, 1024),
+        "A4": (batch, 1024),
+        "A5": (batch, 1024),
+        "A6": (batch, 1024),
+        "A7": (batch, 1024),
+        "A8": (batch, 1024),
+        "Z9": (batch, 10),
+        "A9": (batch, 10),
+        "delta_odd_10": (batch, 10),
+        "dW9": (10, 1024),
+        "db9": (10,),
+        "delta_even_1024": (batch, 1024),
+        "dW8": (1024, 1024),
+        "db8": (1024,),
+        "delta_odd_1024": (batch, 1024),
+        "dW7": (1024, 1024),
+        "db7": (1024,),
+        "dW6": (1024, 1024),
+        "db6": (1024,),
+        "dW5": (1024, 1024),
+        "db5": (1024,),
+        "dW4": (1024, 1024),
+        "db4": (1024,),
+        "dW3": (1024, 1024),
+        "db3": (1024,),
+        "dW2": (1024, 1024),
+        "db2": (1024,),
+        "dW1": (1024, 1024),
+        "db1": (1024,),
+    }
+    workspace = {key: np.empty(shape, dtype=DTYPE) for key, shape in shapes.items()}
+    workspace["batch"] = batch
+    return workspace
+
+
+def _buffers(workspace, batch):
+    """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
+    if workspace is None:
+        return {}
+    if workspace.get("batch") != batch:
+        raise ValueError(
+            f"the workspace was made for batches of {workspace.get('batch')} samples, "
+            f"this batch has {batch}: pass make_workspace({batch})"
+        )
+    return workspace
+
+
+def loss_and_grads(params, X, Y, workspace=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation.
+
+    workspace: optional, from make_workspace(n) for batches of n samples (see there).
+    """
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        ws = _buffers(workspace, Y.shape[0])
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
@@ -216,98 +278,98 @@ def loss_and_grads(params, X, Y):
         W9, b9 = params["W9"], params["b9"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 1024 -> 1024 (tanh): eqs. (40), (41)
-        Z = A0 @ W1.T
+        Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = np.tanh(Z, out=Z)
         # layer 2, 1024 -> 1024 (tanh): eqs. (45), (46)
-        Z = A1 @ W2.T
+        Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = np.tanh(Z, out=Z)
         # layer 3, 1024 -> 1024 (tanh): eqs. (50), (51)
-        Z = A2 @ W3.T
+        Z = np.matmul(A2, W3.T, out=ws.get("A3"))
         Z += b3
         A3 = np.tanh(Z, out=Z)
         # layer 4, 1024 -> 1024 (tanh): eqs. (55), (56)
-        Z = A3 @ W4.T
+        Z = np.matmul(A3, W4.T, out=ws.get("A4"))
         Z += b4
         A4 = np.tanh(Z, out=Z)
         # layer 5, 1024 -> 1024 (tanh): eqs. (60), (61)
-        Z = A4 @ W5.T
+        Z = np.matmul(A4, W5.T, out=ws.get("A5"))
         Z += b5
         A5 = np.tanh(Z, out=Z)
         # layer 6, 1024 -> 1024 (tanh): eqs. (65), (66)
-        Z = A5 @ W6.T
+        Z = np.matmul(A5, W6.T, out=ws.get("A6"))
         Z += b6
         A6 = np.tanh(Z, out=Z)
         # layer 7, 1024 -> 1024 (tanh): eqs. (70), (71)
-        Z = A6 @ W7.T
+        Z = np.matmul(A6, W7.T, out=ws.get("A7"))
         Z += b7
         A7 = np.tanh(Z, out=Z)
         # layer 8, 1024 -> 1024 (tanh): eqs. (75), (76)
-        Z = A7 @ W8.T
+        Z = np.matmul(A7, W8.T, out=ws.get("A8"))
         Z += b8
         A8 = np.tanh(Z, out=Z)
         # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
-        Z9 = A8 @ W9.T
+        Z9 = np.matmul(A8, W9.T, out=ws.get("Z9"))
         Z9 += b9
-        A9 = _softmax(Z9)
+        A9 = _softmax(Z9, out=ws.get("A9"))
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z9 - _logsumexp(Z9))))
 
         # layer 9 (output): delta (eq. (82)), dW (eq. (83)), db (eq. (84))
-        delta9 = A9 - Y
+        delta9 = np.subtract(A9, Y, out=ws.get("delta_odd_10"))
         delta9 *= scale
-        dW9 = delta9.T @ A8
-        db9 = delta9.sum(axis=0)
+        dW9 = np.matmul(delta9.T, A8, out=ws.get("dW9"))
+        db9 = delta9.sum(axis=0, out=ws.get("db9"))
         # layer 8: delta (eq. (77)), dW (eq. (78)), db (eq. (79))
-        delta8 = delta9 @ W9
+        delta8 = np.matmul(delta9, W9, out=ws.get("delta_even_1024"))
         delta8 *= 1 - A8**2
-        del delta9  # no longer needed: free it before the next products
-        dW8 = delta8.T @ A7
-        db8 = delta8.sum(axis=0)
+        del delta9  # no longer needed (without a workspace, this frees it)
+        dW8 = np.matmul(delta8.T, A7, out=ws.get("dW8"))
+        db8 = delta8.sum(axis=0, out=ws.get("db8"))
         # layer 7: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
-        delta7 = delta8 @ W8
+        delta7 = np.matmul(delta8, W8, out=ws.get("delta_odd_1024"))
         delta7 *= 1 - A7**2
-        del delta8  # no longer needed: free it before the next products
-        dW7 = delta7.T @ A6
-        db7 = delta7.sum(axis=0)
+        del delta8  # no longer needed (without a workspace, this frees it)
+        dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
+        db7 = delta7.sum(axis=0, out=ws.get("db7"))
         # layer 6: delta (eq. (67)), dW (eq. (68)), db (eq. (69))
-        delta6 = delta7 @ W7
+        delta6 = np.matmul(delta7, W7, out=ws.get("delta_even_1024"))
         delta6 *= 1 - A6**2
-        del delta7  # no longer needed: free it before the next products
-        dW6 = delta6.T @ A5
-        db6 = delta6.sum(axis=0)
+        del delta7  # no longer needed (without a workspace, this frees it)
+        dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
+        db6 = delta6.sum(axis=0, out=ws.get("db6"))
         # layer 5: delta (eq. (62)), dW (eq. (63)), db (eq. (64))
-        delta5 = delta6 @ W6
+        delta5 = np.matmul(delta6, W6, out=ws.get("delta_odd_1024"))
         delta5 *= 1 - A5**2
-        del delta6  # no longer needed: free it before the next products
-        dW5 = delta5.T @ A4
-        db5 = delta5.sum(axis=0)
+        del delta6  # no longer needed (without a workspace, this frees it)
+        dW5 = np.matmul(delta5.T, A4, out=ws.get("dW5"))
+        db5 = delta5.sum(axis=0, out=ws.get("db5"))
         # layer 4: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
-        delta4 = delta5 @ W5
+        delta4 = np.matmul(delta5, W5, out=ws.get("delta_even_1024"))
         delta4 *= 1 - A4**2
-        del delta5  # no longer needed: free it before the next products
-        dW4 = delta4.T @ A3
-        db4 = delta4.sum(axis=0)
+        del delta5  # no longer needed (without a workspace, this frees it)
+        dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
+        db4 = delta4.sum(axis=0, out=ws.get("db4"))
         # layer 3: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
-        delta3 = delta4 @ W4
+        delta3 = np.matmul(delta4, W4, out=ws.get("delta_odd_1024"))
         delta3 *= 1 - A3**2
-        del delta4  # no longer needed: free it before the next products
-        dW3 = delta3.T @ A2
-        db3 = delta3.sum(axis=0)
+        del delta4  # no longer needed (without a workspace, this frees it)
+        dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
+        db3 = delta3.sum(axis=0, out=ws.get("db3"))
         # layer 2: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
-        delta2 = delta3 @ W3
+        delta2 = np.matmul(delta3, W3, out=ws.get("delta_even_1024"))
         delta2 *= 1 - A2**2
-        del delta3  # no longer needed: free it before the next products
-        dW2 = delta2.T @ A1
-        db2 = delta2.sum(axis=0)
+        del delta3  # no longer needed (without a workspace, this frees it)
+        dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
+        db2 = delta2.sum(axis=0, out=ws.get("db2"))
         # layer 1: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
-        delta1 = delta2 @ W2
+        delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_1024"))
         delta1 *= 1 - A1**2
-        del delta2  # no longer needed: free it before the next products
-        dW1 = delta1.T @ A0
-        db1 = delta1.sum(axis=0)
+        del delta2  # no longer needed (without a workspace, this frees it)
+        dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
+        db1 = delta1.sum(axis=0, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3, "W4": dW4, "b4": db4, "W5": dW5, "b5": db5, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7, "W8": dW8, "b8": db8, "W9": dW9, "b9": db9}
 
@@ -522,8 +584,9 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
 def train(params, X, Y, epochs, lr, log_every=0):
     """Full-batch gradient descent; prints the loss every `log_every` epochs (0: silent)."""
     params = {key: np.array(value, dtype=DTYPE) for key, value in params.items()}
+    workspace = make_workspace(np.shape(Y)[0])
     for epoch in range(epochs):
-        value, grads = loss_and_grads(params, X, Y)
+        value, grads = loss_and_grads(params, X, Y, workspace)
         if log_every and epoch % log_every == 0:
             print(f"epoch {epoch}: loss {value:.6f}")
         for key in params:

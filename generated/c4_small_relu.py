@@ -100,49 +100,92 @@ def loss(params, X, Y):
         return value
 
 
-def loss_and_grads(params, X, Y):
-    """The loss and its gradient with respect to every parameter, by backpropagation."""
+def make_workspace(batch):
+    """Preallocated arrays for loss_and_grads(params, X, Y, workspace) on `batch` samples.
+
+    With a workspace, a gradient step allocates almost nothing: the products, error terms
+    and gradients are written into these arrays. The gradients returned are therefore
+    arrays of the workspace, overwritten by the next call that is given it.
+    """
+    batch = int(batch)
+    shapes = {
+        "A1": (batch, 64),
+        "A2": (batch, 64),
+        "A3": (batch, 1),
+        "delta_odd_1": (batch, 1),
+        "dW3": (1, 64),
+        "db3": (1,),
+        "delta_even_64": (batch, 64),
+        "dW2": (64, 64),
+        "db2": (64,),
+        "delta_odd_64": (batch, 64),
+        "dW1": (64, 64),
+        "db1": (64,),
+    }
+    workspace = {key: np.empty(shape, dtype=DTYPE) for key, shape in shapes.items()}
+    workspace["batch"] = batch
+    return workspace
+
+
+def _buffers(workspace, batch):
+    """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
+    if workspace is None:
+        return {}
+    if workspace.get("batch") != batch:
+        raise ValueError(
+            f"the workspace was made for batches of {workspace.get('batch')} samples, "
+            f"this batch has {batch}: pass make_workspace({batch})"
+        )
+    return workspace
+
+
+def loss_and_grads(params, X, Y, workspace=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation.
+
+    workspace: optional, from make_workspace(n) for batches of n samples (see there).
+    """
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
+        ws = _buffers(workspace, Y.shape[0])
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 64 -> 64 (relu): eqs. (28), (29)
-        Z = A0 @ W1.T
+        Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = np.maximum(Z, 0, out=Z)
         # layer 2, 64 -> 64 (relu): eqs. (33), (34)
-        Z = A1 @ W2.T
+        Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = np.maximum(Z, 0, out=Z)
         # layer 3, 64 -> 1 (identity): eqs. (38), (39)
-        Z = A2 @ W3.T
+        Z = np.matmul(A2, W3.T, out=ws.get("A3"))
         Z += b3
         A3 = Z
 
-        # the loss, eq. (3)
-        value = scale * float(np.sum((A3 - Y)**2/2))
+        # the loss, eq. (3), reading A3 - Y, computed once as the start of delta3
+        delta3 = np.subtract(A3, Y, out=ws.get("delta_odd_1"))
+        value = scale * float(np.sum(delta3**2/2))
 
         # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
-        delta3 = A3 - Y
         delta3 *= scale
-        dW3 = delta3.T @ A2
-        db3 = delta3.sum(axis=0)
+        dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
+        db3 = delta3.sum(axis=0, out=ws.get("db3"))
         # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
-        delta2 = delta3 @ W3
+        delta2 = np.matmul(delta3, W3, out=ws.get("delta_even_64"))
         delta2 *= (A2 > 0)
-        del delta3  # no longer needed: free it before the next products
-        dW2 = delta2.T @ A1
-        db2 = delta2.sum(axis=0)
+        del delta3  # no longer needed (without a workspace, this frees it)
+        dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
+        db2 = delta2.sum(axis=0, out=ws.get("db2"))
         # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
-        delta1 = delta2 @ W2
+        delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_64"))
         delta1 *= (A1 > 0)
-        del delta2  # no longer needed: free it before the next products
-        dW1 = delta1.T @ A0
-        db1 = delta1.sum(axis=0)
+        del delta2  # no longer needed (without a workspace, this frees it)
+        dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
+        db1 = delta1.sum(axis=0, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
@@ -242,8 +285,9 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
 def train(params, X, Y, epochs, lr, log_every=0):
     """Full-batch gradient descent; prints the loss every `log_every` epochs (0: silent)."""
     params = {key: np.array(value, dtype=DTYPE) for key, value in params.items()}
+    workspace = make_workspace(np.shape(Y)[0])
     for epoch in range(epochs):
-        value, grads = loss_and_grads(params, X, Y)
+        value, grads = loss_and_grads(params, X, Y, workspace)
         if log_every and epoch % log_every == 0:
             print(f"epoch {epoch}: loss {value:.6f}")
         for key in params:

@@ -100,39 +100,79 @@ def loss(params, X, Y):
         return value
 
 
-def loss_and_grads(params, X, Y):
-    """The loss and its gradient with respect to every parameter, by backpropagation."""
+def make_workspace(batch):
+    """Preallocated arrays for loss_and_grads(params, X, Y, workspace) on `batch` samples.
+
+    With a workspace, a gradient step allocates almost nothing: the products, error terms
+    and gradients are written into these arrays. The gradients returned are therefore
+    arrays of the workspace, overwritten by the next call that is given it.
+    """
+    batch = int(batch)
+    shapes = {
+        "A1": (4, batch),
+        "Z2": (1, batch),
+        "A2": (1, batch),
+        "delta_even_1": (1, batch),
+        "dW2": (1, 4),
+        "db2": (1, 1),
+        "delta_odd_4": (4, batch),
+        "dW1": (4, 2),
+        "db1": (4, 1),
+    }
+    workspace = {key: np.empty(shape, dtype=DTYPE) for key, shape in shapes.items()}
+    workspace["batch"] = batch
+    return workspace
+
+
+def _buffers(workspace, batch):
+    """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
+    if workspace is None:
+        return {}
+    if workspace.get("batch") != batch:
+        raise ValueError(
+            f"the workspace was made for batches of {workspace.get('batch')} samples, "
+            f"this batch has {batch}: pass make_workspace({batch})"
+        )
+    return workspace
+
+
+def loss_and_grads(params, X, Y, workspace=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation.
+
+    workspace: optional, from make_workspace(n) for batches of n samples (see there).
+    """
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[1]  # c = 1/n, the mean over the n samples
 
+        ws = _buffers(workspace, Y.shape[1])
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
         # layer 1, 2 -> 4 (sigmoid): eqs. (26), (27)
-        Z = W1 @ A0
+        Z = np.matmul(W1, A0, out=ws.get("A1"))
         Z += b1
         A1 = _sigmoid(Z, out=Z)
         # layer 2, 4 -> 1 (sigmoid): eqs. (31), (32)
-        Z2 = W2 @ A1
+        Z2 = np.matmul(W2, A1, out=ws.get("Z2"))
         Z2 += b2
-        A2 = _sigmoid(Z2)
+        A2 = _sigmoid(Z2, out=ws.get("A2"))
 
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
         # layer 2 (output): delta (eq. (33)), dW (eq. (34)), db (eq. (35))
-        delta2 = A2 - Y
+        delta2 = np.subtract(A2, Y, out=ws.get("delta_even_1"))
         delta2 *= scale
-        dW2 = delta2 @ A1.T
-        db2 = delta2.sum(axis=1, keepdims=True)
+        dW2 = np.matmul(delta2, A1.T, out=ws.get("dW2"))
+        db2 = delta2.sum(axis=1, keepdims=True, out=ws.get("db2"))
         # layer 1: delta (eq. (28)), dW (eq. (29)), db (eq. (30))
-        delta1 = W2.T @ delta2
+        delta1 = np.matmul(W2.T, delta2, out=ws.get("delta_odd_4"))
         delta1 *= A1
         delta1 *= 1 - A1
-        del delta2  # no longer needed: free it before the next products
-        dW1 = delta1 @ A0.T
-        db1 = delta1.sum(axis=1, keepdims=True)
+        del delta2  # no longer needed (without a workspace, this frees it)
+        dW1 = np.matmul(delta1, A0.T, out=ws.get("dW1"))
+        db1 = delta1.sum(axis=1, keepdims=True, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
@@ -215,8 +255,9 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
 def train(params, X, Y, epochs, lr, log_every=0):
     """Full-batch gradient descent; prints the loss every `log_every` epochs (0: silent)."""
     params = {key: np.array(value, dtype=DTYPE) for key, value in params.items()}
+    workspace = make_workspace(np.shape(Y)[1])
     for epoch in range(epochs):
-        value, grads = loss_and_grads(params, X, Y)
+        value, grads = loss_and_grads(params, X, Y, workspace)
         if log_every and epoch % log_every == 0:
             print(f"epoch {epoch}: loss {value:.6f}")
         for key in params:

@@ -56,23 +56,38 @@ def _bare(text: str) -> str:
     return text[1:-1] if text.startswith("(") and text.endswith(")") else text
 
 
-def in_place(target: str, expr: sp.Basic, printer: NumPyPrinter) -> list[str]:
+def in_place(
+    target: str,
+    expr: sp.Basic,
+    printer: NumPyPrinter,
+    out: str | None = None,
+    products: dict[str, sp.MatrixExpr] | None = None,
+) -> list[str]:
     """Lines computing target = expr with one new array, then in-place updates.
 
     A product G * f1 * f2 becomes `t = G; t *= f1; t *= f2`, and a sum of a matrix
     product and a bias becomes `t = A @ W.T; t += b`: fewer temporaries, same value.
+    With `out` (code naming a buffer, or None at run time), the first product is written
+    into it by np.matmul / np.sum; `products` gives the matrix product each G<l> stands for.
     """
     if isinstance(expr, sp.MatAdd):
-        first = next((a for a in expr.args if isinstance(a, sp.MatMul) and not _broadcast(a)), None)
+        matmuls = [a for a in expr.args if isinstance(a, sp.MatMul) and not _broadcast(a)]
+        # A product of two matrices first (it can go into `out`), scaled terms (lambda W) after.
+        matmuls.sort(key=lambda a: any(not isinstance(f, sp.MatrixExpr) for f in a.args))
+        first = matmuls[0] if matmuls else None
         if first is not None:
             rest = [a for a in expr.args if a is not first]
-            return [f"{target} = {printer.doprint(first)}"] + [
+            return [f"{target} = {_product(first, printer, out)}"] + [
                 f"{target} += {printer.doprint(a)}" for a in rest
             ]
+    if isinstance(expr, sp.MatMul):
+        return [f"{target} = {_product(expr, printer, out)}"]
     if isinstance(expr, sp.Mul):
         first = next((f for f in expr.args if _fresh(f)), None)
         if first is not None:
-            lines = [f"{target} = {_bare(printer.doprint(first))}"]
+            made = (products or {}).get(str(first)) if isinstance(first, sp.Symbol) else None
+            text = _product(made, printer, out) if made is not None else _new(first, printer, out)
+            lines = [f"{target} = {_bare(text)}"]
             # Numbers and the scale c fold into one scalar multiplication.
             scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {SCALE}])
             arrays = [f for f in expr.args if f is not first and f.free_symbols - {SCALE}]
@@ -81,43 +96,125 @@ def in_place(target: str, expr: sp.Basic, printer: NumPyPrinter) -> list[str]:
                 text = printer.doprint(mask if mask is not None else factor)
                 lines.append(f"{target} *= {text}")
             return lines
-    return [f"{target} = {printer.doprint(expr)}"]
+    return [f"{target} = {_new(expr, printer, out)}"]
+
+
+def _new(expr: sp.Basic, printer: NumPyPrinter, out: str | None) -> str:
+    """expr as code; a difference or sum of two arrays (a - y) is written into `out`."""
+    terms = sp.Add.make_args(expr)
+    if out is None or len(terms) != 2 or not _fresh(expr):
+        return printer.doprint(expr)
+    signs = [t.could_extract_minus_sign() for t in terms]
+    if all(signs):
+        return printer.doprint(expr)
+    first, second = terms if not signs[0] else terms[::-1]
+    if second.could_extract_minus_sign():
+        return f"np.subtract({printer.doprint(first)}, {printer.doprint(-second)}, out={out})"
+    return f"np.add({printer.doprint(first)}, {printer.doprint(second)}, out={out})"
+
+
+def _product(mat: sp.MatMul, printer: NumPyPrinter, out: str | None) -> str:
+    """A matrix product (or a sum over samples) as code; into `out` when there is one."""
+    text = printer.doprint(mat)
+    scalars = [a for a in mat.args if not isinstance(a, sp.MatrixExpr)]
+    mats = [a for a in mat.args if isinstance(a, sp.MatrixExpr)]
+    if out is None or scalars or len(mats) != 2:
+        return text
+    left, right = mats
+    if isinstance(right, sp.OneMatrix) and right.shape[1] == 1:
+        # The sum over samples: 1^T delta^T (row layout) or delta 1 (column layout).
+        if isinstance(left, sp.Transpose):
+            return f"{printer.attr(left.arg)}.sum(axis=0, out={out})"
+        return f"{printer.attr(left)}.sum(axis=1, keepdims=True, out={out})"
+    if any(isinstance(m, sp.OneMatrix) for m in mats):
+        return text
+    return f"np.matmul({printer.doprint(left)}, {printer.doprint(right)}, out={out})"
 
 
 def _broadcast(mat: sp.MatMul) -> bool:
     return any(isinstance(a, sp.OneMatrix) for a in mat.args)
 
 
-def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> str:
-    """a = f(z); when z lives in the reused name Z, tanh, ReLU and sigmoid overwrite it."""
+class Workspace:
+    """The arrays make_workspace(batch) preallocates: key -> shape (code text), in use order.
+
+    Each buffer appears in loss_and_grads as `ws.get("key")`: the array when the caller
+    passed a workspace, None otherwise, in which case NumPy allocates as usual.
+    """
+
+    def __init__(self, row: bool) -> None:
+        self.row = row
+        self.shapes: dict[str, str] = {}
+
+    def per_sample(self, key: str, units: int) -> str:
+        """A buffer holding `units` values for each sample of the batch."""
+        return self._add(key, f"(batch, {units})" if self.row else f"({units}, batch)")
+
+    def weights(self, layer: LayerDerivation) -> str:
+        return self._add(f"dW{layer.index}", f"({layer.n_out}, {layer.n_in})")
+
+    def bias(self, layer: LayerDerivation) -> str:
+        shape = f"({layer.n_out},)" if self.row else f"({layer.n_out}, 1)"
+        return self._add(f"db{layer.index}", shape)
+
+    def used(self, *steps: list[dict]) -> dict[str, str]:
+        """The buffers the printed lines of these steps read (others are left out)."""
+        text = repr(steps)
+        return {key: shape for key, shape in self.shapes.items() if f'ws.get("{key}")' in text}
+
+    def _add(self, key: str, shape: str) -> str:
+        self.shapes.setdefault(key, shape)
+        return f'ws.get("{key}")'
+
+
+def _is_sigmoid_of_z(layer: LayerDerivation) -> bool:
+    return bool(layer.a == 1 / (1 + sp.exp(-sp.Symbol(f"Z{layer.index}", real=True))))
+
+
+def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> tuple[str, bool]:
+    """a = f(z), and whether it overwrites z: when z lives in the reused name Z,
+    tanh, ReLU and sigmoid write in place (and the identity is z itself)."""
     z = sp.Symbol(f"Z{layer.index}", real=True)
     code = printer.doprint(through_sigmoid(layer.a))
     if printer.doprint(z) != "Z":
-        return code
+        return code, False
+    if layer.a == z:
+        return code, True
     if layer.a == sp.tanh(z):
-        return "np.tanh(Z, out=Z)"
+        return "np.tanh(Z, out=Z)", True
     if isinstance(layer.a, sp.Piecewise) and _rectified(layer.a) == z:
-        return "np.maximum(Z, 0, out=Z)"
-    if layer.a == 1 / (1 + sp.exp(-z)):
+        return "np.maximum(Z, 0, out=Z)", True
+    if _is_sigmoid_of_z(layer):
         printer.used.add("_sigmoid")
-        return "_sigmoid(Z, out=Z)"
-    return code
+        return "_sigmoid(Z, out=Z)", True
+    return code, False
 
 
-def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> list[dict]:
+def _forward_steps(
+    d: Derivation, printer: NumPyPrinter, eq: dict[str, int], ws: Workspace
+) -> list[dict]:
     steps = []
     for layer in d.layers:
         l = layer.index
         if layer.act is None:
             printer.used.add("_softmax")
-            a_code = f"_softmax({printer.doprint(sp.Symbol(f'Z{l}'))})"
+            a_code, overwrites = f"_softmax({printer.doprint(sp.Symbol(f'Z{l}'))})", False
         else:
-            a_code = _activation_code(layer, printer)
+            a_code, overwrites = _activation_code(layer, printer)
+        z_name = printer.doprint(sp.Symbol(f"Z{l}"))
+        # z goes into the buffer of a when f overwrites it, else into its own buffer.
+        out = ws.per_sample(f"A{l}" if overwrites else f"Z{l}", layer.n_out)
+        a_ws = a_code
+        if not overwrites and (layer.act is None or _is_sigmoid_of_z(layer)):
+            # _softmax(Z<l>) and _sigmoid(Z<l>) take the buffer for a as `out`.
+            a_ws = f"{a_code[:-1]}, out={ws.per_sample(f'A{l}', layer.n_out)})"
         steps.append(
             {
                 "index": l,
-                "z_lines": in_place(printer.doprint(sp.Symbol(f"Z{l}")), layer.z, printer),
+                "z_lines": in_place(z_name, layer.z, printer),
+                "z_lines_ws": in_place(z_name, layer.z, printer, out),
                 "a": a_code,
+                "a_ws": a_ws,
                 "eq_z": eq[layer_label("z", l)],
                 "eq_a": eq[layer_label("a", l)],
                 "activation": layer.activation,
@@ -127,17 +224,26 @@ def _forward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> 
     return steps
 
 
-def _backward_steps(d: Derivation, printer: NumPyPrinter, eq: dict[str, int]) -> list[dict]:
+def _backward_steps(
+    d: Derivation, printer: NumPyPrinter, eq: dict[str, int], ws: Workspace
+) -> list[dict]:
+    products = {f"G{layer.index - 1}": layer.back for layer in d.layers if layer.back is not None}
     steps = []
     for layer in reversed(d.layers):
         l = layer.index
+        delta = through_sigmoid(layer.delta)
+        # delta<l> is written while only delta<l+1> is alive, so error terms two layers
+        # apart share a buffer when their widths match: two buffers per width in all.
+        parity = "odd" if l % 2 else "even"
+        out = ws.per_sample(f"delta_{parity}_{layer.n_out}", layer.n_out)
         steps.append(
             {
                 "index": l,
                 "is_output": layer.is_output,
-                "delta_lines": in_place(f"delta{l}", through_sigmoid(layer.delta), printer),
-                "dW": printer.doprint(layer.dW),
-                "db": printer.doprint(layer.db),
+                "delta_lines": in_place(f"delta{l}", delta, printer),
+                "delta_lines_ws": in_place(f"delta{l}", delta, printer, out, products),
+                "dW_lines": in_place(f"dW{l}", layer.dW, printer, ws.weights(layer)),
+                "db_lines": in_place(f"db{l}", layer.db, printer, ws.bias(layer)),
                 "eq_delta": eq[layer_label("delta", l)],
                 "eq_dW": eq[layer_label("dW", l)],
                 "eq_db": eq[layer_label("db", l)],
@@ -193,9 +299,26 @@ def _source(name: str, direction: str) -> str:
     return f'{container}["{name}"]'
 
 
-def _loss_code(d: Derivation, printer: NumPyPrinter) -> str:
-    renamed = at_layer(d.output.loss_array, len(d.layers))
-    return printer.doprint(through_sigmoid(renamed))
+def _loss_expr(d: Derivation) -> sp.Expr:
+    return through_sigmoid(at_layer(d.output.loss_array, len(d.layers)))
+
+
+def _loss_sharing_error(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
+    """The loss in terms of delta<L> when it contains the output error's first array.
+
+    For mse, delta = c (A - Y) and the loss sums (A - Y)**2 / 2: A - Y is computed once,
+    into delta's buffer, and the loss reads it there before delta is scaled by c.
+    Returns {} when the loss shares nothing with the error term, else the loss and the
+    shared array as code.
+    """
+    output = d.layers[-1]
+    delta = through_sigmoid(output.delta)
+    first = next((f for f in delta.args if _fresh(f)), None) if isinstance(delta, sp.Mul) else None
+    loss = _loss_expr(d)
+    if not isinstance(first, sp.Add) or not loss.has(first):
+        return {}
+    shared = loss.xreplace({first: sp.Symbol(f"delta{output.index}")})
+    return {"loss": printer.doprint(shared), "common": printer.doprint(first)}
 
 
 def module_context(d: Derivation) -> dict[str, Any]:
@@ -211,9 +334,11 @@ def module_context(d: Derivation) -> dict[str, Any]:
     # A pre-activation the backward pass does not need lives in one reused name, Z.
     names.update({f"Z{layer.index}": "Z" for layer in d.layers if layer.index not in keep_z})
     printer = NumPyPrinter(row, names)
-    forward = _forward_steps(d, printer, eq)
-    backward = _backward_steps(d, printer, eq)
-    loss_code = _loss_code(d, printer)
+    ws = Workspace(row)
+    forward = _forward_steps(d, printer, eq, ws)
+    backward = _backward_steps(d, printer, eq, ws)
+    loss_code = printer.doprint(_loss_expr(d))
+    shared_loss = _loss_sharing_error(d, printer)
     layers = []
     for layer in d.layers:
         std, scheme = _init_std(layer)
@@ -251,11 +376,13 @@ def module_context(d: Derivation) -> dict[str, Any]:
         "forward": forward,
         "backward": backward,
         "loss_elementwise": loss_code,
+        "shared_loss": shared_loss,
         "loss_from_logits": d.output.loss_from_logits,
         "keep_z": sorted(keep_z),
         "n_layers": L,
         "sample_axis": 0 if row else 1,
         "unit_axis": 1 if row else 0,
         "helpers": sorted(printer.used),
+        "workspace": ws.used(forward, backward),
         "eq_loss": eq["eq:loss"],
     }

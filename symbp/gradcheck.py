@@ -113,6 +113,35 @@ def check_module(
     return rows
 
 
+def workspace_problems(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7) -> list[str]:
+    """What differs when loss_and_grads runs with make_workspace(n) instead of allocating.
+
+    Two batches go through one workspace in turn; each result must equal, bit for bit, the
+    allocating call's, and the gradients must be the workspace's own arrays.
+    """
+    workspace = module.make_workspace(n)
+    problems = []
+    for s in (seed + 7, seed):
+        params, X, Y = random_problem(module, arch, s, n)
+        value, grads = module.loss_and_grads(params, X, Y)
+        got, into = module.loss_and_grads(params, X, Y, workspace)
+        if got != value:
+            problems.append(f"seed {s}: loss {got!r} with a workspace, {value!r} without")
+        for key in params:
+            if not np.array_equal(into[key], grads[key]):
+                problems.append(f"seed {s}: {key} differs with a workspace")
+            buffers = [b for b in workspace.values() if isinstance(b, np.ndarray)]
+            if not any(np.shares_memory(into[key], b) for b in buffers):
+                problems.append(f"seed {s}: {key} was allocated, not written into the workspace")
+    try:
+        module.loss_and_grads(*random_problem(module, arch, seed, n + 1), workspace)
+        problems.append(f"a batch of {n + 1} samples was accepted by make_workspace({n})")
+    except ValueError as err:
+        if f"make_workspace({n + 1})" not in str(err):
+            problems.append(f"the batch size error does not name the fix: {err}")
+    return problems
+
+
 @dataclass(frozen=True)
 class Taylor:
     """Log-log slopes of the Taylor remainders along a random unit direction."""

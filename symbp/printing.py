@@ -246,13 +246,13 @@ class NumPyPrinter(StrPrinter):
         self.used.add("_logsumexp")
         return f"_logsumexp({self._print(expr.args[0])})"
 
-    def _attr(self, expr: sp.Basic) -> str:
+    def attr(self, expr: sp.Basic) -> str:
         """expr ready for attribute access (.T, .sum): parenthesised unless a name."""
         text = self._print(expr)
         return text if isinstance(expr, (sp.Symbol, sp.MatrixSymbol)) else f"({text})"
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
-        return f"{self._attr(expr.arg)}.T"
+        return f"{self.attr(expr.arg)}.T"
 
     def _print_MatAdd(self, expr: sp.MatAdd) -> str:
         return " + ".join(self._print(a) for a in expr.args)
@@ -279,8 +279,8 @@ class NumPyPrinter(StrPrinter):
 
     def _sum_over_samples(self, mat: sp.MatrixExpr) -> str:
         if isinstance(mat, sp.Transpose):
-            return f"{self._attr(mat.arg)}.sum(axis=0)"
-        return f"{self._attr(mat)}.sum(axis=1, keepdims=True)"
+            return f"{self.attr(mat.arg)}.sum(axis=0)"
+        return f"{self.attr(mat)}.sum(axis=1, keepdims=True)"
 
 
 def print_numpy(expr: sp.Basic, row_layout: bool, names: dict[str, str] | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symbp.gradcheck import TOLERANCE, check_module
+from symbp.gradcheck import TOLERANCE, check_module, workspace_problems
 from tests.conftest import make_arch
 
 ELEMENTWISE = [
@@ -28,6 +28,8 @@ def _assert_close(module, arch) -> None:
     bad = [(r.name, r.max_rel) for r in rows if not r.ok]
     assert not bad, f"gradients off: {bad}"
     assert all(r.max_rel <= TOLERANCE for r in rows)
+    # The preallocated-workspace path gives the same bits, into the workspace's arrays.
+    assert workspace_problems(module, arch, seed=3, n=6) == []
 
 
 @pytest.mark.parametrize("activation", ELEMENTWISE)

@@ -122,8 +122,18 @@ def make_workspace(batch):
         "dW1": (64, 64),
         "db1": (64,),
     }
-    workspace = {key: np.empty(shape, dtype=DTYPE) for key, shape in shapes.items()}
-    workspace["batch"] = batch
+    # The buffers share one block, each starting 25 cache lines after the end of the one
+    # before, so that they begin at different offsets within a 4 KiB page. Separate large
+    # allocations all begin at the same offset, which slows down the loops that read one
+    # array while writing another ("4K aliasing"): measured 1-4% of a C1 step.
+    line = 64 // np.dtype(DTYPE).itemsize
+    sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
+    block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
+    start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
+    workspace = {"batch": batch}
+    for key, shape in shapes.items():
+        workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
+        start += sizes[key] + 25 * line
     return workspace
 
 

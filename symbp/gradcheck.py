@@ -121,6 +121,13 @@ def workspace_problems(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7
     """
     workspace = module.make_workspace(n)
     problems = []
+    arrays = [(k, b) for k, b in workspace.items() if isinstance(b, np.ndarray)]
+    for i, (key, one) in enumerate(arrays):
+        problems += [
+            f"workspace buffers {key} and {other} overlap"
+            for other, two in arrays[i + 1 :]
+            if np.shares_memory(one, two)
+        ]
     for s in (seed + 7, seed):
         params, X, Y = random_problem(module, arch, s, n)
         value, grads = module.loss_and_grads(params, X, Y)
@@ -130,8 +137,7 @@ def workspace_problems(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7
         for key in params:
             if not np.array_equal(into[key], grads[key]):
                 problems.append(f"seed {s}: {key} differs with a workspace")
-            buffers = [b for b in workspace.values() if isinstance(b, np.ndarray)]
-            if not any(np.shares_memory(into[key], b) for b in buffers):
+            if not any(np.shares_memory(into[key], b) for _, b in arrays):
                 problems.append(f"seed {s}: {key} was allocated, not written into the workspace")
     try:
         module.loss_and_grads(*random_problem(module, arch, seed, n + 1), workspace)

@@ -100,7 +100,8 @@ def make_workspace(batch):
 
     With a workspace, a gradient step allocates almost nothing: the products, error terms
     and gradients are written into these arrays. The gradients returned are therefore
-    arrays of the workspace, overwritten by the next call that is given it.
+    arrays of the workspace, overwritten by the next call that is given it; use one
+    workspace per thread.
     """
     batch = int(batch)
     shapes = {

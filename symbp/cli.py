@@ -126,7 +126,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from symbp.gradcheck import TOLERANCE, format_table, gradcheck
     from symbp.spec import load_arch
 
-    rows, taylor = gradcheck(load_arch(args.arch), seed=args.seed)
+    rows, taylor, workspace = gradcheck(load_arch(args.arch), seed=args.seed)
     print(format_table(rows))
     print(
         f"Taylor test along a random direction: first-order remainder slope {taylor.first:.2f} "
@@ -134,7 +134,11 @@ def _gradcheck(args: argparse.Namespace) -> int:
         + (" [at rounding level: the loss is flat here]" if taylor.flat else "")
         + (" [second remainder at rounding level]" if taylor.floor and not taylor.flat else "")
     )
-    failed = [r.name for r in rows if not r.ok]
+    print(
+        "make_workspace: "
+        + ("; ".join(workspace) if workspace else "same loss and gradients, bit for bit")
+    )
+    failed = [r.name for r in rows if not r.ok] + (["workspace"] if workspace else [])
     if failed or not taylor.ok:
         print(f"FAILED: {', '.join(failed) or 'Taylor slopes'} (tolerance {TOLERANCE:g})")
         return 1

@@ -130,6 +130,9 @@ def workspace_problems(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7
         ]
     for s in (seed + 7, seed):
         params, X, Y = random_problem(module, arch, s, n)
+        # Parameters in the module's dtype: float64 ones would make the allocating call
+        # compute in float64, while the workspace keeps the module's dtype.
+        params = {k: v.astype(module.DTYPE) for k, v in params.items()}
         value, grads = module.loss_and_grads(params, X, Y)
         got, into = module.loss_and_grads(params, X, Y, workspace)
         if got != value:
@@ -187,8 +190,9 @@ def taylor_test(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7) -> Ta
 
 def gradcheck(
     arch: Arch, seed: int = 0, n: int = 7, limit: int = 40
-) -> tuple[list[GradRow], Taylor]:
-    """Generate `arch` in float64 into a temporary folder; check every gradient and the slopes."""
+) -> tuple[list[GradRow], Taylor, list[str]]:
+    """Generate `arch` in float64 into a temporary folder; check every gradient, the slopes
+    and the workspace path (what differs with make_workspace: nothing, when correct)."""
     from symbp.pipeline import generate, write_files
 
     arch64 = dataclasses.replace(arch, dtype="float64")
@@ -196,7 +200,11 @@ def gradcheck(
     with tempfile.TemporaryDirectory(prefix="symbp-gradcheck-") as folder:
         write_files(result.files, folder)
         module = import_path(Path(folder) / f"{arch64.name}.py")
-        return check_module(module, arch64, seed, n, limit), taylor_test(module, arch64, seed, n)
+        return (
+            check_module(module, arch64, seed, n, limit),
+            taylor_test(module, arch64, seed, n),
+            workspace_problems(module, arch64, seed, n),
+        )
 
 
 def format_table(rows: list[GradRow]) -> str:

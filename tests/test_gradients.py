@@ -87,6 +87,7 @@ def test_options(module_for, layout: str, dtype: str, reduction: str, l2: float)
     for key in params:
         assert g32[key].dtype == np.dtype(dtype)
         np.testing.assert_allclose(g32[key], g64[key], rtol=2e-4, atol=2e-5)
+    assert workspace_problems(m32, arch32, seed=1, n=4) == []
 
 
 def test_custom_activation_mish(module_for) -> None:

@@ -31,13 +31,18 @@ def _sigmoid(u, out=None):
     return t
 
 
-def _softmax(Z, out=None):
-    """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max."""
-    E = np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
+def _softmax(Z, out=None, lse=False):
+    """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max;
+    with lse=True, also log sum_k exp(z_k) (as _logsumexp computes it) for the loss."""
+    m = Z.max(axis=1, keepdims=True)
+    E = np.subtract(Z, m, out=out)
     np.maximum(E, _EXP_FLOOR, out=E)
     np.exp(E, out=E)
-    E /= E.sum(axis=1, keepdims=True)
-    return E
+    total = E.sum(axis=1, keepdims=True)
+    E /= total
+    if not lse:
+        return E
+    return E, m + np.log(total)
 
 
 def _logsumexp(Z):
@@ -156,7 +161,7 @@ def make_workspace(batch):
     sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
     block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
     start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
-    workspace = {"batch": batch}
+    workspace = {"batch": batch, "ones": np.ones(batch, dtype=DTYPE)}
     for key, shape in shapes.items():
         workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
         start += sizes[key] + 25 * line
@@ -185,6 +190,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
         ws = _buffers(workspace, Y.shape[0])
+        # the 1 of db = delta^T 1: each sum over samples is one matrix-vector product
+        ones = ws["ones"] if ws else np.ones(Y.shape[0], dtype=DTYPE)
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
@@ -200,30 +207,30 @@ def loss_and_grads(params, X, Y, workspace=None):
         # layer 3, 256 -> 10 (softmax): eqs. (38), (39)
         Z3 = np.matmul(A2, W3.T, out=ws.get("Z3"))
         Z3 += b3
-        A3 = _softmax(Z3, out=ws.get("A3"))
+        A3, lse3 = _softmax(Z3, out=ws.get("A3"), lse=True)
 
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
-        value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
+        # the loss, eq. (3), from the logits and the softmax's lse3 = log sum_k exp(z_k)
+        value = scale * float(np.sum(-Y*(Z3 - lse3)))
 
         # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
         delta3 = np.subtract(A3, Y, out=ws.get("delta_odd_10"))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
-        db3 = delta3.sum(axis=0, out=ws.get("db3"))
+        db3 = np.matmul(ones, delta3, out=ws.get("db3"))
         # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
         delta2 = np.matmul(delta3, W3, out=ws.get("delta_even_256"))
         delta2 *= A2
         delta2 *= 1 - A2
         del delta3  # no longer needed (without a workspace, this frees it)
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
-        db2 = delta2.sum(axis=0, out=ws.get("db2"))
+        db2 = np.matmul(ones, delta2, out=ws.get("db2"))
         # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
         delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_512"))
         delta1 *= A1
         delta1 *= 1 - A1
         del delta2  # no longer needed (without a workspace, this frees it)
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
-        db1 = delta1.sum(axis=0, out=ws.get("db1"))
+        db1 = np.matmul(ones, delta1, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 

@@ -122,7 +122,7 @@ def make_workspace(batch):
     sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
     block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
     start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
-    workspace = {"batch": batch}
+    workspace = {"batch": batch, "ones": np.ones(batch, dtype=DTYPE)}
     for key, shape in shapes.items():
         workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
         start += sizes[key] + 25 * line
@@ -151,6 +151,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
         ws = _buffers(workspace, Y.shape[0])
+        # the 1 of db = delta^T 1: each sum over samples is one matrix-vector product
+        ones = ws["ones"] if ws else np.ones(Y.shape[0], dtype=DTYPE)
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         A0 = np.asarray(X, dtype=DTYPE)
@@ -172,14 +174,14 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta2 *= A2 - Y
         delta2 *= -scale
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
-        db2 = delta2.sum(axis=0, out=ws.get("db2"))
+        db2 = np.matmul(ones, delta2, out=ws.get("db2"))
         # layer 1: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
         delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_4"))
         delta1 *= A1
         delta1 *= 1 - A1
         del delta2  # no longer needed (without a workspace, this frees it)
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
-        db1 = delta1.sum(axis=0, out=ws.get("db1"))
+        db1 = np.matmul(ones, delta1, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 

@@ -22,13 +22,18 @@ _QUIET = {"under": "ignore"}
 _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
-def _softmax(Z, out=None):
-    """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max."""
-    E = np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
+def _softmax(Z, out=None, lse=False):
+    """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max;
+    with lse=True, also log sum_k exp(z_k) (as _logsumexp computes it) for the loss."""
+    m = Z.max(axis=1, keepdims=True)
+    E = np.subtract(Z, m, out=out)
     np.maximum(E, _EXP_FLOOR, out=E)
     np.exp(E, out=E)
-    E /= E.sum(axis=1, keepdims=True)
-    return E
+    total = E.sum(axis=1, keepdims=True)
+    E /= total
+    if not lse:
+        return E
+    return E, m + np.log(total)
 
 
 def _logsumexp(Z):
@@ -249,7 +254,7 @@ def make_workspace(batch):
     sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
     block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
     start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
-    workspace = {"batch": batch}
+    workspace = {"batch": batch, "ones": np.ones(batch, dtype=DTYPE)}
     for key, shape in shapes.items():
         workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
         start += sizes[key] + 25 * line
@@ -278,6 +283,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
         ws = _buffers(workspace, Y.shape[0])
+        # the 1 of db = delta^T 1: each sum over samples is one matrix-vector product
+        ones = ws["ones"] if ws else np.ones(Y.shape[0], dtype=DTYPE)
         W1, b1 = params["W1"], params["b1"]
         W2, b2 = params["W2"], params["b2"]
         W3, b3 = params["W3"], params["b3"]
@@ -323,64 +330,64 @@ def loss_and_grads(params, X, Y, workspace=None):
         # layer 9, 1024 -> 10 (softmax): eqs. (80), (81)
         Z9 = np.matmul(A8, W9.T, out=ws.get("Z9"))
         Z9 += b9
-        A9 = _softmax(Z9, out=ws.get("A9"))
+        A9, lse9 = _softmax(Z9, out=ws.get("A9"), lse=True)
 
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
-        value = scale * float(np.sum(-Y*(Z9 - _logsumexp(Z9))))
+        # the loss, eq. (3), from the logits and the softmax's lse9 = log sum_k exp(z_k)
+        value = scale * float(np.sum(-Y*(Z9 - lse9)))
 
         # layer 9 (output): delta (eq. (82)), dW (eq. (83)), db (eq. (84))
         delta9 = np.subtract(A9, Y, out=ws.get("delta_odd_10"))
         delta9 *= scale
         dW9 = np.matmul(delta9.T, A8, out=ws.get("dW9"))
-        db9 = delta9.sum(axis=0, out=ws.get("db9"))
+        db9 = np.matmul(ones, delta9, out=ws.get("db9"))
         # layer 8: delta (eq. (77)), dW (eq. (78)), db (eq. (79))
         delta8 = np.matmul(delta9, W9, out=ws.get("delta_even_1024"))
         delta8 *= 1 - A8**2
         del delta9  # no longer needed (without a workspace, this frees it)
         dW8 = np.matmul(delta8.T, A7, out=ws.get("dW8"))
-        db8 = delta8.sum(axis=0, out=ws.get("db8"))
+        db8 = np.matmul(ones, delta8, out=ws.get("db8"))
         # layer 7: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
         delta7 = np.matmul(delta8, W8, out=ws.get("delta_odd_1024"))
         delta7 *= 1 - A7**2
         del delta8  # no longer needed (without a workspace, this frees it)
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
-        db7 = delta7.sum(axis=0, out=ws.get("db7"))
+        db7 = np.matmul(ones, delta7, out=ws.get("db7"))
         # layer 6: delta (eq. (67)), dW (eq. (68)), db (eq. (69))
         delta6 = np.matmul(delta7, W7, out=ws.get("delta_even_1024"))
         delta6 *= 1 - A6**2
         del delta7  # no longer needed (without a workspace, this frees it)
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
-        db6 = delta6.sum(axis=0, out=ws.get("db6"))
+        db6 = np.matmul(ones, delta6, out=ws.get("db6"))
         # layer 5: delta (eq. (62)), dW (eq. (63)), db (eq. (64))
         delta5 = np.matmul(delta6, W6, out=ws.get("delta_odd_1024"))
         delta5 *= 1 - A5**2
         del delta6  # no longer needed (without a workspace, this frees it)
         dW5 = np.matmul(delta5.T, A4, out=ws.get("dW5"))
-        db5 = delta5.sum(axis=0, out=ws.get("db5"))
+        db5 = np.matmul(ones, delta5, out=ws.get("db5"))
         # layer 4: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
         delta4 = np.matmul(delta5, W5, out=ws.get("delta_even_1024"))
         delta4 *= 1 - A4**2
         del delta5  # no longer needed (without a workspace, this frees it)
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
-        db4 = delta4.sum(axis=0, out=ws.get("db4"))
+        db4 = np.matmul(ones, delta4, out=ws.get("db4"))
         # layer 3: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
         delta3 = np.matmul(delta4, W4, out=ws.get("delta_odd_1024"))
         delta3 *= 1 - A3**2
         del delta4  # no longer needed (without a workspace, this frees it)
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
-        db3 = delta3.sum(axis=0, out=ws.get("db3"))
+        db3 = np.matmul(ones, delta3, out=ws.get("db3"))
         # layer 2: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
         delta2 = np.matmul(delta3, W3, out=ws.get("delta_even_1024"))
         delta2 *= 1 - A2**2
         del delta3  # no longer needed (without a workspace, this frees it)
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
-        db2 = delta2.sum(axis=0, out=ws.get("db2"))
+        db2 = np.matmul(ones, delta2, out=ws.get("db2"))
         # layer 1: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
         delta1 = np.matmul(delta2, W2, out=ws.get("delta_odd_1024"))
         delta1 *= 1 - A1**2
         del delta2  # no longer needed (without a workspace, this frees it)
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
-        db1 = delta1.sum(axis=0, out=ws.get("db1"))
+        db1 = np.matmul(ones, delta1, out=ws.get("db1"))
 
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3, "W4": dW4, "b4": db4, "W5": dW5, "b5": db5, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7, "W8": dW8, "b8": db8, "W9": dW9, "b9": db9}
 

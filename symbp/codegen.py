@@ -122,9 +122,10 @@ def _product(mat: sp.MatMul, printer: NumPyPrinter, out: str | None) -> str:
         return text
     left, right = mats
     if isinstance(right, sp.OneMatrix) and right.shape[1] == 1:
-        # The sum over samples: 1^T delta^T (row layout) or delta 1 (column layout).
+        # The sum over samples, delta^T 1. In row layout it runs down the columns of
+        # delta, which NumPy's sum does slowly and BLAS's matrix-vector product fast.
         if isinstance(left, sp.Transpose):
-            return f"{printer.attr(left.arg)}.sum(axis=0, out={out})"
+            return f"np.matmul(ones, {printer.doprint(left.arg)}, out={out})"
         return f"{printer.attr(left)}.sum(axis=1, keepdims=True, out={out})"
     if any(isinstance(m, sp.OneMatrix) for m in mats):
         return text
@@ -215,6 +216,7 @@ def _forward_steps(
                 "z_lines_ws": in_place(z_name, layer.z, printer, out),
                 "a": a_code,
                 "a_ws": a_ws,
+                "a_target_ws": f"A{l}",
                 "eq_z": eq[layer_label("z", l)],
                 "eq_a": eq[layer_label("a", l)],
                 "activation": layer.activation,
@@ -303,22 +305,30 @@ def _loss_expr(d: Derivation) -> sp.Expr:
     return through_sigmoid(at_layer(d.output.loss_array, len(d.layers)))
 
 
-def _loss_sharing_error(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
-    """The loss in terms of delta<L> when it contains the output error's first array.
+def _loss_reuse(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
+    """The loss as loss_and_grads computes it, reading what the step computes anyway.
 
-    For mse, delta = c (A - Y) and the loss sums (A - Y)**2 / 2: A - Y is computed once,
-    into delta's buffer, and the loss reads it there before delta is scaled by c.
-    Returns {} when the loss shares nothing with the error term, else the loss and the
-    shared array as code.
+    - After a softmax, log sum_k exp(z_k) is a by-product of the softmax (the same max,
+      exp and sum): the forward pass returns it as lse<L>.
+    - When the output error is c (A - Y) and the loss contains A - Y (mse), A - Y is
+      computed once, into delta<L>'s buffer, and the loss reads it before the scaling.
+    Returns the loss code, "lse" (the name, or "") and "common" (the shared array, or "").
     """
     output = d.layers[-1]
+    L = output.index
+    loss = _loss_expr(d)
+    reuse = {"lse": "", "common": ""}
+    if output.act is None:
+        sums = {u: sp.Symbol(f"lse{L}") for u in loss.atoms(LogSumExp) if str(u.args[0]) == f"Z{L}"}
+        if sums:
+            loss = loss.xreplace(sums)
+            reuse["lse"] = f"lse{L}"
     delta = through_sigmoid(output.delta)
     first = next((f for f in delta.args if _fresh(f)), None) if isinstance(delta, sp.Mul) else None
-    loss = _loss_expr(d)
-    if not isinstance(first, sp.Add) or not loss.has(first):
-        return {}
-    shared = loss.xreplace({first: sp.Symbol(f"delta{output.index}")})
-    return {"loss": printer.doprint(shared), "common": printer.doprint(first)}
+    if isinstance(first, sp.Add) and loss.has(first):
+        reuse["common"] = printer.doprint(first)
+        loss = loss.xreplace({first: sp.Symbol(f"delta{L}")})
+    return {**reuse, "loss": printer.doprint(loss)}
 
 
 def module_context(d: Derivation) -> dict[str, Any]:
@@ -338,7 +348,11 @@ def module_context(d: Derivation) -> dict[str, Any]:
     forward = _forward_steps(d, printer, eq, ws)
     backward = _backward_steps(d, printer, eq, ws)
     loss_code = printer.doprint(_loss_expr(d))
-    shared_loss = _loss_sharing_error(d, printer)
+    loss_ws = _loss_reuse(d, printer)
+    if loss_ws["lse"]:
+        out = forward[-1]
+        out["a_ws"] = f"{out['a_ws'][:-1]}, lse=True)"
+        out["a_target_ws"] = f"A{out['index']}, {loss_ws['lse']}"
     layers = []
     for layer in d.layers:
         std, scheme = _init_std(layer)
@@ -376,7 +390,7 @@ def module_context(d: Derivation) -> dict[str, Any]:
         "forward": forward,
         "backward": backward,
         "loss_elementwise": loss_code,
-        "shared_loss": shared_loss,
+        "loss_ws": loss_ws,
         "loss_from_logits": d.output.loss_from_logits,
         "keep_z": sorted(keep_z),
         "n_layers": L,
@@ -384,5 +398,6 @@ def module_context(d: Derivation) -> dict[str, Any]:
         "unit_axis": 1 if row else 0,
         "helpers": sorted(printer.used),
         "workspace": ws.used(forward, backward),
+        "uses_ones": "np.matmul(ones," in repr(backward),
         "eq_loss": eq["eq:loss"],
     }

@@ -67,8 +67,10 @@ def in_place(
 
     A product G * f1 * f2 becomes `t = G; t *= f1; t *= f2`, and a sum of a matrix
     product and a bias becomes `t = A @ W.T; t += b`: fewer temporaries, same value.
-    With `out` (code naming a buffer, or None at run time), the first product is written
-    into it by np.matmul / np.sum; `products` gives the matrix product each G<l> stands for.
+    With `out` (code naming a buffer, or None at run time), the new array is written into
+    it: a matrix product by np.matmul, a sum over samples by a product with `ones` (row
+    layout) or .sum (column), a - y by np.subtract. `products` gives the matrix product
+    each G<l> stands for.
     """
     if isinstance(expr, sp.MatAdd):
         matmuls = [a for a in expr.args if isinstance(a, sp.MatMul) and not _broadcast(a)]

@@ -400,7 +400,7 @@ def _all_simplify_to_zero(reference: list, symbp: list) -> bool:
             sp.simplify(net.expand_opaque(r) - s) == 0
             for r, s in zip(reference, symbp, strict=True)
         )
-    except Exception:  # noqa: BLE001 - any failure (or the budget) only means "not proven"
+    except Exception:  # noqa: BLE001 - any failure only means "not proven" (bounded() ends the budget)
         return False
 
 

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from symbp.errors import SpecError
-from symbp.gradcheck import check_module
+from symbp.gradcheck import check_module, workspace_problems
 from symbp.spec import arch_from_mapping, parse_arch
 from tests.conftest import build_module
 
@@ -59,6 +59,8 @@ def test_random_architectures_pass_finite_differences(
     rows = check_module(module, arch, seed=seed, n=4)
     assert all(r.ok for r in rows), [(r.name, r.max_rel) for r in rows]
     assert all(np.isfinite(r.max_abs) for r in rows)
+    # Batches of 1 and 3 through make_workspace: the same bits as the allocating call.
+    assert workspace_problems(module, arch, seed=seed, n=1 + 2 * (seed % 2)) == []
 
 
 VALID = {

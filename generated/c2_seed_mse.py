@@ -145,6 +145,8 @@ def loss_and_grads(params, X, Y, workspace=None):
     """The loss and its gradient with respect to every parameter, by backpropagation.
 
     workspace: optional, from make_workspace(n) for batches of n samples (see there).
+    params are expected as DTYPE arrays, as init_params makes them: with a workspace the
+    results are DTYPE whatever they are, without one NumPy would follow a wider dtype.
     """
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)

@@ -11,6 +11,7 @@ from typing import Any
 import sympy as sp
 
 from symbp.derive import Derivation, LayerDerivation, at_layer
+from symbp.errors import DerivationError
 from symbp.labels import derivation_numbering, layer_label
 from symbp.output import SCALE, LogSumExp, UnitSum
 from symbp.printing import NumPyPrinter, _indicator, _rectified
@@ -51,6 +52,13 @@ def _fresh(expr: sp.Basic) -> bool:
     return any(re.fullmatch(r"(A|Z|G)\d+|Y", n) for n in names)
 
 
+def _first_fresh(expr: sp.Basic) -> sp.Basic | None:
+    """The factor of a product that in_place computes first (as a new array), if any."""
+    if not isinstance(expr, sp.Mul):
+        return None
+    return next((f for f in expr.args if _fresh(f)), None)
+
+
 def _bare(text: str) -> str:
     """Drop one pair of enclosing parentheses."""
     return text[1:-1] if text.startswith("(") and text.endswith(")") else text
@@ -85,7 +93,7 @@ def in_place(
     if isinstance(expr, sp.MatMul):
         return [f"{target} = {_product(expr, printer, out)}"]
     if isinstance(expr, sp.Mul):
-        first = next((f for f in expr.args if _fresh(f)), None)
+        first = _first_fresh(expr)
         if first is not None:
             made = (products or {}).get(str(first)) if isinstance(first, sp.Symbol) else None
             text = _product(made, printer, out) if made is not None else _new(first, printer, out)
@@ -166,7 +174,10 @@ class Workspace:
         return {key: shape for key, shape in self.shapes.items() if f'ws.get("{key}")' in text}
 
     def _add(self, key: str, shape: str) -> str:
-        self.shapes.setdefault(key, shape)
+        if self.shapes.setdefault(key, shape) != shape:
+            raise DerivationError(
+                f"workspace buffer {key} wanted as {self.shapes[key]} and {shape}"
+            )
         return f'ws.get("{key}")'
 
 
@@ -208,9 +219,10 @@ def _forward_steps(
         # z goes into the buffer of a when f overwrites it, else into its own buffer.
         out = ws.per_sample(f"A{l}" if overwrites else f"Z{l}", layer.n_out)
         a_ws = a_code
-        if not overwrites and (layer.act is None or _is_sigmoid_of_z(layer)):
+        helper = "_softmax" if layer.act is None else "_sigmoid" if _is_sigmoid_of_z(layer) else ""
+        if not overwrites and helper:
             # _softmax(Z<l>) and _sigmoid(Z<l>) take the buffer for a as `out`.
-            a_ws = f"{a_code[:-1]}, out={ws.per_sample(f'A{l}', layer.n_out)})"
+            a_ws = f"{helper}({z_name}, out={ws.per_sample(f'A{l}', layer.n_out)})"
         steps.append(
             {
                 "index": l,
@@ -240,6 +252,9 @@ def _backward_steps(
         # apart share a buffer when their widths match: two buffers per width in all.
         parity = "odd" if l % 2 else "even"
         out = ws.per_sample(f"delta_{parity}_{layer.n_out}", layer.n_out)
+        read = set(re.findall(r"\bdelta\d+\b", " ".join(in_place(f"delta{l}", delta, printer))))
+        if not read <= {f"delta{l}", f"delta{l + 1}"}:
+            raise DerivationError(f"delta{l} reads {sorted(read)}: its buffer cannot be shared")
         steps.append(
             {
                 "index": l,
@@ -312,8 +327,9 @@ def _loss_reuse(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
 
     - After a softmax, log sum_k exp(z_k) is a by-product of the softmax (the same max,
       exp and sum): the forward pass returns it as lse<L>.
-    - When the output error is c (A - Y) and the loss contains A - Y (mse), A - Y is
-      computed once, into delta<L>'s buffer, and the loss reads it before the scaling.
+    - When the first array in_place computes for delta<L> (the A - Y of c (A - Y), or
+      any other sum) occurs in the loss, as with mse, it is computed once, into delta<L>'s
+      buffer, and the loss reads it there before the other factors multiply in.
     Returns the loss code, "lse" (the name, or "") and "common" (the shared array, or "").
     """
     output = d.layers[-1]
@@ -325,8 +341,7 @@ def _loss_reuse(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
         if sums:
             loss = loss.xreplace(sums)
             reuse["lse"] = f"lse{L}"
-    delta = through_sigmoid(output.delta)
-    first = next((f for f in delta.args if _fresh(f)), None) if isinstance(delta, sp.Mul) else None
+    first = _first_fresh(through_sigmoid(output.delta))
     if isinstance(first, sp.Add) and loss.has(first):
         reuse["common"] = printer.doprint(first)
         loss = loss.xreplace({first: sp.Symbol(f"delta{L}")})
@@ -352,9 +367,12 @@ def module_context(d: Derivation) -> dict[str, Any]:
     loss_code = printer.doprint(_loss_expr(d))
     loss_ws = _loss_reuse(d, printer)
     if loss_ws["lse"]:
-        out = forward[-1]
-        out["a_ws"] = f"{out['a_ws'][:-1]}, lse=True)"
-        out["a_target_ws"] = f"A{out['index']}, {loss_ws['lse']}"
+        # The softmax also returns log sum_k exp(z_k), which the loss reads.
+        step, z_name = forward[-1], printer.doprint(sp.Symbol(f"Z{L}"))
+        step["a_ws"] = (
+            f"_softmax({z_name}, out={ws.per_sample(f'A{L}', d.layers[-1].n_out)}, lse=True)"
+        )
+        step["a_target_ws"] = f"A{L}, {loss_ws['lse']}"
     layers = []
     for layer in d.layers:
         std, scheme = _init_std(layer)

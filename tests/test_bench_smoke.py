@@ -24,4 +24,5 @@ def test_quick_benchmark_runs() -> None:
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "symbp generated" in r.stdout and "GEMM floor" in r.stdout
+    assert "symbp + make_workspace" in r.stdout
     assert "Correctness guard passed" in r.stdout

@@ -61,6 +61,7 @@ def test_gradcheck_passes_on_examples() -> None:
     r = run("gradcheck", str(EXAMPLES / "seed.yaml"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "W1" in r.stdout and "max rel err" in r.stdout
+    assert "make_workspace: same loss and gradients, bit for bit" in r.stdout
 
 
 def test_invalid_input_exit_2_without_traceback(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,8 +128,18 @@ def _gradcheck(args: argparse.Namespace) -> int:
     from symbp.gradcheck import TOLERANCE, format_table, gradcheck
     from symbp.spec import load_arch
 
-    rows, taylor, workspace = gradcheck(load_arch(args.arch), seed=args.seed)
+    with warnings.catch_warnings():
+        # NaN from a loss undefined at the test point is reported below, once.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows, taylor, workspace = gradcheck(load_arch(args.arch), seed=args.seed)
     print(format_table(rows))
+    if not all(math.isfinite(r.max_abs) for r in rows):
+        print(
+            "FAILED: the loss or its gradient is not finite at the random test point. The loss "
+            "may be undefined for outputs this network produces (log(yhat) after an identity "
+            "or tanh output, say): choose an output activation whose range suits the loss."
+        )
+        return 1
     print(
         f"Taylor test along a random direction: first-order remainder slope {taylor.first:.2f} "
         f"(expect ~2), with the hvp term {taylor.second:.2f} (expect ~3)"

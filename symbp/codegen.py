@@ -59,9 +59,29 @@ def _first_fresh(expr: sp.Basic) -> sp.Basic | None:
     return next((f for f in expr.args if _fresh(f)), None)
 
 
+def _constant(expr: sp.Basic) -> bool:
+    """True when expr reads no array (only numbers and scalars such as c): a constant
+    error term or loss, which the code must still give the shape of the layer's output."""
+    names = {s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    return not any(re.fullmatch(r"(A|Z|G|RG|Ad|Zd|delta)\d+|Y", n) for n in names)
+
+
+def _array_code(expr: sp.Basic, like: str, printer: NumPyPrinter) -> str:
+    """expr as code, shaped like the array `like` when it is a constant."""
+    text = printer.doprint(expr)
+    return f"np.full_like({like}, {text})" if _constant(expr) else text
+
+
 def _bare(text: str) -> str:
-    """Drop one pair of enclosing parentheses."""
-    return text[1:-1] if text.startswith("(") and text.endswith(")") else text
+    """Drop one pair of parentheses enclosing the whole text: "(a - b)" but not "(a)*(b)"."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and i < len(text) - 1:
+            return text  # the first "(" closes before the end
+    return text[1:-1]
 
 
 def in_place(
@@ -240,6 +260,20 @@ def _forward_steps(
     return steps
 
 
+def _delta_lines(
+    l: int,
+    delta: sp.Expr,
+    printer: NumPyPrinter,
+    out: str | None = None,
+    products: dict[str, sp.MatrixExpr] | None = None,
+) -> list[str]:
+    """delta<l> = delta, in place; a constant output error (a loss linear in yhat, or one
+    that does not depend on it) still gets the shape of A<l>."""
+    if _constant(delta):
+        return [f"delta{l} = {_array_code(delta, f'A{l}', printer)}"]
+    return in_place(f"delta{l}", delta, printer, out, products)
+
+
 def _backward_steps(
     d: Derivation, printer: NumPyPrinter, eq: dict[str, int], ws: Workspace
 ) -> list[dict]:
@@ -259,8 +293,8 @@ def _backward_steps(
             {
                 "index": l,
                 "is_output": layer.is_output,
-                "delta_lines": in_place(f"delta{l}", delta, printer),
-                "delta_lines_ws": in_place(f"delta{l}", delta, printer, out, products),
+                "delta_lines": _delta_lines(l, delta, printer),
+                "delta_lines_ws": _delta_lines(l, delta, printer, out, products),
                 "dW_lines": in_place(f"dW{l}", layer.dW, printer, ws.weights(layer)),
                 "db_lines": in_place(f"db{l}", layer.db, printer, ws.bias(layer)),
                 "eq_delta": eq[layer_label("delta", l)],
@@ -289,7 +323,7 @@ def _tangent_steps(
     backward = [
         {
             "index": t.index,
-            "r_delta": printer.doprint(through_sigmoid(t.r_delta)),
+            "r_delta": _array_code(through_sigmoid(t.r_delta), f"A{t.index}", printer),
             "dW": printer.doprint(t.dW_r),
             "db": printer.doprint(t.db_r),
         }
@@ -345,7 +379,7 @@ def _loss_reuse(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
     if isinstance(first, sp.Add) and loss.has(first):
         reuse["common"] = printer.doprint(first)
         loss = loss.xreplace({first: sp.Symbol(f"delta{L}")})
-    return {**reuse, "loss": printer.doprint(loss)}
+    return {**reuse, "loss": _array_code(loss, "Y", printer)}
 
 
 def module_context(d: Derivation) -> dict[str, Any]:
@@ -364,7 +398,7 @@ def module_context(d: Derivation) -> dict[str, Any]:
     ws = Workspace(row)
     forward = _forward_steps(d, printer, eq, ws)
     backward = _backward_steps(d, printer, eq, ws)
-    loss_code = printer.doprint(_loss_expr(d))
+    loss_code = _array_code(_loss_expr(d), "Y", printer)
     loss_ws = _loss_reuse(d, printer)
     if loss_ws["lse"]:
         # The softmax also returns log sum_k exp(z_k), which the loss reads.

@@ -22,6 +22,7 @@ from symbp.indexed import (
     MAT_DELTA,
     MAT_W,
     N_BATCH,
+    N_UNITS,
     LayerCalculus,
     layer_calculus,
 )
@@ -189,7 +190,8 @@ def _layer(
     is_output = l == len(arch.layers)
     mats = _specialise(calc, l, sizes, arch.layout == "row")
     if is_output:
-        delta = at_layer(out.delta_array, l)
+        # The output error is derived for K units; the layer has sizes[l] of them.
+        delta = at_layer(out.delta_array, l).xreplace({N_UNITS: sp.Integer(sizes[l])})
     else:
         assert act is not None
         delta = _hidden_delta(act, l)

@@ -17,13 +17,13 @@ I, P, Q, R, S = sp.symbols("i p q r s", integer=True)  # unit, summed unit, weig
 J, K, M = sp.symbols("j k m", integer=True)  # output units
 N_IN, N_OUT, N_BATCH, N_UNITS = sp.symbols("n_in n_out n K", integer=True, positive=True)
 
-W = sp.IndexedBase("W")
-B = sp.IndexedBase("b")
-A_PREV = sp.IndexedBase("a")
-Z = sp.IndexedBase("z")
-DELTA = sp.IndexedBase("delta")
-A_OUT = sp.IndexedBase("a")
-Y = sp.IndexedBase("y")
+W = sp.IndexedBase("W", real=True)
+B = sp.IndexedBase("b", real=True)
+A_PREV = sp.IndexedBase("a", real=True)
+Z = sp.IndexedBase("z", real=True)
+DELTA = sp.IndexedBase("delta", real=True)
+A_OUT = sp.IndexedBase("a", real=True)
+Y = sp.IndexedBase("y", real=True)
 
 
 def in_range(expr: sp.Expr) -> sp.Expr:

@@ -33,6 +33,11 @@ class UnitSum(sp.Function):
 
     nargs = 1
 
+    @classmethod
+    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
+        """The sum of zeros is zero (the tangent of a sum over targets Y, for instance)."""
+        return sp.S.Zero if arg.is_zero else None
+
 
 class LogSumExp(sp.Function):
     """log sum_k exp(z_k) over the output units of one sample."""

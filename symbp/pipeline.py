@@ -16,7 +16,7 @@ from pathlib import Path
 from symbp.codegen import module_context
 from symbp.derive import Derivation, derive
 from symbp.document import document_context
-from symbp.errors import OutputError
+from symbp.errors import OutputError, SymbpError
 from symbp.render import header_lines, render
 from symbp.spec import Arch, load_arch
 
@@ -90,10 +90,13 @@ def generate(
         path = arch
         report(f"reading {path}")
         spec = _timed(timings, "load", lambda: load_arch(path))
-    report(f"deriving {spec.name}: {len(spec.layers)} layers")
-    d = _timed(timings, "derive", lambda: derive(spec))
-    report(f"rendering {spec.name}")
-    files = _timed(timings, "render", lambda: render_all(d, body_only, with_tests))
+    try:
+        report(f"deriving {spec.name}: {len(spec.layers)} layers")
+        d = _timed(timings, "derive", lambda: derive(spec))
+        report(f"rendering {spec.name}")
+        files = _timed(timings, "render", lambda: render_all(d, body_only, with_tests))
+    except SymbpError as err:
+        raise err.located(spec.source or None) from None
     return Generated(arch=spec, derivation=d, files=files, timings=timings)
 
 

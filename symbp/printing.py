@@ -43,6 +43,7 @@ ALLOWED = (
     sp.Max,
     sp.Min,
     sp.Heaviside,
+    sp.DiracDelta,
     sp.MatrixSymbol,
     sp.MatMul,
     sp.MatAdd,
@@ -123,7 +124,12 @@ class NumPyPrinter(StrPrinter):
                 f"symbp cannot print {type(expr).__name__} ({expr}) as NumPy code",
                 fix="use the functions listed in the README's expression reference",
             )
-        if isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Rational:
+        if (
+            isinstance(expr, sp.Expr)
+            and expr.is_number
+            and not expr.is_Rational
+            and not expr.has(UnitSum, LogSumExp)
+        ):
             # Constant subexpressions (sqrt(2), pi) become Python floats: NumPy treats
             # those as weakly typed, so float32 arrays are not promoted to float64.
             value = complex(expr.evalf(20))
@@ -174,12 +180,18 @@ class NumPyPrinter(StrPrinter):
             self.used.add("_sigmoid")
             power = "" if expr.exp == -1 else f"**{-expr.exp}"
             return f"_sigmoid({self._print(u)}){power}"
-        if expr.exp == sp.S.Half:
-            return f"np.sqrt({self._print(expr.base)})"
-        if expr.exp == -sp.S.Half:
-            return f"1 / np.sqrt({self._print(expr.base)})"
+        if expr.exp.is_Rational and expr.exp.q == 2:
+            # Half-integer powers through np.sqrt: u**(3/2) = sqrt(u)**3.
+            root, k = f"np.sqrt({self._print(expr.base)})", abs(expr.exp.p)
+            power = root if k == 1 else f"{root}**{k}"
+            return power if expr.exp.p > 0 else f"1 / {power}"
         if not expr.exp.is_Integer:
-            raise DerivationError(f"non-integer power in {expr}")
+            # Any other real power, elementwise (NaN where SymPy's root would be complex).
+            base = self.parenthesize(expr.base, PRECEDENCE["Pow"])
+            exponent = self._print(expr.exp)
+            if not (exponent.startswith("(") and exponent.endswith(")")):
+                exponent = f"({exponent})"
+            return f"{base}**{exponent}"
         if expr.exp.is_negative:
             return f"1 / {self.parenthesize(sp.Pow(expr.base, -expr.exp), PRECEDENCE['Mul'])}"
         return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{expr.exp}"
@@ -224,6 +236,11 @@ class NumPyPrinter(StrPrinter):
         at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"np.heaviside({self._print(expr.args[0])}, {self._print(at_zero)})"
 
+    def _print_DiracDelta(self, expr: sp.DiracDelta) -> str:
+        """Zero: the derivative of a step (as in the Hessian of |u|), zero wherever it is
+        defined, i.e. everywhere except on the kink itself."""
+        return f"np.zeros_like({self._print(expr.args[0])})"
+
     def _print_Max(self, expr: sp.Max) -> str:
         return self._pairwise("np.maximum", expr.args)
 
@@ -239,6 +256,11 @@ class NumPyPrinter(StrPrinter):
     def _print_UnitSum(self, expr: UnitSum) -> str:
         """Sum over the units of each sample: axis 0 in column layout, 1 in row layout."""
         axis = 1 if self.row_layout else 0
+        if not expr.args[0].free_symbols:
+            raise DerivationError(
+                f"a sum over the output units of a constant: {expr}",
+                fix="make the loss depend on yhat",
+            )
         return f"np.sum({self._print(expr.args[0])}, axis={axis}, keepdims=True)"
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:

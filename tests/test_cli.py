@@ -191,3 +191,32 @@ def test_pdf_flag(tmp_path: Path) -> None:
     assert r.returncode == 2 and "pdflatex" in r.stderr and "texlive" in r.stderr
     assert "Traceback" not in r.stderr
     assert (tmp_path / "b" / "seed_net.tex").exists()
+
+
+def test_gradcheck_explains_a_loss_undefined_at_the_test_point(tmp_path: Path) -> None:
+    arch = tmp_path / "logloss.yaml"
+    arch.write_text(
+        "input: 3\nlayers:\n  - units: 3\n    activation: tanh\n"
+        "  - units: 3\n    activation: identity\nloss:\n  expr: log(yhat)\n"
+    )
+    r = run("gradcheck", str(arch))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not finite at the random test point" in r.stdout
+    assert "RuntimeWarning" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_error_found_while_deriving_names_the_file(monkeypatch, tmp_path: Path) -> None:
+    import symbp.pipeline
+    from symbp.errors import DerivationError
+
+    def refuse(spec):
+        raise DerivationError("cannot do this", fix="do that")
+
+    monkeypatch.setattr(symbp.pipeline, "derive", refuse)
+    path = EXAMPLES / "seed.yaml"
+    try:
+        symbp.pipeline.generate(path)
+    except DerivationError as err:
+        assert str(path) in err.format() and "fix: do that" in err.format()
+    else:
+        raise AssertionError("generate did not raise")

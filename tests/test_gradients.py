@@ -150,3 +150,36 @@ def test_scalar_times_sum_over_samples_is_printed_whole() -> None:
     ones = sp.OneMatrix(n, 1)
     assert print_numpy(sp.MatMul(2, delta, ones), False) == "2 * delta2.sum(axis=1, keepdims=True)"
     assert print_numpy(sp.MatMul(2, delta.T, ones), True) == "2 * delta2.sum(axis=0)"
+
+
+# Losses that once broke generation: K (the number of units) left in a softmax error,
+# a sum of zeros (UnitSum(0)) in the R-operator, |u| (sign, DiracDelta), fractional
+# powers, a product whose text starts and ends with parentheses, constant error terms.
+UNUSUAL_LOSSES = [
+    ("log(yhat)", "softmax"),
+    ("-y*log(yhat)", "softmax"),
+    ("abs(yhat - y)", "identity"),
+    ("abs(yhat - y)**3", "identity"),
+    ("sqrt(1 + (yhat - y)**2) - 1", "identity"),
+    ("(1 + (yhat - y)**2)**(1/3)", "identity"),
+    ("exp(yhat)", "identity"),
+    ("yhat", "identity"),
+    ("1", "identity"),
+    ("y**2", "sigmoid"),
+]
+
+
+@pytest.mark.parametrize("loss, output", UNUSUAL_LOSSES)
+def test_unusual_expression_losses(module_for, loss: str, output: str) -> None:
+    arch = make_arch(
+        loss={"expr": loss},
+        layers=[{"units": 3, "activation": "tanh"}, {"units": 3, "activation": output}],
+    )
+    m = module_for(arch)
+    _assert_close(m, arch)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((3, 4)), rng.uniform(0.1, 0.9, (3, 4))
+    value, _ = m.loss_and_grads(m.init_params(0), X, Y)
+    assert value == pytest.approx(m.loss(m.init_params(0), X, Y))
+    if loss == "1":  # the mean over samples of a sum of 1 over the 3 units
+        assert value == pytest.approx(3.0)

@@ -1,0 +1,45 @@
+"""symbp's Taylor test (used by `symbp gradcheck`): it passes on correct code, including
+losses whose second- and third-order terms cancel at the largest step, and fails when the
+gradient or the Hessian-vector product is slightly wrong."""
+
+from __future__ import annotations
+
+import types
+
+from symbp.gradcheck import taylor_test
+from tests.conftest import make_arch
+
+
+def _tampered(module, scale_grads: float = 1.0, scale_hvp: float = 1.0):
+    """A stand-in module whose gradient or hvp is off by a factor."""
+
+    def loss_and_grads(params, X, Y):
+        value, grads = module.loss_and_grads(params, X, Y)
+        return value, {k: g * scale_grads for k, g in grads.items()}
+
+    def hvp(params, X, Y, v):
+        return {k: h * scale_hvp for k, h in module.hvp(params, X, Y, v).items()}
+
+    return types.SimpleNamespace(
+        loss=module.loss, init_params=module.init_params, loss_and_grads=loss_and_grads, hvp=hvp
+    )
+
+
+def test_correct_code_passes_even_when_terms_cancel(module_for) -> None:
+    # exp(yhat): at seed 0 the h^2 and h^3 terms nearly cancel at the largest step.
+    arch = make_arch(
+        loss={"expr": "exp(yhat)"},
+        layers=[{"units": 3, "activation": "tanh"}, {"units": 3, "activation": "identity"}],
+    )
+    result = taylor_test(module_for(arch), arch, seed=0)
+    assert result.ok, result
+
+
+def test_a_slightly_wrong_gradient_or_hvp_fails(module_for) -> None:
+    arch = make_arch()
+    module = module_for(arch)
+    assert taylor_test(module, arch, seed=1).ok
+    bad_grad = taylor_test(_tampered(module, scale_grads=1.001), arch, seed=1)
+    assert not bad_grad.ok and bad_grad.second < 2, bad_grad
+    bad_hvp = taylor_test(_tampered(module, scale_hvp=1.01), arch, seed=1)
+    assert not bad_hvp.ok and bad_hvp.second < 2.7, bad_hvp

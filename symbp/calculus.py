@@ -87,11 +87,16 @@ def _rewrite_through(f: sp.Expr, d: sp.Expr, var: sp.Symbol) -> sp.Expr | None:
     """g(a) with g(f(var)) == d proven by simplification, or None."""
     for inverse in _inverse_candidates(f, var):
         g = _simplest_in_a(d.subs(var, inverse))
-        if g.has(var) or g.has(sp.I):
+        if g.has(var) or g.has(sp.I) or not _kinds(g) <= _kinds(f) | _kinds(d):
+            # A function new to f and f' (erfinv for erf, say): slower, maybe not printable.
             continue
         if bounded.is_zero(g.subs(A, f) - d) and _agrees(g, f, d, var):
             return g
     return None
+
+
+def _kinds(expr: sp.Expr) -> set[type]:
+    return {type(e) for e in expr.atoms(sp.Function)}
 
 
 def _agrees(g: sp.Expr, f: sp.Expr, d: sp.Expr, var: sp.Symbol) -> bool:

@@ -137,7 +137,8 @@ def _gradcheck(args: argparse.Namespace) -> int:
         print(
             "FAILED: the loss or its gradient is not finite at the random test point. The loss "
             "may be undefined for outputs this network produces (log(yhat) after an identity "
-            "or tanh output, say): choose an output activation whose range suits the loss."
+            "or tanh output, say), or an activation for some inputs (x**(1/3) for x < 0): "
+            "choose activations whose ranges suit the loss and the next layer."
         )
         return 1
     print(

@@ -83,15 +83,17 @@ def softmax_jacobian() -> sp.Expr:
 
 
 def elementwise_jacobian(act: ActivationDerivation) -> sp.Expr:
-    """da_k/dz_j for a_k = f(z_k): SymPy's derivative times a Kronecker delta."""
+    """da_k/dz_j for a_k = f(z_k): SymPy's derivative f'(z_k) times a Kronecker delta."""
     x = sp.Symbol("x", real=True)
-    fz = act.f.subs(x, Z[K])
-    raw = sp.diff(fz, Z[J])  # = f'(z_k) * KroneckerDelta(j, k)
-    delta_kj = raw.atoms(sp.KroneckerDelta)
+    # d f(z_k) / d z_j = f'(z_k) KroneckerDelta(j, k), with SymPy's f' from calculus.py.
+    # Built as one product: SymPy's own diff(f(z_k), z_j) may fold the Kronecker delta
+    # into each branch of a Piecewise f' (|x|, clipping), and the sum over k would not
+    # collapse.
+    delta_kj = sp.KroneckerDelta(J, K)
     if act.in_a is None:
-        return raw
-    # Replace f'(z_k) by the form proven in calculus.py, in terms of a_k.
-    return sp.Mul(*delta_kj) * act.in_a.subs(A_SCALAR, A_OUT[K])
+        return delta_kj * act.simplified.subs(x, Z[K])
+    # The form proven in calculus.py, in terms of a_k.
+    return delta_kj * act.in_a.subs(A_SCALAR, A_OUT[K])
 
 
 def _probability_target(expr: sp.Expr) -> sp.Expr:

@@ -183,3 +183,21 @@ def test_unusual_expression_losses(module_for, loss: str, output: str) -> None:
     assert value == pytest.approx(m.loss(m.init_params(0), X, Y))
     if loss == "1":  # the mean over samples of a sum of 1 over the 3 units
         assert value == pytest.approx(3.0)
+
+
+# Custom activations that once failed: piecewise ones as the output layer (the Kronecker
+# delta sat inside each Piecewise branch), erf (its a-form needed erfinv).
+CUSTOM = ["abs(x)", "max(x, 0.1*x)", "min(x, 1)", "max(min(x, 1), -1)", "erf(x)"]
+
+
+@pytest.mark.parametrize("f", CUSTOM)
+@pytest.mark.parametrize("where", ["hidden", "output"])
+def test_unusual_custom_activations(module_for, f: str, where: str) -> None:
+    arch = make_arch(
+        activations={"custom": f},
+        layers=[
+            {"units": 4, "activation": "custom" if where == "hidden" else "tanh"},
+            {"units": 2, "activation": "custom" if where == "output" else "identity"},
+        ],
+    )
+    _assert_close(module_for(arch), arch)

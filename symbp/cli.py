@@ -146,6 +146,11 @@ def _gradcheck(args: argparse.Namespace) -> int:
         f"(expect ~2), with the hvp term {taylor.second:.2f} (expect ~3)"
         + (" [at rounding level: the loss is flat here]" if taylor.flat else "")
         + (" [second remainder at rounding level]" if taylor.floor and not taylor.flat else "")
+        + (
+            f" [steps from {taylor.largest_step:g}: the larger ones did not fit, as across a kink]"
+            if taylor.largest_step != 0.05
+            else ""
+        )
     )
     print(
         "make_workspace: "

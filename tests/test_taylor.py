@@ -43,3 +43,19 @@ def test_a_slightly_wrong_gradient_or_hvp_fails(module_for) -> None:
     assert not bad_grad.ok and bad_grad.second < 2, bad_grad
     bad_hvp = taylor_test(_tampered(module, scale_hvp=1.01), arch, seed=1)
     assert not bad_hvp.ok and bad_hvp.second < 2.7, bad_hvp
+
+
+def test_a_relu_network_whose_larger_steps_cross_a_kink_passes(module_for) -> None:
+    # Found by a sweep: at seed 18 the steps from 0.05 cross a ReLU kink.
+    arch = make_arch(
+        input=2,
+        layout="column",
+        reduction="sum",
+        l2=0.01,
+        layers=[{"units": 3, "activation": "relu"}],
+    )
+    module = module_for(arch)
+    result = taylor_test(module, arch, seed=18)
+    assert result.ok and result.largest_step < 0.05, result
+    bad = taylor_test(_tampered(module, scale_grads=1.001), arch, seed=18)
+    assert not bad.ok, bad

@@ -129,6 +129,10 @@ def loss(params, X, Y):
         return value
 
 
+# What a workspace is made for: make_workspace records it, loss_and_grads checks it.
+_NETWORK = (LAYER_SIZES, LAYOUT, np.dtype(DTYPE).name)
+
+
 def make_workspace(batch):
     """Preallocated arrays for loss_and_grads(params, X, Y, workspace) on `batch` samples.
 
@@ -161,7 +165,7 @@ def make_workspace(batch):
     sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
     block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
     start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
-    workspace = {"batch": batch, "ones": np.ones(batch, dtype=DTYPE)}
+    workspace = {"batch": batch, "network": _NETWORK, "ones": np.ones(batch, dtype=DTYPE)}
     for key, shape in shapes.items():
         workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
         start += sizes[key] + 25 * line
@@ -172,6 +176,11 @@ def _buffers(workspace, batch):
     """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
     if workspace is None:
         return {}
+    if workspace.get("network") != _NETWORK:
+        raise ValueError(
+            f"the workspace was made for another network ({workspace.get('network')}), "
+            f"not {_NETWORK}: pass this module's make_workspace({batch})"
+        )
     if workspace.get("batch") != batch:
         raise ValueError(
             f"the workspace was made for batches of {workspace.get('batch')} samples, "

@@ -142,6 +142,13 @@ def workspace_problems(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7
                 problems.append(f"seed {s}: {key} differs with a workspace")
             if not any(np.shares_memory(into[key], b) for _, b in arrays):
                 problems.append(f"seed {s}: {key} was allocated, not written into the workspace")
+    other = dict(workspace, network=("another network",))
+    try:
+        module.loss_and_grads(*random_problem(module, arch, seed, n), other)
+        problems.append("a workspace made for another network was accepted")
+    except ValueError as err:
+        if "make_workspace" not in str(err):
+            problems.append(f"the other-network error does not name the fix: {err}")
     try:
         module.loss_and_grads(*random_problem(module, arch, seed, n + 1), workspace)
         problems.append(f"a batch of {n + 1} samples was accepted by make_workspace({n})")

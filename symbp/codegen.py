@@ -225,8 +225,10 @@ def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> tuple[str
 
 
 def _forward_steps(
-    d: Derivation, printer: NumPyPrinter, eq: dict[str, int], ws: Workspace
+    d: Derivation, printer: NumPyPrinter, eq: dict[str, int], ws: Workspace, lse: str
 ) -> list[dict]:
+    """Each layer's lines; `lse` names the log-sum-exp the output softmax also returns
+    for the loss in loss_and_grads ("" when the loss does not read it)."""
     steps = []
     for layer in d.layers:
         l = layer.index
@@ -238,11 +240,14 @@ def _forward_steps(
         z_name = printer.doprint(sp.Symbol(f"Z{l}"))
         # z goes into the buffer of a when f overwrites it, else into its own buffer.
         out = ws.per_sample(f"A{l}" if overwrites else f"Z{l}", layer.n_out)
-        a_ws = a_code
+        a_ws, a_target_ws = a_code, f"A{l}"
         helper = "_softmax" if layer.act is None else "_sigmoid" if _is_sigmoid_of_z(layer) else ""
         if not overwrites and helper:
             # _softmax(Z<l>) and _sigmoid(Z<l>) take the buffer for a as `out`.
-            a_ws = f"{helper}({z_name}, out={ws.per_sample(f'A{l}', layer.n_out)})"
+            extra = ", lse=True" if lse and layer.is_output else ""
+            a_ws = f"{helper}({z_name}, out={ws.per_sample(f'A{l}', layer.n_out)}{extra})"
+            if extra:
+                a_target_ws = f"A{l}, {lse}"
         steps.append(
             {
                 "index": l,
@@ -250,7 +255,7 @@ def _forward_steps(
                 "z_lines_ws": in_place(z_name, layer.z, printer, out),
                 "a": a_code,
                 "a_ws": a_ws,
-                "a_target_ws": f"A{l}",
+                "a_target_ws": a_target_ws,
                 "eq_z": eq[layer_label("z", l)],
                 "eq_a": eq[layer_label("a", l)],
                 "activation": layer.activation,
@@ -270,7 +275,7 @@ def _delta_lines(
     """delta<l> = delta, in place; a constant output error (a loss linear in yhat, or one
     that does not depend on it) still gets the shape of A<l>."""
     if _constant(delta):
-        return [f"delta{l} = {_array_code(delta, f'A{l}', printer)}"]
+        return [f"delta{l} = np.full_like(A{l}, {printer.doprint(delta)})"]
     return in_place(f"delta{l}", delta, printer, out, products)
 
 
@@ -286,14 +291,15 @@ def _backward_steps(
         # apart share a buffer when their widths match: two buffers per width in all.
         parity = "odd" if l % 2 else "even"
         out = ws.per_sample(f"delta_{parity}_{layer.n_out}", layer.n_out)
-        read = set(re.findall(r"\bdelta\d+\b", " ".join(in_place(f"delta{l}", delta, printer))))
+        plain = _delta_lines(l, delta, printer)
+        read = set(re.findall(r"\bdelta\d+\b", " ".join(plain)))
         if not read <= {f"delta{l}", f"delta{l + 1}"}:
             raise DerivationError(f"delta{l} reads {sorted(read)}: its buffer cannot be shared")
         steps.append(
             {
                 "index": l,
                 "is_output": layer.is_output,
-                "delta_lines": _delta_lines(l, delta, printer),
+                "delta_lines": plain,
                 "delta_lines_ws": _delta_lines(l, delta, printer, out, products),
                 "dW_lines": in_place(f"dW{l}", layer.dW, printer, ws.weights(layer)),
                 "db_lines": in_place(f"db{l}", layer.db, printer, ws.bias(layer)),
@@ -396,17 +402,10 @@ def module_context(d: Derivation) -> dict[str, Any]:
     names.update({f"Z{layer.index}": "Z" for layer in d.layers if layer.index not in keep_z})
     printer = NumPyPrinter(row, names)
     ws = Workspace(row)
-    forward = _forward_steps(d, printer, eq, ws)
+    loss_ws = _loss_reuse(d, printer)
+    forward = _forward_steps(d, printer, eq, ws, loss_ws["lse"])
     backward = _backward_steps(d, printer, eq, ws)
     loss_code = _array_code(_loss_expr(d), "Y", printer)
-    loss_ws = _loss_reuse(d, printer)
-    if loss_ws["lse"]:
-        # The softmax also returns log sum_k exp(z_k), which the loss reads.
-        step, z_name = forward[-1], printer.doprint(sp.Symbol(f"Z{L}"))
-        step["a_ws"] = (
-            f"_softmax({z_name}, out={ws.per_sample(f'A{L}', d.layers[-1].n_out)}, lse=True)"
-        )
-        step["a_target_ws"] = f"A{L}, {loss_ws['lse']}"
     layers = []
     for layer in d.layers:
         std, scheme = _init_std(layer)

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import sympy as sp
 
+from symbp import probe
+
 T = TypeVar("T")
 
 SIMPLIFY_SECONDS = 2.0
@@ -102,10 +104,17 @@ def tidy(expr: sp.Expr, seconds: float = SIMPLIFY_SECONDS) -> sp.Expr:
     """simplify(), unless it brings in functions the input lacked (cosh for exp, ...).
 
     New functions usually mean a form with worse floating-point behaviour, such as
-    1/cosh(z/2)**2, which overflows where exp(-z)/(1 + exp(-z))**2 does not.
+    1/cosh(z/2)**2, which overflows where exp(-z)/(1 + exp(-z))**2 does not; a form that
+    is not finite wherever the input is (symbp.probe) is refused too.
     """
     simpler = simplify(expr, seconds)
-    return simpler if _function_kinds(simpler) <= _function_kinds(expr) else expr
+    if simpler.has(sp.I) and not expr.has(sp.I):
+        # (1 + t**2)**2 factored over the Gaussian integers: real, but not printable as such.
+        return expr
+    if not _function_kinds(simpler) <= _function_kinds(expr):
+        return expr
+    # Equal is not enough: the shorter form may overflow where the input does not.
+    return simpler if probe.no_worse(simpler, expr) else expr
 
 
 def is_zero(expr: sp.Expr, seconds: float = SIMPLIFY_SECONDS) -> bool:

@@ -209,7 +209,8 @@ def _activation_code(layer: LayerDerivation, printer: NumPyPrinter) -> tuple[str
     """a = f(z), and whether it overwrites z: when z lives in the reused name Z,
     tanh, ReLU and sigmoid write in place (and the identity is z itself)."""
     z = sp.Symbol(f"Z{layer.index}", real=True)
-    code = printer.doprint(through_sigmoid(layer.a))
+    # A constant activation (x**0, pi, ...) still gives every unit of every sample a value.
+    code = _array_code(through_sigmoid(layer.a), printer.doprint(z), printer)
     if printer.doprint(z) != "Z":
         return code, False
     if layer.a == z:
@@ -322,7 +323,7 @@ def _tangent_steps(
         {
             "index": t.index,
             "z_dot": printer.doprint(t.z_dot),
-            "a_dot": printer.doprint(through_sigmoid(t.a_dot)),
+            "a_dot": _array_code(through_sigmoid(t.a_dot), f"Zd{t.index}", printer),
         }
         for t in tangents
     ]

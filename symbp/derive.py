@@ -16,6 +16,7 @@ import sympy as sp
 from symbp.activations import X, elementwise_expr
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation, derive_activation
+from symbp.errors import SpecError
 from symbp.expr import parse_expression
 from symbp.indexed import (
     MAT_A,
@@ -218,6 +219,28 @@ def _layer(
     )
 
 
+_UNDEFINED = (sp.zoo, sp.nan, sp.oo, -sp.oo)
+
+
+def _check_defined(arch: Arch, out: OutputDerivation) -> None:
+    """Refuse a loss that is infinite or undefined for every input (log(0) of a constant
+    output activation, say): there is no gradient to derive."""
+    if not (out.delta_array.has(*_UNDEFINED) or out.loss_array.has(*_UNDEFINED)):
+        return
+    last = len(arch.layers) - 1
+    where = arch.mark("loss") or arch.mark("loss.expr")
+    raise SpecError(
+        f"the loss is undefined or infinite for every input: the output activation "
+        f"'{arch.layers[last].activation}' makes it {out.loss_array}",
+        file=arch.source,
+        line=where[0] if where else None,
+        column=where[1] if where else None,
+        path="loss",
+        fix="use an output activation whose values lie in the loss's domain "
+        "(for bce and cross_entropy, between 0 and 1 and not constant)",
+    )
+
+
 def derive(arch: Arch) -> Derivation:
     """SymPy's derivation of backpropagation for `arch` (an Arch, or a path to arch.yaml)."""
     if not isinstance(arch, Arch):
@@ -230,6 +253,7 @@ def derive(arch: Arch) -> Derivation:
     out = derive_output(
         unit_loss(arch), acts.get(out_name), probability_target=arch.loss.kind == "cross_entropy"
     )
+    _check_defined(arch, out)
     layers = tuple(_layer(arch, calc, acts, out, l) for l in range(1, len(arch.layers) + 1))
     return Derivation(arch=arch, calculus=calc, activations=acts, output=out, layers=layers)
 

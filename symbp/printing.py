@@ -107,6 +107,22 @@ def _softplus_arg(expr: sp.log) -> sp.Expr | None:
     return other.args[0] if isinstance(other, sp.exp) else None
 
 
+# Functions that raise (invalid, divide by zero, overflow) on part of the real line.
+_PARTIAL = (sp.log, sp.sinh, sp.cosh)
+
+
+def _has_partial(expr: sp.Basic) -> bool:
+    """True when expr has a log, sinh/cosh, root or division of something not constant."""
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, _PARTIAL) and node.args[0].free_symbols:
+            if not (isinstance(node, sp.log) and _softplus_arg(node) is not None):
+                return True
+        if isinstance(node, sp.Pow) and node.base.free_symbols and _is_sigmoid(node) is None:
+            if node.exp.is_negative or not node.exp.is_Integer:
+                return True
+    return False
+
+
 class NumPyPrinter(StrPrinter):
     """Prints symbp's derived expressions as NumPy code for the chosen layout."""
 
@@ -117,6 +133,17 @@ class NumPyPrinter(StrPrinter):
         self.row_layout = row_layout
         self.names = names or {}
         self.used: set[str] = set()
+        # Conditions (printed) under which the Piecewise branch being printed is taken.
+        self._masks: list[str] = []
+
+    def _guarded(self, arg: sp.Expr) -> str:
+        """The argument of a partial operation (log, root, division) inside a Piecewise
+        branch: replaced by 1 where the branch is not taken, since np.where evaluates every
+        branch everywhere and log(-1) there would raise under np.errstate."""
+        text = self._print(arg)
+        if not self._masks or not arg.free_symbols:
+            return text
+        return f"np.where({' & '.join(self._masks)}, {text}, 1)"
 
     def _print(self, expr: Any, **kwargs: Any) -> str:
         if isinstance(expr, sp.Basic) and not isinstance(expr, ALLOWED):
@@ -163,14 +190,28 @@ class NumPyPrinter(StrPrinter):
             raise DerivationError(f"no NumPy form for function {type(expr).__name__}")
         if name.startswith("_"):
             self.used.add(name)
+        if isinstance(expr, _PARTIAL):
+            return f"{name}({self._guarded(expr.args[0])})"
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_log(self, expr: sp.log) -> str:
-        """log(1 + exp(u)) is softplus, printed through a helper that cannot overflow."""
+        """log(1 + exp(u)) is softplus, printed through a helper that cannot overflow;
+        log(sigmoid(u)**k) = -k softplus(-u) and log(1 - sigmoid(u)) = -softplus(u), which
+        stay finite where the sigmoid rounds to 0 or 1."""
         u = _softplus_arg(expr)
         if u is not None:
             self.used.add("_softplus")
             return f"_softplus({self._print(u)})"
+        arg = expr.args[0]
+        v = _is_sigmoid(arg) if isinstance(arg, sp.Pow) else None
+        if v is not None:
+            return self._print(arg.exp * sp.log(1 + sp.exp(-v), evaluate=False))
+        terms = sp.Add.make_args(arg)
+        if len(terms) == 2 and sp.S.One in terms:
+            other = -(terms[0] if terms[1] == sp.S.One else terms[1])
+            v = _is_sigmoid(other) if isinstance(other, sp.Pow) and other.exp == -1 else None
+            if v is not None:
+                return self._print(-sp.log(1 + sp.exp(v), evaluate=False))
         return self._print_Function(expr)
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
@@ -180,6 +221,15 @@ class NumPyPrinter(StrPrinter):
             self.used.add("_sigmoid")
             power = "" if expr.exp == -1 else f"**{-expr.exp}"
             return f"_sigmoid({self._print(u)}){power}"
+        partial = self._masks and (expr.exp.is_negative or not expr.exp.is_Integer)
+        if partial and expr.base.free_symbols:
+            # Inside a Piecewise branch: a root or division only where the branch is taken.
+            base = sp.Symbol(self._guarded(expr.base))
+            masks, self._masks = self._masks, []
+            try:
+                return self._print_Pow(sp.Pow(base, expr.exp, evaluate=False))
+            finally:
+                self._masks = masks
         if expr.exp.is_Rational and expr.exp.q == 2:
             # Half-integer powers through np.sqrt: u**(3/2) = sqrt(u)**3.
             root, k = f"np.sqrt({self._print(expr.base)})", abs(expr.exp.p)
@@ -204,10 +254,26 @@ class NumPyPrinter(StrPrinter):
         *branches, (last, cond) = expr.args
         if cond != sp.true:
             raise DerivationError(f"Piecewise without a default branch: {expr}")
-        text = self._typed(last)
-        for value, condition in reversed(branches):
-            text = f"np.where({self._print(condition)}, {self._typed(value)}, {text})"
+        conditions = [c for _, c in branches]
+        text = self._branch(last, sp.And(*[sp.Not(c) for c in conditions]))
+        for k in reversed(range(len(branches))):
+            value, condition = branches[k]
+            taken = sp.And(condition, *[sp.Not(c) for c in conditions[:k]])
+            text = f"np.where({self._print(condition)}, {self._branch(value, taken)}, {text})"
         return text
+
+    def _branch(self, value: sp.Expr, taken: sp.Basic) -> str:
+        """One branch's value; its partial operations are guarded by `taken` if it has any."""
+        if not _has_partial(value):
+            return self._typed(value)
+        self._masks.append(self._print(taken))
+        try:
+            return self._typed(value)
+        finally:
+            self._masks.pop()
+
+    def _print_Not(self, expr: sp.Not) -> str:
+        return f"~{self._print(expr.args[0])}"
 
     def _typed(self, value: sp.Expr) -> str:
         """A constant branch of np.where as DTYPE, so float32 code stays float32."""

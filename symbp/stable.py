@@ -4,7 +4,8 @@ SymPy's derivative of x*sigmoid(x) contains exp(-x)/(1 + exp(-x))**2, which is
 inf/inf at x = -1000. With s = 1/(1 + exp(-u)) one has exp(-u) = (1 - s)/s, so
 the same expression is a polynomial in s: x*s*(1 - s) + s. This module makes
 that substitution when it removes every exp(+-u) and leaves no division by s or
-1 - s; the printer then evaluates s with its overflow-free sigmoid.
+1 - s; the printer then evaluates s with its overflow-free sigmoid. A rewrite is kept only
+when it agrees with the expression it replaces at sample points (symbp.equal).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp import bounded
+from symbp.equal import agree
 
 
 def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
@@ -24,7 +26,8 @@ def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
         terms = sp.Add.make_args(base)
         if len(terms) == 2 and sp.S.One in terms:
             other = terms[0] if terms[1] == sp.S.One else terms[1]
-            if isinstance(other, sp.exp):
+            if isinstance(other, sp.exp) and other.args[0].free_symbols:
+                # A constant sigmoid is a number: the printer evaluates it as one.
                 found.append(-other.args[0])
     return sorted(set(found), key=sp.default_sort_key)
 
@@ -45,5 +48,7 @@ def through_sigmoid(expr: sp.Expr) -> sp.Expr:
         _, denom = sp.fraction(sp.together(candidate))
         if denom.has(s):
             continue
-        expr = candidate.xreplace({s: 1 / (1 + sp.exp(-u))})
+        rewritten = candidate.xreplace({s: 1 / (1 + sp.exp(-u))})
+        if agree(expr, rewritten):
+            expr = rewritten
     return expr

@@ -1,0 +1,610 @@
+"""Differential fuzzing of `symbp generate`: random networks and expressions, each generated,
+imported and checked against an independent evaluation.
+
+The reference here shares nothing with symbp but the file format: expressions are parsed with
+Python's `ast` and evaluated by a small NumPy walker below (no SymPy, no symbp printer), on
+dual numbers, so the same walk gives values and exact directional derivatives (forward mode,
+derivative rules written out in `_RULES`). For each random case:
+
+- the module's forward, loss, gradients and jvp must equal the reference wherever the
+  reference is finite; hvp must match central differences of the module's own gradients;
+- where the reference evaluates without any floating-point error, loss_and_grads must too,
+  under np.errstate(all="raise", under="ignore") with warnings as errors;
+- at inputs scaled by 1000, where the reference loss (and the gradient) is finite, the
+  module's must be finite as well;
+- a file symbp refuses must be refused with a clean SpecError/ExpressionError, never an
+  internal error or a DerivationError ("cannot print ...").
+
+The reference computes built-in losses as a careful library would (binary cross-entropy after
+a sigmoid and cross-entropy after a softmax from the logits); everything else exactly as
+written, with stable sigmoid, softplus and softmax.
+
+Run long:  python tests/fuzzing.py --examples 2000 [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import sys
+import tempfile
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BUILTIN_HIDDEN = [
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "swish",
+    "gelu",
+]
+UNARY = [
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "sin",
+    "cos",
+    "tan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "atan",
+    "erf",
+    "sigmoid",
+    "softplus",
+]
+NUMBERS = ["0", "1", "2", "3", "0.5", "0.1", "1.702", "0.044715", "10", "pi", "e", "2/4", "1e-3"]
+EXPONENTS = ["2", "3", "0", "-1", "-2", "0.5", "(1/3)", "1.5", "4", "(2/3)", "-0.5"]
+
+
+# ----------------------------------------------------------------------------- grammar
+
+
+def expressions(variables: list[str], depth: int = 4) -> st.SearchStrategy[str]:
+    """Expression text from the README's grammar: numbers, pi, e, variables, + - * / **,
+    unary minus, the unary functions, min and max, nested."""
+    leaves = st.one_of(
+        st.sampled_from(variables), st.sampled_from(variables), st.sampled_from(NUMBERS)
+    )
+
+    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        binary = st.tuples(inner, st.sampled_from(["+", "-", "*", "/"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        )
+        power = st.tuples(inner, st.sampled_from(EXPONENTS)).map(lambda t: f"({t[0]})**{t[1]}")
+        call = st.tuples(st.sampled_from(UNARY), inner).map(lambda t: f"{t[0]}({t[1]})")
+        minmax = st.tuples(
+            st.sampled_from(["min", "max"]), st.lists(inner, min_size=2, max_size=3)
+        ).map(lambda t: f"{t[0]}({', '.join(t[1])})")
+        negate = inner.map(lambda t: f"-({t})")
+        return st.one_of(binary, binary, power, call, call, minmax, negate)
+
+    return st.recursive(leaves, extend, max_leaves=depth * 2)
+
+
+@st.composite
+def architectures(draw: Callable) -> dict:
+    """A random architecture document: 1-3 layers, built-in and custom activations, every
+    output activation, built-in and expression losses, both layouts and reductions, l2."""
+    customs = {f"f{i}": draw(expressions(["x"])) for i in range(draw(st.integers(0, 2)))}
+    hidden_choices = BUILTIN_HIDDEN + list(customs)
+    depth = draw(st.integers(1, 3))
+    layers = [
+        {"units": draw(st.integers(1, 3)), "activation": draw(st.sampled_from(hidden_choices))}
+        for _ in range(depth - 1)
+    ]
+    output = draw(st.sampled_from([*hidden_choices, "softmax", "sigmoid", "softmax"]))
+    units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))
+    layers.append({"units": units, "activation": output})
+    loss: Any = draw(st.sampled_from(["mse", "bce", "cross_entropy", "expr", "expr"]))
+    if loss == "expr":
+        loss = {"expr": draw(expressions(["yhat", "y"]))}
+    doc = {
+        "name": "fuzz",
+        "input": draw(st.integers(1, 3)),
+        "layers": layers,
+        "loss": loss,
+        "layout": draw(st.sampled_from(["column", "row"])),
+        "reduction": draw(st.sampled_from(["mean", "sum"])),
+        "l2": draw(st.sampled_from([0.0, 0.0, 0.1])),
+    }
+    if customs:
+        doc["activations"] = customs
+    return doc
+
+
+# ----------------------------------------------------------------------------- dual numbers
+
+
+class Dual:
+    """A value and its directional derivative (forward mode), both NumPy arrays."""
+
+    __array_priority__ = 1000
+
+    def __init__(self, v: Any, t: Any = 0.0) -> None:
+        self.v = np.asarray(v, dtype=np.float64)
+        self.t = np.asarray(t, dtype=np.float64) * np.ones_like(self.v)
+
+    def __add__(self, o: Any) -> Dual:
+        o = lift(o)
+        return Dual(self.v + o.v, self.t + o.t)
+
+    __radd__ = __add__
+
+    def __sub__(self, o: Any) -> Dual:
+        o = lift(o)
+        return Dual(self.v - o.v, self.t - o.t)
+
+    def __rsub__(self, o: Any) -> Dual:
+        return lift(o) - self
+
+    def __mul__(self, o: Any) -> Dual:
+        o = lift(o)
+        return Dual(self.v * o.v, self.t * o.v + self.v * o.t)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o: Any) -> Dual:
+        o = lift(o)
+        return Dual(self.v / o.v, (self.t * o.v - self.v * o.t) / (o.v * o.v))
+
+    def __rtruediv__(self, o: Any) -> Dual:
+        return lift(o) / self
+
+    def __neg__(self) -> Dual:
+        return Dual(-self.v, -self.t)
+
+    def __matmul__(self, o: Any) -> Dual:
+        o = lift(o)
+        return Dual(self.v @ o.v, self.t @ o.v + self.v @ o.t)
+
+    def __rmatmul__(self, o: Any) -> Dual:
+        return lift(o) @ self
+
+    @property
+    def T(self) -> Dual:
+        return Dual(self.v.T, self.t.T)
+
+    def sum(self, axis: int, keepdims: bool = True) -> Dual:
+        return Dual(
+            self.v.sum(axis=axis, keepdims=keepdims), self.t.sum(axis=axis, keepdims=keepdims)
+        )
+
+
+def lift(x: Any) -> Dual:
+    return x if isinstance(x, Dual) else Dual(x)
+
+
+def _erf(v: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[float])(v)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(v))
+    return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
+
+
+# name -> (f, f'), both on plain arrays.
+_RULES: dict[str, tuple[Callable, Callable]] = {
+    "exp": (np.exp, np.exp),
+    "log": (np.log, lambda v: 1 / v),
+    "sqrt": (np.sqrt, lambda v: 0.5 / np.sqrt(v)),
+    "abs": (np.abs, np.sign),
+    "sin": (np.sin, np.cos),
+    "cos": (np.cos, lambda v: -np.sin(v)),
+    "tan": (np.tan, lambda v: 1 / np.cos(v) ** 2),
+    "sinh": (np.sinh, np.cosh),
+    "cosh": (np.cosh, np.sinh),
+    "tanh": (np.tanh, lambda v: 1 - np.tanh(v) ** 2),
+    "atan": (np.arctan, lambda v: 1 / (1 + v * v)),
+    "erf": (_erf, lambda v: 2 / math.sqrt(math.pi) * np.exp(-v * v)),
+    "sigmoid": (_sigmoid, lambda v: _sigmoid(v) * _sigmoid(-v)),
+    "softplus": (lambda v: np.logaddexp(0, v), _sigmoid),
+}
+
+
+def apply(name: str, x: Dual) -> Dual:
+    f, df = _RULES[name]
+    return Dual(f(x.v), df(x.v) * x.t)
+
+
+def power(x: Dual, p: Fraction) -> Dual:
+    if p == 0:
+        return Dual(np.ones_like(x.v))
+    e = int(p) if p.denominator == 1 else float(p)
+    return Dual(np.power(x.v, e), (float(p) * np.power(x.v, e - 1)) * x.t)
+
+
+def pick(a: Dual, b: Dual, smaller: bool) -> Dual:
+    take_a = a.v <= b.v if smaller else a.v >= b.v
+    return Dual(np.where(take_a, a.v, b.v), np.where(take_a, a.t, b.t))
+
+
+# ----------------------------------------------------------------------------- the walker
+
+
+def _exponent(node: ast.expr) -> Fraction:
+    """A constant exponent: a signed number or a signed ratio of numbers."""
+    if isinstance(node, ast.UnaryOp):
+        sign = -1 if isinstance(node.op, ast.USub) else 1
+        return sign * _exponent(node.operand)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return _exponent(node.left) / _exponent(node.right)
+    assert isinstance(node, ast.Constant)
+    value = node.value
+    return Fraction(value) if isinstance(value, int) else Fraction(repr(value))
+
+
+def evaluate(text: str, env: dict[str, Dual]) -> Dual:
+    """The value of expression text over dual numbers (variables from env)."""
+    return _walk(ast.parse(text, mode="eval").body, env)
+
+
+def _walk(node: ast.expr, env: dict[str, Dual]) -> Dual:
+    if isinstance(node, ast.Constant):
+        return Dual(float(node.value))
+    if isinstance(node, ast.Name):
+        constants = {"pi": math.pi, "e": math.e}
+        return env[node.id] if node.id in env else Dual(constants[node.id])
+    if isinstance(node, ast.UnaryOp):
+        inner = _walk(node.operand, env)
+        return -inner if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        return power(_walk(node.left, env), _exponent(node.right))
+    if isinstance(node, ast.BinOp):
+        left, right = _walk(node.left, env), _walk(node.right, env)
+        op = {
+            ast.Add: Dual.__add__,
+            ast.Sub: Dual.__sub__,
+            ast.Mult: Dual.__mul__,
+            ast.Div: Dual.__truediv__,
+        }[type(node.op)]
+        return op(left, right)
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    args = [_walk(a, env) for a in node.args]
+    name = node.func.id
+    if name in ("min", "max"):
+        out = args[0]
+        for a in args[1:]:
+            out = pick(out, a, name == "min")
+        return out
+    return apply(name, args[0])
+
+
+# ----------------------------------------------------------------------------- the network
+
+_BUILTIN_TEXT = {
+    "identity": "x",
+    "sigmoid": "sigmoid(x)",
+    "tanh": "tanh(x)",
+    "relu": "max(x, 0)",
+    "leaky_relu": "max(x, 0.01*x)",
+    "elu": None,
+    "softplus": "softplus(x)",
+    "swish": "x*sigmoid(x)",
+    "gelu": "x/2*(1 + erf(x/sqrt(2)))",
+}
+
+
+def activation(name: str, z: Dual, customs: dict[str, str], axis: int) -> Dual:
+    if name == "softmax":
+        m = z.v.max(axis=axis, keepdims=True)
+        e = apply("exp", z - m)
+        return e / e.sum(axis)
+    if name == "elu":
+        neg = apply("exp", Dual(np.minimum(z.v, 0), np.where(z.v > 0, 0, z.t))) - 1
+        return Dual(np.where(z.v > 0, z.v, neg.v), np.where(z.v > 0, z.t, neg.t))
+    text = customs[name] if name in customs else _BUILTIN_TEXT[name]
+    return evaluate(text, {"x": z})
+
+
+def log_softmax(z: Dual, axis: int) -> Dual:
+    m = z.v.max(axis=axis, keepdims=True)
+    return z - m - apply("log", apply("exp", z - m).sum(axis))
+
+
+def log_one_minus_softmax(z: Dual, axis: int) -> Dual:
+    """log(1 - a_k) = log sum_{m != k} exp(z_m) - log sum_m exp(z_m), each shifted by its max."""
+    lse = -log_softmax(z, axis) + z
+    out_v, out_t = np.empty_like(z.v), np.empty_like(z.v)
+    units = z.v.shape[axis]
+    for k in range(units):
+        others = [m for m in range(units) if m != k]
+        zo = Dual(np.take(z.v, others, axis=axis), np.take(z.t, others, axis=axis))
+        mo = zo.v.max(axis=axis, keepdims=True)
+        lse_o = Dual(mo) + apply("log", apply("exp", zo - mo).sum(axis))
+        term = lse_o - Dual(np.take(lse.v, [k], axis=axis), np.take(lse.t, [k], axis=axis))
+        idx = [slice(None)] * z.v.ndim
+        idx[axis] = slice(k, k + 1)
+        out_v[tuple(idx)], out_t[tuple(idx)] = term.v, term.t
+    return Dual(out_v, out_t)
+
+
+def unit_loss(doc: dict, a: Dual, z: Dual, y: np.ndarray, axis: int) -> Dual:
+    """The per-element loss, from the logits for bce after sigmoid and ce after softmax."""
+    loss = doc["loss"]
+    out_act = doc["layers"][-1]["activation"]
+    Y = Dual(y)
+    if isinstance(loss, dict):
+        return evaluate(loss["expr"], {"yhat": a, "y": Y})
+    if loss == "mse":
+        return (a - Y) * (a - Y) * 0.5
+    if out_act == "softmax":
+        log_a, log_1ma = log_softmax(z, axis), log_one_minus_softmax(z, axis)
+    elif out_act == "sigmoid":
+        log_a, log_1ma = -apply("softplus", -z), -apply("softplus", z)
+    else:
+        log_a, log_1ma = apply("log", a), apply("log", 1 - a)
+    if loss == "cross_entropy":
+        return -(Y * log_a)
+    return -(Y * log_a + (1 - Y) * log_1ma)
+
+
+def reference(
+    doc: dict, params: dict, X: np.ndarray, Y: np.ndarray, tangents: dict | None = None
+) -> tuple[Dual, Dual]:
+    """(output, loss) of the network on dual numbers; tangents: directions of the parameters."""
+    row = doc.get("layout", "column") == "row"
+    axis = 1 if row else 0
+    customs = doc.get("activations", {})
+    tangents = tangents or {}
+    a = Dual(X)
+    z = a
+    for l, layer in enumerate(doc["layers"], start=1):
+        W = Dual(params[f"W{l}"], tangents.get(f"W{l}", 0.0))
+        b = Dual(params[f"b{l}"], tangents.get(f"b{l}", 0.0))
+        z = (a @ W.T + b) if row else (W @ a + b)
+        a = activation(layer["activation"], z, customs, axis)
+    n = X.shape[0] if row else X.shape[1]
+    scale = 1.0 / n if doc.get("reduction", "mean") == "mean" else 1.0
+    per = unit_loss(doc, a, z, Y, axis)
+    total = Dual(per.v.sum(), per.t.sum()) * scale
+    l2 = float(doc.get("l2", 0.0))
+    for l in range(1, len(doc["layers"]) + 1):
+        W = Dual(params[f"W{l}"], tangents.get(f"W{l}", 0.0))
+        sq = W * W
+        total = total + Dual(sq.v.sum(), sq.t.sum()) * (l2 / 2)
+    return a, total
+
+
+def reference_gradient(doc: dict, params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
+    """Every gradient entry, by one forward-mode pass per parameter entry."""
+    grads = {}
+    for key, value in params.items():
+        g = np.empty_like(value)
+        for idx in np.ndindex(value.shape):
+            e = np.zeros_like(value)
+            e[idx] = 1.0
+            g[idx] = float(reference(doc, params, X, Y, {key: e})[1].t)
+        grads[key] = g
+    return grads
+
+
+# ----------------------------------------------------------------------------- one case
+
+
+@dataclass
+class Outcome:
+    """What one case showed: problems (failures), and what was checked or skipped."""
+
+    problems: list[str] = field(default_factory=list)
+    refused: str = ""
+    checked: list[str] = field(default_factory=list)
+
+
+def _problem_data(doc: dict, seed: int, n: int = 3) -> tuple[dict, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    row = doc.get("layout", "column") == "row"
+    sizes = [doc["input"]] + [layer["units"] for layer in doc["layers"]]
+    params = {}
+    for l in range(1, len(sizes)):
+        params[f"W{l}"] = rng.standard_normal((sizes[l], sizes[l - 1])) * 0.8
+        params[f"b{l}"] = rng.standard_normal((sizes[l],) if row else (sizes[l], 1)) * 0.3
+    X = rng.standard_normal((n, sizes[0]) if row else (sizes[0], n))
+    k = sizes[-1]
+    shape = (n, k) if row else (k, n)
+    if doc["loss"] == "cross_entropy":
+        raw = np.exp(rng.standard_normal(shape))
+        Y = raw / raw.sum(axis=1 if row else 0, keepdims=True)
+    elif doc["loss"] == "mse":
+        Y = rng.standard_normal(shape)
+    else:
+        Y = rng.uniform(0.05, 0.95, shape)
+    return params, X, Y
+
+
+def _close(got: Any, want: Any, rtol: float) -> np.ndarray:
+    """Entrywise agreement where `want` is finite, relative to the array's largest entry."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    finite = np.isfinite(want)
+    if not finite.any():
+        return np.ones(want.shape, bool)
+    scale = max(1.0, float(np.max(np.abs(want[finite]))))
+    ok = np.abs(got - want) <= rtol * scale
+    return ok | ~finite
+
+
+def _clean(call: Callable) -> tuple[bool, Any]:
+    """(True, result) if call raises no floating-point error or warning, else (False, None)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            with np.errstate(all="raise", under="ignore"):
+                return True, call()
+        except (FloatingPointError, RuntimeWarning) as err:
+            return False, err
+
+
+def generate_module(doc: dict, folder: Path) -> tuple[Any, str]:
+    """(module, "") or (None, refusal message). Unexpected errors propagate."""
+    from symbp.errors import DerivationError, SymbpError
+    from symbp.gradcheck import import_path
+    from symbp.pipeline import generate, write_files
+    from symbp.spec import arch_from_mapping
+
+    try:
+        arch = arch_from_mapping({**doc, "dtype": "float64"})
+        result = generate(arch)
+    except DerivationError:
+        raise
+    except SymbpError as err:
+        return None, str(err)
+    write_files(result.files, folder)
+    return import_path(folder / f"{arch.name}.py"), ""
+
+
+def check_case(doc: dict, folder: Path, seed: int = 0) -> Outcome:
+    """Generate, import and check one architecture document; see the module docstring."""
+    out = Outcome()
+    module, refused = generate_module(doc, folder)
+    if module is None:
+        out.refused = refused
+        return out
+    params, X, Y = _problem_data(doc, seed)
+    _check_values(out, module, doc, params, X, Y)
+    _check_large(out, module, doc, params, X * 1000.0, Y)
+    return out
+
+
+def _check_values(
+    out: Outcome, module: Any, doc: dict, params: dict, X: np.ndarray, Y: np.ndarray
+) -> None:
+    """Forward, loss, gradients, jvp and hvp at ordinary inputs; no FP error where the
+    reference has none."""
+    ref_ok, ref = _clean(
+        lambda: (reference(doc, params, X, Y), reference_gradient(doc, params, X, Y))
+    )
+    with np.errstate(all="ignore"):
+        if not ref_ok:
+            ref = (reference(doc, params, X, Y), reference_gradient(doc, params, X, Y))
+        (yhat, loss), grads = ref
+        got_yhat = module.forward(params, X)
+        if not _close(got_yhat, yhat.v, 1e-9).all():
+            out.problems.append(f"forward differs: {got_yhat} vs reference {yhat.v}")
+        value, got = module.loss_and_grads(params, X, Y)
+        if np.isfinite(loss.v) and not _close(value, loss.v, 1e-9).all():
+            out.problems.append(f"loss differs: {value!r} vs reference {float(loss.v)!r}")
+        for key in params:
+            if not _close(got[key], grads[key], 1e-7).all():
+                out.problems.append(f"gradient {key} differs:\n{got[key]}\nreference\n{grads[key]}")
+        _check_jvp_hvp(out, module, doc, params, X, Y)
+    out.checked.append("values")
+    if ref_ok and np.isfinite(loss.v) and all(np.isfinite(g).all() for g in grads.values()):
+        ok, err = _clean(lambda: module.loss_and_grads(params, X, Y))
+        if not ok:
+            out.problems.append(f"floating-point error where the reference has none: {err}")
+        out.checked.append("errstate")
+
+
+def _check_jvp_hvp(
+    out: Outcome, module: Any, doc: dict, params: dict, X: np.ndarray, Y: np.ndarray
+) -> None:
+    rng = np.random.default_rng(5)
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+    yhat, _ = reference(doc, params, X, Y, v)
+    _, got = module.jvp(params, X, v)
+    if not _close(got, yhat.t, 1e-7).all():
+        out.problems.append(f"jvp differs: {got} vs reference {yhat.t}")
+    hv = module.hvp(params, X, Y, v)
+    agree = []
+    for h in (1e-4, 1e-5, 1e-6, 1e-7):
+        plus = module.loss_and_grads({k: p + h * v[k] for k, p in params.items()}, X, Y)[1]
+        minus = module.loss_and_grads({k: p - h * v[k] for k, p in params.items()}, X, Y)[1]
+        fd = {k: (plus[k] - minus[k]) / (2 * h) for k in params}
+        if not all(np.isfinite(f).all() for f in fd.values()):
+            agree.append(True)  # central differences undefined here: nothing to compare
+            continue
+        agree.append(all(_close(hv[k], fd[k], 1e-4).all() for k in params))
+    if not any(agree):
+        out.problems.append("hvp differs from central differences of the gradient")
+
+
+def _check_large(
+    out: Outcome, module: Any, doc: dict, params: dict, X: np.ndarray, Y: np.ndarray
+) -> None:
+    """At large inputs: finite loss and gradients wherever the reference's are."""
+    with np.errstate(all="ignore"):
+        _, loss = reference(doc, params, X, Y)
+        if not np.isfinite(loss.v) or abs(float(loss.v)) > 1e250:
+            return
+        grads = reference_gradient(doc, params, X, Y)
+        value, got = module.loss_and_grads(params, X, Y)
+    if not np.isfinite(value):
+        out.problems.append(f"x1000: loss {value} where the reference gives {float(loss.v)!r}")
+    for key in params:
+        finite = np.isfinite(grads[key]) & (np.abs(grads[key]) < 1e250)
+        if not np.isfinite(got[key][finite]).all():
+            out.problems.append(f"x1000: gradient {key} not finite where the reference is")
+    out.checked.append("large")
+
+
+# ----------------------------------------------------------------------------- long mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run many random cases; print each failing document (shrunk by hypothesis)."""
+    import yaml
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--shrink", action="store_true", help="shrink a failing case (slow)")
+    args = parser.parse_args(argv)
+    failures: list[str] = []
+    counts = {"cases": 0, "refused": 0}
+
+    @settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate]
+        + ([Phase.shrink] if args.shrink else []),
+    )
+    @given(doc=architectures(), seed=st.integers(0, 2**16))
+    def run(doc: dict, seed: int) -> None:
+        counts["cases"] += 1
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                outcome = check_case(doc, Path(folder), seed)
+            except Exception:  # noqa: BLE001 - reported with the document
+                outcome = Outcome(problems=[traceback.format_exc(limit=-4)])
+        counts["refused"] += bool(outcome.refused)
+        assert not outcome.problems, (
+            f"seed {seed}\n" + yaml.safe_dump(doc) + "\n".join(outcome.problems)
+        )
+
+    if args.seed is not None:
+        run = hypothesis_seed(args.seed)(run)
+    try:
+        run()
+    except Exception as err:  # noqa: BLE001 - the report is the point
+        failures.append(str(err))
+    print(f"{counts['cases']} cases, {counts['refused']} refused, {len(failures)} failing")
+    for failure in failures:
+        print(failure[:4000])
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
-from symbp import bounded
+from symbp import bounded, probe
 from symbp.activations import X
 
 A = sp.Symbol("a", real=True)
@@ -56,7 +57,10 @@ def derive_activation(name: str, f: sp.Expr) -> ActivationDerivation:
     if not simplified.has(X):
         return ActivationDerivation(name, f, raw, simplified, simplified, "constant")
     if isinstance(f, sp.Piecewise):
-        in_a = _piecewise_in_a(f, raw)
+        try:
+            in_a = _piecewise_in_a(f, raw)
+        except TypeError:  # a comparison SymPy cannot decide (a non-real breakpoint value)
+            in_a = None
         method = "piecewise inverse"
     else:
         in_a = _smooth_in_a(f, raw, simplified)
@@ -114,6 +118,8 @@ def _agrees(g: sp.Expr, f: sp.Expr, d: sp.Expr, var: sp.Symbol) -> bool:
 
 def _smooth_in_a(f: sp.Expr, raw: sp.Expr, simplified: sp.Expr) -> sp.Expr | None:
     """Rewrite f' through a = f(x) for a strictly increasing, smooth f."""
+    if probe.decreases_somewhere(raw, X, -np.inf, np.inf):
+        return None
     increasing = bounded.bounded(lambda: sp.is_strictly_increasing(f, sp.S.Reals), False)
     if not increasing:
         return None
@@ -167,6 +173,8 @@ def _interval_in_a(f: sp.Expr, d: sp.Expr, lo: sp.Expr, hi: sp.Expr) -> sp.Expr 
     interval = sp.Interval.open(lo, hi)
     fx = piece.subs(_T, X - lo if lo.is_finite else hi - X)
     dx = dpiece.subs(_T, X - lo if lo.is_finite else hi - X)
+    if probe.decreases_somewhere(sp.diff(fx, X), X, float(lo), float(hi)):
+        return None
     if not bounded.bounded(lambda: sp.is_increasing(fx, interval), False):
         return None
     if not dx.has(X):

@@ -75,14 +75,20 @@ def _stale(files: dict[str, str], out: Path) -> list[str]:
 
 def _generate(args: argparse.Namespace) -> int:
     """Generate every file given; with --check, compare instead of writing."""
-    from symbp.pipeline import generate
+    from symbp.pipeline import check_targets, generate, output_names
+    from symbp.spec import load_arch
 
     out = Path(args.out)
+    # Refusals that need no derivation come first: a bad file, a file in the way.
+    archs = [load_arch(a) for a in args.arch]
+    if not args.check:
+        for arch in archs:
+            check_targets(output_names(arch, args.body, args.with_tests), out, args.force)
     # Derive and render everything first: an invalid file means nothing is written.
     progress = _progress if sys.stderr.isatty() else None
     results = [
         generate(a, body_only=args.body, with_tests=args.with_tests, progress=progress)
-        for a in args.arch
+        for a in archs
     ]
     if progress:
         print(file=sys.stderr)

@@ -389,6 +389,14 @@ def _loss_reuse(d: Derivation, printer: NumPyPrinter) -> dict[str, str]:
     return {**reuse, "loss": _array_code(loss, "Y", printer)}
 
 
+def _sizes_text(sizes: tuple[int, ...]) -> str:
+    """'784-512-10', or for a deep network '1-1-1-...-1 (1001 sizes)': one short line."""
+    if len(sizes) <= 12:
+        return "-".join(map(str, sizes))
+    head, tail = "-".join(map(str, sizes[:3])), "-".join(map(str, sizes[-2:]))
+    return f"{head}-...-{tail} ({len(sizes)} sizes)"
+
+
 def module_context(d: Derivation) -> dict[str, Any]:
     """Everything module.py.j2 needs, as plain strings, numbers and lists."""
     arch = d.arch
@@ -434,6 +442,7 @@ def module_context(d: Derivation) -> dict[str, Any]:
         "hvp_loads": _loads(hvp_text, r"\b(?:[AZW]|Wd|Ad|Zd|delta)\d+\b", "vectors"),
         "name": arch.name,
         "layer_sizes": arch.layer_sizes,
+        "sizes_text": _sizes_text(arch.layer_sizes),
         "layout": arch.layout,
         "dtype": arch.dtype,
         "reduction": arch.reduction,

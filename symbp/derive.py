@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symbp import memo
 from symbp.activations import X, elementwise_expr
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation, derive_activation
@@ -134,19 +135,24 @@ def layer_symbols(l: int, sizes: tuple[int, ...], row: bool) -> dict[str, sp.Exp
 
 def _per_sample(expr: sp.MatrixExpr, row: bool) -> sp.MatrixExpr:
     """Row layout stores (n, units) arrays: transpose a per-sample result."""
-    return sp.transpose(expr).doit() if row else expr
+    return memo.doit(sp.transpose(expr)) if row else expr
+
+
+def _pre_activation(wab: sp.Tuple) -> sp.MatrixExpr:
+    """z = W a + b 1^T from (W, a, b)."""
+    w, a, b = wab.args
+    return w * a + b * sp.OneMatrix(1, N_BATCH)
 
 
 def _specialise(calc: LayerCalculus, l: int, sizes: tuple[int, ...], row: bool) -> dict:
     """The general matrix results with layer l's matrices put in."""
     sym = layer_symbols(l, sizes, row)
     names = {MAT_W: sym["W"], MAT_A: sym["A"], MAT_DELTA: sym["Delta"]}
-    ones_row = sp.OneMatrix(1, N_BATCH)
-    z = sym["W"] * sym["A"] + sym["b"] * ones_row
+    z = memo.renamed(_pre_activation, sp.Tuple(sym["W"], sym["A"], sym["b"]))
     return {
         "z": _per_sample(z, row),
-        "dW": calc.dW_matrix.xreplace(names).doit(),
-        "db": calc.db_matrix.xreplace(names).doit(),
+        "dW": memo.doit(calc.dW_matrix.xreplace(names)),
+        "db": memo.doit(calc.db_matrix.xreplace(names)),
         "back": _per_sample(calc.da_matrix.xreplace(names), row) if l > 1 else None,
         "W": sym["W"],
     }
@@ -215,7 +221,9 @@ def _layer(
         dW=dW,
         db=mats["db"],
         back=mats["back"],
-        stores_z=delta.has(sp.Symbol(f"Z{l}", real=True)),
+        # z is stored when the error term reads it or f' is evaluated in z (jvp and hvp
+        # need f'(z) even where the loss makes the output error constant).
+        stores_z=delta.has(sp.Symbol(f"Z{l}", real=True)) or (act is not None and act.needs == "z"),
     )
 
 
@@ -241,6 +249,19 @@ def _check_defined(arch: Arch, out: OutputDerivation) -> None:
     )
 
 
+def _check_printable(acts: dict[str, ActivationDerivation], out: OutputDerivation) -> None:
+    """Print the distinct formulas once before any per-layer work, so that a network the
+    printer must refuse is refused in milliseconds, not after its last layer."""
+    from symbp.printing import NumPyPrinter
+
+    probe = NumPyPrinter(row_layout=False)
+    for act in acts.values():
+        probe.doprint(act.f)
+        probe.doprint(act.backward_form)
+    probe.doprint(out.delta_array)
+    probe.doprint(out.loss_array)
+
+
 def derive(arch: Arch) -> Derivation:
     """SymPy's derivation of backpropagation for `arch` (an Arch, or a path to arch.yaml)."""
     if not isinstance(arch, Arch):
@@ -254,6 +275,7 @@ def derive(arch: Arch) -> Derivation:
         unit_loss(arch), acts.get(out_name), probability_target=arch.loss.kind == "cross_entropy"
     )
     _check_defined(arch, out)
+    _check_printable(acts, out)
     layers = tuple(_layer(arch, calc, acts, out, l) for l in range(1, len(arch.layers) + 1))
     return Derivation(arch=arch, calculus=calc, activations=acts, output=out, layers=layers)
 
@@ -279,6 +301,6 @@ def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:
     return {
         "z": _per_sample(w * a_prev + b * sp.OneMatrix(1, N_BATCH), row),
         "back": _per_sample(back, row),
-        "dW": calc.dW_matrix.xreplace(names).doit(),
-        "db": calc.db_matrix.xreplace(names).doit(),
+        "dW": memo.doit(calc.dW_matrix.xreplace(names)),
+        "db": memo.doit(calc.db_matrix.xreplace(names)),
     }

@@ -495,4 +495,26 @@ def _check_result(expr: Any, variables: Mapping[str, Any]) -> Any:
     for power in expr.atoms(sympy.Pow):
         if power.base.is_number and power.base.is_negative and not power.exp.is_integer:
             raise _error(f"the expression is not real: it contains {power}", variables)
+    if expr.free_symbols and not _real_somewhere(expr):
+        raise _error(
+            "the expression is not a real number for any value tried (such as log of a "
+            "negative number everywhere)",
+            variables,
+        )
     return expr
+
+
+_TRIAL_POINTS = (-3.7, -1.3, -0.4, 0.3, 0.9, 2.1, 4.6)
+
+
+def _real_somewhere(expr: Any) -> bool:
+    """True when expr is a finite real number at one of a few points (every variable alike)."""
+    for point in _TRIAL_POINTS:
+        values = {s: sympy.Float(point) for s in expr.free_symbols}
+        try:
+            value = complex(expr.xreplace(values).evalf(15))
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            continue
+        if math.isfinite(value.real) and abs(value.imag) <= 1e-12 * (1 + abs(value.real)):
+            return True
+    return False

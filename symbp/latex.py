@@ -11,6 +11,7 @@ from typing import Any
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import precedence_traditional
 
 from symbp.output import LogSumExp, UnitSum
 
@@ -141,9 +142,31 @@ class SeedLatexPrinter(LatexPrinter):
             text = f"{self.parenthesize(coeff, 50)} {text}"
         return text
 
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        """As SymPy prints it, but the sign is read off the leading number: SymPy's general
+        sign analysis took most of the time of documenting a deep network."""
+        args = list(expr.args)
+        negative = bool(args[0].is_Number and args[0].is_negative)
+        level = precedence_traditional(expr) if negative else _MATMUL_PRECEDENCE
+
+        def parens(x: sp.Basic) -> str:
+            if isinstance(x, sp.Mul) and not isinstance(x, sp.MatMul):
+                return self._print(x)
+            return self.parenthesize(x, level, False)
+
+        if negative:
+            args = args[1:] if args[0] == -1 else [-args[0], *args[1:]]
+            return "- " + " ".join(map(parens, args))
+        return " ".join(map(parens, args))
+
     def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
         """Index-notation names: tangents dotted, R{delta} with a script R."""
         return _INDEXED_NAMES.get(str(expr), super()._print_IndexedBase(expr))
+
+
+_MATMUL_PRECEDENCE = precedence_traditional(
+    sp.MatMul(sp.MatrixSymbol("P", 2, 2), sp.MatrixSymbol("Q", 2, 2))
+)
 
 
 def _is_vector(expr: sp.Expr) -> bool:

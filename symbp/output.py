@@ -45,6 +45,12 @@ class LogSumExp(sp.Function):
     nargs = 1
 
 
+class LogOneMinusSoftmax(sp.Function):
+    """log(1 - a_k) for a = softmax(z), at every unit k of each sample (from the logits)."""
+
+    nargs = 1
+
+
 @dataclass(frozen=True)
 class OutputDerivation:
     """Every step of the output error, as SymPy produced it."""
@@ -171,11 +177,33 @@ def _logits_loss(unit_loss: sp.Expr, f_of_z: sp.Expr) -> sp.Expr:
     return sp.expand_log(expr, force=True)
 
 
+def _softmax_logits_loss(unit_loss: sp.Expr) -> sp.Expr | None:
+    """e(a_k, y_k) for a = softmax(z) with log(a_k) = z_k - log sum_m exp(z_m) and
+    log(1 - a_k) = LogOneMinusSoftmax(z)_k, or None if another log of a_k remains.
+
+    a_k is positive and so is 1 - a_k (for two or more units): with those assumptions SymPy
+    expands logs of products and powers of them exactly (no force).
+    """
+    p, q = sp.Symbol("p", positive=True), sp.Symbol("q", positive=True)
+    expr = unit_loss.subs(YHAT_VAR, p).replace(sp.log, lambda u: sp.log(u.subs(1 - p, q)))
+    expr = sp.expand_log(expr)
+    log_a = ARR_Z - LogSumExp(ARR_Z)
+    expr = expr.xreplace({sp.log(p): log_a, sp.log(q): LogOneMinusSoftmax(ARR_Z)})
+    if any(lg.has(p, q) for lg in expr.atoms(sp.log)):
+        return None
+    a = sp.exp(log_a)
+    return expr.xreplace({p: a, q: 1 - a, Y_VAR: ARR_Y})
+
+
 def loss_value(unit_loss: sp.Expr, act: ActivationDerivation | None) -> tuple[sp.Expr, bool]:
     """The per-element loss the code evaluates, and whether it is taken from logits z."""
     in_a = unit_loss.subs({YHAT_VAR: ARR_A, Y_VAR: ARR_Y}, simultaneous=True)
     if not in_a.has(sp.log):
         return in_a, False
+    if act is None:  # softmax: every log(a) and log(1 - a) has a form in the logits
+        in_z = bounded.bounded(lambda: _softmax_logits_loss(unit_loss), None)
+        if in_z is not None:
+            return in_z, True
     if act is None:  # softmax: a_k = exp(z_k) / sum_m exp(z_m)
         fz = sp.exp(Z[K]) / sp.Sum(sp.exp(Z[M]), (M, 1, N_UNITS))
     else:

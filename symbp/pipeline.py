@@ -105,7 +105,8 @@ def _check_overwritable(target: Path, force: bool) -> None:
     if force or not target.exists():
         return
     try:
-        head = target.read_text(encoding="utf-8", errors="replace")[:2000]
+        with target.open(encoding="utf-8", errors="replace") as handle:
+            head = "".join(handle.readline(4096) for _ in range(12))
     except OSError as exc:
         raise OutputError(
             f"cannot read existing {target}: {exc.strerror}", file=str(target)
@@ -118,14 +119,27 @@ def _check_overwritable(target: Path, force: bool) -> None:
         )
 
 
+def output_names(arch: Arch, body_only: bool = False, with_tests: bool = False) -> list[str]:
+    """The names of the files render_all makes for arch, in the same order."""
+    names = [f"{arch.name}.py"]
+    names += [f"test_{arch.name}.py"] if with_tests else []
+    names += [f"{arch.name}.tex"] + ([f"{arch.name}_body.tex"] if body_only else [])
+    return names + [f"{arch.name}.md"]
+
+
+def check_targets(names: list[str], outdir: str | os.PathLike, force: bool = False) -> None:
+    """Refuse (OutputError) if any of the files would replace one symbp did not write."""
+    for name in names:
+        _check_overwritable(Path(outdir) / name, force)
+
+
 def write_files(
     files: dict[str, str], outdir: str | os.PathLike, force: bool = False
 ) -> list[Path]:
     """Write every file atomically (temporary file + rename); check all targets first."""
     folder = Path(outdir)
     targets = [folder / name for name in files]
-    for target in targets:
-        _check_overwritable(target, force)
+    check_targets(list(files), folder, force)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -6,6 +6,7 @@ The printer records the helpers it used, so the module defines only those.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sympy as sp
@@ -13,7 +14,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from symbp.errors import DerivationError
-from symbp.output import LogSumExp, UnitSum
+from symbp.output import LogOneMinusSoftmax, LogSumExp, UnitSum
 
 FUNCTIONS = {
     sp.exp: "_exp",
@@ -51,6 +52,7 @@ ALLOWED = (
     sp.OneMatrix,
     UnitSum,
     LogSumExp,
+    LogOneMinusSoftmax,
     sp.core.relational.Relational,
     sp.And,
     sp.Or,
@@ -146,24 +148,29 @@ class NumPyPrinter(StrPrinter):
         return f"np.where({' & '.join(self._masks)}, {text}, 1)"
 
     def _print(self, expr: Any, **kwargs: Any) -> str:
+        if (
+            isinstance(expr, sp.Expr)
+            and expr.is_number
+            and not expr.is_Rational
+            and not expr.has(UnitSum, LogSumExp, LogOneMinusSoftmax)
+        ):
+            return self._constant(expr)
         if isinstance(expr, sp.Basic) and not isinstance(expr, ALLOWED):
             raise DerivationError(
                 f"symbp cannot print {type(expr).__name__} ({expr}) as NumPy code",
                 fix="use the functions listed in the README's expression reference",
             )
-        if (
-            isinstance(expr, sp.Expr)
-            and expr.is_number
-            and not expr.is_Rational
-            and not expr.has(UnitSum, LogSumExp)
-        ):
-            # Constant subexpressions (sqrt(2), pi) become Python floats: NumPy treats
-            # those as weakly typed, so float32 arrays are not promoted to float64.
-            value = complex(expr.evalf(20))
-            if value.imag != 0:
-                raise DerivationError(f"complex constant {expr} in a derived expression")
-            return repr(value.real) if value.real >= 0 else f"({value.real!r})"
         return super()._print(expr, **kwargs)
+
+    def _constant(self, expr: sp.Expr) -> str:
+        """Constant subexpressions (sqrt(2), pi) become Python floats: NumPy treats those as
+        weakly typed, so float32 arrays are not promoted to float64. A constant that is not
+        a finite real number (log(-1) = i pi or log(0) in a branch of min/max) is NaN, as
+        NumPy's own log(-1) and fractional powers of negative numbers are."""
+        value = complex(expr.evalf(20)) if not expr.has(sp.zoo, sp.nan) else complex("nan")
+        if value.imag != 0 or not math.isfinite(value.real):
+            return "np.nan"
+        return repr(value.real) if value.real >= 0 else f"({value.real!r})"
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         """Array names: the derivation's symbols may be renamed for the code."""
@@ -333,6 +340,11 @@ class NumPyPrinter(StrPrinter):
         """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""
         self.used.add("_logsumexp")
         return f"_logsumexp({self._print(expr.args[0])})"
+
+    def _print_LogOneMinusSoftmax(self, expr: LogOneMinusSoftmax) -> str:
+        """log(1 - softmax(z)_k) from the logits: finite where 1 - a rounds to 0."""
+        self.used.update(("_log1m_softmax", "_logsumexp"))
+        return f"_log1m_softmax({self._print(expr.args[0])})"
 
     def attr(self, expr: sp.Basic) -> str:
         """expr ready for attribute access (.T, .sum): parenthesised unless a name."""

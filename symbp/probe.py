@@ -164,3 +164,19 @@ def no_worse(new: sp.Expr, old: sp.Expr) -> bool:
     except (Unsupported, TypeError, ValueError):
         return True
     return bool(np.all(np.isfinite(after) | ~np.isfinite(before)))
+
+
+def decreases_somewhere(derivative: sp.Expr, var: sp.Symbol, lo: float, hi: float) -> bool:
+    """True when the derivative is negative at a grid point of (lo, hi): the function is then
+    not increasing there, and SymPy need not be asked (a cheap, sufficient refutation)."""
+    grid = np.concatenate(
+        [-np.logspace(-3, 3, 40), np.logspace(-3, 3, 40), np.arange(-5, 5.01, 0.25)]
+    )
+    points = np.unique(grid[(grid > lo) & (grid < hi)])
+    if points.size == 0:
+        return False
+    try:
+        values = np.broadcast_to(evaluate(derivative, {var: points}), points.shape)
+    except (Unsupported, TypeError, ValueError):
+        return False
+    return bool(np.any(values < -1e-12 * np.maximum(1.0, np.abs(values))))

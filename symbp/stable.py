@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbp import bounded
+from symbp import bounded, memo
 from symbp.equal import agree
+
+FACTOR_SECONDS = 0.5  # per piece: a piece that SymPy cannot factor quickly is left as it is
 
 
 def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
@@ -34,11 +36,45 @@ def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
 
 def _factor_within_budget(expr: sp.Expr) -> sp.Expr | None:
     """factor(cancel(expr)), or None when SymPy runs out of time."""
-    return bounded.bounded(lambda: sp.factor(sp.cancel(expr)), None)
+    return bounded.bounded(lambda: sp.factor(sp.cancel(expr)), None, FACTOR_SECONDS)
 
 
 def through_sigmoid(expr: sp.Expr) -> sp.Expr:
-    """expr with exp(+-u) written through s = sigmoid(u), when that is exact and division-free."""
+    """expr with exp(+-u) written through s = sigmoid(u), when that is exact and division-free.
+
+    The work is done piece by piece (Piecewise branches, terms of a sum, the factors of a
+    product that hold an exp), so SymPy factors small expressions; the result is kept only
+    if it agrees with expr at sample points. Results are memoised up to a renaming of the
+    symbols, so the layers of a deep network pay for one.
+    """
+    if not _sigmoid_args(expr):
+        return expr
+    return memo.renamed(_through_sigmoid_checked, expr)
+
+
+def _through_sigmoid_checked(expr: sp.Expr) -> sp.Expr:
+    rewritten = _pieces(expr)
+    return rewritten if agree(expr, rewritten) else expr
+
+
+def _pieces(expr: sp.Expr) -> sp.Expr:
+    """through_sigmoid applied to the smallest pieces that hold every exp(+-u) of a term."""
+    if not _sigmoid_args(expr) and not expr.has(sp.exp):
+        return expr
+    if isinstance(expr, sp.Piecewise):
+        return sp.Piecewise(*[(_pieces(e), c) for e, c in expr.args])
+    if isinstance(expr, sp.Add):
+        return sp.Add(*[_pieces(t) for t in expr.args])
+    if isinstance(expr, sp.Mul):
+        inner = [f for f in expr.args if f.has(sp.exp)]
+        outer = [f for f in expr.args if not f.has(sp.exp)]
+        if outer and inner:
+            return sp.Mul(*outer) * memo.renamed(_whole, sp.Mul(*inner))
+    return memo.renamed(_whole, expr)
+
+
+def _whole(expr: sp.Expr) -> sp.Expr:
+    """The substitution on one piece, for each sigmoid argument u it holds."""
     for u in _sigmoid_args(expr):
         s = sp.Dummy("s", positive=True)
         moved = expr.subs({sp.exp(-u): (1 - s) / s, sp.exp(u): s / (1 - s)})
@@ -48,7 +84,5 @@ def through_sigmoid(expr: sp.Expr) -> sp.Expr:
         _, denom = sp.fraction(sp.together(candidate))
         if denom.has(s):
             continue
-        rewritten = candidate.xreplace({s: 1 / (1 + sp.exp(-u))})
-        if agree(expr, rewritten):
-            expr = rewritten
+        expr = candidate.xreplace({s: 1 / (1 + sp.exp(-u))})
     return expr

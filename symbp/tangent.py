@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp import bounded
+from symbp import bounded, memo
 from symbp.derive import L2_WEIGHT, _per_sample, fprime_at, layer_symbols
 from symbp.indexed import (
     A_PREV,
@@ -187,7 +187,7 @@ def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
     names = _layer_mats(l, d.arch.layer_sizes, row)
 
     def put(expr: sp.MatrixExpr) -> sp.MatrixExpr:
-        return expr.xreplace(names).doit()
+        return memo.doit(expr.xreplace(names))
 
     dW_r = put(calc.dW_r_matrix)
     if d.arch.l2:

@@ -1,0 +1,144 @@
+"""Differential fuzzing in the suite (see tests/fuzzing.py), and the defects it stands for.
+
+The random part is seeded (hypothesis derandomize): the same cases run in every CI run.
+SYMBP_FUZZ_EXAMPLES sets their number; `python tests/fuzzing.py --examples 2000` is the
+long run, with fresh random cases.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.fuzzing import Outcome, architectures, check_case, reference
+
+EXAMPLES = int(os.environ.get("SYMBP_FUZZ_EXAMPLES", "150"))
+
+
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(doc=architectures(), seed=st.integers(0, 2**16))
+def test_random_networks_and_expressions_match_an_independent_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, doc: dict, seed: int
+) -> None:
+    outcome = check_case(doc, tmp_path_factory.mktemp("fuzz"), seed)
+    assert not outcome.problems, (doc, outcome.problems)
+
+
+def _net(activation: str = "tanh", loss: object = "mse", output: str = "identity", **extra):
+    doc = {
+        "name": "fuzz",
+        "input": 2,
+        "layers": [{"units": 3, "activation": activation}, {"units": 2, "activation": output}],
+        "loss": loss,
+    }
+    doc.update(extra)
+    return doc
+
+
+def _custom(text: str, **extra) -> dict:
+    return _net("f", activations={"f": text}, **extra)
+
+
+# Each class of defect the fuzz campaign of issue 13 found, as a file that showed it.
+REGRESSIONS = {
+    "constant inside sigmoid (activation)": _custom("x*sigmoid(e - 1)"),
+    "constant inside sigmoid (loss)": _net(loss={"expr": "(yhat - y)**2 * sigmoid(pi + 1)"}),
+    "constant sigmoid inside max": _net(loss={"expr": "max((yhat - y)**2, sigmoid(1))"}),
+    "constants in activation and loss": _custom(
+        "x*sigmoid(e - 1) + exp(sigmoid(2))", loss={"expr": "(yhat - y)**2*exp(sigmoid(pi))"}
+    ),
+    "constant activation x**0": _custom("x**0"),
+    "constant activation 0*x": _custom("0*x"),
+    "constant activation 1": _custom("1"),
+    "constant activation x - x": _custom("x - x"),
+    "constant activation pi": _custom("pi"),
+    "constant activation exp(2/4)": _custom("exp(2/4)"),
+    "constant output activation": _net("tanh", output="f", activations={"f": "exp(2/4)"}),
+    "complex factorisation after softmax": _net(
+        output="softmax", loss={"expr": "1/(1 + tanh(yhat)**2)"}
+    ),
+    "both branches evaluated: x*abs(x)": _custom("x*abs(x)"),
+    "both branches evaluated: sqrt(max(x, 0))": _custom("sqrt(max(x, 0))"),
+    "both branches evaluated: max(x, 0)**0.5": _custom("max(x, 0)**0.5"),
+    "both branches evaluated: abs(x)**0.5": _custom("abs(x)**0.5"),
+    "both branches evaluated: log(max(x, 1))": _custom("log(max(x, 1))"),
+    "softmax + bce at large inputs": {
+        "name": "fuzz",
+        "input": 2,
+        "layers": [{"units": 3, "activation": "softmax"}],
+        "loss": "bce",
+    },
+    "mish tail: log of a rounded sigmoid": _custom("x*tanh(softplus(x))"),
+    "gelu output error at large inputs": _net("gelu", output="gelu"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_regression(tmp_path: Path, name: str) -> None:
+    outcome = check_case(REGRESSIONS[name], tmp_path)
+    assert not outcome.refused, outcome.refused
+    assert not outcome.problems, outcome.problems
+    assert "values" in outcome.checked
+
+
+def test_constant_sigmoid_activation_computes_its_value(tmp_path: Path) -> None:
+    from tests.fuzzing import generate_module
+
+    module, refused = generate_module(_custom("x*sigmoid(e - 1)"), tmp_path)
+    assert not refused
+    params = module.init_params(0)
+    X = np.random.default_rng(0).standard_normal((2, 4))
+    W1, b1 = params["W1"], params["b1"]
+    hidden = (W1 @ X + b1) / (1 + np.exp(1 - np.e))  # 0.848 z
+    expected = params["W2"] @ hidden + params["b2"]
+    assert np.allclose(module.forward(params, X), expected, rtol=1e-12)
+
+
+def test_the_checker_catches_a_wrong_module(tmp_path: Path, monkeypatch) -> None:
+    """The fuzz check can fail: a module whose gradient is off by 1% is reported."""
+    import symbp.pipeline as pipeline
+
+    real = pipeline.render_all
+
+    def tampered(d, *args, **kwargs):
+        files = real(d, *args, **kwargs)
+        name = f"{d.arch.name}.py"
+        files[name] = files[name].replace(
+            'return value, {"W1": dW1', 'return value, {"W1": 1.01 * dW1'
+        )
+        return files
+
+    monkeypatch.setattr(pipeline, "render_all", tampered)
+    outcome = check_case(_net(), tmp_path)
+    assert any("gradient W1 differs" in p for p in outcome.problems), outcome.problems
+
+
+def test_the_reference_is_independent_and_right() -> None:
+    """The dual-number reference agrees with central differences of itself."""
+    doc = _custom("x*tanh(softplus(x)) + abs(x)**0.5", output="softmax", loss="bce")
+    rng = np.random.default_rng(3)
+    params = {
+        "W1": rng.standard_normal((3, 2)),
+        "b1": rng.standard_normal((3, 1)),
+        "W2": rng.standard_normal((2, 3)),
+        "b2": rng.standard_normal((2, 1)),
+    }
+    X, Y = rng.standard_normal((2, 4)), rng.uniform(0.1, 0.9, (2, 4))
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+    _, loss = reference(doc, params, X, Y, v)
+    h = 1e-6
+    up = reference(doc, {k: p + h * v[k] for k, p in params.items()}, X, Y)[1].v
+    down = reference(doc, {k: p - h * v[k] for k, p in params.items()}, X, Y)[1].v
+    assert abs(float(loss.t) - float(up - down) / (2 * h)) < 1e-6 * max(1, abs(float(loss.t)))
+    assert isinstance(Outcome(), Outcome)

@@ -190,8 +190,8 @@ class Workspace:
 
     def used(self, *steps: list[dict]) -> dict[str, str]:
         """The buffers the printed lines of these steps read (others are left out)."""
-        text = repr(steps)
-        return {key: shape for key, shape in self.shapes.items() if f'ws.get("{key}")' in text}
+        read = set(re.findall(r'ws\.get\("([^"]+)"\)', repr(steps)))
+        return {key: shape for key, shape in self.shapes.items() if key in read}
 
     def _add(self, key: str, shape: str) -> str:
         if self.shapes.setdefault(key, shape) != shape:

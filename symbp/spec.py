@@ -108,7 +108,7 @@ class Arch:
     source_sha256: str = field(default="", compare=False, repr=False)  # "" when from a dict
     marks: tuple[tuple[str, int, int], ...] = field(default=(), compare=False, repr=False)
 
-    @property
+    @functools.cached_property
     def layer_sizes(self) -> tuple[int, ...]:
         """(input, units_1, ..., units_L)."""
         return (self.input, *(layer.units for layer in self.layers))

@@ -47,9 +47,20 @@ def through_sigmoid(expr: sp.Expr) -> sp.Expr:
     if it agrees with expr at sample points. Results are memoised up to a renaming of the
     symbols, so the layers of a deep network pay for one.
     """
-    if not _sigmoid_args(expr):
+    if not _sigmoid_args(expr) or not _loose_exps(expr):
         return expr
     return memo.renamed(_through_sigmoid_checked, expr)
+
+
+def _loose_exps(expr: sp.Expr) -> bool:
+    """True when some exp(+-u) of a sigmoid argument u stands outside the sigmoid itself:
+    only then is there anything to rewrite (the printer evaluates the sigmoid stably)."""
+    args = _sigmoid_args(expr)
+    hidden = expr.replace(
+        lambda e: isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp < 0 and _sigmoid_args(e),
+        lambda e: sp.Dummy(),
+    )
+    return any(hidden.has(sp.exp(u), sp.exp(-u)) for u in args)
 
 
 def _through_sigmoid_checked(expr: sp.Expr) -> sp.Expr:

@@ -17,6 +17,7 @@ from sympy.concrete.delta import deltasummation
 from symbp import bounded
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
+from symbp.equal import agree
 from symbp.indexed import A_OUT, N_UNITS, J, K, M, Y, Z, in_range, sum_out, sum_terms
 
 YHAT_VAR = sp.Symbol("yhat", real=True)
@@ -234,7 +235,7 @@ def derive_output(
     if probability_target and delta.has(sp.Sum):
         delta = _probability_target(delta)
         assumption = r"\sum_k y_k = 1"
-    delta = simplify_with_sums(delta)
+    delta = simplify_with_sums(_branches(delta))
     loss_array, from_logits = loss_value(unit_loss, act)
     return OutputDerivation(
         unit_loss=unit_loss,
@@ -247,6 +248,19 @@ def derive_output(
         loss_array=loss_array,
         loss_from_logits=from_logits,
     )
+
+
+def _branches(delta: sp.Expr) -> sp.Expr:
+    """A per-unit error term with the kinks of the loss (min, max, steps) as Piecewise
+    branches and the product moved into them, so that each branch simplifies on its own:
+    0.5 a**-0.5 * a (1 - a) becomes 0.5 sqrt(a) (1 - a), finite where a rounds to 0.
+    Sums over units (softmax) are left alone: folding would pull branches out of them."""
+    if delta.has(sp.Sum) or not delta.has(sp.Min, sp.Max, sp.Heaviside):
+        return delta
+    kinks = (sp.Min, sp.Max, sp.Heaviside)
+    pieces = delta.replace(lambda e: isinstance(e, kinks), lambda e: e.rewrite(sp.Piecewise))
+    folded = sp.piecewise_fold(pieces)
+    return folded if agree(delta, folded) else delta
 
 
 def sum_terms_unexpanded(term: sp.Expr) -> sp.Expr:

@@ -137,28 +137,42 @@ def _condition(cond: sp.Basic, v: dict) -> np.ndarray | bool:
     raise Unsupported(type(cond).__name__)
 
 
-def probe_points(symbols: list[sp.Symbol], seed: int = 0) -> dict[sp.Symbol, np.ndarray]:
-    """Values for each symbol, of every magnitude, with the signs its assumptions allow."""
+def probe_points(
+    symbols: list[sp.Symbol], seed: int = 0, tiny: bool = False
+) -> dict[sp.Symbol, np.ndarray]:
+    """Values for each symbol, of every magnitude, with the signs its assumptions allow;
+    with `tiny`, also values near underflow (an activation that rounds to 0)."""
     rng = random.Random(seed)
+    magnitudes = _MAGNITUDES + ((0.0, 1e-300, 1e-30) if tiny else ())
     points: dict[sp.Symbol, np.ndarray] = {}
     for s in sorted(symbols, key=sp.default_sort_key):
         values = []
         for _ in range(_POINTS):
-            x = rng.choice(_MAGNITUDES) * rng.uniform(0.5, 1.5)
+            x = rng.choice(magnitudes) * rng.uniform(0.5, 1.5)
             nonneg = s.is_nonnegative or s.is_positive
             values.append(x if nonneg or rng.random() < 0.5 else -x)
         points[s] = np.array(values)
     return points
 
 
-def no_worse(new: sp.Expr, old: sp.Expr) -> bool:
-    """True unless `new` is NaN or infinite at a probe point where `old` is finite.
+def no_worse(
+    new: sp.Expr,
+    old: sp.Expr,
+    tiny: bool = False,
+    linked: dict[sp.Symbol, sp.Expr] | None = None,
+) -> bool:
+    """True unless `new` is NaN or infinite at a probe point where `old` is finite (with
+    `tiny`, the points include values near underflow and 0). `linked` gives symbols whose
+    values follow from the others (a' = f'(a) z', computed first as the code does).
 
     Expressions this evaluator cannot read get the benefit of the doubt (True).
     """
-    symbols = sorted(new.free_symbols | old.free_symbols, key=sp.default_sort_key)
-    values = probe_points(symbols)
+    linked = linked or {}
+    free = (new.free_symbols | old.free_symbols | _free(linked)) - set(linked)
+    values = probe_points(sorted(free, key=sp.default_sort_key), tiny=tiny)
     try:
+        for symbol, expr in linked.items():
+            values[symbol] = np.broadcast_to(evaluate(expr, values), (_POINTS,))
         before = np.broadcast_to(evaluate(old, values), (_POINTS,))
         after = np.broadcast_to(evaluate(new, values), (_POINTS,))
     except (Unsupported, TypeError, ValueError):
@@ -180,3 +194,7 @@ def decreases_somewhere(derivative: sp.Expr, var: sp.Symbol, lo: float, hi: floa
     except (Unsupported, TypeError, ValueError):
         return False
     return bool(np.any(values < -1e-12 * np.maximum(1.0, np.abs(values))))
+
+
+def _free(exprs: dict[sp.Symbol, sp.Expr]) -> set:
+    return set().union(*(e.free_symbols for e in exprs.values())) if exprs else set()

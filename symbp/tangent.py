@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp import bounded, memo
+from symbp import bounded, memo, probe
+from symbp.calculus import A as A_SCALAR
+from symbp.calculus import ActivationDerivation
 from symbp.derive import L2_WEIGHT, _per_sample, fprime_at, layer_symbols
 from symbp.indexed import (
     A_PREV,
@@ -213,12 +215,36 @@ def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
     key = layer.delta.xreplace(generic)
     if key not in _R_DELTA_CACHE:
         moves = {_sym("A"): _sym("Ad"), _sym("Z"): _sym("Zd"), _sym("G"): _sym("RG")}
-        _R_DELTA_CACHE[key] = bounded.tidy(directional(key, moves))
+        r_delta = bounded.tidy(directional(key, moves))
+        if layer.is_output and layer.act is not None and layer.act.in_a is not None:
+            r_delta = _through_a_dot(r_delta, layer.act)
+        _R_DELTA_CACHE[key] = r_delta
     names = {_sym(k): _sym(f"{k}{l}") for k in ("A", "Z", "G", "Ad", "Zd", "RG")}
     return a_dot, _R_DELTA_CACHE[key].xreplace(names)
 
 
 _R_DELTA_CACHE: dict[sp.Expr, sp.Expr] = {}
+
+
+def _through_a_dot(r_delta: sp.Expr, act: ActivationDerivation) -> sp.Expr:
+    """The output layer's R{delta} with a' = f'(a) z' put in and simplified, when that form
+    is finite where the first is not. The output error may divide by a power of a that a'
+    cancels (sqrt(a) (1 - a) from a loss sqrt(yhat) after a sigmoid: a' holds a factor a):
+    as separate arrays, 0 * inf where a rounds to 0. Rule: keep the shorter form, with a'
+    read from the tangent pass, unless it is not finite at a probe point where the
+    substituted one is (a at 1e-300, ...)."""
+    if act.in_a is None or not r_delta.has(_sym("Ad")):
+        return r_delta
+    a_dot = act.in_a.xreplace({A_SCALAR: _sym("A")}) * _sym("Zd")
+    if not r_delta.has(_sym("Ad")):
+        return r_delta
+    merged = bounded.tidy(r_delta.xreplace({_sym("Ad"): a_dot}))
+    linked = {_sym("Ad"): a_dot}
+    if probe.no_worse(merged, r_delta, tiny=True, linked=linked) and not probe.no_worse(
+        r_delta, merged, tiny=True, linked=linked
+    ):
+        return merged
+    return r_delta
 
 
 def layer_tangents(d) -> tuple[LayerTangent, ...]:

@@ -219,16 +219,26 @@ _RULES: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+def _chain(df: Callable, x: Dual) -> np.ndarray:
+    """f'(v) t, evaluated only where the tangent t is not 0 (where it is, the product is 0
+    even if f' is infinite there, as for sqrt(max(x, 0)) on the flat side)."""
+    moving = x.t != 0
+    out = np.zeros(np.broadcast(x.v, x.t).shape)
+    v, t = np.broadcast_to(x.v, out.shape), np.broadcast_to(x.t, out.shape)
+    out[moving] = df(v[moving]) * t[moving]
+    return out
+
+
 def apply(name: str, x: Dual) -> Dual:
     f, df = _RULES[name]
-    return Dual(f(x.v), df(x.v) * x.t)
+    return Dual(f(x.v), _chain(df, x))
 
 
 def power(x: Dual, p: Fraction) -> Dual:
     if p == 0:
         return Dual(np.ones_like(x.v))
     e = int(p) if p.denominator == 1 else float(p)
-    return Dual(np.power(x.v, e), (float(p) * np.power(x.v, e - 1)) * x.t)
+    return Dual(np.power(x.v, e), _chain(lambda v: float(p) * np.power(v, e - 1), x))
 
 
 def pick(a: Dual, b: Dual, smaller: bool) -> Dual:
@@ -413,7 +423,7 @@ class Outcome:
     checked: list[str] = field(default_factory=list)
 
 
-def _problem_data(doc: dict, seed: int, n: int = 3) -> tuple[dict, np.ndarray, np.ndarray]:
+def _problem_data(doc: dict, seed: int, n: int = 6) -> tuple[dict, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     row = doc.get("layout", "column") == "row"
     sizes = [doc["input"]] + [layer["units"] for layer in doc["layers"]]
@@ -548,25 +558,43 @@ def _check_jvp_hvp(
 def _check_large(
     out: Outcome, module: Any, doc: dict, params: dict, X: np.ndarray, Y: np.ndarray
 ) -> None:
-    """At large inputs: finite loss and gradients wherever the reference's are."""
+    """At large inputs: finite loss and gradients wherever the reference's are, equal to it
+    (to 1e-6 of the largest entry), and no floating-point error where the reference has none."""
+    clean, ref = _clean(
+        lambda: (reference(doc, params, X, Y)[1], reference_gradient(doc, params, X, Y))
+    )
     with np.errstate(all="ignore"):
-        _, loss = reference(doc, params, X, Y)
+        if not clean:
+            ref = (reference(doc, params, X, Y)[1], reference_gradient(doc, params, X, Y))
+        loss, grads = ref
         if not np.isfinite(loss.v) or abs(float(loss.v)) > 1e250:
             return
-        grads = reference_gradient(doc, params, X, Y)
+        if not np.isfinite(reference(doc, params, X, Y)[0].v).all():
+            out.checked.append("large (output undefined)")
+            return
         value, got = module.loss_and_grads(params, X, Y)
     if not np.isfinite(value):
         out.problems.append(f"x1000: loss {value} where the reference gives {float(loss.v)!r}")
+    elif not _close(value, loss.v, 1e-6).all():
+        out.problems.append(f"x1000: loss {value!r} vs reference {float(loss.v)!r}")
     if doc["layers"][-1]["activation"] == "softmax" and doc["loss"] == "bce":
         # Known limitation (README): the error term of bce after a softmax is evaluated from
         # a = softmax(z) and holds a/(1 - a); it is NaN once 1 - a underflows to 0 (logit
         # gaps over ~745 in float64). The loss itself is computed from the logits.
         out.checked.append("large (loss only)")
         return
+    if clean and all(np.isfinite(g).all() and np.abs(g).max() < 1e250 for g in grads.values()):
+        ok, err = _clean(lambda: module.loss_and_grads(params, X, Y))
+        if not ok:
+            out.problems.append(f"x1000: floating-point error where the reference has none: {err}")
     for key in params:
         finite = np.isfinite(grads[key]) & (np.abs(grads[key]) < 1e250)
         if not np.isfinite(got[key][finite]).all():
             out.problems.append(f"x1000: gradient {key} not finite where the reference is")
+        elif not _close(np.where(finite, got[key], 0), np.where(finite, grads[key], 0), 1e-6).all():
+            out.problems.append(
+                f"x1000: gradient {key} differs:\n{got[key]}\nreference\n{grads[key]}"
+            )
     out.checked.append("large")
 
 

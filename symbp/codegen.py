@@ -132,7 +132,8 @@ def in_place(
 def _new(expr: sp.Basic, printer: NumPyPrinter, out: str | None) -> str:
     """expr as code; a difference or sum of two arrays (a - y) is written into `out`."""
     terms = sp.Add.make_args(expr)
-    if out is None or len(terms) != 2 or not _fresh(expr):
+    if out is None or len(terms) != 2 or not _fresh(expr) or expr.has(sp.exp):
+        # (1 - exp(u) is printed as -expm1(u), which keeps its digits: no np.subtract)
         return printer.doprint(expr)
     signs = [t.could_extract_minus_sign() for t in terms]
     if all(signs):

@@ -286,6 +286,27 @@ class NumPyPrinter(StrPrinter):
         """A constant branch of np.where as DTYPE, so float32 code stays float32."""
         return f"DTYPE({self._print(value)})" if value.is_Number else self._print(value)
 
+    def _print_Add(self, expr: sp.Add, order: Any = None) -> str:
+        """exp(u) - 1 as expm1(u) (and 1 - exp(u) as -expm1(u)): the difference keeps its
+        digits where exp(u) is close to 1, as for the softplus derivative 1 - e^(-a)."""
+        terms = list(expr.args)
+        for k, term in enumerate(terms):
+            sign = -1 if term.could_extract_minus_sign() else 1
+            if not isinstance(sign * term, sp.exp):
+                continue
+            one = next((i for i, t in enumerate(terms) if t == -sign), None)
+            if one is None:
+                continue
+            u = (sign * term).args[0]
+            rest = [t for i, t in enumerate(terms) if i not in (k, one)]
+            self.used.add("_expm1")
+            core = f"_expm1({self._print(u)})"
+            core = core if sign == 1 else f"(-{core})"
+            if not rest:
+                return core
+            return f"{self._print(sp.Add(*rest))} + {core}"
+        return super()._print_Add(expr, order=order)
+
     def _print_Mul(self, expr: sp.Mul) -> str:
         """A 0/1 mask factor multiplies as a boolean array: one comparison, no np.where."""
         masks = [f for f in expr.args if _indicator(f) is not None]

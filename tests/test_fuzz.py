@@ -80,6 +80,15 @@ REGRESSIONS = {
         "loss": "bce",
     },
     "mish tail: log of a rounded sigmoid": _custom("x*tanh(softplus(x))"),
+    "cancellation in 1 - exp(-a): softplus output, cross-entropy, x1000": {
+        "name": "fuzz",
+        "input": 1,
+        "layout": "row",
+        "reduction": "sum",
+        "l2": 0.1,
+        "layers": [{"units": 2, "activation": "elu"}, {"units": 2, "activation": "softplus"}],
+        "loss": "cross_entropy",
+    },
     "gelu output error at large inputs": {
         "name": "fuzz",
         "input": 2,

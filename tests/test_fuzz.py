@@ -98,9 +98,13 @@ REGRESSIONS = {
 }
 
 
+# The data seed that showed a defect, where seed 0 does not reach it.
+SEEDS = {"cancellation in 1 - exp(-a): softplus output, cross-entropy, x1000": 567}
+
+
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
 def test_regression(tmp_path: Path, name: str) -> None:
-    outcome = check_case(REGRESSIONS[name], tmp_path)
+    outcome = check_case(REGRESSIONS[name], tmp_path, SEEDS.get(name, 0))
     assert not outcome.refused, outcome.refused
     assert not outcome.problems, outcome.problems
     assert "values" in outcome.checked

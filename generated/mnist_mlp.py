@@ -23,12 +23,13 @@ _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
 def _sigmoid(u, out=None):
-    """1 / (1 + exp(-u)) = (1 + tanh(u/2)) / 2: tanh saturates instead of overflowing."""
-    t = np.multiply(u, 0.5, out=out)
-    np.tanh(t, out=t)
-    t *= 0.5
-    t += 0.5
-    return t
+    """1 / (1 + exp(-u)), with full relative accuracy in both tails: exp(-u) overflowing to
+    inf (u below about -88 in float32, -709 in float64) gives the limit 0, not a warning."""
+    t = np.negative(u, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
 
 
 def _softmax(Z, out=None, lse=False):

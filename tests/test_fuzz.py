@@ -89,6 +89,13 @@ REGRESSIONS = {
         "layers": [{"units": 2, "activation": "elu"}, {"units": 2, "activation": "softplus"}],
         "loss": "cross_entropy",
     },
+    "sigmoid lower tail rounded to 0: a loss dividing by yhat at x1000": {
+        "name": "fuzz",
+        "input": 1,
+        "reduction": "sum",
+        "layers": [{"units": 3, "activation": "gelu"}, {"units": 3, "activation": "sigmoid"}],
+        "loss": {"expr": "(atan(10) / -(yhat))"},
+    },
     "gelu output error at large inputs": {
         "name": "fuzz",
         "input": 2,
@@ -99,7 +106,10 @@ REGRESSIONS = {
 
 
 # The data seed that showed a defect, where seed 0 does not reach it.
-SEEDS = {"cancellation in 1 - exp(-a): softplus output, cross-entropy, x1000": 567}
+SEEDS = {
+    "cancellation in 1 - exp(-a): softplus output, cross-entropy, x1000": 567,
+    "sigmoid lower tail rounded to 0: a loss dividing by yhat at x1000": 893,
+}
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))

@@ -40,6 +40,17 @@ class UnitSum(sp.Function):
         return sp.S.Zero if arg.is_zero else None
 
 
+class BatchSum(sp.Function):
+    """sum over the samples of the batch, for each unit (kept unevaluated; printed per
+    layout): the gradient of a per-unit parameter, and batch norm's statistics."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
+        return sp.S.Zero if arg.is_zero else None
+
+
 class LogSumExp(sp.Function):
     """log sum_k exp(z_k) over the output units of one sample."""
 

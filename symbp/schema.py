@@ -1,4 +1,4 @@
-"""The JSON Schema of arch.yaml (v1), for editors that validate and complete YAML.
+"""The JSON Schema of arch.yaml (v2), for editors that validate and complete YAML.
 
 Built from the same constants the validator uses, so the two cannot drift apart.
 `symbp schema` prints it; generated/arch.schema.json is the committed copy.
@@ -11,6 +11,7 @@ from typing import Any
 
 from symbp import spec
 from symbp.expr import ALLOWED_FUNCTIONS
+from symbp.ops.schema import KINDS
 
 _EXPR_HELP = (
     "An expression using numbers, + - * / ** (constant exponents), parentheses, "
@@ -35,19 +36,42 @@ def arch_schema() -> dict[str, Any]:
         "description": "A built-in activation or a name defined under 'activations'.",
         "anyOf": [{"enum": names}, {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}],
     }
-    layer = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["units", "activation"],
-        "properties": {
-            "units": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
-            "activation": activation,
-        },
+    identifier = {
+        "type": "string",
+        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+        "not": {"const": "input"},
     }
+    kind_properties: dict[str, dict[str, Any]] = {
+        "units": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+        "bias": {"type": "boolean", "default": True},
+        "from": {
+            "type": "string",
+            "description": "The name of an earlier layer, or input: its output is added.",
+        },
+        "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5},
+    }
+
+    def kind_schema(kind: str) -> dict[str, Any]:
+        keys = KINDS[kind]
+        properties: dict[str, Any] = {
+            "type": {"const": kind} if kind != "dense" else {"const": "dense"},
+            "name": {**identifier, "description": "The layer's name, for 'from'."},
+            "activation": {**activation, "default": "identity"},
+        }
+        properties.update({key: kind_properties[key] for key in keys.keys})
+        return {
+            "type": "object",
+            "description": f"{kind}: {keys.summary}",
+            "additionalProperties": False,
+            "required": [*keys.required, *(["type"] if kind != "dense" else [])],
+            "properties": properties,
+        }
+
+    layer = {"oneOf": [kind_schema(kind) for kind in KINDS]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://symbp.invalid/schema/arch-v1.json",
-        "title": "symbp architecture file (schema v1)",
+        "$id": "https://symbp.invalid/schema/arch-v2.json",
+        "title": "symbp architecture file (schema v2; v1 files are valid v2 files)",
         "type": "object",
         "additionalProperties": False,
         "required": list(spec.REQUIRED_KEYS),

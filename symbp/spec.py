@@ -49,8 +49,9 @@ import sympy
 from symbp import _yaml
 from symbp.errors import ExpressionError, SpecError
 from symbp.expr import MAX_SYMPY_CALLS, check_expression, parse_expression
+from symbp.ops.schema import DEFAULT_EPS, KINDS, check_bias, check_eps, entry_kind, keys_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUILTIN_ACTIVATIONS = (
     "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu",
     "softmax",
@@ -77,10 +78,17 @@ _LOSS_VARIABLES = {"yhat": sympy.Symbol("yhat", real=True), "y": sympy.Symbol("y
 
 @dataclass(frozen=True)
 class Layer:
-    """One dense layer: ``units`` outputs followed by an elementwise (or softmax) activation."""
+    """One layer: a kind (dense, add, layernorm, batchnorm) with ``units`` outputs, followed
+    by an elementwise (or softmax) activation. Kinds other than dense keep their input's size.
+    """
 
     units: int
     activation: str  # canonical: aliases resolved (linear->identity, silu->swish) or a custom name
+    type: str = "dense"
+    name: str | None = None  # the layer's name, for `from` (None: unnamed)
+    bias: bool = True  # dense only
+    source: str | None = None  # add only: the name in `from` (a layer's name or "input")
+    eps: float = DEFAULT_EPS  # layernorm and batchnorm only
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,17 @@ class Arch:
     def layer_sizes(self) -> tuple[int, ...]:
         """(input, units_1, ..., units_L)."""
         return (self.input, *(layer.units for layer in self.layers))
+
+    @functools.cached_property
+    def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The per-sample shape after each layer, input first."""
+        return tuple((n,) for n in self.layer_sizes)
+
+    @functools.cached_property
+    def layer_index(self) -> dict[str, int]:
+        """Layer name -> its 1-based position; "input" -> 0."""
+        named = {layer.name: l for l, layer in enumerate(self.layers, 1) if layer.name}
+        return {"input": 0, **named}
 
     def mark(self, path: str) -> tuple[int, int] | None:
         """The 1-based (line, column) of the value at a YAML path, if it was read from a file."""
@@ -288,8 +307,8 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     custom = _custom_activations(c, {} if declared is None else declared)
     arch = Arch(
         name=_name(c, doc, source),
-        input=c.integer(doc["input"], "input", 1, MAX_UNITS),
-        layers=_layers(c, doc["layers"], custom),
+        input=_width(c, doc),
+        layers=_layers(c, doc["layers"], custom, _width(c, doc)),
         loss=_loss(c, doc["loss"]),
         layout=c.choice(doc.get("layout", "column"), "layout", LAYOUTS, "layout"),
         dtype=c.choice(doc.get("dtype", "float64"), "dtype", DTYPES, "dtype"),
@@ -298,7 +317,7 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
         activations=custom,
         source=source,
     )
-    _check_parameters(c, arch.layer_sizes)
+    _check_parameters(c, arch)
     expressions = [(_yaml.join("activations", name), text, {"x": _X}) for name, text in custom]
     if arch.loss.expr is not None:
         expressions.append(("loss.expr", arch.loss.expr, _LOSS_VARIABLES))
@@ -308,6 +327,10 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
         for path, text, variables in expressions:
             _expression(c, check, path, text, variables)
     return arch
+
+
+def _width(c: _Checker, doc: Mapping[str, Any]) -> int:
+    return c.integer(doc["input"], "input", 1, MAX_UNITS)
 
 
 def _name(c: _Checker, doc: Mapping[str, Any], source: str) -> str:
@@ -393,8 +416,11 @@ def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
-def _layers(c: _Checker, value: Any, custom: tuple[tuple[str, str], ...]) -> tuple[Layer, ...]:
-    """The layer list: each entry exactly {units, activation}; softmax only last."""
+def _layers(
+    c: _Checker, value: Any, custom: tuple[tuple[str, str], ...], width: int
+) -> tuple[Layer, ...]:
+    """The layer list; each entry a mapping with a type's keys (schema v2, v1 entries are
+    dense layers); softmax only last; names unique; `from` names an earlier layer."""
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise c.fail(
             "layers",
@@ -409,13 +435,16 @@ def _layers(c: _Checker, value: Any, custom: tuple[tuple[str, str], ...]) -> tup
         )
     if len(value) > MAX_LAYERS:
         raise c.fail("layers", f"too many layers ({len(value):,}, at most {MAX_LAYERS:,})")
-    names = [*BUILTIN_ACTIVATIONS, *ACTIVATION_ALIASES, *(name for name, _ in custom)]
-    layers = []
+    activations = [*BUILTIN_ACTIVATIONS, *ACTIVATION_ALIASES, *(name for name, _ in custom)]
+    sizes = {"input": width}
+    layers: list[Layer] = []
     for index, entry in enumerate(value):
         path = f"layers[{index}]"
-        c.mapping(entry, path, LAYER_KEYS, LAYER_KEYS, f"layer {index}")
-        units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
-        activation = c.choice(entry["activation"], f"{path}.activation", names, "activation")
+        kind = _kind(c, entry, path)
+        c.mapping(entry, path, keys_of(kind), KINDS[kind].required, f"layer {index} ({kind})")
+        activation = c.choice(
+            entry.get("activation", "identity"), f"{path}.activation", activations, "activation"
+        )
         activation = ACTIVATION_ALIASES.get(activation, activation)
         if activation == "softmax" and index != len(value) - 1:
             raise c.fail(
@@ -423,8 +452,88 @@ def _layers(c: _Checker, value: Any, custom: tuple[tuple[str, str], ...]) -> tup
                 "softmax is only allowed on the last layer",
                 "use another activation here (e.g. relu, tanh or sigmoid)",
             )
-        layers.append(Layer(units, activation))
+        previous = layers[-1].units if layers else width
+        layer = _layer_fields(c, entry, path, kind, activation, previous, sizes)
+        if layer.name is not None:
+            sizes[layer.name] = layer.units
+        layers.append(layer)
     return tuple(layers)
+
+
+def _kind(c: _Checker, entry: Any, path: str) -> str:
+    """The layer's type, checked (dense when absent)."""
+    if not isinstance(entry, Mapping):
+        raise c.fail(
+            path,
+            f"layer {path[7:-1]} must be a mapping, got {_describe(entry)}",
+            "write it as keys, e.g. {units: 4, activation: relu}",
+        )
+    return c.choice(entry_kind(entry), f"{path}.type", tuple(KINDS), "layer type")
+
+
+def _layer_fields(
+    c: _Checker,
+    entry: Mapping[str, Any],
+    path: str,
+    kind: str,
+    activation: str,
+    previous: int,
+    sizes: dict[str, int],
+) -> Layer:
+    """One validated layer: its name, its kind's keys, and the size it outputs."""
+    name = _layer_name(c, entry.get("name"), f"{path}.name", sizes)
+
+    def fail(key: str) -> Callable[[str, str], SpecError]:
+        return lambda message, fix: c.fail(f"{path}.{key}", message, fix)
+
+    units, bias, source, eps = previous, True, None, DEFAULT_EPS
+    if kind == "dense":
+        units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
+        bias = check_bias(entry.get("bias", True), fail("bias"))
+    if kind == "add":
+        source = _source(c, entry["from"], f"{path}.from", sizes, previous)
+    if "eps" in entry:
+        eps = check_eps(entry["eps"], fail("eps"))
+    return Layer(units, activation, kind, name, bias, source, eps)
+
+
+def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, int]) -> str | None:
+    """An identifier not used before; "input" is reserved."""
+    if name is None:
+        return None
+    if not _is_identifier(name):
+        raise c.fail(
+            path,
+            f"a layer name must be an identifier, got {_describe(name)}",
+            "use letters, digits and '_', e.g. block1",
+        )
+    if name == "input":
+        raise c.fail(path, "'input' is reserved for the network's input", "choose another name")
+    if name in taken:
+        raise c.fail(path, f"the name '{name}' is used by an earlier layer", "names must be unique")
+    return str(name)
+
+
+def _source(c: _Checker, value: Any, path: str, sizes: Mapping[str, int], previous: int) -> str:
+    """The `from` of an add: an earlier layer's name (or input) with the previous layer's size."""
+    if not isinstance(value, str):
+        raise c.fail(path, f"from must be a layer name, got {_describe(value)}", None)
+    if value not in sizes:
+        known = ", ".join(sizes)
+        raise c.fail(
+            path,
+            f"from names no earlier layer: '{value}'{_did_you_mean(value, list(sizes))}",
+            f"name a layer above this one (known: {known}); a layer can only add what was "
+            "computed before it",
+        )
+    if sizes[value] != previous:
+        raise c.fail(
+            path,
+            f"shape mismatch at add: the previous layer gives ({previous},), "
+            f"'{value}' gives ({sizes[value]},)",
+            "add tensors of the same size (put a dense layer of that size before the add)",
+        )
+    return value
 
 
 def _loss(c: _Checker, value: Any) -> Loss:
@@ -472,9 +581,20 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _check_parameters(c: _Checker, sizes: tuple[int, ...]) -> None:
+def parameter_count(arch: Arch) -> int:
+    """Weights, biases and the scales and shifts of normalisation layers."""
+    count = 0
+    for n_in, layer in zip(arch.layer_sizes, arch.layers, strict=False):
+        if layer.type == "dense":
+            count += n_in * layer.units + layer.units * layer.bias
+        elif layer.type in ("layernorm", "batchnorm"):
+            count += 2 * layer.units
+    return count
+
+
+def _check_parameters(c: _Checker, arch: Arch) -> None:
     """Refuse networks with more than MAX_PARAMETERS weights and biases."""
-    count = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
+    count = parameter_count(arch)
     if count > MAX_PARAMETERS:
         raise c.fail(
             "layers",

@@ -126,7 +126,7 @@ def test_every_builtin_activation_is_accepted() -> None:
 
 
 def test_module_constants() -> None:
-    assert SCHEMA_VERSION == 1 and LOSSES == ("mse", "bce", "cross_entropy")
+    assert SCHEMA_VERSION == 2 and LOSSES == ("mse", "bce", "cross_entropy")
     assert BUILTIN_ACTIVATIONS[0] == "identity" and "gelu" in BUILTIN_ACTIVATIONS
 
 
@@ -381,9 +381,12 @@ def test_missing_required_keys() -> None:
     assert error.line == 1 and error.fix == "add layers, loss"
 
 
-def test_layer_missing_activation() -> None:
-    error = spec_error("input: 2\nlayers:\n  - units: 3\nloss: mse\n")
-    assert "missing the required key 'activation'" in error.message
+def test_layer_without_activation_is_identity_and_dense_needs_units() -> None:
+    # Schema v2: the activation defaults to identity; a dense layer still needs units.
+    arch = parse_arch("input: 2\nlayers:\n  - units: 3\nloss: mse\n")
+    assert arch.layers[0].activation == "identity" and arch.layers[0].type == "dense"
+    error = spec_error("input: 2\nlayers:\n  - activation: tanh\nloss: mse\n")
+    assert "missing the required key 'units'" in error.message
     assert where(error) == (3, 5, "layers[0]")
 
 

@@ -262,12 +262,29 @@ def _check_printable(acts: dict[str, ActivationDerivation], out: OutputDerivatio
     probe.doprint(out.loss_array)
 
 
+def _check_supported(arch: Arch) -> None:
+    """This derivation covers chains of dense layers with biases; refuse the rest clearly."""
+    for l, layer in enumerate(arch.layers):
+        if layer.type != "dense" or not layer.bias:
+            what = f"type {layer.type}" if layer.type != "dense" else "bias: false"
+            where = arch.mark(f"layers[{l}]")
+            raise SpecError(
+                f"layer {l}: {what} is not supported by this version's code generator yet",
+                file=arch.source,
+                line=where[0] if where else None,
+                column=where[1] if where else None,
+                path=f"layers[{l}]",
+                fix="use dense layers with biases",
+            )
+
+
 def derive(arch: Arch) -> Derivation:
     """SymPy's derivation of backpropagation for `arch` (an Arch, or a path to arch.yaml)."""
     if not isinstance(arch, Arch):
         from symbp.spec import load_arch
 
         arch = load_arch(arch)
+    _check_supported(arch)
     calc = layer_calculus()
     acts = _activations(arch)
     out_name = arch.layers[-1].activation

@@ -262,20 +262,30 @@ def _check_printable(acts: dict[str, ActivationDerivation], out: OutputDerivatio
     probe.doprint(out.loss_array)
 
 
-def _check_supported(arch: Arch) -> None:
-    """This derivation covers chains of dense layers with biases; refuse the rest clearly."""
+def unsupported(arch: Arch) -> int | None:
+    """The index of the first layer the chain equations do not cover (None: all dense)."""
     for l, layer in enumerate(arch.layers):
         if layer.type != "dense" or not layer.bias:
-            what = f"type {layer.type}" if layer.type != "dense" else "bias: false"
-            where = arch.mark(f"layers[{l}]")
-            raise SpecError(
-                f"layer {l}: {what} is not supported by this version's code generator yet",
-                file=arch.source,
-                line=where[0] if where else None,
-                column=where[1] if where else None,
-                path=f"layers[{l}]",
-                fix="use dense layers with biases",
-            )
+            return l
+    return None
+
+
+def check_supported(arch: Arch) -> None:
+    """The chain code generator covers dense layers with biases; refuse the rest clearly."""
+    l = unsupported(arch)
+    if l is None:
+        return
+    layer = arch.layers[l]
+    what = f"type {layer.type}" if layer.type != "dense" else "bias: false"
+    where = arch.mark(f"layers[{l}]")
+    raise SpecError(
+        f"layer {l}: {what} is not supported by this version's code generator yet",
+        file=arch.source,
+        line=where[0] if where else None,
+        column=where[1] if where else None,
+        path=f"layers[{l}]",
+        fix="use dense layers with biases",
+    )
 
 
 def derive(arch: Arch) -> Derivation:
@@ -284,7 +294,6 @@ def derive(arch: Arch) -> Derivation:
         from symbp.spec import load_arch
 
         arch = load_arch(arch)
-    _check_supported(arch)
     calc = layer_calculus()
     acts = _activations(arch)
     out_name = arch.layers[-1].activation
@@ -293,7 +302,11 @@ def derive(arch: Arch) -> Derivation:
     )
     _check_defined(arch, out)
     _check_printable(acts, out)
-    layers = tuple(_layer(arch, calc, acts, out, l) for l in range(1, len(arch.layers) + 1))
+    # The chain-of-dense-layers equations (read by the chain document and code generator);
+    # a graph with other kinds is described by symbp.network alone.
+    chain = unsupported(arch) is None
+    count = len(arch.layers) if chain else 0
+    layers = tuple(_layer(arch, calc, acts, out, l) for l in range(1, count + 1))
     return Derivation(arch=arch, calculus=calc, activations=acts, output=out, layers=layers)
 
 

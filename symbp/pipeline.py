@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symbp.codegen import module_context
-from symbp.derive import Derivation, derive
+from symbp.derive import Derivation, check_supported, derive
 from symbp.document import document_context
 from symbp.errors import OutputError, SymbpError
 from symbp.render import header_lines, render
@@ -43,6 +43,7 @@ def _timed(timings: dict[str, float], stage: str, call: Callable):
 def render_all(d: Derivation, body_only: bool = False, with_tests: bool = False) -> dict[str, str]:
     """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex."""
     arch = d.arch
+    check_supported(arch)
     source = Path(arch.source).name
     files = {}
     ctx = module_context(d)

@@ -205,6 +205,14 @@ def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
 def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
     """a' and R{delta} of layer l, by directional derivatives of a and delta."""
     layer = d.layers[l - 1]
+    return elementwise_tangents(layer.delta, layer.act, layer.is_output, l)
+
+
+def elementwise_tangents(
+    delta: sp.Expr, act: ActivationDerivation | None, is_output: bool, l: int
+) -> tuple[sp.Expr, sp.Expr]:
+    """a' and R{delta} of layer l (any kind), by directional derivatives of a and delta."""
+    layer = _Elementwise(delta, act, is_output)
     a_sym, z_sym, zd = _sym(f"A{l}"), _sym(f"Z{l}"), _sym(f"Zd{l}")
     if layer.act is None:
         a_dot = softmax_tangent().xreplace({ARR_A: a_sym, _sym("Zd"): zd, ARR_Z: z_sym})
@@ -224,6 +232,13 @@ def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
 
 
 _R_DELTA_CACHE: dict[sp.Expr, sp.Expr] = {}
+
+
+@dataclass(frozen=True)
+class _Elementwise:
+    delta: sp.Expr
+    act: ActivationDerivation | None
+    is_output: bool
 
 
 def _through_a_dot(r_delta: sp.Expr, act: ActivationDerivation) -> sp.Expr:

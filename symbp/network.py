@@ -1,0 +1,85 @@
+"""The derivation over the graph: one NodeDerivation per layer, of every kind.
+
+For layer l: its kind's module gives the forward statements, the gradients of its
+parameters and what it sends back to each tensor it reads (symbp.ops); the activation and
+the error term are the same for every kind: delta = G * f'(z) with G = dL/da^(l) the sum of
+what the consumers of a^(l) send back, or, for the last layer, the output error derived
+from the loss (symbp.output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symbp.derive import Derivation, at_layer, fprime_at
+from symbp.graph import Graph, build_graph
+from symbp.indexed import N_UNITS
+from symbp.nodes import Bindings, Family, Kind, NodeDerivation
+from symbp.ops import kind_module
+from symbp.ops.context import Context, node_symbols
+from symbp.tangent import elementwise_tangents
+
+
+@dataclass(frozen=True)
+class Network:
+    """The graph, every node's equations, and what each array symbol is."""
+
+    graph: Graph
+    nodes: tuple[NodeDerivation, ...]
+    bindings: Bindings
+
+    def __repr__(self) -> str:
+        return f"Network({self.graph.arch.name}: {len(self.nodes)} nodes)"
+
+
+def derive_network(d: Derivation, graph: Graph | None = None) -> Network:
+    """Every node's equations for the derivation's architecture."""
+    graph = graph or build_graph(d.arch)
+    ctx = Context(graph, d.activations, d.output, Bindings())
+    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.shape[0], "the targets", Family.DATA)
+    nodes = tuple(_node(ctx, d, node) for node in graph.nodes)
+    return Network(graph, nodes, ctx.bindings)
+
+
+def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
+    l, name = node.index, node.layer.activation
+    act = d.activations.get(name)
+    is_output = node is ctx.graph.output
+    module = kind_module(node.kind)
+    forward = module.forward(ctx, node)
+    grads, backs = module.backward(ctx, node)
+    tangent, r_grads, r_backs = module.tangents(ctx, node)
+    s = node_symbols(ctx, node)
+    if is_output:
+        units = sp.Integer(node.z.shape[0])
+        delta = at_layer(d.output.delta_array, l).xreplace({N_UNITS: units})
+    else:
+        assert act is not None
+        delta = s["G"] * fprime_at(act, l)
+    a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s["Z"]})
+    a_dot, r_delta = elementwise_tangents(delta, act, is_output, l)
+    stores_z = delta.has(s["Z"]) or (act is not None and act.needs == "z")
+    return NodeDerivation(
+        node=node,
+        act=act,
+        is_output=is_output,
+        forward=forward,
+        a=a,
+        delta=delta,
+        grads=grads,
+        backs=backs,
+        tangent=tangent,
+        a_dot=a_dot,
+        r_delta=r_delta,
+        r_grads=r_grads,
+        r_backs=r_backs,
+        stores_z=stores_z,
+    )
+
+
+def _x() -> sp.Symbol:
+    from symbp.activations import X
+
+    return X

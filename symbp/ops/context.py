@@ -1,0 +1,81 @@
+"""What every kind's derivation reads: the network, its activations and output error, and
+the table of array symbols it adds to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symbp.calculus import ActivationDerivation
+from symbp.graph import Graph, Node, Tensor
+from symbp.nodes import Bindings, Family, Kind, sym
+from symbp.output import OutputDerivation
+from symbp.spec import Arch
+
+
+@dataclass
+class Context:
+    graph: Graph
+    acts: dict[str, ActivationDerivation]
+    output: OutputDerivation
+    bindings: Bindings
+
+    @property
+    def arch(self) -> Arch:
+        return self.graph.arch
+
+    @property
+    def row(self) -> bool:
+        return self.arch.layout == "row"
+
+    def activation_symbol(self, tensor: Tensor) -> sp.Symbol:
+        """A<k> for a^(k), bound as a per-sample array."""
+        what = "the input" if tensor.layer == 0 else f"activation of layer {tensor.layer}"
+        name, units = f"A{tensor.layer}", tensor.shape[0]
+        return self.bindings.add(name, Kind.SAMPLES, units, what, Family.FORWARD, tensor)
+
+    def samples(self, name: str, units: int, what: str, family: Family) -> sp.Symbol:
+        return self.bindings.add(name, Kind.SAMPLES, units, what, family)
+
+    def units(
+        self, name: str, units: int, what: str, family: Family, tensor: Tensor | None = None
+    ) -> sp.Symbol:
+        return self.bindings.add(name, Kind.UNITS, units, what, family, tensor)
+
+    def statistic(self, name: str, what: str, family: Family) -> sp.Symbol:
+        return self.bindings.add(name, Kind.SAMPLE_STAT, 1, what, family)
+
+    def tangent_of(self, tensor: Tensor) -> sp.Basic:
+        """a^(k)' (zero for the input, which does not move)."""
+        if tensor.layer == 0:
+            return sp.S.Zero
+        l = tensor.layer
+        return self.samples(f"Ad{l}", tensor.shape[0], f"tangent of a{l}", Family.TANGENT)
+
+
+def param_symbol(ctx: Context, param: Tensor, suffix: str = "") -> sp.Symbol:
+    """gamma3, beta3 as per-unit arrays; with suffix "d", their direction (gammad3)."""
+    name = f"{param.symbol}{suffix}{param.layer}"
+    what = f"direction of {param.key}" if suffix else f"parameter {param.key}"
+    family = Family.DIRECTION if suffix else Family.PARAMETER
+    return ctx.units(name, param.shape[0], what, family, param)
+
+
+def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
+    """The symbols every kind shares: z, a, delta, G (incoming dL/da), and their tangents."""
+    l, n = node.index, node.z.shape[0]
+    F = Family
+    return {
+        "Z": ctx.samples(f"Z{l}", n, f"pre-activation of layer {l}", F.FORWARD),
+        "A": ctx.activation_symbol(node.a),
+        "delta": ctx.samples(f"delta{l}", n, f"error term of layer {l}", F.BACKWARD),
+        "G": ctx.samples(f"G{l}", n, f"dL/da of layer {l}", F.BACKWARD),
+        "Zd": ctx.samples(f"Zd{l}", n, f"tangent of z{l}", F.TANGENT),
+        "Ad": ctx.samples(f"Ad{l}", n, f"tangent of a{l}", F.TANGENT),
+        "Rdelta": ctx.samples(f"Rdelta{l}", n, f"R of delta{l}", F.R),
+        "RG": ctx.samples(f"RG{l}", n, f"R of G{l}", F.R),
+    }
+
+
+__all__ = ["Context", "node_symbols", "param_symbol", "sym"]

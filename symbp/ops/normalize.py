@@ -1,0 +1,110 @@
+"""layernorm and batchnorm as graph nodes: the equations of symbp.ops.norm put in place.
+
+Layer norm normalises each sample over its n_l features (statistics per sample); batch norm
+each feature over the n samples of the batch, with the batch's own statistics (training
+mode: forward, loss, gradients, jvp and hvp all use them). Both keep mu, sigma and xhat
+from the forward pass for the backward pass.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symbp.graph import Node
+from symbp.nodes import Family, directional
+from symbp.ops.context import Context, node_symbols, param_symbol
+from symbp.ops.norm import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
+from symbp.output import BatchSum
+
+KEYS = ("eps",)
+BATCH_COUNT = sp.Symbol("count", positive=True)  # the code's batch size n
+
+
+F = Family
+
+
+def _stat(ctx: Context, node: Node):
+    """Statistics: one per sample (layer norm) or one per unit (batch norm)."""
+    if node.kind == "layernorm":
+        return ctx.statistic
+    n = node.z.shape[0]
+    return lambda name, what, family: ctx.units(name, n, what, family)
+
+
+def _over(node: Node) -> str:
+    return "features" if node.kind == "layernorm" else "batch"
+
+
+def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
+    """The derivation's generic arrays -> this node's."""
+    l, n = node.index, node.z.shape[0]
+    stat = _stat(ctx, node)
+    gamma, beta = node.params
+    s = node_symbols(ctx, node)
+    return {
+        ARR["X"]: ctx.activation_symbol(node.inputs[0]),
+        ARR["Xd"]: ctx.tangent_of(node.inputs[0]),
+        ARR["G"]: s["delta"],
+        ARR["Xhat"]: ctx.samples(f"Xhat{l}", n, f"normalised input of layer {l}", F.FORWARD),
+        ARR_SIGMA: stat(f"Sigma{l}", f"standard deviation in layer {l}", F.FORWARD),
+        sp.Symbol("Mu", real=True): stat(f"Mu{l}", f"mean in layer {l}", F.FORWARD),
+        ARR["Gamma"]: param_symbol(ctx, gamma),
+        ARR["Beta"]: param_symbol(ctx, beta),
+        ARR["Gammad"]: param_symbol(ctx, gamma, "d"),
+        ARR["Betad"]: param_symbol(ctx, beta, "d"),
+        ARR_COUNT: sp.Integer(n) if node.kind == "layernorm" else BATCH_COUNT,
+        EPS: sp.Float(node.layer.eps),
+    }
+
+
+def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
+    l, n = node.index, node.z.shape[0]
+    stat = _stat(ctx, node)
+    return {
+        "Xhatd": ctx.samples(f"Xhatd{l}", n, f"tangent of xhat{l}", F.TANGENT),
+        "Sigmad": stat(f"Sigmad{l}", f"tangent of sigma{l}", F.TANGENT),
+    }
+
+
+def forward(ctx: Context, node: Node) -> tuple:
+    d, names = derive_norm(_over(node)), _names(ctx, node)
+    s = node_symbols(ctx, node)
+    mu, sigma, xhat = names[sp.Symbol("Mu", real=True)], names[ARR_SIGMA], names[ARR["Xhat"]]
+    return (
+        (mu, d.mean.xreplace(names)),
+        (sigma, d.sigma.xreplace(names)),
+        (xhat, d.xhat.xreplace(names)),
+        (s["Z"], d.out.xreplace(names)),
+    )
+
+
+def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
+    d, names = derive_norm(_over(node)), _names(ctx, node)
+    gamma, beta = node.params
+    grads = ((gamma, d.d_gamma.xreplace(names)), (beta, d.d_beta.xreplace(names)))
+    backs: tuple = ()
+    if node.inputs[0].layer > 0:
+        backs = ((node.inputs[0], d.back.xreplace(names)),)
+    return grads, backs
+
+
+def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
+    d, names = derive_norm(_over(node)), _names(ctx, node)
+    dots, s = _dots(ctx, node), node_symbols(ctx, node)
+    steps = (
+        (dots["Sigmad"], d.sigma_dot.xreplace(names)),
+        (dots["Xhatd"], d.xhat_dot.xreplace(names)),
+        (s["Zd"], d.out_dot.xreplace(names)),
+    )
+    gamma, beta = node.params
+    moves = {
+        s["delta"]: s["Rdelta"],
+        names[ARR["Xhat"]]: dots["Xhatd"],
+        names[ARR_SIGMA]: dots["Sigmad"],
+        names[ARR["Gamma"]]: names[ARR["Gammad"]],
+    }
+    grads, backs = backward(ctx, node)
+    r_grads = tuple((p, directional(g, moves)) for p, g in grads)
+    r_backs = tuple((t, directional(b, moves)) for t, b in backs)
+    assert all(isinstance(g, (BatchSum, sp.Expr)) for _, g in r_grads)
+    return steps, r_grads, r_backs

@@ -14,7 +14,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from symbp.errors import DerivationError
-from symbp.output import LogOneMinusSoftmax, LogSumExp, UnitSum
+from symbp.output import BatchSum, LogOneMinusSoftmax, LogSumExp, UnitSum
 
 FUNCTIONS = {
     sp.exp: "_exp",
@@ -51,6 +51,7 @@ ALLOWED = (
     sp.Transpose,
     sp.OneMatrix,
     UnitSum,
+    BatchSum,
     LogSumExp,
     LogOneMinusSoftmax,
     sp.core.relational.Relational,
@@ -152,7 +153,7 @@ class NumPyPrinter(StrPrinter):
             isinstance(expr, sp.Expr)
             and expr.is_number
             and not expr.is_Rational
-            and not expr.has(UnitSum, LogSumExp, LogOneMinusSoftmax)
+            and not expr.has(UnitSum, BatchSum, LogSumExp, LogOneMinusSoftmax)
         ):
             return self._constant(expr)
         if isinstance(expr, sp.Basic) and not isinstance(expr, ALLOWED):
@@ -356,6 +357,13 @@ class NumPyPrinter(StrPrinter):
                 fix="make the loss depend on yhat",
             )
         return f"np.sum({self._print(expr.args[0])}, axis={axis}, keepdims=True)"
+
+    def _print_BatchSum(self, expr: BatchSum) -> str:
+        """Sum over the samples, one value per unit, shaped like a bias: (units,) in row
+        layout, (units, 1) in column layout."""
+        if self.row_layout:
+            return f"np.sum({self._print(expr.args[0])}, axis=0)"
+        return f"np.sum({self._print(expr.args[0])}, axis=1, keepdims=True)"
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:
         """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""

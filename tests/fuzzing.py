@@ -371,6 +371,33 @@ def unit_loss(doc: dict, a: Dual, z: Dual, y: np.ndarray, axis: int) -> Dual:
     return -(Y * log_a + (1 - Y) * log_1ma)
 
 
+def _param(params: dict, tangents: dict, key: str) -> Dual:
+    return Dual(params[key], tangents.get(key, 0.0))
+
+
+def _layer(
+    layer: dict, l: int, a: Dual, outputs: dict, params: dict, tangents: dict, row: bool
+) -> Dual:
+    """z of one layer of any kind, from its definition (written here independently)."""
+    kind = layer.get("type", "dense")
+    if kind == "dense":
+        W = _param(params, tangents, f"W{l}")
+        z = (a @ W.T) if row else (W @ a)
+        return z + _param(params, tangents, f"b{l}") if layer.get("bias", True) else z
+    if kind == "add":
+        return a + outputs[layer["from"]]
+    # normalisation: over the features of a sample (layernorm) or the samples of a feature
+    features = 1 if row else 0
+    axis = features if kind == "layernorm" else 1 - features
+    count = a.v.shape[axis]
+    mu = a.sum(axis) * (1.0 / count)
+    centred = a - mu
+    var = (centred * centred).sum(axis) * (1.0 / count)
+    sigma = power(var + layer.get("eps", 1e-5), Fraction(1, 2))
+    xhat = centred / sigma
+    return _param(params, tangents, f"gamma{l}") * xhat + _param(params, tangents, f"beta{l}")
+
+
 def activations_finite(doc: dict, params: dict, X: np.ndarray, Y: np.ndarray) -> bool:
     """True when every layer's activation is finite on this batch (the reference's)."""
     seen: list[Dual] = []
@@ -394,11 +421,12 @@ def reference(
     tangents = tangents or {}
     a = Dual(X)
     z = a
+    outputs = {"input": a}
     for l, layer in enumerate(doc["layers"], start=1):
-        W = Dual(params[f"W{l}"], tangents.get(f"W{l}", 0.0))
-        b = Dual(params[f"b{l}"], tangents.get(f"b{l}", 0.0))
-        z = (a @ W.T + b) if row else (W @ a + b)
-        a = activation(layer["activation"], z, customs, axis)
+        z = _layer(layer, l, a, outputs, params, tangents, row)
+        a = activation(layer.get("activation", "identity"), z, customs, axis)
+        if "name" in layer:
+            outputs[layer["name"]] = a
         if trace is not None:
             trace.append(a)
     n = X.shape[0] if row else X.shape[1]
@@ -407,6 +435,8 @@ def reference(
     total = Dual(per.v.sum(), per.t.sum()) * scale
     l2 = float(doc.get("l2", 0.0))
     for l in range(1, len(doc["layers"]) + 1):
+        if f"W{l}" not in params:
+            continue
         W = Dual(params[f"W{l}"], tangents.get(f"W{l}", 0.0))
         sq = W * W
         total = total + Dual(sq.v.sum(), sq.t.sum()) * (l2 / 2)
@@ -441,11 +471,19 @@ class Outcome:
 def _problem_data(doc: dict, seed: int, n: int = 6) -> tuple[dict, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     row = doc.get("layout", "column") == "row"
-    sizes = [doc["input"]] + [layer["units"] for layer in doc["layers"]]
+    sizes = [doc["input"]]
     params = {}
-    for l in range(1, len(sizes)):
-        params[f"W{l}"] = rng.standard_normal((sizes[l], sizes[l - 1])) * 0.8
-        params[f"b{l}"] = rng.standard_normal((sizes[l],) if row else (sizes[l], 1)) * 0.3
+    for l, layer in enumerate(doc["layers"], start=1):
+        kind = layer.get("type", "dense")
+        sizes.append(layer["units"] if kind == "dense" else sizes[-1])
+        unit_shape = (sizes[l],) if row else (sizes[l], 1)
+        if kind == "dense":
+            params[f"W{l}"] = rng.standard_normal((sizes[l], sizes[l - 1])) * 0.8
+            if layer.get("bias", True):
+                params[f"b{l}"] = rng.standard_normal(unit_shape) * 0.3
+        elif kind in ("layernorm", "batchnorm"):
+            params[f"gamma{l}"] = 1 + rng.standard_normal(unit_shape) * 0.3
+            params[f"beta{l}"] = rng.standard_normal(unit_shape) * 0.3
     X = rng.standard_normal((n, sizes[0]) if row else (sizes[0], n))
     k = sizes[-1]
     shape = (n, k) if row else (k, n)

@@ -164,7 +164,7 @@ def _arrays(
 ) -> NormDerivation:
     """The whole-array forms of every equation."""
     reduce = UnitSum if over == "features" else BatchSum
-    X_, Xd, G_, Xhat = ARR["X"], ARR["Xd"], ARR["G"], ARR["Xhat"]
+    X_, G_, Xhat = ARR["X"], ARR["G"], ARR["Xhat"]
     mean = reduce(X_) / ARR_COUNT
     sigma = sp.sqrt(reduce((X_ - sp.Symbol("Mu", real=True)) ** 2) / ARR_COUNT + EPS)
     back = _to_array(vjp.subs(J, I), over)
@@ -187,16 +187,24 @@ def _arrays(
         d_gamma=BatchSum(G_ * Xhat) if over == "features" else BatchSum(G_ * Xhat),
         d_beta=BatchSum(G_),
         xhat_dot=xhat_dot,
-        sigma_dot=ARR_SIGMA * reduce(Xhat * Xd) / ARR_COUNT,
+        sigma_dot=_to_array(_named(in_range(sp.diff(_moved(_stdev()), T).subs(T, 0).doit())), over),
         out_dot=out_dot,
+    )
+
+
+def _stdev() -> sp.Expr:
+    mean = sp.Sum(X[M], (M, 1, N)) / N
+    return sp.sqrt(sp.Sum((X[M] - mean) ** 2, (M, 1, N)) / N + EPS)
+
+
+def _moved(expr: sp.Expr) -> sp.Expr:
+    """expr with x moved along x': x -> x + t x'."""
+    return expr.replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base == X, lambda e: e + T * XD[e.indices[0]]
     )
 
 
 def _xhat_moved() -> sp.Expr:
     """xhat_i with x moved along x' (for xhat', which the R-operator reads)."""
     mean = sp.Sum(X[M], (M, 1, N)) / N
-    stdev = sp.sqrt(sp.Sum((X[M] - mean) ** 2, (M, 1, N)) / N + EPS)
-    xhat = (X[I] - mean) / stdev
-    return xhat.replace(
-        lambda e: isinstance(e, sp.Indexed) and e.base == X, lambda e: e + T * XD[e.indices[0]]
-    )
+    return _moved((X[I] - mean) / _stdev())

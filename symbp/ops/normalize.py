@@ -11,13 +11,13 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp.graph import Node
-from symbp.nodes import Family, directional
+from symbp.nodes import Family, Kind, directional
 from symbp.ops.context import Context, node_symbols, param_symbol
 from symbp.ops.norm import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
 from symbp.output import BatchSum
 
 KEYS = ("eps",)
-BATCH_COUNT = sp.Symbol("count", positive=True)  # the code's batch size n
+BATCH_COUNT = sp.Symbol("count")  # the code's batch size n
 
 
 F = Family
@@ -67,6 +67,8 @@ def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
 
 
 def forward(ctx: Context, node: Node) -> tuple:
+    if node.kind == "batchnorm":
+        ctx.bindings.add("count", Kind.SCALAR, 1, "the batch size", Family.FORWARD)
     d, names = derive_norm(_over(node)), _names(ctx, node)
     s = node_symbols(ctx, node)
     mu, sigma, xhat = names[sp.Symbol("Mu", real=True)], names[ARR_SIGMA], names[ARR["Xhat"]]

@@ -82,6 +82,7 @@ class Emitter:
 
     d: Derivation
     net: Network
+    eq: dict[str, int] = field(default_factory=dict)  # document label -> equation number
     printer: NumPyPrinter = field(init=False)
     ws: Workspace = field(init=False)
     keep_z: set[int] = field(init=False)
@@ -95,6 +96,11 @@ class Emitter:
         names.update({f"Z{nd.node.index}": "Z" for nd in self.net.nodes if self._z_reused(nd)})
         self.printer = NumPyPrinter(row, names)
         self.ws = Workspace(row)
+
+    def cite(self, kind: str, l: int) -> str:
+        """ "eq. (N)" for the document's equation of this kind at layer l, or ""."""
+        number = self.eq.get(f"eq:{kind}-{l}")
+        return f"eq. ({number})" if number else ""
 
     # --- what a symbol is -------------------------------------------------------------
 
@@ -243,7 +249,11 @@ def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> lis
         lines.append(f"count = A0.shape[{0 if e.d.arch.layout == 'row' else 1}]  # batch size")
     for nd in e.net.nodes:
         l, n = nd.node.index, nd.node.z.shape[0]
-        lines.append(f"# layer {l} ({nd.node.kind}, {nd.node.layer.activation})")
+        cites = [c for c in (e.cite("z", l), e.cite("a", l)) if c]
+        sizes = f"{nd.node.inputs[0].shape[0]} -> {n}"
+        kind = f"{nd.node.kind}, " if nd.node.kind != "dense" else ""
+        where = f": {', '.join(cites)}" if cites else ""
+        lines.append(f"# layer {l}, {sizes} ({kind}{nd.node.layer.activation}){where}")
         a_code, overwrites, helper = _activation(e, nd)
         for target, value in nd.forward:
             name = e.code(target)
@@ -344,42 +354,48 @@ def backward_statements(e: Emitter, fused: bool) -> list[Stmt]:
     back, accumulated once its first consumer has been reached; with `fused`, it is
     accumulated straight into delta's array and f' multiplied in place (loss_and_grads),
     else kept as G<l> beside delta<l> (the R-operator reads both)."""
-    nodes = e.net.nodes
-    first_consumer = {key: min(n.index for n in c) for key, c in e.net.graph.consumers.items()}
     pending: dict[str, list[Expr]] = {}
     out: list[Stmt] = []
-    for nd in reversed(nodes):
+    for nd in reversed(e.net.nodes):
         l = nd.node.index
         delta = through_sigmoid(nd.delta)
-        if nd.is_output:
-            out.append(Stmt(f"delta{l}", delta, comment=f"layer {l} (output): error term", layer=l))
-        elif fused:
+        out.append(Stmt("", sp.S.Zero, "#", comment=_block_comment(e, nd, fused), layer=l))
+        if not nd.is_output:
+            # Every consumer of a^(l) has a higher index: what they sent back is complete.
+            target = f"delta{l}" if fused else f"G{l}"
+            out += _accumulate(e, target, pending.pop(nd.node.a.key), l)
+        if nd.is_output or not fused:
+            out.append(Stmt(f"delta{l}", delta, layer=l))
+        else:
             g = sp.Symbol(f"G{l}", real=True)
             factors = delta.xreplace({g: sp.S.One})
-            comment = f"layer {l}: error term, delta = G * f'(z)"
             for factor in sp.Mul.make_args(factors) if factors != 1 else ():
-                out.append(Stmt(f"delta{l}", factor, "*=", comment=comment, layer=l))
-                comment = ""
-        else:
-            out.append(Stmt(f"delta{l}", delta, comment=f"layer {l}: error term", layer=l))
+                out.append(Stmt(f"delta{l}", factor, "*=", layer=l))
         if fused:
             for param, grad in nd.grads:
                 out.append(Stmt(f"d{param.key}", grad, layer=l, param=param))
         for tensor, contribution in nd.backs:
             pending.setdefault(tensor.key, []).append(contribution)
-        for tensor in dict.fromkeys(nd.node.inputs):
-            if tensor.layer == 0 or first_consumer[tensor.key] != l:
-                continue
-            target = f"delta{tensor.layer}" if fused else f"G{tensor.layer}"
-            out += _accumulate(e, target, pending.pop(tensor.key), tensor.layer)
     return out
+
+
+def _block_comment(e: Emitter, nd: NodeDerivation, grads: bool) -> str:
+    """ "layer 3 (output): delta (eq. (N)), dW (eq. (M)), db (...)": what the block computes."""
+    l = nd.node.index
+    parts = [f"delta ({e.cite('delta', l)})" if e.cite("delta", l) else "delta"]
+    if grads:
+        for param, _ in nd.grads:
+            label = f"d{param.symbol}"
+            cite = e.cite(label, l)
+            parts.append(f"{label} ({cite})" if cite else label)
+    return f"layer {l}{' (output)' if nd.is_output else ''}: {', '.join(parts)}"
 
 
 def _accumulate(e: Emitter, target: str, contributions: list[Expr], layer: int) -> list[Stmt]:
     """target = the first contribution that makes a new array, += the others."""
     ordered = sorted(contributions, key=lambda c: not (isinstance(c, sp.MatrixExpr) or e.fresh(c)))
-    what = "sent back by its consumers" if len(ordered) > 1 else "sent back by the next layer"
-    stmts = [Stmt(target, ordered[0], comment=f"dL/da{layer}, {what}", layer=layer)]
+    comment = f"dL/da{layer}, the sum over its consumers" if ordered[1:] else ""
+    stmts = [Stmt(target, ordered[0], comment=comment, layer=layer)]
     return stmts + [Stmt(target, c, "+=", layer=layer) for c in ordered[1:]]
 
 
@@ -423,6 +439,8 @@ def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
         if s.comment:
             lines.append(f"# {s.comment}")
         out = _buffer(e, s) if ws else None
+        if s.op == "#":
+            continue
         if s.op == "=":
             if e.constant(s.expr) and s.param is None:
                 lines.append(f"{s.target} = np.full_like(A{s.layer}, {e.code(s.expr)})")
@@ -463,37 +481,37 @@ def _buffer(e: Emitter, s: Stmt) -> str | None:
 
 
 def tangent_lines(e: Emitter) -> list[str]:
-    """z', a' (and the statistics' tangents) for every node."""
-    lines = []
+    """z', a' (and the statistics' tangents) for every node; a name is bound only when a
+    later line reads it."""
+    steps: list[tuple[str, sp.Basic, str]] = []
     for nd in e.net.nodes:
         l = nd.node.index
-        for target, value in nd.tangent:
-            name = e.code(target)
-            lines.append(f'out["{name}"] = {name} = {e.array_code(value, "A0")}')
-        lines.append(f'out["Ad{l}"] = Ad{l} = {e.array_code(through_sigmoid(nd.a_dot), f"Zd{l}")}')
+        steps += [(e.code(t), v, "A0") for t, v in nd.tangent]
+        steps.append((f"Ad{l}", through_sigmoid(nd.a_dot), f"Zd{l}"))
+    read = {getattr(s, "name", None) for _, v, _ in steps for s in _symbols(v)}
+    read |= {like for name, v, like in steps if e.constant(v)}
+    lines = []
+    for name, value, like in steps:
+        bind = f"{name} = " if name in read else ""
+        lines.append(f'out["{name}"] = {bind}{e.array_code(value, like)}')
     return lines
 
 
 def r_backward_lines(e: Emitter) -> list[str]:
-    """R{delta}, R{grads} and R{G} (what each node's R-backward sends back)."""
-    first_consumer = {key: min(n.index for n in c) for key, c in e.net.graph.consumers.items()}
+    """R{G} (the sum of what the consumers' R-backward sends back), R{delta}, R{grads}."""
     pending: dict[str, list[Expr]] = {}
     lines: list[str] = []
     for nd in reversed(e.net.nodes):
         l = nd.node.index
+        if not nd.is_output:
+            parts = pending.pop(nd.node.a.key)
+            text = " + ".join(f"({e.code(p)})" for p in parts) if parts[1:] else e.code(parts[0])
+            lines.append(f"RG{l} = {text}")
         lines.append(f"Rdelta{l} = {e.array_code(through_sigmoid(nd.r_delta), f'A{l}')}")
         for param, r_grad in nd.r_grads:
             lines.append(f'H["{param.key}"] = {e.code(r_grad)}')
         for tensor, contribution in nd.r_backs:
             pending.setdefault(tensor.key, []).append(contribution)
-        for tensor in dict.fromkeys(nd.node.inputs):
-            if tensor.layer == 0 or first_consumer[tensor.key] != l:
-                continue
-            parts = pending.pop(tensor.key)
-            text = (
-                " + ".join(f"({e.code(p)})" for p in parts) if len(parts) > 1 else e.code(parts[0])
-            )
-            lines.append(f"RG{tensor.layer} = {text}")
     return lines
 
 
@@ -569,9 +587,10 @@ def _init_lines(e: Emitter) -> list[str]:
     return lines
 
 
-def module_context(d: Derivation, net: Network) -> dict[str, Any]:
-    """Everything the module template needs, as plain strings and lists of lines."""
-    e = Emitter(d, net)
+def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None) -> dict[str, Any]:
+    """Everything the module template needs, as plain strings and lists of lines;
+    `eq` (label -> number) lets the comments cite the document's equations."""
+    e = Emitter(d, net, eq or {})
     arch = d.arch
     row = arch.layout == "row"
     reuse = loss_reuse(e)
@@ -586,16 +605,22 @@ def module_context(d: Derivation, net: Network) -> dict[str, Any]:
     if reuse["common"]:
         # The output error's first array (A - Y) is computed before the loss, which reads it.
         loss_pre = [backward_ws.pop(1)]
+    eq_loss = (eq or {}).get("eq:loss")
     unfused = backward_statements(e, fused=False)
     backward_plain = print_backward(e, unfused, ws=False)
-    written = {s.target for s in unfused}
-    backward_loads = loads(e, [s.expr for s in unfused], written, "vectors")
+    written = {s.target for s in unfused if s.op != "#"}
+    read = [s.expr for s in unfused]
+    # A constant error term takes its shape from the layer's activation.
+    read += [sp.Symbol(f"A{s.layer}") for s in unfused if s.op == "=" and e.constant(s.expr)]
+    backward_loads = loads(e, read, written, "vectors")
     tangent = tangent_lines(e)
     tangent_exprs = [v for nd in net.nodes for _, v in nd.tangent] + [nd.a_dot for nd in net.nodes]
     tan_written = {e.code(t) for nd in net.nodes for t, _ in nd.tangent} | {
         f"Ad{nd.node.index}" for nd in net.nodes
     }
     r_exprs = [nd.r_delta for nd in net.nodes]
+    r_exprs += [sp.Symbol(f"A{nd.node.index}") for nd in net.nodes if e.constant(nd.r_delta)]
+    tangent_exprs += [sp.Symbol("A0") for nd in net.nodes for _, v in nd.tangent if e.constant(v)]
     r_exprs += [g for nd in net.nodes for _, g in (*nd.r_grads, *nd.r_backs)]
     r_written = {f"Rdelta{nd.node.index}" for nd in net.nodes} | {
         f"RG{nd.node.index}" for nd in net.nodes
@@ -610,6 +635,7 @@ def module_context(d: Derivation, net: Network) -> dict[str, Any]:
         "layout": arch.layout,
         "dtype": arch.dtype,
         "reduction": arch.reduction,
+        "loss_kind": arch.loss.kind,
         "loss_text": arch.loss.kind if arch.loss.kind != "expr" else f"expr: {arch.loss.expr}",
         "l2": repr(float(arch.l2)) if arch.l2 else "",
         "init_lines": _init_lines(e),
@@ -622,6 +648,7 @@ def module_context(d: Derivation, net: Network) -> dict[str, Any]:
         "loss_plain": plain_loss,
         "loss_ws": reuse,
         "loss_pre": loss_pre,
+        "eq_loss": f", eq. ({eq_loss})" if eq_loss else "",
         "loss_from_logits": d.output.loss_from_logits,
         "backward_ws": backward_ws,
         "backward_plain": backward_plain,

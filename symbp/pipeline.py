@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from symbp.codegen import module_context
 from symbp.derive import Derivation, check_supported, derive
 from symbp.document import document_context
+from symbp.emit import module_context
 from symbp.errors import OutputError, SymbpError
+from symbp.labels import derivation_numbering
+from symbp.network import derive_network
 from symbp.render import header_lines, render
 from symbp.spec import Arch, load_arch
 
@@ -46,9 +48,9 @@ def render_all(d: Derivation, body_only: bool = False, with_tests: bool = False)
     check_supported(arch)
     source = Path(arch.source).name
     files = {}
-    ctx = module_context(d)
-    ctx["header"] = "\n".join(header_lines("module.py.j2", source, arch.source_sha256))
-    files[f"{arch.name}.py"] = render("module.py.j2", ctx)
+    ctx = module_context(d, derive_network(d), derivation_numbering(d) if d.layers else None)
+    ctx["header"] = "\n".join(header_lines("network.py.j2", source, arch.source_sha256))
+    files[f"{arch.name}.py"] = render("network.py.j2", ctx)
     if with_tests:
         ctx["header"] = "\n".join(header_lines("test_module.py.j2", source, arch.source_sha256))
         files[f"test_{arch.name}.py"] = render("test_module.py.j2", ctx)

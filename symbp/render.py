@@ -15,7 +15,7 @@ _SOURCE_TREE = Path(__file__).resolve().parent.parent / "templates"
 
 def _loader() -> jinja2.BaseLoader:
     """templates/ of a source checkout, else the copy installed inside the package."""
-    if (_SOURCE_TREE / "module.py.j2").is_file():
+    if (_SOURCE_TREE / "network.py.j2").is_file():
         return jinja2.FileSystemLoader(str(_SOURCE_TREE))
     return jinja2.PackageLoader("symbp", "templates")
 

@@ -6,16 +6,19 @@ object through symbp.latex, so the document shows what SymPy actually derived.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sympy as sp
 
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
-from symbp.complexity import backward_forward_ratio, layer_costs
-from symbp.derive import Derivation, LayerDerivation, at_layer, general_batch, unit_loss
-from symbp.labels import activation_label, derivation_numbering, layer_label
+from symbp.derive import Derivation, at_layer, general_batch, unit_loss
+from symbp.labels import activation_label, layer_label, network_numbering
 from symbp.latex import tex
+from symbp.network import Network, derive_network
+from symbp.nodes import Kind, NodeDerivation, add_derivative
+from symbp.ops.norm import derive_norm
 from symbp.output import YHAT_VAR
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
@@ -66,35 +69,9 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
     }
 
 
-def _layer_entry(d: Derivation, layer: LayerDerivation, eq: dict[str, int]) -> dict[str, Any]:
-    l = layer.index
-    row = d.arch.layout == "row"
-    if layer.act is None:
-        a_tex = rf"\operatorname{{softmax}}\left(z^{{({l})}}\right)"
-    else:
-        a_tex = tex(layer.a)
-    return {
-        "index": l,
-        "n_in": layer.n_in,
-        "n_out": layer.n_out,
-        "activation": _escape(layer.activation),
-        "raw_activation": layer.activation,
-        "is_output": layer.is_output,
-        "a": a_tex,
-        "delta": tex(layer.delta),
-        "dW": tex(layer.dW, batch=True),
-        "db": tex(layer.db, batch=True),
-        "z_batch": tex(layer.z, batch=True),
-        "W_shape": f"{layer.n_out} \\times {layer.n_in}",
-        "A_shape": f"n \\times {layer.n_out}" if row else f"{layer.n_out} \\times n",
-        "stores": "z" if layer.stores_z else "a",
-        "eq": {kind: eq[layer_label(kind, l)] for kind in ("z", "a", "delta", "dW", "db")},
-    }
-
-
 def _output_entry(d: Derivation) -> dict[str, Any]:
     out = d.output
-    L = len(d.layers)
+    L = len(d.arch.layers)
     return {
         "unit_loss": tex(unit_loss(d.arch).subs(YHAT_VAR, sp.Symbol("yhat"))),
         "dl_da": tex(out.dl_da),
@@ -105,31 +82,21 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
         "assumption": out.assumption or "",
         "loss_value": tex(at_layer(out.loss_array, L)),
         "from_logits": out.loss_from_logits,
-        "softmax": d.layers[-1].act is None,
+        "softmax": d.arch.layers[-1].activation == "softmax",
     }
 
 
-def _tangent_entry(d: Derivation, eq: dict[str, int]) -> dict[str, Any]:
+def _tangent_entry(d: Derivation, net: Network, eq: dict[str, int], T: _Tex) -> dict[str, Any]:
     """Forward-mode and R-operator equations, general (index form) and per layer."""
     from symbp.tangent import tangent_calculus
 
     calc = tangent_calculus()
-    layers = [
-        {
-            "index": t.index,
-            "a_dot": tex(t.a_dot),
-            "r_delta": tex(t.r_delta),
-            "eq_a_dot": eq[layer_label("a-dot", t.index)],
-            "eq_r_delta": eq[layer_label("r-delta", t.index)],
-        }
-        for t in d.tangents
-    ]
     return {
         "z_dot": tex(calc.z_dot),
         "dW_r": tex(calc.dW_r),
         "db_r": tex(calc.db_r),
         "back_r": tex(calc.back_r),
-        "layers": layers,
+        "layers": _tangent_layers(net, eq, T),
     }
 
 
@@ -141,44 +108,174 @@ def _general_entry(d: Derivation) -> dict[str, str]:
     return entry
 
 
-def _graph(n_layers: int) -> dict[str, Any]:
-    """Box positions (mm) of the computation graph x -> z1 -> a1 -> ... -> L."""
-    shown = list(range(1, n_layers + 1)) if n_layers <= 3 else [1, 2, None, n_layers]
-    nodes: list[dict[str, Any]] = [{"x": 0, "text": "x", "param": ""}]
+class _Tex:
+    """LaTeX of the network's expressions, with the names its kinds give their arrays."""
+
+    def __init__(self, net: Network) -> None:
+        self.names = net.bindings.tex_names()
+        self.arrays = frozenset(
+            name for name, info in net.bindings.table.items() if info.kind == Kind.SAMPLES
+        )
+
+    def __call__(self, expr: sp.Basic, batch: bool = False) -> str:
+        return tex(expr, batch, self.names, self.arrays)
+
+
+_PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
+
+
+def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -> dict:
+    """Layer l's equations, in document order: z (and the statistics), a, the error term
+    (with what its consumers send back), and each parameter's gradient."""
+    node, l = nd.node, nd.node.index
+    steps = [f"{T(t, batch=True)} = {T(v, batch=True)}" for t, v in nd.forward]
+    a_tex = rf"\operatorname{{softmax}}\left(z^{{({l})}}\right)" if nd.act is None else T(nd.a)
+    delta = [rf"\delta^{{({l})}} = {T(nd.delta)}"]
+    if not nd.is_output:
+        sent = [T(b, batch=True) for c in net.graph.consumers.get(node.a.key, ()) for t, b in
+                net.nodes[c.index - 1].backs if t is node.a]  # fmt: skip
+        delta.insert(
+            0, rf"g^{{({l})}} = \frac{{\partial L}}{{\partial a^{{({l})}}}} = {' + '.join(sent)}"
+        )
+    equations = [
+        _equation(eq, "z", l, steps),
+        _equation(eq, "a", l, [f"a^{{({l})}} = {a_tex}"]),
+        _equation(eq, "delta", l, delta),
+    ]
+    for param, grad in nd.grads:
+        lhs = rf"\frac{{\partial L}}{{\partial {_PARAM_TEX[param.symbol]}^{{({l})}}}}"
+        equations.append(_equation(eq, f"d{param.symbol}", l, [f"{lhs} = {T(grad, batch=True)}"]))
+    kind = "" if node.kind == "dense" else f"{node.kind}, "
+    return {
+        "index": l,
+        "kind": node.kind,
+        "n_in": node.inputs[0].shape[0],
+        "n_out": node.z.shape[0],
+        "activation": _escape(node.layer.activation),
+        "raw_activation": node.layer.activation,
+        "title": rf"{kind}\texttt{{{_escape(node.layer.activation)}}}",
+        "title_md": f"{kind}`{node.layer.activation}`",
+        "is_output": nd.is_output,
+        "stores": "z" if nd.stores_z else "a",
+        "source": node.layer.source or "",
+        "equations": equations,
+    }
+
+
+def _equation(eq: dict[str, int], kind: str, l: int, lines: list[str]) -> dict:
+    label = layer_label(kind, l)
+    return {"label": label, "number": eq[label], "lines": lines}
+
+
+def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
+    return [
+        {
+            "index": nd.node.index,
+            "a_dot": T(nd.a_dot),
+            "r_delta": T(nd.r_delta),
+            "eq_a_dot": eq[layer_label("a-dot", nd.node.index)],
+            "eq_r_delta": eq[layer_label("r-delta", nd.node.index)],
+        }
+        for nd in net.nodes
+    ]
+
+
+def _kind_sections(net: Network, eq: dict[str, int]) -> list[dict]:
+    """What SymPy derived for each kind other than dense that the network has."""
+    sections = []
+    for kind in dict.fromkeys(nd.node.kind for nd in net.nodes):
+        if kind == "add":
+            dx, dr = add_derivative()
+            sections.append({"kind": kind, "eq": eq["eq:add"], "dx": tex(dx), "dr": tex(dr)})
+        elif kind in ("layernorm", "batchnorm"):
+            n = derive_norm("features" if kind == "layernorm" else "batch")
+            sections.append(
+                {
+                    "kind": kind,
+                    "eq_z": eq[f"eq:{kind}-z"],
+                    "eq_vjp": eq[f"eq:{kind}-vjp"],
+                    "eq_tangent": eq[f"eq:{kind}-tangent"],
+                    "z": tex(n.z),
+                    "dz_dx": tex(n.dz_dx),
+                    "vjp_raw": tex(n.vjp_raw),
+                    "vjp": tex(n.vjp),
+                    "tangent": tex(n.tangent, names=_DOTS),
+                }
+            )
+    return sections
+
+
+_DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
+
+
+def _graph(net: Network) -> dict[str, Any]:
+    """Box positions (mm) of x -> z1 -> a1 -> ... -> L, with the skip edges of add layers."""
+    count = len(net.nodes)
+    shown = list(range(1, count + 1)) if count <= 6 else [1, 2, None, count]
+    nodes: list[dict[str, Any]] = [{"x": 0, "text": "x", "param": "", "dots": False}]
+    where = {0: 5}
     x = 0
     for layer in shown:
         x += 17
         if layer is None:
             nodes.append({"x": x, "text": r"\cdots", "param": "", "dots": True})
             continue
-        nodes.append(
-            {"x": x, "text": f"z^{{({layer})}}", "param": f"W^{{({layer})}}, b^{{({layer})}}"}
-        )
+        node = net.nodes[layer - 1].node
+        params = ", ".join(f"{_PARAM_TEX[p.symbol]}^{{({layer})}}" for p in node.params)
+        nodes.append({"x": x, "text": f"z^{{({layer})}}", "param": params, "dots": False})
         x += 17
-        nodes.append({"x": x, "text": f"a^{{({layer})}}", "param": ""})
+        nodes.append({"x": x, "text": f"a^{{({layer})}}", "param": "", "dots": False})
+        where[layer] = x + 5
     x += 17
-    nodes.append({"x": x, "text": "L", "param": "y"})
-    for node in nodes:
-        node.setdefault("dots", False)
+    nodes.append({"x": x, "text": "L", "param": "y", "dots": False})
+    skips = []
+    for nd in net.nodes:
+        if nd.node.kind == "add" and nd.node.index in where:
+            source = nd.node.inputs[1].layer
+            if source in where and source != nd.node.index - 1:
+                start, end = where[source], where[nd.node.index] - 17
+                skips.append({"x0": start, "x1": end, "mid": (start + end) / 2})
     text = " -> ".join(n["text"].replace("^{(", "(").replace(")}", ")") for n in nodes)
-    return {"nodes": nodes, "width": x + 12, "text": text.replace("\\cdots", "...")}
+    text = text.replace("\\cdots", "...")
+    for nd in net.nodes:
+        if nd.node.kind == "add":
+            text += f"; a({nd.node.inputs[1].layer}) -> z({nd.node.index})"
+    width = x + 12
+    # The figure fits the text width (about 150 mm): a wide graph is drawn smaller.
+    unit = min(1.0, 150 / width)
+    return {"nodes": nodes, "width": width, "text": text, "skips": skips, "unit": f"{unit:.3f}"}
 
 
-def _complexity(sizes: tuple[int, ...]) -> dict[str, Any]:
-    costs = layer_costs(sizes)
+def _complexity(net: Network) -> dict[str, Any]:
+    """Parameters and multiply-adds per sample of each layer's matrix products."""
+    rows = []
+    for nd in net.nodes:
+        node = nd.node
+        params = sum(math.prod(p.shape) for p in node.params)
+        products = math.prod(node.params[0].shape) if node.kind == "dense" else 0
+        backward = products * (2 if node.inputs[0].layer > 0 else 1)
+        rows.append(
+            {"index": node.index, "params": params, "forward": products, "backward": backward}
+        )
+    forward = sum(r["forward"] for r in rows)
+    backward = sum(r["backward"] for r in rows)
     return {
-        "rows": costs,
-        "params": sum(c.params for c in costs),
-        "forward": sum(c.forward for c in costs),
-        "backward": sum(c.backward for c in costs),
-        "ratio": f"{backward_forward_ratio(sizes):.3f}",
+        "rows": rows,
+        "params": sum(r["params"] for r in rows),
+        "forward": forward,
+        "backward": backward,
+        "ratio": f"{backward / forward:.3f}" if forward else "n/a",
     }
 
 
-def document_context(d: Derivation) -> dict[str, Any]:
+def document_context(d: Derivation, net: Network | None = None) -> dict[str, Any]:
     """Everything derivation.tex.j2 needs."""
     arch = d.arch
-    eq = derivation_numbering(d)
+    net = net or derive_network(d)
+    eq = network_numbering(d, net)
+    T = _Tex(net)
+    graph = _graph(net)
+    kinds = [nd.node.kind for nd in net.nodes]
     return {
         "name": _escape(arch.name),
         "raw_name": arch.name,
@@ -191,14 +288,17 @@ def document_context(d: Derivation) -> dict[str, Any]:
         "loss_name": LOSS_NAMES[arch.loss.kind],
         "loss_expr": _escape(arch.loss.expr or ""),
         "l2": repr(float(arch.l2)) if arch.l2 else "",
-        "n_layers": len(d.layers),
+        "n_layers": len(net.nodes),
+        "all_dense": all(k == "dense" for k in kinds),
+        "kind_counts": ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)),
         "eq": eq,
         "general": _general_entry(d),
+        "kinds": _kind_sections(net, eq),
         "activations": [_activation_entry(a, eq) for a in d.activations.values()],
         "output": _output_entry(d),
-        "layers": [_layer_entry(d, layer, eq) for layer in d.layers],
-        "tangent": _tangent_entry(d, eq),
-        "graph": _graph(len(d.layers)),
-        "graph_text": _graph(len(d.layers))["text"],
-        "complexity": _complexity(arch.layer_sizes),
+        "layers": [_node_entry(nd, net, eq, T) for nd in net.nodes],
+        "tangent": _tangent_entry(d, net, eq, T),
+        "graph": graph,
+        "graph_text": graph["text"],
+        "complexity": _complexity(net),
     }

@@ -138,6 +138,16 @@ def parse_expression(
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         message = f"the expression is not a valid real expression ({reason})"
         raise _error(message, variables) from None
+    # Outside the call budget (whose count would depend on what SymPy has cached), under a
+    # time budget: a few evaluations.
+    from symbp.bounded import bounded
+
+    if expr.free_symbols and not bounded(lambda: _real_somewhere(expr), True, 1.0):
+        raise _error(
+            "the expression is not a real number for any value tried (such as log of a "
+            "negative number everywhere)",
+            variables,
+        )
     return expr
 
 
@@ -495,12 +505,6 @@ def _check_result(expr: Any, variables: Mapping[str, Any]) -> Any:
     for power in expr.atoms(sympy.Pow):
         if power.base.is_number and power.base.is_negative and not power.exp.is_integer:
             raise _error(f"the expression is not real: it contains {power}", variables)
-    if expr.free_symbols and not _real_somewhere(expr):
-        raise _error(
-            "the expression is not a real number for any value tried (such as log of a "
-            "negative number everywhere)",
-            variables,
-        )
     return expr
 
 

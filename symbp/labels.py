@@ -60,3 +60,30 @@ def numbering(
 def derivation_numbering(d) -> dict[str, int]:
     """numbering() for a Derivation."""
     return numbering(len(d.layers), tuple(d.activations), d.output.loss_from_logits)
+
+
+# The derivation of each non-dense kind, when the network has one.
+KIND_STEPS = {
+    "add": ("eq:add",),
+    "layernorm": ("eq:layernorm-z", "eq:layernorm-vjp", "eq:layernorm-tangent"),
+    "batchnorm": ("eq:batchnorm-z", "eq:batchnorm-vjp", "eq:batchnorm-tangent"),
+}
+
+
+def node_equations(node) -> tuple[str, ...]:
+    """The per-layer equation kinds of a graph node: z, a, delta and one gradient per
+    parameter (dW, db, dgamma, dbeta)."""
+    return ("z", "a", "delta", *(f"d{p.symbol}" for p in node.params))
+
+
+def network_numbering(d, net) -> dict[str, int]:
+    """label -> equation number for a network of any kinds, in document order."""
+    kinds = dict.fromkeys(n.node.kind for n in net.nodes if n.node.kind in KIND_STEPS)
+    labels = [*BEFORE_ACTIVATIONS, *(label for k in kinds for label in KIND_STEPS[k])]
+    labels += [activation_label(a) for a in d.activations]
+    labels += [*OUTPUT, *(["eq:loss-logits"] if d.output.loss_from_logits else []), *TANGENT]
+    for nd in net.nodes:
+        labels += [layer_label("a-dot", nd.node.index), layer_label("r-delta", nd.node.index)]
+    for nd in net.nodes:
+        labels += [layer_label(kind, nd.node.index) for kind in node_equations(nd.node)]
+    return {label: k for k, label in enumerate(labels, start=1)}

@@ -75,6 +75,8 @@ def _tangent_tex(kind: str, layer: str) -> str | None:
 
 _INDEXED_NAMES = {
     "ad": r"\dot{a}",
+    "xd": r"\dot{x}",
+    "xhat": r"\hat{x}",
     "Wd": r"\dot{W}",
     "bd": r"\dot{b}",
     "Rdelta": r"\mathcal{R}\delta",
@@ -86,12 +88,25 @@ class SeedLatexPrinter(LatexPrinter):
 
     printmethod = "_symbp_latex"
 
-    def __init__(self, batch: bool = False, **settings: Any) -> None:
+    def __init__(
+        self,
+        batch: bool = False,
+        names: dict[str, str] | None = None,
+        arrays: frozenset[str] = frozenset(),
+        **settings: Any,
+    ) -> None:
         super().__init__({"mat_symbol_style": "plain", **settings})
         self.batch = batch
+        self.names = names or {}  # symbol name -> LaTeX, from the network's bindings
+        self.arrays = arrays  # names of per-sample arrays (products of two print with odot)
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if expr.name in self.names:
+            return self.names[expr.name]
         return symbol_tex(expr.name, self.batch) or super()._print_Symbol(expr)
+
+    def _print_BatchSum(self, expr: Any) -> str:
+        return rf"\sum_{{s}} \left[{self._print(expr.args[0])}\right]_{{s}}"
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         if expr.name in _GENERAL_MATRICES:
@@ -128,7 +143,10 @@ class SeedLatexPrinter(LatexPrinter):
         scalars: list[sp.Expr] = []
         vectors: list[sp.Expr] = []
         for factor in expr.as_ordered_factors():
-            (vectors if _is_vector(factor) else scalars).append(factor)
+            vector = _is_vector(factor) or any(
+                getattr(sym, "name", None) in self.arrays for sym in factor.free_symbols
+            )
+            (vectors if vector else scalars).append(factor)
         if not vectors or not scalars and len(vectors) < 2:
             return super()._print_Mul(expr)
         # The incoming gradient G first, as in the seed's recursion.
@@ -176,6 +194,11 @@ def _is_vector(expr: sp.Expr) -> bool:
     return any(_ARRAY.match(s.name) for s in expr.free_symbols if isinstance(s, sp.Symbol))
 
 
-def tex(expr: sp.Basic, batch: bool = False) -> str:
-    """expr in the seed's notation."""
-    return SeedLatexPrinter(batch).doprint(expr)
+def tex(
+    expr: sp.Basic,
+    batch: bool = False,
+    names: dict[str, str] | None = None,
+    arrays: frozenset[str] = frozenset(),
+) -> str:
+    """expr in the seed's notation (`names`: LaTeX of symbols the network's kinds name)."""
+    return SeedLatexPrinter(batch, names, arrays).doprint(expr)

@@ -61,6 +61,7 @@ class ArrayInfo:
     what: str  # one line for comments: "activation of layer 3", ...
     family: Family
     tensor: Tensor | None = None  # the graph tensor (parameters: for their key)
+    tex: str = ""  # its LaTeX, when the kind that binds it names it (gamma^{(2)}, ...)
 
 
 @dataclass
@@ -77,9 +78,14 @@ class Bindings:
         what: str,
         family: Family,
         tensor: Tensor | None = None,
+        tex: str = "",
     ) -> sp.Symbol:
-        self.table.setdefault(name, ArrayInfo(kind, units, what, family, tensor))
+        self.table.setdefault(name, ArrayInfo(kind, units, what, family, tensor, tex))
         return sp.Symbol(name, real=True) if kind != Kind.SCALAR else sp.Symbol(name)
+
+    def tex_names(self) -> dict[str, str]:
+        """Symbol name -> LaTeX, for the arrays whose kind names them."""
+        return {name: info.tex for name, info in self.table.items() if info.tex}
 
     def info(self, symbol: sp.Basic) -> ArrayInfo | None:
         name = getattr(symbol, "name", None)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from symbp.derive import Derivation, check_supported, derive
+from symbp.derive import Derivation, derive
 from symbp.document import document_context
 from symbp.emit import module_context
 from symbp.errors import OutputError, SymbpError
-from symbp.labels import derivation_numbering
+from symbp.labels import network_numbering
 from symbp.network import derive_network
 from symbp.render import header_lines, render
 from symbp.spec import Arch, load_arch
@@ -45,16 +45,17 @@ def _timed(timings: dict[str, float], stage: str, call: Callable):
 def render_all(d: Derivation, body_only: bool = False, with_tests: bool = False) -> dict[str, str]:
     """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex."""
     arch = d.arch
-    check_supported(arch)
     source = Path(arch.source).name
     files = {}
-    ctx = module_context(d, derive_network(d), derivation_numbering(d) if d.layers else None)
+    net = derive_network(d)
+    eq = network_numbering(d, net)
+    ctx = module_context(d, net, eq)
     ctx["header"] = "\n".join(header_lines("network.py.j2", source, arch.source_sha256))
     files[f"{arch.name}.py"] = render("network.py.j2", ctx)
     if with_tests:
         ctx["header"] = "\n".join(header_lines("test_module.py.j2", source, arch.source_sha256))
         files[f"test_{arch.name}.py"] = render("test_module.py.j2", ctx)
-    doc = document_context(d)
+    doc = document_context(d, net)
     doc["header"] = header_lines("derivation.tex.j2", source, arch.source_sha256)
     doc["body_only"] = False
     files[f"{arch.name}.tex"] = render("derivation.tex.j2", doc)

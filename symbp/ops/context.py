@@ -35,16 +35,22 @@ class Context:
         name, units = f"A{tensor.layer}", tensor.shape[0]
         return self.bindings.add(name, Kind.SAMPLES, units, what, Family.FORWARD, tensor)
 
-    def samples(self, name: str, units: int, what: str, family: Family) -> sp.Symbol:
-        return self.bindings.add(name, Kind.SAMPLES, units, what, family)
+    def samples(self, name: str, units: int, what: str, family: Family, tex: str = "") -> sp.Symbol:
+        return self.bindings.add(name, Kind.SAMPLES, units, what, family, tex=tex)
 
     def units(
-        self, name: str, units: int, what: str, family: Family, tensor: Tensor | None = None
+        self,
+        name: str,
+        units: int,
+        what: str,
+        family: Family,
+        tensor: Tensor | None = None,
+        tex: str = "",
     ) -> sp.Symbol:
-        return self.bindings.add(name, Kind.UNITS, units, what, family, tensor)
+        return self.bindings.add(name, Kind.UNITS, units, what, family, tensor, tex)
 
-    def statistic(self, name: str, what: str, family: Family) -> sp.Symbol:
-        return self.bindings.add(name, Kind.SAMPLE_STAT, 1, what, family)
+    def statistic(self, name: str, what: str, family: Family, tex: str = "") -> sp.Symbol:
+        return self.bindings.add(name, Kind.SAMPLE_STAT, 1, what, family, tex=tex)
 
     def tangent_of(self, tensor: Tensor) -> sp.Basic:
         """a^(k)' (zero for the input, which does not move)."""
@@ -59,7 +65,10 @@ def param_symbol(ctx: Context, param: Tensor, suffix: str = "") -> sp.Symbol:
     name = f"{param.symbol}{suffix}{param.layer}"
     what = f"direction of {param.key}" if suffix else f"parameter {param.key}"
     family = Family.DIRECTION if suffix else Family.PARAMETER
-    return ctx.units(name, param.shape[0], what, family, param)
+    letter = {"gamma": r"\gamma", "beta": r"\beta"}.get(param.symbol, param.symbol)
+    dot = "\\dot " if suffix else ""
+    tex = rf"{dot}{letter}^{{({param.layer})}}"
+    return ctx.units(name, param.shape[0], what, family, param, tex)
 
 
 def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
@@ -70,11 +79,11 @@ def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
         "Z": ctx.samples(f"Z{l}", n, f"pre-activation of layer {l}", F.FORWARD),
         "A": ctx.activation_symbol(node.a),
         "delta": ctx.samples(f"delta{l}", n, f"error term of layer {l}", F.BACKWARD),
-        "G": ctx.samples(f"G{l}", n, f"dL/da of layer {l}", F.BACKWARD),
+        "G": ctx.samples(f"G{l}", n, f"dL/da of layer {l}", F.BACKWARD, rf"g^{{({l})}}"),
         "Zd": ctx.samples(f"Zd{l}", n, f"tangent of z{l}", F.TANGENT),
         "Ad": ctx.samples(f"Ad{l}", n, f"tangent of a{l}", F.TANGENT),
         "Rdelta": ctx.samples(f"Rdelta{l}", n, f"R of delta{l}", F.R),
-        "RG": ctx.samples(f"RG{l}", n, f"R of G{l}", F.R),
+        "RG": ctx.samples(f"RG{l}", n, f"R of G{l}", F.R, rf"\mathcal{{R}}\{{g^{{({l})}}\}}"),
     }
 
 

@@ -28,7 +28,7 @@ def _stat(ctx: Context, node: Node):
     if node.kind == "layernorm":
         return ctx.statistic
     n = node.z.shape[0]
-    return lambda name, what, family: ctx.units(name, n, what, family)
+    return lambda name, what, family, tex="": ctx.units(name, n, what, family, tex=tex)
 
 
 def _over(node: Node) -> str:
@@ -45,9 +45,15 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
         ARR["X"]: ctx.activation_symbol(node.inputs[0]),
         ARR["Xd"]: ctx.tangent_of(node.inputs[0]),
         ARR["G"]: s["delta"],
-        ARR["Xhat"]: ctx.samples(f"Xhat{l}", n, f"normalised input of layer {l}", F.FORWARD),
-        ARR_SIGMA: stat(f"Sigma{l}", f"standard deviation in layer {l}", F.FORWARD),
-        sp.Symbol("Mu", real=True): stat(f"Mu{l}", f"mean in layer {l}", F.FORWARD),
+        ARR["Xhat"]: ctx.samples(
+            f"Xhat{l}", n, f"normalised input of layer {l}", F.FORWARD, rf"\hat{{x}}^{{({l})}}"
+        ),
+        ARR_SIGMA: stat(
+            f"Sigma{l}", f"standard deviation in layer {l}", F.FORWARD, rf"\sigma^{{({l})}}"
+        ),
+        sp.Symbol("Mu", real=True): stat(
+            f"Mu{l}", f"mean in layer {l}", F.FORWARD, rf"\mu^{{({l})}}"
+        ),
         ARR["Gamma"]: param_symbol(ctx, gamma),
         ARR["Beta"]: param_symbol(ctx, beta),
         ARR["Gammad"]: param_symbol(ctx, gamma, "d"),
@@ -61,14 +67,16 @@ def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
     l, n = node.index, node.z.shape[0]
     stat = _stat(ctx, node)
     return {
-        "Xhatd": ctx.samples(f"Xhatd{l}", n, f"tangent of xhat{l}", F.TANGENT),
-        "Sigmad": stat(f"Sigmad{l}", f"tangent of sigma{l}", F.TANGENT),
+        "Xhatd": ctx.samples(
+            f"Xhatd{l}", n, f"tangent of xhat{l}", F.TANGENT, rf"\dot{{\hat{{x}}}}^{{({l})}}"
+        ),
+        "Sigmad": stat(f"Sigmad{l}", f"tangent of sigma{l}", F.TANGENT, rf"\dot\sigma^{{({l})}}"),
     }
 
 
 def forward(ctx: Context, node: Node) -> tuple:
     if node.kind == "batchnorm":
-        ctx.bindings.add("count", Kind.SCALAR, 1, "the batch size", Family.FORWARD)
+        ctx.bindings.add("count", Kind.SCALAR, 1, "the batch size", Family.FORWARD, tex="n")
     d, names = derive_norm(_over(node)), _names(ctx, node)
     s = node_symbols(ctx, node)
     mu, sigma, xhat = names[sp.Symbol("Mu", real=True)], names[ARR_SIGMA], names[ARR["Xhat"]]

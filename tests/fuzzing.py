@@ -129,6 +129,48 @@ def architectures(draw: Callable) -> dict:
     return doc
 
 
+@st.composite
+def graphs(draw: Callable) -> dict:
+    """A random graph of layer kinds: dense (with or without bias), add (from the input or an
+    earlier named layer of the right size), layernorm and batchnorm, 2-6 layers."""
+    width = draw(st.integers(1, 3))
+    sizes = {"input": width}
+    layers: list[dict] = []
+    previous = width
+    for k in range(draw(st.integers(1, 5))):
+        kinds = ["dense", "dense", "layernorm", "batchnorm"]
+        sources = [name for name, size in sizes.items() if size == previous]
+        kinds += ["add", "add"] if sources else []
+        kind = draw(st.sampled_from(kinds))
+        layer: dict[str, Any] = {"activation": draw(st.sampled_from(BUILTIN_HIDDEN))}
+        if kind == "dense":
+            previous = draw(st.integers(1, 3))
+            layer.update(units=previous, bias=draw(st.booleans()))
+        else:
+            layer["type"] = kind
+        if kind == "add":
+            layer["from"] = draw(st.sampled_from(sources))
+        if kind in ("layernorm", "batchnorm") and draw(st.booleans()):
+            layer["eps"] = draw(st.sampled_from([1e-5, 0.01, 0.5]))
+        if draw(st.booleans()):
+            layer["name"] = f"h{k}"
+            sizes[f"h{k}"] = previous
+        layers.append(layer)
+    output = draw(st.sampled_from(["identity", "sigmoid", "softmax", "tanh"]))
+    units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))
+    layers.append({"units": units, "activation": output, "bias": draw(st.booleans())})
+    loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse")
+    return {
+        "name": "fuzz",
+        "input": width,
+        "layers": layers,
+        "loss": loss,
+        "layout": draw(st.sampled_from(["column", "row"])),
+        "reduction": draw(st.sampled_from(["mean", "sum"])),
+        "l2": draw(st.sampled_from([0.0, 0.1])),
+    }
+
+
 # ----------------------------------------------------------------------------- dual numbers
 
 
@@ -547,7 +589,20 @@ def check_case(doc: dict, folder: Path, seed: int = 0) -> Outcome:
     params, X, Y = _problem_data(doc, seed)
     _check_values(out, module, doc, params, X, Y)
     _check_large(out, module, doc, params, X * 1000.0, Y)
+    _check_workspace(out, module, doc, seed)
     return out
+
+
+def _check_workspace(out: Outcome, module: Any, doc: dict, seed: int) -> None:
+    """loss_and_grads with make_workspace: bit-identical, gradients in the workspace."""
+    from symbp.gradcheck import workspace_problems
+    from symbp.spec import arch_from_mapping
+
+    arch = arch_from_mapping({**doc, "dtype": "float64"})
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out.problems += [f"workspace: {p}" for p in workspace_problems(module, arch, seed, 4)]
+    out.checked.append("workspace")
 
 
 def _check_values(
@@ -665,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--show-refusals", action="store_true")
+    parser.add_argument("--graphs", action="store_true", help="random graphs of layer kinds")
     parser.add_argument("--shrink", action="store_true", help="shrink a failing case (slow)")
     args = parser.parse_args(argv)
     failures: list[str] = []
@@ -679,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         phases=[Phase.explicit, Phase.reuse, Phase.generate]
         + ([Phase.shrink] if args.shrink else []),
     )
-    @given(doc=architectures(), seed=st.integers(0, 2**16))
+    @given(doc=graphs() if args.graphs else architectures(), seed=st.integers(0, 2**16))
     def run(doc: dict, seed: int) -> None:
         counts["cases"] += 1
         with tempfile.TemporaryDirectory() as folder:

@@ -76,3 +76,16 @@ def test_wheel_install_generates_outside_the_checkout(tmp_path: Path) -> None:
     )
     assert str(env_dir) in where.stdout, "the test must exercise the installed copy"
     assert (work / "out" / "seed_net.py").read_text().startswith('"""seed_net')
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """A new folder of modules under symbp/ must be listed in pyproject's packages."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "symbp").rglob("__init__.py")
+    }
+    assert found <= listed, f"not packaged: {sorted(found - listed)}"

@@ -1,4 +1,4 @@
-"""symbp: SymPy derives backpropagation for a dense network; Jinja renders NumPy and LaTeX.
+"""symbp: SymPy derives backpropagation for a graph of layers; Jinja renders NumPy and LaTeX.
 
 >>> import symbp
 >>> d = symbp.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
@@ -17,6 +17,7 @@ from symbp.errors import (  # noqa: E402
     SpecError,
     SymbpError,
 )
+from symbp.network import Network, derive_network  # noqa: E402
 from symbp.pipeline import Generated, generate, write_files  # noqa: E402
 from symbp.spec import Arch, load_arch  # noqa: E402
 
@@ -26,10 +27,12 @@ __all__ = [
     "DerivationError",
     "ExpressionError",
     "Generated",
+    "Network",
     "OutputError",
     "SpecError",
     "SymbpError",
     "derive",
+    "derive_network",
     "generate",
     "load_arch",
     "write_files",

@@ -1,9 +1,10 @@
 """The reference for ``symbp verify``: a small network written out as scalar SymPy expressions.
 
-Every weight, bias, input and target is its own Symbol. Two references are built from the
-same symbols: the whole scalar loss differentiated with ``sympy.diff`` (small networks), and,
-when that expression would be too large to differentiate, the chain rule over each layer's
-map, every partial derivative taken with ``sympy.diff`` and evaluated at a point.
+Every parameter, input and target is its own Symbol, and every layer kind is written out from
+its definition here (not taken from symbp.ops). Two references are built from the same
+symbols: the whole scalar loss differentiated with ``sympy.diff`` (small chains of dense
+layers), and the chain rule over each layer's map in reverse, every partial derivative taken
+with ``sympy.diff`` of that map and evaluated at a point.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.activations import X, elementwise_expr
-from symbp.derive import unit_loss
+from symbp.derive import unit_loss, unsupported
 from symbp.expr import parse_expression
+from symbp.graph import build_graph
 from symbp.output import Y_VAR, YHAT_VAR
 from symbp.spec import Arch
 
@@ -37,6 +39,9 @@ class Leaves:
     y: sp.Matrix  # (n_out, n); for cross-entropy the last unit is 1 - the others
     scale: sp.Rational  # c: 1/n (mean) or 1 (sum)
     l2: sp.Rational
+    # Every parameter, in the module's order, for networks with other kinds than dense
+    # (gamma, beta as (n, 1) columns; dense layers without a bias have no b).
+    named: tuple[tuple[str, sp.Matrix], ...] = ()
 
     @property
     def n(self) -> int:
@@ -44,6 +49,8 @@ class Leaves:
 
     def params(self) -> dict[str, sp.Matrix]:
         """W1, b1, W2, ... in the order of the generated module's parameters."""
+        if self.named:
+            return dict(self.named)
         out = {}
         for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True), start=1):
             out[f"W{l}"], out[f"b{l}"] = w, b
@@ -63,6 +70,7 @@ class Leaves:
             put(self.y),
             self.scale,
             self.l2,
+            tuple((name, put(m)) for name, m in self.named),
         )
 
 
@@ -86,12 +94,27 @@ def _targets(arch: Arch, n: int) -> sp.Matrix:
 
 def make_leaves(arch: Arch, n: int = N_SAMPLES) -> Leaves:
     """Symbols for every parameter, input and target of `arch` on a batch of n samples."""
+    if unsupported(arch) is not None:
+        return _graph_leaves(arch, n)
     sizes = arch.layer_sizes
     weights = tuple(_matrix(f"W{l}", sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))
     biases = tuple(_vector(f"b{l}", sizes[l]) for l in range(1, len(sizes)))
     x = _matrix("X", sizes[0], n)
     scale = sp.Rational(1, n) if arch.reduction == "mean" else sp.S.One
     return Leaves(weights, biases, x, _targets(arch, n), scale, sp.nsimplify(str(arch.l2)))
+
+
+def _graph_leaves(arch: Arch, n: int) -> Leaves:
+    """Leaves of a graph of any kinds: every parameter of build_graph(arch) as symbols."""
+    named, weights = [], []
+    for p in build_graph(arch).parameters:
+        matrix = _matrix(p.key, *p.shape) if len(p.shape) == 2 else _vector(p.key, p.shape[0])
+        named.append((p.key, matrix))
+        weights += [matrix] if p.symbol == "W" else []
+    x = _matrix("X", arch.input, n)
+    scale = sp.Rational(1, n) if arch.reduction == "mean" else sp.S.One
+    l2 = sp.nsimplify(str(arch.l2))
+    return Leaves(tuple(weights), (), x, _targets(arch, n), scale, l2, tuple(named))
 
 
 def _small(rng: random.Random) -> sp.Rational:
@@ -119,7 +142,7 @@ def _target_values(arch: Arch, leaves: Leaves, rng: random.Random) -> dict[sp.Ba
 def random_point(arch: Arch, leaves: Leaves, rng: random.Random) -> dict[sp.Basic, sp.Expr]:
     """Random small rationals for every symbol (targets as the loss requires)."""
     point: dict[sp.Basic, sp.Expr] = {}
-    for m in (*leaves.weights, *leaves.biases, leaves.x):
+    for m in (*leaves.params().values(), leaves.x):
         point.update({s: _small(rng) for s in m})
     point.update(_target_values(arch, leaves, rng))
     return point
@@ -205,8 +228,63 @@ def _weight_decay(leaves: Leaves) -> sp.Expr:
     return leaves.l2 / 2 * sp.Add(*[w**2 for m in leaves.weights for w in m])
 
 
+def _graph_loss(arch: Arch, leaves: Leaves) -> sp.Expr:
+    """The loss of a graph of any kinds, the whole batch at once (batch norm couples the
+    samples): each kind written out from its definition, independently of symbp.ops."""
+    params, outputs = leaves.params(), {0: leaves.x}
+    for l in range(1, len(arch.layers) + 1):
+        outputs[l] = _layer_map(arch, l, [outputs[k] for k in _reads(arch, l)], params)
+    a = outputs[len(arch.layers)]
+    total = [_sample_loss(arch, list(a[:, s]), leaves.y[:, s]) for s in range(leaves.n)]
+    return leaves.scale * sp.Add(*total) + _weight_decay(leaves)
+
+
+def _reads(arch: Arch, l: int) -> list[int]:
+    """The layers (0: the input) whose outputs layer l reads: the one before it, and an
+    add's `from`."""
+    layer = arch.layers[l - 1]
+    if layer.type == "add":
+        return [l - 1, arch.layer_index[str(layer.source)]]
+    return [l - 1]
+
+
+def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> sp.Matrix:
+    """a^(l) = f(z^(l)) over the whole batch, z written out from the kind's definition."""
+    layer, a = arch.layers[l - 1], inputs[0]
+    n = a.cols
+    if layer.type == "dense":
+        z = params[f"W{l}"] * a
+        if layer.bias:
+            z = z + params[f"b{l}"] * sp.ones(1, n)
+    elif layer.type == "add":
+        z = a + inputs[1]
+    else:
+        per_sample = layer.type == "layernorm"  # normalise each sample (column) or unit (row)
+        eps = sp.Rational(repr(layer.eps))
+        z = _normalise(a, eps) if per_sample else _normalise(a.T, eps).T
+        z = z.multiply_elementwise(params[f"gamma{l}"] * sp.ones(1, n))
+        z = z + params[f"beta{l}"] * sp.ones(1, n)
+    return sp.Matrix.hstack(
+        *[sp.Matrix(_apply(arch, layer.activation, list(z[:, s]), True)) for s in range(n)]
+    )
+
+
+def _normalise(x: sp.Matrix, eps: sp.Expr) -> sp.Matrix:
+    """Each column of x minus its mean, over its standard deviation (biased, + eps)."""
+    out = sp.zeros(*x.shape)
+    for j in range(x.cols):
+        column = list(x[:, j])
+        mu = sp.Add(*column) / len(column)
+        sigma = sp.sqrt(sp.Add(*[(v - mu) ** 2 for v in column]) / len(column) + eps)
+        for i, v in enumerate(column):
+            out[i, j] = (v - mu) / sigma
+    return out
+
+
 def scalar_loss(arch: Arch, leaves: Leaves) -> sp.Expr:
     """The loss L as one scalar expression (activations kept opaque, see Opaque)."""
+    if leaves.named:
+        return _graph_loss(arch, leaves)
     total = []
     for s in range(leaves.n):
         a = list(leaves.x[:, s])
@@ -223,6 +301,77 @@ def nested_gradients(arch: Arch, leaves: Leaves) -> dict[str, list[sp.Expr]]:
     return {name: [sp.diff(loss, p) for p in m] for name, m in leaves.params().items()}
 
 
+@dataclass(frozen=True)
+class _Map:
+    """One layer's map over symbols for the arrays it reads, and its partials by sympy.diff."""
+
+    reads: tuple[int, ...]  # the layers it reads (0: the input)
+    inputs: tuple[sp.Matrix, ...]  # a symbol per entry of each array read
+    out: sp.Matrix  # a^(l) as expressions of those symbols and the parameters
+    partials: tuple[tuple[tuple[sp.Symbol, sp.Expr], ...], ...]  # per entry of out
+
+
+def layer_maps(arch: Arch, leaves: Leaves) -> tuple[_Map, ...]:
+    """Every layer's map, each over its own input symbols, differentiated once."""
+    sizes, n, params = arch.layer_sizes, leaves.n, leaves.params()
+    maps = []
+    for l in range(1, len(arch.layers) + 1):
+        reads = tuple(_reads(arch, l))
+        inputs = tuple(_matrix(f"in{l}.{k}", sizes[r], n) for k, r in enumerate(reads))
+        out = _layer_map(arch, l, list(inputs), params)
+        partials = tuple(
+            tuple((s, sp.diff(e, s)) for s in sorted(e.free_symbols, key=sp.default_sort_key))
+            for e in out
+        )
+        maps.append(_Map(reads, inputs, out, partials))
+    return tuple(maps)
+
+
+def chain_gradients(
+    arch: Arch, leaves: Leaves, point: Point, maps: tuple[_Map, ...] | None = None
+) -> dict[str, list[sp.Expr]]:
+    """dL/dtheta at the point by the chain rule over the layers, in reverse: each layer's
+    partials (sympy.diff of its map, see layer_maps) evaluated at the point, the adjoint of
+    an array summed over every layer that reads it. Any graph of kinds; linear in depth."""
+    maps = maps or layer_maps(arch, leaves)
+    values = leaves.at(point)
+    outputs, at = {0: values.x}, dict(point)
+    for l, m in enumerate(maps, start=1):
+        for symbols, r in zip(m.inputs, m.reads, strict=True):
+            at.update(zip(symbols, outputs[r], strict=True))
+        memo: dict = {}
+        outputs[l] = m.out.applyfunc(lambda e, memo=memo: evaluate(e, at, memo))
+    adjoint = {len(maps): _top_adjoint(arch, values, outputs[len(maps)])}
+    total: dict[sp.Basic, sp.Expr] = {}
+    for l in range(len(maps), 0, -1):
+        m, above, memo = maps[l - 1], adjoint.pop(l), {}
+        for g, partials in zip(above, m.partials, strict=True):
+            for s, d in partials:
+                total[s] = total.get(s, sp.S.Zero) + g * evaluate(d, at, memo)
+        for symbols, r in zip(m.inputs, m.reads, strict=True):
+            sent = symbols.applyfunc(lambda s: total.pop(s, sp.S.Zero))
+            adjoint[r] = adjoint[r] + sent if r in adjoint else sent
+    decay = _weight_decay(leaves)
+    return {
+        name: [settle(total.get(s, sp.S.Zero) + sp.diff(decay, s).xreplace(point)) for s in m]
+        for name, m in leaves.params().items()
+    }
+
+
+def _top_adjoint(arch: Arch, values: Leaves, a: sp.Matrix) -> sp.Matrix:
+    """dL/da^(L) of every sample: c * d(sum_k e(a_k, y_k))/da_k, by sympy.diff."""
+    k = a.rows
+    u, t = sp.symbols(f"u0:{k}", real=True), sp.symbols(f"t0:{k}", real=True)
+    loss = values.scale * _sample_loss(arch, list(u), sp.Matrix(t))
+    grads = [sp.diff(loss, s) for s in u]
+    out = sp.zeros(k, values.n)
+    for s in range(values.n):
+        here = {**dict(zip(u, a[:, s], strict=True)), **dict(zip(t, values.y[:, s], strict=True))}
+        for i, g in enumerate(grads):
+            out[i, s] = settle(g.xreplace(here))
+    return out
+
+
 def nested_size(sizes: tuple[int, ...], softmax: bool, n: int = N_SAMPLES) -> int:
     """A rough size of the whole loss times the number of parameters (for choosing)."""
     tree = 1
@@ -231,113 +380,3 @@ def nested_size(sizes: tuple[int, ...], softmax: bool, n: int = N_SAMPLES) -> in
     loss = n * sizes[-1] * tree * (sizes[-1] if softmax else 1)
     params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
     return loss * params
-
-
-@dataclass(frozen=True)
-class _Local:
-    """A generic row of a dense layer, z = sum_j w_j g(u_j) + beta, and its partials."""
-
-    u: tuple[sp.Symbol, ...]
-    w: tuple[sp.Symbol, ...]
-    z: sp.Expr
-    dz_du: tuple[sp.Expr, ...]  # by sympy.diff
-    dz_dw: tuple[sp.Expr, ...]
-
-    def at(self, expr: sp.Expr, u: list[sp.Expr], w: sp.Matrix, beta: sp.Expr) -> sp.Expr:
-        """expr at inputs u, weight row w and bias beta."""
-        values = {**dict(zip(self.u, u, strict=True)), **dict(zip(self.w, w, strict=True))}
-        return settle(expr.xreplace({**values, _BETA: beta}))
-
-
-_BETA = sp.Symbol("beta", real=True)
-
-
-def _local(f: sp.Expr, n_in: int) -> _Local:
-    """The row of a layer fed by g(u) = f(u) (f = x for the input layer), differentiated."""
-    u = sp.symbols(f"u0:{n_in}", real=True)
-    w = sp.symbols(f"w0:{n_in}", real=True)
-    z = sp.Add(*[w[j] * f.xreplace({X: u[j]}) for j in range(n_in)], _BETA)
-    return _Local(u, w, z, tuple(sp.diff(z, s) for s in u), tuple(sp.diff(z, s) for s in w))
-
-
-@dataclass
-class _Layer:
-    """One layer at the point: pre-activations, Jacobians and weight partials per sample."""
-
-    zeta: list[list[sp.Expr]]  # [sample][unit]
-    jac: list[list[list[sp.Expr]]]  # [sample][unit][input unit]: dz_i / du_j
-    dz_dw: list[list[list[sp.Expr]]]  # [sample][unit][input unit]: dz_i / dW_ij
-
-
-def _layer_at(local: _Local, w: sp.Matrix, b: sp.Matrix, inputs: list[list[sp.Expr]]) -> _Layer:
-    """Evaluate a layer's map and its sympy.diff partials at every sample."""
-    zeta, jac, dw = [], [], []
-    for u in inputs:
-        rows = [(w[i, :], b[i]) for i in range(w.rows)]
-        zeta.append([local.at(local.z, u, r, beta) for r, beta in rows])
-        jac.append([[local.at(d, u, r, beta) for d in local.dz_du] for r, beta in rows])
-        dw.append([[local.at(d, u, r, beta) for d in local.dz_dw] for r, beta in rows])
-    return _Layer(zeta, jac, dw)
-
-
-def _forward_layers(arch: Arch, values: Leaves) -> list[_Layer]:
-    """Every layer at the point, each fed by the previous layer's pre-activations."""
-    inputs = [list(values.x[:, s]) for s in range(values.n)]
-    feed, layers = X, []
-    for w, b, layer in zip(values.weights, values.biases, arch.layers, strict=True):
-        layers.append(_layer_at(_local(feed, w.cols), w, b, inputs))
-        inputs = layers[-1].zeta
-        feed = X if layer.activation == "softmax" else activation(arch, layer.activation)
-    return layers
-
-
-def _output_partials(arch: Arch, values: Leaves, zeta: list[list[sp.Expr]]) -> list[list]:
-    """d(c * sum_k e(a_k, y_k)) / dz_k of every sample's output pre-activations, by sympy.diff."""
-    k = values.y.rows
-    u, t = sp.symbols(f"u0:{k}", real=True), sp.symbols(f"t0:{k}", real=True)
-    a = _apply(arch, arch.layers[-1].activation, list(u), kept=False)
-    loss = values.scale * _sample_loss(arch, a, sp.Matrix(t))
-    grads = [sp.diff(loss, s) for s in u]
-    out = []
-    for s, z in enumerate(zeta):
-        point = {**dict(zip(u, z, strict=True)), **dict(zip(t, values.y[:, s], strict=True))}
-        out.append([settle(g.xreplace(point)) for g in grads])
-    return out
-
-
-def _tangent(layers: list[_Layer], m: int, s: int, start: list[sp.Expr]) -> list[sp.Expr]:
-    """Forward mode: dz^(L)/dtheta from dz^(m)/dtheta through each layer's Jacobian."""
-    t = start
-    for layer in layers[m + 1 :]:
-        jac = layer.jac[s]
-        t = [settle(sp.Add(*[row[q] * t[q] for q in range(len(t))])) for row in jac]
-    return t
-
-
-def chain_gradients(arch: Arch, leaves: Leaves, point: Point) -> dict[str, list[sp.Expr]]:
-    """dL/dtheta at the point by the chain rule, every partial taken with sympy.diff."""
-    values = leaves.at(point)
-    layers = _forward_layers(arch, values)
-    top = _output_partials(arch, values, layers[-1].zeta)
-    decay = _weight_decay(leaves)
-    out: dict[str, list[sp.Expr]] = {}
-    for m, (w, b) in enumerate(zip(leaves.weights, leaves.biases, strict=True)):
-        n, grads = values.n, []
-        for i, j in [(i, j) for i in range(w.rows) for j in range(w.cols)]:
-            seed = [layers[m].dz_dw[s][i][j] for s in range(n)]
-            l2_part = settle(sp.diff(decay, w[i, j]).xreplace(point))
-            grads.append(settle(_total(layers, top, m, i, seed) + l2_part))
-        out[f"W{m + 1}"] = grads
-        out[f"b{m + 1}"] = [_total(layers, top, m, i, [sp.S.One] * n) for i in range(b.rows)]
-    return out
-
-
-def _total(layers: list[_Layer], top: list[list], m: int, i: int, seed: list) -> sp.Expr:
-    """sum over samples and outputs of dL/dz^(L) dz^(L)/dtheta for theta in row i of layer m."""
-    total = sp.S.Zero
-    for s, dz_dtheta in enumerate(seed):
-        start = [sp.S.Zero] * len(layers[m].zeta[s])
-        start[i] = dz_dtheta
-        t = _tangent(layers, m, s, start)
-        total += sp.Add(*[g * v for g, v in zip(top[s], t, strict=True)])
-    return settle(total)

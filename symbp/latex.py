@@ -88,6 +88,16 @@ class SeedLatexPrinter(LatexPrinter):
 
     printmethod = "_symbp_latex"
 
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        """A decimal rational (q a power of ten, as eps: 1e-5 is read) as 10^{-k} or its
+        decimal digits; others as SymPy prints them."""
+        digits = len(str(expr.q)) - 1
+        if digits > 0 and 10**digits == expr.q:
+            if abs(expr.p) == 1:
+                return f"{'-' if expr.p < 0 else ''}10^{{-{digits}}}"
+            return f"{float(expr)!r}"
+        return str(super()._print_Rational(expr))
+
     def __init__(
         self,
         batch: bool = False,

@@ -186,7 +186,11 @@ class NumPyPrinter(StrPrinter):
         return "np.pi"
 
     def _print_Rational(self, expr: sp.Rational) -> str:
-        """Exact rationals as a Python division of integers (folded at import time)."""
+        """Exact rationals as a Python division of integers (folded at import time); a
+        decimal one (q a power of ten, as eps: 1e-5 is read) as its decimal literal, which
+        Python rounds to the same double as p/q (both are correctly rounded)."""
+        if expr.q > 1 and 10 ** (len(str(expr.q)) - 1) == expr.q:
+            return repr(float(expr))
         return f"({expr.p}/{expr.q})"
 
     def _print_Float(self, expr: sp.Float) -> str:

@@ -437,10 +437,23 @@ def _layers(
         raise c.fail("layers", f"too many layers ({len(value):,}, at most {MAX_LAYERS:,})")
     activations = [*BUILTIN_ACTIVATIONS, *ACTIVATION_ALIASES, *(name for name, _ in custom)]
     sizes = {"input": width}
+    declared = {
+        entry["name"]: index
+        for index, entry in enumerate(value)
+        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str)
+    }
     layers: list[Layer] = []
     for index, entry in enumerate(value):
         path = f"layers[{index}]"
         kind = _kind(c, entry, path)
+        previous = layers[-1].units if layers else width
+        if KINDS[kind].keeps_size and "units" in entry:
+            raise c.fail(
+                f"{path}.units",
+                f"a {kind} layer keeps the size of its input ({previous}); it takes no units",
+                "remove units (put a dense layer before it to change the size)",
+                key=True,
+            )
         c.mapping(entry, path, keys_of(kind), KINDS[kind].required, f"layer {index} ({kind})")
         activation = c.choice(
             entry.get("activation", "identity"), f"{path}.activation", activations, "activation"
@@ -452,8 +465,7 @@ def _layers(
                 "softmax is only allowed on the last layer",
                 "use another activation here (e.g. relu, tanh or sigmoid)",
             )
-        previous = layers[-1].units if layers else width
-        layer = _layer_fields(c, entry, path, kind, activation, previous, sizes)
+        layer = _layer_fields(c, entry, path, kind, activation, previous, (sizes, declared))
         if layer.name is not None:
             sizes[layer.name] = layer.units
         layers.append(layer)
@@ -478,9 +490,11 @@ def _layer_fields(
     kind: str,
     activation: str,
     previous: int,
-    sizes: dict[str, int],
+    names: tuple[dict[str, int], Mapping[str, int]],
 ) -> Layer:
-    """One validated layer: its name, its kind's keys, and the size it outputs."""
+    """One validated layer: its name, its kind's keys, and the size it outputs. names: the
+    sizes of the layers named so far, and the index of every name declared in the file."""
+    sizes, declared = names
     name = _layer_name(c, entry.get("name"), f"{path}.name", sizes)
 
     def fail(key: str) -> Callable[[str, str], SpecError]:
@@ -491,7 +505,7 @@ def _layer_fields(
         units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
         bias = check_bias(entry.get("bias", True), fail("bias"))
     if kind == "add":
-        source = _source(c, entry["from"], f"{path}.from", sizes, previous)
+        source = _source(c, entry["from"], f"{path}.from", names, previous)
     if "eps" in entry:
         eps = check_eps(entry["eps"], fail("eps"))
     return Layer(units, activation, kind, name, bias, source, eps)
@@ -514,10 +528,23 @@ def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, int]) -> 
     return str(name)
 
 
-def _source(c: _Checker, value: Any, path: str, sizes: Mapping[str, int], previous: int) -> str:
+def _source(
+    c: _Checker, value: Any, path: str, names: tuple[Mapping[str, int], Mapping], previous: int
+) -> str:
     """The `from` of an add: an earlier layer's name (or input) with the previous layer's size."""
+    sizes, declared = names
     if not isinstance(value, str):
-        raise c.fail(path, f"from must be a layer name, got {_describe(value)}", None)
+        raise c.fail(
+            path,
+            f"from must be a layer name, got {_describe(value)}",
+            "write the name of an earlier layer (give it one with name:), or input",
+        )
+    if value not in sizes and value in declared:
+        raise c.fail(
+            path,
+            f"from names layer {declared[value]} ('{value}'), which is not computed before this one",
+            "an add can only read a layer computed before it; move it, or name an earlier layer",
+        )
     if value not in sizes:
         known = ", ".join(sizes)
         raise c.fail(

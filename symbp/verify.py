@@ -28,10 +28,12 @@ import sympy as sp
 
 from symbp import _sym_net as net
 from symbp.bounded import bounded
-from symbp.derive import Derivation, LayerDerivation, derive
+from symbp.derive import Derivation, derive, unsupported
 from symbp.errors import SymbpError
-from symbp.output import LogSumExp, UnitSum
-from symbp.spec import Arch, load_arch
+from symbp.graph import build_graph
+from symbp.network import Network, derive_network
+from symbp.output import BatchSum, LogSumExp, UnitSum
+from symbp.spec import Arch, load_arch, parameter_count
 from symbp.stable import through_sigmoid
 
 TOLERANCE = sp.Float("1e-40")
@@ -177,9 +179,9 @@ class _Mirror:
         """The printed vector; a bias is 1-D (k,) in row layout, (k, 1) in column layout."""
         if not isinstance(vector, sp.MatrixSymbol):
             raise MirrorError(f"broadcast of {vector}, which is not a stored array")
+        # Only per-unit vectors (biases) are broadcast over the samples: 1-D in row layout.
         value = self._array(vector.name)
-        one_d = self.row and vector.name.startswith("b")
-        return _Broadcast(value.T if one_d else value)
+        return _Broadcast(value.T if self.row else value)
 
     def _matadd(self, expr: sp.MatAdd) -> sp.Matrix:
         """A sum whose broadcast terms follow NumPy's rules against the full shape."""
@@ -218,7 +220,8 @@ class _Mirror:
                 scalars[s] = self._scalar(s.name)
         for s, value in arrays.items():
             if value.shape != shape:
-                raise MirrorError(f"{s} has shape {value.shape} in an elementwise {shape} step")
+                # NumPy's broadcasting: a per-sample statistic or a per-unit vector.
+                arrays[s] = _numpy_broadcast(value, *shape)
         expr = expr.xreplace(scalars)
 
         def entry(i: int, j: int) -> sp.Basic:
@@ -232,7 +235,7 @@ class _Mirror:
         values: dict[sp.Dummy, sp.Matrix] = {}
         walk = sp.preorder_traversal(expr)
         for node in walk:
-            if isinstance(node, (UnitSum, LogSumExp)) and node not in found:
+            if isinstance(node, (UnitSum, LogSumExp, BatchSum)) and node not in found:
                 walk.skip()
                 found[node] = sp.Dummy("r")
                 inner = self.elementwise(node.args[0], shape)
@@ -240,7 +243,16 @@ class _Mirror:
         return expr.xreplace(found), values
 
     def _per_sample(self, node: sp.Basic, inner: sp.Matrix) -> sp.Matrix:
-        """sum (or log sum exp) over the units of each sample, broadcast back."""
+        """sum (or log sum exp) over the units of each sample, or the sum over the samples
+        of each unit (BatchSum), broadcast back."""
+        if isinstance(node, BatchSum):
+            samples = inner.rows if self.row else inner.cols
+
+            def over_batch(i: int, j: int) -> sp.Basic:
+                cells = [inner[s, j] if self.row else inner[i, s] for s in range(samples)]
+                return self.settle(sp.Add(*cells))
+
+            return sp.Matrix(*inner.shape, over_batch)
         if isinstance(node, LogSumExp):
             inner = inner.applyfunc(lambda v: self.settle(sp.exp(v)))
         units = inner.cols if self.row else inner.rows
@@ -286,53 +298,66 @@ def _step(mirror: _Mirror, name: str, expr: sp.Basic, call: Callable[[], sp.Matr
         raise MirrorError(f"{name} = {expr}: {err}") from None
 
 
-def _forward(mirror: _Mirror, layer: LayerDerivation) -> None:
-    """Z<l> = layer.z and A<l> = f(Z<l>) (softmax per sample), as _forward computes them."""
-    l = layer.index
-    _step(mirror, f"Z{l}", layer.z, lambda: mirror.matrix(layer.z))
-    z = mirror.env[f"Z{l}"]
-    if layer.act is None:
-        _step(mirror, f"A{l}", layer.a, lambda: mirror.softmax(z))
-    else:
-        a = through_sigmoid(layer.a)
-        _step(mirror, f"A{l}", a, lambda: mirror.elementwise(a, z.shape))
-
-
-def _backward(mirror: _Mirror, layer: LayerDerivation, above: LayerDerivation | None) -> None:
-    """delta<l> from G<l> = the layer above's back, then dW<l> and db<l>."""
-    l = layer.index
-    if above is not None:
-        back = above.back
-        _step(mirror, f"G{l}", back, lambda: mirror.matrix(back))
-    shape = mirror.env[f"Z{l}"].shape
-    delta = through_sigmoid(layer.delta)
-    _step(mirror, f"delta{l}", delta, lambda: mirror.elementwise(delta, shape))
-    for name, expr in ((f"dW{l}", layer.dW), (f"db{l}", layer.db)):
-        try:  # a gradient that cannot be computed fails alone: nothing else reads it
-            _step(mirror, name, expr, functools.partial(mirror.matrix, expr))
-        except MirrorError as err:
-            mirror.env[name] = err
-
-
-def symbp_gradients(
-    d: Derivation, values: net.Leaves, settle: Callable = net.settle
+def network_gradients(
+    d: Derivation, network: Network, values: net.Leaves, settle: Callable = net.settle
 ) -> dict[str, sp.Matrix | MirrorError]:
-    """symbp's gradient of every parameter (W1, b1, ...), from its IR at `values`.
+    """symbp's gradient of every parameter (W1, b1, gamma2, ...) from the network IR the
+    module is generated from, at `values`: the forward statements, each error g as the sum
+    of what its consumers send back, each node's gradients, evaluated as the code does.
 
-    Raises MirrorError when the forward pass or a delta cannot be computed; a gradient
+    Raises MirrorError when the forward pass or an error term cannot be computed; a gradient
     that cannot be computed is returned as its MirrorError.
     """
     mirror = _start(d, values, settle)
-    for layer in d.layers:
-        _forward(mirror, layer)
-    layers = list(d.layers)
-    for k in reversed(range(len(layers))):
-        _backward(mirror, layers[k], layers[k + 1] if k + 1 < len(layers) else None)
-    out = {}
-    for layer in layers:
-        out[f"W{layer.index}"] = mirror.env[f"dW{layer.index}"]
-        out[f"b{layer.index}"] = mirror.env[f"db{layer.index}"]
-    return out
+    row, n = d.arch.layout == "row", values.n
+    params = values.params()
+    for p in network.graph.parameters:  # per-unit vectors in NumPy's orientation
+        if p.symbol in ("gamma", "beta"):
+            mirror.env[p.key] = params[p.key].T if row else params[p.key]
+    mirror.env["count"] = sp.Integer(n)
+    for nd in network.nodes:
+        l, units = nd.node.index, nd.node.z.shape[0]
+        shape = (n, units) if row else (units, n)
+        for target, value in nd.forward:
+            _step(mirror, target.name, value, functools.partial(_value, mirror, value, shape))
+        if nd.act is None:
+            _step(mirror, f"A{l}", nd.a, functools.partial(mirror.softmax, mirror.env[f"Z{l}"]))
+        else:
+            a = through_sigmoid(nd.a)
+            _step(mirror, f"A{l}", a, functools.partial(mirror.elementwise, a, shape))
+    pending: dict[str, list] = {}
+    out: dict[str, sp.Matrix | MirrorError] = {}
+    for nd in reversed(network.nodes):
+        l, units = nd.node.index, nd.node.z.shape[0]
+        shape = (n, units) if row else (units, n)
+        if not nd.is_output:
+            parts = [_value(mirror, b, shape) for b in pending.pop(nd.node.a.key)]
+            mirror.env[f"G{l}"] = functools.reduce(lambda x, y: x + y, parts)
+        delta = through_sigmoid(nd.delta)
+        _step(mirror, f"delta{l}", delta, functools.partial(mirror.elementwise, delta, shape))
+        for param, grad in nd.grads:
+            try:
+                out[param.key] = _as_parameter(_value(mirror, grad, shape), param, row)
+            except MirrorError as err:
+                out[param.key] = err
+        for tensor, back in nd.backs:
+            pending.setdefault(tensor.key, []).append(back)
+    return {key: out[key] for key in params}
+
+
+def _value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.Matrix:
+    """A matrix expression's value, or an elementwise one's over arrays of `shape`."""
+    if isinstance(expr, sp.MatrixExpr):
+        return mirror.matrix(expr)
+    return mirror.elementwise(expr, shape)
+
+
+def _as_parameter(value: sp.Matrix, param: Any, row: bool) -> sp.Matrix:
+    """A gradient in the parameter's shape: a per-unit sum over the batch was broadcast back
+    over the samples by the mirror; its first sample is the vector."""
+    if len(param.shape) == 2 or value.shape == (param.shape[0], 1):
+        return value
+    return value[0, :].T if row else value[:, 0]
 
 
 # ---------------------------------------------------------------- comparison
@@ -355,30 +380,41 @@ def _choose(reference: str, arch: Arch) -> str:
     """'nested' when the whole loss is small enough to differentiate, else 'chain'."""
     if reference != "auto":
         return reference
+    if unsupported(arch) is not None:
+        return "chain"  # the whole loss of a graph is costly to differentiate
     softmax = arch.layers[-1].activation == "softmax"
     size = net.nested_size(arch.layer_sizes, softmax)
     return "nested" if size <= net.NESTED_LIMIT else "chain"
 
 
-def _symbp_numeric(d: Derivation, leaves: net.Leaves, points: list) -> list | MirrorError:
+def _symbp_numeric(
+    d: Derivation, network: Network, leaves: net.Leaves, points: list
+) -> list | MirrorError:
     try:
-        return [symbp_gradients(d, leaves.at(p)) for p in points]
+        return [network_gradients(d, network, leaves.at(p)) for p in points]
     except MirrorError as err:
         return err
 
 
 def _prepare(
-    d: Derivation, kind: str, points: int, seed: int, symbolic: bool, say: Callable
+    d: Derivation,
+    network: Network,
+    kind: str,
+    points: int,
+    seed: int,
+    symbolic: bool,
+    say: Callable,
 ) -> _Run:
     """Draw the points and compute both sides (symbolically too when simplify will be tried)."""
     arch = d.arch
     leaves = net.make_leaves(arch)
     rng = random.Random(seed)
     pts = [net.random_point(arch, leaves, rng) for _ in range(points)]
-    run = _Run(arch, leaves, pts, [], _symbp_numeric(d, leaves, pts))
+    run = _Run(arch, leaves, pts, [], _symbp_numeric(d, network, leaves, pts))
     if kind == "chain":
         say("reference: chain rule at each point")
-        run.reference_at = [net.chain_gradients(arch, leaves, p) for p in pts]
+        maps = net.layer_maps(arch, leaves)
+        run.reference_at = [net.chain_gradients(arch, leaves, p, maps) for p in pts]
         return run
     say("reference: sympy.diff of the scalar loss")
     grads = net.nested_gradients(arch, leaves)
@@ -389,7 +425,7 @@ def _prepare(
         )
     if symbolic and not isinstance(run.symbp_at, MirrorError):
         run.reference_sym = grads
-        run.symbp_sym = symbp_gradients(d, leaves, settle=lambda v: v)
+        run.symbp_sym = network_gradients(d, network, leaves, settle=lambda v: v)
     return run
 
 
@@ -404,10 +440,12 @@ def _all_simplify_to_zero(reference: list, symbp: list) -> bool:
         return False
 
 
-def _labels(name: str, matrix: sp.Matrix) -> list[str]:
-    if name.startswith("b"):
-        return [f"{name}[{i}]" for i in range(matrix.rows)]
-    return [f"{name}[{i},{j}]" for i in range(matrix.rows) for j in range(matrix.cols)]
+def _labels(arch: Arch, name: str) -> list[str]:
+    """Each entry's name, W1[i,j] or b1[i], from the parameter's shape in the graph."""
+    shape = next(p.shape for p in build_graph(arch).parameters if p.key == name)
+    if len(shape) == 1:
+        return [f"{name}[{i}]" for i in range(shape[0])]
+    return [f"{name}[{i},{j}]" for i in range(shape[0]) for j in range(shape[1])]
 
 
 def _magnitude(value: sp.Basic) -> sp.Expr | None:
@@ -419,17 +457,17 @@ def _magnitude(value: sp.Basic) -> sp.Expr | None:
 def _points_row(run: _Run, name: str) -> VerifyRow:
     """Compare reference and symbp entry by entry at every point."""
     assert not isinstance(run.symbp_at, MirrorError)
-    labels = _labels(name, run.leaves.params()[name])
+    labels = _labels(run.arch, name)
     worst, exact = sp.S.Zero, True
     for k, (ref, ours) in enumerate(zip(run.reference_at, run.symbp_at, strict=True)):
         entries = ours[name]
         assert not isinstance(entries, MirrorError)
         for label, r, s in zip(labels, ref[name], entries, strict=True):
             diff = net.settle(r - s)
-            exact = exact and diff.is_Rational
+            exact = exact and all(net.settle(v).is_Rational for v in (r, s))
             size = _magnitude(diff)
             if size is None or size >= TOLERANCE:
-                method = _method(bool(diff.is_Rational), len(run.points))
+                method = _method(all(net.settle(v).is_Rational for v in (r, s)), len(run.points))
                 detail = f"{label} at point {k + 1}: reference {_show(r)}, symbp {_show(s)}"
                 return VerifyRow(name, method, False, detail)
             worst = max(worst, size)
@@ -477,8 +515,7 @@ def _check_options(max_units: int, points: int, simplify_seconds: float, referen
 
 
 def _check_size(arch: Arch, max_units: int) -> None:
-    sizes = arch.layer_sizes
-    params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    params = parameter_count(arch)
     if params * len(arch.layers) > MAX_WORK:
         raise VerifyError(
             f"the shrunk network ({params:,} parameters, {len(arch.layers)} layers) "
@@ -493,14 +530,14 @@ def verify_arch(
     points: int = 3,
     seed: int = 0,
     *,
-    tamper: Callable[[Derivation], Derivation] | None = None,
+    tamper: Callable[[Network], Network] | None = None,
     simplify_seconds: float = SIMPLIFY_SECONDS,
     reference: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> VerifyResult:
     """Check every gradient symbp derives for a shrunk `arch` (or arch.yaml path).
 
-    tamper(derivation) -> derivation edits the IR before it is evaluated (to see a failure);
+    tamper(network) -> network edits the IR before it is evaluated (to see a failure);
     reference forces "nested" (sympy.diff of the whole loss) or "chain" instead of "auto".
     """
     _check_options(max_units, points, simplify_seconds, reference)
@@ -511,10 +548,11 @@ def verify_arch(
     say = progress or (lambda _: None)
     say(f"deriving {small.name} at sizes {'-'.join(map(str, small.layer_sizes))}")
     d = derive(small)
+    network = derive_network(d)
     if tamper is not None:
-        d = tamper(d)
+        network = tamper(network)
     kind = _choose(reference, small)
-    run = _prepare(d, kind, points, seed, simplify_seconds > 0, say)
+    run = _prepare(d, network, kind, points, seed, simplify_seconds > 0, say)
     rows = []
     for name in run.leaves.params():
         say(f"checking {name}")
@@ -594,6 +632,6 @@ __all__ = [
     "format_table",
     "run",
     "shrink",
-    "symbp_gradients",
+    "network_gradients",
     "verify_arch",
 ]

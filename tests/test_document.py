@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from symbp.labels import PER_LAYER, layer_label
+from symbp.labels import PER_LAYER, layer_label, node_equations
+from symbp.network import derive_network
 from symbp.pipeline import generate
 from tests.conftest import EXAMPLES, GENERATED
 
@@ -50,9 +51,12 @@ def test_every_layer_equation_is_labelled(example: Path) -> None:
     result = generate(example)
     tex = result.files[f"{result.arch.name}.tex"]
     labels = set(re.findall(r"\\label\{([^}]*)\}", tex))
-    for layer in range(1, len(result.arch.layers) + 1):
-        for kind in PER_LAYER:
-            assert layer_label(kind, layer) in labels
+    net = derive_network(result.derivation)
+    for nd in net.nodes:
+        for kind in node_equations(nd.node):
+            assert layer_label(kind, nd.node.index) in labels
+        if nd.node.kind == "dense" and nd.node.layer.bias:
+            assert set(PER_LAYER) <= set(node_equations(nd.node))
     assert len(labels) == len(re.findall(r"\\label\{", tex)), "duplicate labels"
 
 

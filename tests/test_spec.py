@@ -619,3 +619,101 @@ def test_random_bytes_raise_only_spec_error(data: bytes) -> None:
         parse_arch(data)
     except SpecError:
         pass
+
+
+# ------------------------------------------------------------------ graphs (schema v2)
+
+GRAPH_BASE = (
+    "input: 2\nlayers:\n  - {units: 3, activation: tanh, name: h}\n%s  - {units: 1}\nloss: mse\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("middle", "path", "message", "fix"),
+    [
+        (
+            "  - {type: add, from: nowhere}\n",
+            "layers[1].from",
+            "from names no earlier layer: 'nowhere'",
+            "known: input, h",
+        ),
+        (
+            "  - {type: add, from: later}\n  - {units: 3, name: later}\n",
+            "layers[1].from",
+            "from names layer 2 ('later'), which is not computed before this one",
+            "move it",
+        ),
+        (
+            "  - {type: add, from: me, name: me}\n",
+            "layers[1].from",
+            "which is not computed before this one",
+            "name an earlier layer",
+        ),
+        (
+            "  - {units: 3, name: h}\n",
+            "layers[1].name",
+            "'h' is used by an earlier layer",
+            "unique",
+        ),
+        ("  - {units: 3, name: input}\n", "layers[1].name", "'input' is reserved", "another"),
+        (
+            "  - {units: 4}\n  - {type: add, from: h}\n",
+            "layers[2].from",
+            "shape mismatch at add: the previous layer gives (4,), 'h' gives (3,)",
+            "dense layer of that size",
+        ),
+        (
+            "  - {type: addd, from: h}\n",
+            "layers[1].type",
+            "unknown layer type 'addd' (did you mean 'add'?)",
+            "dense, add, layernorm, batchnorm",
+        ),
+        (
+            "  - {type: layernorm, units: 3}\n",
+            "layers[1].units",
+            "a layernorm layer keeps the size of its input (3); it takes no units",
+            "remove units",
+        ),
+        (
+            "  - {type: batchnorm, bias: false}\n",
+            "layers[1].bias",
+            "unknown key 'bias' in layer 1 (batchnorm)",
+            "type, name, activation, eps",
+        ),
+        ("  - {units: 3, eps: 0.1}\n", "layers[1].eps", "unknown key 'eps'", "units, bias"),
+        ("  - {type: batchnorm, eps: 0}\n", "layers[1].eps", "finite number > 0, got 0", "1e-5"),
+        ("  - {type: layernorm, eps: -1e-3}\n", "layers[1].eps", "got -0.001", "1e-5"),
+        ("  - {type: layernorm, eps: .nan}\n", "layers[1].eps", "got nan", "1e-5"),
+        ("  - {type: layernorm, eps: yes}\n", "layers[1].eps", "eps must be a number", "1e-5"),
+        ("  - {type: add}\n", "layers[1]", "missing the required key 'from'", "add from"),
+        ("  - {type: add, from: 3}\n", "layers[1].from", "got the number 3", "earlier layer"),
+        ("  - {units: 3, bias: 1}\n", "layers[1].bias", "bias must be true or false", "false"),
+    ],
+)
+def test_graph_errors_name_the_place_and_the_fix(
+    middle: str, path: str, message: str, fix: str
+) -> None:
+    error = spec_error(GRAPH_BASE % middle)
+    assert error.path == path
+    assert message in error.message
+    assert error.fix is not None and fix in error.fix
+    assert error.line is not None and error.line >= 4
+
+
+def test_a_graph_file_is_read_into_kinds() -> None:
+    arch = parse_arch(
+        GRAPH_BASE % "  - {type: layernorm, activation: relu}\n  - {units: 3, bias: false}\n"
+        "  - {type: add, from: h}\n  - {type: batchnorm, eps: 0.001}\n",
+        "g.yaml",
+    )
+    kinds = [(layer.type, layer.units, layer.bias, layer.source) for layer in arch.layers]
+    assert kinds == [
+        ("dense", 3, True, None),
+        ("layernorm", 3, True, None),
+        ("dense", 3, False, None),
+        ("add", 3, True, "h"),
+        ("batchnorm", 3, True, None),
+        ("dense", 1, True, None),
+    ]
+    assert arch.layers[4].eps == 0.001 and arch.layers[1].eps == 1e-5
+    assert arch.layer_index["h"] == 1

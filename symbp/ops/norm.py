@@ -156,15 +156,32 @@ def derive_norm(over: str) -> NormDerivation:
     gd, bd = sp.Symbol("gammad"), sp.Symbol("betad")
     moved = moved.subs({gamma_i: gamma_i + T * gd, beta_i: beta_i + T * bd}, simultaneous=True)
     tangent = sp.factor_terms(_named(in_range(sp.diff(moved, T).subs(T, 0).doit())))
-    return _arrays(over, z, dz_dx, vjp_raw, vjp, tangent)
+    grads = tuple(_param_grad(over, z, p) for p in (gamma_i, beta_i))
+    return _arrays(over, z, dz_dx, vjp_raw, vjp, tangent, grads)
+
+
+def _param_grad(over: str, z: sp.Expr, param: sp.Expr) -> sp.Expr:
+    """dL/dparam in whole-array form. Layer norm: param_i of feature i, shared by the
+    samples, so the sum over the batch of g_i dz_i/dparam_i. Batch norm: one param per
+    feature, constant along the normalised (batch) index i, so sum_i g_i dz_i/dparam."""
+    local = _named(sp.diff(z, param))
+    if over == "features":
+        return BatchSum(_to_array(G[I] * local, over))
+    return _to_array(sp.Sum(G[I] * local, (I, 1, N)), over)
 
 
 def _arrays(
-    over: str, z: sp.Expr, dz_dx: sp.Expr, vjp_raw: sp.Expr, vjp: sp.Expr, tangent: sp.Expr
+    over: str,
+    z: sp.Expr,
+    dz_dx: sp.Expr,
+    vjp_raw: sp.Expr,
+    vjp: sp.Expr,
+    tangent: sp.Expr,
+    grads: tuple[sp.Expr, sp.Expr],
 ) -> NormDerivation:
     """The whole-array forms of every equation."""
     reduce = UnitSum if over == "features" else BatchSum
-    X_, G_, Xhat = ARR["X"], ARR["G"], ARR["Xhat"]
+    X_, Xhat = ARR["X"], ARR["Xhat"]
     mean = reduce(X_) / ARR_COUNT
     sigma = sp.sqrt(reduce((X_ - sp.Symbol("Mu", real=True)) ** 2) / ARR_COUNT + EPS)
     back = _to_array(vjp.subs(J, I), over)
@@ -184,8 +201,8 @@ def _arrays(
         xhat=(X_ - sp.Symbol("Mu", real=True)) / ARR_SIGMA,
         out=ARR["Gamma"] * Xhat + ARR["Beta"],
         back=back,
-        d_gamma=BatchSum(G_ * Xhat) if over == "features" else BatchSum(G_ * Xhat),
-        d_beta=BatchSum(G_),
+        d_gamma=grads[0],
+        d_beta=grads[1],
         xhat_dot=xhat_dot,
         sigma_dot=_to_array(_named(in_range(sp.diff(_moved(_stdev()), T).subs(T, 0).doit())), over),
         out_dot=out_dot,

@@ -59,7 +59,7 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
         ARR["Gammad"]: param_symbol(ctx, gamma, "d"),
         ARR["Betad"]: param_symbol(ctx, beta, "d"),
         ARR_COUNT: sp.Integer(n) if node.kind == "layernorm" else BATCH_COUNT,
-        EPS: sp.Float(node.layer.eps),
+        EPS: sp.Rational(repr(node.layer.eps)),  # exact: 1e-05 is 1/100000
     }
 
 

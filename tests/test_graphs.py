@@ -1,0 +1,139 @@
+"""Graphs of layer kinds (add, layernorm, batchnorm, dense without bias), checked like the
+dense chains: central differences in float64, the float32 module against the float64 one,
+the workspace path, the Taylor test, jvp and hvp against central differences, and, for the
+ops alone, PyTorch-style closed forms written here in NumPy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from symbp.gradcheck import random_problem, taylor_test
+from tests.conftest import make_arch
+from tests.test_gradients import _assert_close
+
+# Every kind, mixed: a residual block with layer norm, a skip from the input, batch norm
+# after a bias-free dense layer.
+MIXED = [
+    {"units": 4, "activation": "tanh", "name": "stem"},
+    {"units": 4, "bias": False},
+    {"type": "layernorm", "activation": "relu"},
+    {"units": 4},
+    {"type": "add", "from": "stem", "activation": "tanh"},
+    {"units": 3, "bias": False},
+    {"type": "add", "from": "input"},
+    {"type": "batchnorm", "eps": 1e-3, "activation": "sigmoid"},
+    {"units": 3, "activation": "softmax"},
+]
+
+
+def _mixed(**overrides: Any):
+    return make_arch(input=3, layers=MIXED, loss="cross_entropy", **overrides)
+
+
+# Each kind alone (between two dense layers), so that a failure names the kind.
+ALONE = {
+    "add": [{"units": 3, "activation": "tanh", "name": "h"}, {"type": "add", "from": "h"}],
+    "add-input": [{"units": 3, "activation": "tanh"}, {"type": "add", "from": "input"}],
+    "layernorm": [{"units": 3, "activation": "tanh"}, {"type": "layernorm"}],
+    "batchnorm": [{"units": 3, "bias": False}, {"type": "batchnorm", "activation": "tanh"}],
+    "no-bias": [{"units": 3, "activation": "tanh", "bias": False}],
+}
+
+
+@pytest.mark.parametrize("kind", ALONE)
+@pytest.mark.parametrize("layout", ["column", "row"])
+def test_each_kind_alone(module_for, kind: str, layout: str) -> None:
+    layers = [*ALONE[kind], {"units": 2, "activation": "identity"}]
+    arch = make_arch(layout=layout, layers=layers)
+    _assert_close(module_for(arch), arch)
+
+
+@pytest.mark.parametrize("layout", ["column", "row"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_mixed_graph_options(module_for, layout: str, reduction: str, l2: float) -> None:
+    arch = _mixed(layout=layout, reduction=reduction, l2=l2)
+    m64 = module_for(arch)
+    _assert_close(m64, arch)
+    assert taylor_test(m64, arch, seed=1).ok
+    # The float32 module: the same numbers to float32 precision, float32 arrays out.
+    arch32 = _mixed(layout=layout, reduction=reduction, l2=l2, dtype="float32")
+    m32 = module_for(arch32)
+    params, X, Y = random_problem(m64, arch, seed=5, n=6)
+    l64, g64 = m64.loss_and_grads(params, X, Y)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    l32, g32 = m32.loss_and_grads(p32, X.astype(np.float32), Y.astype(np.float32))
+    assert abs(l32 - l64) <= 1e-5 * max(1.0, abs(l64))
+    for key in params:
+        assert g32[key].dtype == np.float32, key
+        scale = max(1.0, float(np.max(np.abs(g64[key]))))
+        assert np.max(np.abs(g32[key] - g64[key])) <= 2e-4 * scale, key
+
+
+@pytest.mark.parametrize("layout", ["column", "row"])
+def test_mixed_graph_jvp_and_hvp(module_for, layout: str) -> None:
+    arch = _mixed(layout=layout, l2=0.05)
+    m = module_for(arch)
+    params, X, Y = random_problem(m, arch, seed=3, n=5)
+    rng = np.random.default_rng(11)
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+
+    def shifted(t: float) -> dict:
+        return {k: params[k] + t * v[k] for k in params}
+
+    out, out_dot = m.jvp(params, X, v)
+    np.testing.assert_allclose(out, m.forward(params, X), rtol=1e-13, atol=1e-13)
+    h = 1e-6
+    fd = (m.forward(shifted(h), X) - m.forward(shifted(-h), X)) / (2 * h)
+    np.testing.assert_allclose(out_dot, fd, rtol=1e-6, atol=1e-8)
+    hv = m.hvp(params, X, Y, v)
+    h = 1e-5
+    gp, gm = m.loss_and_grads(shifted(h), X, Y)[1], m.loss_and_grads(shifted(-h), X, Y)[1]
+    for key in params:
+        fd = (gp[key] - gm[key]) / (2 * h)
+        scale = max(1.0, float(np.max(np.abs(fd))))
+        assert np.max(np.abs(hv[key] - fd)) <= 1e-6 * scale, key
+
+
+def _norm_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, axis: int):
+    """y = gamma (x - mu)/sqrt(var + eps) + beta along axis, and the map g -> dL/dx in the
+    textbook closed form, written here independently of symbp."""
+    mu = x.mean(axis=axis, keepdims=True)
+    sigma = np.sqrt(((x - mu) ** 2).mean(axis=axis, keepdims=True) + eps)
+    xhat = (x - mu) / sigma
+
+    def back(g: np.ndarray) -> np.ndarray:
+        gg = g * gamma
+        return (
+            gg - gg.mean(axis=axis, keepdims=True) - xhat * (gg * xhat).mean(axis, keepdims=True)
+        ) / sigma
+
+    return gamma * xhat + beta, back
+
+
+@pytest.mark.parametrize("kind", ["layernorm", "batchnorm"])
+def test_norm_matches_the_textbook_closed_form(module_for, kind: str) -> None:
+    """A network that is one norm (identity, mse, sum): its gradient with respect to the input
+    is not returned, so the check goes through W of a dense layer before it, whose gradient is
+    (dL/dz) X^T with dL/dz from the closed form."""
+    layers = [{"units": 4, "bias": False}, {"type": kind, "eps": 0.01}]
+    arch = make_arch(layout="row", input=3, layers=layers, reduction="sum")
+    m = module_for(arch)
+    params, X, Y = random_problem(m, arch, seed=2, n=6)
+    rng = np.random.default_rng(0)
+    params["gamma2"] = rng.uniform(0.5, 1.5, 4)
+    params["beta2"] = rng.standard_normal(4)
+    z = X @ params["W1"].T
+    axis = 1 if kind == "layernorm" else 0  # row layout: samples are rows
+    y, back = _norm_reference(z, params["gamma2"], params["beta2"], 0.01, axis)
+    np.testing.assert_allclose(m.forward(params, X), y, rtol=1e-12, atol=1e-12)
+    value, grads = m.loss_and_grads(params, X, Y)
+    assert value == pytest.approx(0.5 * np.sum((y - Y) ** 2), rel=1e-12)
+    dz = back(y - Y)
+    np.testing.assert_allclose(grads["W1"], dz.T @ X, rtol=1e-10, atol=1e-12)
+    xhat = (y - params["beta2"]) / params["gamma2"]
+    np.testing.assert_allclose(grads["gamma2"], ((y - Y) * xhat).sum(0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads["beta2"], (y - Y).sum(0), rtol=1e-10, atol=1e-12)

@@ -301,7 +301,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         dgamma4 = np.sum(Xhat4*delta4, axis=1, keepdims=True, out=ws.get("dgamma4"))
         dbeta4 = np.sum(delta4, axis=1, keepdims=True, out=ws.get("dbeta4"))
         # layer 3: delta (eq. (49)), dW (eq. (50))
-        delta3 = delta4 - np.sum(delta4, axis=1, keepdims=True)/count - Xhat4*np.sum(Xhat4*delta4, axis=1, keepdims=True)/count
+        delta3 = delta4 - dbeta4/count - Xhat4*dgamma4/count
         delta3 *= gamma4
         delta3 *= 1 / Sigma4
         del delta4
@@ -313,7 +313,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         dgamma2 = np.sum(Xhat2*delta2, axis=1, keepdims=True, out=ws.get("dgamma2"))
         dbeta2 = np.sum(delta2, axis=1, keepdims=True, out=ws.get("dbeta2"))
         # layer 1: delta (eq. (40)), dW (eq. (41))
-        delta1 = delta2 - np.sum(delta2, axis=1, keepdims=True)/count - Xhat2*np.sum(Xhat2*delta2, axis=1, keepdims=True)/count
+        delta1 = delta2 - dbeta2/count - Xhat2*dgamma2/count
         delta1 *= gamma2
         delta1 *= 1 / Sigma2
         del delta2

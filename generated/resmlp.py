@@ -424,19 +424,21 @@ def loss_and_grads(params, X, Y, workspace=None):
         dgamma7 = np.sum(Xhat7*delta7, axis=0, out=ws.get("dgamma7"))
         dbeta7 = np.matmul(ones, delta7, out=ws.get("dbeta7"))
         # layer 6: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
-        delta6 = -np.sum(delta7*gamma7, axis=1, keepdims=True)/16 + delta7*gamma7 - Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/16
-        delta6 *= 1 / Sigma7
+        delta6_0 = delta7*gamma7
         del delta7
+        delta6 = delta6_0 - np.sum(delta6_0, axis=1, keepdims=True)/16 - Xhat7*np.sum(Xhat7*delta6_0, axis=1, keepdims=True)/16
+        delta6 *= 1 / Sigma7
+        del delta6_0
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
         # layer 5: delta (eq. (69))
         # dL/da5, the sum over its consumers
-        delta5 = np.matmul(delta6, W6, out=ws.get("back3_16"))
+        delta5 = np.matmul(delta6, W6, out=ws.get("back2_16"))
         del delta6
         delta5 += delta9
         del delta9
         # layer 4: delta (eq. (64)), dW (eq. (65)), db (eq. (66))
-        delta4 = _copy(delta5, ws.get("back2_16"))
+        delta4 = _copy(delta5, ws.get("back3_16"))
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
         db4 = np.matmul(ones, delta4, out=ws.get("db4"))
         # layer 3: delta (eq. (59)), dgamma (eq. (60)), dbeta (eq. (61))
@@ -446,14 +448,16 @@ def loss_and_grads(params, X, Y, workspace=None):
         dgamma3 = np.sum(Xhat3*delta3, axis=0, out=ws.get("dgamma3"))
         dbeta3 = np.matmul(ones, delta3, out=ws.get("dbeta3"))
         # layer 2: delta (eq. (54)), dW (eq. (55)), db (eq. (56))
-        delta2 = -np.sum(delta3*gamma3, axis=1, keepdims=True)/16 + delta3*gamma3 - Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/16
-        delta2 *= 1 / Sigma3
+        delta2_0 = delta3*gamma3
         del delta3
+        delta2 = delta2_0 - np.sum(delta2_0, axis=1, keepdims=True)/16 - Xhat3*np.sum(Xhat3*delta2_0, axis=1, keepdims=True)/16
+        delta2 *= 1 / Sigma3
+        del delta2_0
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
         # layer 1: delta (eq. (49)), dW (eq. (50)), db (eq. (51))
         # dL/da1, the sum over its consumers
-        delta1 = np.matmul(delta2, W2, out=ws.get("back1_16"))
+        delta1 = np.matmul(delta2, W2, out=ws.get("back3_16"))
         del delta2
         delta1 += delta5
         del delta5

@@ -9,6 +9,8 @@ A liveness pass over the backward statements places the error terms in workspace
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -379,6 +381,73 @@ def backward_statements(e: Emitter, fused: bool) -> list[Stmt]:
     return out
 
 
+def shared_subexpressions(e: Emitter, stmts: list[Stmt]) -> list[Stmt]:
+    """Common subexpressions of the backward statements, computed once:
+    - a new array's whole expression found inside a later statement (a batch norm's
+      BatchSum(G ⊙ xhat) is dgamma, which its error term reads again) is read from that
+      array, while it still holds that value;
+    - within one statement, sympy.cse: a subexpression that reads arrays and occurs twice
+      (a layer norm's gamma ⊙ g) becomes its own statement, bound as an error-term array
+      (or a per-sample statistic) of that layer."""
+    out: list[Stmt] = []
+    output = e.net.nodes[-1].node.index  # its error may be shared with the loss: kept whole
+    held: dict[sp.Basic, sp.Symbol] = {}  # expression -> the array that holds its value
+    for s in stmts:
+        for expr, name in list(held.items()):
+            if name.name == s.target:  # overwritten or updated in place from here on
+                del held[expr]
+        expr = s.expr
+        elementwise = isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixExpr)
+        if s.op != "=" or not elementwise or s.layer == output:
+            out.append(s)
+            continue
+        expr = expr.xreplace(held)
+        out += _within(e, dataclasses.replace(s, expr=expr))
+        named = s.param is not None or e.info(sp.Symbol(s.target)) is not None
+        if named and isinstance(s.expr, (BatchSum, UnitSum, sp.Add, sp.Mul)):
+            held[s.expr] = sp.Symbol(s.target, real=True)
+    return out
+
+
+def _within(e: Emitter, s: Stmt) -> list[Stmt]:
+    """s preceded by a statement for each subexpression sympy.cse finds in it twice."""
+    names = (sp.Symbol(f"{s.target}_{k}", real=True) for k in itertools.count())
+    pairs, (reduced,) = sp.cse(s.expr, symbols=names, order="none")
+    kept: list[tuple[sp.Symbol, Expr]] = []
+    back: dict[sp.Basic, Expr] = {}
+    for name, value in pairs:
+        value = value.xreplace(back)
+        kind = _temporary_kind(e, value)
+        if kind is None:  # a scalar or a constant: printed inline, as before
+            back[name] = value
+            continue
+        info = e.info(sp.Symbol(s.target))
+        units = info.units if info is not None else 0
+        e.net.bindings.add(name.name, kind, units, "a shared subexpression", Family.BACKWARD)
+        kept.append((name, value))
+    if not kept:
+        return [s]
+    reduced = reduced.xreplace(back)
+    for name, value in reversed(kept):  # cse can leave a top-level occurrence whole
+        reduced = reduced.xreplace({value: name})
+    return [
+        *(Stmt(name.name, value, layer=s.layer) for name, value in kept),
+        dataclasses.replace(s, expr=reduced),
+    ]
+
+
+def _temporary_kind(e: Emitter, value: Expr) -> Kind | None:
+    """What array a shared subexpression is: per sample, one value per sample (a sum over
+    the units), or None when it reads no array."""
+    if e.per_sample(value):
+        return Kind.SAMPLES
+    if isinstance(value, UnitSum) or (
+        value.has(UnitSum) and not value.has(BatchSum) and not e.constant(value)
+    ):
+        return Kind.SAMPLE_STAT
+    return None
+
+
 def _block_comment(e: Emitter, nd: NodeDerivation, grads: bool) -> str:
     """ "layer 3 (output): delta (eq. (N)), dW (eq. (M)), db (...)": what the block computes."""
     l = nd.node.index
@@ -598,7 +667,7 @@ def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None
     forward = forward_lines(e, ws=False)
     forward_loss = forward_lines(e, ws=False, last=not d.output.loss_from_logits)
     forward_ws = forward_lines(e, ws=True, lse=reuse["lse"])
-    fused = backward_statements(e, fused=True)
+    fused = shared_subexpressions(e, backward_statements(e, fused=True))
     place(e, fused)
     backward_ws = print_backward(e, fused, ws=True)
     loss_pre = []

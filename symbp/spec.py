@@ -542,7 +542,8 @@ def _source(
     if value not in sizes and value in declared:
         raise c.fail(
             path,
-            f"from names layer {declared[value]} ('{value}'), which is not computed before this one",
+            f"from names layer {declared[value]} ('{value}'), "
+            "which is not computed before this one",
             "an add can only read a layer computed before it; move it, or name an earlier layer",
         )
     if value not in sizes:

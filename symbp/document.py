@@ -18,6 +18,7 @@ from symbp.labels import activation_label, layer_label, network_numbering
 from symbp.latex import tex
 from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation, add_derivative
+from symbp.ops import kind_module
 from symbp.ops.norm import derive_norm
 from symbp.output import YHAT_VAR
 
@@ -252,10 +253,14 @@ def _complexity(net: Network) -> dict[str, Any]:
     for nd in net.nodes:
         node = nd.node
         params = sum(math.prod(p.shape) for p in node.params)
-        products = math.prod(node.params[0].shape) if node.kind == "dense" else 0
-        backward = products * (2 if node.inputs[0].layer > 0 else 1)
+        cost = kind_module(node.kind).cost(node)
         rows.append(
-            {"index": node.index, "params": params, "forward": products, "backward": backward}
+            {
+                "index": node.index,
+                "params": params,
+                "forward": cost.forward,
+                "backward": cost.backward,
+            }
         )
     forward = sum(r["forward"] for r in rows)
     backward = sum(r["backward"] for r in rows)

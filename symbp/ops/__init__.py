@@ -1,7 +1,8 @@
 """Layer kinds, one module each: its keys, its equations, its derivatives.
 
-`KINDS[type]` is the module of a layer type; each provides `forward`, `backward` and
-`tangents` (see symbp.ops.dense for the contract) and `KEYS` (its keys in arch.yaml).
+`kind_module(type)` is the module of a layer type; each provides `forward`, `backward`,
+`tangents` (see symbp.ops.dense for the contract), `cost` (multiply-adds per sample) and
+`KEYS` (its keys in arch.yaml; their checks are in symbp.ops.schema).
 """
 
 from __future__ import annotations

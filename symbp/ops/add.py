@@ -11,7 +11,7 @@ import sympy as sp
 
 from symbp.graph import Node
 from symbp.nodes import add_derivative
-from symbp.ops.context import Context, node_symbols
+from symbp.ops.context import Context, Cost, node_symbols
 
 KEYS = ("from",)
 
@@ -36,3 +36,8 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     z_dot = sp.Add(*(ctx.tangent_of(t) for t in node.inputs))
     r_backs = tuple((t, s["Rdelta"]) for t in node.inputs if t.layer > 0)
     return ((s["Zd"], z_dot),), (), r_backs
+
+
+def cost(node: Node) -> Cost:
+    """No matrix products: one addition per entry forward; backward, delta is passed on."""
+    return Cost(0, 0)

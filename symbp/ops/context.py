@@ -14,6 +14,16 @@ from symbp.output import OutputDerivation
 from symbp.spec import Arch
 
 
+@dataclass(frozen=True)
+class Cost:
+    """Multiply-adds per sample of a node's matrix products (elementwise work, a few
+    operations per entry, is not counted), forward and backward (the parameters' gradients
+    and what is sent back to the tensors read)."""
+
+    forward: int
+    backward: int
+
+
 @dataclass
 class Context:
     graph: Graph

@@ -15,7 +15,7 @@ from symbp.derive import L2_WEIGHT, _per_sample, layer_symbols
 from symbp.graph import Node
 from symbp.indexed import MAT_A, MAT_DELTA, MAT_W, N_BATCH, layer_calculus
 from symbp.nodes import Family, Kind
-from symbp.ops.context import Context, node_symbols
+from symbp.ops.context import Context, Cost, node_symbols
 from symbp.tangent import MAT_BD, _layer_mats, tangent_calculus
 
 KEYS = ("units", "bias")
@@ -97,3 +97,10 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     if node.inputs[0].layer > 0:
         r_backs.append((node.inputs[0], _per_sample(put(calc.back_r_matrix), row)))
     return ((sp.Symbol(f"Zd{l}", real=True), z_dot),), tuple(r_grads), tuple(r_backs)
+
+
+def cost(node: Node) -> Cost:
+    """W a: n_l n_(l-1) per sample; backward delta a^T for dW, and W^T delta unless it
+    reads the network's input (whose error nobody needs)."""
+    products = node.z.shape[0] * node.inputs[0].shape[0]
+    return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))

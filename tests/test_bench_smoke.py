@@ -26,3 +26,20 @@ def test_quick_benchmark_runs() -> None:
     assert "symbp generated" in r.stdout and "GEMM floor" in r.stdout
     assert "symbp + make_workspace" in r.stdout
     assert "Correctness guard passed" in r.stdout
+
+
+def test_quick_graph_benchmark_runs() -> None:
+    """bench/graphs.py (residual and batch-norm MLPs) in its quick mode; PyTorch and JAX are
+    compared when installed, and the correctness guard runs first."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "graphs.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| R1 |" in r.stdout and "| R2 |" in r.stdout
+    assert "Generation time" in r.stdout

@@ -8,6 +8,8 @@ from the forward pass for the backward pass.
 
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from symbp.graph import Node
@@ -107,17 +109,30 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
         (s["Zd"], d.out_dot.xreplace(names)),
     )
     gamma, beta = node.params
-    moves = {
-        s["delta"]: s["Rdelta"],
-        names[ARR["Xhat"]]: dots["Xhatd"],
-        names[ARR_SIGMA]: dots["Sigmad"],
-        names[ARR["Gamma"]]: names[ARR["Gammad"]],
-    }
-    grads, backs = backward(ctx, node)
-    r_grads = tuple((p, directional(g, moves)) for p, g in grads)
-    r_backs = tuple((t, directional(b, moves)) for t, b in backs)
-    assert all(isinstance(g, (BatchSum, sp.Expr)) for _, g in r_grads)
+    names = {**names, R_G: s["Rdelta"], XHATD: dots["Xhatd"], SIGMAD: dots["Sigmad"]}
+    (r_gamma, r_beta), r_back = _r_operator(_over(node))
+    r_grads = ((gamma, r_gamma.xreplace(names)), (beta, r_beta.xreplace(names)))
+    r_backs: tuple = ()
+    if node.inputs[0].layer > 0:
+        r_backs = ((node.inputs[0], r_back.xreplace(names)),)
     return steps, r_grads, r_backs
+
+
+# The R-operator's generic arrays: R{G}, xhat', sigma' (named per node by tangents).
+R_G = sp.Symbol("RG", real=True)
+XHATD = sp.Symbol("Xhatd", real=True)
+SIGMAD = sp.Symbol("Sigmad", positive=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _r_operator(over: str) -> tuple[tuple[sp.Expr, sp.Expr], sp.Expr]:
+    """R{.} of the gradients and of what is sent back, once per normalisation: each moved
+    along G -> R{G}, xhat -> xhat', sigma -> sigma', gamma -> gamma' (the product rule)."""
+    d = derive_norm(over)
+    moves = {ARR["G"]: R_G, ARR["Xhat"]: XHATD, ARR_SIGMA: SIGMAD, ARR["Gamma"]: ARR["Gammad"]}
+    grads = (directional(d.d_gamma, moves), directional(d.d_beta, moves))
+    assert all(isinstance(g, (BatchSum, sp.Expr)) for g in grads)
+    return grads, directional(d.back, moves)
 
 
 def cost(node: Node) -> Cost:

@@ -22,8 +22,9 @@ from symbp.errors import DerivationError
 from symbp.graph import Tensor
 from symbp.network import Network
 from symbp.nodes import Expr, Family, Kind, NodeDerivation
-from symbp.output import SCALE, BatchSum, LogSumExp, UnitSum
+from symbp.output import SCALE
 from symbp.printing import NumPyPrinter, _indicator, _rectified
+from symbp.reductions import BatchSum, LogSumExp, UnitSum
 from symbp.stable import through_sigmoid
 
 HE_INIT = ("relu", "leaky_relu", "elu")

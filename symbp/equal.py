@@ -15,6 +15,8 @@ import random
 
 import sympy as sp
 
+from symbp.reductions import LogSumExp, UnitSum
+
 DIGITS = 30
 TOLERANCE = sp.Float("1e-15", DIGITS)
 WANTED = 6  # points where `before` is a finite real number
@@ -23,8 +25,6 @@ TRIES = 24  # points tried at most
 
 def _single_unit(expr: sp.Expr) -> sp.Expr:
     """UnitSum(h) -> h and LogSumExp(z) -> z, the value of either for a single unit."""
-    from symbp.output import LogSumExp, UnitSum  # output imports this module's users
-
     return expr.replace(lambda e: isinstance(e, (UnitSum, LogSumExp)), lambda e: e.args[0])
 
 

@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence_traditional
 
-from symbp.output import LogSumExp, UnitSum
+from symbp.reductions import LogSumExp, UnitSum
 
 _LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
 _ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")

@@ -24,7 +24,7 @@ from symbp import bounded
 from symbp.calculus import ActivationDerivation
 from symbp.graph import Graph, Node, Tensor
 from symbp.indexed import MAT_A, MAT_DELTA, MAT_W, N_BATCH
-from symbp.output import BatchSum, UnitSum
+from symbp.reductions import BatchSum, UnitSum
 
 Expr: TypeAlias = Any  # an elementwise (sp.Expr) or a matrix (sp.MatrixExpr) expression
 

@@ -19,6 +19,7 @@ from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.equal import agree
 from symbp.indexed import A_OUT, N_UNITS, J, K, M, Y, Z, in_range, sum_out, sum_terms
+from symbp.reductions import LogOneMinusSoftmax, LogSumExp, UnitSum
 
 YHAT_VAR = sp.Symbol("yhat", real=True)
 Y_VAR = sp.Symbol("y", real=True)
@@ -27,40 +28,6 @@ _SOFTMAX_DENOM = sp.Symbol("S", positive=True)
 
 # Array-form names: what the generated code holds for the output layer.
 ARR_A, ARR_Y, ARR_Z = sp.symbols("A Y Z", real=True)
-
-
-class UnitSum(sp.Function):
-    """sum over the output units of one sample (kept unevaluated; printed per target)."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
-        """The sum of zeros is zero (the tangent of a sum over targets Y, for instance)."""
-        return sp.S.Zero if arg.is_zero else None
-
-
-class BatchSum(sp.Function):
-    """sum over the samples of the batch, for each unit (kept unevaluated; printed per
-    layout): the gradient of a per-unit parameter, and batch norm's statistics."""
-
-    nargs = 1
-
-    @classmethod
-    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
-        return sp.S.Zero if arg.is_zero else None
-
-
-class LogSumExp(sp.Function):
-    """log sum_k exp(z_k) over the output units of one sample."""
-
-    nargs = 1
-
-
-class LogOneMinusSoftmax(sp.Function):
-    """log(1 - a_k) for a = softmax(z), at every unit k of each sample (from the logits)."""
-
-    nargs = 1
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from symbp.errors import DerivationError
-from symbp.output import BatchSum, LogOneMinusSoftmax, LogSumExp, UnitSum
+from symbp.reductions import BatchSum, LogOneMinusSoftmax, LogSumExp, UnitSum
 
 FUNCTIONS = {
     sp.exp: "_exp",

@@ -44,7 +44,8 @@ from symbp.indexed import (
     layer_calculus,
     sum_terms,
 )
-from symbp.output import ARR_A, ARR_Z, UnitSum, softmax_jacobian, to_array
+from symbp.output import ARR_A, ARR_Z, softmax_jacobian, to_array
+from symbp.reductions import UnitSum
 
 T = sp.Symbol("t", real=True)
 W_DOT = sp.IndexedBase("Wd")

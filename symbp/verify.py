@@ -32,7 +32,7 @@ from symbp.derive import Derivation, derive, unsupported
 from symbp.errors import SymbpError
 from symbp.graph import build_graph
 from symbp.network import Network, derive_network
-from symbp.output import BatchSum, LogSumExp, UnitSum
+from symbp.reductions import BatchSum, LogSumExp, UnitSum
 from symbp.spec import Arch, load_arch, parameter_count
 from symbp.stable import through_sigmoid
 

@@ -7,7 +7,8 @@ import sympy as sp
 
 from symbp.activations import BUILTIN, X
 from symbp.calculus import A, derive_activation
-from symbp.output import ARR_A, ARR_Y, SCALE, Y_VAR, YHAT_VAR, UnitSum, derive_output
+from symbp.output import ARR_A, ARR_Y, SCALE, Y_VAR, YHAT_VAR, derive_output
+from symbp.reductions import UnitSum
 
 EXPECTED_IN_A = {
     "sigmoid": A * (1 - A),

@@ -14,7 +14,7 @@ from symbp import verify
 from symbp.errors import SymbpError
 from symbp.graph import build_graph
 from symbp.network import Network
-from symbp.output import LogSumExp, UnitSum
+from symbp.reductions import LogSumExp, UnitSum
 from symbp.spec import arch_from_mapping, load_arch
 from symbp.verify import VerifyError, format_table, shrink, verify_arch
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.indexed import in_range
-from symbp.output import BatchSum, UnitSum
+from symbp.reductions import BatchSum, UnitSum
 
 I, J, M = sp.symbols("i j m", integer=True, positive=True)
 N = sp.Symbol("N", integer=True, positive=True)

@@ -16,7 +16,7 @@ from symbp.graph import Node
 from symbp.nodes import Family, Kind, directional
 from symbp.ops.context import Context, Cost, node_symbols, param_symbol
 from symbp.ops.norm import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
-from symbp.output import BatchSum
+from symbp.reductions import BatchSum
 
 KEYS = ("eps",)
 BATCH_COUNT = sp.Symbol("count")  # the code's batch size n

@@ -88,6 +88,11 @@ class SeedLatexPrinter(LatexPrinter):
 
     printmethod = "_symbp_latex"
 
+    def _print_NumberSymbol(self, expr: sp.NumberSymbol) -> str:
+        """pi, E, EulerGamma, ... as SymPy writes them (\\pi): the printmethod above hides
+        their own _latex from SymPy's lookup."""
+        return str(expr._latex(self))
+
     def _print_Rational(self, expr: sp.Rational) -> str:
         """A decimal rational (q a power of ten, as eps: 1e-5 is read) as 10^{-k} or its
         decimal digits; others as SymPy prints them."""

@@ -135,3 +135,74 @@ def test_every_display_equation_is_numbered_and_labelled(example: Path) -> None:
     assert displays == tex.count(r"\tag{") == tex.count(r"\label{eq:")
     numbers = [int(n) for n in re.findall(r"\\tag\{(\d+)\}", tex)]
     assert numbers == list(range(1, len(numbers) + 1)), "numbers follow the document order"
+
+
+# Documents of every built-in activation, every expression function the README lists and
+# every loss compile (a SymPy constant such as pi once printed as \text{\Pi} and broke them).
+_FUNCTIONS = {
+    "f_exp": "exp(-x**2/2)",
+    "f_log": "log(1 + x**2)",
+    "f_sqrt": "sqrt(1 + x**2)",
+    "f_abs": "abs(x)/(1 + abs(x))",
+    "f_trig": "sin(x) + cos(x)*tan(x/4)",
+    "f_hyp": "sinh(x/2) + cosh(x/3) + tanh(x)",
+    "f_atan": "atan(x)",
+    "f_erf": "erf(x/sqrt(2))",
+    "f_sig": "sigmoid(x) + softplus(x)",
+    "f_minmax": "min(x, 1) + max(x, 0)",
+    "f_const": "pi*x + e",
+}
+DOCUMENT_CASES = {
+    "builtins": {
+        "input": 2,
+        "layers": [
+            *(
+                {"units": 2, "activation": act}
+                for act in (
+                    "identity",
+                    "sigmoid",
+                    "tanh",
+                    "relu",
+                    "leaky_relu",
+                    "elu",
+                    "softplus",
+                    "swish",
+                    "gelu",
+                )
+            ),
+            {"units": 2, "activation": "sigmoid"},
+        ],
+        "loss": "bce",
+    },
+    "functions": {
+        "input": 2,
+        "activations": _FUNCTIONS,
+        "layers": [
+            *({"units": 2, "activation": name} for name in _FUNCTIONS),
+            {"units": 3, "activation": "softmax"},
+        ],
+        "loss": "cross_entropy",
+    },
+    "losses": {
+        "layout": "row",
+        "input": 2,
+        "layers": [{"units": 2, "activation": "tanh"}, {"units": 2, "activation": "tanh"}],
+        "loss": {"expr": "abs(yhat - y) + max(yhat, y)**2 + (yhat - y)**2/2"},
+        "l2": 0.01,
+        "reduction": "sum",
+    },
+}
+
+
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it"
+)
+@pytest.mark.parametrize("case", DOCUMENT_CASES)
+def test_documents_of_every_function_compile(case: str, tmp_path: Path) -> None:
+    from symbp.spec import arch_from_mapping
+
+    result = generate(arch_from_mapping({"name": f"doc_{case}", **DOCUMENT_CASES[case]}))
+    tex = tmp_path / f"doc_{case}.tex"
+    tex.write_text(result.files[tex.name])
+    compile_tex(tex)
+    assert (tmp_path / f"doc_{case}.pdf").stat().st_size > 10_000

@@ -77,15 +77,40 @@ def _pieces(expr: sp.Expr) -> sp.Expr:
     if isinstance(expr, sp.Add):
         return sp.Add(*[_pieces(t) for t in expr.args])
     if isinstance(expr, sp.Mul):
-        inner = [f for f in expr.args if f.has(sp.exp)]
-        outer = [f for f in expr.args if not f.has(sp.exp)]
+        inner = [f for f in expr.args if _outside_functions(f).has(sp.exp)]
+        outer = [f for f in expr.args if not _outside_functions(f).has(sp.exp)]
+        if outer and len(inner) == 1 and isinstance(inner[0], sp.Add):
+            return sp.Mul(*outer) * _pieces(inner[0])  # G (f'(z)): each term of f' alone
         if outer and inner:
             return sp.Mul(*outer) * memo.renamed(_whole, sp.Mul(*inner))
     return memo.renamed(_whole, expr)
 
 
 def _whole(expr: sp.Expr) -> sp.Expr:
-    """The substitution on one piece, for each sigmoid argument u it holds."""
+    """The substitution on one piece, for each sigmoid argument u it holds. The arguments
+    of other functions are left as they are (tanh(log(1 + exp(z))) stays a tanh of a
+    softplus, which the printer evaluates stably): only the algebra around them moves."""
+    kept: dict[sp.Basic, sp.Dummy] = {}
+    expr = _outside_functions(expr, kept)
+    restore = {dummy: e for e, dummy in kept.items()}
+    return _substituted(expr).xreplace(restore)
+
+
+def _outside_functions(expr: sp.Expr, kept: dict | None = None) -> sp.Expr:
+    """expr with each function other than exp that holds an exp replaced by a symbol
+    (recorded in kept): what is left is the algebra around those functions."""
+    kept = {} if kept is None else kept
+
+    def keep(e: sp.Basic) -> sp.Dummy:
+        return kept.setdefault(e, sp.Dummy("f", real=True))
+
+    return expr.replace(
+        lambda e: isinstance(e, sp.Function) and not isinstance(e, sp.exp) and e.has(sp.exp),
+        keep,
+    )
+
+
+def _substituted(expr: sp.Expr) -> sp.Expr:
     for u in _sigmoid_args(expr):
         s = sp.Dummy("s", positive=True)
         moved = expr.subs({sp.exp(-u): (1 - s) / s, sp.exp(u): s / (1 - s)})

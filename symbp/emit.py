@@ -399,6 +399,9 @@ def shared_subexpressions(e: Emitter, stmts: list[Stmt]) -> list[Stmt]:
                 del held[expr]
         expr = s.expr
         elementwise = isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixExpr)
+        if s.op == "*=" and elementwise:  # f'(z) multiplied in: tanh(softplus(z)) once
+            out += _repeated_calls(e, s)
+            continue
         if s.op != "=" or not elementwise or s.layer == output:
             out.append(s)
             continue
@@ -408,6 +411,33 @@ def shared_subexpressions(e: Emitter, stmts: list[Stmt]) -> list[Stmt]:
         if named and isinstance(s.expr, (BatchSum, UnitSum, sp.Add, sp.Mul)):
             held[s.expr] = sp.Symbol(s.target, real=True)
     return out
+
+
+def _repeated_calls(e: Emitter, s: Stmt) -> list[Stmt]:
+    """s preceded by a statement for each function call it makes twice or more on arrays
+    (tanh(softplus(z)) in mish's f', sigmoid(z) in swish's). Only whole calls other than exp,
+    and whole reciprocals of sums with an exp (a sigmoid), are shared, so the printer still
+    sees the forms it evaluates stably (log(1 + exp(u)), 1/(1 + exp(-u)))."""
+    counts: dict[sp.Basic, int] = {}
+    for node in sp.preorder_traversal(s.expr):
+        call = isinstance(node, sp.Function) and not isinstance(node, (sp.exp, sp.Piecewise))
+        sigmoid = isinstance(node, sp.Pow) and node.exp == -1 and node.base.has(sp.exp)
+        if call or sigmoid:
+            counts[node] = counts.get(node, 0) + 1
+    shared = [c for c, k in counts.items() if k > 1 and e.per_sample(c)]
+    shared = [c for c in shared if not any(c != o and o.has(c) for o in shared)]  # outermost
+    if not shared:
+        return [s]
+    info = e.info(sp.Symbol(s.target))
+    units = info.units if info is not None else 0
+    stmts, names = [], {}
+    for k, call in enumerate(sorted(shared, key=sp.default_sort_key)):
+        name = e.net.bindings.add(
+            f"{s.target}_f{k}", Kind.SAMPLES, units, "a shared function call", Family.BACKWARD
+        )
+        names[call] = name
+        stmts.append(Stmt(name.name, call, layer=s.layer))
+    return [*stmts, dataclasses.replace(s, expr=s.expr.xreplace(names))]
 
 
 def _within(e: Emitter, s: Stmt) -> list[Stmt]:

@@ -267,10 +267,13 @@ class NumPyPrinter(StrPrinter):
         if cond != sp.true:
             raise DerivationError(f"Piecewise without a default branch: {expr}")
         conditions = [c for _, c in branches]
-        text = self._branch(last, sp.And(*[sp.Not(c) for c in conditions]))
+        # A branch's guard is exactly where np.where takes it: the negations are kept as
+        # negations (SymPy would turn ~(u < 0) into u >= 0, which differs where u is NaN).
+        nots = [sp.Not(c, evaluate=False) for c in conditions]
+        text = self._branch(last, sp.And(*nots, evaluate=False) if nots else sp.true)
         for k in reversed(range(len(branches))):
             value, condition = branches[k]
-            taken = sp.And(condition, *[sp.Not(c) for c in conditions[:k]])
+            taken = sp.And(condition, *nots[:k], evaluate=False) if k else condition
             text = f"np.where({self._print(condition)}, {self._branch(value, taken)}, {text})"
         return text
 

@@ -119,6 +119,21 @@ REGRESSIONS = {
         "layers": [{"units": 2, "activation": "gelu"}],
         "loss": "mse",
     },
+    # A branch's guard was printed as SymPy's negation (sqrt(a) - y >= 0) instead of what
+    # np.where tests (~(sqrt(a) - y < 0)); they differ where sqrt(a) is NaN (a < 0), so the
+    # default branch read its guard's placeholder 1: a finite, wrong error term and hvp.
+    "guard of the default branch where a condition is NaN": {
+        "name": "fuzz",
+        "input": 2,
+        "layout": "row",
+        "reduction": "sum",
+        "layers": [
+            {"units": 2, "activation": "tanh"},
+            {"units": 2, "activation": "tanh"},
+            {"units": 3, "activation": "leaky_relu"},
+        ],
+        "loss": {"expr": "max(y, sqrt(yhat))"},
+    },
 }
 
 
@@ -126,6 +141,7 @@ REGRESSIONS = {
 SEEDS = {
     "cancellation in 1 - exp(-a): softplus output, cross-entropy, x1000": 567,
     "sigmoid lower tail rounded to 0: a loss dividing by yhat at x1000": 893,
+    "guard of the default branch where a condition is NaN": 11358,
 }
 
 

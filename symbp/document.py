@@ -17,9 +17,8 @@ from symbp.derive import Derivation, at_layer, general_batch, unit_loss
 from symbp.labels import activation_label, layer_label, network_numbering
 from symbp.latex import tex
 from symbp.network import Network, derive_network
-from symbp.nodes import Kind, NodeDerivation, add_derivative
+from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
-from symbp.ops.norm import derive_norm
 from symbp.output import YHAT_VAR
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
@@ -182,31 +181,14 @@ def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
 
 
 def _kind_sections(net: Network, eq: dict[str, int]) -> list[dict]:
-    """What SymPy derived for each kind other than dense that the network has."""
+    """What SymPy derived for each kind that the network has, as each kind's module lays it
+    out for the document (dense, the seed's layer, has the general section instead)."""
     sections = []
     for kind in dict.fromkeys(nd.node.kind for nd in net.nodes):
-        if kind == "add":
-            dx, dr = add_derivative()
-            sections.append({"kind": kind, "eq": eq["eq:add"], "dx": tex(dx), "dr": tex(dr)})
-        elif kind in ("layernorm", "batchnorm"):
-            n = derive_norm("features" if kind == "layernorm" else "batch")
-            sections.append(
-                {
-                    "kind": kind,
-                    "eq_z": eq[f"eq:{kind}-z"],
-                    "eq_vjp": eq[f"eq:{kind}-vjp"],
-                    "eq_tangent": eq[f"eq:{kind}-tangent"],
-                    "z": tex(n.z),
-                    "dz_dx": tex(n.dz_dx),
-                    "vjp_raw": tex(n.vjp_raw),
-                    "vjp": tex(n.vjp),
-                    "tangent": tex(n.tangent, names=_DOTS),
-                }
-            )
+        section = kind_module(kind).document_section(kind, eq)
+        if section is not None:
+            sections.append({"kind": kind, **section})
     return sections
-
-
-_DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
 
 
 def _graph(net: Network) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Layer kinds, one module each: its keys, its equations, its derivatives.
 
 `kind_module(type)` is the module of a layer type; each provides `forward`, `backward`,
-`tangents` (see symbp.ops.dense for the contract), `cost` (multiply-adds per sample) and
-`KEYS` (its keys in arch.yaml; their checks are in symbp.ops.schema).
+`tangents` (see symbp.ops.dense for the contract), `cost` (multiply-adds per sample),
+`document_section` (its derivation laid out for the document, or None) and `KEYS` (its
+keys in arch.yaml; their checks are in symbp.ops.schema).
 """
 
 from __future__ import annotations

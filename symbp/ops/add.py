@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symbp.graph import Node
+from symbp.latex import tex
 from symbp.nodes import add_derivative
 from symbp.ops.context import Context, Cost, node_symbols
 
@@ -41,3 +42,9 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
 def cost(node: Node) -> Cost:
     """No matrix products: one addition per entry forward; backward, delta is passed on."""
     return Cost(0, 0)
+
+
+def document_section(kind: str, eq: dict[str, int]) -> dict:
+    """The document's section on add: SymPy's [i = j] for each input."""
+    dx, dr = add_derivative()
+    return {"eq": eq["eq:add"], "dx": tex(dx), "dr": tex(dr)}

@@ -13,6 +13,7 @@ import functools
 import sympy as sp
 
 from symbp.graph import Node
+from symbp.latex import tex
 from symbp.nodes import Family, Kind, directional
 from symbp.ops.context import Context, Cost, node_symbols, param_symbol
 from symbp.ops.norm import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
@@ -139,3 +140,22 @@ def cost(node: Node) -> Cost:
     """No matrix products: about ten elementwise operations and sums over the normalised
     axis per entry, forward and backward."""
     return Cost(0, 0)
+
+
+_DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
+
+
+def document_section(kind: str, eq: dict[str, int]) -> dict:
+    """The document's section on a norm: the index equation, SymPy's derivative with the
+    statistics named, the sum over i, the compact form, and the tangent."""
+    n = derive_norm("features" if kind == "layernorm" else "batch")
+    return {
+        "eq_z": eq[f"eq:{kind}-z"],
+        "eq_vjp": eq[f"eq:{kind}-vjp"],
+        "eq_tangent": eq[f"eq:{kind}-tangent"],
+        "z": tex(n.z),
+        "dz_dx": tex(n.dz_dx),
+        "vjp_raw": tex(n.vjp_raw),
+        "vjp": tex(n.vjp),
+        "tangent": tex(n.tangent, names=_DOTS),
+    }

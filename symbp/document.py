@@ -93,16 +93,34 @@ def _tangent_entry(d: Derivation, net: Network, eq: dict[str, int], T: _Tex) -> 
     calc = tangent_calculus()
     return {
         "z_dot": tex(calc.z_dot),
-        "dW_r": tex(calc.dW_r),
-        "db_r": tex(calc.db_r),
-        "back_r": tex(calc.back_r),
+        "dW_r": tex(calc.dW_r, names=_OWN_LAYER),
+        "db_r": tex(calc.db_r, names=_OWN_LAYER),
+        "back_r": tex(calc.back_r, names=NEXT_LAYER),
         "layers": _tangent_layers(net, eq, T),
     }
 
 
+# The general layer's indexed arrays, with the layer each belongs to: the gradients read
+# a^(l-1) and delta^(l); the recursion reads layer l+1's W and delta (summed over n_(l+1)).
+_OWN_LAYER = {
+    "a": r"a^{(\ell-1)}",
+    "delta": r"\delta^{(\ell)}",
+    "ad": r"\dot{a}^{(\ell-1)}",
+    "Rdelta": r"\mathcal{R}\delta^{(\ell)}",
+}
+NEXT_LAYER = {
+    "W": r"W^{(\ell+1)}",
+    "delta": r"\delta^{(\ell+1)}",
+    "Wd": r"\dot{W}^{(\ell+1)}",
+    "Rdelta": r"\mathcal{R}\delta^{(\ell+1)}",
+    "n_out": r"n_{\ell+1}",
+}
+_STEP_NAMES = {"dL_dW": _OWN_LAYER, "dL_db": _OWN_LAYER, "dL_da": NEXT_LAYER}
+
+
 def _general_entry(d: Derivation) -> dict[str, str]:
     calc = d.calculus
-    entry = {name: tex(getattr(calc, name)) for name in INDEX_STEPS}
+    entry = {name: tex(getattr(calc, name), names=_STEP_NAMES.get(name)) for name in INDEX_STEPS}
     batch = general_batch(calc, d.arch.layout == "row")
     entry.update({f"batch_{key}": tex(value, batch=True) for key, value in batch.items()})
     return entry

@@ -194,7 +194,8 @@ class SeedLatexPrinter(LatexPrinter):
 
     def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
         """Index-notation names: tangents dotted, R{delta} with a script R."""
-        return _INDEXED_NAMES.get(str(expr), super()._print_IndexedBase(expr))
+        name = str(expr)
+        return self.names.get(name) or _INDEXED_NAMES.get(name, super()._print_IndexedBase(expr))
 
 
 _MATMUL_PRECEDENCE = precedence_traditional(

@@ -206,3 +206,15 @@ def test_documents_of_every_function_compile(case: str, tmp_path: Path) -> None:
     tex.write_text(result.files[tex.name])
     compile_tex(tex)
     assert (tmp_path / f"doc_{case}.pdf").stat().st_size > 10_000
+
+
+def test_index_forms_name_their_layers() -> None:
+    """The recursion sums over the units of layer l+1 (W and delta are layer l+1's); the
+    gradients read a^(l-1) and delta^(l); the R-operator likewise."""
+    tex = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
+    recursion = tex[tex.index(r"\label{eq:recursion}") :][:400]
+    assert r"\sum_{i=1}^{n_{\ell+1}} {W^{(\ell+1)}}_{i,r} {\delta^{(\ell+1)}}_{i,s}" in recursion
+    grad = tex[tex.index(r"\label{eq:grad-W}") :][:400]
+    assert r"{a^{(\ell-1)}}_{r,s} {\delta^{(\ell)}}_{q,s}" in grad
+    assert r"n_{\ell}}" not in recursion.split(r"\\")[0]
+    assert r"{\mathcal{R}\delta^{(\ell+1)}}_{i,s} {W^{(\ell+1)}}_{i,r}" in tex

@@ -186,6 +186,8 @@ def _equation(eq: dict[str, int], kind: str, l: int, lines: list[str]) -> dict:
 
 
 def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
+    """Each layer's a-dot and R{delta}; `dirac` when R{delta} holds Dirac's delta (the
+    derivative of a kink's step), which the code takes as zero."""
     return [
         {
             "index": nd.node.index,
@@ -193,6 +195,7 @@ def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
             "r_delta": T(nd.r_delta),
             "eq_a_dot": eq[layer_label("a-dot", nd.node.index)],
             "eq_r_delta": eq[layer_label("r-delta", nd.node.index)],
+            "dirac": nd.r_delta.has(sp.DiracDelta),
         }
         for nd in net.nodes
     ]

@@ -88,6 +88,11 @@ class SeedLatexPrinter(LatexPrinter):
 
     printmethod = "_symbp_latex"
 
+    def _print_DiracDelta(self, expr: sp.DiracDelta, exp: Any = None) -> str:
+        """Dirac's delta as delta_D, so that it is not read as an error term delta^(l)."""
+        text = rf"\delta_{{\mathrm{{D}}}}\left({self._print(expr.args[0])}\right)"
+        return f"{text}^{{{exp}}}" if exp is not None else text
+
     def _print_NumberSymbol(self, expr: sp.NumberSymbol) -> str:
         """pi, E, EulerGamma, ... as SymPy writes them (\\pi): the printmethod above hides
         their own _latex from SymPy's lookup."""

@@ -218,3 +218,21 @@ def test_index_forms_name_their_layers() -> None:
     assert r"{a^{(\ell-1)}}_{r,s} {\delta^{(\ell)}}_{q,s}" in grad
     assert r"n_{\ell}}" not in recursion.split(r"\\")[0]
     assert r"{\mathcal{R}\delta^{(\ell+1)}}_{i,s} {W^{(\ell+1)}}_{i,r}" in tex
+
+
+def test_dirac_delta_is_named_apart_and_its_convention_stated() -> None:
+    from symbp.spec import arch_from_mapping
+
+    arch = arch_from_mapping(
+        {
+            "name": "kink",
+            "input": 2,
+            "layers": [{"units": 2, "activation": "tanh"}, {"units": 1}],
+            "loss": {"expr": "abs(yhat - y)"},
+        }
+    )
+    files = generate(arch).files
+    for name in ("kink.tex", "kink.md"):
+        assert r"\delta_{\mathrm{D}}\left(" in files[name]
+        assert "takes it as zero" in files[name]
+    assert "takes it as zero" not in generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]

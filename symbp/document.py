@@ -59,6 +59,8 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "f": tex(act.f),
         "raw": tex(act.raw),
         "simplified": tex(act.simplified),
+        # what the code evaluates, written in z as the sentence says
+        "in_z": tex(act.backward_form.xreplace({x: sp.Symbol("z", real=True)})),
         "in_a": tex(act.in_a) if act.in_a is not None else "",
         "needs": act.needs,
         "method": act.method,

@@ -13,6 +13,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence_traditional
 
+from symbp.printing import decimal_text
 from symbp.reductions import LogSumExp, UnitSum
 
 _LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
@@ -99,14 +100,13 @@ class SeedLatexPrinter(LatexPrinter):
         return str(expr._latex(self))
 
     def _print_Rational(self, expr: sp.Rational) -> str:
-        """A decimal rational (q a power of ten, as eps: 1e-5 is read) as 10^{-k} or its
-        decimal digits; others as SymPy prints them."""
+        """A decimal rational as the user wrote it: 10^{-k} (eps: 1e-5), or its digits
+        (0.044715, not 8943/200000); others as SymPy prints them."""
         digits = len(str(expr.q)) - 1
-        if digits > 0 and 10**digits == expr.q:
-            if abs(expr.p) == 1:
-                return f"{'-' if expr.p < 0 else ''}10^{{-{digits}}}"
-            return f"{float(expr)!r}"
-        return str(super()._print_Rational(expr))
+        if digits > 0 and 10**digits == expr.q and abs(expr.p) == 1:
+            return f"{'-' if expr.p < 0 else ''}10^{{-{digits}}}"
+        text = decimal_text(expr)
+        return text if text is not None else str(super()._print_Rational(expr))
 
     def __init__(
         self,
@@ -156,7 +156,12 @@ class SeedLatexPrinter(LatexPrinter):
         return r"\log \sum_{k} e^{z_k}"
 
     def _print_Mul(self, expr: sp.Mul) -> str:
-        """Elementwise products of vectors with \\odot; scalar factors in front."""
+        """Elementwise products of vectors with \\odot; scalar factors in front; a decimal
+        coefficient as the user wrote it (0.044715 x, not 8943 x / 200000)."""
+        coeff, rest = expr.as_coeff_Mul()
+        if isinstance(coeff, sp.Rational) and rest != 1 and decimal_text(abs(coeff)):
+            sign = "- " if coeff < 0 else ""
+            return f"{sign}{decimal_text(abs(coeff))} {self.parenthesize(rest, 50)}"
         numer, denom = sp.fraction(expr, exact=True)
         if denom != 1:
             return rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"

@@ -7,6 +7,7 @@ The printer records the helpers it used, so the module defines only those.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 import sympy as sp
@@ -126,6 +127,22 @@ def _has_partial(expr: sp.Basic) -> bool:
     return False
 
 
+def decimal_text(r: sp.Rational) -> str | None:
+    """p/q as the exact decimal a user writes (0.044715 for 8943/200000) when q is a
+    multiple of 10 with no prime factors but 2 and 5; None otherwise (1/2, 1/3, 7)."""
+    q = r.q
+    if q % 10:
+        return None
+    while q % 2 == 0:
+        q //= 2
+    while q % 5 == 0:
+        q //= 5
+    if q != 1:
+        return None
+    text = format(Decimal(r.p) / Decimal(r.q), "f")
+    return text if Decimal(text) * r.q == r.p else None
+
+
 class NumPyPrinter(StrPrinter):
     """Prints symbp's derived expressions as NumPy code for the chosen layout."""
 
@@ -187,10 +204,10 @@ class NumPyPrinter(StrPrinter):
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         """Exact rationals as a Python division of integers (folded at import time); a
-        decimal one (q a power of ten, as eps: 1e-5 is read) as its decimal literal, which
+        decimal one (0.044715 as the user wrote it, eps: 1e-5) as its decimal literal, which
         Python rounds to the same double as p/q (both are correctly rounded)."""
-        if expr.q > 1 and 10 ** (len(str(expr.q)) - 1) == expr.q:
-            return repr(float(expr))
+        if decimal_text(expr) is not None:
+            return repr(float(expr))  # the shortest literal of that double: 1e-05, 0.044715
         return f"({expr.p}/{expr.q})"
 
     def _print_Float(self, expr: sp.Float) -> str:

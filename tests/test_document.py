@@ -236,3 +236,23 @@ def test_dirac_delta_is_named_apart_and_its_convention_stated() -> None:
         assert r"\delta_{\mathrm{D}}\left(" in files[name]
         assert "takes it as zero" in files[name]
     assert "takes it as zero" not in generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
+
+
+def test_decimals_are_kept_as_the_user_wrote_them() -> None:
+    """A decimal coefficient prints as the user wrote it (SymPy holds it as 8943/200000).
+    Not yet: SymPy distributes a number over a sum (0.79788 (x + 0.044715 x^3)), and the
+    code prints a coefficient as p*.../q."""
+    from symbp.spec import arch_from_mapping
+
+    arch = arch_from_mapping(
+        {
+            "name": "dec",
+            "input": 2,
+            "activations": {"g": "x + 0.044715*x**3"},
+            "layers": [{"units": 2, "activation": "g"}, {"units": 1}],
+            "loss": "mse",
+        }
+    )
+    files = generate(arch).files
+    for name in ("dec.tex", "dec.md"):
+        assert "0.044715 x^{3}" in files[name] and "8943" not in files[name], name

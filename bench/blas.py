@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+SPIN_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")
 
 
 def _describe(info: dict) -> str:
@@ -45,3 +46,12 @@ def env_line() -> str:
         for name in BLAS_VARS
     ]
     return "Environment: " + ", ".join(status)
+
+
+def spin_line() -> str:
+    """The variables that say how long idle OpenMP and OpenBLAS threads spin (controls)."""
+    status = [
+        f"{name}={os.environ[name]!r}" if name in os.environ else f"{name} unset"
+        for name in SPIN_VARS
+    ]
+    return "Thread spinning: " + ", ".join(status)

@@ -5,10 +5,10 @@ after the frameworks have run, NumPy's large temporaries may stop being returned
 the system (and faulted in again) on every call. A user of a generated module runs it
 in a plain process; this measures that case. Run by bench/run.py:
 
-    python -m bench.fresh MODULE.py ARCH.yaml BATCH REPEAT TARGET
+    python -m bench.fresh MODULE.py ARCH.yaml BATCH REPEAT METHOD BLOCK SETTLE
 
-and prints one JSON object: median seconds per contender and symbp's page faults (without
-a workspace).
+with the parent's timing method (bench.timing.Method), and prints one JSON object: median
+seconds per contender and symbp's page faults (without a workspace).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import yaml
 from bench import memory, textbook
 from bench.floor import gemm_floor
 from bench.nets import net_of, perturb_biases, random_batch
-from bench.timing import round_robin
+from bench.timing import Method
 
 SEED = 0  # the same seeds as bench/run.py, so the data are the same
 
 
-def measure(module_path: Path, arch_path: Path, batch: int, repeat: int, target: float) -> dict:
+def measure(module_path: Path, arch_path: Path, batch: int, repeat: int, method: Method) -> dict:
     """Medians of floor, textbook and symbp (without and with a workspace), symbp's page faults."""
     from symbp.gradcheck import import_path
 
@@ -43,14 +43,15 @@ def measure(module_path: Path, arch_path: Path, batch: int, repeat: int, target:
         "symbp": lambda: module.loss_and_grads(params, X, Y),
         "workspace": lambda: module.loss_and_grads(params, X, Y, workspace),
     }
-    times = round_robin(steps, repeat, target)
+    times = method.measure(steps, repeat)
     faults = memory.page_faults(lambda: module.loss_and_grads(params, X, Y), calls=5)
     return {"median": {k: t.median for k, t in times.items()}, "faults": faults}
 
 
 def main(argv: list[str]) -> int:
-    module_path, arch_path, batch, repeat, target = argv
-    result = measure(Path(module_path), Path(arch_path), int(batch), int(repeat), float(target))
+    module_path, arch_path, batch, repeat, kind, block, settle = argv
+    method = Method(kind, float(block), float(settle))
+    result = measure(Path(module_path), Path(arch_path), int(batch), int(repeat), method)
     print(json.dumps(result))
     return 0
 

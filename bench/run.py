@@ -2,6 +2,12 @@
 """Benchmark symbp's generated loss_and_grads against a GEMM floor, textbook NumPy and frameworks.
 
     python bench/run.py [--quick] [--configs C1,C2] [--repeat N] [--layout row|column]
+                        [--method blocks|round-robin] [--block S] [--settle S] [--no-generation]
+
+Contenders are timed in blocks of back-to-back calls, one contender at a time, with an
+idle pause before every block and the order rotating every round (bench.timing.blocks:
+the thread pools of one contender no longer spin on the CPU the next one needs).
+`--method round-robin` is the former interleaved method, kept as a control.
 
 Prints markdown: one table per config, then generation-time scaling. Exit status 0 on
 success, 1 when a config's gradients disagree with the references (that config is
@@ -46,7 +52,7 @@ from bench.nets import (  # noqa: E402
     to_layout,
     with_layout,
 )
-from bench.timing import Step, Timing, round_robin  # noqa: E402
+from bench.timing import Method, Step, Timing  # noqa: E402
 
 Params = dict[str, np.ndarray]
 Result = tuple[float, Params]
@@ -65,8 +71,9 @@ class Settings:
 
     quick: bool
     repeat: int
-    target: float  # seconds per timing sample (short calls are batched up to it)
+    method: Method  # blocks (seconds per block, idle seconds before each) or round-robin
     layout: str
+    generation: bool = True  # the generation-time section at the end
 
 
 @dataclass
@@ -258,7 +265,7 @@ def fresh_line(case: Case, settings: Settings) -> str:
     """The NumPy contenders re-timed in a fresh process without the frameworks (bench.fresh)."""
     module_path = Path(case.module.__file__ or "")
     args = [str(module_path), str(module_path.with_suffix(".yaml")), str(case.net.batch)]
-    args += [str(settings.repeat), str(settings.target)]
+    args += [str(settings.repeat), *settings.method.args()]
     command = [sys.executable, "-m", "bench.fresh", *args]
     done = subprocess.run(command, capture_output=True, text=True, env=genscale.child_env())
     if done.returncode != 0:
@@ -310,7 +317,7 @@ def bench_config(config: Config, settings: Settings, folder: Path) -> bool:
         print("\n**ABORTED: gradients disagree**\n")
         print("\n".join(f"- {p}" for p in problems) + "\n", flush=True)
         return False
-    times = round_robin(steps(case, fws), settings.repeat, settings.target)
+    times = settings.method.measure(steps(case, fws), settings.repeat)
     names = [FLOOR, TEXTBOOK, SYMBP, SYMBP_WS] + [fw.name for fw in fws]
     layout = f"symbp {'column' if case.net.row else 'row'} layout"
     checked = [TEXTBOOK, layout, *names[3:]]
@@ -386,11 +393,13 @@ def header(settings: Settings, argv: Sequence[str]) -> str:
             "# symbp benchmark",
             "",
             f"- date: {now}; mode: {mode}; repeats: {settings.repeat}; layout: {settings.layout}",
+            f"- {settings.method.describe()}",
             f"- command: `{' '.join(['python bench/run.py', *argv])}`",
             f"- {source_line()}",
             f"- Python {platform.python_version()}, NumPy {np.__version__}, {platform.machine()}",
             f"- {blas.kernel_line()}",
             f"- {blas.env_line()}",
+            f"- {blas.spin_line()}",
             f"- {load_line()}",
             "",
         ]
@@ -410,6 +419,21 @@ def parse(argv: Sequence[str]) -> tuple[Settings, list[Config]]:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, e.g. C1,C2")
     parser.add_argument("--repeat", type=int, help="timing rounds per config (median taken)")
     parser.add_argument("--layout", choices=["row", "column"], default="row", help="symbp's layout")
+    parser.add_argument(
+        "--method",
+        choices=["blocks", "round-robin"],
+        default="blocks",
+        help="blocks per contender with a pause (default) or the former round-robin",
+    )
+    parser.add_argument(
+        "--block", type=float, help="seconds of timed calls per block (default 0.05; quick 0.005)"
+    )
+    parser.add_argument(
+        "--settle", type=float, help="idle seconds before each block (default 0.25; quick 0.02)"
+    )
+    parser.add_argument(
+        "--no-generation", action="store_true", help="skip the generation-time section"
+    )
     args = parser.parse_args(list(argv))
     keys = [k.strip().upper() for k in args.configs.split(",") if k.strip()]
     unknown = [k for k in keys if k not in CONFIGS]
@@ -419,7 +443,16 @@ def parse(argv: Sequence[str]) -> tuple[Settings, list[Config]]:
     repeat = args.repeat if args.repeat is not None else (3 if args.quick else 21)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    settings = Settings(args.quick, repeat, 0.002 if args.quick else 0.01, args.layout)
+    if args.method == "round-robin":  # the former defaults: samples of 10 ms (2 ms quick)
+        block = 0.002 if args.quick else 0.01
+    else:
+        block = 0.005 if args.quick else 0.05
+    block = args.block if args.block is not None else block
+    settle = args.settle if args.settle is not None else (0.02 if args.quick else 0.25)
+    if block <= 0 or settle < 0:
+        parser.error("--block must be positive and --settle not negative")
+    method = Method(args.method, block, settle)
+    settings = Settings(args.quick, repeat, method, args.layout, not args.no_generation)
     return settings, [CONFIGS[k] for k in keys]
 
 
@@ -432,7 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="symbp-bench-") as tmp:
         for config in configs:
             ok = bench_config(config, settings, Path(tmp)) and ok
-        ok = generation_section(settings, Path(tmp)) and ok
+        if settings.generation:
+            ok = generation_section(settings, Path(tmp)) and ok
     print(thread_pool_lines())
     print(f"\n{load_line('end')}")
     print(f"\nTotal benchmark time: {time.perf_counter() - start:.1f} s")

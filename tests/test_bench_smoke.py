@@ -43,3 +43,20 @@ def test_quick_graph_benchmark_runs() -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "| R1 |" in r.stdout and "| R2 |" in r.stdout
     assert "Generation time" in r.stdout
+
+
+def test_quick_activation_sweep_runs() -> None:
+    """bench/activations.py (every built-in hidden activation and a custom mish) in its quick
+    mode: symbp is checked against PyTorch (float64) and JAX when installed, else timed alone."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "activations.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| relu |" in r.stdout and "| gelu |" in r.stdout and "| mish |" in r.stdout
+    assert "float64 vs PyTorch" in r.stdout or "nothing checked" in r.stdout

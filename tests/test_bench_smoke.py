@@ -12,17 +12,22 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_quick_benchmark_runs() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _quick(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """bench/<script> run with args; it must exit 0 (its output shown otherwise)."""
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--configs", "C2,C4"],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=600,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def test_quick_benchmark_runs() -> None:
+    r = _quick("run.py", "--quick", "--configs", "C2,C4")
     assert "symbp generated" in r.stdout and "GEMM floor" in r.stdout
     assert "symbp + make_workspace" in r.stdout
     assert "Correctness guard passed" in r.stdout
@@ -31,16 +36,7 @@ def test_quick_benchmark_runs() -> None:
 def test_quick_graph_benchmark_runs() -> None:
     """bench/graphs.py (residual and batch-norm MLPs) in its quick mode; PyTorch and JAX are
     compared when installed, and the correctness guard runs first."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "graphs.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = _quick("graphs.py", "--quick")
     assert "| R1 |" in r.stdout and "| R2 |" in r.stdout
     assert "Generation time" in r.stdout
 
@@ -48,15 +44,6 @@ def test_quick_graph_benchmark_runs() -> None:
 def test_quick_activation_sweep_runs() -> None:
     """bench/activations.py (every built-in hidden activation and a custom mish) in its quick
     mode: symbp is checked against PyTorch (float64) and JAX when installed, else timed alone."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "activations.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = _quick("activations.py", "--quick")
     assert "| relu |" in r.stdout and "| gelu |" in r.stdout and "| mish |" in r.stdout
     assert "float64 vs PyTorch" in r.stdout or "nothing checked" in r.stdout

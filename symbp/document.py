@@ -169,8 +169,10 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
     return {
         "index": l,
         "kind": node.kind,
-        "n_in": node.inputs[0].shape[0],
-        "n_out": node.z.shape[0],
+        "n_in": r" \times ".join(map(str, node.inputs[0].shape)),
+        "n_out": r" \times ".join(map(str, node.z.shape)),
+        "n_in_md": "×".join(map(str, node.inputs[0].shape)),
+        "n_out_md": "×".join(map(str, node.z.shape)),
         "activation": _escape(node.layer.activation),
         "raw_activation": node.layer.activation,
         "title": rf"{kind}\texttt{{{_escape(node.layer.activation)}}}",

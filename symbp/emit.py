@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from symbp.errors import DerivationError
 from symbp.graph import Tensor
 from symbp.network import Network
 from symbp.nodes import Expr, Family, Kind, NodeDerivation
+from symbp.ops.image_ops import ImageOp
 from symbp.output import SCALE
 from symbp.printing import NumPyPrinter, _indicator, _rectified
 from symbp.reductions import BatchSum, LogSumExp, UnitSum
@@ -162,6 +164,8 @@ class Emitter:
             return [f"{target} = {self._product(expr, out)}"]
         if isinstance(expr, BatchSum) and out is not None:
             return [f"{target} = {self._batch_sum(expr, out)}"]
+        if isinstance(expr, ImageOp) and out is not None:
+            return [f"{target} = {self.printer.image_call(expr, out)}"]
         if isinstance(expr, sp.Symbol) and self.per_sample(expr):
             self.printer.used.add("_copy")
             return [f"{target} = _copy({self.code(expr)}, {out or 'None'})"]
@@ -225,6 +229,11 @@ def _broadcast(mat: sp.MatMul) -> bool:
     return any(isinstance(a, sp.OneMatrix) for a in mat.args)
 
 
+def _shape(tensor: Tensor) -> str:
+    """ "784" for a vector, "8x28x28" for an image, as the layer comments show them."""
+    return "x".join(map(str, tensor.shape))
+
+
 def _bare(text: str) -> str:
     """Drop one pair of parentheses enclosing the whole text: "(a - b)" but not "(a)*(b)"."""
     if not (text.startswith("(") and text.endswith(")")):
@@ -251,9 +260,9 @@ def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> lis
     if any(nd.node.kind == "batchnorm" for nd in e.net.nodes):
         lines.append(f"count = A0.shape[{0 if e.d.arch.layout == 'row' else 1}]  # batch size")
     for nd in e.net.nodes:
-        l, n = nd.node.index, nd.node.z.shape[0]
+        l, n = nd.node.index, nd.node.z.size
         cites = [c for c in (e.cite("z", l), e.cite("a", l)) if c]
-        sizes = f"{nd.node.inputs[0].shape[0]} -> {n}"
+        sizes = f"{_shape(nd.node.inputs[0])} -> {_shape(nd.node.z)}"
         kind = f"{nd.node.kind}, " if nd.node.kind != "dense" else ""
         where = f": {', '.join(cites)}" if cites else ""
         lines.append(f"# layer {l}, {sizes} ({kind}{nd.node.layer.activation}){where}")
@@ -570,7 +579,7 @@ def _buffer(e: Emitter, s: Stmt) -> str | None:
     if s.out is None:
         return None
     if s.param is not None:
-        if len(s.param.shape) == 2:
+        if len(s.param.shape) != 1:
             return e.ws.shaped(s.out, s.param.shape)
         return e.ws.per_unit(s.out, s.param.shape[0])
     info = e.net.bindings.table[s.target]
@@ -672,9 +681,11 @@ def _init_lines(e: Emitter) -> list[str]:
     for nd in e.net.nodes:
         activation = nd.node.layer.activation
         for p in nd.node.params:
-            shape = p.shape if len(p.shape) == 2 else ((p.shape[0],) if row else (p.shape[0], 1))
+            shape = p.shape if len(p.shape) != 1 else ((p.shape[0],) if row else (p.shape[0], 1))
             if p.symbol == "W":
-                n_out, n_in = p.shape
+                # fan in and out: a kernel (F, C, kh, kw) reads C kh kw entries per output
+                area = math.prod(p.shape[2:])
+                n_out, n_in = p.shape[0] * area, p.shape[1] * area
                 he = activation in HE_INIT
                 std = f"np.sqrt(2 / {n_in})" if he else f"np.sqrt(2 / ({n_in} + {n_out}))"
                 lines.append(f"# layer {nd.node.index} ({activation}): {'He' if he else 'Glorot'}")
@@ -766,6 +777,10 @@ def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None
         "helpers": sorted(e.printer.used),
         "workspace": dict(e.ws.shapes),
         "uses_ones": e.uses_ones,
+        "images": arch.images,
+        # an image input may come as (n, C, H, W): each sample is read as its C*H*W entries
+        "input_line": "np.asarray(X, dtype=DTYPE)"
+        + (".reshape(np.shape(X)[0], -1)" if arch.input_shape else ""),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 from dataclasses import dataclass
 
 from symbp.spec import Arch, Layer
@@ -35,6 +36,15 @@ class Tensor:
     shape: tuple[int, ...]
     symbol: str  # the seed's letter: a, z, W, b, gamma, beta
 
+    @property
+    def size(self) -> int:
+        """Entries per sample (an image (C, H, W) is stored as C*H*W, in C order)."""
+        return math.prod(self.shape)
+
+    @property
+    def image(self) -> bool:
+        return self.role != Role.PARAMETER and len(self.shape) == 3
+
     def __repr__(self) -> str:
         return f"Tensor({self.key}: {self.role.value} {self.shape})"
 
@@ -56,15 +66,21 @@ class Node:
         return f"Node({self.index} {self.kind}: {reads} -> {self.z.key} -> {self.a.key})"
 
 
-# The parameters of each kind: (symbol, shape from the layer's output size n and input
-# size m, whether the layer has it).
-def _parameters(layer: Layer, l: int, n_in: int) -> tuple[Tensor, ...]:
+# The parameters of each kind: (symbol, shape from the layer's output size n and its
+# input's shape, whether the layer has it).
+def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor, ...]:
     n = layer.units
     wanted: list[tuple[str, tuple[int, ...]]] = []
     if layer.type == "dense":
-        wanted.append(("W", (n, n_in)))
+        wanted.append(("W", (n, shape_in[0])))
         if layer.bias:
             wanted.append(("b", (n,)))
+    elif layer.type == "conv2d":
+        assert layer.window is not None
+        filters = layer.shape[0]
+        wanted.append(("W", (filters, shape_in[0], *layer.window.kernel)))
+        if layer.bias:
+            wanted.append(("b", (filters,)))
     elif layer.type in ("layernorm", "batchnorm"):
         wanted += [("gamma", (n,)), ("beta", (n,))]
     return tuple(Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym) for sym, shape in wanted)
@@ -105,7 +121,7 @@ class Graph:
 
 def build_graph(arch: Arch) -> Graph:
     """The graph of a validated architecture."""
-    x = Tensor("a0", Role.INPUT, 0, (arch.input,), "a")
+    x = Tensor("a0", Role.INPUT, 0, arch.layer_shapes[0], "a")
     nodes: list[Node] = []
     for l, layer in enumerate(arch.layers, start=1):
         previous = x if l == 1 else nodes[-1].a
@@ -114,14 +130,14 @@ def build_graph(arch: Arch) -> Graph:
             assert layer.source is not None
             source = arch.layer_index[layer.source]
             inputs += (x if source == 0 else nodes[source - 1].a,)
-        shape = (layer.units,)
+        shape = layer.out_shape
         nodes.append(
             Node(
                 index=l,
                 kind=layer.type,
                 layer=layer,
                 inputs=inputs,
-                params=_parameters(layer, l, previous.shape[0]),
+                params=_parameters(layer, l, previous.shape),
                 z=Tensor(f"z{l}", Role.PRE_ACTIVATION, l, shape, "z"),
                 a=Tensor(f"a{l}", Role.ACTIVATION, l, shape, "a"),
             )

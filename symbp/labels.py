@@ -67,6 +67,9 @@ KIND_STEPS = {
     "add": ("eq:add",),
     "layernorm": ("eq:layernorm-z", "eq:layernorm-vjp", "eq:layernorm-tangent"),
     "batchnorm": ("eq:batchnorm-z", "eq:batchnorm-vjp", "eq:batchnorm-tangent"),
+    "conv2d": ("eq:conv2d-z", "eq:conv2d-dW", "eq:conv2d-dx"),
+    "maxpool2d": ("eq:maxpool2d",),
+    "avgpool2d": ("eq:avgpool2d",),
 }
 
 

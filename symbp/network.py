@@ -38,7 +38,7 @@ def derive_network(d: Derivation, graph: Graph | None = None) -> Network:
     """Every node's equations for the derivation's architecture."""
     graph = graph or build_graph(d.arch)
     ctx = Context(graph, d.activations, d.output, Bindings())
-    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.shape[0], "the targets", Family.DATA)
+    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.size, "the targets", Family.DATA)
     nodes = tuple(_node(ctx, d, node) for node in graph.nodes)
     return Network(graph, nodes, ctx.bindings)
 
@@ -53,7 +53,7 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
     tangent, r_grads, r_backs = module.tangents(ctx, node)
     s = node_symbols(ctx, node)
     if is_output:
-        units = sp.Integer(node.z.shape[0])
+        units = sp.Integer(node.z.size)
         delta = at_layer(d.output.delta_array, l).xreplace({N_UNITS: units})
     else:
         assert act is not None

@@ -24,6 +24,7 @@ from symbp import bounded
 from symbp.calculus import ActivationDerivation
 from symbp.graph import Graph, Node, Tensor
 from symbp.indexed import MAT_A, MAT_DELTA, MAT_W, N_BATCH
+from symbp.ops.image_ops import ImageOp
 from symbp.reductions import BatchSum, UnitSum
 
 Expr: TypeAlias = Any  # an elementwise (sp.Expr) or a matrix (sp.MatrixExpr) expression
@@ -93,7 +94,12 @@ class Bindings:
 
     def per_sample(self, expr: Expr) -> bool:
         """Whether expr reads an array with one value per sample (outside reductions)."""
-        reduced = expr.replace(lambda e: isinstance(e, (UnitSum, BatchSum)), lambda e: sp.Dummy())
+        reduced = expr.replace(
+            lambda e: (
+                isinstance(e, (UnitSum, BatchSum)) or (isinstance(e, ImageOp) and not e.per_sample)
+            ),
+            lambda e: sp.Dummy(),
+        )
         return any(
             (info := self.info(s)) is not None and info.kind == Kind.SAMPLES
             for s in reduced.free_symbols | _matrix_symbols(reduced)

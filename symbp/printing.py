@@ -15,6 +15,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from symbp.errors import DerivationError
+from symbp.ops.image_ops import ImageOp
 from symbp.reductions import BatchSum, LogOneMinusSoftmax, LogSumExp, UnitSum
 
 FUNCTIONS = {
@@ -55,6 +56,8 @@ ALLOWED = (
     BatchSum,
     LogSumExp,
     LogOneMinusSoftmax,
+    ImageOp,
+    sp.Tuple,
     sp.core.relational.Relational,
     sp.And,
     sp.Or,
@@ -214,6 +217,8 @@ class NumPyPrinter(StrPrinter):
         return repr(float(expr))
 
     def _print_Function(self, expr: sp.Function) -> str:
+        if isinstance(expr, ImageOp):  # SymPy's dispatch skips a Function's base classes
+            return self._print_ImageOp(expr)
         name = FUNCTIONS.get(type(expr))
         if name is None:
             raise DerivationError(f"no NumPy form for function {type(expr).__name__}")
@@ -388,6 +393,17 @@ class NumPyPrinter(StrPrinter):
         if self.row_layout:
             return f"np.sum({self._print(expr.args[0])}, axis=0)"
         return f"np.sum({self._print(expr.args[0])}, axis=1, keepdims=True)"
+
+    def _print_ImageOp(self, expr: ImageOp) -> str:
+        return self.image_call(expr, None)
+
+    def image_call(self, expr: ImageOp, out: str | None) -> str:
+        """A convolution, pooling or their derivatives: the module's helper of that name,
+        given the arrays, the geometry as a tuple of integers and the buffer `out`."""
+        self.used.add(expr.helper)
+        arrays = ", ".join("None" if a == 0 else self._print(a) for a in expr.arrays)
+        into = f", out={out}" if out is not None else ""
+        return f"{expr.helper}({arrays}, {tuple(int(v) for v in expr.args[-1])}{into})"
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:
         """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""

@@ -50,6 +50,7 @@ from symbp import _yaml
 from symbp.errors import ExpressionError, SpecError
 from symbp.expr import MAX_SYMPY_CALLS, check_expression, parse_expression
 from symbp.ops.schema import DEFAULT_EPS, KINDS, check_bias, check_eps, entry_kind, keys_of
+from symbp.ops.window import MAX_COLUMNS, Window, check_window
 
 SCHEMA_VERSION = 2
 BUILTIN_ACTIVATIONS = (
@@ -89,6 +90,13 @@ class Layer:
     bias: bool = True  # dense only
     source: str | None = None  # add only: the name in `from` (a layer's name or "input")
     eps: float = DEFAULT_EPS  # layernorm and batchnorm only
+    shape: tuple[int, ...] = ()  # its output per sample when an image (C, H, W); () a vector
+    window: Window | None = None  # conv2d, maxpool2d, avgpool2d: kernel, stride, padding
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The per-sample shape of its output: (C, H, W) or (units,)."""
+        return self.shape or (self.units,)
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ class Arch:
     """A validated architecture. Equality and hashing ignore where it came from."""
 
     name: str
-    input: int
+    input: int  # the size of one sample (C*H*W for an image)
     layers: tuple[Layer, ...]
     loss: Loss
     layout: str = "column"
@@ -112,6 +120,7 @@ class Arch:
     reduction: str = "mean"
     l2: float = 0.0
     activations: tuple[tuple[str, str], ...] = ()  # custom activations (name, source), sorted
+    input_shape: tuple[int, ...] = ()  # (C, H, W) for an image input; () a vector
     source: str = field(default="<memory>", compare=False)  # the file name as given
     source_sha256: str = field(default="", compare=False, repr=False)  # "" when from a dict
     marks: tuple[tuple[str, int, int], ...] = field(default=(), compare=False, repr=False)
@@ -124,7 +133,12 @@ class Arch:
     @functools.cached_property
     def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
         """The per-sample shape after each layer, input first."""
-        return tuple((n,) for n in self.layer_sizes)
+        return (self.input_shape or (self.input,), *(layer.out_shape for layer in self.layers))
+
+    @property
+    def images(self) -> bool:
+        """Whether any tensor of the network is an image."""
+        return any(len(shape) == 3 for shape in self.layer_shapes)
 
     @functools.cached_property
     def layer_index(self) -> dict[str, int]:
@@ -305,12 +319,21 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     c.mapping(doc, "", TOP_KEYS, REQUIRED_KEYS, "the architecture")
     declared = doc.get("activations")
     custom = _custom_activations(c, {} if declared is None else declared)
+    shape = _input_shape(c, doc)
+    layout = c.choice(doc.get("layout", "column"), "layout", LAYOUTS, "layout")
+    if len(shape) == 3 and layout != "row":
+        raise c.fail(
+            "layout" if "layout" in doc else "input",
+            "an image input [C, H, W] needs layout: row (images are NCHW, one sample first)",
+            "add  layout: row",
+        )
     arch = Arch(
         name=_name(c, doc, source),
-        input=_width(c, doc),
-        layers=_layers(c, doc["layers"], custom, _width(c, doc)),
+        input=math.prod(shape),
+        input_shape=shape if len(shape) == 3 else (),
+        layers=_layers(c, doc["layers"], custom, shape),
         loss=_loss(c, doc["loss"]),
-        layout=c.choice(doc.get("layout", "column"), "layout", LAYOUTS, "layout"),
+        layout=layout,
         dtype=c.choice(doc.get("dtype", "float64"), "dtype", DTYPES, "dtype"),
         reduction=c.choice(doc.get("reduction", "mean"), "reduction", REDUCTIONS, "reduction"),
         l2=_l2(c, doc.get("l2", 0.0)),
@@ -329,8 +352,25 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     return arch
 
 
-def _width(c: _Checker, doc: Mapping[str, Any]) -> int:
-    return c.integer(doc["input"], "input", 1, MAX_UNITS)
+def _input_shape(c: _Checker, doc: Mapping[str, Any]) -> tuple[int, ...]:
+    """(d,) for a vector input, (C, H, W) for an image input: [C, H, W]."""
+    value = doc["input"]
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return (c.integer(value, "input", 1, MAX_UNITS),)
+    if len(value) != 3:
+        raise c.fail(
+            "input",
+            f"an image input is a list of three sizes [C, H, W], got {len(value)} items",
+            "write e.g.  input: [1, 28, 28]  (channels, height, width), or one number",
+        )
+    shape = tuple(c.integer(v, f"input[{k}]", 1, MAX_UNITS) for k, v in enumerate(value))
+    if math.prod(shape) > MAX_UNITS:
+        raise c.fail(
+            "input",
+            f"the image has {math.prod(shape):,} values per sample (at most {MAX_UNITS:,})",
+            "use a smaller image",
+        )
+    return shape
 
 
 def _name(c: _Checker, doc: Mapping[str, Any], source: str) -> str:
@@ -417,10 +457,11 @@ def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _layers(
-    c: _Checker, value: Any, custom: tuple[tuple[str, str], ...], width: int
+    c: _Checker, value: Any, custom: tuple[tuple[str, str], ...], input_shape: tuple[int, ...]
 ) -> tuple[Layer, ...]:
     """The layer list; each entry a mapping with a type's keys (schema v2, v1 entries are
-    dense layers); softmax only last; names unique; `from` names an earlier layer."""
+    dense layers); softmax only last; names unique; `from` names an earlier layer; image
+    kinds read images, the others vectors; the output is a vector."""
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise c.fail(
             "layers",
@@ -436,7 +477,7 @@ def _layers(
     if len(value) > MAX_LAYERS:
         raise c.fail("layers", f"too many layers ({len(value):,}, at most {MAX_LAYERS:,})")
     activations = [*BUILTIN_ACTIVATIONS, *ACTIVATION_ALIASES, *(name for name, _ in custom)]
-    sizes = {"input": width}
+    shapes = {"input": input_shape}
     declared = {
         entry["name"]: index
         for index, entry in enumerate(value)
@@ -446,15 +487,25 @@ def _layers(
     for index, entry in enumerate(value):
         path = f"layers[{index}]"
         kind = _kind(c, entry, path)
-        previous = layers[-1].units if layers else width
+        previous = layers[-1].out_shape if layers else input_shape
         if KINDS[kind].keeps_size and "units" in entry:
             raise c.fail(
                 f"{path}.units",
-                f"a {kind} layer keeps the size of its input ({previous}); it takes no units",
+                f"a {kind} layer keeps the size of its input "
+                f"{_shape_text(previous) if len(previous) > 1 else f'({previous[0]})'}; "
+                "it takes no units",
                 "remove units (put a dense layer before it to change the size)",
                 key=True,
             )
+        if not KINDS[kind].activation and "activation" in entry:
+            raise c.fail(
+                f"{path}.activation",
+                f"a {kind} layer takes no activation",
+                "remove activation (put it on the layer before, which the window reads)",
+                key=True,
+            )
         c.mapping(entry, path, keys_of(kind), KINDS[kind].required, f"layer {index} ({kind})")
+        _check_input_kind(c, path, kind, previous)
         activation = c.choice(
             entry.get("activation", "identity"), f"{path}.activation", activations, "activation"
         )
@@ -465,11 +516,47 @@ def _layers(
                 "softmax is only allowed on the last layer",
                 "use another activation here (e.g. relu, tanh or sigmoid)",
             )
-        layer = _layer_fields(c, entry, path, kind, activation, previous, (sizes, declared))
+        layer = _layer_fields(c, entry, path, kind, activation, previous, (shapes, declared))
         if layer.name is not None:
-            sizes[layer.name] = layer.units
+            shapes[layer.name] = layer.out_shape
         layers.append(layer)
+    if len(layers[-1].out_shape) != 1:
+        raise c.fail(
+            f"layers[{len(layers) - 1}]",
+            f"the network ends in an image {_shape_text(layers[-1].out_shape)}; "
+            "its output must be a vector per sample",
+            "add a flatten and a dense layer at the end: - {type: flatten} / "
+            "- {units: 10, activation: softmax}",
+        )
     return tuple(layers)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]" if len(shape) > 1 else f"({shape[0]},)"
+
+
+def _check_input_kind(c: _Checker, path: str, kind: str, previous: tuple[int, ...]) -> None:
+    """Image kinds read an image [C, H, W]; dense and the norms a vector (for now)."""
+    image = len(previous) == 3
+    if KINDS[kind].image and not image:
+        raise c.fail(
+            f"{path}.type",
+            f"a {kind} layer reads an image [C, H, W], but its input is the vector "
+            f"{_shape_text(previous)}",
+            "declare the input as [C, H, W] and keep image layers before the flatten",
+        )
+    if image and kind == "dense":
+        raise c.fail(
+            path,
+            f"a dense layer reads a vector, but its input is the image {_shape_text(previous)}",
+            "put a - {type: flatten} layer before it",
+        )
+    if image and kind in ("layernorm", "batchnorm"):
+        raise c.fail(
+            f"{path}.type",
+            f"{kind} on an image {_shape_text(previous)} is not supported yet",
+            f"put the {kind} after the flatten, or leave it out",
+        )
 
 
 def _kind(c: _Checker, entry: Any, path: str) -> str:
@@ -489,26 +576,64 @@ def _layer_fields(
     path: str,
     kind: str,
     activation: str,
-    previous: int,
-    names: tuple[dict[str, int], Mapping[str, int]],
+    previous: tuple[int, ...],
+    names: tuple[dict[str, tuple[int, ...]], Mapping[str, int]],
 ) -> Layer:
-    """One validated layer: its name, its kind's keys, and the size it outputs. names: the
-    sizes of the layers named so far, and the index of every name declared in the file."""
-    sizes, declared = names
-    name = _layer_name(c, entry.get("name"), f"{path}.name", sizes)
+    """One validated layer: its name, its kind's keys, and the shape it outputs. names: the
+    shapes of the layers named so far, and the index of every name declared in the file."""
+    shapes, declared = names
+    name = _layer_name(c, entry.get("name"), f"{path}.name", shapes)
 
     def fail(key: str) -> Callable[[str, str], SpecError]:
         return lambda message, fix: c.fail(f"{path}.{key}", message, fix)
 
-    units, bias, source, eps = previous, True, None, DEFAULT_EPS
+    units, bias, source, eps = math.prod(previous), True, None, DEFAULT_EPS
+    shape, window = previous if len(previous) == 3 else (), None
     if kind == "dense":
         units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
+    if kind in ("dense", "conv2d"):
         bias = check_bias(entry.get("bias", True), fail("bias"))
     if kind == "add":
         source = _source(c, entry["from"], f"{path}.from", names, previous)
     if "eps" in entry:
         eps = check_eps(entry["eps"], fail("eps"))
-    return Layer(units, activation, kind, name, bias, source, eps)
+    if kind == "conv2d":
+        c.integer(entry["filters"], f"{path}.filters", 1, MAX_UNITS)
+    if kind in ("conv2d", "maxpool2d", "avgpool2d"):
+        window, shape = check_window(
+            entry, kind, previous, lambda key, msg, fix: c.fail(f"{path}.{key}", msg, fix or None)
+        )
+        _check_image_size(c, path, kind, previous, window, shape)
+    if kind == "flatten":
+        shape = ()
+    units = math.prod(shape) if shape else units
+    return Layer(units, activation, kind, name, bias, source, eps, shape, window)
+
+
+def _check_image_size(
+    c: _Checker,
+    path: str,
+    kind: str,
+    previous: tuple[int, ...],
+    window: Window,
+    shape: tuple[int, ...],
+) -> None:
+    """Refuse, before anything is allocated, outputs and unfolded inputs too large."""
+    if math.prod(shape) > MAX_UNITS:
+        raise c.fail(
+            path,
+            f"this {kind} outputs {_shape_text(shape)} = {math.prod(shape):,} values per "
+            f"sample (at most {MAX_UNITS:,})",
+            "use fewer filters, a larger stride or a smaller input",
+        )
+    columns = previous[0] * window.area * shape[1] * shape[2]
+    if kind == "conv2d" and columns > MAX_COLUMNS:
+        raise c.fail(
+            path,
+            f"this conv2d unfolds its input into {columns:,} values per sample "
+            f"(C kh kw Ho Wo; at most {MAX_COLUMNS:,})",
+            "use a smaller kernel, a larger stride or a smaller input",
+        )
 
 
 def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, int]) -> str | None:
@@ -529,9 +654,13 @@ def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, int]) -> 
 
 
 def _source(
-    c: _Checker, value: Any, path: str, names: tuple[Mapping[str, int], Mapping], previous: int
+    c: _Checker,
+    value: Any,
+    path: str,
+    names: tuple[Mapping[str, tuple[int, ...]], Mapping],
+    previous: tuple[int, ...],
 ) -> str:
-    """The `from` of an add: an earlier layer's name (or input) with the previous layer's size."""
+    """The `from` of an add: an earlier layer's name (or input) with the previous layer's shape."""
     sizes, declared = names
     if not isinstance(value, str):
         raise c.fail(
@@ -557,8 +686,8 @@ def _source(
     if sizes[value] != previous:
         raise c.fail(
             path,
-            f"shape mismatch at add: the previous layer gives ({previous},), "
-            f"'{value}' gives ({sizes[value]},)",
+            f"shape mismatch at add: the previous layer gives {_shape_text(previous)}, "
+            f"'{value}' gives {_shape_text(sizes[value])}",
             "add tensors of the same size (put a dense layer of that size before the add)",
         )
     return value
@@ -612,11 +741,14 @@ def _is_number(text: str) -> bool:
 def parameter_count(arch: Arch) -> int:
     """Weights, biases and the scales and shifts of normalisation layers."""
     count = 0
-    for n_in, layer in zip(arch.layer_sizes, arch.layers, strict=False):
+    for shape, layer in zip(arch.layer_shapes, arch.layers, strict=False):
         if layer.type == "dense":
-            count += n_in * layer.units + layer.units * layer.bias
+            count += shape[0] * layer.units + layer.units * layer.bias
         elif layer.type in ("layernorm", "batchnorm"):
             count += 2 * layer.units
+        elif layer.type == "conv2d" and layer.window is not None:
+            filters = layer.shape[0]
+            count += filters * shape[0] * layer.window.area + filters * layer.bias
     return count
 
 

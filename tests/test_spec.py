@@ -203,7 +203,7 @@ def test_arch_from_mapping_validates_and_has_no_marks() -> None:
 
 def test_repr_is_short() -> None:
     text = repr(parse_arch(EXAMPLE))
-    assert text.startswith("Arch(name='seed_net'") and "marks" not in text and "sha" not in text
+    assert text.startswith("Arch(name='seed_net'") and "marks" not in text and "sha256" not in text
 
 
 def test_existing_examples_load() -> None:

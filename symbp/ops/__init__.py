@@ -13,6 +13,15 @@ from types import ModuleType
 
 def kind_module(kind: str) -> ModuleType:
     """The module that owns a layer kind (imported on first use)."""
-    from symbp.ops import add, dense, normalize
+    from symbp.ops import add, conv, dense, flatten, normalize, pool
 
-    return {"dense": dense, "add": add, "layernorm": normalize, "batchnorm": normalize}[kind]
+    return {
+        "dense": dense,
+        "add": add,
+        "layernorm": normalize,
+        "batchnorm": normalize,
+        "conv2d": conv,
+        "maxpool2d": pool,
+        "avgpool2d": pool,
+        "flatten": flatten,
+    }[kind]

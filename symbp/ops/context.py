@@ -42,7 +42,7 @@ class Context:
     def activation_symbol(self, tensor: Tensor) -> sp.Symbol:
         """A<k> for a^(k), bound as a per-sample array."""
         what = "the input" if tensor.layer == 0 else f"activation of layer {tensor.layer}"
-        name, units = f"A{tensor.layer}", tensor.shape[0]
+        name, units = f"A{tensor.layer}", tensor.size
         return self.bindings.add(name, Kind.SAMPLES, units, what, Family.FORWARD, tensor)
 
     def samples(self, name: str, units: int, what: str, family: Family, tex: str = "") -> sp.Symbol:
@@ -67,7 +67,7 @@ class Context:
         if tensor.layer == 0:
             return sp.S.Zero
         l = tensor.layer
-        return self.samples(f"Ad{l}", tensor.shape[0], f"tangent of a{l}", Family.TANGENT)
+        return self.samples(f"Ad{l}", tensor.size, f"tangent of a{l}", Family.TANGENT)
 
 
 def param_symbol(ctx: Context, param: Tensor, suffix: str = "") -> sp.Symbol:
@@ -83,7 +83,7 @@ def param_symbol(ctx: Context, param: Tensor, suffix: str = "") -> sp.Symbol:
 
 def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
     """The symbols every kind shares: z, a, delta, G (incoming dL/da), and their tangents."""
-    l, n = node.index, node.z.shape[0]
+    l, n = node.index, node.z.size
     F = Family
     return {
         "Z": ctx.samples(f"Z{l}", n, f"pre-activation of layer {l}", F.FORWARD),

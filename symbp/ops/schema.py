@@ -26,6 +26,8 @@ class KindKeys:
     required: tuple[str, ...]
     keeps_size: bool
     summary: str  # one line for messages and the JSON Schema
+    activation: bool = True  # whether it takes an `activation` key
+    image: bool = False  # whether it reads an image [C, H, W] (and only an image)
 
 
 KINDS: dict[str, KindKeys] = {
@@ -33,12 +35,44 @@ KINDS: dict[str, KindKeys] = {
     "add": KindKeys(("from",), ("from",), True, "z = a + (output of the layer named by from)"),
     "layernorm": KindKeys(("eps",), (), True, "normalise each sample over its features"),
     "batchnorm": KindKeys(("eps",), (), True, "normalise each feature over the batch"),
+    "conv2d": KindKeys(
+        ("filters", "kernel", "stride", "padding", "bias"),
+        ("filters", "kernel"),
+        False,
+        "z = b + W correlated with the (zero-padded) image a (filters, kernel, stride, padding)",
+        image=True,
+    ),
+    "maxpool2d": KindKeys(
+        ("size", "stride"),
+        ("size",),
+        False,
+        "the maximum of each window (size, stride)",
+        activation=False,
+        image=True,
+    ),
+    "avgpool2d": KindKeys(
+        ("size", "stride"),
+        ("size",),
+        False,
+        "the mean of each window (size, stride)",
+        activation=False,
+        image=True,
+    ),
+    "flatten": KindKeys(
+        (),
+        (),
+        False,
+        "an image [C, H, W] read as a vector of C*H*W (C order)",
+        activation=False,
+        image=True,
+    ),
 }
 
 
 def keys_of(kind: str) -> tuple[str, ...]:
     """Every key a layer of this kind may have."""
-    return (*COMMON_KEYS, *KINDS[kind].keys)
+    common = COMMON_KEYS if KINDS[kind].activation else ("type", "name")
+    return (*common, *KINDS[kind].keys)
 
 
 def check_bias(value: Any, fail: Callable[[str, str], Exception]) -> bool:

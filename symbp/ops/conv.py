@@ -1,0 +1,123 @@
+"""conv2d: z = b + W (x) a, the cross-correlation of the zero-padded image with each filter.
+
+The index equations and their derivatives are SymPy's (symbp.ops.conv_calculus); here they
+are put in place as whole-array operations (symbp.ops.image_ops): the forward correlation,
+the kernel's gradient (the input correlated with delta), the bias's (delta summed over
+the batch and the positions) and what goes back to the input (delta fully correlated with
+the flipped kernel). Forward mode: z' = b' + W (x) a' + W' (x) a, the derivative SymPy
+took along W', b', a'; the R-operator moves each backward product the same way.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symbp.derive import L2_WEIGHT
+from symbp.graph import Node
+from symbp.latex import tex
+from symbp.nodes import Family, Kind
+from symbp.ops.context import Context, Cost, node_symbols
+from symbp.ops.conv_calculus import derive_conv
+from symbp.ops.image_ops import ChannelSum, Conv2d, Conv2dBackInput, Conv2dBackKernel, geometry
+
+KEYS = ("filters", "kernel", "stride", "padding", "bias")
+
+
+def _geometry(node: Node) -> sp.Tuple:
+    assert node.layer.window is not None
+    return geometry(node.inputs[0].shape, node.z.shape, node.layer.window)
+
+
+def _params(ctx: Context, node: Node, suffix: str = "") -> tuple[sp.Symbol, sp.Basic]:
+    """W<l> and b<l> (0 without a bias), or with suffix "d" their directions."""
+    l = node.index
+    family = Family.DIRECTION if suffix else Family.PARAMETER
+    what = "direction of the " if suffix else ""
+    W, *b = node.params
+    filters = node.z.shape[0]
+    kernel = ctx.bindings.add(
+        f"W{suffix}{l}", Kind.MATRIX, filters, f"{what}kernel of layer {l}", family, W
+    )
+    bias: sp.Basic = sp.S.Zero
+    if b:
+        bias = ctx.bindings.add(
+            f"b{suffix}{l}", Kind.UNITS, filters, f"{what}biases of layer {l}", family, b[0]
+        )
+    return kernel, bias
+
+
+def forward(ctx: Context, node: Node) -> tuple:
+    """((Z<l>, Conv2d(A<l-1>, W<l>, b<l>)),)."""
+    derive_conv()  # the equations the operations stand for, checked once
+    kernel, bias = _params(ctx, node)
+    s = node_symbols(ctx, node)
+    x = ctx.activation_symbol(node.inputs[0])
+    return ((s["Z"], Conv2d(x, kernel, bias, _geometry(node))),)
+
+
+def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
+    """dL/dW (+ lambda W), dL/db; the flipped-kernel correlation back to the input."""
+    kernel, bias = _params(ctx, node)
+    delta = node_symbols(ctx, node)["delta"]
+    x = ctx.activation_symbol(node.inputs[0])
+    g = _geometry(node)
+    dW = Conv2dBackKernel(x, delta, g)
+    if ctx.arch.l2:
+        dW = dW + L2_WEIGHT * kernel
+    grads = [(node.params[0], dW)]
+    if node.layer.bias:
+        grads.append((node.params[1], ChannelSum(delta, g)))
+    backs = []
+    if node.inputs[0].layer > 0:
+        backs.append((node.inputs[0], Conv2dBackInput(delta, kernel, g)))
+    return tuple(grads), tuple(backs)
+
+
+def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
+    """z' = b' + W (x) a' + W' (x) a; R{dW} = a' (x) delta + a (x) R{delta} (+ lambda W');
+    R{db} = the sums of R{delta}; R{back} = R{delta} with W, plus delta with W'."""
+    kernel, _ = _params(ctx, node)
+    kernel_d, bias_d = _params(ctx, node, "d")
+    s = node_symbols(ctx, node)
+    x = ctx.activation_symbol(node.inputs[0])
+    x_dot = ctx.tangent_of(node.inputs[0])
+    g = _geometry(node)
+    z_dot = Conv2d(x, kernel_d, bias_d, g) + Conv2d(x_dot, kernel, sp.S.Zero, g)
+    r_dW = Conv2dBackKernel(x_dot, s["delta"], g) + Conv2dBackKernel(x, s["Rdelta"], g)
+    if ctx.arch.l2:
+        r_dW = r_dW + L2_WEIGHT * kernel_d
+    r_grads = [(node.params[0], r_dW)]
+    if node.layer.bias:
+        r_grads.append((node.params[1], ChannelSum(s["Rdelta"], g)))
+    r_backs = []
+    if node.inputs[0].layer > 0:
+        back = Conv2dBackInput(s["Rdelta"], kernel, g) + Conv2dBackInput(s["delta"], kernel_d, g)
+        r_backs.append((node.inputs[0], back))
+    return ((s["Zd"], z_dot),), tuple(r_grads), tuple(r_backs)
+
+
+def cost(node: Node) -> Cost:
+    """Multiply-adds per sample: F Ho Wo C kh kw forward; the same for the kernel's
+    gradient and again for the input's error (unless it reads the network's input)."""
+    assert node.layer.window is not None
+    products = node.z.size * node.inputs[0].shape[0] * node.layer.window.area
+    return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
+
+
+def document_section(kind: str, eq: dict[str, int]) -> dict:
+    """The document's section on conv2d: the index equation, SymPy's derivatives with the
+    Kronecker deltas, the sums they leave, and the flipped kernel at stride 1."""
+    d = derive_conv()
+    return {
+        "eq_z": eq["eq:conv2d-z"],
+        "eq_dW": eq["eq:conv2d-dW"],
+        "eq_dx": eq["eq:conv2d-dx"],
+        "z": tex(d.z),
+        "dz_dW": tex(d.dz_dW),
+        "dz_dx": tex(d.dz_dx),
+        "dW": tex(d.dW),
+        "db": tex(d.db),
+        "dx": tex(d.dx),
+        "dx_flip": tex(d.dx_unit_stride),
+        "tangent": tex(d.tangent),
+    }

@@ -1,0 +1,184 @@
+"""Whole-array operations on images, as unevaluated SymPy functions of array symbols.
+
+Each is the tensor form of an index equation that SymPy derived (symbp.ops.conv,
+symbp.ops.pool); the code IR holds them like any other expression, the NumPy printer prints
+each as a call of the module helper named by `helper`, and `per_sample` says whether the
+result has one row per sample (an activation, an error term) or not (a kernel's or a
+bias's gradient, a sum over the batch). Every image is stored per sample as its C*H*W
+entries in C order, so an elementwise activation or an add reads it like a vector.
+
+The last argument is the geometry, a Tuple of integers: (C, H, W, F, Ho, Wo, kh, kw, sh,
+sw, ph, pw) for the input (C, H, W), the output (F, Ho, Wo) and the window.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symbp.ops.window import Window
+
+GEOMETRY = ("C", "H", "W", "F", "Ho", "Wo", "kh", "kw", "sh", "sw", "ph", "pw")
+
+
+def geometry(shape_in: tuple[int, ...], shape_out: tuple[int, ...], window: Window) -> sp.Tuple:
+    """The geometry argument of an image operation."""
+    values = (*shape_in, *shape_out, *window.kernel, *window.stride, *window.padding)
+    return sp.Tuple(*map(sp.Integer, values))
+
+
+class ImageOp(sp.Function):
+    """An operation on whole image arrays (kept unevaluated, printed as a helper call)."""
+
+    helper = ""
+    per_sample = True  # one row per sample in the result
+    is_real = True
+
+    @property
+    def arrays(self) -> tuple[sp.Basic, ...]:
+        return self.args[:-1]
+
+    @property
+    def window(self) -> dict[str, int]:
+        return dict(zip(GEOMETRY, map(int, self.args[-1]), strict=True))
+
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        """Linear in its last array (the error term or the tangent moved): zero of zero."""
+        return sp.S.Zero if args[-2].is_zero else None
+
+    def _symbp_latex(self, printer) -> str:
+        """The tensor form, each array in the document's notation."""
+        parts = [printer._print(a) for a in self.arrays]
+        return self.latex_form(*parts)
+
+    def latex_form(self, *parts: str) -> str:
+        raise NotImplementedError
+
+    def _stride_pad(self) -> str:
+        g = self.window
+        text = f"s={g['sh']}" if g["sh"] == g["sw"] else f"s=({g['sh']},{g['sw']})"
+        if g["ph"] or g["pw"]:
+            text += f",p={g['ph']}" if g["ph"] == g["pw"] else f",p=({g['ph']},{g['pw']})"
+        return text
+
+    def _size(self) -> str:
+        g = self.window
+        return rf"{g['kh']} \times {g['kw']}"
+
+
+class Conv2d(ImageOp):
+    """z = b + W (x) a: the cross-correlation of the zero-padded image with each filter,
+    plus the filter's bias (args: A, W, b or 0, geometry)."""
+
+    helper = "_conv2d"
+
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        x, w, b = args[:3]
+        return sp.S.Zero if (x.is_zero or w.is_zero) and b.is_zero else None
+
+    def latex_form(self, x: str, w: str, b: str) -> str:
+        bias = "" if self.args[2] == 0 else f" + {b}"
+        return rf"{w} \star_{{{self._stride_pad()}}} {x}{bias}"
+
+
+class Conv2dBackInput(ImageOp):
+    """dL/da = the full correlation of delta with the flipped kernel, cropped to the
+    unpadded input (args: delta, W, geometry)."""
+
+    helper = "_conv2d_back_input"
+
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
+
+    def latex_form(self, d: str, w: str) -> str:
+        return rf"{d} \mathbin{{\tilde\star}}_{{{self._stride_pad()}}} \operatorname{{rot}}_{{180}}({w})"
+
+
+class Conv2dBackKernel(ImageOp):
+    """dL/dW = the correlation of the padded input with delta, summed over the batch
+    (args: A, delta, geometry)."""
+
+    helper = "_conv2d_back_kernel"
+    per_sample = False
+
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
+
+    def latex_form(self, x: str, d: str) -> str:
+        return rf"\sum_{{n}} {x}_n \star_{{{self._stride_pad()}}} {d}_n"
+
+
+class ChannelSum(ImageOp):
+    """sum over the batch and the positions of each channel: dL/db (args: delta, geometry)."""
+
+    helper = "_channel_sum"
+    per_sample = False
+
+    def latex_form(self, d: str) -> str:
+        return rf"\sum_{{n,i,j}} \left[{d}\right]_{{n,\cdot,i,j}}"
+
+
+class MaxPool(ImageOp):
+    """The maximum of each window (args: A, geometry)."""
+
+    helper = "_maxpool"
+
+    def latex_form(self, x: str) -> str:
+        return rf"\operatorname{{maxpool}}_{{{self._size()},{self._stride_pad()}}}({x})"
+
+
+class MaxPoolRoute(ImageOp):
+    """Each entry of D sent to the first maximum of its window of A (args: A, D, geometry):
+    dL/da from delta, and, at the same positions, the tangent picked back."""
+
+    helper = "_maxpool_route"
+
+    def latex_form(self, x: str, d: str) -> str:
+        return rf"\operatorname{{route}}_{{\max {x}}}({d})"
+
+
+class MaxPoolPick(ImageOp):
+    """The entry of D at the first maximum of each window of A (args: A, D, geometry):
+    the forward-mode tangent of a max pooling."""
+
+    helper = "_maxpool_pick"
+
+    def latex_form(self, x: str, d: str) -> str:
+        return rf"\operatorname{{pick}}_{{\max {x}}}({d})"
+
+
+class AvgPool(ImageOp):
+    """The mean of each window (args: A, geometry)."""
+
+    helper = "_avgpool"
+
+    def latex_form(self, x: str) -> str:
+        return rf"\operatorname{{avgpool}}_{{{self._size()},{self._stride_pad()}}}({x})"
+
+
+class AvgPoolBack(ImageOp):
+    """Each entry of D spread evenly over its window, 1/(kh kw) to each (args: D, geometry)."""
+
+    helper = "_avgpool_back"
+
+    def latex_form(self, d: str) -> str:
+        return rf"\operatorname{{spread}}_{{{self._size()},{self._stride_pad()}}}({d})"
+
+
+IMAGE_HELPERS = tuple(
+    op.helper
+    for op in (
+        Conv2d,
+        Conv2dBackInput,
+        Conv2dBackKernel,
+        ChannelSum,
+        MaxPool,
+        MaxPoolRoute,
+        MaxPoolPick,
+        AvgPool,
+        AvgPoolBack,
+    )
+)

@@ -166,6 +166,12 @@ class Emitter:
             return [f"{target} = {self._batch_sum(expr, out)}"]
         if isinstance(expr, ImageOp) and out is not None:
             return [f"{target} = {self.printer.image_call(expr, out)}"]
+        ops = [a for a in sp.Add.make_args(expr) if isinstance(a, ImageOp)]
+        if isinstance(expr, sp.Add) and ops and out is not None:
+            rest = [a for a in expr.args if a is not ops[0]]
+            return [f"{target} = {self.printer.image_call(ops[0], out)}"] + [
+                f"{target} += {self.code(a)}" for a in rest
+            ]
         if isinstance(expr, sp.Symbol) and self.per_sample(expr):
             self.printer.used.add("_copy")
             return [f"{target} = _copy({self.code(expr)}, {out or 'None'})"]

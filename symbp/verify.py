@@ -543,6 +543,13 @@ def verify_arch(
     _check_options(max_units, points, simplify_seconds, reference)
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
+    if arch.images:
+        raise VerifyError(
+            "verify does not cover image layers (conv2d, pooling, flatten) yet",
+            file=arch.source,
+            fix="check this network with  symbp gradcheck  (central differences, the Taylor "
+            "test and hvp); the test suite also compares image layers with PyTorch",
+        )
     small = shrink(arch, max_units)
     _check_size(small, max_units)
     say = progress or (lambda _: None)

@@ -93,7 +93,8 @@ class Conv2dBackInput(ImageOp):
         return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
 
     def latex_form(self, d: str, w: str) -> str:
-        return rf"{d} \mathbin{{\tilde\star}}_{{{self._stride_pad()}}} \operatorname{{rot}}_{{180}}({w})"
+        flipped = rf"\operatorname{{rot}}_{{180}}({w})"
+        return rf"{d} \mathbin{{\tilde\star}}_{{{self._stride_pad()}}} {flipped}"
 
 
 class Conv2dBackKernel(ImageOp):

@@ -46,14 +46,15 @@ class Window:
 def _pair(value: Any, key: str, low: int, fail: Fail) -> tuple[int, int]:
     """k or [kh, kw], each a whole number in [low, MAX_SIDE]."""
     items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    example = f"e.g. {key}: {max(low, 2)} or {key}: [{max(low, 2)}, {max(low, 1)}] (rows, columns)"
     if len(items) not in (1, 2):
-        raise fail(key, f"{key} must be a number or a list of two, got {len(items)} items", "")
+        raise fail(key, f"{key} must be a number or a list of two, got {len(items)} items", example)
     out = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, Integral):
-            raise fail(key, f"{key} must be whole numbers, got {item!r}", f"e.g. {key}: 3")
+            raise fail(key, f"{key} must be whole numbers, got {item!r}", example)
         if not low <= int(item) <= MAX_SIDE:
-            raise fail(key, f"{key} must be between {low} and {MAX_SIDE:,}, got {item}", "")
+            raise fail(key, f"{key} must be between {low} and {MAX_SIDE:,}, got {item}", example)
     out = [int(item) for item in items]
     return (out[0], out[-1])
 

@@ -1,0 +1,306 @@
+"""Image layers (conv2d, maxpool2d, avgpool2d, flatten, add on images): central differences
+in float64, the workspace path, the Taylor test, jvp and hvp against central differences,
+float32 against float64, a reference written here with plain loops from the definitions,
+PyTorch where it is installed, SymPy's index-form derivatives evaluated entry by entry
+against the module's helpers, and every bad file refused with its place and a fix."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symbp.errors import SpecError
+from symbp.gradcheck import random_problem, taylor_test
+from tests.conftest import make_arch
+from tests.test_gradients import _assert_close
+
+CASES: dict[str, dict[str, Any]] = {
+    "stride-pad-rect": {
+        "input": [2, 7, 6],
+        "layers": [
+            {"type": "conv2d", "filters": 3, "kernel": [3, 2], "stride": [2, 1],
+             "padding": [1, 0], "activation": "tanh"},
+            {"type": "flatten"},
+            {"units": 3, "activation": "softmax"},
+        ],
+    },
+    "same-no-bias-maxpool-overlap": {
+        "input": [1, 6, 6],
+        "layers": [
+            {"type": "conv2d", "filters": 2, "kernel": 3, "padding": "same", "bias": False,
+             "activation": "softplus"},
+            {"type": "maxpool2d", "size": 3, "stride": 1},
+            {"type": "flatten"},
+            {"units": 3, "activation": "softmax"},
+        ],
+    },
+    "avgpool-rect": {
+        "input": [2, 5, 6],
+        "layers": [
+            {"type": "conv2d", "filters": 2, "kernel": 2, "activation": "sigmoid"},
+            {"type": "avgpool2d", "size": [2, 1], "stride": [2, 2]},
+            {"type": "flatten"},
+            {"units": 2, "activation": "identity"},
+        ],
+        "loss": "mse",
+    },
+    "residual": {
+        "input": [2, 5, 5],
+        "layers": [
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "activation": "relu",
+             "name": "stem"},
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "activation": "tanh"},
+            {"type": "conv2d", "filters": 3, "kernel": 1, "bias": False},
+            {"type": "add", "from": "stem", "activation": "swish"},
+            {"type": "maxpool2d", "size": 2},
+            {"type": "flatten"},
+            {"units": 4, "activation": "softmax"},
+        ],
+    },
+}  # fmt: skip
+
+
+def _arch(case: str, **overrides: Any):
+    doc = {"layout": "row", "loss": "cross_entropy", **CASES[case], **overrides}
+    return make_arch(**doc)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("l2", [0.0, 0.03])
+def test_gradients_match_central_differences(module_for, case: str, l2: float) -> None:
+    arch = _arch(case, l2=l2, reduction="sum" if l2 else "mean")
+    m = module_for(arch)
+    _assert_close(m, arch)
+    assert taylor_test(m, arch, seed=1).ok
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_jvp_and_hvp_match_central_differences(module_for, case: str) -> None:
+    arch = _arch(case, l2=0.02)
+    m = module_for(arch)
+    params, X, Y = random_problem(m, arch, seed=3, n=4)
+    rng = np.random.default_rng(11)
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+
+    def shifted(t: float) -> dict:
+        return {k: params[k] + t * v[k] for k in params}
+
+    out, out_dot = m.jvp(params, X, v)
+    np.testing.assert_allclose(out, m.forward(params, X), rtol=1e-13, atol=1e-13)
+    h = 1e-6
+    fd = (m.forward(shifted(h), X) - m.forward(shifted(-h), X)) / (2 * h)
+    np.testing.assert_allclose(out_dot, fd, rtol=1e-6, atol=1e-8)
+    hv = m.hvp(params, X, Y, v)
+    h = 1e-5
+    gp, gm = m.loss_and_grads(shifted(h), X, Y)[1], m.loss_and_grads(shifted(-h), X, Y)[1]
+    for key in params:
+        fd = (gp[key] - gm[key]) / (2 * h)
+        scale = max(1.0, float(np.max(np.abs(fd))))
+        assert np.max(np.abs(hv[key] - fd)) <= 1e-6 * scale, key
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_follows_float64(module_for, case: str) -> None:
+    m64, m32 = module_for(_arch(case)), module_for(_arch(case, dtype="float32"))
+    params, X, Y = random_problem(m64, _arch(case), seed=5, n=4)
+    l64, g64 = m64.loss_and_grads(params, X, Y)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    l32, g32 = m32.loss_and_grads(p32, X.astype(np.float32), Y.astype(np.float32))
+    assert abs(l32 - l64) <= 1e-5 * max(1.0, abs(l64))
+    for key in params:
+        assert g32[key].dtype == np.float32, key
+        scale = max(1.0, float(np.max(np.abs(g64[key]))))
+        assert np.max(np.abs(g32[key] - g64[key])) <= 2e-4 * scale, key
+
+
+# --- a reference written from the definitions, with loops --------------------------------
+
+
+def _conv_loops(x, w, b, stride, pad):
+    """z[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] xpad[n,c,i*sh+p,j*sw+q]."""
+    n, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    xp = np.zeros((n, C, H + 2 * pad[0], W + 2 * pad[1]))
+    xp[:, :, pad[0] : pad[0] + H, pad[1] : pad[1] + W] = x
+    Ho = (H + 2 * pad[0] - kh) // stride[0] + 1
+    Wo = (W + 2 * pad[1] - kw) // stride[1] + 1
+    z = np.zeros((n, F, Ho, Wo))
+    for s, f, i, j in itertools.product(range(n), range(F), range(Ho), range(Wo)):
+        window = xp[s, :, i * stride[0] : i * stride[0] + kh, j * stride[1] : j * stride[1] + kw]
+        z[s, f, i, j] = (0 if b is None else b[f]) + np.sum(w[f] * window)
+    return z
+
+
+def _pool_loops(x, size, stride, reduce):
+    n, C, H, W = x.shape
+    Ho, Wo = (H - size[0]) // stride[0] + 1, (W - size[1]) // stride[1] + 1
+    z = np.zeros((n, C, Ho, Wo))
+    for s, c, i, j in itertools.product(range(n), range(C), range(Ho), range(Wo)):
+        i0, j0 = i * stride[0], j * stride[1]
+        z[s, c, i, j] = reduce(x[s, c, i0 : i0 + size[0], j0 : j0 + size[1]])
+    return z
+
+
+def test_forward_matches_loops_from_the_definition(module_for) -> None:
+    """conv (stride, padding, rectangular kernel), overlapping max pool, avg pool, flatten."""
+    layers = [
+        {"type": "conv2d", "filters": 3, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]},
+        {"type": "maxpool2d", "size": 2, "stride": 1},
+        {"type": "avgpool2d", "size": [1, 2]},
+        {"type": "flatten"},
+    ]
+    arch = make_arch(layout="row", input=[2, 7, 6], layers=[*layers, {"units": 2}])
+    m = module_for(arch)
+    params, X, _ = random_problem(m, arch, seed=2, n=3)
+    x = X.reshape(3, 2, 7, 6)
+    z = _conv_loops(x, params["W1"], params["b1"], (2, 1), (1, 0))
+    z = _pool_loops(z, (2, 2), (1, 1), np.max)
+    z = _pool_loops(z, (1, 2), (1, 2), np.mean)
+    out = z.reshape(3, -1) @ params["W5"].T + params["b5"]
+    np.testing.assert_allclose(m.forward(params, X), out, rtol=1e-12, atol=1e-12)
+    # An image input may also be given as (n, C, H, W).
+    np.testing.assert_array_equal(m.forward(params, x), m.forward(params, X))
+
+
+def test_matches_pytorch(module_for) -> None:
+    """Loss and every gradient against PyTorch's autograd (float64), ties included."""
+    torch = pytest.importorskip("torch")
+    arch = _arch("residual")
+    m = module_for(arch)
+    params, X, Y = random_problem(m, arch, seed=4, n=3)
+    value, grads = m.loss_and_grads(params, X, Y)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    F = torch.nn.functional
+    x = torch.tensor(X.reshape(3, 2, 5, 5))
+    stem = F.relu(F.conv2d(x, t["W1"], t["b1"], padding=1))
+    h = torch.tanh(F.conv2d(stem, t["W2"], t["b2"], padding=1))
+    h = F.conv2d(h, t["W3"])
+    h = F.silu(h + stem)
+    h = F.max_pool2d(h, 2)
+    logits = torch.flatten(h, 1) @ t["W7"].T + t["b7"]
+    loss = -(torch.tensor(Y) * F.log_softmax(logits, dim=1)).sum() / 3
+    loss.backward()
+    assert value == pytest.approx(loss.item(), rel=1e-12)
+    for key, tensor in t.items():
+        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_max_pool_ties_go_to_the_first_maximum(module_for) -> None:
+    """A constant window: the whole error goes to its first entry (as PyTorch does)."""
+    arch = make_arch(
+        layout="row", input=[1, 2, 2], reduction="sum",
+        layers=[{"type": "maxpool2d", "size": 2}, {"type": "flatten"},
+                {"units": 1, "bias": False}],
+    )  # fmt: skip
+    m = module_for(arch)
+    # The input layer's error is not returned: read it through the cached backward pass.
+    params = {"W3": np.array([[2.0]])}
+    X = np.ones((1, 4))
+    cache = m._forward(params, X)
+    assert cache["A1"].tolist() == [[1.0]]
+    helper = m._maxpool_route
+    routed = helper(X, np.array([[5.0]]), (1, 2, 2, 1, 1, 1, 2, 2, 2, 2, 0, 0))
+    assert routed.tolist() == [[5.0, 0.0, 0.0, 0.0]]
+
+
+# --- SymPy's index forms, entry by entry, against the helpers ---------------------------
+
+
+def test_sympy_index_forms_are_what_the_helpers_compute(module_for) -> None:
+    """dL/dW, dL/db and dL/dx as SymPy derived them, evaluated with numbers at every entry
+    (stride 2 by 1, padding 1 by 0), equal the module's helpers."""
+    from symbp.ops import conv_calculus as cc
+
+    arch = _arch("stride-pad-rect")
+    m = module_for(arch)
+    rng = np.random.default_rng(0)
+    n, C, H, W, F, kh, kw, sh, sw, ph, pw = 2, 2, 7, 6, 3, 3, 2, 2, 1, 1, 0
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    g = (C, H, W, F, Ho, Wo, kh, kw, sh, sw, ph, pw)
+    x = rng.standard_normal((n, C, H, W))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    w = rng.standard_normal((F, C, kh, kw))
+    delta = rng.standard_normal((n, F, Ho, Wo))
+    d = cc.derive_conv()
+    sizes = {cc.N: n, cc.F: F, cc.C: C, cc.KH: kh, cc.KW: kw, cc.HO: Ho, cc.WO: Wo,
+             cc.SH: sh, cc.SW: sw}  # fmt: skip
+
+    def value(expr: sp.Expr, at: dict) -> float:
+        def number(e: sp.Indexed) -> sp.Expr:
+            idx = tuple(int(k) for k in e.indices)
+            table = {cc.X: xp, cc.W: w, cc.D: delta}[e.base]
+            inside = all(0 <= k < s for k, s in zip(idx, table.shape, strict=True))
+            return sp.Float(table[idx]) if inside else sp.S.Zero
+
+        done = expr.subs({**sizes, **at}).doit()
+        return float(done.replace(lambda e: isinstance(e, sp.Indexed), number))
+
+    dW = m._conv2d_back_kernel(x.reshape(n, -1), delta.reshape(n, -1), g)
+    db = m._channel_sum(delta.reshape(n, -1), g)
+    dx = m._conv2d_back_input(delta.reshape(n, -1), w, g).reshape(n, C, H, W)
+    for f2, c2, p2, q2 in [(0, 0, 0, 0), (2, 1, 2, 1), (1, 0, 1, 0)]:
+        at = {cc.f2: f2, cc.c2: c2, cc.p2: p2, cc.q2: q2}
+        assert value(d.dW, at) == pytest.approx(dW[f2, c2, p2, q2], rel=1e-12)
+    assert value(d.db, {cc.f2: 1}) == pytest.approx(db[1], rel=1e-12)
+    for s, c2, u, v in [(0, 0, 0, 0), (1, 1, 3, 5), (0, 1, 6, 2)]:
+        at = {cc.n: s, cc.c2: c2, cc.u: u + ph, cc.v: v + pw}  # u, v index the padded input
+        assert value(d.dx, at) == pytest.approx(dx[s, c2, u, v], rel=1e-12, abs=1e-14)
+
+
+# --- bad files -----------------------------------------------------------------------
+
+CONV = {"type": "conv2d", "filters": 2, "kernel": 3}
+HEAD = [{"type": "flatten"}, {"units": 2}]
+BAD = [
+    ({"layout": "column", "input": [1, 5, 5]}, [CONV, *HEAD], "layout", "needs layout: row"),
+    ({"input": 25}, [CONV, *HEAD], "layers[0].type", "reads an image"),
+    ({"input": [1, 2, 2]}, [CONV, *HEAD], "layers[0].kernel", "larger than the padded input"),
+    ({}, [{**CONV, "stride": 0}, *HEAD], "layers[0].stride", "between 1"),
+    ({}, [{**CONV, "padding": "same", "stride": 2}, *HEAD], "layers[0].padding", "stride 1"),
+    ({}, [{**CONV, "kernel": 2, "padding": "same"}, *HEAD], "layers[0].padding", "odd kernel"),
+    ({}, [{"type": "maxpool2d", "size": 2, "activation": "relu"}, *HEAD],
+     "layers[0].activation", "takes no activation"),
+    ({}, [CONV], "layers[0]", "add a flatten and a dense layer"),
+    ({}, [CONV, {"units": 3}], "layers[1]", "put a - {type: flatten}"),
+    ({"input": [1, 5]}, [CONV, *HEAD], "input", "[C, H, W]"),
+    ({"input": [64, 4096, 4096]}, [CONV, *HEAD], "input", "values per sample"),
+    ({"input": [3, 500, 500]}, [{**CONV, "filters": 64, "padding": 1}, *HEAD],
+     "layers[0]", "values per sample"),
+    ({}, [{**CONV, "kernel": [3, 3, 3]}, *HEAD], "layers[0].kernel", "list of two"),
+    ({}, [{**CONV, "filters": 0}, *HEAD], "layers[0].filters", "between 1"),
+    ({}, [CONV, {"type": "batchnorm"}, *HEAD], "layers[1].type", "not supported yet"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("top", "layers", "path", "words"), BAD)
+def test_bad_image_files_are_refused_with_place_and_fix(top, layers, path, words) -> None:
+    doc = {"layout": "row", "input": [1, 5, 5], "layers": layers, "loss": "mse", **top}
+    with pytest.raises(SpecError) as info:
+        make_arch(**doc)
+    assert info.value.path == path, info.value
+    assert words in str(info.value), info.value
+    assert info.value.fix
+
+
+def test_cli_refuses_a_bad_image_file_with_exit_2(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "layout: row\ninput: [1, 4, 4]\nlayers:\n  - {type: conv2d, filters: 2, kernel: 5}\n"
+        "  - {type: flatten}\n  - {units: 2}\nloss: mse\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "symbp", "generate", str(bad), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "bad.yaml:4:" in run.stderr and "fix:" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from typing import Any
 from symbp import spec
 from symbp.expr import ALLOWED_FUNCTIONS
 from symbp.ops.schema import KINDS
+from symbp.ops.window import MAX_SIDE
 
 _EXPR_HELP = (
     "An expression using numbers, + - * / ** (constant exponents), parentheses, "
@@ -26,6 +27,15 @@ def _expression(variables: str) -> dict[str, Any]:
         "maxLength": 500,
         "description": f"{_EXPR_HELP} Variables: {variables}.",
     }
+
+
+def _pair(low: int, description: str) -> dict[str, Any]:
+    """k or [kh, kw]: a whole number or a list of two."""
+    side = {"type": "integer", "minimum": low, "maximum": MAX_SIDE}
+    out: dict[str, Any] = {
+        "anyOf": [side, {"type": "array", "minItems": 1, "maxItems": 2, "items": side}]
+    }
+    return {**out, "description": description} if description else out
 
 
 def arch_schema() -> dict[str, Any]:
@@ -49,6 +59,14 @@ def arch_schema() -> dict[str, Any]:
             "description": "The name of an earlier layer, or input: its output is added.",
         },
         "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5},
+        "filters": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+        "kernel": _pair(1, "The kernel's size: k or [kh, kw]."),
+        "size": _pair(1, "The window's size: k or [kh, kw]."),
+        "stride": _pair(1, "The step between windows: s or [sh, sw] (default 1; pooling: size)."),
+        "padding": {
+            "anyOf": [_pair(0, ""), {"const": "same"}],
+            "description": "Zeros on each side: p or [ph, pw], or same (stride 1, odd kernel).",
+        },
     }
 
     def kind_schema(kind: str) -> dict[str, Any]:
@@ -56,8 +74,9 @@ def arch_schema() -> dict[str, Any]:
         properties: dict[str, Any] = {
             "type": {"const": kind} if kind != "dense" else {"const": "dense"},
             "name": {**identifier, "description": "The layer's name, for 'from'."},
-            "activation": {**activation, "default": "identity"},
         }
+        if keys.activation:
+            properties["activation"] = {**activation, "default": "identity"}
         properties.update({key: kind_properties[key] for key in keys.keys})
         return {
             "type": "object",
@@ -83,7 +102,18 @@ def arch_schema() -> dict[str, Any]:
             },
             "layout": {"enum": list(spec.LAYOUTS), "default": "column"},
             "dtype": {"enum": list(spec.DTYPES), "default": "float64"},
-            "input": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+            "input": {
+                "description": "The size of a sample, or [C, H, W] for images (layout: row).",
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+                    {
+                        "type": "array",
+                        "minItems": 3,
+                        "maxItems": 3,
+                        "items": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+                    },
+                ],
+            },
             "layers": {"type": "array", "minItems": 1, "maxItems": spec.MAX_LAYERS, "items": layer},
             "loss": {
                 "oneOf": [

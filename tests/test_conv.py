@@ -304,3 +304,73 @@ def test_cli_refuses_a_bad_image_file_with_exit_2(tmp_path) -> None:
     assert "bad.yaml:4:" in run.stderr and "fix:" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- random small CNN graphs -----------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from symbp.gradcheck import check_module, workspace_problems  # noqa: E402
+from symbp.spec import arch_from_mapping  # noqa: E402
+from tests.conftest import build_module  # noqa: E402
+
+SMOOTH = ["identity", "tanh", "sigmoid", "softplus", "swish", "gelu"]
+
+
+@st.composite
+def cnn_graphs(draw) -> dict:
+    """A valid random CNN: image layers whose windows fit, an optional residual add over
+    a same-padded conv, then flatten and a dense output."""
+    C, H, W = draw(st.integers(1, 2)), draw(st.integers(4, 7)), draw(st.integers(4, 7))
+    layers: list[dict] = []
+    shape = (C, H, W)
+    for k in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["conv2d", "conv2d", "maxpool2d", "avgpool2d", "residual"]))
+        act = draw(st.sampled_from(SMOOTH))
+        if kind == "residual":
+            name = f"r{k}"
+            layers[-1:] = [{**layers[-1], "name": name}] if layers else []
+            source = name if layers else "input"
+            layers += [
+                {"type": "conv2d", "filters": shape[0], "kernel": 3, "padding": "same",
+                 "bias": draw(st.booleans()), "activation": act},
+                {"type": "add", "from": source, "activation": draw(st.sampled_from(SMOOTH))},
+            ]  # fmt: skip
+            continue
+        side = min(shape[1], shape[2])
+        if kind == "conv2d":
+            kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            pad = draw(st.integers(0, 1))
+            if min(kh, kw) > side + 2 * pad:
+                continue
+            kh, kw = min(kh, shape[1] + 2 * pad), min(kw, shape[2] + 2 * pad)
+            layer = {"type": "conv2d", "filters": draw(st.integers(1, 3)), "kernel": [kh, kw],
+                     "stride": [draw(st.integers(1, 2)), draw(st.integers(1, 2))],
+                     "padding": pad, "bias": draw(st.booleans()), "activation": act}  # fmt: skip
+        else:
+            size = draw(st.integers(1, min(2, side)))
+            layer = {"type": kind, "size": size, "stride": draw(st.integers(1, 2))}
+        layers.append(layer)
+        shape = arch_from_mapping(_doc((C, H, W), layers)).layer_shapes[len(layers)]
+    output = draw(st.sampled_from([("softmax", "cross_entropy"), ("identity", "mse")]))
+    layers += [{"type": "flatten"}, {"units": 2, "activation": output[0]}]
+    return {"name": "cnn", "layout": "row", "input": [C, H, W], "layers": layers, "loss": output[1]}
+
+
+def _doc(shape: tuple, layers: list[dict]) -> dict:
+    tail = [] if layers and layers[-1].get("type") == "flatten" else [{"type": "flatten"}]
+    return {"name": "cnn", "layout": "row", "input": list(shape),
+            "layers": [*layers, *tail, {"units": 2}], "loss": "mse"}  # fmt: skip
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(doc=cnn_graphs(), seed=st.integers(0, 1000))
+def test_random_cnn_graphs_pass_finite_differences(tmp_path_factory, doc: dict, seed: int) -> None:
+    arch = arch_from_mapping(doc)
+    module = build_module(arch, tmp_path_factory.mktemp("cnn"))
+    rows = check_module(module, arch, seed=seed, n=3)
+    assert all(r.ok for r in rows), [(r.name, r.max_rel) for r in rows]
+    assert workspace_problems(module, arch, seed=seed, n=3) == []

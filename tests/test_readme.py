@@ -29,3 +29,24 @@ def test_readme_commands_exist() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = re.search(r"^python3 -m pytest -q$", ci, re.M)
     assert test_command and "python3 -m pytest -q" in readme
+
+
+def test_readme_lenet_example_trains_as_it_says() -> None:
+    """The README's LeNet snippet, run against generated/lenet.py: the losses it prints
+    are the ones its comment quotes (so the loss does go down as shown)."""
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    lines = _block_after(readme, "symbp gradcheck examples/lenet.yaml", "python")
+    code = "\n".join(ln for ln in lines if not ln.startswith("#"))
+    quoted = re.findall(r"epoch (\d+): (?:loss )?([0-9.]+)", "\n".join(lines))
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=GENERATED, capture_output=True, text=True, check=True
+    )
+    printed = dict(re.findall(r"epoch (\d+): loss ([0-9.]+)", run.stdout))
+    assert len(quoted) == 5 and printed
+    for epoch, value in quoted:  # to 1e-4: another BLAS may sum in another order
+        assert abs(float(printed[epoch]) - float(value)) <= 1e-4 * float(value), (epoch, value)
+    losses = [float(v) for v in printed.values()]
+    assert losses == sorted(losses, reverse=True)

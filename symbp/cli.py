@@ -153,6 +153,11 @@ def _gradcheck(args: argparse.Namespace) -> int:
         + (" [at rounding level: the loss is flat here]" if taylor.flat else "")
         + (" [second remainder at rounding level]" if taylor.floor and not taylor.flat else "")
         + (
+            f" [v.Hv against central differences of g.v: relative error {taylor.hvp_error:.1e}]"
+            if taylor.hvp_error is not None
+            else ""
+        )
+        + (
             f" [steps from {taylor.largest_step:g}: the larger ones did not fit, as across a kink]"
             if taylor.largest_step != 0.05
             else ""

@@ -636,7 +636,7 @@ def _check_image_size(
         )
 
 
-def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, int]) -> str | None:
+def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, Any]) -> str | None:
     """An identifier not used before; "input" is reserved."""
     if name is None:
         return None

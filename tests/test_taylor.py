@@ -59,3 +59,20 @@ def test_a_relu_network_whose_larger_steps_cross_a_kink_passes(module_for) -> No
     assert result.ok and result.largest_step < 0.05, result
     bad = taylor_test(_tampered(module, scale_grads=1.001), arch, seed=18)
     assert not bad.ok, bad
+
+
+def test_a_network_with_many_kinks_still_checks_its_hvp(module_for) -> None:
+    """A ReLU CNN crosses kinks at every step above about 1e-5: there the h^3 remainder is
+    below rounding, so v.Hv is checked against differences of the gradient, and an hvp
+    off by 1% (or a gradient off by 0.1%) fails."""
+    import dataclasses
+
+    from symbp.spec import load_arch
+    from tests.conftest import EXAMPLES
+
+    arch = dataclasses.replace(load_arch(EXAMPLES / "res_cnn.yaml"), dtype="float64")
+    module = module_for(arch)
+    result = taylor_test(module, arch, seed=0)
+    assert result.ok and result.largest_step < 1e-4 and result.hvp_error is not None, result
+    assert not taylor_test(_tampered(module, scale_hvp=1.01), arch, seed=0).ok
+    assert not taylor_test(_tampered(module, scale_grads=1.001), arch, seed=0).ok

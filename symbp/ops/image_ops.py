@@ -77,7 +77,8 @@ class Conv2d(ImageOp):
         x, w, b = args[:3]
         return sp.S.Zero if (x.is_zero or w.is_zero) and b.is_zero else None
 
-    def latex_form(self, x: str, w: str, b: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        x, w, b = parts
         bias = "" if self.args[2] == 0 else f" + {b}"
         return rf"{w} \star_{{{self._stride_pad()}}} {x}{bias}"
 
@@ -92,7 +93,8 @@ class Conv2dBackInput(ImageOp):
     def eval(cls, *args: sp.Basic) -> sp.Expr | None:
         return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
 
-    def latex_form(self, d: str, w: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        d, w = parts
         flipped = rf"\operatorname{{rot}}_{{180}}({w})"
         return rf"{d} \mathbin{{\tilde\star}}_{{{self._stride_pad()}}} {flipped}"
 
@@ -108,7 +110,8 @@ class Conv2dBackKernel(ImageOp):
     def eval(cls, *args: sp.Basic) -> sp.Expr | None:
         return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
 
-    def latex_form(self, x: str, d: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        x, d = parts
         return rf"\sum_{{n}} {x}_n \star_{{{self._stride_pad()}}} {d}_n"
 
 
@@ -118,7 +121,8 @@ class ChannelSum(ImageOp):
     helper = "_channel_sum"
     per_sample = False
 
-    def latex_form(self, d: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        (d,) = parts
         return rf"\sum_{{n,i,j}} \left[{d}\right]_{{n,\cdot,i,j}}"
 
 
@@ -127,7 +131,8 @@ class MaxPool(ImageOp):
 
     helper = "_maxpool"
 
-    def latex_form(self, x: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        (x,) = parts
         return rf"\operatorname{{maxpool}}_{{{self._size()},{self._stride_pad()}}}({x})"
 
 
@@ -137,7 +142,8 @@ class MaxPoolRoute(ImageOp):
 
     helper = "_maxpool_route"
 
-    def latex_form(self, x: str, d: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        x, d = parts
         return rf"\operatorname{{route}}_{{\max {x}}}({d})"
 
 
@@ -147,7 +153,8 @@ class MaxPoolPick(ImageOp):
 
     helper = "_maxpool_pick"
 
-    def latex_form(self, x: str, d: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        x, d = parts
         return rf"\operatorname{{pick}}_{{\max {x}}}({d})"
 
 
@@ -156,7 +163,8 @@ class AvgPool(ImageOp):
 
     helper = "_avgpool"
 
-    def latex_form(self, x: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        (x,) = parts
         return rf"\operatorname{{avgpool}}_{{{self._size()},{self._stride_pad()}}}({x})"
 
 
@@ -165,7 +173,8 @@ class AvgPoolBack(ImageOp):
 
     helper = "_avgpool_back"
 
-    def latex_form(self, d: str) -> str:
+    def latex_form(self, *parts: str) -> str:
+        (d,) = parts
         return rf"\operatorname{{spread}}_{{{self._size()},{self._stride_pad()}}}({d})"
 
 

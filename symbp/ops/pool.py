@@ -88,7 +88,7 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     x_dot = ctx.tangent_of(node.inputs[0])
     g = _geometry(node)
     z_dot = MaxPoolPick(x, x_dot, g) if node.kind == "maxpool2d" else AvgPool(x_dot, g)
-    r_backs = ()
+    r_backs: tuple = ()
     if node.inputs[0].layer > 0:
         r_backs = ((node.inputs[0], _back(node, x, s["Rdelta"])),)
     return ((s["Zd"], z_dot),), (), r_backs

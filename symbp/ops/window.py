@@ -7,7 +7,7 @@ the output size is floor((H + 2 p - k) / s) + 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -60,7 +60,7 @@ def _pair(value: Any, key: str, low: int, fail: Fail) -> tuple[int, int]:
 
 
 def check_window(
-    entry: dict, kind: str, shape: tuple[int, ...], fail: Fail
+    entry: Mapping[str, Any], kind: str, shape: tuple[int, ...], fail: Fail
 ) -> tuple[Window, tuple[int, int, int]]:
     """The window of a conv2d or pooling entry on an input of `shape` (C, H, W), with the
     output shape; every impossible size is refused through `fail`."""

@@ -84,15 +84,23 @@ def _columns(A, g):
     return view.transpose(0, 1, 4, 5, 2, 3).reshape(A.shape[0], C * kh * kw, Ho * Wo)
 
 
-def _spread(parts, g, out=None):
-    """The transpose of _windows: parts (n, C, kh, kw, Ho, Wo) added back at the positions
-    each window read, into zeros of the padded input's shape; the padding dropped."""
-    C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw = g[0], g[1], g[2], *g[4:]
-    n = parts.shape[0]
-    full = np.zeros((n, C, H + 2 * ph, W + 2 * pw), parts.dtype)
+def _offsets(g):
+    """Each window position (p, q), row by row, with the slices of the input it reads
+    across all windows at once: rows p, p + sh, ..., columns q, q + sw, ..."""
+    Ho, Wo, kh, kw, sh, sw = g[4], g[5], g[6], g[7], g[8], g[9]
     for p in range(kh):
         for q in range(kw):
-            full[:, :, p : p + (Ho - 1) * sh + 1 : sh, q : q + (Wo - 1) * sw + 1 : sw] += parts[:, :, p, q]
+            yield p, q, (slice(p, p + (Ho - 1) * sh + 1, sh), slice(q, q + (Wo - 1) * sw + 1, sw))
+
+
+def _spread(parts, g, out=None):
+    """The transpose of _windows: parts (C, kh, kw, n, Ho, Wo) added back at the positions
+    each window read, into zeros of the padded input's shape; the padding dropped."""
+    C, H, W, ph, pw = g[0], g[1], g[2], g[10], g[11]
+    n = parts.shape[3]
+    full = np.zeros((n, C, H + 2 * ph, W + 2 * pw), parts.dtype)
+    for p, q, (rows, cols) in _offsets(g):
+        full[:, :, rows, cols] += parts[:, p, q].transpose(1, 0, 2, 3)
     return _result(full[:, :, ph : ph + H, pw : pw + W], out)
 
 
@@ -119,8 +127,10 @@ def _conv2d_back_input(D, W, g, out=None):
     (C kh kw values each), added back where each window read its input."""
     C, F, Ho, Wo, kh, kw = g[0], g[3], g[4], g[5], g[6], g[7]
     n = D.shape[0]
-    parts = np.matmul(W.reshape(F, -1).T, D.reshape(n, F, Ho * Wo))
-    return _spread(parts.reshape(n, C, kh, kw, Ho, Wo), g, out)
+    # one product over the whole batch (twice as fast here as one per sample)
+    by_filter = np.ascontiguousarray(D.reshape(n, F, Ho * Wo).transpose(1, 0, 2))
+    parts = W.reshape(F, -1).T @ by_filter.reshape(F, n * Ho * Wo)
+    return _spread(parts.reshape(C, kh, kw, n, Ho, Wo), g, out)
 
 
 def _channel_sum(D, g, out=None):
@@ -128,43 +138,77 @@ def _channel_sum(D, g, out=None):
     return D.reshape(D.shape[0], g[3], g[4] * g[5]).sum(axis=(0, 2), out=out)
 
 
-def _maxpool_argmax(A, g):
-    """The position (p kw + q) of the first maximum of each window: (n, C, Ho, Wo)."""
-    view = _windows(_image(A, g), g)
-    return view.reshape(*view.shape[:4], -1).argmax(axis=-1)
-
-
 def _maxpool(A, g, out=None):
-    """The maximum of each window."""
-    return _result(_windows(_image(A, g), g).max(axis=(4, 5)), out)
+    """The maximum of each window: an elementwise maximum over the kh kw positions."""
+    X = _image(A, g)
+    n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
+    best = np.empty((n, C, Ho, Wo), A.dtype) if out is None else out.reshape(n, C, Ho, Wo)
+    for p, q, (rows, cols) in _offsets(g):
+        if p == q == 0:
+            np.copyto(best, X[:, :, rows, cols])
+        else:
+            np.maximum(best, X[:, :, rows, cols], out=best)
+    return best.reshape(n, -1)
+
+
+def _maxpool_hits(A, g):
+    """For each window position (p, q): where the window's first maximum is there."""
+    X = _image(A, g)
+    best = _maxpool(A, g).reshape(A.shape[0], g[0], g[4], g[5])
+    taken = np.zeros(best.shape, bool)
+    for p, q, (rows, cols) in _offsets(g):
+        hit = X[:, :, rows, cols] == best
+        hit &= ~taken
+        taken |= hit
+        yield p, q, (rows, cols), hit
 
 
 def _maxpool_route(A, D, g, out=None):
     """Each entry of D sent to the first maximum of its window of A."""
-    C, Ho, Wo, kh, kw = g[0], g[4], g[5], g[6], g[7]
+    C, H, W, Ho, Wo = g[0], g[1], g[2], g[4], g[5]
     n = D.shape[0]
-    hit = _maxpool_argmax(A, g)[:, :, None] == np.arange(kh * kw).reshape(1, 1, -1, 1, 1)
-    parts = hit * D.reshape(n, C, 1, Ho, Wo)
-    return _spread(parts.reshape(n, C, kh, kw, Ho, Wo), g, out)
+    D4 = D.reshape(n, C, Ho, Wo)
+    full = np.zeros((n, C, H, W), D.dtype)
+    apart = g[8] >= g[6] and g[9] >= g[7]  # windows that do not overlap: each entry once
+    for _, _, (rows, cols), hit in _maxpool_hits(A, g):
+        if apart:
+            np.multiply(hit, D4, out=full[:, :, rows, cols])
+        else:
+            full[:, :, rows, cols] += hit * D4
+    return _result(full, out)
 
 
 def _maxpool_pick(A, D, g, out=None):
     """The entry of D at the first maximum of each window of A."""
-    view = _windows(_image(D, g), g)
-    flat = view.reshape(*view.shape[:4], -1)
-    return _result(np.take_along_axis(flat, _maxpool_argmax(A, g)[..., None], axis=-1), out)
+    n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
+    Dimg = _image(D, g)
+    picked = np.zeros((n, C, Ho, Wo), D.dtype)
+    for _, _, (rows, cols), hit in _maxpool_hits(A, g):
+        picked += hit * Dimg[:, :, rows, cols]
+    return _result(picked, out)
 
 
 def _avgpool(A, g, out=None):
-    """The mean of each window."""
-    return _result(_windows(_image(A, g), g).mean(axis=(4, 5)), out)
+    """The mean of each window: the sum over the kh kw positions, divided."""
+    X = _image(A, g)
+    n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
+    total = np.zeros((n, C, Ho, Wo), A.dtype) if out is None else out.reshape(n, C, Ho, Wo)
+    total[...] = 0
+    for _, _, (rows, cols) in _offsets(g):
+        total += X[:, :, rows, cols]
+    total /= g[6] * g[7]
+    return total.reshape(n, -1)
 
 
 def _avgpool_back(D, g, out=None):
     """Each entry of D spread over its window, 1/(kh kw) to each entry."""
-    C, Ho, Wo, kh, kw = g[0], g[4], g[5], g[6], g[7]
-    share = D.reshape(D.shape[0], C, 1, 1, Ho, Wo) / (kh * kw)
-    return _spread(np.broadcast_to(share, (D.shape[0], C, kh, kw, Ho, Wo)), g, out)
+    C, H, W, Ho, Wo = g[0], g[1], g[2], g[4], g[5]
+    n = D.shape[0]
+    share = D.reshape(n, C, Ho, Wo) / (g[6] * g[7])
+    full = np.zeros((n, C, H, W), D.dtype)
+    for _, _, (rows, cols) in _offsets(g):
+        full[:, :, rows, cols] += share
+    return _result(full, out)
 
 
 def _copy(x, out=None):

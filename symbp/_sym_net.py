@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -82,6 +83,19 @@ def _vector(name: str, rows: int) -> sp.Matrix:
     return sp.Matrix(rows, 1, lambda i, _: sp.Symbol(f"{name}[{i}]", real=True))
 
 
+def _kernel(name: str, shape: tuple[int, ...]) -> sp.Matrix:
+    """W[f,c,p,q] as an (F, C kh kw) matrix, its columns in C order."""
+    F, C, kh, kw = shape
+    entries = [
+        sp.Symbol(f"{name}[{f},{c},{p},{q}]", real=True)
+        for f in range(F)
+        for c in range(C)
+        for p in range(kh)
+        for q in range(kw)
+    ]
+    return sp.Matrix(F, C * kh * kw, entries)
+
+
 def _targets(arch: Arch, n: int) -> sp.Matrix:
     """Target symbols; each sample's cross-entropy targets sum to 1 exactly."""
     k = arch.layer_sizes[-1]
@@ -108,7 +122,10 @@ def _graph_leaves(arch: Arch, n: int) -> Leaves:
     """Leaves of a graph of any kinds: every parameter of build_graph(arch) as symbols."""
     named, weights = [], []
     for p in build_graph(arch).parameters:
-        matrix = _matrix(p.key, *p.shape) if len(p.shape) == 2 else _vector(p.key, p.shape[0])
+        if len(p.shape) == 4:  # a kernel (F, C, kh, kw): F rows of its C kh kw entries
+            matrix = _kernel(p.key, p.shape)
+        else:
+            matrix = _matrix(p.key, *p.shape) if len(p.shape) == 2 else _vector(p.key, p.shape[0])
         named.append((p.key, matrix))
         weights += [matrix] if p.symbol == "W" else []
     x = _matrix("X", arch.input, n)
@@ -162,10 +179,49 @@ class Opaque(sp.Function):
     impl: sp.Expr = X  # f(x), set on each subclass
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return opaque(sp.diff(self.impl, X))(self.args[0])
+        derivative = _DERIVATIVE.get(type(self))
+        if derivative is None:  # f' once per activation, not once per unit
+            derivative = _DERIVATIVE[type(self)] = opaque(sp.diff(self.impl, X))
+        return derivative(self.args[0])
 
 
 _OPAQUE: dict[sp.Expr, type[Opaque]] = {}
+_DERIVATIVE: dict[type, type[Opaque]] = {}
+
+
+class FirstMax(sp.Function):
+    """The largest argument, the first one where several are (max pooling's convention);
+    its derivative with respect to argument k is FirstMaxIs(k, ...): 1 if k is that one."""
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return FirstMaxIs(sp.Integer(argindex - 1), *self.args)
+
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        if all(a.is_number for a in args):
+            return args[_first_max(args)]
+        return None
+
+
+class FirstMaxIs(sp.Function):
+    """1 if argument k (the first argument) is the first largest of the others, else 0."""
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero  # piecewise constant
+
+    @classmethod
+    def eval(cls, k: sp.Expr, *args: sp.Expr) -> sp.Expr | None:
+        if all(a.is_number for a in args):
+            return sp.S.One if _first_max(args) == int(k) else sp.S.Zero
+        return None
+
+
+def _first_max(values: tuple) -> int:
+    best = 0
+    for k, value in enumerate(values):
+        if bool(value > values[best]):
+            best = k
+    return best
 
 
 def opaque(f: sp.Expr) -> type[Opaque]:
@@ -258,6 +314,10 @@ def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> 
             z = z + params[f"b{l}"] * sp.ones(1, n)
     elif layer.type == "add":
         z = a + inputs[1]
+    elif layer.type in ("conv2d", "maxpool2d", "avgpool2d"):
+        z = sp.Matrix.hstack(*[_image_map(arch, l, a[:, s], params) for s in range(n)])
+    elif layer.type == "flatten":
+        z = a
     else:
         per_sample = layer.type == "layernorm"  # normalise each sample (column) or unit (row)
         eps = sp.Rational(repr(layer.eps))
@@ -267,6 +327,45 @@ def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> 
     return sp.Matrix.hstack(
         *[sp.Matrix(_apply(arch, layer.activation, list(z[:, s]), True)) for s in range(n)]
     )
+
+
+def _image_map(arch: Arch, l: int, column: sp.Matrix, params: Mapping) -> sp.Matrix:
+    """One sample's output of an image layer, written out from its definition: the input is
+    its C*H*W entries in C order, zero outside the image (the padding)."""
+    layer = arch.layers[l - 1]
+    (C, H, W), (F, Ho, Wo) = arch.layer_shapes[l - 1], layer.out_shape
+    assert layer.window is not None
+    (kh, kw), (sh, sw), (ph, pw) = layer.window.kernel, layer.window.stride, layer.window.padding
+
+    def x(c: int, u: int, v: int) -> sp.Expr:
+        inside = 0 <= u < H and 0 <= v < W
+        return column[(c * H + u) * W + v] if inside else sp.S.Zero
+
+    out = []
+    for f in range(F):
+        for i in range(Ho):
+            for j in range(Wo):
+                window = [
+                    (c, i * sh + p - ph, j * sw + q - pw, c * kh * kw + p * kw + q)
+                    for c in (range(C) if layer.type == "conv2d" else (f,))
+                    for p in range(kh)
+                    for q in range(kw)
+                ]
+                out.append(_window_value(layer, params, l, f, window, x))
+    return sp.Matrix(out)
+
+
+def _window_value(layer: Any, params: Mapping, l: int, f: int, window: list, x: Any) -> sp.Expr:
+    """conv: b_f + sum W[f, .] x; avg: the mean; max: the first maximum (at a tie the
+    earliest entry, whose derivative is 1 and the others' 0)."""
+    values = [x(c, u, v) for c, u, v, _ in window]
+    if layer.type == "conv2d":
+        w = params[f"W{l}"]
+        total = sp.Add(*[w[f, k] * value for (*_, k), value in zip(window, values, strict=True)])
+        return total + (params[f"b{l}"][f] if layer.bias else 0)
+    if layer.type == "avgpool2d":
+        return sp.Add(*values) / len(values)
+    return FirstMax(*values)
 
 
 def _normalise(x: sp.Matrix, eps: sp.Expr) -> sp.Matrix:

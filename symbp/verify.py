@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import random
 import sys
 from collections.abc import Callable
@@ -32,8 +33,10 @@ from symbp.derive import Derivation, derive, unsupported
 from symbp.errors import SymbpError
 from symbp.graph import build_graph
 from symbp.network import Network, derive_network
+from symbp.ops import image_eval as images
+from symbp.ops.image_ops import ImageOp
 from symbp.reductions import BatchSum, LogSumExp, UnitSum
-from symbp.spec import Arch, load_arch, parameter_count
+from symbp.spec import Arch, arch_from_mapping, load_arch, parameter_count
 from symbp.stable import through_sigmoid
 
 TOLERANCE = sp.Float("1e-40")
@@ -86,13 +89,60 @@ class VerifyResult:
 
 
 def shrink(arch: Arch, max_units: int) -> Arch:
-    """arch itself if every width is <= max_units, else every width cut to max_units."""
+    """arch itself if every width is <= max_units, else every width cut to max_units; an
+    image network keeps its layers' geometry on the smallest image it fits, with at most
+    max_units channels and filters."""
+    if arch.images:
+        return _shrink_images(arch, max_units)
     if max(arch.layer_sizes) <= max_units:
         return arch
     layers = tuple(
         dataclasses.replace(layer, units=min(layer.units, max_units)) for layer in arch.layers
     )
     return dataclasses.replace(arch, input=min(arch.input, max_units), layers=layers)
+
+
+def _shrink_images(arch: Arch, max_units: int) -> Arch:
+    C, H, W = arch.input_shape
+    for side in range(1, max(H, W) + 1):
+        try:
+            return arch_from_mapping(_image_doc(arch, (min(C, max_units), min(side, H),
+                                                       min(side, W)), max_units))  # fmt: skip
+        except SymbpError:
+            continue
+    return arch
+
+
+def _image_doc(arch: Arch, shape: tuple[int, int, int], max_units: int) -> dict:
+    """arch as a mapping, on an input of `shape`, channels and units cut to max_units."""
+    layers = []
+    for layer in arch.layers:
+        entry: dict[str, Any] = {"type": layer.type}
+        if layer.name:
+            entry["name"] = layer.name
+        if layer.type not in ("maxpool2d", "avgpool2d", "flatten"):
+            entry["activation"] = layer.activation
+        if layer.type == "dense":
+            entry.update(units=min(layer.units, max_units), bias=layer.bias)
+        elif layer.type == "add":
+            entry["from"] = layer.source
+        elif layer.type in ("layernorm", "batchnorm"):
+            entry["eps"] = layer.eps
+        elif layer.window is not None:
+            window = layer.window
+            if layer.type == "conv2d":
+                entry.update(filters=min(layer.shape[0], max_units), kernel=list(window.kernel),
+                             padding=list(window.padding), bias=layer.bias)  # fmt: skip
+            else:
+                entry["size"] = list(window.kernel)
+            entry["stride"] = list(window.stride)
+        layers.append(entry)
+    loss: Any = arch.loss.kind if arch.loss.kind != "expr" else {"expr": arch.loss.expr}
+    return {
+        "name": arch.name, "layout": arch.layout, "dtype": arch.dtype, "input": list(shape),
+        "layers": layers, "loss": loss, "reduction": arch.reduction, "l2": arch.l2,
+        "activations": dict(arch.activations),
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------- the IR, as the code runs it
@@ -142,6 +192,12 @@ class _Mirror:
         if isinstance(expr, sp.MatMul):
             return self._matmul(expr)
         raise MirrorError(f"no NumPy form for {type(expr).__name__} ({expr})")
+
+    def matrix_value(self, expr: sp.Basic) -> sp.Matrix:
+        """The array a symbol names (an image operation's argument)."""
+        if not isinstance(expr, (sp.Symbol, sp.MatrixSymbol)):
+            raise MirrorError(f"an image operation reads {expr}, not a stored array")
+        return self._array(expr.name)
 
     def _array(self, name: str) -> sp.Matrix:
         value = self.env.get(name)
@@ -316,7 +372,7 @@ def network_gradients(
             mirror.env[p.key] = params[p.key].T if row else params[p.key]
     mirror.env["count"] = sp.Integer(n)
     for nd in network.nodes:
-        l, units = nd.node.index, nd.node.z.shape[0]
+        l, units = nd.node.index, nd.node.z.size
         shape = (n, units) if row else (units, n)
         for target, value in nd.forward:
             _step(mirror, target.name, value, functools.partial(_value, mirror, value, shape))
@@ -328,7 +384,7 @@ def network_gradients(
     pending: dict[str, list] = {}
     out: dict[str, sp.Matrix | MirrorError] = {}
     for nd in reversed(network.nodes):
-        l, units = nd.node.index, nd.node.z.shape[0]
+        l, units = nd.node.index, nd.node.z.size
         shape = (n, units) if row else (units, n)
         if not nd.is_output:
             parts = [_value(mirror, b, shape) for b in pending.pop(nd.node.a.key)]
@@ -349,13 +405,32 @@ def _value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.Matrix
     """A matrix expression's value, or an elementwise one's over arrays of `shape`."""
     if isinstance(expr, sp.MatrixExpr):
         return mirror.matrix(expr)
+    if expr.has(ImageOp):
+        return _image_value(mirror, expr)
     return mirror.elementwise(expr, shape)
+
+
+def _image_value(mirror: _Mirror, expr: sp.Basic) -> sp.Matrix:
+    """An image operation (or a sum of them and terms shaped like them: lambda W) run
+    entry by entry as the module's helper is documented to compute it (symbp.images)."""
+    if isinstance(expr, ImageOp):
+        arrays = [None if a == 0 else mirror.matrix_value(a) for a in expr.arrays]
+        return images.evaluate(type(expr).__name__, arrays, expr.window).applyfunc(mirror.settle)
+    terms = sp.Add.make_args(expr)
+    ops = [t for t in terms if isinstance(t, ImageOp)]
+    if len(ops) + 1 < len(terms) or not ops:
+        raise MirrorError(f"no NumPy form for {expr}")
+    total = functools.reduce(lambda x, y: x + y, [_image_value(mirror, t) for t in ops])
+    rest = [t for t in terms if not isinstance(t, ImageOp)]
+    if rest:
+        total = total + mirror.elementwise(rest[0], total.shape)
+    return total.applyfunc(mirror.settle)
 
 
 def _as_parameter(value: sp.Matrix, param: Any, row: bool) -> sp.Matrix:
     """A gradient in the parameter's shape: a per-unit sum over the batch was broadcast back
     over the samples by the mirror; its first sample is the vector."""
-    if len(param.shape) == 2 or value.shape == (param.shape[0], 1):
+    if len(param.shape) != 1 or value.shape == (param.shape[0], 1):
         return value
     return value[0, :].T if row else value[:, 0]
 
@@ -443,8 +518,8 @@ def _all_simplify_to_zero(reference: list, symbp: list) -> bool:
 def _labels(arch: Arch, name: str) -> list[str]:
     """Each entry's name, W1[i,j] or b1[i], from the parameter's shape in the graph."""
     shape = next(p.shape for p in build_graph(arch).parameters if p.key == name)
-    if len(shape) == 1:
-        return [f"{name}[{i}]" for i in range(shape[0])]
+    if len(shape) != 2:
+        return [f"{name}[{','.join(map(str, at))}]" for at in itertools.product(*map(range, shape))]
     return [f"{name}[{i},{j}]" for i in range(shape[0]) for j in range(shape[1])]
 
 
@@ -543,13 +618,6 @@ def verify_arch(
     _check_options(max_units, points, simplify_seconds, reference)
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
-    if arch.images:
-        raise VerifyError(
-            "verify does not cover image layers (conv2d, pooling, flatten) yet",
-            file=arch.source,
-            fix="check this network with  symbp gradcheck  (central differences, the Taylor "
-            "test and hvp); the test suite also compares image layers with PyTorch",
-        )
     small = shrink(arch, max_units)
     _check_size(small, max_units)
     say = progress or (lambda _: None)
@@ -570,15 +638,17 @@ def verify_arch(
 def format_table(result: VerifyResult) -> str:
     """The rows as a plain-text table under a line describing the instance."""
     arch = result.small_arch
-    sizes = "-".join(map(str, arch.layer_sizes))
+    sizes = "-".join("x".join(map(str, shape)) for shape in arch.layer_shapes)
     lines = [
         f"{arch.name}: sizes {sizes}, n = {result.n} samples, {arch.layout} layout",
         f"reference: {result.reference_text}{_WHY.get(result.reference, '')}",
         f"{'parameter':<10} {'shape':<6} {'method':<22} {'result':<6} detail",
     ]
-    params = net.make_leaves(arch).params()
+    # Each parameter as the module shapes it: a kernel (F, C, kh, kw), else its matrix.
+    params = {key: m.shape for key, m in net.make_leaves(arch).params().items()}
+    params.update({p.key: p.shape for p in build_graph(arch).parameters if len(p.shape) == 4})
     for r in result.rows:
-        shape = "x".join(map(str, params[r.parameter].shape)) if r.parameter in params else "?"
+        shape = "x".join(map(str, params[r.parameter])) if r.parameter in params else "?"
         verdict = "ok" if r.ok else "FAIL"
         lines.append(f"{r.parameter:<10} {shape:<6} {r.method:<22} {verdict:<6} {r.detail}")
     return "\n".join(lines)

@@ -89,9 +89,18 @@ def _failing(result: verify.VerifyResult) -> list[str]:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_verifies_shrunk(path: Path) -> None:
-    result = verify_arch(load_arch(path), simplify_seconds=0)
+    arch = load_arch(path)
+    # An image network keeps its geometry on the smallest image it fits (14x14 for res_cnn,
+    # whose last pooling needs 4x4): one channel keeps that under half a minute.
+    limit = 1 if arch.images else 3
+    result = verify_arch(arch, max_units=limit, simplify_seconds=0)
     _assert_verified(result)
-    assert max(result.small_arch.layer_sizes) <= 3
+    small = result.small_arch
+    if arch.images:
+        assert all(shape[0] <= limit for shape in small.layer_shapes if len(shape) == 3)
+        assert small.layer_shapes[-1] == (limit,)
+    else:
+        assert max(small.layer_sizes) <= 3
 
 
 @pytest.mark.parametrize("layout", ["column", "row"])
@@ -410,3 +419,25 @@ def test_the_two_references_agree_on_a_small_graph() -> None:
         result = verify_arch(arch, reference=reference, simplify_seconds=0, points=1)
         _assert_verified(result)
         assert result.reference == reference
+
+
+def test_a_wrong_image_gradient_fails_verify() -> None:
+    """The conv kernel's gradient read from the wrong array (the input's error instead of the
+    layer's), and max pooling routed by the wrong array: both are caught."""
+    from symbp.ops.image_ops import Conv2dBackKernel
+
+    arch = load_arch(EXAMPLES_DIR / "lenet.yaml")
+
+    def swap(network):
+        nodes = list(network.nodes)
+        conv = nodes[2]  # layer 3, conv2d
+        (w, grad), *rest = conv.grads
+        x, delta, g = grad.args
+        wrong = Conv2dBackKernel(x, delta * 2, g)
+        nodes[2] = dataclasses.replace(conv, grads=((w, wrong), *rest))
+        return dataclasses.replace(network, nodes=tuple(nodes))
+
+    result = verify_arch(arch, tamper=swap, simplify_seconds=0)
+    assert not result.ok
+    bad = [row.parameter for row in result.rows if not row.ok]
+    assert bad == ["W3"], result.rows

@@ -84,6 +84,21 @@ def _columns(A, g):
     return view.transpose(0, 1, 4, 5, 2, 3).reshape(A.shape[0], C * kh * kw, Ho * Wo)
 
 
+def _per_channel(v, g):
+    """A per-channel vector (C,) repeated over each channel's H*W positions."""
+    return np.repeat(v, g[1])
+
+
+def _channel_batch_sum(X, g):
+    """The sum over the batch and the positions of each channel, repeated over them."""
+    return np.repeat(np.reshape(X, (-1, g[0], g[1])).sum(axis=(0, 2)), g[1])
+
+
+def _channel_total(X, g, out=None):
+    """The sum over the batch and the positions of each channel: (C,)."""
+    return np.sum(np.reshape(X, (-1, g[0], g[1])), axis=(0, 2), out=out)
+
+
 def _offsets(g):
     """Each window position (p, q), row by row, with the slices of the input it reads
     across all windows at once: rows p, p + sh, ..., columns q, q + sw, ..."""

@@ -318,6 +318,11 @@ def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> 
         z = sp.Matrix.hstack(*[_image_map(arch, l, a[:, s], params) for s in range(n)])
     elif layer.type == "flatten":
         z = a
+    elif layer.shape:  # batch norm on an image: each channel over samples and positions
+        z = _normalise_channels(a, arch.layer_shapes[l], sp.Rational(repr(layer.eps)))
+        HW = layer.shape[1] * layer.shape[2]
+        gamma, beta = params[f"gamma{l}"], params[f"beta{l}"]
+        z = sp.Matrix(*z.shape, lambda u, s: gamma[u // HW] * z[u, s] + beta[u // HW])
     else:
         per_sample = layer.type == "layernorm"  # normalise each sample (column) or unit (row)
         eps = sp.Rational(repr(layer.eps))
@@ -366,6 +371,22 @@ def _window_value(layer: Any, params: Mapping, l: int, f: int, window: list, x: 
     if layer.type == "avgpool2d":
         return sp.Add(*values) / len(values)
     return FirstMax(*values)
+
+
+def _normalise_channels(a: sp.Matrix, shape: tuple[int, ...], eps: sp.Expr) -> sp.Matrix:
+    """Each channel's entries, over every sample and position at once, minus their mean,
+    over their standard deviation (biased, + eps): a is (C*H*W, n)."""
+    C, HW = shape[0], shape[1] * shape[2]
+    groups = [
+        sp.Matrix([a[c * HW + k, s] for s in range(a.cols) for k in range(HW)]) for c in range(C)
+    ]
+    out = sp.zeros(*a.shape)
+    for c, column in enumerate(groups):
+        normal = _normalise(column, eps)
+        for s in range(a.cols):
+            for k in range(HW):
+                out[c * HW + k, s] = normal[s * HW + k, 0]
+    return out
 
 
 def _normalise(x: sp.Matrix, eps: sp.Expr) -> sp.Matrix:

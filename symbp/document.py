@@ -211,8 +211,9 @@ def _kind_sections(net: Network, eq: dict[str, int]) -> list[dict]:
     sections = []
     for kind in dict.fromkeys(nd.node.kind for nd in net.nodes):
         section = kind_module(kind).document_section(kind, eq)
+        images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
         if section is not None:
-            sections.append({"kind": kind, **section})
+            sections.append({"kind": kind, "on_images": images, **section})
     return sections
 
 
@@ -302,6 +303,7 @@ def document_context(d: Derivation, net: Network | None = None) -> dict[str, Any
         "l2": repr(float(arch.l2)) if arch.l2 else "",
         "n_layers": len(net.nodes),
         "all_dense": all(k == "dense" for k in kinds),
+        "has_conv": "conv2d" in kinds,
         "kind_counts": ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)),
         "eq": eq,
         "general": _general_entry(d),

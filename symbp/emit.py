@@ -164,9 +164,9 @@ class Emitter:
             return [f"{target} = {self._product(expr, out)}"]
         if isinstance(expr, BatchSum) and out is not None:
             return [f"{target} = {self._batch_sum(expr, out)}"]
-        if isinstance(expr, ImageOp) and out is not None:
+        if isinstance(expr, ImageOp) and expr.fills and out is not None:
             return [f"{target} = {self.printer.image_call(expr, out)}"]
-        ops = [a for a in sp.Add.make_args(expr) if isinstance(a, ImageOp)]
+        ops = [a for a in sp.Add.make_args(expr) if isinstance(a, ImageOp) and a.fills]
         if isinstance(expr, sp.Add) and ops and out is not None:
             rest = [a for a in expr.args if a is not ops[0]]
             return [f"{target} = {self.printer.image_call(ops[0], out)}"] + [

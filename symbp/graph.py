@@ -81,6 +81,8 @@ def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor
         wanted.append(("W", (filters, shape_in[0], *layer.window.kernel)))
         if layer.bias:
             wanted.append(("b", (filters,)))
+    elif layer.type == "batchnorm" and len(shape_in) == 3:  # one per channel
+        wanted += [("gamma", (shape_in[0],)), ("beta", (shape_in[0],))]
     elif layer.type in ("layernorm", "batchnorm"):
         wanted += [("gamma", (n,)), ("beta", (n,))]
     return tuple(Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym) for sym, shape in wanted)

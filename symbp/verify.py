@@ -34,7 +34,7 @@ from symbp.errors import SymbpError
 from symbp.graph import build_graph
 from symbp.network import Network, derive_network
 from symbp.ops import image_eval as images
-from symbp.ops.image_ops import ImageOp
+from symbp.ops.image_ops import ChannelOp, ImageOp, PerChannel
 from symbp.reductions import BatchSum, LogSumExp, UnitSum
 from symbp.spec import Arch, arch_from_mapping, load_arch, parameter_count
 from symbp.stable import through_sigmoid
@@ -291,12 +291,35 @@ class _Mirror:
         values: dict[sp.Dummy, sp.Matrix] = {}
         walk = sp.preorder_traversal(expr)
         for node in walk:
-            if isinstance(node, (UnitSum, LogSumExp, BatchSum)) and node not in found:
+            if isinstance(node, ChannelOp) and node not in found:
+                walk.skip()
+                found[node] = sp.Dummy("r")
+                values[found[node]] = self._per_channel(node, shape)
+            elif isinstance(node, (UnitSum, LogSumExp, BatchSum)) and node not in found:
                 walk.skip()
                 found[node] = sp.Dummy("r")
                 inner = self.elementwise(node.args[0], shape)
                 values[found[node]] = self._per_sample(node, inner)
         return expr.xreplace(found), values
+
+    def channel_sums(self, node: ChannelOp, shape: tuple[int, int]) -> list[sp.Expr]:
+        """The sum over the samples and positions of each channel of node's argument."""
+        inner = self.elementwise(node.args[0], shape)
+        C, HW = node.window["C"], node.window["HW"]
+        return [
+            self.settle(sp.Add(*[inner[s, c * HW + k] for s in range(inner.rows)
+                                 for k in range(HW)]))
+            for c in range(C)
+        ]  # fmt: skip
+
+    def _per_channel(self, node: ChannelOp, shape: tuple[int, int]) -> sp.Matrix:
+        """A per-channel vector, or the channels' sums, at every entry of the image."""
+        HW = node.window["HW"]
+        if isinstance(node, PerChannel):
+            vector = list(self.matrix_value(node.args[0]))
+        else:
+            vector = self.channel_sums(node, shape)
+        return sp.Matrix(*shape, lambda s, k: vector[k // HW])
 
     def _per_sample(self, node: sp.Basic, inner: sp.Matrix) -> sp.Matrix:
         """sum (or log sum exp) over the units of each sample, or the sum over the samples
@@ -405,14 +428,17 @@ def _value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.Matrix
     """A matrix expression's value, or an elementwise one's over arrays of `shape`."""
     if isinstance(expr, sp.MatrixExpr):
         return mirror.matrix(expr)
-    if expr.has(ImageOp):
-        return _image_value(mirror, expr)
+    if any(isinstance(t, ImageOp) and t.fills for t in sp.Add.make_args(expr)):
+        return _image_value(mirror, expr, shape)
     return mirror.elementwise(expr, shape)
 
 
-def _image_value(mirror: _Mirror, expr: sp.Basic) -> sp.Matrix:
+def _image_value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.Matrix:
     """An image operation (or a sum of them and terms shaped like them: lambda W) run
-    entry by entry as the module's helper is documented to compute it (symbp.images)."""
+    entry by entry as the module's helper is documented to compute it (symbp.images);
+    a per-channel total as a column of one sum per channel."""
+    if isinstance(expr, ChannelOp):
+        return sp.Matrix(mirror.channel_sums(expr, shape))
     if isinstance(expr, ImageOp):
         arrays = [None if a == 0 else mirror.matrix_value(a) for a in expr.arrays]
         return images.evaluate(type(expr).__name__, arrays, expr.window).applyfunc(mirror.settle)
@@ -420,7 +446,7 @@ def _image_value(mirror: _Mirror, expr: sp.Basic) -> sp.Matrix:
     ops = [t for t in terms if isinstance(t, ImageOp)]
     if len(ops) + 1 < len(terms) or not ops:
         raise MirrorError(f"no NumPy form for {expr}")
-    total = functools.reduce(lambda x, y: x + y, [_image_value(mirror, t) for t in ops])
+    total = functools.reduce(lambda x, y: x + y, [_image_value(mirror, t, shape) for t in ops])
     rest = [t for t in terms if not isinstance(t, ImageOp)]
     if rest:
         total = total + mirror.elementwise(rest[0], total.shape)

@@ -48,6 +48,18 @@ CASES: dict[str, dict[str, Any]] = {
         ],
         "loss": "mse",
     },
+    "conv-batchnorm": {
+        "input": [2, 5, 5],
+        "layers": [
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": 1, "bias": False},
+            {"type": "batchnorm", "activation": "tanh", "eps": 0.001, "name": "first"},
+            {"type": "conv2d", "filters": 3, "kernel": 3, "padding": "same", "bias": False},
+            {"type": "batchnorm"},
+            {"type": "add", "from": "first", "activation": "relu"},
+            {"type": "flatten"},
+            {"units": 3, "activation": "softmax"},
+        ],
+    },
     "residual": {
         "input": [2, 5, 5],
         "layers": [
@@ -189,6 +201,31 @@ def test_matches_pytorch(module_for) -> None:
         np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
+def test_batch_norm_on_images_matches_pytorch(module_for) -> None:
+    """Batch norm per channel over the batch and the positions (BatchNorm2d, training)."""
+    torch = pytest.importorskip("torch")
+    arch = _arch("conv-batchnorm")
+    m = module_for(arch)
+    params, X, Y = random_problem(m, arch, seed=6, n=4)
+    value, grads = m.loss_and_grads(params, X, Y)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    F = torch.nn.functional
+
+    def bn(h, key, eps):
+        return F.batch_norm(h, None, None, t[f"gamma{key}"], t[f"beta{key}"], True, 0.0, eps)
+
+    x = torch.tensor(X.reshape(4, 2, 5, 5))
+    first = torch.tanh(bn(F.conv2d(x, t["W1"], padding=1), 2, 1e-3))
+    h = bn(F.conv2d(first, t["W3"], padding=1), 4, 1e-5)
+    h = torch.relu(h + first)
+    logits = torch.flatten(h, 1) @ t["W7"].T + t["b7"]
+    loss = -(torch.tensor(Y) * F.log_softmax(logits, dim=1)).sum() / 4
+    loss.backward()
+    assert value == pytest.approx(loss.item(), rel=1e-12)
+    for key, tensor in t.items():
+        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-8, atol=1e-11)
+
+
 def test_max_pool_ties_go_to_the_first_maximum(module_for) -> None:
     """A constant window: the whole error goes to its first entry (as PyTorch does)."""
     arch = make_arch(
@@ -272,7 +309,7 @@ BAD = [
      "layers[0]", "values per sample"),
     ({}, [{**CONV, "kernel": [3, 3, 3]}, *HEAD], "layers[0].kernel", "list of two"),
     ({}, [{**CONV, "filters": 0}, *HEAD], "layers[0].filters", "between 1"),
-    ({}, [CONV, {"type": "batchnorm"}, *HEAD], "layers[1].type", "not supported yet"),
+    ({}, [CONV, {"type": "layernorm"}, *HEAD], "layers[1].type", "not supported yet"),
 ]  # fmt: skip
 
 
@@ -374,3 +411,13 @@ def test_random_cnn_graphs_pass_finite_differences(tmp_path_factory, doc: dict, 
     rows = check_module(module, arch, seed=seed, n=3)
     assert all(r.ok for r in rows), [(r.name, r.max_rel) for r in rows]
     assert workspace_problems(module, arch, seed=seed, n=3) == []
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_verify_proves_every_case(case: str) -> None:
+    """symbp verify: the IR evaluated like the code, against the chain rule over sympy.diff
+    of each layer written out from its definition, on the smallest image it fits."""
+    from symbp.verify import verify_arch
+
+    result = verify_arch(_arch(case, l2=0.01), max_units=2, simplify_seconds=0, points=2)
+    assert result.ok, [(r.parameter, r.detail) for r in result.rows if not r.ok]

@@ -31,6 +31,8 @@ class ImageOp(sp.Function):
 
     helper = ""
     per_sample = True  # one row per sample in the result
+    reduction = False
+    fills = True  # its helper can write the whole result into a buffer (out=)
     is_real = True
 
     @property
@@ -178,17 +180,49 @@ class AvgPoolBack(ImageOp):
         return rf"\operatorname{{spread}}_{{{self._size()},{self._stride_pad()}}}({d})"
 
 
-IMAGE_HELPERS = tuple(
-    op.helper
-    for op in (
-        Conv2d,
-        Conv2dBackInput,
-        Conv2dBackKernel,
-        ChannelSum,
-        MaxPool,
-        MaxPoolRoute,
-        MaxPoolPick,
-        AvgPool,
-        AvgPoolBack,
-    )
-)
+def channels(shape: tuple[int, ...]) -> sp.Tuple:
+    """The geometry of a per-channel operation on an image (C, H, W): (C, H*W)."""
+    return sp.Tuple(sp.Integer(shape[0]), sp.Integer(shape[1] * shape[2]))
+
+
+class ChannelOp(ImageOp):
+    """A per-channel operation of batch norm on images (args: array, (C, H*W)): what a
+    vector's BatchSum and per-unit parameters are to a vector, channel by channel."""
+
+    per_sample = False
+    reduction = True  # evaluated inside elementwise expressions (symbp verify's mirror)
+    fills = False  # a vector broadcast over the samples, not an array of its own
+
+    @property
+    def window(self) -> dict[str, int]:
+        return {"C": int(self.args[-1][0]), "HW": int(self.args[-1][1])}
+
+
+class PerChannel(ChannelOp):
+    """A per-channel vector (C,) repeated over each channel's H*W positions: (C*H*W,)."""
+
+    helper = "_per_channel"
+
+    def latex_form(self, *parts: str) -> str:
+        return parts[0]
+
+
+class ChannelBatchSum(ChannelOp):
+    """The sum over the batch and the positions of each channel, repeated over the
+    channel's positions (C*H*W,): batch norm's sums on an image."""
+
+    helper = "_channel_batch_sum"
+
+    def latex_form(self, *parts: str) -> str:
+        return rf"\sum_{{n,i,j}} \left[{parts[0]}\right]_{{n,c,i,j}}"
+
+
+class ChannelTotal(ChannelOp):
+    """The sum over the batch and the positions of each channel, one per channel (C,):
+    the gradient of batch norm's gamma and beta on an image."""
+
+    helper = "_channel_total"
+    fills = True
+
+    def latex_form(self, *parts: str) -> str:
+        return rf"\sum_{{n,i,j}} \left[{parts[0]}\right]_{{n,c,i,j}}"

@@ -16,6 +16,7 @@ from symbp.graph import Node
 from symbp.latex import tex
 from symbp.nodes import Family, Kind, directional
 from symbp.ops.context import Context, Cost, node_symbols, param_symbol
+from symbp.ops.image_ops import ChannelBatchSum, ChannelTotal, PerChannel, channels
 from symbp.ops.norm import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
 from symbp.reductions import BatchSum
 
@@ -57,13 +58,51 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
         sp.Symbol("Mu", real=True): stat(
             f"Mu{l}", f"mean in layer {l}", F.FORWARD, rf"\mu^{{({l})}}"
         ),
-        ARR["Gamma"]: param_symbol(ctx, gamma),
-        ARR["Beta"]: param_symbol(ctx, beta),
-        ARR["Gammad"]: param_symbol(ctx, gamma, "d"),
-        ARR["Betad"]: param_symbol(ctx, beta, "d"),
-        ARR_COUNT: sp.Integer(n) if node.kind == "layernorm" else BATCH_COUNT,
+        ARR["Gamma"]: _spread(node, param_symbol(ctx, gamma)),
+        ARR["Beta"]: _spread(node, param_symbol(ctx, beta)),
+        ARR["Gammad"]: _spread(node, param_symbol(ctx, gamma, "d")),
+        ARR["Betad"]: _spread(node, param_symbol(ctx, beta, "d")),
+        ARR_COUNT: sp.Integer(n) if node.kind == "layernorm" else _batch_count(node),
         EPS: sp.Rational(repr(node.layer.eps)),  # exact: 1e-05 is 1/100000
     }
+
+
+# Batch norm on an image normalises each channel over the batch and its H*W positions
+# (BatchNorm2d in training mode): the vector's equations hold entry by entry with the
+# image's C*H*W entries as units, its sums over the batch taken per channel, N = n H W,
+# and gamma, beta one per channel, repeated over the channel's positions.
+
+
+def _spread(node: Node, param: sp.Basic) -> sp.Basic:
+    """A per-channel parameter read at every entry of an image; a vector's as it is."""
+    return PerChannel(param, channels(node.z.shape)) if node.z.image else param
+
+
+def _batch_count(node: Node) -> sp.Expr:
+    """N: the batch size n, times H*W on an image."""
+    return BATCH_COUNT * (node.z.shape[1] * node.z.shape[2] if node.z.image else 1)
+
+
+def _per_channel(node: Node, expr: sp.Basic, total: bool = False) -> sp.Basic:
+    """On an image, every sum over the batch taken per channel: repeated over the
+    positions inside an expression, or (total: a parameter's gradient) one per channel."""
+    if not node.z.image:
+        return expr
+    g = channels(node.z.shape)
+    if total:  # the outermost sums give the gradient, one value per channel
+        outer = sp.Add.make_args(expr)
+        return sp.Add(*[_total(node, term, g) for term in outer])
+    return expr.replace(lambda e: isinstance(e, BatchSum), lambda e: ChannelBatchSum(e.args[0], g))
+
+
+def _total(node: Node, term: sp.Basic, g: sp.Tuple) -> sp.Basic:
+    """c * BatchSum(u) -> c * ChannelTotal(u), u's own sums repeated over the positions."""
+    factors = sp.Mul.make_args(term)
+    sums = [f for f in factors if isinstance(f, BatchSum)]
+    if len(sums) != 1 or any(f.has(BatchSum) for f in factors if f is not sums[0]):
+        raise ValueError(f"a per-channel gradient that is not one sum over the batch: {term}")
+    rest = sp.Mul(*[f for f in factors if f is not sums[0]])
+    return rest * ChannelTotal(_per_channel(node, sums[0].args[0]), g)
 
 
 def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
@@ -83,39 +122,51 @@ def forward(ctx: Context, node: Node) -> tuple:
     d, names = derive_norm(_over(node)), _names(ctx, node)
     s = node_symbols(ctx, node)
     mu, sigma, xhat = names[sp.Symbol("Mu", real=True)], names[ARR_SIGMA], names[ARR["Xhat"]]
-    return (
-        (mu, d.mean.xreplace(names)),
-        (sigma, d.sigma.xreplace(names)),
-        (xhat, d.xhat.xreplace(names)),
-        (s["Z"], d.out.xreplace(names)),
+    return tuple(
+        (target, _per_channel(node, value.xreplace(names)))
+        for target, value in (
+            (mu, d.mean),
+            (sigma, d.sigma),
+            (xhat, d.xhat),
+            (s["Z"], d.out),
+        )
     )
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     d, names = derive_norm(_over(node)), _names(ctx, node)
     gamma, beta = node.params
-    grads = ((gamma, d.d_gamma.xreplace(names)), (beta, d.d_beta.xreplace(names)))
+    grads = tuple(
+        (param, _per_channel(node, grad.xreplace(names), total=True))
+        for param, grad in ((gamma, d.d_gamma), (beta, d.d_beta))
+    )
     backs: tuple = ()
     if node.inputs[0].layer > 0:
-        backs = ((node.inputs[0], d.back.xreplace(names)),)
+        backs = ((node.inputs[0], _per_channel(node, d.back.xreplace(names))),)
     return grads, backs
 
 
 def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     d, names = derive_norm(_over(node)), _names(ctx, node)
     dots, s = _dots(ctx, node), node_symbols(ctx, node)
-    steps = (
-        (dots["Sigmad"], d.sigma_dot.xreplace(names)),
-        (dots["Xhatd"], d.xhat_dot.xreplace(names)),
-        (s["Zd"], d.out_dot.xreplace(names)),
+    steps = tuple(
+        (target, _per_channel(node, value.xreplace(names)))
+        for target, value in (
+            (dots["Sigmad"], d.sigma_dot),
+            (dots["Xhatd"], d.xhat_dot),
+            (s["Zd"], d.out_dot),
+        )
     )
     gamma, beta = node.params
     names = {**names, R_G: s["Rdelta"], XHATD: dots["Xhatd"], SIGMAD: dots["Sigmad"]}
     (r_gamma, r_beta), r_back = _r_operator(_over(node))
-    r_grads = ((gamma, r_gamma.xreplace(names)), (beta, r_beta.xreplace(names)))
+    r_grads = tuple(
+        (param, _per_channel(node, grad.xreplace(names), total=True))
+        for param, grad in ((gamma, r_gamma), (beta, r_beta))
+    )
     r_backs: tuple = ()
     if node.inputs[0].layer > 0:
-        r_backs = ((node.inputs[0], r_back.xreplace(names)),)
+        r_backs = ((node.inputs[0], _per_channel(node, r_back.xreplace(names))),)
     return steps, r_grads, r_backs
 
 

@@ -601,7 +601,9 @@ def tangent_lines(e: Emitter) -> list[str]:
     steps: list[tuple[str, sp.Basic, str]] = []
     for nd in e.net.nodes:
         l = nd.node.index
-        steps += [(e.code(t), v, "A0") for t, v in nd.tangent]
+        # a constant tangent (a pooling of the input, which does not move) takes the
+        # shape of the layer's own output
+        steps += [(e.code(t), v, f"A{l}") for t, v in nd.tangent]
         steps.append((f"Ad{l}", through_sigmoid(nd.a_dot), f"Zd{l}"))
     read = {getattr(s, "name", None) for _, v, _ in steps for s in _symbols(v)}
     read |= {like for name, v, like in steps if e.constant(v)}
@@ -737,7 +739,9 @@ def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None
     }
     r_exprs = [nd.r_delta for nd in net.nodes]
     r_exprs += [sp.Symbol(f"A{nd.node.index}") for nd in net.nodes if e.constant(nd.r_delta)]
-    tangent_exprs += [sp.Symbol("A0") for nd in net.nodes for _, v in nd.tangent if e.constant(v)]
+    tangent_exprs += [
+        sp.Symbol(f"A{nd.node.index}") for nd in net.nodes for _, v in nd.tangent if e.constant(v)
+    ]
     r_exprs += [g for nd in net.nodes for _, g in (*nd.r_grads, *nd.r_backs)]
     r_written = {f"Rdelta{nd.node.index}" for nd in net.nodes} | {
         f"RG{nd.node.index}" for nd in net.nodes

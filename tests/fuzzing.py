@@ -19,7 +19,7 @@ The reference computes built-in losses as a careful library would (binary cross-
 a sigmoid and cross-entropy after a softmax from the logits); everything else exactly as
 written, with stable sigmoid, softplus and softmax.
 
-Run long:  python tests/fuzzing.py --examples 2000 [--seed N]
+Run long:  python tests/fuzzing.py --examples 2000 [--seed N] [--graphs | --images]
 """
 
 from __future__ import annotations
@@ -171,6 +171,88 @@ def graphs(draw: Callable) -> dict:
     }
 
 
+def _pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[-1])
+
+
+def shapes(doc: dict) -> list[tuple[int, ...]]:
+    """Every layer's per-sample output shape, input first, computed here from the file."""
+    first = doc["input"]
+    out: list[tuple[int, ...]] = [tuple(first) if isinstance(first, list) else (first,)]
+    for layer in doc["layers"]:
+        kind, shape = layer.get("type", "dense"), out[-1]
+        if kind == "dense":
+            out.append((layer["units"],))
+        elif kind == "flatten":
+            out.append((int(np.prod(shape)),))
+        elif kind in ("conv2d", "maxpool2d", "avgpool2d"):
+            k = _pair(layer["kernel"] if kind == "conv2d" else layer["size"])
+            s = _pair(layer.get("stride", 1 if kind == "conv2d" else list(k)))
+            p = (
+                (k[0] // 2, k[1] // 2)
+                if layer.get("padding") == "same"
+                else _pair(layer.get("padding", 0))
+            )
+            sides = [(shape[1 + a] + 2 * p[a] - k[a]) // s[a] + 1 for a in (0, 1)]
+            out.append((layer["filters"] if kind == "conv2d" else shape[0], *sides))
+        else:
+            out.append(shape)
+    return out
+
+
+@st.composite
+def image_graphs(draw: Callable) -> dict:
+    """A random CNN: 1-4 image layers (conv2d with strides, padding, rectangular kernels,
+    with or without bias; max and average pooling, overlapping or not; batch norm per
+    channel; residual adds over a same-padded conv), then flatten and a dense output."""
+    C, H, W = draw(st.integers(1, 2)), draw(st.integers(3, 6)), draw(st.integers(3, 6))
+    layers: list[dict] = []
+    shape = (C, H, W)
+    for k in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["conv2d", "conv2d", "maxpool2d", "avgpool2d",
+                                     "batchnorm", "residual"]))  # fmt: skip
+        act = draw(st.sampled_from(BUILTIN_HIDDEN))
+        if kind == "residual":
+            name = f"r{k}"
+            if layers:
+                layers[-1] = {**layers[-1], "name": name}
+            layers += [
+                {"type": "conv2d", "filters": shape[0], "kernel": 3, "padding": "same",
+                 "bias": draw(st.booleans()), "activation": act},
+                {"type": "add", "from": name if layers else "input",
+                 "activation": draw(st.sampled_from(BUILTIN_HIDDEN))},
+            ]  # fmt: skip
+            continue
+        if kind == "batchnorm":
+            layers.append({"type": "batchnorm", "activation": act})
+            continue
+        if kind == "conv2d":
+            pad = draw(st.integers(0, 1))
+            kh = draw(st.integers(1, min(3, shape[1] + 2 * pad)))
+            kw = draw(st.integers(1, min(3, shape[2] + 2 * pad)))
+            layer = {"type": "conv2d", "filters": draw(st.integers(1, 3)), "kernel": [kh, kw],
+                     "stride": [draw(st.integers(1, 2)), draw(st.integers(1, 2))],
+                     "padding": pad, "bias": draw(st.booleans()), "activation": act}  # fmt: skip
+        else:
+            size = [draw(st.integers(1, min(2, shape[1]))), draw(st.integers(1, min(2, shape[2])))]
+            layer = {"type": kind, "size": size, "stride": draw(st.integers(1, 2))}
+        layers.append(layer)
+        shape = shapes({"input": [C, H, W], "layers": layers})[-1]
+    output = draw(st.sampled_from(["identity", "sigmoid", "softmax", "tanh"]))
+    units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))
+    layers += [{"type": "flatten"}, {"units": units, "activation": output}]
+    loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse")
+    return {
+        "name": "fuzz",
+        "layout": "row",
+        "input": [C, H, W],
+        "layers": layers,
+        "loss": loss,
+        "reduction": draw(st.sampled_from(["mean", "sum"])),
+        "l2": draw(st.sampled_from([0.0, 0.1])),
+    }
+
+
 # ----------------------------------------------------------------------------- dual numbers
 
 
@@ -223,7 +305,13 @@ class Dual:
     def T(self) -> Dual:
         return Dual(self.v.T, self.t.T)
 
-    def sum(self, axis: int, keepdims: bool = True) -> Dual:
+    def reshape(self, *shape: int) -> Dual:
+        return Dual(self.v.reshape(shape), self.t.reshape(shape))
+
+    def __getitem__(self, index: Any) -> Dual:
+        return Dual(self.v[index], self.t[index])
+
+    def sum(self, axis: Any, keepdims: bool = True) -> Dual:
         return Dual(
             self.v.sum(axis=axis, keepdims=keepdims), self.t.sum(axis=axis, keepdims=keepdims)
         )
@@ -417,11 +505,77 @@ def _param(params: dict, tangents: dict, key: str) -> Dual:
     return Dual(params[key], tangents.get(key, 0.0))
 
 
+def _image_layer(layer: dict, l: int, a: Dual, shape_in: tuple, shape_out: tuple, p: Any) -> Dual:
+    """z of an image layer on rows of C*H*W entries, from its definition: conv2d as a sum
+    over kernel offsets of shifted slices (x zero-padded), pooling over the same slices
+    (max pooling keeps the first largest entry and its tangent), batch norm per channel."""
+    n, (C, H, W), (F, Ho, Wo) = a.v.shape[0], shape_in, shape_out
+    x = a.reshape(n, C, H, W)
+    kind = layer["type"]
+    if kind == "batchnorm":
+        g = x.reshape(n, C, H * W)
+        count = n * H * W
+        mu = g.sum((0, 2)) * (1.0 / count)
+        centred = g - mu
+        var = (centred * centred).sum((0, 2)) * (1.0 / count)
+        xhat = centred / power(var + layer.get("eps", 1e-5), Fraction(1, 2))
+        z = p(f"gamma{l}").reshape(1, C, 1) * xhat + p(f"beta{l}").reshape(1, C, 1)
+        return z.reshape(n, C * H * W)
+    k = _pair(layer["kernel"] if kind == "conv2d" else layer["size"])
+    st_ = _pair(layer.get("stride", 1 if kind == "conv2d" else list(k)))
+    pad = (
+        (k[0] // 2, k[1] // 2) if layer.get("padding") == "same" else _pair(layer.get("padding", 0))
+    )
+    padded = Dual(np.zeros((n, C, H + 2 * pad[0], W + 2 * pad[1])))
+    padded.v[:, :, pad[0] : pad[0] + H, pad[1] : pad[1] + W] = x.v
+    padded.t[:, :, pad[0] : pad[0] + H, pad[1] : pad[1] + W] = x.t
+    cells = [
+        (i, j, padded[:, :, i : i + (Ho - 1) * st_[0] + 1 : st_[0],
+                      j : j + (Wo - 1) * st_[1] + 1 : st_[1]])
+        for i in range(k[0]) for j in range(k[1])
+    ]  # fmt: skip
+    if kind == "conv2d":
+        w = p(f"W{l}")
+        z = Dual(np.zeros((n, F, Ho, Wo)))
+        for i, j, cell in cells:
+            kernel = w[:, :, i, j]  # (F, C)
+            z = z + Dual(
+                np.einsum("fc,nchw->nfhw", kernel.v, cell.v),
+                np.einsum("fc,nchw->nfhw", kernel.t, cell.v)
+                + np.einsum("fc,nchw->nfhw", kernel.v, cell.t),
+            )
+        if layer.get("bias", True):
+            z = z + p(f"b{l}").reshape(1, F, 1, 1)
+        return z.reshape(n, F * Ho * Wo)
+    if kind == "avgpool2d":
+        total = cells[0][2]
+        for _, _, cell in cells[1:]:
+            total = total + cell
+        return (total * (1.0 / len(cells))).reshape(n, F * Ho * Wo)
+    best_v, best_t = cells[0][2].v.copy(), cells[0][2].t.copy()
+    for _, _, cell in cells[1:]:
+        larger = cell.v > best_v
+        best_v, best_t = np.where(larger, cell.v, best_v), np.where(larger, cell.t, best_t)
+    return Dual(best_v, best_t).reshape(n, F * Ho * Wo)
+
+
 def _layer(
-    layer: dict, l: int, a: Dual, outputs: dict, params: dict, tangents: dict, row: bool
+    layer: dict,
+    l: int,
+    a: Dual,
+    outputs: dict,
+    params: dict,
+    tangents: dict,
+    row: bool,
+    io: tuple = ((), ()),
 ) -> Dual:
-    """z of one layer of any kind, from its definition (written here independently)."""
+    """z of one layer of any kind, from its definition (written here independently);
+    io: the per-sample shapes it reads and writes."""
     kind = layer.get("type", "dense")
+    if kind == "flatten":
+        return a
+    if kind in ("conv2d", "maxpool2d", "avgpool2d") or (kind == "batchnorm" and len(io[0]) == 3):
+        return _image_layer(layer, l, a, *io, lambda key: _param(params, tangents, key))
     if kind == "dense":
         W = _param(params, tangents, f"W{l}")
         z = (a @ W.T) if row else (W @ a)
@@ -464,8 +618,9 @@ def reference(
     a = Dual(X)
     z = a
     outputs = {"input": a}
+    sizes = shapes(doc)
     for l, layer in enumerate(doc["layers"], start=1):
-        z = _layer(layer, l, a, outputs, params, tangents, row)
+        z = _layer(layer, l, a, outputs, params, tangents, row, (sizes[l - 1], sizes[l]))
         a = activation(layer.get("activation", "identity"), z, customs, axis)
         if "name" in layer:
             outputs[layer["name"]] = a
@@ -513,13 +668,22 @@ class Outcome:
 def _problem_data(doc: dict, seed: int, n: int = 6) -> tuple[dict, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     row = doc.get("layout", "column") == "row"
-    sizes = [doc["input"]]
+    every = shapes(doc)
+    sizes = [int(np.prod(shape)) for shape in every]
     params = {}
     for l, layer in enumerate(doc["layers"], start=1):
         kind = layer.get("type", "dense")
-        sizes.append(layer["units"] if kind == "dense" else sizes[-1])
         unit_shape = (sizes[l],) if row else (sizes[l], 1)
-        if kind == "dense":
+        if kind == "conv2d":
+            F, C = every[l][0], every[l - 1][0]
+            kh, kw = _pair(layer["kernel"])
+            params[f"W{l}"] = rng.standard_normal((F, C, kh, kw)) * 0.8 / np.sqrt(C * kh * kw)
+            if layer.get("bias", True):
+                params[f"b{l}"] = rng.standard_normal(F) * 0.3
+        elif kind == "batchnorm" and len(every[l]) == 3:
+            params[f"gamma{l}"] = 1 + rng.standard_normal(every[l][0]) * 0.3
+            params[f"beta{l}"] = rng.standard_normal(every[l][0]) * 0.3
+        elif kind == "dense":
             params[f"W{l}"] = rng.standard_normal((sizes[l], sizes[l - 1])) * 0.8
             if layer.get("bias", True):
                 params[f"b{l}"] = rng.standard_normal(unit_shape) * 0.3
@@ -721,10 +885,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--show-refusals", action="store_true")
     parser.add_argument("--graphs", action="store_true", help="random graphs of layer kinds")
+    parser.add_argument("--images", action="store_true", help="random CNNs (image layers)")
     parser.add_argument("--shrink", action="store_true", help="shrink a failing case (slow)")
     args = parser.parse_args(argv)
     failures: list[str] = []
     counts = {"cases": 0, "refused": 0}
+    strategy = image_graphs() if args.images else graphs() if args.graphs else architectures()
 
     @settings(
         max_examples=args.examples,
@@ -735,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         phases=[Phase.explicit, Phase.reuse, Phase.generate]
         + ([Phase.shrink] if args.shrink else []),
     )
-    @given(doc=graphs() if args.graphs else architectures(), seed=st.integers(0, 2**16))
+    @given(doc=strategy, seed=st.integers(0, 2**16))
     def run(doc: dict, seed: int) -> None:
         counts["cases"] += 1
         with tempfile.TemporaryDirectory() as folder:

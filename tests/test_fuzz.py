@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzzing import Outcome, architectures, check_case, graphs, reference
+from tests.fuzzing import Outcome, architectures, check_case, graphs, image_graphs, reference
 
 EXAMPLES = int(os.environ.get("SYMBP_FUZZ_EXAMPLES", "150"))
 
@@ -48,6 +48,24 @@ def test_random_graphs_of_layer_kinds_match_an_independent_evaluation(
 ) -> None:
     """Residual connections, layer and batch norm, bias-free dense layers, mixed."""
     outcome = check_case(doc, tmp_path_factory.mktemp("graph"), seed)
+    assert not outcome.refused, (doc, outcome.refused)
+    assert not outcome.problems, (doc, outcome.problems)
+
+
+@settings(
+    max_examples=int(os.environ.get("SYMBP_FUZZ_IMAGES", "30")),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(doc=image_graphs(), seed=st.integers(0, 2**16))
+def test_random_cnns_match_an_independent_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, doc: dict, seed: int
+) -> None:
+    """conv2d (strides, padding, rectangular kernels), pooling, batch norm per channel,
+    residual adds on images: against the fuzzer's own loops on dual numbers."""
+    outcome = check_case(doc, tmp_path_factory.mktemp("cnn"), seed)
     assert not outcome.refused, (doc, outcome.refused)
     assert not outcome.problems, (doc, outcome.problems)
 

@@ -119,6 +119,34 @@ def _spread(parts, g, out=None):
     return _result(full[:, :, ph : ph + H, pw : pw + W], out)
 
 
+def _unfold(A, g, out=None):
+    """The zero-padded input unfolded: (n, C kh kw Ho Wo), each sample's (C kh kw, Ho Wo)
+    matrix in C order, whose column (i, j) holds the entries window (i, j) reads."""
+    n, C, Ho, Wo, kh, kw = A.shape[0], g[0], g[4], g[5], g[6], g[7]
+    view = _windows(_padded(_image(A, g), g), g).transpose(0, 1, 4, 5, 2, 3)
+    cols = np.empty((n, C * kh * kw * Ho * Wo), A.dtype) if out is None else out
+    np.copyto(cols.reshape(n, C, kh, kw, Ho, Wo), view)
+    return cols
+
+
+def _conv2d_columns(cols, W, b, g, out=None):
+    """z = b + W times the unfolded input: one product per sample of the filters
+    (F, C kh kw) with the sample's (C kh kw, Ho Wo) columns."""
+    n, F, HoWo = cols.shape[0], g[3], g[4] * g[5]
+    Z = np.matmul(W.reshape(F, -1), cols.reshape(n, -1, HoWo), out=None if out is None else out.reshape(n, F, HoWo))
+    if b is not None:
+        Z += b[:, None]
+    return Z.reshape(n, F * HoWo)
+
+
+def _conv2d_back_kernel_columns(cols, D, g, out=None):
+    """dL/dW: delta times the unfolded input transposed, summed over the batch."""
+    n, F, HoWo = cols.shape[0], g[3], g[4] * g[5]
+    per_sample = np.matmul(D.reshape(n, F, HoWo), cols.reshape(n, -1, HoWo).transpose(0, 2, 1))
+    total = per_sample.sum(axis=0, out=None if out is None else out.reshape(F, -1))
+    return total.reshape(F, g[0], g[6], g[7])
+
+
 def _conv2d(A, W, b, g, out=None):
     """z = b + W correlated with the zero-padded image A: one product per sample of the
     filters (F, C kh kw) with the unfolded input (C kh kw, Ho Wo)."""
@@ -266,13 +294,15 @@ def _forward(params, X):
 
     A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
     # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (41), eq. (42)
-    Z1 = _conv2d(A0, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+    Cols1 = _unfold(A0, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+    Z1 = _conv2d_columns(Cols1, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     A1 = np.maximum(Z1, 0)
     # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (46), eq. (47)
     Z2 = _maxpool(A1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     A2 = Z2
     # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (49), eq. (50)
-    Z3 = _conv2d(A2, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+    Cols3 = _unfold(A2, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+    Z3 = _conv2d_columns(Cols3, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     A3 = np.maximum(Z3, 0)
     # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (54), eq. (55)
     Z4 = _maxpool(A3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
@@ -291,8 +321,10 @@ def _forward(params, X):
     return {
         "A0": A0,
         "A1": A1,
+        "Cols1": Cols1,
         "A2": A2,
         "A3": A3,
+        "Cols3": Cols3,
         "A4": A4,
         "A5": A5,
         "A6": A6,
@@ -324,13 +356,15 @@ def loss(params, X, Y):
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
         # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (41), eq. (42)
-        Z1 = _conv2d(A0, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+        Cols1 = _unfold(A0, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+        Z1 = _conv2d_columns(Cols1, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
         A1 = np.maximum(Z1, 0)
         # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (46), eq. (47)
         Z2 = _maxpool(A1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
         A2 = Z2
         # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (49), eq. (50)
-        Z3 = _conv2d(A2, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+        Cols3 = _unfold(A2, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+        Z3 = _conv2d_columns(Cols3, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
         A3 = np.maximum(Z3, 0)
         # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (54), eq. (55)
         Z4 = _maxpool(A3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
@@ -365,8 +399,10 @@ def make_workspace(batch):
     """
     batch = int(batch)
     shapes = {
+        "Cols1": (batch, 7056),
         "Z1": (batch, 6272),
         "Z2": (batch, 1568),
+        "Cols3": (batch, 14112),
         "Z3": (batch, 3136),
         "Z4": (batch, 784),
         "Z5": (batch, 784),
@@ -446,13 +482,15 @@ def loss_and_grads(params, X, Y, workspace=None):
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
         # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (41), eq. (42)
-        Z1 = _conv2d(A0, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("Z1"))
+        Cols1 = _unfold(A0, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("Cols1"))
+        Z1 = _conv2d_columns(Cols1, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("Z1"))
         A1 = np.maximum(Z1, 0)
         # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (46), eq. (47)
         Z2 = _maxpool(A1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("Z2"))
         A2 = Z2
         # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (49), eq. (50)
-        Z3 = _conv2d(A2, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("Z3"))
+        Cols3 = _unfold(A2, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("Cols3"))
+        Z3 = _conv2d_columns(Cols3, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("Z3"))
         A3 = np.maximum(Z3, 0)
         # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (54), eq. (55)
         Z4 = _maxpool(A3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("Z4"))
@@ -492,7 +530,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta3 = _maxpool_route(A3, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("back4_3136"))
         del delta4
         delta3 *= (A3 > 0)
-        dW3 = _conv2d_back_kernel(A2, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
+        dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
         db3 = _channel_sum(delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("db3"))
         # layer 2: delta (eq. (48))
         delta2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("back5_1568"))
@@ -501,7 +539,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta1 = _maxpool_route(A1, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("back6_6272"))
         del delta2
         delta1 *= (A1 > 0)
-        dW1 = _conv2d_back_kernel(A0, delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
+        dW1 = _conv2d_back_kernel_columns(Cols1, delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
         db1 = _channel_sum(delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("db1"))
         del delta1
         return value, {"W1": dW1, "b1": db1, "W3": dW3, "b3": db3, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7}
@@ -547,13 +585,13 @@ def _backward(params, cache, Y, scale):
 def _tangent_forward(params, cache, tangents):
     """Forward mode: z<l>' and a<l>' (and the normalisations' xhat', sigma') along the
     parameter direction `tangents`."""
-    A0 = cache["A0"]
     A1 = cache["A1"]
-    A2 = cache["A2"]
     A3 = cache["A3"]
     A5 = cache["A5"]
     A6 = cache["A6"]
     A7 = cache["A7"]
+    Cols1 = cache["Cols1"]
+    Cols3 = cache["Cols3"]
     W3 = params["W3"]
     W6 = params["W6"]
     W7 = params["W7"]
@@ -566,11 +604,11 @@ def _tangent_forward(params, cache, tangents):
     bd6 = tangents["b6"]
     bd7 = tangents["b7"]
     out = {}
-    out["Zd1"] = Zd1 = _conv2d(A0, Wd1, bd1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+    out["Zd1"] = Zd1 = _conv2d_columns(Cols1, Wd1, bd1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     out["Ad1"] = Ad1 = Zd1 * (A1 > 0)
     out["Zd2"] = Zd2 = _maxpool_pick(A1, Ad1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     out["Ad2"] = Ad2 = Zd2
-    out["Zd3"] = Zd3 = _conv2d(A2, Wd3, bd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d(Ad2, W3, None, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+    out["Zd3"] = Zd3 = _conv2d(Ad2, W3, None, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_columns(Cols3, Wd3, bd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     out["Ad3"] = Ad3 = Zd3 * (A3 > 0)
     out["Zd4"] = Zd4 = _maxpool_pick(A3, Ad3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     out["Ad4"] = Ad4 = Zd4
@@ -607,9 +645,7 @@ def hvp(params, X, Y, vectors):
 
 def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     """R{.} of the backward pass: R{delta<l>}, R{dL/dparam} and the R{G<l>} sent back."""
-    A0 = cache["A0"]
     A1 = cache["A1"]
-    A2 = cache["A2"]
     A3 = cache["A3"]
     A5 = cache["A5"]
     A6 = cache["A6"]
@@ -617,6 +653,8 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Ad5 = tan["Ad5"]
     Ad6 = tan["Ad6"]
     Ad7 = tan["Ad7"]
+    Cols1 = cache["Cols1"]
+    Cols3 = cache["Cols3"]
     W3 = params["W3"]
     W6 = params["W6"]
     W7 = params["W7"]
@@ -640,13 +678,13 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta4 = RG4
     RG3 = _maxpool_route(A3, Rdelta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     Rdelta3 = np.where((A3 > 0), RG3, DTYPE(0))
-    H["W3"] = _conv2d_back_kernel(A2, Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel(Ad2, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+    H["W3"] = _conv2d_back_kernel(Ad2, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols3, Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     H["b3"] = _channel_sum(Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     RG2 = _conv2d_back_input(Rdelta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta3, Wd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     Rdelta2 = RG2
     RG1 = _maxpool_route(A1, Rdelta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
-    H["W1"] = _conv2d_back_kernel(A0, Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+    H["W1"] = _conv2d_back_kernel_columns(Cols1, Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     H["b1"] = _channel_sum(Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     return {key: H[key] for key in params}
 

@@ -119,6 +119,34 @@ def _spread(parts, g, out=None):
     return _result(full[:, :, ph : ph + H, pw : pw + W], out)
 
 
+def _unfold(A, g, out=None):
+    """The zero-padded input unfolded: (n, C kh kw Ho Wo), each sample's (C kh kw, Ho Wo)
+    matrix in C order, whose column (i, j) holds the entries window (i, j) reads."""
+    n, C, Ho, Wo, kh, kw = A.shape[0], g[0], g[4], g[5], g[6], g[7]
+    view = _windows(_padded(_image(A, g), g), g).transpose(0, 1, 4, 5, 2, 3)
+    cols = np.empty((n, C * kh * kw * Ho * Wo), A.dtype) if out is None else out
+    np.copyto(cols.reshape(n, C, kh, kw, Ho, Wo), view)
+    return cols
+
+
+def _conv2d_columns(cols, W, b, g, out=None):
+    """z = b + W times the unfolded input: one product per sample of the filters
+    (F, C kh kw) with the sample's (C kh kw, Ho Wo) columns."""
+    n, F, HoWo = cols.shape[0], g[3], g[4] * g[5]
+    Z = np.matmul(W.reshape(F, -1), cols.reshape(n, -1, HoWo), out=None if out is None else out.reshape(n, F, HoWo))
+    if b is not None:
+        Z += b[:, None]
+    return Z.reshape(n, F * HoWo)
+
+
+def _conv2d_back_kernel_columns(cols, D, g, out=None):
+    """dL/dW: delta times the unfolded input transposed, summed over the batch."""
+    n, F, HoWo = cols.shape[0], g[3], g[4] * g[5]
+    per_sample = np.matmul(D.reshape(n, F, HoWo), cols.reshape(n, -1, HoWo).transpose(0, 2, 1))
+    total = per_sample.sum(axis=0, out=None if out is None else out.reshape(F, -1))
+    return total.reshape(F, g[0], g[6], g[7])
+
+
 def _conv2d(A, W, b, g, out=None):
     """z = b + W correlated with the zero-padded image A: one product per sample of the
     filters (F, C kh kw) with the unfolded input (C kh kw, Ho Wo)."""
@@ -277,22 +305,27 @@ def _forward(params, X):
 
     A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
     # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (53), eq. (54)
-    Z1 = _conv2d(A0, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Cols1 = _unfold(A0, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Z1 = _conv2d_columns(Cols1, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A1 = np.maximum(Z1, 0)
     # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (58), eq. (59)
-    Z2 = _conv2d(A1, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Cols2 = _unfold(A1, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Z2 = _conv2d_columns(Cols2, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A2 = np.maximum(Z2, 0)
     # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (63), eq. (64)
-    Z3 = _conv2d(A2, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Cols3 = _unfold(A2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Z3 = _conv2d_columns(Cols3, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A3 = Z3
     # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (68), eq. (69)
     Z4 = A1 + A3
     A4 = np.maximum(Z4, 0)
     # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (71), eq. (72)
-    Z5 = _conv2d(A4, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Cols5 = _unfold(A4, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Z5 = _conv2d_columns(Cols5, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A5 = np.maximum(Z5, 0)
     # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (75), eq. (76)
-    Z6 = _conv2d(A5, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Cols6 = _unfold(A5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    Z6 = _conv2d_columns(Cols6, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A6 = Z6
     # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (79), eq. (80)
     Z7 = A4 + A6
@@ -301,7 +334,8 @@ def _forward(params, X):
     Z8 = _maxpool(A7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     A8 = Z8
     # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (85), eq. (86)
-    Z9 = _conv2d(A8, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+    Cols9 = _unfold(A8, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+    Z9 = _conv2d_columns(Cols9, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     A9 = np.maximum(Z9, 0)
     # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (90), eq. (91)
     Z10 = _avgpool(A9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
@@ -316,14 +350,20 @@ def _forward(params, X):
     return {
         "A0": A0,
         "A1": A1,
+        "Cols1": Cols1,
         "A2": A2,
+        "Cols2": Cols2,
         "A3": A3,
+        "Cols3": Cols3,
         "A4": A4,
         "A5": A5,
+        "Cols5": Cols5,
         "A6": A6,
+        "Cols6": Cols6,
         "A7": A7,
         "A8": A8,
         "A9": A9,
+        "Cols9": Cols9,
         "A10": A10,
         "A11": A11,
         "A12": A12,
@@ -358,22 +398,27 @@ def loss(params, X, Y):
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
         # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (53), eq. (54)
-        Z1 = _conv2d(A0, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Cols1 = _unfold(A0, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Z1 = _conv2d_columns(Cols1, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A1 = np.maximum(Z1, 0)
         # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (58), eq. (59)
-        Z2 = _conv2d(A1, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Cols2 = _unfold(A1, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Z2 = _conv2d_columns(Cols2, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A2 = np.maximum(Z2, 0)
         # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (63), eq. (64)
-        Z3 = _conv2d(A2, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Cols3 = _unfold(A2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Z3 = _conv2d_columns(Cols3, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A3 = Z3
         # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (68), eq. (69)
         Z4 = A1 + A3
         A4 = np.maximum(Z4, 0)
         # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (71), eq. (72)
-        Z5 = _conv2d(A4, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Cols5 = _unfold(A4, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Z5 = _conv2d_columns(Cols5, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A5 = np.maximum(Z5, 0)
         # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (75), eq. (76)
-        Z6 = _conv2d(A5, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Cols6 = _unfold(A5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+        Z6 = _conv2d_columns(Cols6, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A6 = Z6
         # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (79), eq. (80)
         Z7 = A4 + A6
@@ -382,7 +427,8 @@ def loss(params, X, Y):
         Z8 = _maxpool(A7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
         A8 = Z8
         # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (85), eq. (86)
-        Z9 = _conv2d(A8, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+        Cols9 = _unfold(A8, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+        Z9 = _conv2d_columns(Cols9, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
         A9 = np.maximum(Z9, 0)
         # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (90), eq. (91)
         Z10 = _avgpool(A9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
@@ -413,14 +459,20 @@ def make_workspace(batch):
     """
     batch = int(batch)
     shapes = {
+        "Cols1": (batch, 6912),
         "Z1": (batch, 2048),
+        "Cols2": (batch, 18432),
         "Z2": (batch, 2048),
+        "Cols3": (batch, 18432),
         "Z3": (batch, 2048),
         "Z4": (batch, 2048),
+        "Cols5": (batch, 18432),
         "Z5": (batch, 2048),
+        "Cols6": (batch, 18432),
         "Z6": (batch, 2048),
         "Z7": (batch, 2048),
         "Z8": (batch, 512),
+        "Cols9": (batch, 1152),
         "Z9": (batch, 256),
         "Z10": (batch, 16),
         "Z11": (batch, 16),
@@ -508,22 +560,27 @@ def loss_and_grads(params, X, Y, workspace=None):
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
         # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (53), eq. (54)
-        Z1 = _conv2d(A0, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z1"))
+        Cols1 = _unfold(A0, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols1"))
+        Z1 = _conv2d_columns(Cols1, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z1"))
         A1 = np.maximum(Z1, 0)
         # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (58), eq. (59)
-        Z2 = _conv2d(A1, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z2"))
+        Cols2 = _unfold(A1, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols2"))
+        Z2 = _conv2d_columns(Cols2, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z2"))
         A2 = np.maximum(Z2, 0)
         # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (63), eq. (64)
-        Z3 = _conv2d(A2, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z3"))
+        Cols3 = _unfold(A2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols3"))
+        Z3 = _conv2d_columns(Cols3, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z3"))
         A3 = Z3
         # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (68), eq. (69)
         Z4 = np.add(A1, A3, out=ws.get("Z4"))
         A4 = np.maximum(Z4, 0)
         # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (71), eq. (72)
-        Z5 = _conv2d(A4, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z5"))
+        Cols5 = _unfold(A4, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols5"))
+        Z5 = _conv2d_columns(Cols5, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z5"))
         A5 = np.maximum(Z5, 0)
         # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (75), eq. (76)
-        Z6 = _conv2d(A5, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z6"))
+        Cols6 = _unfold(A5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols6"))
+        Z6 = _conv2d_columns(Cols6, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z6"))
         A6 = Z6
         # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (79), eq. (80)
         Z7 = np.add(A4, A6, out=ws.get("Z7"))
@@ -532,7 +589,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         Z8 = _maxpool(A7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0), out=ws.get("Z8"))
         A8 = Z8
         # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (85), eq. (86)
-        Z9 = _conv2d(A8, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("Z9"))
+        Cols9 = _unfold(A8, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("Cols9"))
+        Z9 = _conv2d_columns(Cols9, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("Z9"))
         A9 = np.maximum(Z9, 0)
         # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (90), eq. (91)
         Z10 = _avgpool(A9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0), out=ws.get("Z10"))
@@ -562,7 +620,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta9 = _avgpool_back(delta10, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0), out=ws.get("back3_256"))
         del delta10
         delta9 *= (A9 > 0)
-        dW9 = _conv2d_back_kernel(A8, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("dW9"))
+        dW9 = _conv2d_back_kernel_columns(Cols9, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("dW9"))
         db9 = _channel_sum(delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("db9"))
         # layer 8: delta (eq. (84))
         delta8 = _conv2d_back_input(delta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("back4_512"))
@@ -573,12 +631,12 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta7 *= (A7 > 0)
         # layer 6: delta (eq. (77)), dW (eq. (78))
         delta6 = _copy(delta7, ws.get("back6_2048"))
-        dW6 = _conv2d_back_kernel(A5, delta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW6"))
+        dW6 = _conv2d_back_kernel_columns(Cols6, delta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW6"))
         # layer 5: delta (eq. (73)), dW (eq. (74))
         delta5 = _conv2d_back_input(delta6, W6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back7_2048"))
         del delta6
         delta5 *= (A5 > 0)
-        dW5 = _conv2d_back_kernel(A4, delta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW5"))
+        dW5 = _conv2d_back_kernel_columns(Cols5, delta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW5"))
         # layer 4: delta (eq. (70))
         # dL/da4, the sum over its consumers
         delta4 = _conv2d_back_input(delta5, W5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back6_2048"))
@@ -588,13 +646,13 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta4 *= (A4 > 0)
         # layer 3: delta (eq. (65)), dW (eq. (66)), db (eq. (67))
         delta3 = _copy(delta4, ws.get("back7_2048"))
-        dW3 = _conv2d_back_kernel(A2, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
+        dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
         db3 = _channel_sum(delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("db3"))
         # layer 2: delta (eq. (60)), dW (eq. (61)), db (eq. (62))
         delta2 = _conv2d_back_input(delta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back5_2048"))
         del delta3
         delta2 *= (A2 > 0)
-        dW2 = _conv2d_back_kernel(A1, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW2"))
+        dW2 = _conv2d_back_kernel_columns(Cols2, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW2"))
         db2 = _channel_sum(delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("db2"))
         # layer 1: delta (eq. (55)), dW (eq. (56)), db (eq. (57))
         # dL/da1, the sum over its consumers
@@ -603,7 +661,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta1 += delta4
         del delta4
         delta1 *= (A1 > 0)
-        dW1 = _conv2d_back_kernel(A0, delta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
+        dW1 = _conv2d_back_kernel_columns(Cols1, delta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
         db1 = _channel_sum(delta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("db1"))
         del delta1
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3, "W5": dW5, "W6": dW6, "W9": dW9, "b9": db9, "W12": dW12, "b12": db12}
@@ -677,7 +735,6 @@ def _backward(params, cache, Y, scale):
 def _tangent_forward(params, cache, tangents):
     """Forward mode: z<l>' and a<l>' (and the normalisations' xhat', sigma') along the
     parameter direction `tangents`."""
-    A0 = cache["A0"]
     A1 = cache["A1"]
     A11 = cache["A11"]
     A12 = cache["A12"]
@@ -685,8 +742,13 @@ def _tangent_forward(params, cache, tangents):
     A4 = cache["A4"]
     A5 = cache["A5"]
     A7 = cache["A7"]
-    A8 = cache["A8"]
     A9 = cache["A9"]
+    Cols1 = cache["Cols1"]
+    Cols2 = cache["Cols2"]
+    Cols3 = cache["Cols3"]
+    Cols5 = cache["Cols5"]
+    Cols6 = cache["Cols6"]
+    Cols9 = cache["Cols9"]
     W12 = params["W12"]
     W2 = params["W2"]
     W3 = params["W3"]
@@ -706,23 +768,23 @@ def _tangent_forward(params, cache, tangents):
     bd3 = tangents["b3"]
     bd9 = tangents["b9"]
     out = {}
-    out["Zd1"] = Zd1 = _conv2d(A0, Wd1, bd1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    out["Zd1"] = Zd1 = _conv2d_columns(Cols1, Wd1, bd1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     out["Ad1"] = Ad1 = Zd1 * (A1 > 0)
-    out["Zd2"] = Zd2 = _conv2d(A1, Wd2, bd2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d(Ad1, W2, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    out["Zd2"] = Zd2 = _conv2d(Ad1, W2, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_columns(Cols2, Wd2, bd2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     out["Ad2"] = Ad2 = Zd2 * (A2 > 0)
-    out["Zd3"] = Zd3 = _conv2d(A2, Wd3, bd3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d(Ad2, W3, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    out["Zd3"] = Zd3 = _conv2d(Ad2, W3, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_columns(Cols3, Wd3, bd3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     out["Ad3"] = Ad3 = Zd3
     out["Zd4"] = Zd4 = Ad1 + Ad3
     out["Ad4"] = Ad4 = Zd4 * (A4 > 0)
-    out["Zd5"] = Zd5 = _conv2d(A4, Wd5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d(Ad4, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    out["Zd5"] = Zd5 = _conv2d(Ad4, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_columns(Cols5, Wd5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     out["Ad5"] = Ad5 = Zd5 * (A5 > 0)
-    out["Zd6"] = Zd6 = _conv2d(A5, Wd6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d(Ad5, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    out["Zd6"] = Zd6 = _conv2d(Ad5, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_columns(Cols6, Wd6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     out["Ad6"] = Ad6 = Zd6
     out["Zd7"] = Zd7 = Ad4 + Ad6
     out["Ad7"] = Ad7 = Zd7 * (A7 > 0)
     out["Zd8"] = Zd8 = _maxpool_pick(A7, Ad7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     out["Ad8"] = Ad8 = Zd8
-    out["Zd9"] = Zd9 = _conv2d(A8, Wd9, bd9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d(Ad8, W9, None, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+    out["Zd9"] = Zd9 = _conv2d(Ad8, W9, None, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_columns(Cols9, Wd9, bd9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     out["Ad9"] = Ad9 = Zd9 * (A9 > 0)
     out["Zd10"] = Zd10 = _avgpool(Ad9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
     out["Ad10"] = Ad10 = Zd10
@@ -757,14 +819,12 @@ def hvp(params, X, Y, vectors):
 
 def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     """R{.} of the backward pass: R{delta<l>}, R{dL/dparam} and the R{G<l>} sent back."""
-    A0 = cache["A0"]
     A1 = cache["A1"]
     A11 = cache["A11"]
     A2 = cache["A2"]
     A4 = cache["A4"]
     A5 = cache["A5"]
     A7 = cache["A7"]
-    A8 = cache["A8"]
     A9 = cache["A9"]
     Ad1 = tan["Ad1"]
     Ad11 = tan["Ad11"]
@@ -773,6 +833,12 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Ad4 = tan["Ad4"]
     Ad5 = tan["Ad5"]
     Ad8 = tan["Ad8"]
+    Cols1 = cache["Cols1"]
+    Cols2 = cache["Cols2"]
+    Cols3 = cache["Cols3"]
+    Cols5 = cache["Cols5"]
+    Cols6 = cache["Cols6"]
+    Cols9 = cache["Cols9"]
     W12 = params["W12"]
     W2 = params["W2"]
     W3 = params["W3"]
@@ -801,7 +867,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta10 = RG10
     RG9 = _avgpool_back(Rdelta10, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
     Rdelta9 = np.where((A9 > 0), RG9, DTYPE(0))
-    H["W9"] = _conv2d_back_kernel(A8, Rdelta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_back_kernel(Ad8, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+    H["W9"] = _conv2d_back_kernel(Ad8, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_back_kernel_columns(Cols9, Rdelta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     H["b9"] = _channel_sum(Rdelta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     RG8 = _conv2d_back_input(Rdelta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_back_input(delta9, Wd9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     Rdelta8 = RG8
@@ -809,23 +875,23 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta7 = np.where((A7 > 0), RG7, DTYPE(0))
     RG6 = Rdelta7
     Rdelta6 = RG6
-    H["W6"] = _conv2d_back_kernel(A5, Rdelta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel(Ad5, delta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["W6"] = _conv2d_back_kernel(Ad5, delta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols6, Rdelta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     RG5 = _conv2d_back_input(Rdelta6, W6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta6, Wd6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Rdelta5 = np.where((A5 > 0), RG5, DTYPE(0))
-    H["W5"] = _conv2d_back_kernel(A4, Rdelta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel(Ad4, delta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["W5"] = _conv2d_back_kernel(Ad4, delta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols5, Rdelta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     RG4 = (Rdelta7) + (_conv2d_back_input(Rdelta5, W5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta5, Wd5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)))
     Rdelta4 = np.where((A4 > 0), RG4, DTYPE(0))
     RG3 = Rdelta4
     Rdelta3 = RG3
-    H["W3"] = _conv2d_back_kernel(A2, Rdelta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel(Ad2, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["W3"] = _conv2d_back_kernel(Ad2, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols3, Rdelta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     H["b3"] = _channel_sum(Rdelta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     RG2 = _conv2d_back_input(Rdelta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta3, Wd3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Rdelta2 = np.where((A2 > 0), RG2, DTYPE(0))
-    H["W2"] = _conv2d_back_kernel(A1, Rdelta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel(Ad1, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["W2"] = _conv2d_back_kernel(Ad1, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols2, Rdelta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     H["b2"] = _channel_sum(Rdelta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     RG1 = (Rdelta4) + (_conv2d_back_input(Rdelta2, W2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta2, Wd2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)))
     Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
-    H["W1"] = _conv2d_back_kernel(A0, Rdelta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["W1"] = _conv2d_back_kernel_columns(Cols1, Rdelta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     H["b1"] = _channel_sum(Rdelta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     return {key: H[key] for key in params}
 

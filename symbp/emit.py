@@ -281,7 +281,7 @@ def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> lis
                 out = e.ws.per_sample(key, n) if ws else None
                 lines += e.assign(name, value, out)
             elif info is not None and info.kind == Kind.SAMPLES:
-                lines += e.assign(name, value, e.ws.per_sample(name, n) if ws else None)
+                lines += e.assign(name, value, e.ws.per_sample(name, info.units) if ws else None)
             else:
                 lines.append(f"{name} = {e.code(value)}")
         if nd.is_output and not last:

@@ -18,7 +18,16 @@ from symbp.latex import tex
 from symbp.nodes import Family, Kind
 from symbp.ops.context import Context, Cost, node_symbols
 from symbp.ops.conv_calculus import derive_conv
-from symbp.ops.image_ops import ChannelSum, Conv2d, Conv2dBackInput, Conv2dBackKernel, geometry
+from symbp.ops.image_ops import (
+    ChannelSum,
+    Conv2d,
+    Conv2dBackInput,
+    Conv2dBackKernel,
+    Conv2dBackKernelColumns,
+    Conv2dColumns,
+    Unfold,
+    geometry,
+)
 
 KEYS = ("filters", "kernel", "stride", "padding", "bias")
 
@@ -46,22 +55,36 @@ def _params(ctx: Context, node: Node, suffix: str = "") -> tuple[sp.Symbol, sp.B
     return kernel, bias
 
 
+def _columns(ctx: Context, node: Node) -> sp.Symbol:
+    """Cols<l>: the unfolded input, kept from the forward pass for the kernel's gradient.
+
+    Cost rule: the forward pass writes these C kh kw Ho Wo entries per sample anyway (the
+    product reads them), so keeping them costs memory only, while recomputing them in the
+    backward pass would repeat the padding and the unfolding copy (measured: about as long
+    as the kernel gradient's product itself)."""
+    l = node.index
+    assert node.layer.window is not None
+    size = node.inputs[0].shape[0] * node.layer.window.area * node.z.shape[1] * node.z.shape[2]
+    tex = rf"\operatorname{{cols}}^{{({l})}}"
+    return ctx.samples(f"Cols{l}", size, f"unfolded input of layer {l}", Family.FORWARD, tex)
+
+
 def forward(ctx: Context, node: Node) -> tuple:
-    """((Z<l>, Conv2d(A<l-1>, W<l>, b<l>)),)."""
+    """(Cols<l>, the unfolded A<l-1>), (Z<l>, W<l> Cols<l> + b<l>): the correlation."""
     derive_conv()  # the equations the operations stand for, checked once
     kernel, bias = _params(ctx, node)
     s = node_symbols(ctx, node)
     x = ctx.activation_symbol(node.inputs[0])
-    return ((s["Z"], Conv2d(x, kernel, bias, _geometry(node))),)
+    cols, g = _columns(ctx, node), _geometry(node)
+    return ((cols, Unfold(x, g)), (s["Z"], Conv2dColumns(cols, kernel, bias, g)))
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """dL/dW (+ lambda W), dL/db; the flipped-kernel correlation back to the input."""
     kernel, bias = _params(ctx, node)
     delta = node_symbols(ctx, node)["delta"]
-    x = ctx.activation_symbol(node.inputs[0])
     g = _geometry(node)
-    dW = Conv2dBackKernel(x, delta, g)
+    dW = Conv2dBackKernelColumns(_columns(ctx, node), delta, g)
     if ctx.arch.l2:
         dW = dW + L2_WEIGHT * kernel
     grads = [(node.params[0], dW)]
@@ -79,11 +102,10 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     kernel, _ = _params(ctx, node)
     kernel_d, bias_d = _params(ctx, node, "d")
     s = node_symbols(ctx, node)
-    x = ctx.activation_symbol(node.inputs[0])
     x_dot = ctx.tangent_of(node.inputs[0])
-    g = _geometry(node)
-    z_dot = Conv2d(x, kernel_d, bias_d, g) + Conv2d(x_dot, kernel, sp.S.Zero, g)
-    r_dW = Conv2dBackKernel(x_dot, s["delta"], g) + Conv2dBackKernel(x, s["Rdelta"], g)
+    g, cols = _geometry(node), _columns(ctx, node)
+    z_dot = Conv2dColumns(cols, kernel_d, bias_d, g) + Conv2d(x_dot, kernel, sp.S.Zero, g)
+    r_dW = Conv2dBackKernel(x_dot, s["delta"], g) + Conv2dBackKernelColumns(cols, s["Rdelta"], g)
     if ctx.arch.l2:
         r_dW = r_dW + L2_WEIGHT * kernel_d
     r_grads = [(node.params[0], r_dW)]

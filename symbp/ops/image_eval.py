@@ -78,11 +78,43 @@ def evaluate(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
                     for p, q, u, v in cells:
                         out[f, c * k_area + p * g["kw"] + q] += delta * x(c, u, v)
         return out
+    if op == "Unfold":
+        (a,) = arrays
+        out = sp.zeros(n, C * k_area * Ho * Wo)
+        for s in range(n):
+            x = _reader(a[s, :], C, H, W)
+            for c, (i, j, cells) in itertools.product(range(C), _windows(g)):
+                for p, q, u, v in cells:
+                    row = (c * g["kh"] + p) * g["kw"] + q
+                    out[s, row * Ho * Wo + i * Wo + j] = x(c, u, v)
+        return out
+    if op in ("Conv2dColumns", "Conv2dBackKernelColumns"):
+        return _from_columns(op, arrays, g)
     if op == "ChannelSum":
         (d,) = arrays
         return sp.Matrix([sp.Add(*[d[s, f * Ho * Wo + k] for s in range(n)
                                    for k in range(Ho * Wo)]) for f in range(F)])  # fmt: skip
     return _backward_or_pool(op, arrays, g, n)
+
+
+def _from_columns(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
+    """The conv's product with its unfolded input: z (n, F Ho Wo) or dL/dW (F, C kh kw)."""
+    cols, other = arrays[0], arrays[1]
+    F, positions = g["F"], g["Ho"] * g["Wo"]
+    rows = g["C"] * g["kh"] * g["kw"]
+    n = cols.rows
+    if op == "Conv2dColumns":
+        b = arrays[2]
+        out = sp.zeros(n, F * positions)
+        for s, f, k in itertools.product(range(n), range(F), range(positions)):
+            total = sp.Add(*[other[f, r] * cols[s, r * positions + k] for r in range(rows)])
+            out[s, f * positions + k] = total + (b[f] if b is not None else 0)
+        return out
+    out = sp.zeros(F, rows)
+    for f, r in itertools.product(range(F), range(rows)):
+        out[f, r] = sp.Add(*[other[s, f * positions + k] * cols[s, r * positions + k]
+                             for s in range(n) for k in range(positions)])  # fmt: skip
+    return out
 
 
 def _backward_or_pool(op: str, arrays: list, g: dict[str, int], n: int) -> sp.Matrix:

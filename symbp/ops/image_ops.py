@@ -85,6 +85,49 @@ class Conv2d(ImageOp):
         return rf"{w} \star_{{{self._stride_pad()}}} {x}{bias}"
 
 
+class Unfold(ImageOp):
+    """The zero-padded input unfolded: for each sample, its (C kh kw, Ho Wo) matrix whose
+    column (i, j) holds the entries window (i, j) reads (args: A, geometry)."""
+
+    helper = "_unfold"
+
+    def latex_form(self, *parts: str) -> str:
+        return rf"\operatorname{{unfold}}_{{{self._size()},{self._stride_pad()}}}({parts[0]})"
+
+
+class Conv2dColumns(ImageOp):
+    """z = b + W times the unfolded input, sample by sample: the correlation
+    (args: columns, W, b or 0, geometry)."""
+
+    helper = "_conv2d_columns"
+
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        x, w, b = args[:3]
+        return sp.S.Zero if (x.is_zero or w.is_zero) and b.is_zero else None
+
+    def latex_form(self, *parts: str) -> str:
+        cols, w, b = parts
+        bias = "" if self.args[2] == 0 else f" + {b}"
+        return rf"{w} {cols}{bias}"
+
+
+class Conv2dBackKernelColumns(ImageOp):
+    """dL/dW = delta times the unfolded input transposed, summed over the batch: the
+    correlation of the input with delta (args: columns, delta, geometry)."""
+
+    helper = "_conv2d_back_kernel_columns"
+    per_sample = False
+
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
+
+    def latex_form(self, *parts: str) -> str:
+        cols, d = parts
+        return rf"\sum_{{n}} {d}_n \left({cols}_n\right)^{{\mathsf{{T}}}}"
+
+
 class Conv2dBackInput(ImageOp):
     """dL/da = the full correlation of delta with the flipped kernel, cropped to the
     unpadded input (args: delta, W, geometry)."""

@@ -47,3 +47,11 @@ def test_quick_activation_sweep_runs() -> None:
     r = _quick("activations.py", "--quick")
     assert "| relu |" in r.stdout and "| gelu |" in r.stdout and "| mish |" in r.stdout
     assert "float64 vs PyTorch" in r.stdout or "nothing checked" in r.stdout
+
+
+def test_quick_cnn_benchmark_runs() -> None:
+    """bench/cnn.py (the small CNN) in its quick mode: checked against PyTorch in float64
+    when it is installed, then timed with the im2col floor."""
+    r = _quick("cnn.py", "--quick", "--configs", "K1")
+    assert "symbp / floor" in r.stdout
+    assert "float64 check against PyTorch" in r.stdout or "pytorch" not in r.stdout

@@ -124,6 +124,8 @@ def _graph_leaves(arch: Arch, n: int) -> Leaves:
     for p in build_graph(arch).parameters:
         if len(p.shape) == 4:  # a kernel (F, C, kh, kw): F rows of its C kh kw entries
             matrix = _kernel(p.key, p.shape)
+        elif len(p.shape) == 3:  # layer norm's gamma, beta on an image: its C*H*W entries
+            matrix = _vector(p.key, p.size)
         else:
             matrix = _matrix(p.key, *p.shape) if len(p.shape) == 2 else _vector(p.key, p.shape[0])
         named.append((p.key, matrix))
@@ -318,7 +320,7 @@ def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> 
         z = sp.Matrix.hstack(*[_image_map(arch, l, a[:, s], params) for s in range(n)])
     elif layer.type == "flatten":
         z = a
-    elif layer.shape:  # batch norm on an image: each channel over samples and positions
+    elif layer.type == "batchnorm" and layer.shape:  # each channel over samples, positions
         z = _normalise_channels(a, arch.layer_shapes[l], sp.Rational(repr(layer.eps)))
         HW = layer.shape[1] * layer.shape[2]
         gamma, beta = params[f"gamma{l}"], params[f"beta{l}"]

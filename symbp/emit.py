@@ -240,6 +240,11 @@ def _shape(tensor: Tensor) -> str:
     return "x".join(map(str, tensor.shape))
 
 
+def _shaped(code: str, param: Tensor) -> str:
+    """A gradient as the caller's parameter is shaped (one stored flat is reshaped back)."""
+    return f"np.reshape({code}, {param.shape})" if param.stored_flat else code
+
+
 def _bare(text: str) -> str:
     """Drop one pair of parentheses enclosing the whole text: "(a - b)" but not "(a)*(b)"."""
     if not (text.startswith("(") and text.endswith(")")):
@@ -585,6 +590,8 @@ def _buffer(e: Emitter, s: Stmt) -> str | None:
     if s.out is None:
         return None
     if s.param is not None:
+        if s.param.stored_flat:
+            return e.ws.per_unit(s.out, s.param.size)
         if len(s.param.shape) != 1:
             return e.ws.shaped(s.out, s.param.shape)
         return e.ws.per_unit(s.out, s.param.shape[0])
@@ -626,7 +633,7 @@ def r_backward_lines(e: Emitter) -> list[str]:
             lines.append(f"RG{l} = {text}")
         lines.append(f"Rdelta{l} = {e.array_code(through_sigmoid(nd.r_delta), f'A{l}')}")
         for param, r_grad in nd.r_grads:
-            lines.append(f'H["{param.key}"] = {e.code(r_grad)}')
+            lines.append(f'H["{param.key}"] = {_shaped(e.code(r_grad), param)}')
         for tensor, contribution in nd.r_backs:
             pending.setdefault(tensor.key, []).append(contribution)
     return lines
@@ -649,10 +656,11 @@ def loads(e: Emitter, lines_exprs: Iterable[Expr], written: set[str], direction:
 
 
 def _source(e: Emitter, name: str, info, direction: str) -> str:
+    flat = ".reshape(-1)" if info.tensor is not None and info.tensor.stored_flat else ""
     if info.family == Family.PARAMETER:
-        return f'params["{info.tensor.key}"]'
+        return f'params["{info.tensor.key}"]{flat}'
     if info.family == Family.DIRECTION:
-        return f'{direction}["{info.tensor.key}"]'
+        return f'{direction}["{info.tensor.key}"]{flat}'
     if info.family == Family.FORWARD:
         return f'cache["{e.code(sp.Symbol(name))}"]' if name != "A0" else 'cache["A0"]'
     if info.family == Family.BACKWARD:
@@ -746,7 +754,7 @@ def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None
     r_written = {f"Rdelta{nd.node.index}" for nd in net.nodes} | {
         f"RG{nd.node.index}" for nd in net.nodes
     }
-    grads = [(p.key, f"d{p.key}") for p in net.graph.parameters]
+    grads = [(p.key, _shaped(f"d{p.key}", p)) for p in net.graph.parameters]
     return {
         "name": arch.name,
         "layer_sizes": arch.layer_sizes,
@@ -761,6 +769,7 @@ def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None
         "l2": repr(float(arch.l2)) if arch.l2 else "",
         "init_lines": _init_lines(e),
         "param_keys": [p.key for p in net.graph.parameters],
+        "param_loads": [(p.key, p.stored_flat) for p in net.graph.parameters],
         "weights": [p.key for p in net.graph.parameters if p.symbol == "W"],
         "forward": forward,
         "forward_loss": forward_loss,

@@ -45,6 +45,12 @@ class Tensor:
     def image(self) -> bool:
         return self.role != Role.PARAMETER and len(self.shape) == 3
 
+    @property
+    def stored_flat(self) -> bool:
+        """A parameter shaped like an image (layer norm's gamma, beta on an image): the code
+        holds it as its C*H*W entries, like the per-sample arrays it multiplies."""
+        return self.role == Role.PARAMETER and len(self.shape) == 3
+
     def __repr__(self) -> str:
         return f"Tensor({self.key}: {self.role.value} {self.shape})"
 
@@ -83,6 +89,8 @@ def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor
             wanted.append(("b", (filters,)))
     elif layer.type == "batchnorm" and len(shape_in) == 3:  # one per channel
         wanted += [("gamma", (shape_in[0],)), ("beta", (shape_in[0],))]
+    elif layer.type == "layernorm" and len(shape_in) == 3:  # one per entry (C, H, W)
+        wanted += [("gamma", shape_in), ("beta", shape_in)]
     elif layer.type in ("layernorm", "batchnorm"):
         wanted += [("gamma", (n,)), ("beta", (n,))]
     return tuple(Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym) for sym, shape in wanted)

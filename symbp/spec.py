@@ -551,12 +551,6 @@ def _check_input_kind(c: _Checker, path: str, kind: str, previous: tuple[int, ..
             f"a dense layer reads a vector, but its input is the image {_shape_text(previous)}",
             "put a - {type: flatten} layer before it",
         )
-    if image and kind == "layernorm":
-        raise c.fail(
-            f"{path}.type",
-            f"{kind} on an image {_shape_text(previous)} is not supported yet",
-            f"put the {kind} after the flatten, or use batchnorm (per channel)",
-        )
 
 
 def _kind(c: _Checker, entry: Any, path: str) -> str:
@@ -745,7 +739,7 @@ def parameter_count(arch: Arch) -> int:
         if layer.type == "dense":
             count += shape[0] * layer.units + layer.units * layer.bias
         elif layer.type == "batchnorm" and layer.shape:
-            count += 2 * layer.shape[0]
+            count += 2 * layer.shape[0]  # one gamma and beta per channel
         elif layer.type in ("layernorm", "batchnorm"):
             count += 2 * layer.units
         elif layer.type == "conv2d" and layer.window is not None:

@@ -456,7 +456,8 @@ def _image_value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.
 def _as_parameter(value: sp.Matrix, param: Any, row: bool) -> sp.Matrix:
     """A gradient in the parameter's shape: a per-unit sum over the batch was broadcast back
     over the samples by the mirror; its first sample is the vector."""
-    if len(param.shape) != 1 or value.shape == (param.shape[0], 1):
+    vector = len(param.shape) == 1 or param.stored_flat
+    if not vector or value.shape == (param.size, 1):
         return value
     return value[0, :].T if row else value[:, 0]
 

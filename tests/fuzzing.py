@@ -210,7 +210,7 @@ def image_graphs(draw: Callable) -> dict:
     shape = (C, H, W)
     for k in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["conv2d", "conv2d", "maxpool2d", "avgpool2d",
-                                     "batchnorm", "residual"]))  # fmt: skip
+                                     "batchnorm", "layernorm", "residual"]))  # fmt: skip
         act = draw(st.sampled_from(BUILTIN_HIDDEN))
         if kind == "residual":
             name = f"r{k}"
@@ -223,8 +223,8 @@ def image_graphs(draw: Callable) -> dict:
                  "activation": draw(st.sampled_from(BUILTIN_HIDDEN))},
             ]  # fmt: skip
             continue
-        if kind == "batchnorm":
-            layers.append({"type": "batchnorm", "activation": act})
+        if kind in ("batchnorm", "layernorm"):
+            layers.append({"type": kind, "activation": act})
             continue
         if kind == "conv2d":
             pad = draw(st.integers(0, 1))
@@ -591,7 +591,10 @@ def _layer(
     var = (centred * centred).sum(axis) * (1.0 / count)
     sigma = power(var + layer.get("eps", 1e-5), Fraction(1, 2))
     xhat = centred / sigma
-    return _param(params, tangents, f"gamma{l}") * xhat + _param(params, tangents, f"beta{l}")
+    gamma, beta = _param(params, tangents, f"gamma{l}"), _param(params, tangents, f"beta{l}")
+    if gamma.v.ndim == 3:  # layer norm on an image: one per entry, in C order
+        gamma, beta = gamma.reshape(-1), beta.reshape(-1)
+    return gamma * xhat + beta
 
 
 def activations_finite(doc: dict, params: dict, X: np.ndarray, Y: np.ndarray) -> bool:
@@ -683,6 +686,9 @@ def _problem_data(doc: dict, seed: int, n: int = 6) -> tuple[dict, np.ndarray, n
         elif kind == "batchnorm" and len(every[l]) == 3:
             params[f"gamma{l}"] = 1 + rng.standard_normal(every[l][0]) * 0.3
             params[f"beta{l}"] = rng.standard_normal(every[l][0]) * 0.3
+        elif kind == "layernorm" and len(every[l]) == 3:  # one per entry, image-shaped
+            params[f"gamma{l}"] = 1 + rng.standard_normal(every[l]) * 0.3
+            params[f"beta{l}"] = rng.standard_normal(every[l]) * 0.3
         elif kind == "dense":
             params[f"W{l}"] = rng.standard_normal((sizes[l], sizes[l - 1])) * 0.8
             if layer.get("bias", True):

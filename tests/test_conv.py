@@ -60,6 +60,16 @@ CASES: dict[str, dict[str, Any]] = {
             {"units": 3, "activation": "softmax"},
         ],
     },
+    "conv-layernorm": {
+        "input": [2, 4, 3],
+        "layers": [
+            {"type": "conv2d", "filters": 2, "kernel": 3, "padding": 1, "name": "c"},
+            {"type": "layernorm", "activation": "tanh", "eps": 0.01},
+            {"type": "add", "from": "c"},
+            {"type": "flatten"},
+            {"units": 2, "activation": "softmax"},
+        ],
+    },
     "residual": {
         "input": [2, 5, 5],
         "layers": [
@@ -226,6 +236,29 @@ def test_batch_norm_on_images_matches_pytorch(module_for) -> None:
         np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-8, atol=1e-11)
 
 
+def test_layer_norm_on_images_matches_pytorch(module_for) -> None:
+    """Layer norm over each sample's (C, H, W) with gamma, beta of that shape."""
+    torch = pytest.importorskip("torch")
+    arch = _arch("conv-layernorm")
+    m = module_for(arch)
+    params, X, Y = random_problem(m, arch, seed=8, n=3)
+    assert params["gamma2"].shape == (2, 4, 3)
+    value, grads = m.loss_and_grads(params, X, Y)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    F = torch.nn.functional
+    c = F.conv2d(torch.tensor(X.reshape(3, 2, 4, 3)), t["W1"], t["b1"], padding=1)
+    h = torch.tanh(F.layer_norm(c, (2, 4, 3), t["gamma2"], t["beta2"], 0.01)) + c
+    logits = torch.flatten(h, 1) @ t["W5"].T + t["b5"]
+    loss = -(torch.tensor(Y) * F.log_softmax(logits, dim=1)).sum() / 3
+    loss.backward()
+    assert value == pytest.approx(loss.item(), rel=1e-12)
+    for key, tensor in t.items():
+        assert grads[key].shape == tensor.shape, key
+        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-8, atol=1e-11)
+    hv = m.hvp(params, X, Y, {k: np.ones_like(v) for k, v in params.items()})
+    assert hv["gamma2"].shape == (2, 4, 3)
+
+
 def test_max_pool_ties_go_to_the_first_maximum(module_for) -> None:
     """A constant window: the whole error goes to its first entry (as PyTorch does)."""
     arch = make_arch(
@@ -309,7 +342,6 @@ BAD = [
      "layers[0]", "values per sample"),
     ({}, [{**CONV, "kernel": [3, 3, 3]}, *HEAD], "layers[0].kernel", "list of two"),
     ({}, [{**CONV, "filters": 0}, *HEAD], "layers[0].filters", "between 1"),
-    ({}, [CONV, {"type": "layernorm"}, *HEAD], "layers[1].type", "not supported yet"),
 ]  # fmt: skip
 
 

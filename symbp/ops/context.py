@@ -78,7 +78,7 @@ def param_symbol(ctx: Context, param: Tensor, suffix: str = "") -> sp.Symbol:
     letter = {"gamma": r"\gamma", "beta": r"\beta"}.get(param.symbol, param.symbol)
     dot = "\\dot " if suffix else ""
     tex = rf"{dot}{letter}^{{({param.layer})}}"
-    return ctx.units(name, param.shape[0], what, family, param, tex)
+    return ctx.units(name, param.size, what, family, param, tex)
 
 
 def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:

@@ -73,20 +73,26 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
 # and gamma, beta one per channel, repeated over the channel's positions.
 
 
+def _per_channel_kind(node: Node) -> bool:
+    """Batch norm on an image. (Layer norm on an image is the vector's over its C*H*W
+    entries, with a gamma and a beta per entry, which the code holds flat.)"""
+    return node.kind == "batchnorm" and node.z.image
+
+
 def _spread(node: Node, param: sp.Basic) -> sp.Basic:
     """A per-channel parameter read at every entry of an image; a vector's as it is."""
-    return PerChannel(param, channels(node.z.shape)) if node.z.image else param
+    return PerChannel(param, channels(node.z.shape)) if _per_channel_kind(node) else param
 
 
 def _batch_count(node: Node) -> sp.Expr:
     """N: the batch size n, times H*W on an image."""
-    return BATCH_COUNT * (node.z.shape[1] * node.z.shape[2] if node.z.image else 1)
+    return BATCH_COUNT * (node.z.shape[1] * node.z.shape[2] if _per_channel_kind(node) else 1)
 
 
 def _per_channel(node: Node, expr: sp.Basic, total: bool = False) -> sp.Basic:
     """On an image, every sum over the batch taken per channel: repeated over the
     positions inside an expression, or (total: a parameter's gradient) one per channel."""
-    if not node.z.image:
+    if not _per_channel_kind(node):
         return expr
     g = channels(node.z.shape)
     if total:  # the outermost sums give the gradient, one value per channel

@@ -16,7 +16,7 @@ import sympy as sp
 from symbp.errors import SpecError
 from symbp.gradcheck import random_problem, taylor_test
 from tests.conftest import make_arch
-from tests.test_gradients import _assert_close
+from tests.test_gradients import _assert_close, assert_jvp_and_hvp
 
 CASES: dict[str, dict[str, Any]] = {
     "stride-pad-rect": {
@@ -103,26 +103,7 @@ def test_gradients_match_central_differences(module_for, case: str, l2: float) -
 @pytest.mark.parametrize("case", CASES)
 def test_jvp_and_hvp_match_central_differences(module_for, case: str) -> None:
     arch = _arch(case, l2=0.02)
-    m = module_for(arch)
-    params, X, Y = random_problem(m, arch, seed=3, n=4)
-    rng = np.random.default_rng(11)
-    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
-
-    def shifted(t: float) -> dict:
-        return {k: params[k] + t * v[k] for k in params}
-
-    out, out_dot = m.jvp(params, X, v)
-    np.testing.assert_allclose(out, m.forward(params, X), rtol=1e-13, atol=1e-13)
-    h = 1e-6
-    fd = (m.forward(shifted(h), X) - m.forward(shifted(-h), X)) / (2 * h)
-    np.testing.assert_allclose(out_dot, fd, rtol=1e-6, atol=1e-8)
-    hv = m.hvp(params, X, Y, v)
-    h = 1e-5
-    gp, gm = m.loss_and_grads(shifted(h), X, Y)[1], m.loss_and_grads(shifted(-h), X, Y)[1]
-    for key in params:
-        fd = (gp[key] - gm[key]) / (2 * h)
-        scale = max(1.0, float(np.max(np.abs(fd))))
-        assert np.max(np.abs(hv[key] - fd)) <= 1e-6 * scale, key
+    assert_jvp_and_hvp(module_for(arch), arch, n=4)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -188,75 +169,64 @@ def test_forward_matches_loops_from_the_definition(module_for) -> None:
     np.testing.assert_array_equal(m.forward(params, x), m.forward(params, X))
 
 
-def test_matches_pytorch(module_for) -> None:
-    """Loss and every gradient against PyTorch's autograd (float64), ties included."""
+def _against_pytorch(module_for, case: str, n: int, seed: int, logits, rtol: float) -> dict:
+    """Loss and every gradient of `case` against PyTorch autograd in float64; `logits(t, x,
+    F)` is the network written with torch from the parameters t and the NCHW batch x."""
     torch = pytest.importorskip("torch")
-    arch = _arch("residual")
+    arch = _arch(case)
     m = module_for(arch)
-    params, X, Y = random_problem(m, arch, seed=4, n=3)
+    params, X, Y = random_problem(m, arch, seed=seed, n=n)
     value, grads = m.loss_and_grads(params, X, Y)
     t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     F = torch.nn.functional
-    x = torch.tensor(X.reshape(3, 2, 5, 5))
-    stem = F.relu(F.conv2d(x, t["W1"], t["b1"], padding=1))
-    h = torch.tanh(F.conv2d(stem, t["W2"], t["b2"], padding=1))
-    h = F.conv2d(h, t["W3"])
-    h = F.silu(h + stem)
-    h = F.max_pool2d(h, 2)
-    logits = torch.flatten(h, 1) @ t["W7"].T + t["b7"]
-    loss = -(torch.tensor(Y) * F.log_softmax(logits, dim=1)).sum() / 3
-    loss.backward()
-    assert value == pytest.approx(loss.item(), rel=1e-12)
-    for key, tensor in t.items():
-        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-9, atol=1e-12)
-
-
-def test_batch_norm_on_images_matches_pytorch(module_for) -> None:
-    """Batch norm per channel over the batch and the positions (BatchNorm2d, training)."""
-    torch = pytest.importorskip("torch")
-    arch = _arch("conv-batchnorm")
-    m = module_for(arch)
-    params, X, Y = random_problem(m, arch, seed=6, n=4)
-    value, grads = m.loss_and_grads(params, X, Y)
-    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    F = torch.nn.functional
-
-    def bn(h, key, eps):
-        return F.batch_norm(h, None, None, t[f"gamma{key}"], t[f"beta{key}"], True, 0.0, eps)
-
-    x = torch.tensor(X.reshape(4, 2, 5, 5))
-    first = torch.tanh(bn(F.conv2d(x, t["W1"], padding=1), 2, 1e-3))
-    h = bn(F.conv2d(first, t["W3"], padding=1), 4, 1e-5)
-    h = torch.relu(h + first)
-    logits = torch.flatten(h, 1) @ t["W7"].T + t["b7"]
-    loss = -(torch.tensor(Y) * F.log_softmax(logits, dim=1)).sum() / 4
-    loss.backward()
-    assert value == pytest.approx(loss.item(), rel=1e-12)
-    for key, tensor in t.items():
-        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-8, atol=1e-11)
-
-
-def test_layer_norm_on_images_matches_pytorch(module_for) -> None:
-    """Layer norm over each sample's (C, H, W) with gamma, beta of that shape."""
-    torch = pytest.importorskip("torch")
-    arch = _arch("conv-layernorm")
-    m = module_for(arch)
-    params, X, Y = random_problem(m, arch, seed=8, n=3)
-    assert params["gamma2"].shape == (2, 4, 3)
-    value, grads = m.loss_and_grads(params, X, Y)
-    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    F = torch.nn.functional
-    c = F.conv2d(torch.tensor(X.reshape(3, 2, 4, 3)), t["W1"], t["b1"], padding=1)
-    h = torch.tanh(F.layer_norm(c, (2, 4, 3), t["gamma2"], t["beta2"], 0.01)) + c
-    logits = torch.flatten(h, 1) @ t["W5"].T + t["b5"]
-    loss = -(torch.tensor(Y) * F.log_softmax(logits, dim=1)).sum() / 3
+    x = torch.tensor(X.reshape(n, *arch.input_shape))
+    loss = -(torch.tensor(Y) * F.log_softmax(logits(t, x, F), dim=1)).sum() / n
     loss.backward()
     assert value == pytest.approx(loss.item(), rel=1e-12)
     for key, tensor in t.items():
         assert grads[key].shape == tensor.shape, key
-        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=1e-8, atol=1e-11)
-    hv = m.hvp(params, X, Y, {k: np.ones_like(v) for k, v in params.items()})
-    assert hv["gamma2"].shape == (2, 4, 3)
+        np.testing.assert_allclose(grads[key], tensor.grad.numpy(), rtol=rtol, atol=rtol * 1e-3)
+    return {"module": m, "params": params, "X": X, "Y": Y}
+
+
+def test_matches_pytorch(module_for) -> None:
+    """Convolutions (with and without bias, 1x1), max pooling and a residual add."""
+
+    def logits(t, x, F):
+        stem = F.relu(F.conv2d(x, t["W1"], t["b1"], padding=1))
+        h = F.conv2d(F.conv2d(stem, t["W2"], t["b2"], padding=1).tanh(), t["W3"])
+        h = F.max_pool2d(F.silu(h + stem), 2)
+        return h.flatten(1) @ t["W7"].T + t["b7"]
+
+    _against_pytorch(module_for, "residual", 3, 4, logits, 1e-9)
+
+
+def test_batch_norm_on_images_matches_pytorch(module_for) -> None:
+    """Batch norm per channel over the batch and the positions (BatchNorm2d, training)."""
+
+    def logits(t, x, F):
+        def bn(h, key, eps):
+            return F.batch_norm(h, None, None, t[f"gamma{key}"], t[f"beta{key}"], True, 0, eps)
+
+        first = bn(F.conv2d(x, t["W1"], padding=1), 2, 1e-3).tanh()
+        h = (bn(F.conv2d(first, t["W3"], padding=1), 4, 1e-5) + first).relu()
+        return h.flatten(1) @ t["W7"].T + t["b7"]
+
+    _against_pytorch(module_for, "conv-batchnorm", 4, 6, logits, 1e-8)
+
+
+def test_layer_norm_on_images_matches_pytorch(module_for) -> None:
+    """Layer norm over each sample's (C, H, W) with gamma, beta of that shape."""
+
+    def logits(t, x, F):
+        c = F.conv2d(x, t["W1"], t["b1"], padding=1)
+        h = F.layer_norm(c, (2, 4, 3), t["gamma2"], t["beta2"], 0.01).tanh() + c
+        return h.flatten(1) @ t["W5"].T + t["b5"]
+
+    run = _against_pytorch(module_for, "conv-layernorm", 3, 8, logits, 1e-8)
+    assert run["params"]["gamma2"].shape == (2, 4, 3)
+    ones = {k: np.ones_like(v) for k, v in run["params"].items()}
+    assert run["module"].hvp(run["params"], run["X"], run["Y"], ones)["gamma2"].shape == (2, 4, 3)
 
 
 def test_max_pool_ties_go_to_the_first_maximum(module_for) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symbp.gradcheck import TOLERANCE, check_module, workspace_problems
+from symbp.gradcheck import TOLERANCE, check_module, random_problem, workspace_problems
 from tests.conftest import make_arch
 
 ELEMENTWISE = [
@@ -30,6 +30,30 @@ def _assert_close(module, arch) -> None:
     assert all(r.max_rel <= TOLERANCE for r in rows)
     # The preallocated-workspace path gives the same bits, into the workspace's arrays.
     assert workspace_problems(module, arch, seed=3, n=6) == []
+
+
+def assert_jvp_and_hvp(m, arch, seed: int = 3, n: int = 5) -> None:
+    """jvp against the forward pass and central differences of it; hvp against central
+    differences of loss_and_grads, along a random direction of every parameter."""
+    params, X, Y = random_problem(m, arch, seed=seed, n=n)
+    rng = np.random.default_rng(11)
+    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
+
+    def shifted(t: float) -> dict:
+        return {k: params[k] + t * v[k] for k in params}
+
+    out, out_dot = m.jvp(params, X, v)
+    np.testing.assert_allclose(out, m.forward(params, X), rtol=1e-13, atol=1e-13)
+    h = 1e-6
+    fd = (m.forward(shifted(h), X) - m.forward(shifted(-h), X)) / (2 * h)
+    np.testing.assert_allclose(out_dot, fd, rtol=1e-6, atol=1e-8)
+    hv = m.hvp(params, X, Y, v)
+    h = 1e-5
+    gp, gm = m.loss_and_grads(shifted(h), X, Y)[1], m.loss_and_grads(shifted(-h), X, Y)[1]
+    for key in params:
+        fd = (gp[key] - gm[key]) / (2 * h)
+        scale = max(1.0, float(np.max(np.abs(fd))))
+        assert np.max(np.abs(hv[key] - fd)) <= 1e-6 * scale, key
 
 
 @pytest.mark.parametrize("activation", ELEMENTWISE)

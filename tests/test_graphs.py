@@ -12,7 +12,7 @@ import pytest
 
 from symbp.gradcheck import random_problem, taylor_test
 from tests.conftest import make_arch
-from tests.test_gradients import _assert_close
+from tests.test_gradients import _assert_close, assert_jvp_and_hvp
 
 # Every kind, mixed: a residual block with layer norm, a skip from the input, batch norm
 # after a bias-free dense layer.
@@ -76,26 +76,7 @@ def test_mixed_graph_options(module_for, layout: str, reduction: str, l2: float)
 @pytest.mark.parametrize("layout", ["column", "row"])
 def test_mixed_graph_jvp_and_hvp(module_for, layout: str) -> None:
     arch = _mixed(layout=layout, l2=0.05)
-    m = module_for(arch)
-    params, X, Y = random_problem(m, arch, seed=3, n=5)
-    rng = np.random.default_rng(11)
-    v = {k: rng.standard_normal(p.shape) for k, p in params.items()}
-
-    def shifted(t: float) -> dict:
-        return {k: params[k] + t * v[k] for k in params}
-
-    out, out_dot = m.jvp(params, X, v)
-    np.testing.assert_allclose(out, m.forward(params, X), rtol=1e-13, atol=1e-13)
-    h = 1e-6
-    fd = (m.forward(shifted(h), X) - m.forward(shifted(-h), X)) / (2 * h)
-    np.testing.assert_allclose(out_dot, fd, rtol=1e-6, atol=1e-8)
-    hv = m.hvp(params, X, Y, v)
-    h = 1e-5
-    gp, gm = m.loss_and_grads(shifted(h), X, Y)[1], m.loss_and_grads(shifted(-h), X, Y)[1]
-    for key in params:
-        fd = (gp[key] - gm[key]) / (2 * h)
-        scale = max(1.0, float(np.max(np.abs(fd))))
-        assert np.max(np.abs(hv[key] - fd)) <= 1e-6 * scale, key
+    assert_jvp_and_hvp(module_for(arch), arch)
 
 
 def _norm_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, axis: int):

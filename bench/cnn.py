@@ -15,7 +15,9 @@ The floor is what an im2col lowering cannot avoid: per conv layer the unfolding 
 the three products (forward, kernel gradient, input gradient) and the dense products, on
 preallocated arrays; PyTorch's oneDNN convolutions avoid the copies, so PyTorch may be
 below this floor. Timing: bench.timing.blocks (blocks of back-to-back calls, an idle
-pause before each, rotating order). --profile prints where symbp's step spends its time.
+pause before each, rotating order). "floor+" adds the least the other steps must move: one
+pass over each pooling's input, one write of each conv's and pooling's input error.
+--profile prints where symbp's step spends its time.
 """
 
 from __future__ import annotations
@@ -137,8 +139,10 @@ def torch_step(doc: dict, params: dict, X: Any, Y: Any) -> tuple[Any, Any]:
     return step, values
 
 
-def floor_step(m: ModuleType, doc: dict, batch: int, dtype: Any) -> Any:
-    """The products and unfolding copies an im2col lowering cannot avoid, preallocated."""
+def floor_step(m: ModuleType, doc: dict, batch: int, dtype: Any, copies: bool = False) -> Any:
+    """The products and unfolding copies an im2col lowering cannot avoid, preallocated;
+    with `copies`, also one pass over each pooling's input forward and one write of each
+    conv's and pooling's input error backward (the least col2im and routing can do)."""
     from symbp.spec import arch_from_mapping
 
     arch = arch_from_mapping({**doc, "layout": "row", "loss": "cross_entropy"})
@@ -156,7 +160,11 @@ def floor_step(m: ModuleType, doc: dict, batch: int, dtype: Any) -> Any:
             z = np.empty((batch, F, Ho * Wo), dtype)
             dW = np.empty((batch, F, k), dtype)
             dcols = np.empty((batch, k, Ho * Wo), dtype)
-            work.append(("conv", view, cols, kern, z, dW, dcols, k))
+            dx = np.empty((batch, C, H, W), dtype) if copies else None
+            work.append(("conv", view, cols, kern, z, dW, dcols, k, dx))
+        elif layer.type in ("maxpool2d", "avgpool2d") and copies:
+            x = np.ones((batch, *shape_in), dtype)
+            work.append(("pool", x, np.empty_like(x), np.empty_like(x)))
         elif layer.type == "dense":
             n_in = shape_in[0]
             a = np.ones((batch, n_in), dtype)
@@ -166,12 +174,18 @@ def floor_step(m: ModuleType, doc: dict, batch: int, dtype: Any) -> Any:
     def step() -> None:
         for item in work:
             if item[0] == "conv":
-                _, view, cols, kern, z, dW, dcols, k = item
+                _, view, cols, kern, z, dW, dcols, k, dx = item
                 np.copyto(cols, view)
                 flat = cols.reshape(cols.shape[0], k, -1)
                 np.matmul(kern, flat, out=z)
                 np.matmul(z, flat.transpose(0, 2, 1), out=dW)
                 np.matmul(kern.T, z, out=dcols)
+                if dx is not None:  # the input's error written once (col2im's least)
+                    dx[...] = 0
+            elif item[0] == "pool":  # read the input once forward, write its error once
+                _, x, seen, dx = item
+                np.copyto(seen, x)
+                dx[...] = 0
             else:
                 _, a, w, out = item
                 np.matmul(a, w.T, out=out)
@@ -254,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             ws = m.make_workspace(args.batch)
             steps = {"symbp": _step(m, params, X, Y, ws)}
             steps["floor"] = floor_step(m, doc, args.batch, np.float32)
+            steps["floor+"] = floor_step(m, doc, args.batch, np.float32, copies=True)
             if torch is not None:
                 steps["pytorch"] = torch_step(doc, params, X, Y)[0]
             times = blocks(steps, repeat, block, settle)
@@ -261,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             for who, t in times.items():
                 ratio = t.median / base
                 print(f"  {who:8s} {t.median * 1e3:8.2f} ms  (IQR {t.spread:5.1%})  {ratio:.2f}x")
-            print(f"  symbp / floor: {times['symbp'].median / times['floor'].median:.2f}x")
+            for floor in ("floor", "floor+"):
+                print(f"  symbp / {floor}: {times['symbp'].median / times[floor].median:.2f}x")
             if args.profile:
                 print("\n".join(profile(m, params, X, Y, ws)))
     return 0

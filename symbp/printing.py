@@ -14,6 +14,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
+from symbp import equal
 from symbp.errors import DerivationError
 from symbp.ops.image_ops import ImageOp
 from symbp.reductions import BatchSum, LogOneMinusSoftmax, LogSumExp, UnitSum
@@ -95,6 +96,39 @@ def _rectified(expr: sp.Piecewise) -> sp.Expr | None:
     ):
         return value
     return None
+
+
+def branch_free(expr: sp.Piecewise) -> sp.Expr | None:
+    """Piecewise((g(u), u > 0), (h(u), True)), u an array symbol, whose pieces meet at 0
+    (leaky ReLU, ELU, ELU's derivative 1 + min(a, 0)), as g(max(u, 0)) + h(min(u, 0)) - g(0):
+    each piece sees only its own side, so it stays finite, and np.where's selection, which
+    costs about 1 ms per 256x1024 array on a random sign (0.3 ms for the min/max form), is
+    gone. Used only when it equals the Piecewise at sample points (symbp.equal)."""
+    if len(expr.args) != 2 or expr.args[1].cond != sp.true:
+        return None
+    (g, cond), (h, _) = expr.args
+    if not (isinstance(cond, sp.StrictGreaterThan) and cond.rhs == 0):
+        return None
+    u = cond.lhs
+    if not isinstance(u, sp.Symbol) or {u} < (g.free_symbols | h.free_symbols):
+        return None
+    at_zero = g.subs(u, 0)
+    if not (at_zero.is_number and at_zero.is_finite) or sp.simplify(at_zero - h.subs(u, 0)) != 0:
+        return None
+    after = g.subs(u, sp.Max(u, 0)) + h.subs(u, sp.Min(u, 0)) - at_zero
+    return after if equal.agree(expr, after) else None
+
+
+def _two_numbers(expr: sp.Piecewise) -> tuple[sp.Basic, sp.Expr, sp.Expr] | None:
+    """(u > 0, h, g - h) for Piecewise((g, u > 0), (h, True)) with g, h real numbers other
+    than the 0/1 mask a ReLU's derivative is (printed as the bare condition)."""
+    if len(expr.args) != 2 or expr.args[1].cond != sp.true or _indicator(expr) is not None:
+        return None
+    (g, cond), (h, _) = expr.args
+    numbers = g.is_number and h.is_number and g.is_real and h.is_real
+    if not (numbers and isinstance(cond, sp.StrictGreaterThan) and cond.rhs == 0):
+        return None
+    return cond, h, g - h
 
 
 def _indicator(expr: sp.Basic) -> sp.Basic | None:
@@ -281,10 +315,18 @@ class NumPyPrinter(StrPrinter):
         return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{expr.exp}"
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
-        """Nested np.where, the last branch being the default; max(u, 0) for a ReLU."""
+        """Nested np.where, the last branch being the default; max(u, 0) for a ReLU, and a
+        two-piece function of u split at u = 0 without a branch (see `branch_free`)."""
         rectified = _rectified(expr)
         if rectified is not None:
             return f"np.maximum({self._print(rectified)}, 0)"
+        steps = _two_numbers(expr)
+        if steps is not None:  # h + (g - h) [u > 0]: a 0/1 mask, no selection
+            cond, low, jump = steps
+            return f"({self._print(cond)}*{self._typed(jump)} + {self._typed(low)})"
+        free = branch_free(expr)
+        if free is not None:  # parenthesised: it stands where a Piecewise (an atom) stood
+            return f"({self._print(free)})"
         *branches, (last, cond) = expr.args
         if cond != sp.true:
             raise DerivationError(f"Piecewise without a default branch: {expr}")

@@ -107,3 +107,30 @@ def test_gradients_correct_at_large_but_checkable_values(module_for, hidden: str
     finally:
         gc.random_problem = original
     assert all(r.max_rel <= 1e-5 for r in rows), [(r.name, r.max_rel) for r in rows]
+
+
+def test_two_piece_functions_are_printed_without_a_branch() -> None:
+    """Leaky ReLU, ELU and ELU's derivative (pieces that meet at 0) as min/max, leaky ReLU's
+    derivative as a 0/1 mask; a piece undefined at 0 or pieces that do not meet keep
+    np.where; each form equals the Piecewise (symbp.equal) and is parenthesised where it
+    stands as a factor."""
+    import sympy as sp
+
+    from symbp.equal import agree
+    from symbp.printing import NumPyPrinter, branch_free
+
+    u, v = sp.Symbol("Z1", real=True), sp.Symbol("Zd1", real=True)
+    leaky = sp.Piecewise((u, u > 0), (u / 100, True))
+    elu = sp.Piecewise((u, u > 0), (sp.exp(u) - 1, True))
+    elu_prime = sp.Piecewise((1, u > 0), (1 + u, True))
+    for expr in (leaky, elu, elu_prime):
+        free = branch_free(expr)
+        assert free is not None and not free.has(sp.Piecewise) and agree(expr, free), expr
+    assert branch_free(sp.Piecewise((sp.log(u), u > 0), (0, True))) is None  # log(0)
+    assert branch_free(sp.Piecewise((u + 1, u > 0), (u, True))) is None  # a jump
+    printer = NumPyPrinter(True)
+    assert "np.where" not in printer.doprint(leaky) and "np.where" not in printer.doprint(elu)
+    mask = printer.doprint(sp.Piecewise((1, u > 0), (sp.Rational(1, 100), True)))
+    assert "np.where" not in mask and "(Z1 > 0)" in mask
+    factor = printer.doprint(v * elu_prime)
+    assert factor.startswith("Zd1*(") and factor.endswith(")"), factor

@@ -16,7 +16,11 @@ import sympy as sp
 from symbp.errors import SpecError
 from symbp.gradcheck import random_problem, taylor_test
 from tests.conftest import make_arch
-from tests.test_gradients import _assert_close, assert_jvp_and_hvp
+from tests.test_gradients import (
+    _assert_close,
+    assert_float32_follows_float64,
+    assert_jvp_and_hvp,
+)
 
 CASES: dict[str, dict[str, Any]] = {
     "stride-pad-rect": {
@@ -109,15 +113,7 @@ def test_jvp_and_hvp_match_central_differences(module_for, case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_float32_follows_float64(module_for, case: str) -> None:
     m64, m32 = module_for(_arch(case)), module_for(_arch(case, dtype="float32"))
-    params, X, Y = random_problem(m64, _arch(case), seed=5, n=4)
-    l64, g64 = m64.loss_and_grads(params, X, Y)
-    p32 = {k: v.astype(np.float32) for k, v in params.items()}
-    l32, g32 = m32.loss_and_grads(p32, X.astype(np.float32), Y.astype(np.float32))
-    assert abs(l32 - l64) <= 1e-5 * max(1.0, abs(l64))
-    for key in params:
-        assert g32[key].dtype == np.float32, key
-        scale = max(1.0, float(np.max(np.abs(g64[key]))))
-        assert np.max(np.abs(g32[key] - g64[key])) <= 2e-4 * scale, key
+    assert_float32_follows_float64(m64, m32, _arch(case), n=4)
 
 
 # --- a reference written from the definitions, with loops --------------------------------

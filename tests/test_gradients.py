@@ -32,6 +32,20 @@ def _assert_close(module, arch) -> None:
     assert workspace_problems(module, arch, seed=3, n=6) == []
 
 
+def assert_float32_follows_float64(m64, m32, arch, n: int = 6) -> None:
+    """The float32 module gives the float64 one's loss and gradients to float32 precision,
+    in float32 arrays."""
+    params, X, Y = random_problem(m64, arch, seed=5, n=n)
+    l64, g64 = m64.loss_and_grads(params, X, Y)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    l32, g32 = m32.loss_and_grads(p32, X.astype(np.float32), Y.astype(np.float32))
+    assert abs(l32 - l64) <= 1e-5 * max(1.0, abs(l64))
+    for key in params:
+        assert g32[key].dtype == np.float32, key
+        scale = max(1.0, float(np.max(np.abs(g64[key]))))
+        assert np.max(np.abs(g32[key] - g64[key])) <= 2e-4 * scale, key
+
+
 def assert_jvp_and_hvp(m, arch, seed: int = 3, n: int = 5) -> None:
     """jvp against the forward pass and central differences of it; hvp against central
     differences of loss_and_grads, along a random direction of every parameter."""

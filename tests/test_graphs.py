@@ -12,7 +12,11 @@ import pytest
 
 from symbp.gradcheck import random_problem, taylor_test
 from tests.conftest import make_arch
-from tests.test_gradients import _assert_close, assert_jvp_and_hvp
+from tests.test_gradients import (
+    _assert_close,
+    assert_float32_follows_float64,
+    assert_jvp_and_hvp,
+)
 
 # Every kind, mixed: a residual block with layer norm, a skip from the input, batch norm
 # after a bias-free dense layer.
@@ -61,16 +65,7 @@ def test_mixed_graph_options(module_for, layout: str, reduction: str, l2: float)
     assert taylor_test(m64, arch, seed=1).ok
     # The float32 module: the same numbers to float32 precision, float32 arrays out.
     arch32 = _mixed(layout=layout, reduction=reduction, l2=l2, dtype="float32")
-    m32 = module_for(arch32)
-    params, X, Y = random_problem(m64, arch, seed=5, n=6)
-    l64, g64 = m64.loss_and_grads(params, X, Y)
-    p32 = {k: v.astype(np.float32) for k, v in params.items()}
-    l32, g32 = m32.loss_and_grads(p32, X.astype(np.float32), Y.astype(np.float32))
-    assert abs(l32 - l64) <= 1e-5 * max(1.0, abs(l64))
-    for key in params:
-        assert g32[key].dtype == np.float32, key
-        scale = max(1.0, float(np.max(np.abs(g64[key]))))
-        assert np.max(np.abs(g32[key] - g64[key])) <= 2e-4 * scale, key
+    assert_float32_follows_float64(m64, module_for(arch32), arch)
 
 
 @pytest.mark.parametrize("layout", ["column", "row"])

@@ -194,10 +194,11 @@ def _maxpool(A, g, out=None):
     return best.reshape(n, -1)
 
 
-def _maxpool_hits(A, g):
-    """For each window position (p, q): where the window's first maximum is there."""
+def _maxpool_hits(A, M, g):
+    """For each window position (p, q): where the window's first maximum is there, M being
+    the maxima the forward pass took."""
     X = _image(A, g)
-    best = _maxpool(A, g).reshape(A.shape[0], g[0], g[4], g[5])
+    best = M.reshape(A.shape[0], g[0], g[4], g[5])
     taken = np.zeros(best.shape, bool)
     for p, q, (rows, cols) in _offsets(g):
         hit = X[:, :, rows, cols] == best
@@ -206,14 +207,14 @@ def _maxpool_hits(A, g):
         yield p, q, (rows, cols), hit
 
 
-def _maxpool_route(A, D, g, out=None):
+def _maxpool_route(A, M, D, g, out=None):
     """Each entry of D sent to the first maximum of its window of A."""
     C, H, W, Ho, Wo = g[0], g[1], g[2], g[4], g[5]
     n = D.shape[0]
     D4 = D.reshape(n, C, Ho, Wo)
     full = np.zeros((n, C, H, W), D.dtype)
     apart = g[8] >= g[6] and g[9] >= g[7]  # windows that do not overlap: each entry once
-    for _, _, (rows, cols), hit in _maxpool_hits(A, g):
+    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
         if apart:
             np.multiply(hit, D4, out=full[:, :, rows, cols])
         else:
@@ -221,12 +222,12 @@ def _maxpool_route(A, D, g, out=None):
     return _result(full, out)
 
 
-def _maxpool_pick(A, D, g, out=None):
+def _maxpool_pick(A, M, D, g, out=None):
     """The entry of D at the first maximum of each window of A."""
     n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
     Dimg = _image(D, g)
     picked = np.zeros((n, C, Ho, Wo), D.dtype)
-    for _, _, (rows, cols), hit in _maxpool_hits(A, g):
+    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
         picked += hit * Dimg[:, :, rows, cols]
     return _result(picked, out)
 
@@ -527,7 +528,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta4 = _copy(delta5, ws.get("back3_784"))
         del delta5
         # layer 3: delta (eq. (51)), dW (eq. (52)), db (eq. (53))
-        delta3 = _maxpool_route(A3, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("back4_3136"))
+        delta3 = _maxpool_route(A3, A4, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("back4_3136"))
         del delta4
         delta3 *= (A3 > 0)
         dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
@@ -536,7 +537,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("back5_1568"))
         del delta3
         # layer 1: delta (eq. (43)), dW (eq. (44)), db (eq. (45))
-        delta1 = _maxpool_route(A1, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("back6_6272"))
+        delta1 = _maxpool_route(A1, A2, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("back6_6272"))
         del delta2
         delta1 *= (A1 > 0)
         dW1 = _conv2d_back_kernel_columns(Cols1, delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
@@ -549,7 +550,9 @@ def _backward(params, cache, Y, scale):
     """Backpropagation from a cached forward pass: every error term delta<l> and the
     dL/da<l> (G<l>) it came from (for hvp)."""
     A1 = cache["A1"]
+    A2 = cache["A2"]
     A3 = cache["A3"]
+    A4 = cache["A4"]
     A6 = cache["A6"]
     A7 = cache["A7"]
     W3 = params["W3"]
@@ -569,14 +572,14 @@ def _backward(params, cache, Y, scale):
     G4 = _copy(delta5, None)
     delta4 = _copy(G4, None)
     # layer 3: delta (eq. (51))
-    G3 = _maxpool_route(A3, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
+    G3 = _maxpool_route(A3, A4, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     delta3 = np.where((A3 > 0), DTYPE(1), DTYPE(0))
     delta3 *= G3
     # layer 2: delta (eq. (48))
     G2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     delta2 = _copy(G2, None)
     # layer 1: delta (eq. (43))
-    G1 = _maxpool_route(A1, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
+    G1 = _maxpool_route(A1, A2, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     delta1 = np.where((A1 > 0), DTYPE(1), DTYPE(0))
     delta1 *= G1
     return {"G1": G1, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "delta1": delta1, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7}
@@ -586,7 +589,9 @@ def _tangent_forward(params, cache, tangents):
     """Forward mode: z<l>' and a<l>' (and the normalisations' xhat', sigma') along the
     parameter direction `tangents`."""
     A1 = cache["A1"]
+    A2 = cache["A2"]
     A3 = cache["A3"]
+    A4 = cache["A4"]
     A5 = cache["A5"]
     A6 = cache["A6"]
     A7 = cache["A7"]
@@ -606,11 +611,11 @@ def _tangent_forward(params, cache, tangents):
     out = {}
     out["Zd1"] = Zd1 = _conv2d_columns(Cols1, Wd1, bd1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     out["Ad1"] = Ad1 = Zd1 * (A1 > 0)
-    out["Zd2"] = Zd2 = _maxpool_pick(A1, Ad1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
+    out["Zd2"] = Zd2 = _maxpool_pick(A1, A2, Ad1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     out["Ad2"] = Ad2 = Zd2
     out["Zd3"] = Zd3 = _conv2d(Ad2, W3, None, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_columns(Cols3, Wd3, bd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     out["Ad3"] = Ad3 = Zd3 * (A3 > 0)
-    out["Zd4"] = Zd4 = _maxpool_pick(A3, Ad3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
+    out["Zd4"] = Zd4 = _maxpool_pick(A3, A4, Ad3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     out["Ad4"] = Ad4 = Zd4
     out["Zd5"] = Zd5 = Ad4
     out["Ad5"] = Ad5 = Zd5
@@ -646,7 +651,9 @@ def hvp(params, X, Y, vectors):
 def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     """R{.} of the backward pass: R{delta<l>}, R{dL/dparam} and the R{G<l>} sent back."""
     A1 = cache["A1"]
+    A2 = cache["A2"]
     A3 = cache["A3"]
+    A4 = cache["A4"]
     A5 = cache["A5"]
     A6 = cache["A6"]
     Ad2 = tan["Ad2"]
@@ -676,13 +683,13 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta5 = RG5
     RG4 = Rdelta5
     Rdelta4 = RG4
-    RG3 = _maxpool_route(A3, Rdelta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
+    RG3 = _maxpool_route(A3, A4, Rdelta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     Rdelta3 = np.where((A3 > 0), RG3, DTYPE(0))
     H["W3"] = _conv2d_back_kernel(Ad2, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols3, Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     H["b3"] = _channel_sum(Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     RG2 = _conv2d_back_input(Rdelta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta3, Wd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     Rdelta2 = RG2
-    RG1 = _maxpool_route(A1, Rdelta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
+    RG1 = _maxpool_route(A1, A2, Rdelta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
     H["W1"] = _conv2d_back_kernel_columns(Cols1, Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     H["b1"] = _channel_sum(Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))

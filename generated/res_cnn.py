@@ -194,10 +194,11 @@ def _maxpool(A, g, out=None):
     return best.reshape(n, -1)
 
 
-def _maxpool_hits(A, g):
-    """For each window position (p, q): where the window's first maximum is there."""
+def _maxpool_hits(A, M, g):
+    """For each window position (p, q): where the window's first maximum is there, M being
+    the maxima the forward pass took."""
     X = _image(A, g)
-    best = _maxpool(A, g).reshape(A.shape[0], g[0], g[4], g[5])
+    best = M.reshape(A.shape[0], g[0], g[4], g[5])
     taken = np.zeros(best.shape, bool)
     for p, q, (rows, cols) in _offsets(g):
         hit = X[:, :, rows, cols] == best
@@ -206,14 +207,14 @@ def _maxpool_hits(A, g):
         yield p, q, (rows, cols), hit
 
 
-def _maxpool_route(A, D, g, out=None):
+def _maxpool_route(A, M, D, g, out=None):
     """Each entry of D sent to the first maximum of its window of A."""
     C, H, W, Ho, Wo = g[0], g[1], g[2], g[4], g[5]
     n = D.shape[0]
     D4 = D.reshape(n, C, Ho, Wo)
     full = np.zeros((n, C, H, W), D.dtype)
     apart = g[8] >= g[6] and g[9] >= g[7]  # windows that do not overlap: each entry once
-    for _, _, (rows, cols), hit in _maxpool_hits(A, g):
+    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
         if apart:
             np.multiply(hit, D4, out=full[:, :, rows, cols])
         else:
@@ -221,12 +222,12 @@ def _maxpool_route(A, D, g, out=None):
     return _result(full, out)
 
 
-def _maxpool_pick(A, D, g, out=None):
+def _maxpool_pick(A, M, D, g, out=None):
     """The entry of D at the first maximum of each window of A."""
     n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
     Dimg = _image(D, g)
     picked = np.zeros((n, C, Ho, Wo), D.dtype)
-    for _, _, (rows, cols), hit in _maxpool_hits(A, g):
+    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
         picked += hit * Dimg[:, :, rows, cols]
     return _result(picked, out)
 
@@ -626,7 +627,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         delta8 = _conv2d_back_input(delta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("back4_512"))
         del delta9
         # layer 7: delta (eq. (81))
-        delta7 = _maxpool_route(A7, delta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0), out=ws.get("back5_2048"))
+        delta7 = _maxpool_route(A7, A8, delta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0), out=ws.get("back5_2048"))
         del delta8
         delta7 *= (A7 > 0)
         # layer 6: delta (eq. (77)), dW (eq. (78))
@@ -676,6 +677,7 @@ def _backward(params, cache, Y, scale):
     A4 = cache["A4"]
     A5 = cache["A5"]
     A7 = cache["A7"]
+    A8 = cache["A8"]
     A9 = cache["A9"]
     W12 = params["W12"]
     W2 = params["W2"]
@@ -700,7 +702,7 @@ def _backward(params, cache, Y, scale):
     G8 = _conv2d_back_input(delta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     delta8 = _copy(G8, None)
     # layer 7: delta (eq. (81))
-    G7 = _maxpool_route(A7, delta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
+    G7 = _maxpool_route(A7, A8, delta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     delta7 = np.where((A7 > 0), DTYPE(1), DTYPE(0))
     delta7 *= G7
     # layer 6: delta (eq. (77))
@@ -742,6 +744,7 @@ def _tangent_forward(params, cache, tangents):
     A4 = cache["A4"]
     A5 = cache["A5"]
     A7 = cache["A7"]
+    A8 = cache["A8"]
     A9 = cache["A9"]
     Cols1 = cache["Cols1"]
     Cols2 = cache["Cols2"]
@@ -782,7 +785,7 @@ def _tangent_forward(params, cache, tangents):
     out["Ad6"] = Ad6 = Zd6
     out["Zd7"] = Zd7 = Ad4 + Ad6
     out["Ad7"] = Ad7 = Zd7 * (A7 > 0)
-    out["Zd8"] = Zd8 = _maxpool_pick(A7, Ad7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
+    out["Zd8"] = Zd8 = _maxpool_pick(A7, A8, Ad7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     out["Ad8"] = Ad8 = Zd8
     out["Zd9"] = Zd9 = _conv2d(Ad8, W9, None, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_columns(Cols9, Wd9, bd9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     out["Ad9"] = Ad9 = Zd9 * (A9 > 0)
@@ -825,6 +828,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     A4 = cache["A4"]
     A5 = cache["A5"]
     A7 = cache["A7"]
+    A8 = cache["A8"]
     A9 = cache["A9"]
     Ad1 = tan["Ad1"]
     Ad11 = tan["Ad11"]
@@ -871,7 +875,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["b9"] = _channel_sum(Rdelta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     RG8 = _conv2d_back_input(Rdelta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_back_input(delta9, Wd9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     Rdelta8 = RG8
-    RG7 = _maxpool_route(A7, Rdelta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
+    RG7 = _maxpool_route(A7, A8, Rdelta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     Rdelta7 = np.where((A7 > 0), RG7, DTYPE(0))
     RG6 = Rdelta7
     Rdelta6 = RG6

@@ -226,21 +226,19 @@ def test_layer_norm_on_images_matches_pytorch(module_for) -> None:
 
 
 def test_max_pool_ties_go_to_the_first_maximum(module_for) -> None:
-    """A constant window: the whole error goes to its first entry (as PyTorch does)."""
+    """A constant window: the whole error goes to its first entry (as PyTorch does), so a
+    1x1 conv before it gets 4 (1 entry x 4) and not 16 (4 entries x 4)."""
     arch = make_arch(
-        layout="row", input=[1, 2, 2], reduction="sum",
-        layers=[{"type": "maxpool2d", "size": 2}, {"type": "flatten"},
+        layout="row", input=[1, 2, 2], reduction="sum", loss="mse",
+        layers=[{"type": "conv2d", "filters": 1, "kernel": 1, "bias": False},
+                {"type": "maxpool2d", "size": 2}, {"type": "flatten"},
                 {"units": 1, "bias": False}],
     )  # fmt: skip
     m = module_for(arch)
-    # The input layer's error is not returned: read it through the cached backward pass.
-    params = {"W3": np.array([[2.0]])}
-    X = np.ones((1, 4))
-    cache = m._forward(params, X)
-    assert cache["A1"].tolist() == [[1.0]]
-    helper = m._maxpool_route
-    routed = helper(X, np.array([[5.0]]), (1, 2, 2, 1, 1, 1, 2, 2, 2, 2, 0, 0))
-    assert routed.tolist() == [[5.0, 0.0, 0.0, 0.0]]
+    params = {"W1": np.ones((1, 1, 1, 1)), "W4": np.array([[2.0]])}
+    value, grads = m.loss_and_grads(params, np.ones((1, 4)), np.zeros((1, 1)))
+    assert value == 2.0  # (1/2) (2 * max(1, 1, 1, 1))^2
+    assert grads["W1"].tolist() == [[[[4.0]]]] and grads["W4"].tolist() == [[2.0]]
 
 
 # --- SymPy's index forms, entry by entry, against the helpers ---------------------------

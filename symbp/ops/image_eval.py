@@ -149,12 +149,12 @@ def _backward_or_pool(op: str, arrays: list, g: dict[str, int], n: int) -> sp.Ma
                     out[s, at] = values[_first_max(values)]
                 elif op == "AvgPool":
                     out[s, at] = sp.Add(*values) / k_area
-                elif op == "MaxPoolPick":
+                elif op == "MaxPoolPick":  # arrays: A, the pooled maxima, D
                     _, _, u, v = cells[_first_max(values)]
-                    out[s, at] = _reader(arrays[1][s, :], C, H, W)(c, u, v)
+                    out[s, at] = _reader(arrays[2][s, :], C, H, W)(c, u, v)
                 elif op == "MaxPoolRoute":
                     _, _, u, v = cells[_first_max(values)]
-                    add(s, c, u, v, arrays[1][s, at])
+                    add(s, c, u, v, arrays[2][s, at])
                 else:
                     raise ValueError(f"unknown image operation {op}")
     return out

@@ -182,24 +182,24 @@ class MaxPool(ImageOp):
 
 
 class MaxPoolRoute(ImageOp):
-    """Each entry of D sent to the first maximum of its window of A (args: A, D, geometry):
-    dL/da from delta, and, at the same positions, the tangent picked back."""
+    """Each entry of D sent to the first maximum of its window of A (args: A, the pooled
+    maxima M of the forward pass, D, geometry): dL/da from delta."""
 
     helper = "_maxpool_route"
 
     def latex_form(self, *parts: str) -> str:
-        x, d = parts
+        x, _, d = parts
         return rf"\operatorname{{route}}_{{\max {x}}}({d})"
 
 
 class MaxPoolPick(ImageOp):
-    """The entry of D at the first maximum of each window of A (args: A, D, geometry):
-    the forward-mode tangent of a max pooling."""
+    """The entry of D at the first maximum of each window of A (args: A, the pooled maxima
+    M, D, geometry): the forward-mode tangent of a max pooling."""
 
     helper = "_maxpool_pick"
 
     def latex_form(self, *parts: str) -> str:
-        x, d = parts
+        x, _, d = parts
         return rf"\operatorname{{pick}}_{{\max {x}}}({d})"
 
 

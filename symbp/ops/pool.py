@@ -69,16 +69,24 @@ def forward(ctx: Context, node: Node) -> tuple:
     return ((s["Z"], op(x, _geometry(node))),)
 
 
-def _back(node: Node, x: sp.Symbol, d: sp.Basic) -> sp.Basic:
+def _pooled(ctx: Context, node: Node) -> sp.Symbol:
+    """The pooled maxima z = a of the forward pass (a pooling has no activation), which
+    the backward pass compares the windows with instead of taking the maxima again."""
+    return node_symbols(ctx, node)["A"]
+
+
+def _back(ctx: Context, node: Node, x: sp.Symbol, d: sp.Basic) -> sp.Basic:
     g = _geometry(node)
-    return MaxPoolRoute(x, d, g) if node.kind == "maxpool2d" else AvgPoolBack(d, g)
+    if node.kind == "maxpool2d":
+        return MaxPoolRoute(x, _pooled(ctx, node), d, g)
+    return AvgPoolBack(d, g)
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """No parameters; delta routed to each window's maximum, or spread over the window."""
     delta = node_symbols(ctx, node)["delta"]
     x = ctx.activation_symbol(node.inputs[0])
-    backs = ((node.inputs[0], _back(node, x, delta)),) if node.inputs[0].layer > 0 else ()
+    backs = ((node.inputs[0], _back(ctx, node, x, delta)),) if node.inputs[0].layer > 0 else ()
     return (), backs
 
 
@@ -87,10 +95,13 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     x = ctx.activation_symbol(node.inputs[0])
     x_dot = ctx.tangent_of(node.inputs[0])
     g = _geometry(node)
-    z_dot = MaxPoolPick(x, x_dot, g) if node.kind == "maxpool2d" else AvgPool(x_dot, g)
+    if node.kind == "maxpool2d":
+        z_dot = MaxPoolPick(x, _pooled(ctx, node), x_dot, g)
+    else:
+        z_dot = AvgPool(x_dot, g)
     r_backs: tuple = ()
     if node.inputs[0].layer > 0:
-        r_backs = ((node.inputs[0], _back(node, x, s["Rdelta"])),)
+        r_backs = ((node.inputs[0], _back(ctx, node, x, s["Rdelta"])),)
     return ((s["Zd"], z_dot),), (), r_backs
 
 

@@ -77,13 +77,6 @@ def _windows(X, g):
     return view[:, :, : (Ho - 1) * sh + 1 : sh, : (Wo - 1) * sw + 1 : sw]
 
 
-def _columns(A, g):
-    """The unfolded input (n, C kh kw, Ho Wo): one column of window entries per position."""
-    C, Ho, Wo, kh, kw = g[0], g[4], g[5], g[6], g[7]
-    view = _windows(_padded(_image(A, g), g), g)
-    return view.transpose(0, 1, 4, 5, 2, 3).reshape(A.shape[0], C * kh * kw, Ho * Wo)
-
-
 def _per_channel(v, g):
     """A per-channel vector (C,) repeated over each channel's H*W positions."""
     return np.repeat(v, g[1])
@@ -148,21 +141,13 @@ def _conv2d_back_kernel_columns(cols, D, g, out=None):
 
 
 def _conv2d(A, W, b, g, out=None):
-    """z = b + W correlated with the zero-padded image A: one product per sample of the
-    filters (F, C kh kw) with the unfolded input (C kh kw, Ho Wo)."""
-    n, F, Ho, Wo = A.shape[0], g[3], g[4], g[5]
-    Z = np.matmul(W.reshape(F, -1), _columns(A, g), out=None if out is None else out.reshape(n, F, Ho * Wo))
-    if b is not None:
-        Z += b[:, None]
-    return Z.reshape(n, F * Ho * Wo)
+    """z = b + W correlated with the zero-padded image A (the forward mode's W a')."""
+    return _conv2d_columns(_unfold(A, g), W, b, g, out)
 
 
 def _conv2d_back_kernel(A, D, g, out=None):
-    """dL/dW: the unfolded input correlated with delta, summed over the batch."""
-    F, Ho, Wo, kh, kw = g[3], g[4], g[5], g[6], g[7]
-    per_sample = np.matmul(D.reshape(D.shape[0], F, Ho * Wo), _columns(A, g).transpose(0, 2, 1))
-    total = per_sample.sum(axis=0, out=None if out is None else out.reshape(F, -1))
-    return total.reshape(F, g[0], kh, kw)
+    """dL/dW from the image A itself (the R-operator's a' correlated with delta)."""
+    return _conv2d_back_kernel_columns(_unfold(A, g), D, g, out)
 
 
 def _conv2d_back_input(D, W, g, out=None):
@@ -174,11 +159,6 @@ def _conv2d_back_input(D, W, g, out=None):
     by_filter = np.ascontiguousarray(D.reshape(n, F, Ho * Wo).transpose(1, 0, 2))
     parts = W.reshape(F, -1).T @ by_filter.reshape(F, n * Ho * Wo)
     return _spread(parts.reshape(C, kh, kw, n, Ho, Wo), g, out)
-
-
-def _channel_sum(D, g, out=None):
-    """dL/db: delta summed over the batch and the positions of each channel."""
-    return D.reshape(D.shape[0], g[3], g[4] * g[5]).sum(axis=(0, 2), out=out)
 
 
 def _maxpool(A, g, out=None):
@@ -195,16 +175,16 @@ def _maxpool(A, g, out=None):
 
 
 def _maxpool_hits(A, M, g):
-    """For each window position (p, q): where the window's first maximum is there, M being
-    the maxima the forward pass took."""
+    """For each window position's slices: where the window's first maximum is there, M
+    being the maxima the forward pass took."""
     X = _image(A, g)
     best = M.reshape(A.shape[0], g[0], g[4], g[5])
     taken = np.zeros(best.shape, bool)
-    for p, q, (rows, cols) in _offsets(g):
+    for _, _, (rows, cols) in _offsets(g):
         hit = X[:, :, rows, cols] == best
         hit &= ~taken
         taken |= hit
-        yield p, q, (rows, cols), hit
+        yield (rows, cols), hit
 
 
 def _maxpool_route(A, M, D, g, out=None):
@@ -214,7 +194,7 @@ def _maxpool_route(A, M, D, g, out=None):
     D4 = D.reshape(n, C, Ho, Wo)
     full = np.zeros((n, C, H, W), D.dtype)
     apart = g[8] >= g[6] and g[9] >= g[7]  # windows that do not overlap: each entry once
-    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
+    for (rows, cols), hit in _maxpool_hits(A, M, g):
         if apart:
             np.multiply(hit, D4, out=full[:, :, rows, cols])
         else:
@@ -227,7 +207,7 @@ def _maxpool_pick(A, M, D, g, out=None):
     n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
     Dimg = _image(D, g)
     picked = np.zeros((n, C, Ho, Wo), D.dtype)
-    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
+    for (rows, cols), hit in _maxpool_hits(A, M, g):
         picked += hit * Dimg[:, :, rows, cols]
     return _result(picked, out)
 
@@ -236,7 +216,7 @@ def _avgpool(A, g, out=None):
     """The mean of each window: the sum over the kh kw positions, divided."""
     X = _image(A, g)
     n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
-    total = np.zeros((n, C, Ho, Wo), A.dtype) if out is None else out.reshape(n, C, Ho, Wo)
+    total = np.empty((n, C, Ho, Wo), A.dtype) if out is None else out.reshape(n, C, Ho, Wo)
     total[...] = 0
     for _, _, (rows, cols) in _offsets(g):
         total += X[:, :, rows, cols]
@@ -532,7 +512,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         del delta4
         delta3 *= (A3 > 0)
         dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
-        db3 = _channel_sum(delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("db3"))
+        db3 = _channel_total(delta3, (16, 196), out=ws.get("db3"))
         # layer 2: delta (eq. (48))
         delta2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("back5_1568"))
         del delta3
@@ -541,7 +521,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         del delta2
         delta1 *= (A1 > 0)
         dW1 = _conv2d_back_kernel_columns(Cols1, delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
-        db1 = _channel_sum(delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("db1"))
+        db1 = _channel_total(delta1, (8, 784), out=ws.get("db1"))
         del delta1
         return value, {"W1": dW1, "b1": db1, "W3": dW3, "b3": db3, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7}
 
@@ -686,13 +666,13 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     RG3 = _maxpool_route(A3, A4, Rdelta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     Rdelta3 = np.where((A3 > 0), RG3, DTYPE(0))
     H["W3"] = _conv2d_back_kernel(Ad2, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols3, Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
-    H["b3"] = _channel_sum(Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
+    H["b3"] = _channel_total(Rdelta3, (16, 196))
     RG2 = _conv2d_back_input(Rdelta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta3, Wd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     Rdelta2 = RG2
     RG1 = _maxpool_route(A1, A2, Rdelta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
     H["W1"] = _conv2d_back_kernel_columns(Cols1, Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
-    H["b1"] = _channel_sum(Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
+    H["b1"] = _channel_total(Rdelta1, (8, 784))
     return {key: H[key] for key in params}
 
 

@@ -77,13 +77,6 @@ def _windows(X, g):
     return view[:, :, : (Ho - 1) * sh + 1 : sh, : (Wo - 1) * sw + 1 : sw]
 
 
-def _columns(A, g):
-    """The unfolded input (n, C kh kw, Ho Wo): one column of window entries per position."""
-    C, Ho, Wo, kh, kw = g[0], g[4], g[5], g[6], g[7]
-    view = _windows(_padded(_image(A, g), g), g)
-    return view.transpose(0, 1, 4, 5, 2, 3).reshape(A.shape[0], C * kh * kw, Ho * Wo)
-
-
 def _per_channel(v, g):
     """A per-channel vector (C,) repeated over each channel's H*W positions."""
     return np.repeat(v, g[1])
@@ -148,21 +141,13 @@ def _conv2d_back_kernel_columns(cols, D, g, out=None):
 
 
 def _conv2d(A, W, b, g, out=None):
-    """z = b + W correlated with the zero-padded image A: one product per sample of the
-    filters (F, C kh kw) with the unfolded input (C kh kw, Ho Wo)."""
-    n, F, Ho, Wo = A.shape[0], g[3], g[4], g[5]
-    Z = np.matmul(W.reshape(F, -1), _columns(A, g), out=None if out is None else out.reshape(n, F, Ho * Wo))
-    if b is not None:
-        Z += b[:, None]
-    return Z.reshape(n, F * Ho * Wo)
+    """z = b + W correlated with the zero-padded image A (the forward mode's W a')."""
+    return _conv2d_columns(_unfold(A, g), W, b, g, out)
 
 
 def _conv2d_back_kernel(A, D, g, out=None):
-    """dL/dW: the unfolded input correlated with delta, summed over the batch."""
-    F, Ho, Wo, kh, kw = g[3], g[4], g[5], g[6], g[7]
-    per_sample = np.matmul(D.reshape(D.shape[0], F, Ho * Wo), _columns(A, g).transpose(0, 2, 1))
-    total = per_sample.sum(axis=0, out=None if out is None else out.reshape(F, -1))
-    return total.reshape(F, g[0], kh, kw)
+    """dL/dW from the image A itself (the R-operator's a' correlated with delta)."""
+    return _conv2d_back_kernel_columns(_unfold(A, g), D, g, out)
 
 
 def _conv2d_back_input(D, W, g, out=None):
@@ -174,11 +159,6 @@ def _conv2d_back_input(D, W, g, out=None):
     by_filter = np.ascontiguousarray(D.reshape(n, F, Ho * Wo).transpose(1, 0, 2))
     parts = W.reshape(F, -1).T @ by_filter.reshape(F, n * Ho * Wo)
     return _spread(parts.reshape(C, kh, kw, n, Ho, Wo), g, out)
-
-
-def _channel_sum(D, g, out=None):
-    """dL/db: delta summed over the batch and the positions of each channel."""
-    return D.reshape(D.shape[0], g[3], g[4] * g[5]).sum(axis=(0, 2), out=out)
 
 
 def _maxpool(A, g, out=None):
@@ -195,16 +175,16 @@ def _maxpool(A, g, out=None):
 
 
 def _maxpool_hits(A, M, g):
-    """For each window position (p, q): where the window's first maximum is there, M being
-    the maxima the forward pass took."""
+    """For each window position's slices: where the window's first maximum is there, M
+    being the maxima the forward pass took."""
     X = _image(A, g)
     best = M.reshape(A.shape[0], g[0], g[4], g[5])
     taken = np.zeros(best.shape, bool)
-    for p, q, (rows, cols) in _offsets(g):
+    for _, _, (rows, cols) in _offsets(g):
         hit = X[:, :, rows, cols] == best
         hit &= ~taken
         taken |= hit
-        yield p, q, (rows, cols), hit
+        yield (rows, cols), hit
 
 
 def _maxpool_route(A, M, D, g, out=None):
@@ -214,7 +194,7 @@ def _maxpool_route(A, M, D, g, out=None):
     D4 = D.reshape(n, C, Ho, Wo)
     full = np.zeros((n, C, H, W), D.dtype)
     apart = g[8] >= g[6] and g[9] >= g[7]  # windows that do not overlap: each entry once
-    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
+    for (rows, cols), hit in _maxpool_hits(A, M, g):
         if apart:
             np.multiply(hit, D4, out=full[:, :, rows, cols])
         else:
@@ -227,7 +207,7 @@ def _maxpool_pick(A, M, D, g, out=None):
     n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
     Dimg = _image(D, g)
     picked = np.zeros((n, C, Ho, Wo), D.dtype)
-    for _, _, (rows, cols), hit in _maxpool_hits(A, M, g):
+    for (rows, cols), hit in _maxpool_hits(A, M, g):
         picked += hit * Dimg[:, :, rows, cols]
     return _result(picked, out)
 
@@ -236,7 +216,7 @@ def _avgpool(A, g, out=None):
     """The mean of each window: the sum over the kh kw positions, divided."""
     X = _image(A, g)
     n, C, Ho, Wo = A.shape[0], g[0], g[4], g[5]
-    total = np.zeros((n, C, Ho, Wo), A.dtype) if out is None else out.reshape(n, C, Ho, Wo)
+    total = np.empty((n, C, Ho, Wo), A.dtype) if out is None else out.reshape(n, C, Ho, Wo)
     total[...] = 0
     for _, _, (rows, cols) in _offsets(g):
         total += X[:, :, rows, cols]
@@ -622,7 +602,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         del delta10
         delta9 *= (A9 > 0)
         dW9 = _conv2d_back_kernel_columns(Cols9, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("dW9"))
-        db9 = _channel_sum(delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("db9"))
+        db9 = _channel_total(delta9, (16, 16), out=ws.get("db9"))
         # layer 8: delta (eq. (84))
         delta8 = _conv2d_back_input(delta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("back4_512"))
         del delta9
@@ -648,13 +628,13 @@ def loss_and_grads(params, X, Y, workspace=None):
         # layer 3: delta (eq. (65)), dW (eq. (66)), db (eq. (67))
         delta3 = _copy(delta4, ws.get("back7_2048"))
         dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
-        db3 = _channel_sum(delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("db3"))
+        db3 = _channel_total(delta3, (8, 256), out=ws.get("db3"))
         # layer 2: delta (eq. (60)), dW (eq. (61)), db (eq. (62))
         delta2 = _conv2d_back_input(delta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back5_2048"))
         del delta3
         delta2 *= (A2 > 0)
         dW2 = _conv2d_back_kernel_columns(Cols2, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW2"))
-        db2 = _channel_sum(delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("db2"))
+        db2 = _channel_total(delta2, (8, 256), out=ws.get("db2"))
         # layer 1: delta (eq. (55)), dW (eq. (56)), db (eq. (57))
         # dL/da1, the sum over its consumers
         delta1 = _conv2d_back_input(delta2, W2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back7_2048"))
@@ -663,7 +643,7 @@ def loss_and_grads(params, X, Y, workspace=None):
         del delta4
         delta1 *= (A1 > 0)
         dW1 = _conv2d_back_kernel_columns(Cols1, delta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
-        db1 = _channel_sum(delta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("db1"))
+        db1 = _channel_total(delta1, (8, 256), out=ws.get("db1"))
         del delta1
         return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3, "W5": dW5, "W6": dW6, "W9": dW9, "b9": db9, "W12": dW12, "b12": db12}
 
@@ -872,7 +852,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     RG9 = _avgpool_back(Rdelta10, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
     Rdelta9 = np.where((A9 > 0), RG9, DTYPE(0))
     H["W9"] = _conv2d_back_kernel(Ad8, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_back_kernel_columns(Cols9, Rdelta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
-    H["b9"] = _channel_sum(Rdelta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
+    H["b9"] = _channel_total(Rdelta9, (16, 16))
     RG8 = _conv2d_back_input(Rdelta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1)) + _conv2d_back_input(delta9, Wd9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     Rdelta8 = RG8
     RG7 = _maxpool_route(A7, A8, Rdelta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
@@ -888,15 +868,15 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     RG3 = Rdelta4
     Rdelta3 = RG3
     H["W3"] = _conv2d_back_kernel(Ad2, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols3, Rdelta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
-    H["b3"] = _channel_sum(Rdelta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["b3"] = _channel_total(Rdelta3, (8, 256))
     RG2 = _conv2d_back_input(Rdelta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta3, Wd3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Rdelta2 = np.where((A2 > 0), RG2, DTYPE(0))
     H["W2"] = _conv2d_back_kernel(Ad1, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols2, Rdelta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
-    H["b2"] = _channel_sum(Rdelta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["b2"] = _channel_total(Rdelta2, (8, 256))
     RG1 = (Rdelta4) + (_conv2d_back_input(Rdelta2, W2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta2, Wd2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1)))
     Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
     H["W1"] = _conv2d_back_kernel_columns(Cols1, Rdelta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
-    H["b1"] = _channel_sum(Rdelta1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
+    H["b1"] = _channel_total(Rdelta1, (8, 256))
     return {key: H[key] for key in params}
 
 

@@ -274,7 +274,7 @@ def test_sympy_index_forms_are_what_the_helpers_compute(module_for) -> None:
         return float(done.replace(lambda e: isinstance(e, sp.Indexed), number))
 
     dW = m._conv2d_back_kernel(x.reshape(n, -1), delta.reshape(n, -1), g)
-    db = m._channel_sum(delta.reshape(n, -1), g)
+    db = m._channel_total(delta.reshape(n, -1), (F, Ho * Wo))
     dx = m._conv2d_back_input(delta.reshape(n, -1), w, g).reshape(n, C, H, W)
     for f2, c2, p2, q2 in [(0, 0, 0, 0), (2, 1, 2, 1), (1, 0, 1, 0)]:
         at = {cc.f2: f2, cc.c2: c2, cc.p2: p2, cc.q2: q2}

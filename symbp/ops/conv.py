@@ -19,22 +19,18 @@ from symbp.nodes import Family, Kind
 from symbp.ops.context import Context, Cost, node_symbols
 from symbp.ops.conv_calculus import derive_conv
 from symbp.ops.image_ops import (
-    ChannelSum,
+    ChannelTotal,
     Conv2d,
     Conv2dBackInput,
     Conv2dBackKernel,
     Conv2dBackKernelColumns,
     Conv2dColumns,
     Unfold,
-    geometry,
+    channels,
+    node_geometry,
 )
 
 KEYS = ("filters", "kernel", "stride", "padding", "bias")
-
-
-def _geometry(node: Node) -> sp.Tuple:
-    assert node.layer.window is not None
-    return geometry(node.inputs[0].shape, node.z.shape, node.layer.window)
 
 
 def _params(ctx: Context, node: Node, suffix: str = "") -> tuple[sp.Symbol, sp.Basic]:
@@ -75,7 +71,7 @@ def forward(ctx: Context, node: Node) -> tuple:
     kernel, bias = _params(ctx, node)
     s = node_symbols(ctx, node)
     x = ctx.activation_symbol(node.inputs[0])
-    cols, g = _columns(ctx, node), _geometry(node)
+    cols, g = _columns(ctx, node), node_geometry(node)
     return ((cols, Unfold(x, g)), (s["Z"], Conv2dColumns(cols, kernel, bias, g)))
 
 
@@ -83,13 +79,13 @@ def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """dL/dW (+ lambda W), dL/db; the flipped-kernel correlation back to the input."""
     kernel, bias = _params(ctx, node)
     delta = node_symbols(ctx, node)["delta"]
-    g = _geometry(node)
+    g = node_geometry(node)
     dW = Conv2dBackKernelColumns(_columns(ctx, node), delta, g)
     if ctx.arch.l2:
         dW = dW + L2_WEIGHT * kernel
     grads = [(node.params[0], dW)]
     if node.layer.bias:
-        grads.append((node.params[1], ChannelSum(delta, g)))
+        grads.append((node.params[1], ChannelTotal(delta, channels(node.z.shape))))
     backs = []
     if node.inputs[0].layer > 0:
         backs.append((node.inputs[0], Conv2dBackInput(delta, kernel, g)))
@@ -103,14 +99,14 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     kernel_d, bias_d = _params(ctx, node, "d")
     s = node_symbols(ctx, node)
     x_dot = ctx.tangent_of(node.inputs[0])
-    g, cols = _geometry(node), _columns(ctx, node)
+    g, cols = node_geometry(node), _columns(ctx, node)
     z_dot = Conv2dColumns(cols, kernel_d, bias_d, g) + Conv2d(x_dot, kernel, sp.S.Zero, g)
     r_dW = Conv2dBackKernel(x_dot, s["delta"], g) + Conv2dBackKernelColumns(cols, s["Rdelta"], g)
     if ctx.arch.l2:
         r_dW = r_dW + L2_WEIGHT * kernel_d
     r_grads = [(node.params[0], r_dW)]
     if node.layer.bias:
-        r_grads.append((node.params[1], ChannelSum(s["Rdelta"], g)))
+        r_grads.append((node.params[1], ChannelTotal(s["Rdelta"], channels(node.z.shape))))
     r_backs = []
     if node.inputs[0].layer > 0:
         back = Conv2dBackInput(s["Rdelta"], kernel, g) + Conv2dBackInput(s["delta"], kernel_d, g)

@@ -90,10 +90,6 @@ def evaluate(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
         return out
     if op in ("Conv2dColumns", "Conv2dBackKernelColumns"):
         return _from_columns(op, arrays, g)
-    if op == "ChannelSum":
-        (d,) = arrays
-        return sp.Matrix([sp.Add(*[d[s, f * Ho * Wo + k] for s in range(n)
-                                   for k in range(Ho * Wo)]) for f in range(F)])  # fmt: skip
     return _backward_or_pool(op, arrays, g, n)
 
 

@@ -13,9 +13,14 @@ sw, ph, pw) for the input (C, H, W), the output (F, Ho, Wo) and the window.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from symbp.ops.window import Window
+
+if TYPE_CHECKING:
+    from symbp.graph import Node
 
 GEOMETRY = ("C", "H", "W", "F", "Ho", "Wo", "kh", "kw", "sh", "sw", "ph", "pw")
 
@@ -26,12 +31,17 @@ def geometry(shape_in: tuple[int, ...], shape_out: tuple[int, ...], window: Wind
     return sp.Tuple(*map(sp.Integer, values))
 
 
+def node_geometry(node: Node) -> sp.Tuple:
+    """The geometry of a conv2d or pooling node: its input, its output and its window."""
+    assert node.layer.window is not None
+    return geometry(node.inputs[0].shape, node.z.shape, node.layer.window)
+
+
 class ImageOp(sp.Function):
     """An operation on whole image arrays (kept unevaluated, printed as a helper call)."""
 
     helper = ""
     per_sample = True  # one row per sample in the result
-    reduction = False
     fills = True  # its helper can write the whole result into a buffer (out=)
     is_real = True
 
@@ -68,16 +78,29 @@ class ImageOp(sp.Function):
         return rf"{g['kh']} \times {g['kw']}"
 
 
-class Conv2d(ImageOp):
-    """z = b + W (x) a: the cross-correlation of the zero-padded image with each filter,
-    plus the filter's bias (args: A, W, b or 0, geometry)."""
+class _Bilinear(ImageOp):
+    """Linear in each of its first two arrays: zero when either is (a product of them)."""
 
-    helper = "_conv2d"
+    @classmethod
+    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
+        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
+
+
+class _Biased(ImageOp):
+    """A product of its first two arrays plus its third (a bias, or 0): zero when the
+    product and the bias are."""
 
     @classmethod
     def eval(cls, *args: sp.Basic) -> sp.Expr | None:
         x, w, b = args[:3]
         return sp.S.Zero if (x.is_zero or w.is_zero) and b.is_zero else None
+
+
+class Conv2d(_Biased):
+    """z = b + W (x) a: the cross-correlation of the zero-padded image with each filter,
+    plus the filter's bias (args: A, W, b or 0, geometry)."""
+
+    helper = "_conv2d"
 
     def latex_form(self, *parts: str) -> str:
         x, w, b = parts
@@ -95,16 +118,11 @@ class Unfold(ImageOp):
         return rf"\operatorname{{unfold}}_{{{self._size()},{self._stride_pad()}}}({parts[0]})"
 
 
-class Conv2dColumns(ImageOp):
+class Conv2dColumns(_Biased):
     """z = b + W times the unfolded input, sample by sample: the correlation
     (args: columns, W, b or 0, geometry)."""
 
     helper = "_conv2d_columns"
-
-    @classmethod
-    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
-        x, w, b = args[:3]
-        return sp.S.Zero if (x.is_zero or w.is_zero) and b.is_zero else None
 
     def latex_form(self, *parts: str) -> str:
         cols, w, b = parts
@@ -112,31 +130,23 @@ class Conv2dColumns(ImageOp):
         return rf"{w} {cols}{bias}"
 
 
-class Conv2dBackKernelColumns(ImageOp):
+class Conv2dBackKernelColumns(_Bilinear):
     """dL/dW = delta times the unfolded input transposed, summed over the batch: the
     correlation of the input with delta (args: columns, delta, geometry)."""
 
     helper = "_conv2d_back_kernel_columns"
     per_sample = False
 
-    @classmethod
-    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
-        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
-
     def latex_form(self, *parts: str) -> str:
         cols, d = parts
         return rf"\sum_{{n}} {d}_n \left({cols}_n\right)^{{\mathsf{{T}}}}"
 
 
-class Conv2dBackInput(ImageOp):
+class Conv2dBackInput(_Bilinear):
     """dL/da = the full correlation of delta with the flipped kernel, cropped to the
     unpadded input (args: delta, W, geometry)."""
 
     helper = "_conv2d_back_input"
-
-    @classmethod
-    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
-        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
 
     def latex_form(self, *parts: str) -> str:
         d, w = parts
@@ -144,31 +154,16 @@ class Conv2dBackInput(ImageOp):
         return rf"{d} \mathbin{{\tilde\star}}_{{{self._stride_pad()}}} {flipped}"
 
 
-class Conv2dBackKernel(ImageOp):
+class Conv2dBackKernel(_Bilinear):
     """dL/dW = the correlation of the padded input with delta, summed over the batch
     (args: A, delta, geometry)."""
 
     helper = "_conv2d_back_kernel"
     per_sample = False
 
-    @classmethod
-    def eval(cls, *args: sp.Basic) -> sp.Expr | None:
-        return sp.S.Zero if args[0].is_zero or args[1].is_zero else None
-
     def latex_form(self, *parts: str) -> str:
         x, d = parts
         return rf"\sum_{{n}} {x}_n \star_{{{self._stride_pad()}}} {d}_n"
-
-
-class ChannelSum(ImageOp):
-    """sum over the batch and the positions of each channel: dL/db (args: delta, geometry)."""
-
-    helper = "_channel_sum"
-    per_sample = False
-
-    def latex_form(self, *parts: str) -> str:
-        (d,) = parts
-        return rf"\sum_{{n,i,j}} \left[{d}\right]_{{n,\cdot,i,j}}"
 
 
 class MaxPool(ImageOp):
@@ -233,7 +228,6 @@ class ChannelOp(ImageOp):
     vector's BatchSum and per-unit parameters are to a vector, channel by channel."""
 
     per_sample = False
-    reduction = True  # evaluated inside elementwise expressions (symbp verify's mirror)
     fills = False  # a vector broadcast over the samples, not an array of its own
 
     @property
@@ -262,7 +256,7 @@ class ChannelBatchSum(ChannelOp):
 
 class ChannelTotal(ChannelOp):
     """The sum over the batch and the positions of each channel, one per channel (C,):
-    the gradient of batch norm's gamma and beta on an image."""
+    the gradient of a conv's bias, and of batch norm's gamma and beta on an image."""
 
     helper = "_channel_total"
     fills = True

@@ -20,7 +20,14 @@ from symbp.errors import DerivationError
 from symbp.graph import Node
 from symbp.latex import tex
 from symbp.ops.context import Context, Cost, node_symbols
-from symbp.ops.image_ops import AvgPool, AvgPoolBack, MaxPool, MaxPoolPick, MaxPoolRoute, geometry
+from symbp.ops.image_ops import (
+    AvgPool,
+    AvgPoolBack,
+    MaxPool,
+    MaxPoolPick,
+    MaxPoolRoute,
+    node_geometry,
+)
 
 KEYS = ("size", "stride")
 
@@ -56,17 +63,12 @@ def derive_pool() -> PoolDerivation:
     return PoolDerivation(window, z_max, dmax, z_mean, dmean)
 
 
-def _geometry(node: Node) -> sp.Tuple:
-    assert node.layer.window is not None
-    return geometry(node.inputs[0].shape, node.z.shape, node.layer.window)
-
-
 def forward(ctx: Context, node: Node) -> tuple:
     derive_pool()
     s = node_symbols(ctx, node)
     x = ctx.activation_symbol(node.inputs[0])
     op = MaxPool if node.kind == "maxpool2d" else AvgPool
-    return ((s["Z"], op(x, _geometry(node))),)
+    return ((s["Z"], op(x, node_geometry(node))),)
 
 
 def _pooled(ctx: Context, node: Node) -> sp.Symbol:
@@ -76,7 +78,7 @@ def _pooled(ctx: Context, node: Node) -> sp.Symbol:
 
 
 def _back(ctx: Context, node: Node, x: sp.Symbol, d: sp.Basic) -> sp.Basic:
-    g = _geometry(node)
+    g = node_geometry(node)
     if node.kind == "maxpool2d":
         return MaxPoolRoute(x, _pooled(ctx, node), d, g)
     return AvgPoolBack(d, g)
@@ -94,7 +96,7 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     s = node_symbols(ctx, node)
     x = ctx.activation_symbol(node.inputs[0])
     x_dot = ctx.tangent_of(node.inputs[0])
-    g = _geometry(node)
+    g = node_geometry(node)
     if node.kind == "maxpool2d":
         z_dot = MaxPoolPick(x, _pooled(ctx, node), x_dot, g)
     else:

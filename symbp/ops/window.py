@@ -49,7 +49,6 @@ def _pair(value: Any, key: str, low: int, fail: Fail) -> tuple[int, int]:
     example = f"e.g. {key}: {max(low, 2)} or {key}: [{max(low, 2)}, {max(low, 1)}] (rows, columns)"
     if len(items) not in (1, 2):
         raise fail(key, f"{key} must be a number or a list of two, got {len(items)} items", example)
-    out = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, Integral):
             raise fail(key, f"{key} must be whole numbers, got {item!r}", example)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import inspect
 import math
 import operator
 import sys
@@ -151,6 +152,9 @@ def parse_expression(
     return expr
 
 
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
 class _BudgetSpent(BaseException):
     """Raised by the profile hook; a BaseException so that SymPy's handlers do not catch it."""
 
@@ -165,14 +169,20 @@ def _within_budget(call: Callable[[], Any], budget: int) -> Any:
         nonlocal calls
         if event == "call":
             calls += 1
-            if calls > budget:
+            # Not in a generator's frame: a generator is also entered when it is closed as it
+            # is freed, where Python reports the exception as "ignored" and carries on with
+            # the hook removed (CPython removes a hook that raises), unbounded.
+            if calls > budget and not frame.f_code.co_flags & _RESUMABLE:
                 raise _BudgetSpent  # CPython also removes the hook when it raises
 
     sys.setprofile(hook)
     try:
-        return call()
+        result = call()
     finally:
         sys.setprofile(None)
+    if calls > budget:  # the exception was swallowed somewhere: the work is still too much
+        raise _BudgetSpent
+    return result
 
 
 def _fix(variables: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import symbp.expr as expr_module
 from symbp.errors import ExpressionError, SpecError
 from symbp.expr import ALLOWED_FUNCTIONS, check_expression, parse_expression
 
@@ -310,6 +311,35 @@ def test_sympy_work_is_bounded_deterministically() -> None:
     assert "SymPy needs too much work" in error.message and "20,000" in error.message
     assert sys.getprofile() is None
     assert parse_expression("x*tanh(softplus(x))", XV, budget=20_000).free_symbols == {X}
+
+
+def test_budget_spent_while_a_generator_is_freed_still_stops_the_work() -> None:
+    # A generator left half-consumed is closed when it is freed, and Python reports an exception
+    # raised there as "ignored" and goes on: the budget must still hold, at whichever call it
+    # runs out (SymPy's any(... for ...) did this, so that a budget of 20,000 was not kept).
+    def first(values: list[int]) -> int:
+        return next(v for v in values if v > 0)
+
+    def work() -> int:
+        return sum(first([0, i, 1]) for i in range(20))
+
+    total = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal total
+        total += event == "call"
+
+    sys.setprofile(count)
+    try:
+        expected = work()
+    finally:
+        sys.setprofile(None)
+    assert total > 40
+    for budget in range(1, total - 1):
+        with pytest.raises(expr_module._BudgetSpent):
+            expr_module._within_budget(work, budget)
+        assert sys.getprofile() is None
+    assert expr_module._within_budget(work, total + 5) == expected
 
 
 def refused_with_budget(text: str, budget: int) -> ExpressionError:

@@ -20,6 +20,7 @@ from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
 from symbp.output import YHAT_VAR
+from symbp.stable import through_sigmoid
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
 
@@ -65,10 +66,20 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "needs": act.needs,
         "method": act.method,
         "uses_x": act.backward_form.has(x),
+        **_kept_entry(act, x),
         "check": tex(sp.Eq(act.in_a.subs(A_SCALAR, act.f), act.simplified, evaluate=False))
         if act.in_a is not None and act.needs == "a"
         else "",
     }
+
+
+def _kept_entry(act: ActivationDerivation, x: sp.Symbol) -> dict[str, str]:
+    """t = the kept intermediate and f' reading t, both in z (empty when nothing is kept)."""
+    if act.kept is None:
+        return {"kept": "", "shared": ""}
+    z, t = sp.Symbol("z", real=True), sp.Symbol("t", real=True)
+    shared = through_sigmoid(act.backward_form).subs(act.kept, t)
+    return {"kept": tex(act.kept.xreplace({x: z})), "shared": tex(shared.xreplace({x: z}))}
 
 
 def _output_entry(d: Derivation) -> dict[str, Any]:

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symbp import probe
 from symbp.derive import Derivation, at_layer, fprime_at
+from symbp.equal import agree
 from symbp.graph import Graph, build_graph
 from symbp.indexed import N_UNITS
 from symbp.nodes import Bindings, Family, Kind, NodeDerivation
 from symbp.ops import kind_module
 from symbp.ops.context import Context, node_symbols
+from symbp.stable import through_sigmoid
 from symbp.tangent import elementwise_tangents
 
 
@@ -61,6 +64,11 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
     a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s["Z"]})
     a_dot, r_delta = elementwise_tangents(delta, act, is_output, l)
     stores_z = delta.has(s["Z"]) or (act is not None and act.needs == "z")
+    if act is not None and act.kept is not None:
+        kept = _kept(ctx, node, act.kept.xreplace({_x(): s["Z"]}), (a, delta, a_dot, r_delta))
+        if kept is not None:
+            statement, (a, delta, a_dot, r_delta) = kept
+            forward = (*forward, statement)
     return NodeDerivation(
         node=node,
         act=act,
@@ -77,6 +85,32 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
         r_backs=r_backs,
         stores_z=stores_z,
     )
+
+
+def _kept(
+    ctx: Context, node, value: sp.Expr, exprs: tuple[sp.Expr, ...]
+) -> tuple[tuple[sp.Symbol, sp.Expr], tuple[sp.Expr, ...]] | None:
+    """T<l> = value, computed by the forward pass after z (the activation's kept intermediate,
+    symbp.calculus.kept_intermediate), and a, delta, a', R{delta} reading T<l> instead of
+    evaluating value again; each in the form the printer evaluates (through_sigmoid). A form is
+    used only when it equals the one it replaces and is finite wherever that one is; None when
+    none reads T<l>."""
+    l = node.index
+    t = sp.Symbol(f"T{l}", real=True)
+    out = []
+    for expr in exprs:
+        before = through_sigmoid(expr)
+        after = before.subs(value, t)
+        if after.has(t) and agree(before, after.xreplace({t: value})):
+            if probe.no_worse(after, before, linked={t: value}):
+                before = after
+        out.append(before)
+    if not any(e.has(t) for e in out):
+        return None
+    what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"
+    tex = rf"t^{{({l})}}"
+    ctx.samples(t.name, node.z.size, what, Family.FORWARD, tex)
+    return (t, value), tuple(out)
 
 
 def _x() -> sp.Symbol:

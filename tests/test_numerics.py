@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,72 @@ def test_two_piece_functions_are_printed_without_a_branch() -> None:
     assert "np.where" not in mask and "(Z1 > 0)" in mask
     factor = printer.doprint(v * elu_prime)
     assert factor.startswith("Zd1*(") and factor.endswith(")"), factor
+
+
+def test_expensive_calls_of_f_are_kept_for_f_prime() -> None:
+    """The cost rule of symbp.calculus.kept_intermediate: GELU keeps erf(z/sqrt 2), swish its
+    sigmoid, mish tanh(softplus(z)); activations whose f' reads a, and arithmetic, keep
+    nothing; a call that is not finite wherever f is (log x in a branch of x > 1) is not kept."""
+    import sympy as sp
+
+    from symbp.activations import BUILTIN, X, elementwise_expr
+    from symbp.calculus import derive_activation, kept_intermediate
+    from symbp.expr import parse_expression
+
+    kept = {
+        name: derive_activation(name, elementwise_expr(name, {})).kept
+        for name in BUILTIN
+        if name != "softmax"
+    }
+    assert kept.pop("gelu") == sp.erf(X / sp.sqrt(2))
+    assert kept.pop("swish") == 1 / (1 + sp.exp(-X))
+    assert kept.pop("silu", None) in (None, 1 / (1 + sp.exp(-X)))
+    assert all(v is None for v in kept.values()), kept
+    mish = parse_expression("x*tanh(log(1 + exp(x)))", {"x": X})
+    assert derive_activation("mish", mish).kept == sp.tanh(sp.log(1 + sp.exp(X)))
+    square = X**2 + X  # f' = 2x + 1: arithmetic only
+    assert kept_intermediate(square, sp.diff(square, X)) is None
+    branch = sp.Piecewise((sp.log(X) ** 2, X > 1), (0, True))
+    assert kept_intermediate(branch, sp.diff(branch, X)) is None
+    assert kept_intermediate(X + sp.tanh(X) ** 2, 1 + 2 * sp.tanh(X) * (1 - sp.tanh(X) ** 2))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "swish", "mish"])
+def test_backward_pass_reads_what_the_forward_pass_kept(module_for, activation: str) -> None:
+    """One step evaluates each kept function once per layer (in the forward pass): the
+    backward pass, jvp's tangent and hvp's R-operator read T<l> from the cache."""
+    arch = make_arch(
+        loss="cross_entropy",
+        activations={"mish": "x*tanh(log(1 + exp(x)))"},
+        layers=[
+            {"units": 4, "activation": activation},
+            {"units": 3, "activation": activation},
+            {"units": 2, "activation": "softmax"},
+        ],
+    )
+    m = module_for(arch)
+    from symbp.gradcheck import check_module
+
+    assert all(r.max_rel <= 1e-6 for r in check_module(m, arch, seed=2, n=5))
+    name = {"gelu": "_erf", "swish": "_sigmoid", "mish": "_softplus"}[activation]
+    calls = {"n": 0}
+    original = getattr(m, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    from symbp.gradcheck import random_problem
+
+    params, X, Y = random_problem(m, arch, 0, 5)
+    setattr(m, name, counted)
+    try:
+        m.loss_and_grads(params, X, Y)
+        assert calls["n"] == 2  # one per layer, in the forward pass
+        calls["n"] = 0
+        cache = m._forward(params, X)
+        assert calls["n"] == 2 and "T1" in cache and "T2" in cache
+        m.hvp(params, X, Y, params)
+        assert calls["n"] == 4  # hvp's own forward pass only
+    finally:
+        setattr(m, name, original)

@@ -19,7 +19,7 @@ from symbp.gradcheck import import_path
 from symbp.spec import arch_from_mapping
 
 MAX_ULPS = 4  # float64, against math.erf (itself within 1 ulp); measured: 2
-MAX_ULPS_32 = 1  # float32, against math.erf rounded to float32
+MAX_ULPS_32 = 2  # float32 (one rational function, bench/erf_fit.py), against math.erf rounded
 
 # Coefficients whose 1e-6 relative error moves erf by more than MAX_ULPS somewhere on the
 # grid. The others cannot show through erf in float64: C[8] x^8 is at most 5e-9 of its
@@ -120,6 +120,17 @@ def test_float32_in_float32_out_and_correct_to_float32_precision(
     assert _max_ulps(got, ref) <= MAX_ULPS_32
 
 
+@pytest.mark.parametrize("index", range(5))
+def test_a_float32_coefficient_off_by_1e_5_fails_the_ulp_bound(
+    erf_module: ModuleType, monkeypatch: pytest.MonkeyPatch, index: int
+) -> None:
+    x = np.unique(GRID[np.abs(GRID) < 1e38].astype(np.float32))
+    coefficients = list(erf_module._ERF_SP)
+    coefficients[index] *= 1 + 1e-5
+    monkeypatch.setattr(erf_module, "_ERF_SP", tuple(coefficients))
+    assert _max_ulps(erf_module._erf(x), _reference(x)) > MAX_ULPS_32
+
+
 def test_odd_symmetry_is_exact(erf_module: ModuleType) -> None:
     x = GRID[(GRID >= 0) & (GRID < 1e38)]
     for dtype in (np.float64, np.float32):
@@ -180,7 +191,7 @@ def test_shapes_and_dtypes(erf_module: ModuleType) -> None:
     # More entries than one block of the helper, every range among them.
     a = np.random.default_rng(0).standard_normal((3, 150, 97)) * 3
     a[0, 0, :4] = [np.inf, -np.inf, 7.0, -0.0]
-    for dtype, bound in ((np.float64, MAX_ULPS), (np.float32, 1), (np.float16, 1)):
+    for dtype, bound in ((np.float64, MAX_ULPS), (np.float32, MAX_ULPS_32), (np.float16, 1)):
         x = a.astype(dtype)
         got = erf(x)
         assert got.dtype == dtype and got.shape == x.shape

@@ -8,6 +8,8 @@ Layers: dense, dense, dense.
 Layout row: X has shape (n, 8), one sample per row.
 Loss: cross_entropy, reduction mean; dtype float64.
 Equation numbers "(eq. N)" refer to smooth_mlp.tex.
+erf is computed with NumPy alone (SciPy is not used, so that numpy stays the one import):
+W. J. Cody's rational approximations in float64, one rational function in float32.
 """
 
 import numpy as np

@@ -179,11 +179,12 @@ class SeedLatexPrinter(LatexPrinter):
         parts = [self.parenthesize(v, 50) for v in vectors]
         text = r" \odot ".join(parts)
         coeff = sp.Mul(*scalars)
-        if coeff == -1:
-            return f"- {text}"
+        sign = ""
+        if coeff.could_extract_minus_sign():  # - 2 c a, not (-2 c) a or \left(-2\right) a
+            sign, coeff = "- ", -coeff
         if coeff != 1:
-            text = f"{self.parenthesize(coeff, 50)} {text}"
-        return text
+            text = f"{self.parenthesize(coeff, 50, strict=True)} {text}"
+        return sign + text
 
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         """As SymPy prints it, but the sign is read off the leading number: SymPy's general

@@ -248,3 +248,17 @@ def test_decimals_are_kept_as_the_user_wrote_them() -> None:
     files = generate(arch).files
     for name in ("dec.tex", "dec.md"):
         assert "0.044715 x^{3}" in files[name] and "8943" not in files[name], name
+
+
+def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
+    """- 3 a ⊙ y and - c a ⊙ (a - 1), as a person writes them: not (-3) a or (- c) a."""
+    import sympy as sp
+
+    from symbp.latex import tex
+
+    a, y, c = sp.Symbol("A2", real=True), sp.Symbol("Y", real=True), sp.Symbol("c")
+    for expr in (-3 * a**2 * y, -c * a * (a - 1), -sp.sqrt(2) * a * y, 2 * c * a * y):
+        text = tex(expr)
+        assert r"\left(-" not in text and r"\left(- " not in text and "(-" not in text, text
+    assert tex(-3 * a**2 * y).startswith("- 3 ")
+    assert tex(2 * c * a * y).startswith("2 c ")

@@ -182,6 +182,13 @@ class SeedLatexPrinter(LatexPrinter):
         sign = ""
         if coeff.could_extract_minus_sign():  # - 2 c a, not (-2 c) a or \left(-2\right) a
             sign, coeff = "- ", -coeff
+            # c a ⊙ (1 - a) rather than - c a ⊙ (a - 1): the sign goes into a difference
+            for k, v in enumerate(vectors):
+                flipped = self._print(-v) if _negatable(v) else "-"
+                if not flipped.startswith("-"):
+                    parts[k] = rf"\left({flipped}\right)"
+                    text, sign = r" \odot ".join(parts), ""
+                    break
         if coeff != 1:
             text = f"{self.parenthesize(coeff, 50, strict=True)} {text}"
         return sign + text
@@ -212,6 +219,12 @@ class SeedLatexPrinter(LatexPrinter):
 _MATMUL_PRECEDENCE = precedence_traditional(
     sp.MatMul(sp.MatrixSymbol("P", 2, 2), sp.MatrixSymbol("Q", 2, 2))
 )
+
+
+def _negatable(expr: sp.Expr) -> bool:
+    """A difference of two terms, one of them negative (a - 1): negated, it reads 1 - a."""
+    terms = sp.Add.make_args(expr)
+    return len(terms) == 2 and sum(t.could_extract_minus_sign() for t in terms) == 1
 
 
 def _is_vector(expr: sp.Expr) -> bool:

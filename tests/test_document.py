@@ -262,3 +262,8 @@ def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
         assert r"\left(-" not in text and r"\left(- " not in text and "(-" not in text, text
     assert tex(-3 * a**2 * y).startswith("- 3 ")
     assert tex(2 * c * a * y).startswith("2 c ")
+    # the sigmoid's a (1 - a), with the sign taken into the difference
+    assert tex(-c * a * (a - 1) * (a - y)) == (
+        r"c a^{(2)} \odot \left(1 - a^{(2)}\right) \odot \left(a^{(2)} - y\right)"
+    )
+    assert tex(-c * a * (a - y)).startswith("- c ")  # -a + y would read worse

@@ -144,12 +144,13 @@ class _Tex:
 
     def __init__(self, net: Network) -> None:
         self.names = net.bindings.tex_names()
+        self.batch_names = net.bindings.tex_names(batch=True)
         self.arrays = frozenset(
             name for name, info in net.bindings.table.items() if info.kind == Kind.SAMPLES
         )
 
     def __call__(self, expr: sp.Basic, batch: bool = False) -> str:
-        return tex(expr, batch, self.names, self.arrays)
+        return tex(expr, batch, self.batch_names if batch else self.names, self.arrays)
 
 
 _PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
@@ -159,18 +160,20 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
     """Layer l's equations, in document order: z (and the statistics), a, the error term
     (with what its consumers send back), and each parameter's gradient."""
     node, l = nd.node, nd.node.index
+    # One form for the whole block: the batch's arrays (Z, A, G, Delta), in the file's layout.
     steps = [f"{T(t, batch=True)} = {T(v, batch=True)}" for t, v in nd.forward]
-    a_tex = rf"\operatorname{{softmax}}\left(z^{{({l})}}\right)" if nd.act is None else T(nd.a)
-    delta = [rf"\delta^{{({l})}} = {T(nd.delta)}"]
+    z = T(sp.Symbol(f"Z{l}", real=True), batch=True)
+    a_tex = rf"\operatorname{{softmax}}\left({z}\right)" if nd.act is None else T(nd.a, batch=True)
+    delta = [rf"\Delta^{{({l})}} = {T(nd.delta, batch=True)}"]
     if not nd.is_output:
         sent = [T(b, batch=True) for c in net.graph.consumers.get(node.a.key, ()) for t, b in
                 net.nodes[c.index - 1].backs if t is node.a]  # fmt: skip
         delta.insert(
-            0, rf"g^{{({l})}} = \frac{{\partial L}}{{\partial a^{{({l})}}}} = {' + '.join(sent)}"
+            0, rf"G^{{({l})}} = \frac{{\partial L}}{{\partial A^{{({l})}}}} = {' + '.join(sent)}"
         )
     equations = [
         _equation(eq, "z", l, steps),
-        _equation(eq, "a", l, [f"a^{{({l})}} = {a_tex}"]),
+        _equation(eq, "a", l, [f"A^{{({l})}} = {a_tex}"]),
         _equation(eq, "delta", l, delta),
     ]
     for param, grad in nd.grads:

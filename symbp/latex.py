@@ -49,6 +49,8 @@ def symbol_tex(name: str, batch: bool) -> str | None:
     if tangent is not None:
         return tangent
     if kind == "G":
+        if batch:  # dL/dA^(l), named where the layer's block defines it
+            return rf"G^{{({layer})}}"
         nxt = int(layer) + 1
         return rf"\left(\left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}} \delta^{{({nxt})}}\right)"
     if kind == "delta":

@@ -108,8 +108,7 @@ def _kept(
     if not any(e.has(t) for e in out):
         return None
     what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"
-    tex = rf"t^{{({l})}}"
-    ctx.samples(t.name, node.z.size, what, Family.FORWARD, tex)
+    ctx.samples(t.name, node.z.size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
     return (t, value), tuple(out)
 
 

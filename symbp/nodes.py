@@ -63,6 +63,7 @@ class ArrayInfo:
     family: Family
     tensor: Tensor | None = None  # the graph tensor (parameters: for their key)
     tex: str = ""  # its LaTeX, when the kind that binds it names it (gamma^{(2)}, ...)
+    tex_batch: str = ""  # the whole batch's array, when its name differs (g -> G)
 
 
 @dataclass
@@ -80,13 +81,20 @@ class Bindings:
         family: Family,
         tensor: Tensor | None = None,
         tex: str = "",
+        tex_batch: str = "",
     ) -> sp.Symbol:
-        self.table.setdefault(name, ArrayInfo(kind, units, what, family, tensor, tex))
+        info = ArrayInfo(kind, units, what, family, tensor, tex, tex_batch)
+        self.table.setdefault(name, info)
         return sp.Symbol(name, real=True) if kind != Kind.SCALAR else sp.Symbol(name)
 
-    def tex_names(self) -> dict[str, str]:
-        """Symbol name -> LaTeX, for the arrays whose kind names them."""
-        return {name: info.tex for name, info in self.table.items() if info.tex}
+    def tex_names(self, batch: bool = False) -> dict[str, str]:
+        """Symbol name -> LaTeX, for the arrays whose kind names them (batch: the names of the
+        whole batch's arrays, where they differ)."""
+        return {
+            name: (info.tex_batch or info.tex) if batch else info.tex
+            for name, info in self.table.items()
+            if info.tex
+        }
 
     def info(self, symbol: sp.Basic) -> ArrayInfo | None:
         name = getattr(symbol, "name", None)

@@ -82,9 +82,9 @@ def test_seed_document_shows_derived_steps() -> None:
     tex = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
     assert r"a \left(1 - a\right)" in tex  # sigmoid' rewritten in a
     assert r"\delta^{(1)}" in tex and r"W^{(2)}" in tex and r"\odot" in tex
-    # sigmoid + bce: the output error SymPy simplified is c (a - y).
+    # sigmoid + bce: the output error SymPy simplified is c (A - Y), for the whole batch.
     out = re.search(r"\\label\{eq:delta-2\}\n\\symbpfit\{\n(.*)\n", tex)
-    assert out and "a^{(2)} - y" in out.group(1).replace(r"\left(", "").replace(r"\right)", "")
+    assert out and r"\Delta^{(2)} = c \left(A^{(2)} - Y\right)" in out.group(1)
 
 
 @pytest.mark.skipif(
@@ -267,3 +267,16 @@ def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
         r"c a^{(2)} \odot \left(1 - a^{(2)}\right) \odot \left(a^{(2)} - y\right)"
     )
     assert tex(-c * a * (a - y)).startswith("- c ")  # -a + y would read worse
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_layer_blocks_use_one_form_the_batch(path: Path) -> None:
+    """The "Layer by layer" blocks write the batch's arrays (Z, A, G, Delta) throughout, not
+    per-sample a, z, g, delta beside them (and no column-form (W^T delta) in row layout)."""
+    arch_name = path.stem
+    files = generate(path).files
+    md = next(text for name, text in files.items() if name.endswith(".md"))
+    block = md.split("Layer by layer", 1)[1].split("\n## ", 1)[0]
+    assert "### Layer 1" in block, arch_name
+    per_sample = re.findall(r"(?<![A-Za-z\\])(?:[azg]|\\delta)\^\{\(\d+\)\}", block)
+    assert not per_sample, (arch_name, per_sample[:5])

@@ -45,8 +45,10 @@ class Context:
         name, units = f"A{tensor.layer}", tensor.size
         return self.bindings.add(name, Kind.SAMPLES, units, what, Family.FORWARD, tensor)
 
-    def samples(self, name: str, units: int, what: str, family: Family, tex: str = "") -> sp.Symbol:
-        return self.bindings.add(name, Kind.SAMPLES, units, what, family, tex=tex)
+    def samples(
+        self, name: str, units: int, what: str, family: Family, tex: str = "", tex_batch: str = ""
+    ) -> sp.Symbol:
+        return self.bindings.add(name, Kind.SAMPLES, units, what, family, None, tex, tex_batch)
 
     def units(
         self,
@@ -89,7 +91,9 @@ def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
         "Z": ctx.samples(f"Z{l}", n, f"pre-activation of layer {l}", F.FORWARD),
         "A": ctx.activation_symbol(node.a),
         "delta": ctx.samples(f"delta{l}", n, f"error term of layer {l}", F.BACKWARD),
-        "G": ctx.samples(f"G{l}", n, f"dL/da of layer {l}", F.BACKWARD, rf"g^{{({l})}}"),
+        "G": ctx.samples(
+            f"G{l}", n, f"dL/da of layer {l}", F.BACKWARD, rf"g^{{({l})}}", rf"G^{{({l})}}"
+        ),
         "Zd": ctx.samples(f"Zd{l}", n, f"tangent of z{l}", F.TANGENT),
         "Ad": ctx.samples(f"Ad{l}", n, f"tangent of a{l}", F.TANGENT),
         "Rdelta": ctx.samples(f"Rdelta{l}", n, f"R of delta{l}", F.R),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from symbp import __version__
 from symbp.errors import SymbpError
+from symbp.labels import SECTION_LEVELS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--timings", action="store_true", help="print the time of each stage")
     gen.add_argument(
         "--body", action="store_true", help="also write <name>_body.tex to \\input into a paper"
+    )
+    gen.add_argument(
+        "--section-level",
+        choices=SECTION_LEVELS,
+        default=None,
+        help="the body's top headings (with --body): section (default, as the standalone "
+        "document) or subsection, to make a network one section of a paper, e.g. an appendix",
     )
     gen.add_argument("--pdf", action="store_true", help="also compile <name>.pdf with pdflatex")
     gen.add_argument(
@@ -79,6 +87,8 @@ def _generate(args: argparse.Namespace) -> int:
     from symbp.spec import load_arch
 
     out = Path(args.out)
+    if args.section_level is not None and not args.body:
+        _parser().error("--section-level sets the headings of the body: add --body")
     # Refusals that need no derivation come first: a bad file, a file in the way.
     archs = [load_arch(a) for a in args.arch]
     if not args.check:
@@ -86,8 +96,15 @@ def _generate(args: argparse.Namespace) -> int:
             check_targets(output_names(arch, args.body, args.with_tests), out, args.force)
     # Derive and render everything first: an invalid file means nothing is written.
     progress = _progress if sys.stderr.isatty() else None
+    level = args.section_level or "section"
     results = [
-        generate(a, body_only=args.body, with_tests=args.with_tests, progress=progress)
+        generate(
+            a,
+            body_only=args.body,
+            with_tests=args.with_tests,
+            progress=progress,
+            section_level=level,
+        )
         for a in archs
     ]
     if progress:

@@ -14,7 +14,14 @@ import sympy as sp
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.derive import Derivation, at_layer, general_batch, unit_loss
-from symbp.labels import activation_label, layer_label, network_numbering
+from symbp.errors import OutputError
+from symbp.labels import (
+    SECTION_LEVELS,
+    activation_label,
+    layer_label,
+    network_numbering,
+    tex_label,
+)
 from symbp.latex import tex
 from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
@@ -30,6 +37,26 @@ LOSS_NAMES = {
     "cross_entropy": "cross-entropy",
     "expr": "custom loss",
 }
+
+
+# The packages the body needs in a paper's preamble (the standalone document loads them
+# too); the body lists them at its top, ready to copy. No TikZ: the graph is a picture.
+PACKAGES = ("amsmath", "amssymb", "booktabs", "tabularx")
+
+# Heading commands, outermost first: the document's sections start at one of the first two.
+_HEADINGS = ("section", "subsection", "subsubsection")
+
+
+def headings(level: str = "section") -> dict[str, str]:
+    """The commands of the document's two heading levels. "section" is the standalone
+    document's; "subsection" makes a body one section of a paper (an appendix, say), the
+    paper giving the \\section and the body its subsections."""
+    if level not in SECTION_LEVELS:
+        raise OutputError(
+            f"unknown section level {level!r}", fix=f"choose one of {', '.join(SECTION_LEVELS)}"
+        )
+    top = _HEADINGS.index(level)
+    return {"section": _HEADINGS[top], "subsection": _HEADINGS[top + 1]}
 
 
 def _escape(text: str) -> str:
@@ -213,6 +240,8 @@ def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
             "r_delta": T(nd.r_delta),
             "eq_a_dot": eq[layer_label("a-dot", nd.node.index)],
             "eq_r_delta": eq[layer_label("r-delta", nd.node.index)],
+            "label_a_dot": layer_label("a-dot", nd.node.index),
+            "label_r_delta": layer_label("r-delta", nd.node.index),
             "dirac": nd.r_delta.has(sp.DiracDelta),
         }
         for nd in net.nodes
@@ -264,9 +293,10 @@ def _graph(net: Network) -> dict[str, Any]:
         if nd.node.kind == "add":
             text += f"; a({nd.node.inputs[1].layer}) -> z({nd.node.index})"
     width = x + 12
-    # The figure fits the text width (about 150 mm): a wide graph is drawn smaller.
-    unit = min(1.0, 150 / width)
-    return {"nodes": nodes, "width": width, "text": text, "skips": skips, "unit": f"{unit:.3f}"}
+    # The unit is a fraction of the line width, so the figure fits a column of any width:
+    # 1 mm on the standalone document's 160 mm line, and a wide graph at most 15/16 of it.
+    unit = min(1 / 160, 0.9375 / width)
+    return {"nodes": nodes, "width": width, "text": text, "skips": skips, "unit": f"{unit:.6f}"}
 
 
 def _complexity(net: Network) -> dict[str, Any]:
@@ -320,6 +350,10 @@ def document_context(d: Derivation, net: Network | None = None) -> dict[str, Any
         "has_conv": "conv2d" in kinds,
         "kind_counts": ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)),
         "eq": eq,
+        # label key -> the label written into the .tex, namespaced by the network
+        "label": {key: tex_label(arch.name, key) for key in eq},
+        "packages": PACKAGES,
+        "heading": headings("section"),
         "general": _general_entry(d),
         "kinds": _kind_sections(net, eq),
         "activations": [_activation_entry(a, eq) for a in d.activations.values()],

@@ -68,10 +68,10 @@ def _tangent_tex(kind: str, layer: str) -> str | None:
         "Zd": rf"\dot z^{{({layer})}}",
         "Wd": rf"\dot W^{{({layer})}}",
         "bd": rf"\dot b^{{({layer})}}",
-        "Rdelta": rf"\mathcal{{R}}\{{\delta^{{({layer})}}\}}",
+        "Rdelta": rf"\mathcal{{R}}\lbrace \delta^{{({layer})}} \rbrace",
         "RG": (
-            rf"\mathcal{{R}}\left\{{\left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}}"
-            rf" \delta^{{({nxt})}}\right\}}"
+            rf"\mathcal{{R}}\left\lbrace \left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}}"
+            rf" \delta^{{({nxt})}}\right\rbrace"
         ),
     }.get(kind)
 
@@ -87,7 +87,11 @@ _INDEXED_NAMES = {
 
 
 class SeedLatexPrinter(LatexPrinter):
-    """LaTeX for symbp's derived expressions; `batch` selects matrix (A) or vector (a) names."""
+    """LaTeX for symbp's derived expressions; `batch` selects matrix (A) or vector (a) names.
+
+    The TeX holds no backslash before ASCII punctuation (\\{, \\\\, \\:, ...): Markdown
+    (GitHub's) takes those as escapes inside $...$, so braces are \\lbrace/\\rbrace, rows end
+    with \\cr and spaces are written out."""
 
     printmethod = "_symbp_latex"
 
@@ -100,6 +104,29 @@ class SeedLatexPrinter(LatexPrinter):
         """pi, E, EulerGamma, ... as SymPy writes them (\\pi): the printmethod above hides
         their own _latex from SymPy's lookup."""
         return str(expr._latex(self))
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """Cases as SymPy writes them, with rows ended by \\cr and "for " spaced in the text
+        (SymPy's \\\\ and \\: are Markdown escapes)."""
+        rows = []
+        for value, cond in expr.args:
+            where = (
+                r"\text{otherwise}" if cond == sp.true else rf"\text{{for }} {self._print(cond)}"
+            )
+            rows.append(f"{self._print(value)} & {where}")
+        return r"\begin{cases} " + r" \cr ".join(rows) + r" \end{cases}"
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        """One \\sum per index (SymPy stacks several limits with \\\\), in the order of the
+        limits when their bounds are independent, else the outermost (the last limit) first."""
+        indices = {limit[0] for limit in expr.limits}
+        nested = any((lo.free_symbols | hi.free_symbols) & indices for _, lo, hi in expr.limits)
+        sums = "".join(
+            rf"\sum_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} "
+            for i, lo, hi in (reversed(expr.limits) if nested else expr.limits)
+        )
+        body = self._print(expr.function)
+        return sums + (rf"\left({body}\right)" if isinstance(expr.function, sp.Add) else body)
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         """A decimal rational as the user wrote it: 10^{-k} (eps: 1e-5), or its digits

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from symbp.errors import OutputError
 
-INSTALL_HINT = "install pdflatex, e.g. apt-get install texlive-latex-base texlive-latex-recommended"
+INSTALL_HINT = (
+    "install pdflatex, e.g. apt-get install texlive-latex-base texlive-latex-recommended lmodern"
+)
 
 
 def pdflatex_available() -> bool:

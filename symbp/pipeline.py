@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symbp.derive import Derivation, derive
-from symbp.document import document_context
+from symbp.document import document_context, headings
 from symbp.emit import module_context
 from symbp.errors import OutputError, SymbpError
 from symbp.labels import network_numbering
@@ -42,8 +42,11 @@ def _timed(timings: dict[str, float], stage: str, call: Callable):
     return result
 
 
-def render_all(d: Derivation, body_only: bool = False, with_tests: bool = False) -> dict[str, str]:
-    """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex."""
+def render_all(
+    d: Derivation, body_only: bool = False, with_tests: bool = False, section_level: str = "section"
+) -> dict[str, str]:
+    """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex,
+    whose top headings are `section_level` ("subsection": one section of a paper)."""
     arch = d.arch
     source = Path(arch.source).name
     files = {}
@@ -62,6 +65,7 @@ def render_all(d: Derivation, body_only: bool = False, with_tests: bool = False)
     if body_only:
         # The same derivation without preamble, to \input into a paper.
         doc["body_only"] = True
+        doc["heading"] = headings(section_level)
         files[f"{arch.name}_body.tex"] = render("derivation.tex.j2", doc)
     doc["header"] = header_lines("derivation.md.j2", source, arch.source_sha256)
     files[f"{arch.name}.md"] = render("derivation.md.j2", doc)
@@ -81,11 +85,14 @@ def generate(
     body_only: bool = False,
     with_tests: bool = False,
     progress: Callable[[str], None] | None = None,
+    section_level: str = "section",
 ) -> Generated:
     """Load (if given a path), derive and render; nothing is written.
 
-    `progress`, when given, is called with a short message as each stage starts.
+    `progress`, when given, is called with a short message as each stage starts;
+    `section_level` is the top heading level of the body (see symbp.document.headings).
     """
+    headings(section_level)  # an unknown level is refused before any work
     timings: dict[str, float] = {}
     report = progress or (lambda message: None)
     if isinstance(arch, Arch):
@@ -98,7 +105,9 @@ def generate(
         report(f"deriving {spec.name}: {len(spec.layers)} layers")
         d = _timed(timings, "derive", lambda: derive(spec))
         report(f"rendering {spec.name}")
-        files = _timed(timings, "render", lambda: render_all(d, body_only, with_tests))
+        files = _timed(
+            timings, "render", lambda: render_all(d, body_only, with_tests, section_level)
+        )
     except SymbpError as err:
         raise err.located(spec.source or None) from None
     return Generated(arch=spec, derivation=d, files=files, timings=timings)

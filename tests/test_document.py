@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from symbp.labels import PER_LAYER, layer_label, node_equations
+from symbp.labels import PER_LAYER, layer_label, network_numbering, node_equations, tex_label
 from symbp.network import derive_network
 from symbp.pipeline import generate
 from symbp.spec import BUILTIN_ACTIVATIONS
@@ -38,24 +38,31 @@ def compile_tex(tex: Path) -> str:
 )
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
 def test_committed_tex_compiles_without_warnings(example: Path, tmp_path: Path) -> None:
-    name = generate(example).arch.name
+    result = generate(example)
+    name = result.arch.name
     tex = tmp_path / f"{name}.tex"
     shutil.copy(GENERATED / f"{name}.tex", tex)
     log = compile_tex(tex)
     problems = [ln for ln in log.splitlines() if BAD_LOG.search(ln)]
     assert not problems, problems[:10]
     assert (tmp_path / f"{name}.pdf").stat().st_size > 10_000
+    # LaTeX's own counter gives each label the number the code's comments cite.
+    aux = (tmp_path / f"{name}.aux").read_text()
+    numbered = dict(re.findall(r"\\newlabel\{([^}]*)\}\{\{(\d+)\}", aux))
+    eq = network_numbering(result.derivation, derive_network(result.derivation))
+    assert numbered == {tex_label(name, key): str(n) for key, n in eq.items()}
 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
 def test_every_layer_equation_is_labelled(example: Path) -> None:
     result = generate(example)
-    tex = result.files[f"{result.arch.name}.tex"]
+    name = result.arch.name
+    tex = result.files[f"{name}.tex"]
     labels = set(re.findall(r"\\label\{([^}]*)\}", tex))
     net = derive_network(result.derivation)
     for nd in net.nodes:
         for kind in node_equations(nd.node):
-            assert layer_label(kind, nd.node.index) in labels
+            assert tex_label(name, layer_label(kind, nd.node.index)) in labels
         if nd.node.kind == "dense" and nd.node.layer.bias:
             assert set(PER_LAYER) <= set(node_equations(nd.node))
     assert len(labels) == len(re.findall(r"\\label\{", tex)), "duplicate labels"
@@ -66,16 +73,17 @@ def test_equation_numbers_cited_in_code_exist_in_document(example: Path) -> None
     result = generate(example)
     name = result.arch.name
     code, tex = result.files[f"{name}.py"], result.files[f"{name}.tex"]
-    tags = {int(t) for t in re.findall(r"\\tag\{(\d+)\}", tex)}
+    # LaTeX numbers the equation environments 1, 2, ... in the order they appear.
+    labels = re.findall(r"\\begin\{equation\}\\label\{([^}]*)\}", tex)
+    number = {label: k for k, label in enumerate(labels, start=1)}
     cited = {int(n) for n in re.findall(r"eqs?\. \((\d+)\)", code)}
     cited |= {int(n) for n in re.findall(r"\), \((\d+)\)", code)}
     assert cited, "the module cites no equation"
-    assert cited <= tags, f"cited but not in the document: {sorted(cited - tags)}"
-    # The delta equation cited for each layer is the one labelled eq:delta-<l>.
+    assert cited <= set(number.values()), f"cited but not in the document: {sorted(cited)}"
+    # The delta equation cited for each layer is the one labelled eq:<name>:delta-<l>.
     for layer in range(1, len(result.arch.layers) + 1):
-        m = re.search(r"\\tag\{(\d+)\}\\label\{eq:delta-" + str(layer) + r"\}", tex)
-        assert m, layer
-        assert f"# layer {layer}" in code and f"delta (eq. ({m.group(1)}))" in code
+        delta = number[tex_label(name, layer_label("delta", layer))]
+        assert f"# layer {layer}" in code and f"delta (eq. ({delta}))" in code
 
 
 def test_seed_document_shows_derived_steps() -> None:
@@ -83,7 +91,7 @@ def test_seed_document_shows_derived_steps() -> None:
     assert r"a \left(1 - a\right)" in tex  # sigmoid' rewritten in a
     assert r"\delta^{(1)}" in tex and r"W^{(2)}" in tex and r"\odot" in tex
     # sigmoid + bce: the output error SymPy simplified is c (A - Y), for the whole batch.
-    out = re.search(r"\\label\{eq:delta-2\}\n\\symbpfit\{\n(.*)\n", tex)
+    out = re.search(r"\\label\{eq:seed-net:delta-2\}\n(.*)\n", tex)
     assert out and r"\Delta^{(2)} = c \left(A^{(2)} - Y\right)" in out.group(1)
 
 
@@ -94,14 +102,17 @@ def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
     files = generate(EXAMPLES / "seed.yaml", body_only=True).files
     body = files["seed_net_body.tex"]
     assert r"\documentclass" not in body and r"\begin{document}" not in body
-    assert "Packages it needs" in body
+    # The packages it needs, copied from the comments at its top as an author would.
+    packages = [ln[2:] for ln in body.splitlines() if ln.startswith("% \\usepackage{")]
+    assert packages
     (tmp_path / "seed_net_body.tex").write_text(body)
     paper = tmp_path / "paper.tex"
     paper.write_text(
-        "\\documentclass{article}\n\\usepackage{amsmath,amssymb,booktabs,longtable,graphicx}\n"
+        "\\documentclass{article}\n" + "\n".join(packages) + "\n"
         "\\newcommand{\\R}{\\mathbb{R}}\n"  # a macro papers often define themselves
         "\\begin{document}\n"
-        "Our gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:delta-1}.\n"
+        "Our gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:seed-net:delta-1}.\n"
+        "\\begin{equation}\\label{eq:loss} L = 0 \\end{equation}\n"  # the paper's own label
         "\\section{Derivation}\\label{sec:x}\n\\input{seed_net_body}\n\\end{document}\n"
     )
     log = compile_tex(paper)
@@ -112,10 +123,10 @@ def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
 def test_markdown_has_the_same_equations() -> None:
     files = generate(EXAMPLES / "seed.yaml").files
     tex, md = files["seed_net.tex"], files["seed_net.md"]
-    tex_tags = re.findall(r"\\tag\{(\d+)\}", tex)
-    md_tags = re.findall(r"\\tag\{(\d+)\}", md)
-    assert tex_tags == md_tags and tex_tags
-    assert md.count("$$") % 2 == 0
+    displays = tex.count(r"\begin{equation}")
+    md_tags = [int(n) for n in re.findall(r"\\tag\{(\d+)\}", md)]
+    assert md_tags == list(range(1, displays + 1)) and md_tags
+    assert "$$" not in md and md.count("```math") == displays
 
 
 def test_derivation_displays_in_jupyter() -> None:
@@ -131,11 +142,10 @@ def test_derivation_displays_in_jupyter() -> None:
 def test_every_display_equation_is_numbered_and_labelled(example: Path) -> None:
     result = generate(example)
     tex = result.files[f"{result.arch.name}.tex"]
-    displays = tex.count(r"\begin{equation*}")
-    assert r"\[" not in tex and "$$" not in tex
-    assert displays == tex.count(r"\tag{") == tex.count(r"\label{eq:")
-    numbers = [int(n) for n in re.findall(r"\\tag\{(\d+)\}", tex)]
-    assert numbers == list(range(1, len(numbers) + 1)), "numbers follow the document order"
+    displays = tex.count(r"\begin{equation}")
+    assert r"\[" not in tex and "$$" not in tex and r"\begin{equation*}" not in tex
+    assert displays == tex.count(r"\label{eq:") and displays
+    assert r"\tag" not in tex, "LaTeX numbers the equations, in document order"
 
 
 # Documents of every built-in activation, every expression function the README lists and
@@ -204,9 +214,9 @@ def test_index_forms_name_their_layers() -> None:
     """The recursion sums over the units of layer l+1 (W and delta are layer l+1's); the
     gradients read a^(l-1) and delta^(l); the R-operator likewise."""
     tex = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
-    recursion = tex[tex.index(r"\label{eq:recursion}") :][:400]
+    recursion = tex[tex.index(r"\label{eq:seed-net:recursion}") :][:400]
     assert r"\sum_{i=1}^{n_{\ell+1}} {W^{(\ell+1)}}_{i,r} {\delta^{(\ell+1)}}_{i,s}" in recursion
-    grad = tex[tex.index(r"\label{eq:grad-W}") :][:400]
+    grad = tex[tex.index(r"\label{eq:seed-net:grad-W}") :][:400]
     assert r"{a^{(\ell-1)}}_{r,s} {\delta^{(\ell)}}_{q,s}" in grad
     assert r"n_{\ell}}" not in recursion.split(r"\\")[0]
     assert r"{\mathcal{R}\delta^{(\ell+1)}}_{i,s} {W^{(\ell+1)}}_{i,r}" in tex

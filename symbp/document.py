@@ -22,7 +22,7 @@ from symbp.labels import (
     network_numbering,
     tex_label,
 )
-from symbp.latex import tex
+from symbp.latex import LINE_WIDTH, Display, tex, tex_lines
 from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
@@ -179,6 +179,13 @@ class _Tex:
     def __call__(self, expr: sp.Basic, batch: bool = False) -> str:
         return tex(expr, batch, self.batch_names if batch else self.names, self.arrays)
 
+    def display(self, expr: sp.Basic, batch: bool = False, head: str = "") -> Display:
+        """head + expr as a display, broken into lines when long (symbp.latex)."""
+        if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr):
+            return Display(head, (self(expr, batch),))
+        names = self.batch_names if batch else self.names
+        return Display(head, tuple(tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10)))
+
 
 _PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
 
@@ -191,7 +198,7 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
     steps = [f"{T(t, batch=True)} = {T(v, batch=True)}" for t, v in nd.forward]
     z = T(sp.Symbol(f"Z{l}", real=True), batch=True)
     a_tex = rf"\operatorname{{softmax}}\left({z}\right)" if nd.act is None else T(nd.a, batch=True)
-    delta = [rf"\Delta^{{({l})}} = {T(nd.delta, batch=True)}"]
+    delta: list[Any] = [T.display(nd.delta, batch=True, head=rf"\Delta^{{({l})}} = ")]
     if not nd.is_output:
         sent = [T(b, batch=True) for c in net.graph.consumers.get(node.a.key, ()) for t, b in
                 net.nodes[c.index - 1].backs if t is node.a]  # fmt: skip
@@ -236,8 +243,8 @@ def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
     return [
         {
             "index": nd.node.index,
-            "a_dot": T(nd.a_dot),
-            "r_delta": T(nd.r_delta),
+            "a_dot": T.display(nd.a_dot),
+            "r_delta": T.display(nd.r_delta),
             "eq_a_dot": eq[layer_label("a-dot", nd.node.index)],
             "eq_r_delta": eq[layer_label("r-delta", nd.node.index)],
             "label_a_dot": layer_label("a-dot", nd.node.index),

@@ -7,6 +7,7 @@ multiply by juxtaposition. Matrix products come from MatMul nodes.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
@@ -271,3 +272,131 @@ def tex(
 ) -> str:
     """expr in the seed's notation (`names`: LaTeX of symbols the network's kinds name)."""
     return SeedLatexPrinter(batch, names, arrays).doprint(expr)
+
+
+# --- long formulas, broken into lines ---------------------------------------------------
+#
+# A display line holds about LINE_WIDTH glyphs (a 10pt article's text width, and a column of
+# a two-column paper at about half of it). A formula estimated wider is broken at the terms of
+# its sums: a sum's terms are packed greedily onto lines, and a product holding a long sum
+# opens its parenthesis on one line (\left( ... \right.) and closes it on a later one. The
+# estimate is read off the expression tree, not off the printed text; calibrated on the
+# examples (an estimate of 236 printed 1090pt wide: about 4.6pt a glyph, 75 glyphs to the
+# 345pt of a 10pt article's text).
+
+LINE_WIDTH = 70
+
+
+def width(expr: sp.Basic) -> float:
+    """Estimated printed width of expr, in glyphs."""
+    if isinstance(expr, sp.Symbol):
+        return 3.5  # a^{(2)}
+    if isinstance(expr, sp.Number):
+        return 0.5 + len(str(abs(expr))) if not isinstance(expr, sp.Rational) or expr.q == 1 else 2
+    if isinstance(expr, sp.NumberSymbol):
+        return 1
+    if isinstance(expr, sp.Add):
+        return sum(width(t) for t in expr.args) + 2.5 * (len(expr.args) - 1)
+    if isinstance(expr, sp.Mul):
+        numer, denom = sp.fraction(expr, exact=True)
+        if denom != 1:
+            return max(width(numer), width(denom)) + 1
+        return sum(width(f) + (2 if isinstance(f, sp.Add) else 0) for f in expr.args) + 2 * (
+            len(expr.args) - 1
+        )
+    if isinstance(expr, sp.Pow):
+        if expr.exp.is_negative:
+            return width(1 / expr) + 1
+        brackets = 2 if isinstance(expr.base, sp.Add) else 0
+        return width(expr.base) + 0.6 * width(expr.exp) + brackets
+    if isinstance(expr, sp.Function) or expr.args:
+        return 3 + sum(width(a) for a in expr.args if isinstance(a, sp.Basic))
+    return 2
+
+
+def tex_lines(
+    expr: sp.Expr,
+    batch: bool = False,
+    names: dict[str, str] | None = None,
+    arrays: frozenset[str] = frozenset(),
+    limit: float = LINE_WIDTH,
+) -> list[str]:
+    """expr printed on one line, or on several of at most about `limit` glyphs each."""
+    printer = SeedLatexPrinter(batch, names, arrays)
+    return _lines(printer, expr, limit)
+
+
+def _lines(printer: SeedLatexPrinter, expr: sp.Expr, limit: float) -> list[str]:
+    if width(expr) <= limit:
+        return [printer.doprint(expr)]
+    if isinstance(expr, sp.Add):
+        return _sum_lines(printer, expr, limit)
+    if isinstance(expr, sp.Mul) and not isinstance(expr, sp.MatrixExpr):
+        sums = [f for f in expr.args if isinstance(f, sp.Add)]
+        numer, denom = sp.fraction(expr, exact=True)
+        if sums and denom == 1:
+            inner = max(sums, key=width)
+            rest = sp.Mul(*[f for f in expr.args if f is not inner])
+            sign = "- " if rest.could_extract_minus_sign() else ""
+            rest = -rest if sign else rest
+            joined = inner.free_symbols | rest.free_symbols
+            vector = any(getattr(s, "name", None) in printer.arrays for s in joined) or _is_vector(
+                expr
+            )
+            prefix = "" if rest == 1 else printer.doprint(rest) + (r" \odot " if vector else " ")
+            body = _lines(printer, inner, max(limit - width(rest), limit / 2))
+            body[0] = rf"{sign}{prefix}\left({body[0]}\right."
+            body[-1] = rf"\left.{body[-1]}\right)"
+            return body
+    return [printer.doprint(expr)]
+
+
+def _sum_lines(printer: SeedLatexPrinter, expr: sp.Add, limit: float) -> list[str]:
+    """The terms of a sum, in the printer's order, packed greedily onto lines."""
+    lines: list[str] = []
+    current, used = "", 0.0
+    for k, term in enumerate(printer._as_ordered_terms(expr)):
+        negative = term.could_extract_minus_sign()
+        shown = -term if negative and k > 0 else term
+        sign = ("- " if negative else "+ ") if k > 0 else ""
+        cost = width(shown) + 2
+        if current and used + cost > limit:
+            lines.append(current)
+            current, used = "", 0.0
+        pieces = _lines(printer, shown, limit) if cost > limit else [printer.doprint(shown)]
+        if len(pieces) > 1:  # a term of several lines starts a line of its own
+            if current:
+                lines.append(current)
+            lines += [sign + pieces[0], *pieces[1:-1]]
+            current, used = pieces[-1], limit / 2
+            continue
+        piece = sign + printer.parenthesize(shown, 40) if k > 0 else pieces[0]
+        current = f"{current} {piece}" if current else piece
+        used += cost
+    if current:
+        lines.append(current)
+    return lines
+
+
+@dataclass(frozen=True)
+class Display:
+    """A display formula `head` + its right-hand side in lines; printed as one line, or as an
+    aligned block whose continuation lines are indented. end(mark) puts punctuation after
+    the last line rather than after the block."""
+
+    head: str
+    lines: tuple[str, ...]
+
+    def end(self, mark: str) -> str:
+        if len(self.lines) == 1:
+            return f"{self.head}{self.lines[0]}{mark}"
+        body = r" \\ &\quad ".join(self.lines)
+        return rf"{self.head}\begin{{aligned}}[t] &{body}{mark} \end{{aligned}}"
+
+    def __str__(self) -> str:
+        return self.end("")
+
+
+def ends(line: Any, mark: str) -> str:
+    """Jinja filter: a display line followed by punctuation (inside a broken display)."""
+    return line.end(mark) if isinstance(line, Display) else f"{line}{mark}"

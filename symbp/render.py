@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 
 from symbp import __version__
+from symbp.latex import ends
 
 _SOURCE_TREE = Path(__file__).resolve().parent.parent / "templates"
 
@@ -23,7 +24,7 @@ def _loader() -> jinja2.BaseLoader:
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """StrictUndefined: a missing context value is an error, never an empty string."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=_loader(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -31,6 +32,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["ends"] = ends
+    return env
 
 
 def header_lines(template: str, source: str, sha256: str) -> list[str]:

@@ -290,3 +290,28 @@ def test_layer_blocks_use_one_form_the_batch(path: Path) -> None:
     assert "### Layer 1" in block, arch_name
     per_sample = re.findall(r"(?<![A-Za-z\\])(?:[azg]|\\delta)\^\{\(\d+\)\}", block)
     assert not per_sample, (arch_name, per_sample[:5])
+
+
+def test_long_formulas_are_broken_into_lines_not_scaled() -> None:
+    """A display wider than a line is broken at the terms of its sums (a product's long sum
+    opens on one line and closes on a later one), with the punctuation after the last line;
+    a short one stays on one line."""
+    import sympy as sp
+
+    from symbp.latex import LINE_WIDTH, Display, tex, tex_lines, width
+
+    z, t, g = (sp.Symbol(n, real=True) for n in ("Z2", "T2", "G2"))
+    s = 1 / (sp.exp(z) + 1)
+    terms = [2 * t * z * (s - 1) ** 2 * (t**2 - 1), -z * (s - 1) ** 2 * (1 - t**2)]
+    terms += [z * (1 - t**2) * (1 - s), (1 - s) * (2 - 2 * t**2)]
+    long = g * sp.Add(*terms) + t * z
+    assert width(long) > LINE_WIDTH
+    lines = tex_lines(long, arrays=frozenset({"Z2", "T2", "G2"}))
+    assert len(lines) >= 3
+    assert sum(r"\left(" in ln for ln in lines) == sum(r"\right)" in ln for ln in lines)
+    assert any(ln.rstrip().endswith(r"\right.") for ln in lines)  # a sum left open
+    shown = Display("R = ", tuple(lines)).end(".")
+    assert shown.startswith(r"R = \begin{aligned}[t] &") and shown.endswith(r". \end{aligned}")
+    assert shown.count(r"\\") == len(lines) - 1
+    short = t * z + 1
+    assert tex_lines(short) == [tex(short)] and Display("", (tex(short),)).end(",").endswith(",")

@@ -10,10 +10,13 @@ import math
 from typing import Any
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import piecewise_simplify
 
+from symbp import bounded
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.derive import Derivation, at_layer, general_batch, unit_loss
+from symbp.equal import agree
 from symbp.errors import OutputError
 from symbp.labels import (
     SECTION_LEVELS,
@@ -76,6 +79,16 @@ def _escape(text: str) -> str:
     return "".join(out)
 
 
+def _pieces_shown(expr: sp.Expr) -> sp.Expr:
+    """expr with the conditions of its pieces simplified for the reader (x >= 1, not
+    x >= 1 and x > -1; a piece that can never hold dropped), when SymPy manages it quickly and
+    the result agrees with expr at sample points; else expr as it is."""
+    if not expr.has(sp.Piecewise):
+        return expr
+    shown = bounded.bounded(lambda: piecewise_simplify(expr), expr, 1.0)
+    return shown if shown == expr or agree(expr, shown) else expr
+
+
 def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
     """f, f' as SymPy returned it, and the form the code uses."""
     x = sp.Symbol("x", real=True)
@@ -84,9 +97,9 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "number": eq[activation_label(act.name)],
         "name": _escape(act.name),
         "raw_name": act.name,
-        "f": tex(act.f),
-        "raw": tex(act.raw),
-        "simplified": tex(act.simplified),
+        "f": tex(_pieces_shown(act.f)),
+        "raw": tex(_pieces_shown(act.raw)),
+        "simplified": tex(_pieces_shown(act.simplified)),
         # what the code evaluates, written in z as the sentence says
         "in_z": tex(act.backward_form.xreplace({x: sp.Symbol("z", real=True)})),
         "in_a": tex(act.in_a) if act.in_a is not None else "",

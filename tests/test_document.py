@@ -315,3 +315,14 @@ def test_long_formulas_are_broken_into_lines_not_scaled() -> None:
     assert shown.count(r"\\") == len(lines) - 1
     short = t * z + 1
     assert tex_lines(short) == [tex(short)] and Display("", (tex(short),)).end(",").endswith(",")
+
+
+def test_piece_conditions_are_shown_simplified() -> None:
+    """A custom min/max activation's pieces read x >= 1, x <= 0, otherwise: no piece whose
+    condition never holds (x >= 1 and x <= 0) and no redundant conjunction."""
+    from symbp.spec import arch_from_mapping
+
+    result = generate(arch_from_mapping({"name": "doc_functions", **DOCUMENT_CASES["functions"]}))
+    tex = result.files["doc_functions.tex"]
+    assert r"x \geq 1 \wedge x \leq 0" not in tex and r"\wedge x > -1" not in tex
+    assert r"\text{for } x \geq 1" in tex

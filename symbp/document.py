@@ -10,13 +10,10 @@ import math
 from typing import Any
 
 import sympy as sp
-from sympy.functions.elementary.piecewise import piecewise_simplify
 
-from symbp import bounded
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.derive import Derivation, at_layer, general_batch, unit_loss
-from symbp.equal import agree
 from symbp.errors import OutputError
 from symbp.labels import (
     SECTION_LEVELS,
@@ -30,6 +27,7 @@ from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
 from symbp.output import YHAT_VAR
+from symbp.shown import shown, uses_normal
 from symbp.stable import through_sigmoid
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
@@ -79,30 +77,22 @@ def _escape(text: str) -> str:
     return "".join(out)
 
 
-def _pieces_shown(expr: sp.Expr) -> sp.Expr:
-    """expr with the conditions of its pieces simplified for the reader (x >= 1, not
-    x >= 1 and x > -1; a piece that can never hold dropped), when SymPy manages it quickly and
-    the result agrees with expr at sample points; else expr as it is."""
-    if not expr.has(sp.Piecewise):
-        return expr
-    shown = bounded.bounded(lambda: piecewise_simplify(expr), expr, 1.0)
-    return shown if shown == expr or agree(expr, shown) else expr
-
-
 def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
     """f, f' as SymPy returned it, and the form the code uses."""
     x = sp.Symbol("x", real=True)
+    f, raw = shown(act.f), shown(act.raw)  # as defined, but for GELU's Phi and the pieces
     return {
+        "normal": uses_normal(f) or uses_normal(raw),
         "label": activation_label(act.name),
         "number": eq[activation_label(act.name)],
         "name": _escape(act.name),
         "raw_name": act.name,
-        "f": tex(_pieces_shown(act.f)),
-        "raw": tex(_pieces_shown(act.raw)),
-        "simplified": tex(_pieces_shown(act.simplified)),
+        "f": tex(f),
+        "raw": tex(raw),
+        "simplified": tex(shown(act.simplified)),
         # what the code evaluates, written in z as the sentence says
         "in_z": tex(act.backward_form.xreplace({x: sp.Symbol("z", real=True)})),
-        "in_a": tex(act.in_a) if act.in_a is not None else "",
+        "in_a": tex(shown(act.in_a)) if act.in_a is not None else "",
         "needs": act.needs,
         "method": act.method,
         "uses_x": act.backward_form.has(x),
@@ -127,10 +117,10 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
     L = len(d.arch.layers)
     return {
         "unit_loss": tex(unit_loss(d.arch).subs(YHAT_VAR, sp.Symbol("yhat"))),
-        "dl_da": tex(out.dl_da),
+        "dl_da": tex(shown(out.dl_da)),
         "jacobian": tex(out.jacobian),
         "delta_raw": tex(out.delta_raw),
-        "delta": tex(out.delta),
+        "delta": tex(shown(out.delta)),
         "delta_array": tex(at_layer(out.delta_array, L)),
         "assumption": out.assumption or "",
         "loss_value": tex(at_layer(out.loss_array, L)),
@@ -197,7 +187,8 @@ class _Tex:
         if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr):
             return Display(head, (self(expr, batch),))
         names = self.batch_names if batch else self.names
-        return Display(head, tuple(tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10)))
+        lines = tex_lines(shown(expr), batch, names, self.arrays, LINE_WIDTH - 10)
+        return Display(head, tuple(lines))
 
 
 _PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}

@@ -326,3 +326,38 @@ def test_piece_conditions_are_shown_simplified() -> None:
     tex = result.files["doc_functions.tex"]
     assert r"x \geq 1 \wedge x \leq 0" not in tex and r"\wedge x > -1" not in tex
     assert r"\text{for } x \geq 1" in tex
+
+
+def test_derived_forms_are_shown_as_a_person_writes_them() -> None:
+    """GELU as x Phi(x) with f' = x phi(x) + Phi(x) (and Phi, phi defined), log cosh's
+    derivative as tanh(a - y), softsign's f' in a as (a - 1)^2 per piece; each shown form is
+    checked equal to SymPy's (symbp.equal) before it is used."""
+    import sympy as sp
+
+    from symbp.equal import agree
+    from symbp.shown import elementary, shown
+    from symbp.spec import arch_from_mapping
+
+    arch = arch_from_mapping(
+        {
+            "name": "canon",
+            "input": 3,
+            "layers": [
+                {"units": 4, "activation": "gelu"},
+                {"units": 4, "activation": "softsign"},
+                {"units": 2, "activation": "identity"},
+            ],
+            "activations": {"softsign": "x/(1 + abs(x))"},
+            "loss": {"expr": "log(cosh(yhat - y))"},
+        }
+    )
+    md = generate(arch).files["canon.md"]
+    assert r"f(x) = x \Phi\left(x\right)" in md
+    assert r"f'(x) = x \varphi\left(x\right) + \Phi\left(x\right)" in md
+    assert r"\varphi(x) = e^{-x^{2}/2} / \sqrt{2 \pi}" in md
+    assert r"\left(a - 1\right)^{2} & \text{for } a > 0" in md
+    assert r"= \tanh{\left({a}_{j} - {y}_{j} \right)}" in md and r"\sinh" not in md
+    x = sp.Symbol("x", real=True)
+    raw = sp.diff(x * (1 + sp.erf(x / sp.sqrt(2))) / 2, x)
+    assert agree(raw, elementary(shown(raw))) and shown(raw) != raw
+    assert shown(1 - sp.tanh(x) ** 2) == 1 - sp.tanh(x) ** 2  # no new function for its own sake

@@ -116,7 +116,9 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
     out = d.output
     L = len(d.arch.layers)
     return {
-        "unit_loss": tex(unit_loss(d.arch).subs(YHAT_VAR, sp.Symbol("yhat"))),
+        # The prediction named by its LaTeX, \hat{y}, which SymPy's ordering puts before y:
+        # the loss reads (yhat - y)^2 as users write it, not (-y + yhat)^2.
+        "unit_loss": tex(unit_loss(d.arch).subs(YHAT_VAR, sp.Symbol(r"\hat{y}", real=True))),
         "dl_da": tex(shown(out.dl_da)),
         "jacobian": tex(out.jacobian),
         "delta_raw": tex(out.delta_raw),

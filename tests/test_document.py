@@ -361,3 +361,20 @@ def test_derived_forms_are_shown_as_a_person_writes_them() -> None:
     raw = sp.diff(x * (1 + sp.erf(x / sp.sqrt(2))) / 2, x)
     assert agree(raw, elementary(shown(raw))) and shown(raw) != raw
     assert shown(1 - sp.tanh(x) ** 2) == 1 - sp.tanh(x) ** 2  # no new function for its own sake
+
+
+def test_the_loss_reads_in_the_users_order() -> None:
+    """(yhat - y)^2 / 2 + |yhat - y| as written, not (-y + yhat)^2 or |y - yhat|."""
+    from symbp.spec import arch_from_mapping
+
+    arch = arch_from_mapping(
+        {
+            "name": "order",
+            "input": 3,
+            "layers": [{"units": 2, "activation": "identity"}],
+            "loss": {"expr": "(yhat - y)**2/2 + abs(yhat - y)"},
+        }
+    )
+    md = generate(arch).files["order.md"]
+    assert r"\left(\hat{y} - y\right)^{2}" in md and r"\left|{\hat{y} - y}\right|" in md
+    assert r"- y + \hat{y}" not in md

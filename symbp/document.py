@@ -6,6 +6,7 @@ object through symbp.latex, so the document shows what SymPy actually derived.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -22,7 +23,7 @@ from symbp.labels import (
     network_numbering,
     tex_label,
 )
-from symbp.latex import LINE_WIDTH, Display, tex, tex_lines
+from symbp.latex import LINE_WIDTH, Display, tex, tex_lines, width
 from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
@@ -189,8 +190,37 @@ class _Tex:
         if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixExpr):
             return Display(head, (self(expr, batch),))
         names = self.batch_names if batch else self.names
-        lines = tex_lines(shown(expr), batch, names, self.arrays, LINE_WIDTH - 10)
-        return Display(head, tuple(lines))
+        expr = shown(expr)
+        where: list[str] = []
+        if width(expr) > LINE_WIDTH:
+            expr, named = _named_repeats(expr)
+            names = {**names, **{u.name: rf"u_{{{k}}}" for k, (u, _) in enumerate(named, 1)}}
+            where = [rf"u_{{{k}}} = {tex(v, batch, names, self.arrays)}" for k, (_, v) in
+                     enumerate(named, 1)]  # fmt: skip
+        lines = tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10)
+        return Display(head, tuple(lines), tuple(where))
+
+
+NAMED_WIDTH = 9  # a repeated subexpression at least this wide is named once (u_1 = ...)
+
+
+def _named_repeats(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, sp.Expr]]]:
+    """expr with each subexpression that occurs more than once and is at least NAMED_WIDTH
+    wide replaced by a name u_k (sympy.cse; the others are put back), and the named ones."""
+    symbols = (sp.Symbol(f"_u{k}", real=True) for k in itertools.count(1))
+    pairs, (reduced,) = sp.cse(expr, symbols=symbols, order="none")
+    named: list[tuple[sp.Symbol, sp.Expr]] = []
+    back: dict[sp.Symbol, sp.Expr] = {}
+    for name, value in pairs:
+        value = value.xreplace(back)
+        if width(value) >= NAMED_WIDTH and reduced.xreplace(back).count(name) > 1:
+            named.append((name, value))
+        else:
+            back[name] = value
+    reduced = reduced.xreplace(back)
+    renamed = {u: sp.Symbol(f"_u{k}", real=True) for k, (u, _) in enumerate(named, 1)}
+    named = [(renamed[u], v.xreplace(renamed)) for u, v in named]
+    return reduced.xreplace(renamed), named
 
 
 _PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}

@@ -381,16 +381,22 @@ def _sum_lines(printer: SeedLatexPrinter, expr: sp.Add, limit: float) -> list[st
 @dataclass(frozen=True)
 class Display:
     """A display formula `head` + its right-hand side in lines; printed as one line, or as an
-    aligned block whose continuation lines are indented. end(mark) puts punctuation after
-    the last line rather than after the block."""
+    aligned block whose continuation lines are indented, followed by a row "where u_1 = ..."
+    when it names repeated subexpressions. end(mark) puts punctuation after the last row
+    rather than after the block."""
 
     head: str
     lines: tuple[str, ...]
+    where: tuple[str, ...] = ()  # "u_{1} = ...", in order
 
     def end(self, mark: str) -> str:
-        if len(self.lines) == 1:
+        if len(self.lines) == 1 and not self.where:
             return f"{self.head}{self.lines[0]}{mark}"
-        body = r" \\ &\quad ".join(self.lines)
+        rows = list(self.lines)
+        if self.where:
+            rows[-1] += ","
+            rows.append(r"\text{where } " + r", \; ".join(self.where))
+        body = r" \\ &\quad ".join(rows)
         return rf"{self.head}\begin{{aligned}}[t] &{body}{mark} \end{{aligned}}"
 
     def __str__(self) -> str:

@@ -378,3 +378,24 @@ def test_the_loss_reads_in_the_users_order() -> None:
     md = generate(arch).files["order.md"]
     assert r"\left(\hat{y} - y\right)^{2}" in md and r"\left|{\hat{y} - y}\right|" in md
     assert r"- y + \hat{y}" not in md
+
+
+def test_repeated_subexpressions_of_long_formulas_are_named_once() -> None:
+    """A long display names each wide subexpression it repeats (u_1 = ..., after the
+    formula); substituting the names back gives the formula exactly; short ones are left."""
+    import sympy as sp
+
+    from symbp.document import _named_repeats
+
+    z, t, g = (sp.Symbol(n, real=True) for n in ("Z2", "T2", "G2"))
+    s = 1 - 1 / (sp.exp(z) + 1)
+    expr = g * (2 * t * z * s**2 * (t**2 - 1) - z * s**2 * (1 - t**2) + s * (2 - 2 * t**2))
+    reduced, named = _named_repeats(expr)
+    assert named and all(reduced.count(u) + sum(v.count(u) for _, v in named) > 1 for u, _ in named)
+    back = reduced
+    for u, v in reversed(named):
+        back = back.xreplace({u: v})
+    assert sp.simplify(back - expr) == 0
+    assert _named_repeats(t * z + t * z**2) == (t * z + t * z**2, [])
+    md = (GENERATED / "smooth_mlp.md").read_text()
+    assert r"\text{where } u_{1} = " in md

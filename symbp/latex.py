@@ -15,14 +15,12 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence_traditional
 
 from symbp.errors import OutputError
+from symbp.options import TRANSPOSES
 from symbp.printing import decimal_text
 from symbp.reductions import LogSumExp, UnitSum
 
 _LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
 _ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")
-
-# The transpose's symbol (--transpose): its name -> the superscript's TeX.
-TRANSPOSES = {"T": r"\mathsf{T}", "top": r"\top", "intercal": r"\intercal"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,8 @@ class Notation:
         """The letters the templates write around the printed formulas (sym.W, sym.T, ...)."""
         names = ("a", "z", "W", "b", "x", "y", "g", "A", "Z", "G", "X", "Y")
         out = {name: self.v(name) for name in names}
-        out.update(delta=self.v(r"\delta"), Delta=self.v(r"\Delta"), T=self.t)
+        out.update(delta=self.v(DELTA), Delta=self.v(CAPITAL_DELTA), T=self.t)
+        out.update(gamma=self.v(r"\gamma"), beta=self.v(r"\beta"))
         return out
 
 

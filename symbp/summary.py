@@ -22,7 +22,9 @@ from symbp.nodes import NodeDerivation
 
 # A formula wider than this (glyphs, symbp.latex.width) is not written in the box, which
 # fits a column of a two-column paper; the box names the equation that holds it instead.
-BOX_WIDTH = 44
+BOX_WIDTH = 42
+# A formula wider than this leaves no room for its references on the same line.
+SHORT = 30
 
 _GENERIC = r"\ell"
 # The equation of a kind's own section that holds its parameters' gradients.
@@ -31,12 +33,13 @@ PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
 
 
 def _row(
-    tag: str, math: str, refs: list[str], where: str = "", span: bool = False
+    tag: str, math: str, refs: list[str], where: str = "", span: bool = False, wide: bool = False
 ) -> dict[str, Any]:
     """One line of the box: its tag (BP1), the formula, the layers it holds for, the labels
     (keys of the document's numbering) of the equations it summarises (`span`: the first and
-    the last of a range)."""
-    return {"tag": tag, "math": math, "where": where, "refs": refs, "span": span}
+    the last of a range). What it holds for and the references go on a line of their own when
+    there is `where` or the formula is `wide`."""
+    return {"tag": tag, "math": math, "where": where, "refs": refs, "span": span, "wide": wide}
 
 
 def _layers_text(indices: list[int]) -> str:
@@ -58,7 +61,8 @@ def _bp1(out: NodeDerivation, T: Any, n: Notation) -> dict[str, Any]:
     L = out.node.index
     lhs = f"{n.v(DELTA)}^{{({L})}}"
     if width(out.delta) <= BOX_WIDTH:
-        return _row("BP1", f"{lhs} = {T(out.delta)}", [layer_label("delta", L)])
+        wide = width(out.delta) > SHORT
+        return _row("BP1", f"{lhs} = {T(out.delta)}", [layer_label("delta", L)], wide=wide)
     generic = rf"c \thinspace J{n.t} \nabla_{{a}} \mathcal{{E}}"
     return _row("BP1", f"{lhs} = {generic}", ["eq:output-delta"])
 

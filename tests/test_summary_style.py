@@ -16,7 +16,7 @@ from symbp.labels import network_numbering, tex_label
 from symbp.latex import Notation
 from symbp.network import derive_network
 from symbp.pipeline import Generated, generate
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 from tests.test_cli import run
 from tests.test_document import BAD_LOG, compile_tex
 from tests.test_paper_body import _packages
@@ -210,8 +210,12 @@ def test_the_module_is_the_same_whatever_the_document_options() -> None:
 
 def test_options_on_the_command_line(tmp_path: Path) -> None:
     help_text = run("generate", "--help").stdout
+    readme = (ROOT / "README.md").read_text()
+    body_section = readme[readme.index("### A body for a paper") :]
     for option in ("--style", "paper", "--bold", "--transpose", "intercal"):
         assert option in help_text, option
+        assert f"`symbp generate ... {option}" in readme or option in ("paper", "intercal")
+        assert option in body_section, option
     seed = str(EXAMPLES / "seed.yaml")
     bad = run("generate", seed, "-o", str(tmp_path), "--style", "short")
     assert bad.returncode == 2 and "--style" in bad.stderr and "paper" in bad.stderr

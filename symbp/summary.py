@@ -9,12 +9,14 @@ weights and of the biases.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
 
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
+from symbp.derive import Derivation
 from symbp.labels import activation_label, layer_label
 from symbp.latex import DELTA, Notation, tex, width
 from symbp.network import Network
@@ -56,7 +58,7 @@ def _layers_text(indices: list[int]) -> str:
     return r"\ell = " + ", ".join(parts)
 
 
-def _bp1(out: NodeDerivation, T: Any, n: Notation) -> dict[str, Any]:
+def _bp1(out: NodeDerivation, T: Callable[[sp.Basic], str], n: Notation) -> dict[str, Any]:
     """The network's output error, as the output layer's block prints it (per sample)."""
     L = out.node.index
     lhs = f"{n.v(DELTA)}^{{({L})}}"
@@ -72,11 +74,12 @@ def _derivative(act: ActivationDerivation, n: Notation) -> tuple[str, bool]:
     if act.in_a is not None:
         name = A_SCALAR.name
         names = {name: f"{n.v('a')}^{{({_GENERIC})}}"}
-        shown = tex(act.in_a, names=names, arrays=frozenset({name}))
+        shown = tex(act.in_a, names=names, arrays=frozenset({name}), notation=n)
         return shown, width(act.in_a) <= BOX_WIDTH
     x, z = sp.Symbol("x", real=True), sp.Symbol("z_layer", real=True)
     form = act.backward_form.xreplace({x: z})
-    shown = tex(form, names={z.name: f"{n.v('z')}^{{({_GENERIC})}}"}, arrays=frozenset({z.name}))
+    names = {z.name: f"{n.v('z')}^{{({_GENERIC})}}"}
+    shown = tex(form, names=names, arrays=frozenset({z.name}), notation=n)
     return shown, width(form) <= BOX_WIDTH
 
 
@@ -162,7 +165,9 @@ def _gradients(net: Network, n: Notation, l2: bool) -> list[dict]:
     return rows
 
 
-def summary_context(d: Any, net: Network, T: Any, n: Notation) -> dict[str, Any]:
+def summary_context(
+    d: Derivation, net: Network, T: Callable[[sp.Basic], str], n: Notation
+) -> dict[str, Any]:
     """The box's rows, top to bottom (BP1, BP2 and the derivatives it reads, BP3, BP4)."""
     rows = [_bp1(net.nodes[-1], T, n), *_bp2(net, d.activations, n)]
     rows += _gradients(net, n, bool(d.arch.l2))

@@ -17,6 +17,7 @@ from pathlib import Path
 from symbp import __version__
 from symbp.errors import SymbpError
 from symbp.labels import SECTION_LEVELS
+from symbp.options import STYLES, TRANSPOSES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +46,26 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the body's top headings (with --body): section (default, as the standalone "
         "document) or subsection, to make a network one section of a paper, e.g. an appendix",
+    )
+    gen.add_argument(
+        "--style",
+        choices=STYLES,
+        default="full",
+        help="full (default): the whole document; paper: the mathematics alone, without the "
+        "narration about SymPy, storage and overflow and without the cost section",
+    )
+    gen.add_argument(
+        "--bold",
+        action="store_true",
+        help="write vectors and matrices in bold in the documents "
+        "(\\mathbf{W}, \\boldsymbol{\\delta})",
+    )
+    gen.add_argument(
+        "--transpose",
+        choices=tuple(TRANSPOSES),
+        default="T",
+        help="the transpose symbol of the documents: T (default, \\mathsf{T}), top (\\top) or "
+        "intercal (\\intercal)",
     )
     gen.add_argument("--pdf", action="store_true", help="also compile <name>.pdf with pdflatex")
     gen.add_argument(
@@ -97,6 +118,9 @@ def _generate(args: argparse.Namespace) -> int:
     # Derive and render everything first: an invalid file means nothing is written.
     progress = _progress if sys.stderr.isatty() else None
     level = args.section_level or "section"
+    from symbp.latex import Notation
+
+    notation = Notation(bold=args.bold, transpose=args.transpose)
     results = [
         generate(
             a,
@@ -104,6 +128,8 @@ def _generate(args: argparse.Namespace) -> int:
             with_tests=args.with_tests,
             progress=progress,
             section_level=level,
+            style=args.style,
+            notation=notation,
         )
         for a in archs
     ]

@@ -23,13 +23,24 @@ from symbp.labels import (
     network_numbering,
     tex_label,
 )
-from symbp.latex import LINE_WIDTH, Display, tex, tex_lines, width
+from symbp.latex import (
+    CAPITAL_DELTA,
+    LINE_WIDTH,
+    PLAIN,
+    Display,
+    Notation,
+    tex,
+    tex_lines,
+    width,
+)
 from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
+from symbp.options import STYLES
 from symbp.output import YHAT_VAR
 from symbp.shown import shown, uses_normal
 from symbp.stable import through_sigmoid
+from symbp.summary import PARAM_TEX, summary_context
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
 
@@ -137,11 +148,12 @@ def _tangent_entry(d: Derivation, net: Network, eq: dict[str, int], T: _Tex) -> 
     from symbp.tangent import tangent_calculus
 
     calc = tangent_calculus()
+    n = T.notation
     return {
-        "z_dot": tex(calc.z_dot),
-        "dW_r": tex(calc.dW_r, names=_OWN_LAYER),
-        "db_r": tex(calc.db_r, names=_OWN_LAYER),
-        "back_r": tex(calc.back_r, names=NEXT_LAYER),
+        "z_dot": tex(calc.z_dot, notation=n),
+        "dW_r": tex(calc.dW_r, names=_OWN_LAYER, notation=n),
+        "db_r": tex(calc.db_r, names=_OWN_LAYER, notation=n),
+        "back_r": tex(calc.back_r, names=NEXT_LAYER, notation=n),
         "layers": _tangent_layers(net, eq, T),
     }
 
@@ -164,18 +176,24 @@ NEXT_LAYER = {
 _STEP_NAMES = {"dL_dW": _OWN_LAYER, "dL_db": _OWN_LAYER, "dL_da": NEXT_LAYER}
 
 
-def _general_entry(d: Derivation) -> dict[str, str]:
+def _general_entry(d: Derivation, n: Notation) -> dict[str, str]:
     calc = d.calculus
-    entry = {name: tex(getattr(calc, name), names=_STEP_NAMES.get(name)) for name in INDEX_STEPS}
+    entry = {
+        name: tex(getattr(calc, name), names=_STEP_NAMES.get(name), notation=n)
+        for name in INDEX_STEPS
+    }
     batch = general_batch(calc, d.arch.layout == "row")
-    entry.update({f"batch_{key}": tex(value, batch=True) for key, value in batch.items()})
+    entry.update(
+        {f"batch_{key}": tex(value, batch=True, notation=n) for key, value in batch.items()}
+    )
     return entry
 
 
 class _Tex:
     """LaTeX of the network's expressions, with the names its kinds give their arrays."""
 
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, notation: Notation = PLAIN) -> None:
+        self.notation = notation
         self.names = net.bindings.tex_names()
         self.batch_names = net.bindings.tex_names(batch=True)
         self.arrays = frozenset(
@@ -183,7 +201,8 @@ class _Tex:
         )
 
     def __call__(self, expr: sp.Basic, batch: bool = False) -> str:
-        return tex(expr, batch, self.batch_names if batch else self.names, self.arrays)
+        names = self.batch_names if batch else self.names
+        return tex(expr, batch, names, self.arrays, self.notation)
 
     def display(self, expr: sp.Basic, batch: bool = False, head: str = "") -> Display:
         """head + expr as a display, broken into lines when long (symbp.latex)."""
@@ -195,9 +214,11 @@ class _Tex:
         if width(expr) > LINE_WIDTH:
             expr, named = _named_repeats(expr)
             names = {**names, **{u.name: rf"u_{{{k}}}" for k, (u, _) in enumerate(named, 1)}}
-            where = [rf"u_{{{k}}} = {tex(v, batch, names, self.arrays)}" for k, (_, v) in
-                     enumerate(named, 1)]  # fmt: skip
-        lines = tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10)
+            where = [
+                rf"u_{{{k}}} = {tex(v, batch, names, self.arrays, self.notation)}"
+                for k, (_, v) in enumerate(named, 1)
+            ]
+        lines = tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10, self.notation)
         return Display(head, tuple(lines), tuple(where))
 
 
@@ -223,31 +244,30 @@ def _named_repeats(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, sp.Exp
     return reduced.xreplace(renamed), named
 
 
-_PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
-
-
 def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -> dict:
     """Layer l's equations, in document order: z (and the statistics), a, the error term
     (with what its consumers send back), and each parameter's gradient."""
-    node, l = nd.node, nd.node.index
+    node, l, n = nd.node, nd.node.index, T.notation
     # One form for the whole block: the batch's arrays (Z, A, G, Delta), in the file's layout.
     steps = [f"{T(t, batch=True)} = {T(v, batch=True)}" for t, v in nd.forward]
     z = T(sp.Symbol(f"Z{l}", real=True), batch=True)
     a_tex = rf"\operatorname{{softmax}}\left({z}\right)" if nd.act is None else T(nd.a, batch=True)
-    delta: list[Any] = [T.display(nd.delta, batch=True, head=rf"\Delta^{{({l})}} = ")]
+    A, G, head = n.v("A"), n.v("G"), rf"{n.v(CAPITAL_DELTA)}^{{({l})}} = "
+    delta: list[Any] = [T.display(nd.delta, batch=True, head=head)]
     if not nd.is_output:
         sent = [T(b, batch=True) for c in net.graph.consumers.get(node.a.key, ()) for t, b in
                 net.nodes[c.index - 1].backs if t is node.a]  # fmt: skip
         delta.insert(
-            0, rf"G^{{({l})}} = \frac{{\partial L}}{{\partial A^{{({l})}}}} = {' + '.join(sent)}"
+            0,
+            rf"{G}^{{({l})}} = \frac{{\partial L}}{{\partial {A}^{{({l})}}}} = {' + '.join(sent)}",
         )
     equations = [
         _equation(eq, "z", l, steps),
-        _equation(eq, "a", l, [f"A^{{({l})}} = {a_tex}"]),
+        _equation(eq, "a", l, [f"{A}^{{({l})}} = {a_tex}"]),
         _equation(eq, "delta", l, delta),
     ]
     for param, grad in nd.grads:
-        lhs = rf"\frac{{\partial L}}{{\partial {_PARAM_TEX[param.symbol]}^{{({l})}}}}"
+        lhs = rf"\frac{{\partial L}}{{\partial {n.v(PARAM_TEX[param.symbol])}^{{({l})}}}}"
         equations.append(_equation(eq, f"d{param.symbol}", l, [f"{lhs} = {T(grad, batch=True)}"]))
     kind = "" if node.kind == "dense" else f"{node.kind}, "
     return {
@@ -262,6 +282,15 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
         "title": rf"{kind}\texttt{{{_escape(node.layer.activation)}}}",
         "title_md": f"{kind}`{node.layer.activation}`",
         "is_output": nd.is_output,
+        # each parameter's letter and shape (the summary's table of shapes)
+        "params": [
+            {
+                "tex": f"{n.v(PARAM_TEX[p.symbol])}^{{({l})}}",
+                "shape": r" \times ".join(map(str, p.shape)),
+                "shape_md": "×".join(map(str, p.shape)),
+            }
+            for p in node.params
+        ],
         "stores": "z" if nd.stores_z else "a",
         "source": node.layer.source or "",
         "equations": equations,
@@ -316,7 +345,7 @@ def _graph(net: Network) -> dict[str, Any]:
             nodes.append({"x": x, "text": r"\cdots", "param": "", "dots": True})
             continue
         node = net.nodes[layer - 1].node
-        params = ", ".join(f"{_PARAM_TEX[p.symbol]}^{{({layer})}}" for p in node.params)
+        params = ", ".join(f"{PARAM_TEX[p.symbol]}^{{({layer})}}" for p in node.params)
         nodes.append({"x": x, "text": f"z^{{({layer})}}", "param": params, "dots": False})
         x += 17
         nodes.append({"x": x, "text": f"a^{{({layer})}}", "param": "", "dots": False})
@@ -368,12 +397,23 @@ def _complexity(net: Network) -> dict[str, Any]:
     }
 
 
-def document_context(d: Derivation, net: Network | None = None) -> dict[str, Any]:
-    """Everything derivation.tex.j2 needs."""
+def document_context(
+    d: Derivation,
+    net: Network | None = None,
+    style: str = "full",
+    notation: Notation = PLAIN,
+) -> dict[str, Any]:
+    """Everything derivation.tex.j2 needs. `style` "paper" leaves out the narration about
+    SymPy, storage and overflow and the cost section (the equations and their numbers are
+    the same); `notation` sets bold vectors and the transpose's symbol."""
+    if style not in STYLES:
+        raise OutputError(
+            f"unknown document style {style!r}", fix=f"choose one of {', '.join(STYLES)}"
+        )
     arch = d.arch
     net = net or derive_network(d)
     eq = network_numbering(d, net)
-    T = _Tex(net)
+    T = _Tex(net, notation)
     graph = _graph(net)
     kinds = [nd.node.kind for nd in net.nodes]
     return {
@@ -397,7 +437,12 @@ def document_context(d: Derivation, net: Network | None = None) -> dict[str, Any
         "label": {key: tex_label(arch.name, key) for key in eq},
         "packages": PACKAGES,
         "heading": headings("section"),
-        "general": _general_entry(d),
+        "style": style,
+        # the letters the templates write around the printed formulas (bold or not)
+        "sym": notation.letters(),
+        "summary": summary_context(d, net, T, notation),
+        "has_norm": any(k in ("batchnorm", "layernorm") for k in kinds),
+        "general": _general_entry(d, notation),
         "kinds": _kind_sections(net, eq),
         "activations": [_activation_entry(a, eq) for a in d.activations.values()],
         "output": _output_entry(d),

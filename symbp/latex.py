@@ -14,65 +14,116 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence_traditional
 
+from symbp.errors import OutputError
+from symbp.options import TRANSPOSES
 from symbp.printing import decimal_text
 from symbp.reductions import LogSumExp, UnitSum
 
 _LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
 _ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")
-# The general (layer-free) matrices of symbp.indexed.
-_GENERAL_MATRICES = {
-    "A": r"A^{(\ell-1)}",
-    "Delta": r"\Delta^{(\ell)}",
-    "W": r"W^{(\ell)}",
-    "b": r"b^{(\ell)}",
-    "Wnext": r"W^{(\ell+1)}",
-    "Deltanext": r"\Delta^{(\ell+1)}",
-}
 
 
-def symbol_tex(name: str, batch: bool) -> str | None:
+@dataclass(frozen=True)
+class Notation:
+    """How the document writes vectors and matrices (`bold`: \\mathbf{a}, \\boldsymbol{\\delta})
+    and the transpose (a key of TRANSPOSES). The default is the seed's notation."""
+
+    bold: bool = False
+    transpose: str = "T"
+
+    def __post_init__(self) -> None:
+        if self.transpose not in TRANSPOSES:
+            raise OutputError(
+                f"unknown transpose symbol {self.transpose!r}",
+                fix=f"choose one of {', '.join(TRANSPOSES)}",
+            )
+
+    def v(self, letter: str) -> str:
+        """A vector's or matrix's letter (W, \\delta) in this notation; braced when bold, so
+        that an accent (\\dot) or a superscript applies to the whole letter."""
+        if not self.bold:
+            return letter
+        return (
+            rf"{{\boldsymbol{{{letter}}}}}"
+            if letter.startswith("\\")
+            else rf"{{\mathbf{{{letter}}}}}"
+        )
+
+    @property
+    def t(self) -> str:
+        """The transpose as a superscript: ^{\\mathsf{T}}."""
+        return f"^{{{TRANSPOSES[self.transpose]}}}"
+
+    def letters(self) -> dict[str, str]:
+        """The letters the templates write around the printed formulas (sym.W, sym.T, ...)."""
+        names = ("a", "z", "W", "b", "x", "y", "g", "A", "Z", "G", "X", "Y")
+        out = {name: self.v(name) for name in names}
+        out.update(delta=self.v(DELTA), Delta=self.v(CAPITAL_DELTA), T=self.t)
+        out.update(gamma=self.v(r"\gamma"), beta=self.v(r"\beta"))
+        return out
+
+
+PLAIN = Notation()
+DELTA, CAPITAL_DELTA = r"\delta", r"\Delta"
+
+
+def _general_matrix(name: str, n: Notation) -> str | None:
+    """The general (layer-free) matrices of symbp.indexed."""
+    letter, layer = {
+        "A": ("A", r"\ell-1"),
+        "Delta": (r"\Delta", r"\ell"),
+        "W": ("W", r"\ell"),
+        "b": ("b", r"\ell"),
+        "Wnext": ("W", r"\ell+1"),
+        "Deltanext": (r"\Delta", r"\ell+1"),
+    }.get(name, ("", ""))
+    return f"{n.v(letter)}^{{({layer})}}" if letter else None
+
+
+def symbol_tex(name: str, batch: bool, n: Notation = PLAIN) -> str | None:
     """Seed notation for symbp's array names (A2 -> a^{(2)}, or A^{(2)} in batch form)."""
     m = _LAYERED.match(name)
     if m is None:
         return {
-            "Y": "Y" if batch else "y",
+            "Y": n.v("Y") if batch else n.v("y"),
             "c": "c",
-            "A": "a",
-            "Z": "z",
-            "y": "y",
+            "A": n.v("a"),
+            "Z": n.v("z"),
+            "y": n.v("y"),
             "yhat": r"\hat{y}",
             "n_in": r"n_{\ell-1}",
             "n_out": r"n_{\ell}",
             "K": r"n_{L}",
         }.get(name)
     kind, layer = m.groups()
-    tangent = _tangent_tex(kind, layer)
+    tangent = _tangent_tex(kind, layer, n)
     if tangent is not None:
         return tangent
     if kind == "G":
         if batch:  # dL/dA^(l), named where the layer's block defines it
-            return rf"G^{{({layer})}}"
+            return rf"{n.v('G')}^{{({layer})}}"
         nxt = int(layer) + 1
-        return rf"\left(\left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}} \delta^{{({nxt})}}\right)"
+        return rf"\left(\left({n.v('W')}^{{({nxt})}}\right){n.t} {n.v(DELTA)}^{{({nxt})}}\right)"
     if kind == "delta":
-        return rf"\Delta^{{({layer})}}" if batch else rf"\delta^{{({layer})}}"
+        return rf"{n.v(CAPITAL_DELTA if batch else DELTA)}^{{({layer})}}"
     if kind in ("A", "Z"):
-        return f"{kind if batch else kind.lower()}^{{({layer})}}"
-    return f"{kind}^{{({layer})}}"
+        return f"{n.v(kind if batch else kind.lower())}^{{({layer})}}"
+    return f"{n.v(kind)}^{{({layer})}}"
 
 
-def _tangent_tex(kind: str, layer: str) -> str | None:
+def _tangent_tex(kind: str, layer: str, n: Notation = PLAIN) -> str | None:
     """Dotted tangents (forward mode) and R{.} (Pearlmutter) in the seed's letters."""
     nxt = int(layer) + 1
+    delta = n.v(DELTA)
     return {
-        "Ad": rf"\dot a^{{({layer})}}",
-        "Zd": rf"\dot z^{{({layer})}}",
-        "Wd": rf"\dot W^{{({layer})}}",
-        "bd": rf"\dot b^{{({layer})}}",
-        "Rdelta": rf"\mathcal{{R}}\lbrace \delta^{{({layer})}} \rbrace",
+        "Ad": rf"\dot {n.v('a')}^{{({layer})}}",
+        "Zd": rf"\dot {n.v('z')}^{{({layer})}}",
+        "Wd": rf"\dot {n.v('W')}^{{({layer})}}",
+        "bd": rf"\dot {n.v('b')}^{{({layer})}}",
+        "Rdelta": rf"\mathcal{{R}}\lbrace {delta}^{{({layer})}} \rbrace",
         "RG": (
-            rf"\mathcal{{R}}\left\lbrace \left(W^{{({nxt})}}\right)^{{\mathsf{{T}}}}"
-            rf" \delta^{{({nxt})}}\right\rbrace"
+            rf"\mathcal{{R}}\left\lbrace \left({n.v('W')}^{{({nxt})}}\right){n.t}"
+            rf" {delta}^{{({nxt})}}\right\rbrace"
         ),
     }.get(kind)
 
@@ -95,6 +146,8 @@ class SeedLatexPrinter(LatexPrinter):
     with \\cr and spaces are written out."""
 
     printmethod = "_symbp_latex"
+    # notation: bold vectors and matrices, the transpose's symbol (symbp.latex.Notation)
+    _default_settings = {**LatexPrinter._default_settings, "notation": PLAIN}
 
     def _print_DiracDelta(self, expr: sp.DiracDelta, exp: Any = None) -> str:
         """Dirac's delta as delta_D, so that it is not read as an error term delta^(l)."""
@@ -149,19 +202,31 @@ class SeedLatexPrinter(LatexPrinter):
         self.batch = batch
         self.names = names or {}  # symbol name -> LaTeX, from the network's bindings
         self.arrays = arrays  # names of per-sample arrays (products of two print with odot)
+        self.notation: Notation = self._settings["notation"]
+
+    @property
+    def transpose(self) -> str:
+        """The transpose superscript of the notation, for nodes that print their own TeX."""
+        return self.notation.t
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        n = self.notation
+        m = _LAYERED.match(expr.name)
+        if n.bold and m is not None and m.group(1) == "G" and expr.name in self.names:
+            # g^(l) = dL/da^(l), a vector: the bindings name it in plain letters
+            return f"{n.v('G' if self.batch else 'g')}^{{({m.group(2)})}}"
         if expr.name in self.names:
             return self.names[expr.name]
-        return symbol_tex(expr.name, self.batch) or super()._print_Symbol(expr)
+        return symbol_tex(expr.name, self.batch, n) or super()._print_Symbol(expr)
 
     def _print_BatchSum(self, expr: Any) -> str:
         return rf"\sum_{{s}} \left[{self._print(expr.args[0])}\right]_{{s}}"
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
-        if expr.name in _GENERAL_MATRICES:
-            return _GENERAL_MATRICES[expr.name]
-        return symbol_tex(expr.name, True) or super()._print_MatrixSymbol(expr)
+        general = _general_matrix(expr.name, self.notation)
+        if general is not None:
+            return general
+        return symbol_tex(expr.name, True, self.notation) or super()._print_MatrixSymbol(expr)
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return r"\mathbf{1}"
@@ -172,7 +237,7 @@ class SeedLatexPrinter(LatexPrinter):
             inner = rf"\left({inner}\right)"
         elif "^" in inner:
             inner = rf"\left({inner}\right)"
-        return rf"{inner}^{{\mathsf{{T}}}}"
+        return inner + self.transpose
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: Any = None) -> str:
         """Iverson bracket [i = q]: the letter delta is reserved for the error terms."""
@@ -269,9 +334,10 @@ def tex(
     batch: bool = False,
     names: dict[str, str] | None = None,
     arrays: frozenset[str] = frozenset(),
+    notation: Notation = PLAIN,
 ) -> str:
     """expr in the seed's notation (`names`: LaTeX of symbols the network's kinds name)."""
-    return SeedLatexPrinter(batch, names, arrays).doprint(expr)
+    return SeedLatexPrinter(batch, names, arrays, notation=notation).doprint(expr)
 
 
 # --- long formulas, broken into lines ---------------------------------------------------
@@ -320,9 +386,10 @@ def tex_lines(
     names: dict[str, str] | None = None,
     arrays: frozenset[str] = frozenset(),
     limit: float = LINE_WIDTH,
+    notation: Notation = PLAIN,
 ) -> list[str]:
     """expr printed on one line, or on several of at most about `limit` glyphs each."""
-    printer = SeedLatexPrinter(batch, names, arrays)
+    printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
     return _lines(printer, expr, limit)
 
 

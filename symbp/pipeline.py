@@ -18,7 +18,9 @@ from symbp.document import document_context, headings
 from symbp.emit import module_context
 from symbp.errors import OutputError, SymbpError
 from symbp.labels import network_numbering
+from symbp.latex import PLAIN, Notation
 from symbp.network import derive_network
+from symbp.options import STYLES
 from symbp.render import header_lines, render
 from symbp.spec import Arch, load_arch
 
@@ -43,10 +45,16 @@ def _timed(timings: dict[str, float], stage: str, call: Callable):
 
 
 def render_all(
-    d: Derivation, body_only: bool = False, with_tests: bool = False, section_level: str = "section"
+    d: Derivation,
+    body_only: bool = False,
+    with_tests: bool = False,
+    section_level: str = "section",
+    style: str = "full",
+    notation: Notation = PLAIN,
 ) -> dict[str, str]:
     """Render every output file of the derivation (name -> text); body_only adds <name>_body.tex,
-    whose top headings are `section_level` ("subsection": one section of a paper)."""
+    whose top headings are `section_level` ("subsection": one section of a paper). `style`
+    and `notation` shape the documents only: the module is the same whatever they are."""
     arch = d.arch
     source = Path(arch.source).name
     files = {}
@@ -58,7 +66,7 @@ def render_all(
     if with_tests:
         ctx["header"] = "\n".join(header_lines("test_module.py.j2", source, arch.source_sha256))
         files[f"test_{arch.name}.py"] = render("test_module.py.j2", ctx)
-    doc = document_context(d, net)
+    doc = document_context(d, net, style, notation)
     doc["header"] = header_lines("derivation.tex.j2", source, arch.source_sha256)
     doc["body_only"] = False
     files[f"{arch.name}.tex"] = render("derivation.tex.j2", doc)
@@ -72,9 +80,9 @@ def render_all(
     return files
 
 
-def render_markdown(d: Derivation) -> str:
+def render_markdown(d: Derivation, style: str = "full", notation: Notation = PLAIN) -> str:
     """The Markdown derivation document alone."""
-    doc = document_context(d)
+    doc = document_context(d, style=style, notation=notation)
     doc["header"] = header_lines("derivation.md.j2", Path(d.arch.source).name, d.arch.source_sha256)
     doc["body_only"] = False
     return render("derivation.md.j2", doc)
@@ -86,13 +94,20 @@ def generate(
     with_tests: bool = False,
     progress: Callable[[str], None] | None = None,
     section_level: str = "section",
+    style: str = "full",
+    notation: Notation = PLAIN,
 ) -> Generated:
     """Load (if given a path), derive and render; nothing is written.
 
     `progress`, when given, is called with a short message as each stage starts;
-    `section_level` is the top heading level of the body (see symbp.document.headings).
+    `section_level` is the top heading level of the body (see symbp.document.headings);
+    `style` ("full" or "paper") and `notation` (bold, transpose) shape the documents.
     """
     headings(section_level)  # an unknown level is refused before any work
+    if style not in STYLES:
+        raise OutputError(
+            f"unknown document style {style!r}", fix=f"choose one of {', '.join(STYLES)}"
+        )
     timings: dict[str, float] = {}
     report = progress or (lambda message: None)
     if isinstance(arch, Arch):
@@ -106,7 +121,9 @@ def generate(
         d = _timed(timings, "derive", lambda: derive(spec))
         report(f"rendering {spec.name}")
         files = _timed(
-            timings, "render", lambda: render_all(d, body_only, with_tests, section_level)
+            timings,
+            "render",
+            lambda: render_all(d, body_only, with_tests, section_level, style, notation),
         )
     except SymbpError as err:
         raise err.located(spec.source or None) from None

@@ -126,7 +126,9 @@ def test_markdown_has_the_same_equations() -> None:
     displays = tex.count(r"\begin{equation}")
     md_tags = [int(n) for n in re.findall(r"\\tag\{(\d+)\}", md)]
     assert md_tags == list(range(1, displays + 1)) and md_tags
-    assert "$$" not in md and md.count("```math") == displays
+    # and one more math fence: the summary's box (unnumbered, as in the .tex)
+    assert "$$" not in md and md.count("```math") == displays + 1
+    assert tex.count(r"\boxed{") == md.count(r"\boxed{") == 1
 
 
 def test_derivation_displays_in_jupyter() -> None:
@@ -135,7 +137,7 @@ def test_derivation_displays_in_jupyter() -> None:
     d = derive(EXAMPLES / "seed.yaml")
     latex = d._repr_latex_()
     assert latex.startswith("$$") and r"\delta^{(1)}" in latex
-    assert "## 5. The output layer" in d._repr_markdown_()
+    assert "## 6. The output layer" in d._repr_markdown_()
 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)

@@ -137,9 +137,10 @@ class Conv2dBackKernelColumns(_Bilinear):
     helper = "_conv2d_back_kernel_columns"
     per_sample = False
 
-    def latex_form(self, *parts: str) -> str:
-        cols, d = parts
-        return rf"\sum_{{n}} {d}_n \left({cols}_n\right)^{{\mathsf{{T}}}}"
+    def _symbp_latex(self, printer) -> str:
+        """The sum of outer products, with the printer's transpose symbol."""
+        cols, d = (printer._print(a) for a in self.arrays)
+        return rf"\sum_{{n}} {d}_n \left({cols}_n\right){printer.transpose}"
 
 
 class Conv2dBackInput(_Bilinear):

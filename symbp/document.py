@@ -38,7 +38,7 @@ from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
 from symbp.options import STYLES
 from symbp.output import YHAT_VAR
-from symbp.shown import shown, uses_normal
+from symbp.shown import shown, uses_normal, uses_sigmoid
 from symbp.stable import through_sigmoid
 from symbp.summary import PARAM_TEX, summary_context
 
@@ -95,6 +95,7 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
     f, raw = shown(act.f), shown(act.raw)  # as defined, but for GELU's Phi and the pieces
     return {
         "normal": uses_normal(f) or uses_normal(raw),
+        "logistic": uses_sigmoid(f) or uses_sigmoid(raw),
         "label": activation_label(act.name),
         "number": eq[activation_label(act.name)],
         "name": _escape(act.name),

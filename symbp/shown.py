@@ -3,9 +3,10 @@
 SymPy returns correct but unidiomatic forms: sinh(u)/cosh(u) for tanh(u), a(a - 1) - a + 1 for
 (a - 1)^2, sqrt(2) x e^{-x^2/2}/(2 sqrt(pi)) + erf(sqrt(2) x/2)/2 + 1/2 for x phi(x) + Phi(x).
 `shown(expr)` tries a few rewrites on each piece (factor, simplify, and writing erf and the
-Gaussian through the standard normal Phi and phi), keeps the narrowest by the printed width
-estimate of symbp.latex, and returns it only when it agrees with expr at sample points
-(symbp.equal); each attempt is bounded in time, so a hard expression is shown as it is.
+Gaussian through the standard normal Phi and phi, 1 - tanh^2 as sech^2, exp through the
+logistic sigma, a minus sign taken into a difference), keeps the one with the fewest
+operations (then the narrowest), and returns it only when it agrees with expr at sample
+points (symbp.equal); each attempt is bounded in time, so a hard expression is shown as it is.
 """
 
 from __future__ import annotations
@@ -46,13 +47,32 @@ class NormalPdf(sp.Function):
         return sp.exp(-(self.args[0] ** 2) / 2) / sp.sqrt(2 * sp.pi)
 
 
+class Sigmoid(sp.Function):
+    """sigma(u) = 1/(1 + exp(-u)), the logistic function."""
+
+    nargs = 1
+
+    def _symbp_latex(self, printer: Any) -> str:
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+    def elementary(self) -> sp.Expr:
+        return 1 / (1 + sp.exp(-self.args[0]))
+
+
+_NAMED = (NormalCdf, NormalPdf, Sigmoid)
+
+
 def elementary(expr: sp.Expr) -> sp.Expr:
-    """expr with Phi and phi written out."""
-    return expr.replace(lambda e: isinstance(e, (NormalCdf, NormalPdf)), lambda e: e.elementary())
+    """expr with Phi, phi and sigma written out."""
+    return expr.replace(lambda e: isinstance(e, _NAMED), lambda e: e.elementary())
 
 
 def uses_normal(expr: sp.Expr) -> bool:
     return expr.has(NormalCdf, NormalPdf)
+
+
+def uses_sigmoid(expr: sp.Expr) -> bool:
+    return expr.has(Sigmoid)
 
 
 def shown(expr: sp.Expr) -> sp.Expr:
@@ -68,22 +88,118 @@ def _shown(expr: sp.Expr) -> sp.Expr:
         return tidy if tidy == pieces or agree(expr, elementary(tidy)) else pieces
     if not isinstance(expr, sp.Expr) or expr.is_Atom:
         return expr
-    candidates = [_tanh_ratios(expr)]
+    candidates = [_tanh_ratios(expr), _sech_squares(expr)]
+    if expr.has(sp.exp):
+        candidates.append(_through_logistic(expr))
     if expr.has(sp.erf):
         normal = _through_normal(expr)
         candidates += [normal, _bounded(sp.simplify, normal)]
     if not expr.atoms(sp.Function) and expr.is_polynomial():
         candidates.append(_bounded(sp.factor, expr))  # a (a - 1) - a + 1 -> (a - 1)^2
+    candidates = [_signs_inside(c) for c in candidates]
     best = expr
     for form in candidates:
-        narrower = (width(form), sp.count_ops(form)) < (width(best), sp.count_ops(best))
+        narrower = (sp.count_ops(form), width(form)) < (sp.count_ops(best), width(best))
         if narrower and not form.has(sp.I) and agree(expr, elementary(form)):
             best = form
     return best
 
 
+def _signs_inside(expr: sp.Expr) -> sp.Expr:
+    """- (s - 1) s as s (1 - s): a product's minus sign taken into a difference of two terms."""
+
+    def signed(e: sp.Basic) -> bool:
+        return isinstance(e, sp.Mul) and e.could_extract_minus_sign() and _difference(e) is not None
+
+    def flip(e: sp.Mul) -> sp.Expr:
+        d = _difference(e)
+        assert d is not None
+        rest = [f for f in e.args if f is not d]
+        return sp.Mul(*[-f if f.is_Number else f for f in rest], sp.expand(-d), evaluate=False)
+
+    return expr.replace(signed, flip)
+
+
+def _difference(e: sp.Mul) -> sp.Expr | None:
+    """The factor of e that is a two-term difference, when e's only sign is a -1 coefficient."""
+    if e.args[0] != -1:
+        return None
+    return next(
+        (
+            f
+            for f in e.args
+            if isinstance(f, sp.Add)
+            and len(f.args) == 2
+            and sum(t.could_extract_minus_sign() for t in f.args) == 1
+        ),
+        None,
+    )
+
+
 def _bounded(rewrite: Any, expr: sp.Expr) -> sp.Expr:
     return bounded.bounded(lambda: rewrite(expr), expr, SECONDS)
+
+
+def _sech_squares(expr: sp.Expr) -> sp.Expr:
+    """1 - tanh(u)^2 as sech(u)^2 (tanh's derivative as it is usually written)."""
+
+    def square(term: sp.Basic) -> bool:
+        parts = sp.Add.make_args(term)
+        return (
+            isinstance(term, sp.Add)
+            and len(parts) == 2
+            and sp.S.One in parts
+            and any(_is_tanh_square(p) for p in parts)
+        )
+
+    def rewrite(term: sp.Add) -> sp.Expr:
+        other = next(p for p in term.args if p != sp.S.One)
+        return sp.sech(_tanh_arg(other)) ** 2
+
+    return expr.replace(square, rewrite)
+
+
+def _is_tanh_square(term: sp.Basic) -> bool:
+    return _tanh_arg(term) is not None
+
+
+def _tanh_arg(term: sp.Basic) -> sp.Expr | None:
+    """u when term is -tanh(u)^2."""
+    coeff, rest = term.as_coeff_Mul()
+    if (
+        coeff == -1
+        and isinstance(rest, sp.Pow)
+        and rest.exp == 2
+        and isinstance(rest.base, sp.tanh)
+    ):
+        return rest.base.args[0]
+    return None
+
+
+def _through_logistic(expr: sp.Expr) -> sp.Expr:
+    """exp(+-u) written through sigma(u) where that removes every exp (symbp.stable), and each
+    1/(1 + exp(-u)) then named sigma(u): e^{-x}/(1 + e^{-x})^2 reads sigma(x)(1 - sigma(x))."""
+    from symbp.stable import through_sigmoid
+
+    moved = through_sigmoid(expr)
+
+    def logistic(e: sp.Basic) -> bool:
+        negative = isinstance(e, sp.Pow) and bool(e.exp.is_Integer and e.exp < 0)
+        return negative and _logistic_arg(e.base) is not None
+
+    def rewrite(e: sp.Pow) -> sp.Expr:
+        return Sigmoid(_logistic_arg(e.base)) ** (-e.exp)
+
+    return moved.replace(logistic, rewrite)
+
+
+def _logistic_arg(base: sp.Basic) -> sp.Expr | None:
+    """u when base is 1 + exp(-u)."""
+    parts = sp.Add.make_args(base)
+    if not (isinstance(base, sp.Add) and len(parts) == 2 and sp.S.One in parts):
+        return None
+    other = next(p for p in parts if p != sp.S.One)
+    return -other.args[0] if isinstance(other, sp.exp) else None
 
 
 def _tanh_ratios(expr: sp.Expr) -> sp.Expr:

@@ -337,7 +337,7 @@ def test_derived_forms_are_shown_as_a_person_writes_them() -> None:
     import sympy as sp
 
     from symbp.equal import agree
-    from symbp.shown import elementary, shown
+    from symbp.shown import Sigmoid, elementary, shown
     from symbp.spec import arch_from_mapping
 
     arch = arch_from_mapping(
@@ -362,7 +362,8 @@ def test_derived_forms_are_shown_as_a_person_writes_them() -> None:
     x = sp.Symbol("x", real=True)
     raw = sp.diff(x * (1 + sp.erf(x / sp.sqrt(2))) / 2, x)
     assert agree(raw, elementary(shown(raw))) and shown(raw) != raw
-    assert shown(1 - sp.tanh(x) ** 2) == 1 - sp.tanh(x) ** 2  # no new function for its own sake
+    assert shown(1 - sp.tanh(x) ** 2) == sp.sech(x) ** 2
+    assert shown(sp.exp(-x) / (1 + sp.exp(-x)) ** 2) == Sigmoid(x) * (1 - Sigmoid(x))
 
 
 def test_the_loss_reads_in_the_users_order() -> None:

@@ -402,3 +402,12 @@ def test_repeated_subexpressions_of_long_formulas_are_named_once() -> None:
     assert _named_repeats(t * z + t * z**2) == (t * z + t * z**2, [])
     md = (GENERATED / "smooth_mlp.md").read_text()
     assert r"\text{where } u_{1} = " in md
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_the_letter_l_is_the_loss_alone(path: Path) -> None:
+    """L is the loss: the output layer is named by its number (delta^(3)), never delta^(L) or
+    n_L, which would read as the loss."""
+    for name, text in generate(path).files.items():
+        if name.endswith((".tex", ".md")):
+            assert "^{(L)}" not in text and "n_{L}" not in text and "n_L" not in text, name

@@ -279,9 +279,8 @@ class SeedLatexPrinter(LatexPrinter):
             sign, coeff = "- ", -coeff
             # c a ⊙ (1 - a) rather than - c a ⊙ (a - 1): the sign goes into a difference
             for k, v in enumerate(vectors):
-                flipped = self._print(-v) if _negatable(v) else "-"
-                if not flipped.startswith("-"):
-                    parts[k] = rf"\left({flipped}\right)"
+                if _negatable(v) and not self._as_ordered_terms(-v)[0].could_extract_minus_sign():
+                    parts[k] = rf"\left({self._print(-v)}\right)"  # reads 1 - a, not -a + y
                     text, sign = r" \odot ".join(parts), ""
                     break
         if coeff != 1:

@@ -215,15 +215,31 @@ class _Tex:
         if width(expr) > LINE_WIDTH:
             expr, named = _named_repeats(expr)
             names = {**names, **{u.name: rf"u_{{{k}}}" for k, (u, _) in enumerate(named, 1)}}
-            where = [
-                rf"u_{{{k}}} = {tex(v, batch, names, self.arrays, self.notation)}"
-                for k, (_, v) in enumerate(named, 1)
-            ]
+            where = _packed(
+                [
+                    (rf"u_{{{k}}} = {tex(v, batch, names, self.arrays, self.notation)}", width(v))
+                    for k, (_, v) in enumerate(named, 1)
+                ]
+            )
         lines = tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10, self.notation)
         return Display(head, tuple(lines), tuple(where))
 
 
 NAMED_WIDTH = 9  # a repeated subexpression at least this wide is named once (u_1 = ...)
+
+
+def _packed(items: list[tuple[str, float]]) -> list[str]:
+    """Definitions u_k = ... packed onto rows of about a line each (", " between them)."""
+    rows: list[str] = []
+    used: float = LINE_WIDTH
+    for text, size in items:
+        if rows and used + size + 6 <= LINE_WIDTH - 10:
+            rows[-1] += rf", \; {text}"
+            used += size + 6
+        else:
+            rows.append(text)
+            used = size + 6
+    return rows
 
 
 def _named_repeats(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, sp.Expr]]]:
@@ -235,7 +251,8 @@ def _named_repeats(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, sp.Exp
     back: dict[sp.Symbol, sp.Expr] = {}
     for name, value in pairs:
         value = value.xreplace(back)
-        if width(value) >= NAMED_WIDTH and reduced.xreplace(back).count(name) > 1:
+        algebra = isinstance(value, sp.Expr) and not isinstance(value, sp.Piecewise)
+        if algebra and width(value) >= NAMED_WIDTH and reduced.xreplace(back).count(name) > 1:
             named.append((name, value))
         else:
             back[name] = value

@@ -167,7 +167,12 @@ class SeedLatexPrinter(LatexPrinter):
             where = (
                 r"\text{otherwise}" if cond == sp.true else rf"\text{{for }} {self._print(cond)}"
             )
-            rows.append(f"{self._print(value)} & {where}")
+            limit = self.cases_limit
+            if limit is not None and width(value) > limit:  # a display's wide row, broken
+                shown = Display("", tuple(_lines(self, value, limit))).end("")
+            else:
+                shown = self._print(value)
+            rows.append(f"{shown} & {where}")
         return r"\begin{cases} " + r" \cr ".join(rows) + r" \end{cases}"
 
     def _print_Sum(self, expr: sp.Sum) -> str:
@@ -202,6 +207,7 @@ class SeedLatexPrinter(LatexPrinter):
         self.batch = batch
         self.names = names or {}  # symbol name -> LaTeX, from the network's bindings
         self.arrays = arrays  # names of per-sample arrays (products of two print with odot)
+        self.cases_limit: float | None = None  # in a display: break rows of cases this wide
         self.notation: Notation = self._settings["notation"]
 
     @property
@@ -350,6 +356,7 @@ def tex(
 # 345pt of a 10pt article's text).
 
 LINE_WIDTH = 70
+CASES_SHARE = 0.6  # of a line, for the value of a row of cases
 
 
 def width(expr: sp.Basic) -> float:
@@ -389,6 +396,7 @@ def tex_lines(
 ) -> list[str]:
     """expr printed on one line, or on several of at most about `limit` glyphs each."""
     printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
+    printer.cases_limit = CASES_SHARE * limit  # the rest of the row is its condition
     return _lines(printer, expr, limit)
 
 
@@ -453,15 +461,15 @@ class Display:
 
     head: str
     lines: tuple[str, ...]
-    where: tuple[str, ...] = ()  # "u_{1} = ...", in order
+    where: tuple[str, ...] = ()  # rows of "u_{1} = ..., u_{2} = ...", in order
 
     def end(self, mark: str) -> str:
         if len(self.lines) == 1 and not self.where:
             return f"{self.head}{self.lines[0]}{mark}"
         rows = list(self.lines)
-        if self.where:
+        if self.where:  # rows of definitions, each row already packed
             rows[-1] += ","
-            rows.append(r"\text{where } " + r", \; ".join(self.where))
+            rows += [(r"\text{where } " if k == 0 else "") + w for k, w in enumerate(self.where)]
         body = r" \\ &\quad ".join(rows)
         return rf"{self.head}\begin{{aligned}}[t] &{body}{mark} \end{{aligned}}"
 

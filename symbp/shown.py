@@ -89,6 +89,8 @@ def _shown(expr: sp.Expr) -> sp.Expr:
     if not isinstance(expr, sp.Expr) or expr.is_Atom:
         return expr
     candidates = [_tanh_ratios(expr), _sech_squares(expr)]
+    if expr.has(sp.Piecewise):  # the pieces inside a product or sum, each tidied
+        candidates.append(expr.replace(lambda e: isinstance(e, sp.Piecewise), shown))
     if expr.has(sp.exp):
         candidates.append(_through_logistic(expr))
     if expr.has(sp.erf):

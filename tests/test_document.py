@@ -208,8 +208,10 @@ def test_documents_of_every_function_compile(case: str, tmp_path: Path) -> None:
     result = generate(arch_from_mapping({"name": f"doc_{case}", **DOCUMENT_CASES[case]}))
     tex = tmp_path / f"doc_{case}.tex"
     tex.write_text(result.files[tex.name])
-    compile_tex(tex)
+    log = compile_tex(tex)
     assert (tmp_path / f"doc_{case}.pdf").stat().st_size > 10_000
+    if case != "functions":  # its activations' cases rows are not broken yet (19pt over)
+        assert "Overfull" not in log, [ln for ln in log.splitlines() if "Overfull" in ln]
 
 
 def test_index_forms_name_their_layers() -> None:

@@ -23,13 +23,19 @@ from symbp.latex import width
 SECONDS = 1.0  # per rewrite attempt
 
 
+def _called(name: str, call: sp.Function, printer: Any, exp: Any) -> str:
+    """name(u), or name^{exp}(u) when the printer prints a power of the call."""
+    power = f"^{{{exp}}}" if exp is not None else ""
+    return rf"{name}{power}\left({printer._print(call.args[0])}\right)"
+
+
 class NormalCdf(sp.Function):
     """Phi(u), the standard normal distribution function, (1 + erf(u/sqrt 2))/2."""
 
     nargs = 1
 
-    def _symbp_latex(self, printer: Any) -> str:
-        return rf"\Phi\left({printer._print(self.args[0])}\right)"
+    def _symbp_latex(self, printer: Any, exp: Any = None) -> str:
+        return _called(r"\Phi", self, printer, exp)
 
     def elementary(self) -> sp.Expr:
         return (1 + sp.erf(self.args[0] / sp.sqrt(2))) / 2
@@ -40,8 +46,8 @@ class NormalPdf(sp.Function):
 
     nargs = 1
 
-    def _symbp_latex(self, printer: Any) -> str:
-        return rf"\varphi\left({printer._print(self.args[0])}\right)"
+    def _symbp_latex(self, printer: Any, exp: Any = None) -> str:
+        return _called(r"\varphi", self, printer, exp)
 
     def elementary(self) -> sp.Expr:
         return sp.exp(-(self.args[0] ** 2) / 2) / sp.sqrt(2 * sp.pi)
@@ -52,8 +58,8 @@ class Sigmoid(sp.Function):
 
     nargs = 1
 
-    def _symbp_latex(self, printer: Any) -> str:
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+    def _symbp_latex(self, printer: Any, exp: Any = None) -> str:
+        return _called(r"\sigma", self, printer, exp)
 
     def elementary(self) -> sp.Expr:
         return 1 / (1 + sp.exp(-self.args[0]))

@@ -413,3 +413,30 @@ def test_the_letter_l_is_the_loss_alone(path: Path) -> None:
     for name, text in generate(path).files.items():
         if name.endswith((".tex", ".md")):
             assert "^{(L)}" not in text and "n_{L}" not in text and "n_L" not in text, name
+
+
+def test_powers_of_named_functions_print() -> None:
+    """sigma^2(x), phi^3(x): the printer passes a power to the named functions of the shown
+    forms (a crash before); and a custom activation whose derivative has sigma^2 documents."""
+    import sympy as sp
+
+    from symbp.latex import tex
+    from symbp.shown import NormalCdf, NormalPdf, Sigmoid
+    from symbp.spec import arch_from_mapping
+
+    x = sp.Symbol("x", real=True)
+    assert tex(Sigmoid(x) ** 2) == r"\sigma^{2}\left(x\right)"
+    assert tex(x * NormalPdf(x) ** 3 + NormalCdf(x)) == (
+        r"x \varphi^{3}\left(x\right) + \Phi\left(x\right)"
+    )
+    custom = "log(1 + (atan(3) - (1 - x))**2)/(1 + (sigmoid(min(3, x)) - sigmoid(sin(pi)))**2)"
+    arch = arch_from_mapping(
+        {
+            "name": "hairy",
+            "input": 2,
+            "layers": [{"units": 2, "activation": "h"}, {"units": 1, "activation": "sigmoid"}],
+            "activations": {"h": custom},
+            "loss": "bce",
+        }
+    )
+    assert r"\sigma^{2}" in generate(arch).files["hairy.md"]

@@ -91,6 +91,7 @@ class Emitter:
     printer: NumPyPrinter = field(init=False)
     ws: Workspace = field(init=False)
     keep_z: set[int] = field(init=False)
+    activations: dict[int, tuple[str, bool, str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         row = self.d.arch.layout == "row"
@@ -303,7 +304,15 @@ def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> lis
 
 
 def _activation(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
-    """(a = f(z) as code, whether it overwrites z, the helper that can take out=)."""
+    """(a = f(z) as code, whether it overwrites z, the helper that can take out=), worked out
+    once per layer (each forward pass prints it)."""
+    l = nd.node.index
+    if l not in e.activations:
+        e.activations[l] = _activation_code(e, nd)
+    return e.activations[l]
+
+
+def _activation_code(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     l = nd.node.index
     z = sp.Symbol(f"Z{l}", real=True)
     z_name = e.code(z)
@@ -551,10 +560,7 @@ def place(e: Emitter, stmts: list[Stmt]) -> None:
 def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
     """The statements as lines; with ws, new arrays go to their buffers."""
     lines: list[str] = []
-    last_read: dict[str, int] = {}
-    for k, s in enumerate(stmts):
-        for name in s.reads():
-            last_read[name] = k
+    dying = _dying(e, stmts) if ws else {}
     for k, s in enumerate(stmts):
         if s.comment:
             lines.append(f"# {s.comment}")
@@ -571,19 +577,28 @@ def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
             lines.append(f"{s.target} *= {e.code(mask if mask is not None else s.expr)}")
         else:
             lines.append(f"{s.target} += {e.code(s.expr)}")
-        lines += [f"del {name}" for name in _dying(e, stmts, k, last_read) if ws]
+        lines += [f"del {name}" for name in dying.get(k, ())]
     return lines
 
 
-def _dying(e: Emitter, stmts: list[Stmt], k: int, last_read: dict[str, int]) -> list[str]:
-    """Error terms read for the last time at statement k (without a workspace, del frees)."""
-    out = []
+def _dying(e: Emitter, stmts: list[Stmt]) -> dict[int, list[str]]:
+    """Statement index -> the error terms read for the last time there and not written again
+    (with a workspace, del frees them). One pass over the statements, so linear in depth."""
+    last_read: dict[str, int] = {}
+    last_write: dict[str, int] = {}
+    for k, s in enumerate(stmts):
+        for name in s.reads():
+            last_read[name] = k
+        if s.target:
+            last_write[s.target] = k
+    out: dict[int, list[str]] = {}
     for name, last in last_read.items():
         info = e.net.bindings.table.get(name)
-        if last == k and info is not None and info.family == Family.BACKWARD:
-            if name != stmts[k].target and all(s.target != name for s in stmts[k + 1 :]):
-                out.append(name)
-    return sorted(out)
+        if info is None or info.family != Family.BACKWARD or name == stmts[last].target:
+            continue
+        if last_write.get(name, -1) <= last:
+            out.setdefault(last, []).append(name)
+    return {k: sorted(names) for k, names in out.items()}
 
 
 def _buffer(e: Emitter, s: Stmt) -> str | None:

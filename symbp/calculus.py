@@ -15,6 +15,7 @@ import sympy as sp
 
 from symbp import bounded, probe
 from symbp.activations import X
+from symbp.equal import agree
 from symbp.stable import through_sigmoid
 
 A = sp.Symbol("a", real=True)
@@ -243,3 +244,15 @@ def kept_intermediate(f: sp.Expr, derivative: sp.Expr) -> sp.Expr | None:
     if not outer:
         return None
     return max(outer, key=lambda u: (passes(u), sp.default_sort_key(u)))
+
+
+def reading_kept(expr: sp.Expr, value: sp.Expr, t: sp.Symbol) -> sp.Expr:
+    """expr in the form the printer evaluates (through_sigmoid), reading t = value where it
+    would evaluate value again; that form is used only when it equals expr and is finite
+    wherever expr's is, else expr's form is returned unchanged."""
+    before = through_sigmoid(expr)
+    after = before.subs(value, t)
+    if after.has(t) and agree(before, after.xreplace({t: value})):
+        if probe.no_worse(after, before, linked={t: value}):
+            return after
+    return before

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
 
 from symbp.calculus import A as A_SCALAR
-from symbp.calculus import ActivationDerivation
+from symbp.calculus import ActivationDerivation, reading_kept
+from symbp.cse import common_subexpressions
 from symbp.derive import Derivation, at_layer, general_batch, unit_loss
 from symbp.errors import OutputError
 from symbp.labels import (
@@ -39,7 +41,6 @@ from symbp.ops import kind_module
 from symbp.options import STYLES
 from symbp.output import YHAT_VAR
 from symbp.shown import shown, uses_normal, uses_sigmoid
-from symbp.stable import through_sigmoid
 from symbp.summary import PARAM_TEX, summary_context
 
 INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
@@ -121,7 +122,7 @@ def _kept_entry(act: ActivationDerivation, x: sp.Symbol) -> dict[str, str]:
     if act.kept is None:
         return {"kept": "", "shared": ""}
     z, t = sp.Symbol("z", real=True), sp.Symbol("t", real=True)
-    shared = through_sigmoid(act.backward_form).subs(act.kept, t)
+    shared = reading_kept(act.backward_form, act.kept, t)  # as the code evaluates it
     return {"kept": tex(act.kept.xreplace({x: z})), "shared": tex(shared.xreplace({x: z}))}
 
 
@@ -246,17 +247,12 @@ def _named_repeats(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, sp.Exp
     """expr with each subexpression that occurs more than once and is at least NAMED_WIDTH
     wide replaced by a name u_k (sympy.cse; the others are put back), and the named ones."""
     symbols = (sp.Symbol(f"_u{k}", real=True) for k in itertools.count(1))
-    pairs, (reduced,) = sp.cse(expr, symbols=symbols, order="none")
-    named: list[tuple[sp.Symbol, sp.Expr]] = []
-    back: dict[sp.Symbol, sp.Expr] = {}
-    for name, value in pairs:
-        value = value.xreplace(back)
+
+    def wide(name: sp.Symbol, value: Any, rest: Callable[[], Any]) -> bool:
         algebra = isinstance(value, sp.Expr) and not isinstance(value, sp.Piecewise)
-        if algebra and width(value) >= NAMED_WIDTH and reduced.xreplace(back).count(name) > 1:
-            named.append((name, value))
-        else:
-            back[name] = value
-    reduced = reduced.xreplace(back)
+        return algebra and width(value) >= NAMED_WIDTH and rest().count(name) > 1
+
+    reduced, named = common_subexpressions(expr, symbols, wide)
     renamed = {u: sp.Symbol(f"_u{k}", real=True) for k, (u, _) in enumerate(named, 1)}
     named = [(renamed[u], v.xreplace(renamed)) for u, v in named]
     return reduced.xreplace(renamed), named

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
 
+from symbp.cse import common_subexpressions
 from symbp.derive import Derivation, at_layer
 from symbp.errors import DerivationError
 from symbp.graph import Tensor
@@ -472,22 +473,21 @@ def _repeated_calls(e: Emitter, s: Stmt) -> list[Stmt]:
 def _within(e: Emitter, s: Stmt) -> list[Stmt]:
     """s preceded by a statement for each subexpression sympy.cse finds in it twice."""
     names = (sp.Symbol(f"{s.target}_{k}", real=True) for k in itertools.count())
-    pairs, (reduced,) = sp.cse(s.expr, symbols=names, order="none")
-    kept: list[tuple[sp.Symbol, Expr]] = []
-    back: dict[sp.Basic, Expr] = {}
-    for name, value in pairs:
-        value = value.xreplace(back)
-        kind = _temporary_kind(e, value)
-        if kind is None:  # a scalar or a constant: printed inline, as before
-            back[name] = value
-            continue
-        info = e.info(sp.Symbol(s.target))
-        units = info.units if info is not None else 0
-        e.net.bindings.add(name.name, kind, units, "a shared subexpression", Family.BACKWARD)
-        kept.append((name, value))
+    kinds: dict[sp.Symbol, Kind | None] = {}
+
+    def array(name: sp.Symbol, value: Expr, rest: Callable[[], Expr]) -> bool:
+        kinds[name] = _temporary_kind(e, value)  # None: a scalar or a constant, inline
+        return kinds[name] is not None
+
+    reduced, kept = common_subexpressions(s.expr, names, array)
     if not kept:
         return [s]
-    reduced = reduced.xreplace(back)
+    info = e.info(sp.Symbol(s.target))
+    units = info.units if info is not None else 0
+    for name, _ in kept:
+        kind = kinds[name]
+        assert kind is not None
+        e.net.bindings.add(name.name, kind, units, "a shared subexpression", Family.BACKWARD)
     for name, value in reversed(kept):  # cse can leave a top-level occurrence whole
         reduced = reduced.xreplace({value: name})
     return [

@@ -210,6 +210,13 @@ class SeedLatexPrinter(LatexPrinter):
         self.cases_limit: float | None = None  # in a display: break rows of cases this wide
         self.notation: Notation = self._settings["notation"]
 
+    def is_array(self, expr: sp.Expr) -> bool:
+        """Whether expr is an array (a product with another prints with \\odot): it reads a
+        whole-array symbol or one of the per-sample arrays."""
+        return _is_vector(expr) or any(
+            getattr(sym, "name", None) in self.arrays for sym in expr.free_symbols
+        )
+
     @property
     def transpose(self) -> str:
         """The transpose superscript of the notation, for nodes that print their own TeX."""
@@ -269,10 +276,7 @@ class SeedLatexPrinter(LatexPrinter):
         scalars: list[sp.Expr] = []
         vectors: list[sp.Expr] = []
         for factor in expr.as_ordered_factors():
-            vector = _is_vector(factor) or any(
-                getattr(sym, "name", None) in self.arrays for sym in factor.free_symbols
-            )
-            (vectors if vector else scalars).append(factor)
+            (vectors if self.is_array(factor) else scalars).append(factor)
         if not vectors or not scalars and len(vectors) < 2:
             return super()._print_Mul(expr)
         # The incoming gradient G first, as in the seed's recursion.
@@ -285,7 +289,7 @@ class SeedLatexPrinter(LatexPrinter):
             sign, coeff = "- ", -coeff
             # c a ⊙ (1 - a) rather than - c a ⊙ (a - 1): the sign goes into a difference
             for k, v in enumerate(vectors):
-                if _negatable(v) and not self._as_ordered_terms(-v)[0].could_extract_minus_sign():
+                if negatable(v) and not self._as_ordered_terms(-v)[0].could_extract_minus_sign():
                     parts[k] = rf"\left({self._print(-v)}\right)"  # reads 1 - a, not -a + y
                     text, sign = r" \odot ".join(parts), ""
                     break
@@ -321,7 +325,7 @@ _MATMUL_PRECEDENCE = precedence_traditional(
 )
 
 
-def _negatable(expr: sp.Expr) -> bool:
+def negatable(expr: sp.Expr) -> bool:
     """A difference of two terms, one of them negative (a - 1): negated, it reads 1 - a."""
     terms = sp.Add.make_args(expr)
     return len(terms) == 2 and sum(t.could_extract_minus_sign() for t in terms) == 1
@@ -413,11 +417,8 @@ def _lines(printer: SeedLatexPrinter, expr: sp.Expr, limit: float) -> list[str]:
             rest = sp.Mul(*[f for f in expr.args if f is not inner])
             sign = "- " if rest.could_extract_minus_sign() else ""
             rest = -rest if sign else rest
-            joined = inner.free_symbols | rest.free_symbols
-            vector = any(getattr(s, "name", None) in printer.arrays for s in joined) or _is_vector(
-                expr
-            )
-            prefix = "" if rest == 1 else printer.doprint(rest) + (r" \odot " if vector else " ")
+            times = r" \odot " if printer.is_array(expr) else " "
+            prefix = "" if rest == 1 else printer.doprint(rest) + times
             body = _lines(printer, inner, max(limit - width(rest), limit / 2))
             body[0] = rf"{sign}{prefix}\left({body[0]}\right."
             body[-1] = rf"\left.{body[-1]}\right)"

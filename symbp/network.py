@@ -13,15 +13,13 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp import probe
+from symbp.calculus import reading_kept
 from symbp.derive import Derivation, at_layer, fprime_at
-from symbp.equal import agree
 from symbp.graph import Graph, build_graph
 from symbp.indexed import N_UNITS
 from symbp.nodes import Bindings, Family, Kind, NodeDerivation
 from symbp.ops import kind_module
 from symbp.ops.context import Context, node_symbols
-from symbp.stable import through_sigmoid
 from symbp.tangent import elementwise_tangents
 
 
@@ -97,14 +95,7 @@ def _kept(
     none reads T<l>."""
     l = node.index
     t = sp.Symbol(f"T{l}", real=True)
-    out = []
-    for expr in exprs:
-        before = through_sigmoid(expr)
-        after = before.subs(value, t)
-        if after.has(t) and agree(before, after.xreplace({t: value})):
-            if probe.no_worse(after, before, linked={t: value}):
-                before = after
-        out.append(before)
+    out = [reading_kept(expr, value, t) for expr in exprs]
     if not any(e.has(t) for e in out):
         return None
     what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"

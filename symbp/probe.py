@@ -42,7 +42,7 @@ def _softplus(u: Any) -> np.ndarray:
     return np.maximum(u, 0) + np.log1p(np.exp(-np.abs(u)))
 
 
-def _sigmoid_arg(expr: sp.Pow) -> sp.Expr | None:
+def sigmoid_arg(expr: sp.Pow) -> sp.Expr | None:
     """u when expr is (1 + exp(-u))**k with k a negative integer."""
     if not (expr.exp.is_Integer and expr.exp < 0 and isinstance(expr.base, sp.Add)):
         return None
@@ -100,7 +100,7 @@ def _softplus_arg(expr: sp.log) -> sp.Expr | None:
 
 
 def _pow(expr: sp.Pow, v: dict) -> np.ndarray | float:
-    u = _sigmoid_arg(expr)
+    u = sigmoid_arg(expr)
     if u is not None:
         return _sigmoid(_eval(u, v)) ** int(-expr.exp)
     base = np.asarray(_eval(expr.base, v), dtype=float)

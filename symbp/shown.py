@@ -18,7 +18,8 @@ from sympy.functions.elementary.piecewise import piecewise_simplify
 
 from symbp import bounded, memo
 from symbp.equal import agree
-from symbp.latex import width
+from symbp.latex import negatable, width
+from symbp.probe import sigmoid_arg
 
 SECONDS = 1.0  # per rewrite attempt
 
@@ -132,16 +133,7 @@ def _difference(e: sp.Mul) -> sp.Expr | None:
     """The factor of e that is a two-term difference, when e's only sign is a -1 coefficient."""
     if e.args[0] != -1:
         return None
-    return next(
-        (
-            f
-            for f in e.args
-            if isinstance(f, sp.Add)
-            and len(f.args) == 2
-            and sum(t.could_extract_minus_sign() for t in f.args) == 1
-        ),
-        None,
-    )
+    return next((f for f in e.args if negatable(f)), None)
 
 
 def _bounded(rewrite: Any, expr: sp.Expr) -> sp.Expr:
@@ -157,7 +149,7 @@ def _sech_squares(expr: sp.Expr) -> sp.Expr:
             isinstance(term, sp.Add)
             and len(parts) == 2
             and sp.S.One in parts
-            and any(_is_tanh_square(p) for p in parts)
+            and any(_tanh_arg(p) is not None for p in parts)
         )
 
     def rewrite(term: sp.Add) -> sp.Expr:
@@ -165,10 +157,6 @@ def _sech_squares(expr: sp.Expr) -> sp.Expr:
         return sp.sech(_tanh_arg(other)) ** 2
 
     return expr.replace(square, rewrite)
-
-
-def _is_tanh_square(term: sp.Basic) -> bool:
-    return _tanh_arg(term) is not None
 
 
 def _tanh_arg(term: sp.Basic) -> sp.Expr | None:
@@ -192,22 +180,12 @@ def _through_logistic(expr: sp.Expr) -> sp.Expr:
     moved = through_sigmoid(expr)
 
     def logistic(e: sp.Basic) -> bool:
-        negative = isinstance(e, sp.Pow) and bool(e.exp.is_Integer and e.exp < 0)
-        return negative and _logistic_arg(e.base) is not None
+        return isinstance(e, sp.Pow) and sigmoid_arg(e) is not None
 
     def rewrite(e: sp.Pow) -> sp.Expr:
-        return Sigmoid(_logistic_arg(e.base)) ** (-e.exp)
+        return Sigmoid(sigmoid_arg(e)) ** (-e.exp)
 
     return moved.replace(logistic, rewrite)
-
-
-def _logistic_arg(base: sp.Basic) -> sp.Expr | None:
-    """u when base is 1 + exp(-u)."""
-    parts = sp.Add.make_args(base)
-    if not (isinstance(base, sp.Add) and len(parts) == 2 and sp.S.One in parts):
-        return None
-    other = next(p for p in parts if p != sp.S.One)
-    return -other.args[0] if isinstance(other, sp.exp) else None
 
 
 def _tanh_ratios(expr: sp.Expr) -> sp.Expr:

@@ -14,24 +14,16 @@ import sympy as sp
 
 from symbp import bounded, memo
 from symbp.equal import agree
+from symbp.probe import sigmoid_arg
 
 FACTOR_SECONDS = 0.5  # per piece: a piece that SymPy cannot factor quickly is left as it is
 
 
 def _sigmoid_args(expr: sp.Expr) -> list[sp.Expr]:
     """Every u such that 1/(1 + exp(-u)) occurs in expr (as a power of 1 + exp(-u))."""
-    found = []
-    for p in expr.atoms(sp.Pow):
-        base = p.base
-        if not (p.exp.is_Integer and p.exp < 0 and isinstance(base, sp.Add)):
-            continue
-        terms = sp.Add.make_args(base)
-        if len(terms) == 2 and sp.S.One in terms:
-            other = terms[0] if terms[1] == sp.S.One else terms[1]
-            if isinstance(other, sp.exp) and other.args[0].free_symbols:
-                # A constant sigmoid is a number: the printer evaluates it as one.
-                found.append(-other.args[0])
-    return sorted(set(found), key=sp.default_sort_key)
+    found = (sigmoid_arg(p) for p in expr.atoms(sp.Pow))
+    # A constant sigmoid is a number: the printer evaluates it as one.
+    return sorted({u for u in found if u is not None and u.free_symbols}, key=sp.default_sort_key)
 
 
 def _factor_within_budget(expr: sp.Expr) -> sp.Expr | None:

@@ -24,6 +24,11 @@ _QUIET = {"under": "ignore"}
 _EXP_CEIL = float(np.log(np.finfo(DTYPE).max)) - 1
 
 
+def _exp(u):
+    """exp(u) with u clipped to the range where the result is a normal, finite number."""
+    return np.exp(np.clip(u, _EXP_FLOOR, _EXP_CEIL))
+
+
 def _softmax(Z, out=None, lse=False):
     """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max;
     with lse=True, also log sum_k exp(z_k) (as _logsumexp computes it) for the loss."""
@@ -42,6 +47,58 @@ def _logsumexp(Z):
     """log sum_k exp(z_k) over the units of each sample, shifted by the max."""
     m = Z.max(axis=1, keepdims=True)
     return m + np.log(np.exp(np.maximum(Z - m, _EXP_FLOOR)).sum(axis=1, keepdims=True))
+
+
+def _log1m_softmax(Z):
+    """log(1 - a_k) for a = softmax(Z): log1p(-a_k) where a_k <= 1/2, and for the largest unit
+    of each sample log sum_(m != k) exp(z_m) - log sum_m exp(z_m), each shifted by its max."""
+    lse = _logsumexp(Z)
+    a = np.exp(np.maximum(Z - lse, _EXP_FLOOR))
+    out = np.log1p(-np.minimum(a, 0.5))
+    top = np.expand_dims(Z.argmax(axis=1), 1)
+    others = Z.copy()
+    np.put_along_axis(others, top, -np.inf, axis=1)
+    rest = _logsumexp(others) - lse
+    np.put_along_axis(out, top, rest, axis=1)
+    return out
+
+
+def _exclusive_parts(Z):
+    """What both helpers below read, per sample, with a = softmax(Z) and t the largest
+    unit: t's index; e = exp(z - z_t) (so e_t = 1); d_k = sum_(m != k) e_m, >= 1 for k != t
+    (1 at t, unused); q_i = a_i / (1 - a_t) for i != t, from the logits of the units other
+    than t (0 at t). Only t can have 1 - a_t round to 0; every other k has 1 - a_k >= 1/2."""
+    ax = 1
+    top = np.expand_dims(Z.argmax(axis=ax), ax)
+    e = np.exp(np.maximum(Z - np.take_along_axis(Z, top, axis=ax), _EXP_FLOOR))
+    d = e.sum(axis=ax, keepdims=True) - e
+    np.put_along_axis(d, top, 1, axis=ax)
+    others = Z.copy()
+    np.put_along_axis(others, top, -np.inf, axis=ax)
+    # z_i - lse(others) <= 0 for i != t; t's own entry is set to 0.
+    q_top = np.exp(np.maximum(np.minimum(Z - _logsumexp(others), 0), _EXP_FLOOR))
+    np.put_along_axis(q_top, top, 0, axis=ax)
+    return top, e, d, q_top
+
+
+def _exclusive_softmax(g, Z, over):
+    """With a = softmax(Z) per sample and q_ik = a_i / (1 - a_k), the softmax of the units
+    other than k at i: over=True gives sum_(k != j) g_k q_jk at each unit j, over=False
+    sum_(i != k) g_i q_ik at each unit k. O(units) per sample."""
+    ax = 1
+    g = np.broadcast_to(g, Z.shape)
+    top, e, d, q_top = _exclusive_parts(Z)
+    if over:
+        w = g / d
+        np.put_along_axis(w, top, 0, axis=ax)
+        s = w.sum(axis=ax, keepdims=True)
+        out = e * (s - w) + np.take_along_axis(g, top, axis=ax) * q_top
+        np.put_along_axis(out, top, s, axis=ax)
+        return out
+    ge = g * e
+    out = (ge.sum(axis=ax, keepdims=True) - ge) / d
+    np.put_along_axis(out, top, (g * q_top).sum(axis=ax, keepdims=True), axis=ax)
+    return out
 
 
 # Images are stored one sample per row, each as its C*H*W entries in C order (NCHW, as
@@ -584,6 +641,7 @@ def _tangent_forward(params, cache, tangents):
     Wd3 = tangents["W3"]
     Wd6 = tangents["W6"]
     Wd7 = tangents["W7"]
+    Z7 = cache["Z7"]
     bd1 = tangents["b1"]
     bd3 = tangents["b3"]
     bd6 = tangents["b6"]
@@ -602,7 +660,7 @@ def _tangent_forward(params, cache, tangents):
     out["Zd6"] = Zd6 = A5 @ Wd6.T + Ad5 @ W6.T + bd6
     out["Ad6"] = Ad6 = Zd6 * (A6 > 0)
     out["Zd7"] = Zd7 = A6 @ Wd7.T + Ad6 @ W7.T + bd7
-    out["Ad7"] = A7*Zd7 - A7*np.sum(A7*Zd7, axis=1, keepdims=True)
+    out["Ad7"] = A7*(Zd7 - _exclusive_softmax(Zd7, Z7, over=False))*_exp(_log1m_softmax(Z7))
     return out
 
 

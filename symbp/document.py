@@ -35,11 +35,12 @@ from symbp.latex import (
     tex_lines,
     width,
 )
+from symbp.logits import LogitsError
 from symbp.network import Network, derive_network
 from symbp.nodes import Kind, NodeDerivation
 from symbp.ops import kind_module
 from symbp.options import STYLES
-from symbp.output import YHAT_VAR
+from symbp.output import YHAT_VAR, is_softplus_log
 from symbp.shown import shown, uses_normal, uses_sigmoid
 from symbp.summary import PARAM_TEX, summary_context
 
@@ -142,6 +143,26 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
         "loss_value": tex(at_layer(out.loss_array, L)),
         "from_logits": out.loss_from_logits,
         "softmax": d.arch.layers[-1].activation == "softmax",
+        "logits": _logits_entry(out.logits),
+        # log of a softplus output, evaluated as z + log(log1p(e^z)/e^z) for z < 0
+        "log_softplus": any(
+            isinstance(lg.args[0], sp.log) and is_softplus_log(lg.args[0])
+            for lg in out.loss_array.atoms(sp.log)
+        ),
+    }
+
+
+def _logits_entry(logits: LogitsError | None) -> dict[str, str] | None:
+    """The steps of a softmax output error taken from the logits (symbp.logits)."""
+    if logits is None:
+        return None
+    return {
+        "lse_rule": tex(logits.lse_rule),
+        "others_rule": tex(logits.others_rule),
+        "d_z": tex(logits.d_z),
+        "d_lse": tex(logits.d_lse),
+        "d_others": tex(logits.d_others),
+        "delta": tex(logits.delta_indexed),
     }
 
 

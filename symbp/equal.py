@@ -15,7 +15,14 @@ import random
 
 import sympy as sp
 
-from symbp.reductions import LogSumExp, UnitSum
+from symbp.reductions import (
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxSumTangent,
+    LogOneMinusSoftmax,
+    LogSumExp,
+    UnitSum,
+)
 
 DIGITS = 30
 TOLERANCE = sp.Float("1e-15", DIGITS)
@@ -75,3 +82,109 @@ def agree(before: sp.Expr, after: sp.Expr, seed: int = 0) -> bool:
 def checked(before: sp.Expr, after: sp.Expr) -> sp.Expr:
     """`after` when it agrees with `before` at the sample points, else `before`."""
     return after if agree(before, after) else before
+
+
+# --- several units ----------------------------------------------------------------------
+# An identity between per-sample reductions (a sum over the units other than j, say) does
+# not hold for one unit: such rewrites are checked over a sample of several units instead,
+# each reduction evaluated from its definition with 30 significant digits.
+
+UNITS = 4  # units per sample in the check: more than any special case of 1, 2 or 3
+
+
+def _exclusive(z: list[sp.Expr], k: int) -> sp.Expr:
+    """sum over m != k of exp(z_m)."""
+    return sp.Add(*[sp.exp(v) for m, v in enumerate(z) if m != k])
+
+
+def per_unit(node: sp.Basic, args: list[list[sp.Expr]]) -> list[sp.Expr]:
+    """The value of a reduction at every unit, from its definition."""
+    units = range(len(args[0]))
+    if isinstance(node, UnitSum):
+        return [sp.Add(*args[0])] * len(args[0])
+    z = args[-1]
+    total = sp.Add(*[sp.exp(v) for v in z])
+    if isinstance(node, LogSumExp):
+        return [sp.log(total)] * len(z)
+    if isinstance(node, LogOneMinusSoftmax):
+        return [sp.log(_exclusive(z, k)) - sp.log(total) for k in units]
+    g = args[0]
+    if isinstance(node, ExclusiveSoftmaxSum):
+        return [
+            sp.Add(*[g[k] * sp.exp(z[j]) / _exclusive(z, k) for k in units if k != j])
+            for j in units
+        ]
+    if isinstance(node, ExclusiveSoftmaxSumTangent):
+        v = args[1]
+        u = [
+            sp.Add(*[v[i] * sp.exp(z[i]) / _exclusive(z, k) for i in units if i != k])
+            for k in units
+        ]
+        return [
+            sp.Add(
+                *[g[k] * sp.exp(z[j]) / _exclusive(z, k) * (v[j] - u[k]) for k in units if k != j]
+            )
+            for j in units
+        ]
+    if isinstance(node, ExclusiveSoftmaxMean):
+        return [
+            sp.Add(*[g[i] * sp.exp(z[i]) / _exclusive(z, k) for i in units if i != k])
+            for k in units
+        ]
+    raise TypeError(f"no per-unit rule for {type(node).__name__}")
+
+
+def _at_units(expr: sp.Expr, values: dict[sp.Symbol, list[sp.Expr]], count: int) -> list:
+    """expr at every unit of one sample; `values` holds each array symbol's entries."""
+    kinds = (
+        UnitSum,
+        LogSumExp,
+        LogOneMinusSoftmax,
+        ExclusiveSoftmaxSum,
+        ExclusiveSoftmaxMean,
+        ExclusiveSoftmaxSumTangent,
+    )
+    stand_in: dict[sp.Basic, sp.Dummy] = {}
+    walk = sp.preorder_traversal(expr)
+    local = dict(values)
+    for node in walk:
+        if isinstance(node, kinds) and node not in stand_in:
+            walk.skip()
+            stand_in[node] = dummy = sp.Dummy("r")
+            local[dummy] = per_unit(node, [_at_units(a, values, count) for a in node.args])
+    flat = expr.xreplace(stand_in)
+    return [flat.xreplace({s: v[u] for s, v in local.items()}).evalf(DIGITS) for u in range(count)]
+
+
+def agree_over_units(
+    before: sp.Expr,
+    after: sp.Expr,
+    arrays: dict[sp.Symbol, sp.Expr],
+    seed: int = 0,
+    units: int = UNITS,
+) -> bool:
+    """True when `after` equals `before` at every unit of random samples of `units` units.
+
+    `arrays` maps each per-unit symbol to its definition in the other symbols (A: softmax of
+    Z, say), or to itself when it is free; other symbols are scalars."""
+    if before == after:
+        return True
+    rng = random.Random(seed)
+    free = [s for s, d in arrays.items() if d == s]
+    tied = {s: d for s, d in arrays.items() if d != s}
+    scalars = sorted(
+        (before.free_symbols | after.free_symbols) - set(arrays), key=sp.default_sort_key
+    )
+    for _ in range(WANTED):
+        values = {s: [_sample(s, rng) for _ in range(units)] for s in free}
+        values.update({s: [_sample(s, rng)] * units for s in scalars})
+        for s, definition in tied.items():
+            values[s] = _at_units(definition, values, units)
+        old = _at_units(before, values, units)
+        new = _at_units(after, values, units)
+        for o, n in zip(old, new, strict=True):
+            if not (o.is_number and n.is_number) or o.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                return False
+            if abs(complex(n) - complex(o)) > float(TOLERANCE) * (1 + abs(complex(o))):
+                return False
+    return True

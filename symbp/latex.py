@@ -17,10 +17,33 @@ from sympy.printing.precedence import precedence_traditional
 from symbp.errors import OutputError
 from symbp.options import TRANSPOSES
 from symbp.printing import decimal_text
-from symbp.reductions import LogSumExp, UnitSum
+from symbp.reductions import (
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxSumTangent,
+    LogOneMinusSoftmax,
+    LogSumExp,
+    UnitSum,
+)
 
 _LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
 _ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")
+
+
+def _exclusion(expr: sp.Sum) -> tuple[sp.Expr, sp.Expr] | None:
+    """(j, h) when expr is a sum over one index k of (1 - [j = k]) h: the sum over k != j."""
+    if len(expr.limits) != 1:
+        return None
+    k = expr.limits[0][0]
+    for factor in sp.Mul.make_args(expr.function):
+        terms = sp.Add.make_args(factor)
+        if len(terms) != 2 or sp.S.One not in terms:
+            continue
+        kd = -(terms[0] if terms[1] == sp.S.One else terms[1])
+        if isinstance(kd, sp.KroneckerDelta) and k in kd.args:
+            j = kd.args[0] if kd.args[1] == k else kd.args[1]
+            return j, expr.function / factor
+    return None
 
 
 @dataclass(frozen=True)
@@ -178,6 +201,10 @@ class SeedLatexPrinter(LatexPrinter):
     def _print_Sum(self, expr: sp.Sum) -> str:
         """One \\sum per index (SymPy stacks several limits with \\\\), in the order of the
         limits when their bounds are independent, else the outermost (the last limit) first."""
+        excluded = _exclusion(expr)
+        if excluded is not None:  # sum over k of (1 - [j = k]) h_k: the sum over k != j
+            (k, _, _), (j, rest) = expr.limits[0], excluded
+            return rf"\sum_{{{self._print(k)} \neq {self._print(j)}}} " + self._print(rest)
         indices = {limit[0] for limit in expr.limits}
         nested = any((lo.free_symbols | hi.free_symbols) & indices for _, lo, hi in expr.limits)
         sums = "".join(
@@ -262,6 +289,33 @@ class SeedLatexPrinter(LatexPrinter):
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:
         return r"\log \sum_{k} e^{z_k}"
+
+    def _softmax_of(self, z: sp.Expr) -> str:
+        return rf"\operatorname{{softmax}}\left({self._print(z)}\right)"
+
+    def _print_LogOneMinusSoftmax(self, expr: LogOneMinusSoftmax) -> str:
+        return rf"\log\left(1 - {self._softmax_of(expr.args[0])}\right)"
+
+    def _print_exp(self, expr: sp.exp, exp: Any = None) -> str:
+        """e^(log(1 - a)) is 1 - a (the code takes it from the logits)."""
+        if isinstance(expr.args[0], LogOneMinusSoftmax) and exp is None:
+            return rf"\left(1 - {self._softmax_of(expr.args[0].args[0])}\right)"
+        return str(self._print_ExpBase(expr, exp))
+
+    def _print_ExclusiveSoftmaxSum(self, expr: ExclusiveSoftmaxSum) -> str:
+        """sum over the units k other than the row's unit j, with q_jk = a_j / (1 - a_k)."""
+        return rf"\sum_{{k \neq j}} \left[{self._print(expr.args[0])}\right]_{{k}} q_{{jk}}"
+
+    def _print_ExclusiveSoftmaxMean(self, expr: ExclusiveSoftmaxMean) -> str:
+        """At the row's unit j: the mean of v under the softmax of the units other than j."""
+        return rf"\sum_{{i \neq j}} \left[{self._print(expr.args[0])}\right]_{{i}} q_{{ij}}"
+
+    def _print_ExclusiveSoftmaxSumTangent(self, expr: ExclusiveSoftmaxSumTangent) -> str:
+        g, v = (self._print(a) for a in expr.args[:2])
+        return (
+            rf"\sum_{{k \neq j}} \left[{g}\right]_{{k}} q_{{jk}} \left(\left[{v}\right]_{{j}}"
+            rf" - \sum_{{i \neq k}} \left[{v}\right]_{{i}} q_{{ik}}\right)"
+        )
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         """Elementwise products of vectors with \\odot; scalar factors in front; a decimal

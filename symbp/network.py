@@ -61,7 +61,10 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
         delta = s["G"] * fprime_at(act, l)
     a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s["Z"]})
     a_dot, r_delta = elementwise_tangents(delta, act, is_output, l)
-    stores_z = delta.has(s["Z"]) or (act is not None and act.needs == "z")
+    # z is kept when the error term, a' or R{delta} reads it (a softmax's a' takes 1 - a
+    # from the logits) or f' is evaluated in z.
+    reads_z = any(e.has(s["Z"]) for e in (delta, a_dot, r_delta))
+    stores_z = reads_z or (act is not None and act.needs == "z")
     if act is not None and act.kept is not None:
         kept = _kept(ctx, node, act.kept.xreplace({_x(): s["Z"]}), (a, delta, a_dot, r_delta))
         if kept is not None:

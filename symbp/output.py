@@ -19,6 +19,7 @@ from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.equal import agree
 from symbp.indexed import A_OUT, N_UNITS, J, K, M, Y, Z, in_range, sum_out, sum_terms
+from symbp.logits import LogitsError, logits_error
 from symbp.reductions import LogOneMinusSoftmax, LogSumExp, UnitSum
 
 YHAT_VAR = sp.Symbol("yhat", real=True)
@@ -43,6 +44,7 @@ class OutputDerivation:
     assumption: str | None  # e.g. "sum_k y_k = 1" when used
     loss_array: sp.Expr  # per-element loss in ARR_A or ARR_Z, as the code computes it
     loss_from_logits: bool  # loss_array is in z (stable log form)
+    logits: LogitsError | None = None  # softmax with log(1 - a): delta_array from the logits
 
     def __repr__(self) -> str:
         return f"OutputDerivation(delta = {self.delta_array}, loss = {self.loss_array})"
@@ -139,14 +141,18 @@ def to_array(expr: sp.Expr, extra: dict[str, sp.Symbol] | None = None) -> sp.Exp
 
 
 def _safe_logs(expr: sp.Expr) -> bool:
-    """True when every log is log(1 + exp(u)) or a LogSumExp: both have stable forms."""
-    for lg in expr.atoms(sp.log):
-        terms = sp.Add.make_args(lg.args[0])
-        if not (
-            len(terms) == 2 and sp.S.One in terms and any(isinstance(t, sp.exp) for t in terms)
-        ):
-            return False
-    return True
+    """True when every log is log(1 + exp(u)), the log of one (a softplus output), or a
+    LogSumExp: each has a stable form."""
+    return all(
+        is_softplus_log(lg) or (isinstance(lg.args[0], sp.log) and is_softplus_log(lg.args[0]))
+        for lg in expr.atoms(sp.log)
+    )
+
+
+def is_softplus_log(lg: sp.log) -> bool:
+    """True when lg is log(1 + exp(u))."""
+    terms = sp.Add.make_args(lg.args[0])
+    return len(terms) == 2 and sp.S.One in terms and any(isinstance(t, sp.exp) for t in terms)
 
 
 def _logits_loss(unit_loss: sp.Expr, f_of_z: sp.Expr) -> sp.Expr:
@@ -215,16 +221,22 @@ def derive_output(
         assumption = r"\sum_k y_k = 1"
     delta = simplify_with_sums(_branches(delta))
     loss_array, from_logits = loss_value(unit_loss, act)
+    delta_array = to_array(delta)
+    logits = None
+    if act is None:
+        arrays = (ARR_A, ARR_Y, ARR_Z, SCALE)
+        logits = logits_error(unit_loss, (YHAT_VAR, Y_VAR), arrays, delta_array)
     return OutputDerivation(
         unit_loss=unit_loss,
         dl_da=dl_da,
         jacobian=jacobian,
         delta_raw=delta_raw,
         delta=delta,
-        delta_array=to_array(delta),
+        delta_array=delta_array if logits is None else logits.delta,
         assumption=assumption,
         loss_array=loss_array,
         loss_from_logits=from_logits,
+        logits=logits,
     )
 
 

@@ -17,7 +17,15 @@ from sympy.printing.str import StrPrinter
 from symbp import equal
 from symbp.errors import DerivationError
 from symbp.ops.image_ops import ImageOp
-from symbp.reductions import BatchSum, LogOneMinusSoftmax, LogSumExp, UnitSum
+from symbp.reductions import (
+    BatchSum,
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxSumTangent,
+    LogOneMinusSoftmax,
+    LogSumExp,
+    UnitSum,
+)
 
 FUNCTIONS = {
     sp.exp: "_exp",
@@ -35,6 +43,15 @@ FUNCTIONS = {
 }
 
 
+REDUCTIONS = (
+    UnitSum,
+    BatchSum,
+    LogSumExp,
+    LogOneMinusSoftmax,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSumTangent,
+)
 ALLOWED = (
     sp.Symbol,
     sp.Integer,
@@ -57,6 +74,9 @@ ALLOWED = (
     BatchSum,
     LogSumExp,
     LogOneMinusSoftmax,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSumTangent,
     ImageOp,
     sp.Tuple,
     sp.core.relational.Relational,
@@ -148,6 +168,12 @@ def _softplus_arg(expr: sp.log) -> sp.Expr | None:
     return other.args[0] if isinstance(other, sp.exp) else None
 
 
+def log_softplus_arg(expr: sp.log) -> sp.Expr | None:
+    """u when expr is log(log(1 + exp(u))), the log of a softplus, else None."""
+    inner = expr.args[0]
+    return _softplus_arg(inner) if isinstance(inner, sp.log) else None
+
+
 # Functions that raise (invalid, divide by zero, overflow) on part of the real line.
 _PARTIAL = (sp.log, sp.sinh, sp.cosh)
 
@@ -156,7 +182,10 @@ def _has_partial(expr: sp.Basic) -> bool:
     """True when expr has a log, sinh/cosh, root or division of something not constant."""
     for node in sp.preorder_traversal(expr):
         if isinstance(node, _PARTIAL) and node.args[0].free_symbols:
-            if not (isinstance(node, sp.log) and _softplus_arg(node) is not None):
+            stable = isinstance(node, sp.log) and (
+                _softplus_arg(node) is not None or log_softplus_arg(node) is not None
+            )
+            if not stable:
                 return True
         if isinstance(node, sp.Pow) and node.base.free_symbols and _is_sigmoid(node) is None:
             if node.exp.is_negative or not node.exp.is_Integer:
@@ -207,7 +236,7 @@ class NumPyPrinter(StrPrinter):
             isinstance(expr, sp.Expr)
             and expr.is_number
             and not expr.is_Rational
-            and not expr.has(UnitSum, BatchSum, LogSumExp, LogOneMinusSoftmax)
+            and not expr.has(*REDUCTIONS)
         ):
             return self._constant(expr)
         if isinstance(expr, sp.Basic) and not isinstance(expr, ALLOWED):
@@ -270,6 +299,10 @@ class NumPyPrinter(StrPrinter):
         if u is not None:
             self.used.add("_softplus")
             return f"_softplus({self._print(u)})"
+        u = log_softplus_arg(expr)
+        if u is not None:
+            self.used.update(("_log_softplus", "_softplus"))
+            return f"_log_softplus({self._print(u)})"
         arg = expr.args[0]
         v = _is_sigmoid(arg) if isinstance(arg, sp.Pow) else None
         if v is not None:
@@ -456,6 +489,25 @@ class NumPyPrinter(StrPrinter):
         """log(1 - softmax(z)_k) from the logits: finite where 1 - a rounds to 0."""
         self.used.update(("_log1m_softmax", "_logsumexp"))
         return f"_log1m_softmax({self._print(expr.args[0])})"
+
+    def _print_ExclusiveSoftmaxSum(self, expr: ExclusiveSoftmaxSum) -> str:
+        """sum_(k != j) g_k a_j / (1 - a_k) from the logits: each term at most |g_k|."""
+        self.used.update(("_exclusive_softmax", "_logsumexp"))
+        g, z = (self._print(a) for a in expr.args)
+        return f"_exclusive_softmax({g}, {z}, over=True)"
+
+    def _print_ExclusiveSoftmaxSumTangent(self, expr: ExclusiveSoftmaxSumTangent) -> str:
+        """The tangent of sum_(k != j) g_k a_j / (1 - a_k) along z' = v, without the
+        cancellation a difference v_j - u_k has at the dominant unit."""
+        self.used.update(("_exclusive_softmax_tangent", "_exclusive_softmax", "_logsumexp"))
+        g, v, z = (self._print(a) for a in expr.args)
+        return f"_exclusive_softmax_tangent({g}, {v}, {z})"
+
+    def _print_ExclusiveSoftmaxMean(self, expr: ExclusiveSoftmaxMean) -> str:
+        """sum_(i != k) v_i a_i / (1 - a_k) from the logits (the tangent of log(1 - a_k))."""
+        self.used.update(("_exclusive_softmax", "_logsumexp"))
+        v, z = (self._print(a) for a in expr.args)
+        return f"_exclusive_softmax({v}, {z}, over=False)"
 
     def attr(self, expr: sp.Basic) -> str:
         """expr ready for attribute access (.T, .sum): parenthesised unless a name."""

@@ -20,6 +20,8 @@ from symbp import bounded, memo, probe
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
 from symbp.derive import L2_WEIGHT, _per_sample, fprime_at, layer_symbols
+from symbp.equal import agree_over_units
+from symbp.errors import DerivationError
 from symbp.indexed import (
     A_PREV,
     DELTA,
@@ -45,7 +47,14 @@ from symbp.indexed import (
     sum_terms,
 )
 from symbp.output import ARR_A, ARR_Z, softmax_jacobian, to_array
-from symbp.reductions import UnitSum
+from symbp.reductions import (
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxSumTangent,
+    LogOneMinusSoftmax,
+    LogSumExp,
+    UnitSum,
+)
 
 T = sp.Symbol("t", real=True)
 W_DOT = sp.IndexedBase("Wd")
@@ -125,17 +134,53 @@ def tangent_calculus() -> TangentCalculus:
 
 
 def directional(expr: sp.Expr, moves: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
-    """sum_s (d expr / d s) s' by sympy.diff; a UnitSum's tangent is the UnitSum of tangents."""
-    sums = sorted(expr.atoms(UnitSum), key=sp.default_sort_key)
+    """sum_s (d expr / d s) s' by sympy.diff; each per-sample reduction (a sum over units, a
+    log-sum-exp, the softmax sums that leave a unit out) by its own rule, reduction_tangent."""
+    sums = sorted(expr.atoms(*_REDUCTIONS), key=sp.default_sort_key)
     stand_in = {u: sp.Dummy(f"u{k}") for k, u in enumerate(sums)}
     flat = expr.xreplace(stand_in)
     total = sp.S.Zero
     for symbol, velocity in moves.items():
         total += sp.diff(flat, symbol) * velocity
     for u, dummy in stand_in.items():
-        total += sp.diff(flat, dummy) * UnitSum(directional(u.args[0], moves))
+        total += sp.diff(flat, dummy) * reduction_tangent(u, moves)
     back = {dummy: u for u, dummy in stand_in.items()}
     return total.xreplace(back)
+
+
+_REDUCTIONS = (UnitSum, LogSumExp, LogOneMinusSoftmax, ExclusiveSoftmaxSum, ExclusiveSoftmaxMean)
+
+
+def reduction_tangent(node: sp.Expr, moves: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
+    """The directional derivative of one per-sample reduction, with a = softmax(z) and
+    q_ik = a_i / (1 - a_k) (the softmax of the units other than k, at i), so that
+    q_ik' = q_ik (z'_i - u_k) with u_k = sum_(i != k) q_ik z'_i:
+        (log sum_m e^z_m)'        = sum_k a_k z'_k
+        (log(1 - a_k))'           = -a_k' / (1 - a_k) = -a_k (z'_k - u_k)
+        (sum_(k != j) g_k q_jk)'  = sum_(k != j) g'_k q_jk + ExclusiveSoftmaxSumTangent
+        (sum_(i != k) v_i q_ik)'  = sum_(i != k) (v'_i + v_i z'_i) q_ik - (...) u_k
+    The second is written without the difference of nearly equal numbers that
+    u_k - sum_i a_i z'_i is where a_k is tiny."""
+    if isinstance(node, UnitSum):
+        return UnitSum(directional(node.args[0], moves))
+    z = node.args[-1]
+    z_dot = directional(z, moves)
+    softmax = sp.exp(z - LogSumExp(z))
+    if isinstance(node, LogSumExp):
+        return UnitSum(softmax * z_dot)
+    u = ExclusiveSoftmaxMean(z_dot, z)
+    if isinstance(node, LogOneMinusSoftmax):
+        return -softmax * (z_dot - u)
+    g = node.args[0]
+    g_dot = directional(g, moves)
+    if isinstance(node, ExclusiveSoftmaxSum):
+        return ExclusiveSoftmaxSum(g_dot, z) + ExclusiveSoftmaxSumTangent(g, z_dot, z)
+    if isinstance(node, ExclusiveSoftmaxMean):
+        return ExclusiveSoftmaxMean(g_dot + g * z_dot, z) - node * u
+    raise DerivationError(
+        f"no third-order rule for {type(node).__name__}",
+        fix="report this network: symbp derives first and second order only",
+    )
 
 
 @dataclass(frozen=True)
@@ -151,11 +196,26 @@ class LayerTangent:
     back_r: sp.MatrixExpr | None  # R{dL/dA^(l-1)}, sent to layer l - 1
 
 
+@functools.lru_cache(maxsize=1)
 def softmax_tangent() -> sp.Expr:
-    """a'_k = sum_j (da_k/dz_j) z'_j for softmax, in whole-array form (indexed by k)."""
+    """a'_k = sum_j (da_k/dz_j) z'_j for softmax, in whole-array form (indexed by k).
+
+    SymPy's sum is a_k (z'_k - sum_j a_j z'_j): for the largest unit, a difference of
+    nearly equal numbers once the unit dominates. Splitting off j = k gives
+    a_k (1 - a_k) (z'_k - sum_(j != k) q_jk z'_j) with q_jk = a_j / (1 - a_k), and
+    1 - a_k = exp(log(1 - a_k)) from the logits; used once it agrees with SymPy's form over
+    samples of several units."""
     z_dot = sp.IndexedBase("zd")
-    summed = sum_terms(softmax_jacobian() * z_dot[J], J, N_UNITS)
-    return to_array(summed, extra={"zd": sp.Symbol("Zd", real=True)})
+    zd = sp.Symbol("Zd", real=True)
+    summed = to_array(sum_terms(softmax_jacobian() * z_dot[J], J, N_UNITS), extra={"zd": zd})
+    split = ARR_A * sp.exp(LogOneMinusSoftmax(ARR_Z)) * (zd - ExclusiveSoftmaxMean(zd, ARR_Z))
+    arrays = {ARR_A: sp.exp(ARR_Z - LogSumExp(ARR_Z)), ARR_Z: ARR_Z, zd: zd}
+    if not agree_over_units(summed, split, arrays):
+        raise DerivationError(
+            f"the softmax tangent {split} differs from SymPy's {summed}",
+            fix="report this SymPy version: a derived rewrite failed its check",
+        )
+    return split
 
 
 def _sym(name: str) -> sp.Symbol:

@@ -30,15 +30,30 @@ import sympy as sp
 from symbp import _sym_net as net
 from symbp.bounded import bounded
 from symbp.derive import Derivation, derive, unsupported
+from symbp.equal import per_unit
 from symbp.errors import SymbpError
 from symbp.graph import build_graph
 from symbp.network import Network, derive_network
 from symbp.ops import image_eval as images
 from symbp.ops.image_ops import ChannelOp, ImageOp, PerChannel
-from symbp.reductions import BatchSum, LogSumExp, UnitSum
+from symbp.reductions import (
+    BatchSum,
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxSumTangent,
+    LogOneMinusSoftmax,
+    LogSumExp,
+    UnitSum,
+)
 from symbp.spec import Arch, arch_from_mapping, load_arch, parameter_count
 from symbp.stable import through_sigmoid
 
+_SOFTMAX_SUMS = (
+    LogOneMinusSoftmax,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSumTangent,
+)
 TOLERANCE = sp.Float("1e-40")
 SIMPLIFY_SECONDS = 5.0  # per parameter matrix
 MAX_WORK = 100_000  # parameters x layers of the shrunk network
@@ -295,6 +310,10 @@ class _Mirror:
                 walk.skip()
                 found[node] = sp.Dummy("r")
                 values[found[node]] = self._per_channel(node, shape)
+            elif isinstance(node, _SOFTMAX_SUMS) and node not in found:
+                walk.skip()
+                found[node] = sp.Dummy("r")
+                values[found[node]] = self._per_unit(node, shape)
             elif isinstance(node, (UnitSum, LogSumExp, BatchSum)) and node not in found:
                 walk.skip()
                 found[node] = sp.Dummy("r")
@@ -342,6 +361,17 @@ class _Mirror:
             return self.settle(sp.log(total) if isinstance(node, LogSumExp) else total)
 
         return sp.Matrix(*inner.shape, reduce)
+
+    def _per_unit(self, node: sp.Basic, shape: tuple[int, int]) -> sp.Matrix:
+        """A reduction over the units of each sample that leaves units out (symbp.equal
+        evaluates it from its definition), at every entry."""
+        args = [self.elementwise(a, shape) for a in node.args]
+        out = sp.zeros(*shape)
+        for s in range(self.n):
+            units = [list(a[s, :]) if self.row else list(a[:, s]) for a in args]
+            for u, value in enumerate(per_unit(node, units)):
+                out[(s, u) if self.row else (u, s)] = self.settle(value)
+        return out
 
     def softmax(self, z: sp.Matrix) -> sp.Matrix:
         """exp(z_k) / sum_m exp(z_m) over the units of each sample."""

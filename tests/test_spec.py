@@ -584,8 +584,8 @@ def with_activations(block: str, use: str = "relu") -> str:
     [
         ("  relu: x\n", "'relu' is already a built-in activation", (7, 3)),
         ("  linear: x\n", "'linear' is already a built-in activation", (7, 3)),
-        ("  my-act: x\n", "must be identifiers", (7, 3)),
-        ("  class: x\n", "must be identifiers", (7, 3)),
+        ("  my-act: x\n", "'my-act' has '-'", (7, 3)),
+        ("  class: x\n", "'class' is a Python keyword", (7, 3)),
         ("  twice: 2\n", "expression string in x, got the number 2", (7, 10)),
         ("  - x\n", "activations must be a mapping", (7, 3)),
     ],
@@ -700,16 +700,51 @@ def test_l2_accepts_ints() -> None:
     [
         ("../evil", "must not contain '/'"),
         ("'a\\\\b'", "must not contain '/' or '\\'"),
-        ("my net", "must be a Python identifier"),
-        ("class", "must be a Python identifier"),
-        ("résumé", "must be a Python identifier"),
-        ("a" * 65, "must be a Python identifier"),
+        ("my net", "'my net' has ' '"),
+        ("class", "'class' is a Python keyword"),
+        ("résumé", "'résumé' has 'é', which is not ASCII"),
+        ("9lives", "'9lives' starts with a digit"),
+        ("a" * 65, "has 65 characters"),
         ("3", "name must be a string"),
     ],
 )
 def test_invalid_names(value: str, fragment: str) -> None:
     error = spec_error(f"name: {value}\n" + MINIMAL)
     assert fragment in error.message and where(error) == (1, 7, "name")
+
+
+IDENTIFIER_RULE = (
+    "must be an identifier: ASCII letters, digits and '_', not starting with a digit, "
+    "not a Python keyword, at most 64 characters"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "what", "place"),
+    [
+        ("name: σχ\n" + MINIMAL, "name", (1, 7)),
+        (layers_doc("tanh").replace("units: 3", "units: 3\n    name: σχ"), "a layer name", (4, 11)),
+        (with_activations("  σχ: x\n", "σχ"), "a custom activation name", (7, 3)),
+    ],
+    ids=["network", "layer", "activation"],
+)
+def test_a_non_ascii_name_is_refused_with_the_rule(
+    text: str, what: str, place: tuple[int, int]
+) -> None:
+    error = spec_error(text)
+    assert error.message == f"{what} {IDENTIFIER_RULE}; 'σχ' has 'σ', which is not ASCII"
+    assert (error.line, error.column) == place and error.fix is not None
+
+
+def test_a_layer_name_is_refused_with_what_breaks_the_rule() -> None:
+    doc = layers_doc("tanh").replace("units: 3", "units: 3\n    name: %s")
+    error = spec_error(doc % "class")
+    assert error.message == f"a layer name {IDENTIFIER_RULE}; 'class' is a Python keyword"
+    assert error.fix == "rename it, e.g. 'class_'" and where(error) == (4, 11, "layers[0].name")
+    error = spec_error(doc % "2nd")
+    assert error.message.endswith("; '2nd' starts with a digit")
+    error = spec_error(doc % "3")
+    assert error.message == "a layer name must be a string, got the number 3"
 
 
 # --- property -----------------------------------------------------------------------------

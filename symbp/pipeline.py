@@ -197,13 +197,26 @@ def write_files(
     return targets
 
 
-def _stage(target: Path, text: str) -> str:
-    """Write text to a new file next to target, with target's mode if it exists; its path."""
+def replace_file(target: Path, data: str | bytes) -> Path:
+    """Write one file atomically as write_files does (no header check); the file written."""
+    real = Path(os.path.realpath(target))
+    tmp = _stage(real, data)
+    try:
+        os.replace(tmp, real)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return real
+
+
+def _stage(target: Path, data: str | bytes) -> str:
+    """Write data (text as UTF-8) to a new file next to target, with target's mode if it
+    exists; its path."""
     mode = _existing_mode(target)
     fd, tmp = _create_beside(target)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             if mode is not None:
                 os.chmod(handle.fileno() if os.chmod in os.supports_fd else tmp, mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -170,6 +171,19 @@ def test_a_symlinked_output_is_written_through_to_its_target(tmp_path: Path) -> 
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
     assert [p.name for p in elsewhere.iterdir()] == ["kept.py"], "no temporary file left"
     assert sorted(p.name for p in out.iterdir()) == sorted(files)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing")
+def test_the_pdf_is_replaced_like_the_other_outputs(tmp_path: Path) -> None:
+    from symbp.pdf import compile_pdf
+
+    write_files(generate(EXAMPLES / "seed.yaml").files, tmp_path)
+    pdf = tmp_path / "seed_net.pdf"
+    pdf.write_bytes(b"old")
+    pdf.chmod(0o640)
+    assert compile_pdf(tmp_path / "seed_net.tex") == pdf
+    assert pdf.read_bytes().startswith(b"%PDF") and stat.S_IMODE(pdf.stat().st_mode) == 0o640
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_output_identical_across_hash_seeds_and_folders(tmp_path: Path) -> None:

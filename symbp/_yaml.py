@@ -3,8 +3,9 @@
 Nothing is ever constructed by PyYAML: the parser's event stream (libyaml when available,
 else PyYAML's pure-Python SafeLoader parser) is composed here by hand with budgets on the
 number of nodes and the nesting depth, and only the standard str/int/float/bool/null/seq/map
-tags are accepted. Aliases are expanded under the same node budget, so alias bombs
-("billion laughs") and deep nesting are refused in milliseconds.
+tags are accepted, plus YAML's merge key ('<<: *defaults') as a mapping key. Aliases are
+expanded under the same node budget, so alias bombs ("billion laughs") and deep nesting are
+refused in milliseconds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ Mark = tuple[int, int]
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
-_SEQ, _MAP = _TAG + "seq", _TAG + "map"
+_SEQ, _MAP, _MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
 _SCALAR_TAGS = (_STR, _INT, _FLOAT, _BOOL, _NULL)
 _TRUE = ("yes", "true", "on")
 # YAML 1.1 needs a dot in a float; also read plain 1e-4 as a number, as YAML 1.2 does.
@@ -55,6 +56,7 @@ class _Node:
     value: Any = None
     text: str = ""
     items: list[Any] = field(default_factory=list)
+    merge: bool = False  # a '<<' key
 
 
 def fail(
@@ -131,6 +133,7 @@ class _Composer:
         self.resolver = yaml.resolver.Resolver()
         self.anchors: dict[str, _Node] = {}
         self.count = 0
+        self.copied = 0  # mapping entries copied by merge keys
 
     def compose(self) -> _Node | None:
         """The single document's root node, or None for an empty stream."""
@@ -180,8 +183,8 @@ class _Composer:
             message += f" ({context})"
         return fail(self.filename, message, position, fix="check the indentation and quoting")
 
-    def _node(self, event: Any, depth: int) -> _Node:
-        """Compose one node starting at ``event``."""
+    def _node(self, event: Any, depth: int, key: bool = False) -> _Node:
+        """Compose one node starting at ``event`` (a mapping key if ``key``)."""
         mark = _mark(event)
         self.count += 1
         if self.count > MAX_NODES:
@@ -193,7 +196,7 @@ class _Composer:
         if isinstance(event, yaml.AliasEvent):
             return self._alias(event)
         if isinstance(event, yaml.ScalarEvent):
-            node = self._scalar(event)
+            node = self._scalar(event, key)
         elif isinstance(event, yaml.SequenceStartEvent):
             node = self._sequence(event, depth)
         elif isinstance(event, yaml.MappingStartEvent):
@@ -233,10 +236,12 @@ class _Composer:
             )
         return str(tag)
 
-    def _scalar(self, event: Any) -> _Node:
-        """A scalar node holding its converted Python value."""
-        tag = self._tag(event, yaml.ScalarNode, _SCALAR_TAGS)
+    def _scalar(self, event: Any, key: bool) -> _Node:
+        """A scalar node holding its converted Python value; a key may be the merge key '<<'."""
+        tag = self._tag(event, yaml.ScalarNode, _SCALAR_TAGS + ((_MERGE,) if key else ()))
         line, column = _mark(event)
+        if tag == _MERGE:
+            return _Node("scalar", line, column, value=event.value, text=event.value, merge=True)
         value = self._convert_scalar(tag, event)
         return _Node("scalar", line, column, value=value, text=event.value)
 
@@ -268,15 +273,85 @@ class _Composer:
         return node
 
     def _mapping(self, event: Any, depth: int) -> _Node:
-        """A mapping node and its (key, value) pairs."""
+        """A mapping node and its (key, value) pairs, with the pairs of a '<<' merged in."""
         self._tag(event, yaml.MappingNode, (_MAP,))
         node = _Node("map", *_mark(event))
         child = self._next()
         while not isinstance(child, yaml.MappingEndEvent):
-            key = self._node(child, depth + 1)
+            key = self._node(child, depth + 1, key=True)
             node.items.append((key, self._node(self._next(), depth + 1)))
             child = self._next()
+        if any(key.merge for key, _ in node.items):
+            node.items = self._merged(node.items)
         return node
+
+    def _merged(self, pairs: list[tuple[_Node, _Node]]) -> list[tuple[_Node, _Node]]:
+        """The pairs with the '<<' entry replaced by the entries it merges, in its place.
+
+        YAML's merge key: a key written in the mapping wins over a merged one, and of
+        '<<: [*a, *b]' the earlier mapping wins. The merged mappings were composed before
+        this one (an alias names a finished node), so their own merges are done already.
+        """
+        taken = {_identity(key) for key, _ in pairs if not key.merge}
+        result: list[tuple[_Node, _Node]] = []
+        first: _Node | None = None
+        for key, value in pairs:
+            if not key.merge:
+                result.append((key, value))
+                continue
+            if first is not None:
+                raise fail(
+                    self.filename,
+                    f"a second merge key '<<' in one mapping (the first is on line {first.line})",
+                    (key.line, key.column),
+                    fix="merge several mappings with one key: '<<: [*a, *b]'",
+                )
+            first = key
+            for source in self._merge_sources(value):
+                result += self._entries(source, key, taken)
+        return result
+
+    def _merge_sources(self, value: _Node) -> list[_Node]:
+        """The mappings a '<<' merges: one mapping, or a list of them."""
+        sources = value.items if value.kind == "seq" else [value]
+        for source in sources:
+            if source.kind != "map":
+                what = "a list" if source.kind == "seq" else f"the value {source.text!r}"
+                inside = " inside the list" if source is not value else ""
+                raise fail(
+                    self.filename,
+                    f"the merge key '<<' takes a mapping or a list of mappings, got {what}{inside}",
+                    (source.line, source.column),
+                    fix="write '<<: *name' where &name marks a mapping, or '<<: [*a, *b]'",
+                )
+        return sources
+
+    def _entries(self, source: _Node, merge: _Node, taken: set[Any]) -> list[tuple[_Node, _Node]]:
+        """The pairs of ``source`` whose keys are not ``taken`` yet (they are then taken)."""
+        self.copied += len(source.items)
+        if self.copied > MAX_NODES:
+            raise fail(
+                self.filename,
+                f"merge keys ('<<') copy more than {MAX_NODES} mapping entries",
+                (merge.line, merge.column),
+                fix="write the values out instead of merging the same mappings many times",
+            )
+        own: set[Any] = set()
+        result = []
+        for key, value in source.items:
+            identity = _identity(key)
+            if identity in own:  # a duplicate key: kept for the converter to report
+                result.append((key, value))
+            elif identity not in taken:
+                taken.add(identity)
+                result.append((key, value))
+            own.add(identity)
+        return result
+
+
+def _identity(key: _Node) -> Any:
+    """What makes two mapping keys the same key: equal scalars of one type, else the node."""
+    return (type(key.value), key.value) if key.kind == "scalar" else id(key)
 
 
 def _mark(event: Any) -> Mark:

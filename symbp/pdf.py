@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from symbp.errors import OutputError
+from symbp.pipeline import replace_file
 
 INSTALL_HINT = (
     "install pdflatex, e.g. apt-get install texlive-latex-base texlive-latex-recommended lmodern"
@@ -19,7 +20,7 @@ def pdflatex_available() -> bool:
 
 
 def compile_pdf(tex: Path) -> Path:
-    """Run pdflatex twice (for references) and put <name>.pdf next to the .tex."""
+    """Run pdflatex twice (for references) and put <name>.pdf next to the .tex, atomically."""
     if not pdflatex_available():
         raise OutputError(
             "pdflatex was not found, so no PDF was made", file=str(tex), fix=INSTALL_HINT
@@ -43,5 +44,10 @@ def compile_pdf(tex: Path) -> Path:
                     fix="please report this: generated documents should always compile",
                 )
         target = tex.with_suffix(".pdf")
-        shutil.copy(work.with_suffix(".pdf"), target)
+        try:
+            replace_file(target, work.with_suffix(".pdf").read_bytes())
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {target}: {exc.strerror or exc}", file=str(target)
+            ) from exc
     return target

@@ -6,8 +6,10 @@ from Python; only the CLI prints or exits.
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,7 +168,11 @@ def check_targets(names: list[str], outdir: str | os.PathLike, force: bool = Fal
 def write_files(
     files: dict[str, str], outdir: str | os.PathLike, force: bool = False
 ) -> list[Path]:
-    """Write every file atomically (temporary file + rename); check all targets first."""
+    """Write every file atomically (temporary file + rename); check all targets first.
+
+    A new file gets the mode the umask gives; a replaced file keeps its mode; a target that
+    is a symbolic link stays one, and the file it points to is replaced.
+    """
     folder = Path(outdir)
     targets = [folder / name for name in files]
     check_targets(list(files), folder, force)
@@ -177,27 +183,69 @@ def write_files(
             f"cannot create folder {folder}: {exc.strerror}", file=str(folder)
         ) from exc
     staged: list[tuple[str, Path]] = []
+    real = folder
     try:
         for target in targets:
-            staged.append((_stage(target, files[target.name]), target))
-        for tmp, target in staged:
-            os.replace(tmp, target)
+            real = Path(os.path.realpath(target))  # a symbolic link is written through
+            staged.append((_stage(real, files[target.name]), real))
+        for tmp, real in staged:
+            os.replace(tmp, real)
     except OSError as exc:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
-        raise OutputError(
-            f"cannot write to {folder}: {exc.strerror or exc}", file=str(folder)
-        ) from exc
+        raise OutputError(f"cannot write {real}: {exc.strerror or exc}", file=str(real)) from exc
     return targets
 
 
-def _stage(target: Path, text: str) -> str:
-    """Write text to a temporary file next to target; return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def replace_file(target: Path, data: str | bytes) -> Path:
+    """Write one file atomically as write_files does (no header check); the file written."""
+    real = Path(os.path.realpath(target))
+    tmp = _stage(real, data)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        os.replace(tmp, real)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return real
+
+
+def _stage(target: Path, data: str | bytes) -> str:
+    """Write data (text as UTF-8) to a new file next to target, with target's mode if it
+    exists; its path."""
+    mode = _existing_mode(target)
+    fd, tmp = _create_beside(target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            if mode is not None:
+                os.chmod(handle.fileno() if os.chmod in os.supports_fd else tmp, mode)
+            os.fsync(handle.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return tmp
+
+
+def _existing_mode(target: Path) -> int | None:
+    """The permission bits of target, or None if there is no such file yet."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _create_beside(target: Path) -> tuple[int, str]:
+    """Create and open a new hidden file in target's folder.
+
+    Created with mode 0o666 like any new file, so the system applies the umask (or the
+    folder's default ACL) itself: nothing reads or changes the process's umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))

@@ -35,7 +35,6 @@ import dataclasses
 import difflib
 import functools
 import hashlib
-import keyword
 import math
 import os
 import re
@@ -46,7 +45,7 @@ from typing import Any
 
 import sympy
 
-from symbp import _yaml
+from symbp import _yaml, names
 from symbp.errors import ExpressionError, SpecError
 from symbp.expr import MAX_SYMPY_CALLS, check_expression, parse_expression
 from symbp.ops.schema import DEFAULT_EPS, KINDS, check_bias, check_eps, entry_kind, keys_of
@@ -68,11 +67,10 @@ LAYER_KEYS = ("units", "activation")
 MAX_UNITS = 1_000_000
 MAX_LAYERS = 10_000
 MAX_PARAMETERS = 2_000_000_000
-MAX_NAME_LENGTH = 64
+MAX_NAME_LENGTH = names.MAX_NAME_LENGTH
 MAX_CUSTOM_ACTIVATIONS = 16
 SYMPY_CALLS_PER_FILE = 1_000_000  # SymPy's budget for all expressions of one file
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _X = sympy.Symbol("x", real=True)
 _LOSS_VARIABLES = {"yhat": sympy.Symbol("yhat", real=True), "y": sympy.Symbol("y", real=True)}
 
@@ -378,29 +376,15 @@ def _name(c: _Checker, doc: Mapping[str, Any], source: str) -> str:
     if "name" not in doc:
         return _default_name(source)
     name = doc["name"]
-    fix = f"use a Python identifier such as '{_default_name(str(name))}'"
+    fix = f"use a Python identifier such as '{names.suggest(str(name), 'net')}'"
     if not isinstance(name, str):
         raise c.fail("name", f"name must be a string, got {_describe(name)}", fix)
     if "/" in name or "\\" in name:
         raise c.fail("name", f"name must not contain '/' or '\\': {name!r}", fix)
-    if not _is_identifier(name):
-        raise c.fail(
-            "name",
-            f"name must be a Python identifier (ASCII, not a keyword, at most "
-            f"{MAX_NAME_LENGTH} characters): {name!r}",
-            fix,
-        )
+    refusal = names.refusal("name", name)
+    if refusal is not None:
+        raise c.fail("name", refusal, fix)
     return name
-
-
-def _is_identifier(name: Any) -> bool:
-    """An ASCII identifier that is not a keyword and not too long."""
-    return (
-        isinstance(name, str)
-        and len(name) <= MAX_NAME_LENGTH
-        and _IDENTIFIER.fullmatch(name) is not None
-        and not keyword.iskeyword(name)
-    )
 
 
 def _default_name(source: str) -> str:
@@ -408,13 +392,9 @@ def _default_name(source: str) -> str:
     base = re.split(r"[\\/]", source)[-1]
     dot = base.rfind(".")
     stem = base[:dot] if dot > 0 else base
-    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
-    if (source.startswith("<") and source.endswith(">")) or not name.strip("_"):
+    if source.startswith("<") and source.endswith(">"):
         return "net"
-    if name[0].isdigit():
-        name = "net_" + name
-    name = name[:MAX_NAME_LENGTH]
-    return name + "_" if keyword.iskeyword(name) else name
+    return names.suggest(stem, "net")
 
 
 def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
@@ -433,13 +413,10 @@ def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
         )
     for name, text in value.items():
         path = _yaml.join("activations", str(name))
-        if not _is_identifier(name):
-            raise c.fail(
-                path,
-                f"custom activation names must be identifiers: {name!r}",
-                "use letters, digits and '_' (not starting with a digit)",
-                key=True,
-            )
+        refusal = names.refusal("a custom activation name", str(name))
+        if refusal is not None:
+            fix = f"rename it, e.g. '{names.suggest(str(name), 'my_activation')}'"
+            raise c.fail(path, refusal, fix, key=True)
         if name in BUILTIN_ACTIVATIONS or name in ACTIVATION_ALIASES:
             raise c.fail(
                 path,
@@ -634,12 +611,13 @@ def _layer_name(c: _Checker, name: Any, path: str, taken: Mapping[str, Any]) -> 
     """An identifier not used before; "input" is reserved."""
     if name is None:
         return None
-    if not _is_identifier(name):
+    if not isinstance(name, str):
         raise c.fail(
-            path,
-            f"a layer name must be an identifier, got {_describe(name)}",
-            "use letters, digits and '_', e.g. block1",
+            path, f"a layer name must be a string, got {_describe(name)}", "write e.g. block1"
         )
+    refusal = names.refusal("a layer name", name)
+    if refusal is not None:
+        raise c.fail(path, refusal, f"rename it, e.g. '{names.suggest(name, 'block')}'")
     if name == "input":
         raise c.fail(path, "'input' is reserved for the network's input", "choose another name")
     if name in taken:

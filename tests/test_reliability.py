@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -22,7 +24,9 @@ from tests.conftest import EXAMPLES, GENERATED, ROOT
 CANARY = "symbp_canary_file"
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, env: dict | None = None, umask: int = -1
+) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "symbp", *args],
@@ -31,6 +35,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
         cwd=cwd,
         env=full,
         timeout=60,
+        umask=umask,
     )
 
 
@@ -122,6 +127,63 @@ def test_failure_mid_write_keeps_previous_outputs(tmp_path: Path, monkeypatch) -
         write_files(changed, tmp_path)
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert after == before, "old outputs intact and no temporary files left"
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """Permission bits of every file in folder, by name."""
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)], ids=["umask022", "umask077"]
+)
+def test_new_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: int) -> None:
+    (tmp_path / "seed.yaml").write_bytes((EXAMPLES / "seed.yaml").read_bytes())
+    r = run_cli("generate", "seed.yaml", "-o", "out", cwd=tmp_path, umask=umask)
+    assert r.returncode == 0, r.stderr
+    found = modes(tmp_path / "out")
+    assert found and set(found.values()) == {mode}, {k: oct(v) for k, v in found.items()}
+
+
+def test_overwriting_keeps_an_existing_files_mode(tmp_path: Path) -> None:
+    files = generate(EXAMPLES / "seed.yaml").files
+    write_files(files, tmp_path)
+    code = tmp_path / "seed_net.py"
+    code.chmod(0o640)
+    write_files({name: text + "# changed\n" for name, text in files.items()}, tmp_path)
+    assert stat.S_IMODE(code.stat().st_mode) == 0o640
+    assert code.read_text().endswith("# changed\n")
+
+
+def test_a_symlinked_output_is_written_through_to_its_target(tmp_path: Path) -> None:
+    files = generate(EXAMPLES / "seed.yaml").files
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    real = elsewhere / "kept.py"
+    real.write_text(files["seed_net.py"])
+    real.chmod(0o640)
+    link = out / "seed_net.py"
+    link.symlink_to(real)
+    write_files({name: text + "# changed\n" for name, text in files.items()}, out)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert real.read_text() == files["seed_net.py"] + "# changed\n"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert [p.name for p in elsewhere.iterdir()] == ["kept.py"], "no temporary file left"
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex missing")
+def test_the_pdf_is_replaced_like_the_other_outputs(tmp_path: Path) -> None:
+    from symbp.pdf import compile_pdf
+
+    write_files(generate(EXAMPLES / "seed.yaml").files, tmp_path)
+    pdf = tmp_path / "seed_net.pdf"
+    pdf.write_bytes(b"old")
+    pdf.chmod(0o640)
+    assert compile_pdf(tmp_path / "seed_net.tex") == pdf
+    assert pdf.read_bytes().startswith(b"%PDF") and stat.S_IMODE(pdf.stat().st_mode) == 0o640
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_output_identical_across_hash_seeds_and_folders(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@ from textwrap import dedent
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from symbp._yaml import load_document
 from symbp.errors import ExpressionError, SpecError
 from symbp.spec import (
     ACTIVATION_ALIASES,
@@ -251,7 +253,10 @@ def test_python_tags_are_refused_and_never_run(tmp_path: Path) -> None:
         ("input: 2001-12-14\n", "'!!timestamp' is not allowed", (1, 8)),
         ("input: !custom 2\n", "'!custom' is not allowed", (1, 8)),
         ("input: !!set {a, b}\n", "'!!set' is not allowed", (1, 8)),
-        ("a: &x {b: 1}\nc:\n  <<: *x\n", "'!!merge' is not allowed", (3, 3)),
+        ("input: !!omap [{a: 1}]\n", "'!!omap' is not allowed", (1, 8)),
+        ("a: &x {b: 1}\nc: <<\n", "'!!merge' is not allowed", (2, 4)),
+        ("a: &x {b: 1}\nc: [<<]\n", "'!!merge' is not allowed", (2, 5)),
+        ("a: &x {b: 1}\nc:\n  <<: !!omap [{b: 1}]\n", "'!!omap' is not allowed", (3, 7)),
     ],
 )
 def test_non_standard_tags_are_refused(text: str, fragment: str, position: tuple[int, int]) -> None:
@@ -357,6 +362,111 @@ def test_yaml_11_octal_and_exponent_floats() -> None:
     error = spec_error(MINIMAL.replace("input: 3", "input: 010"))
     assert "leading zero" in error.message and (error.line, error.column) == (1, 8)
     assert parse_arch(MINIMAL + "l2: 1e-3\n").l2 == 0.001
+
+
+# --- YAML merge keys ------------------------------------------------------------------------
+
+HIDDEN = "input: 2\nlayers:\n  - &h {units: 4, activation: tanh}\n%s  - {units: 1}\nloss: mse\n"
+TWO = "input: 2\nlayers:\n  - &a {units: 4, activation: tanh}\n  - &b {units: 5, bias: false}\n%s"
+
+
+def merged_layer(text: str, index: int = 1) -> Layer:
+    """Layer `index` of a document that merges mappings."""
+    return parse_arch(text).layers[index]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &a {x: 1, y: 2}\nb: {<<: *a}\n",
+        "a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\n",
+        "a: &a {x: 1, y: 2}\nb: {y: 3, <<: *a, z: 4}\n",
+        "a: &a {x: 1}\nb: &b {x: 2, y: 2}\nc: {<<: [*a, *b]}\nd: {<<: [*b, *a]}\n",
+        "a: &a {x: 1}\nb: &b {<<: *a, y: 2}\nc: {<<: *b, z: 3}\n",
+        "a: {<<: {x: 1, y: [1, 2]}, y: 3}\n",
+        "a: &a {x: {p: 1}}\nb:\n  <<: *a\n  w: 0\n",
+        "a: &a {x: 1}\nb: {'<<': 1, x: 2}\n",
+    ],
+)
+def test_merge_keys_read_as_pyyaml_reads_them(text: str) -> None:
+    assert load_document(text.encode(), "a.yaml").value == yaml.safe_load(text)
+
+
+def test_merge_key_copies_an_anchored_mapping() -> None:
+    layer = merged_layer(HIDDEN % "  - <<: *h\n")
+    assert (layer.units, layer.activation) == (4, "tanh")
+
+
+def test_merge_key_list_earlier_mappings_win() -> None:
+    layer = merged_layer(TWO % "  - <<: [*a, *b]\n  - {units: 1}\nloss: mse\n", 2)
+    assert (layer.units, layer.activation, layer.bias) == (4, "tanh", False)
+    layer = merged_layer(TWO % "  - <<: [*b, *a]\n  - {units: 1}\nloss: mse\n", 2)
+    assert (layer.units, layer.activation, layer.bias) == (5, "tanh", False)
+
+
+@pytest.mark.parametrize("entry", ["  - <<: *h\n    units: 7\n", "  - units: 7\n    <<: *h\n"])
+def test_explicit_keys_override_merged_ones(entry: str) -> None:
+    arch = parse_arch(HIDDEN % entry)
+    assert (arch.layers[1].units, arch.layers[1].activation) == (7, "tanh")
+    assert arch.mark("layers[1].units") == (5 if entry.startswith("  - <<") else 4, 12)
+    assert arch.mark("layers[1].activation") == (3, 31), "the anchored value's own place"
+
+
+def test_duplicate_explicit_keys_beside_a_merge_are_still_refused() -> None:
+    error = spec_error(HIDDEN % "  - {<<: *h, units: 2, units: 3}\n")
+    assert "duplicate key 'units' (first defined on line 4)" in error.message
+    assert where(error) == (4, 24, "layers[1].units")
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment", "position"),
+    [
+        ("  - {<<: *h}\n", "the name 'block' is used by an earlier layer", (3, 43)),
+        ("  - {type: add, from: input, <<: *h}\n", "it takes no units", (3, 9)),
+    ],
+)
+def test_an_error_in_merged_content_points_at_its_definition(
+    entry: str, fragment: str, position: tuple[int, int]
+) -> None:
+    text = HIDDEN.replace("activation: tanh}", "activation: tanh, name: block}") % entry
+    error = spec_error(text)
+    assert fragment in error.message
+    assert (error.line, error.column) == position and error.path is not None
+    assert error.path.startswith("layers[1].")
+
+
+@pytest.mark.parametrize(
+    ("entry", "got", "position"),
+    [
+        ("  - &l [1, 2]\n  - <<: *l\n", "got the value '1' inside the list", (4, 9)),
+        ("  - <<: 3\n", "got the value '3'", (4, 9)),
+        ("  - <<: [*h, tanh]\n", "got the value 'tanh' inside the list", (4, 14)),
+        ("  - <<: [[*h]]\n", "got a list inside the list", (4, 10)),
+    ],
+)
+def test_merging_what_is_not_a_mapping_is_refused(
+    entry: str, got: str, position: tuple[int, int]
+) -> None:
+    error = spec_error(HIDDEN % entry)
+    assert f"the merge key '<<' takes a mapping or a list of mappings, {got}" in error.message
+    assert (error.line, error.column) == position and error.fix is not None
+
+
+def test_a_second_merge_key_in_one_mapping_is_refused() -> None:
+    error = spec_error(HIDDEN % "  - <<: *h\n    <<: *h\n")
+    assert "a second merge key '<<'" in error.message and (error.line, error.column) == (5, 5)
+    assert error.fix is not None and "<<: [*a, *b]" in error.fix
+
+
+def test_merge_bombs_are_refused_quickly() -> None:
+    big = "big: &big {" + ", ".join(f"k{i}: 0" for i in range(1000)) + "}\n"
+    error = quickly(lambda: spec_error(big + "m: [" + "{<<: *big}, " * 100 + "]\n"))
+    assert "copy more than" in error.message
+    lines = ["a: &a {v: [lol, lol, lol, lol, lol, lol, lol, lol, lol]}"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} {{<<: *{prev}, w: [" + ", ".join([f"*{prev}"] * 9) + "]}")
+    error = quickly(lambda: spec_error("\n".join(lines) + "\n"))
+    assert "expands to more than" in error.message
 
 
 # --- errors: schema -----------------------------------------------------------------------
@@ -474,8 +584,8 @@ def with_activations(block: str, use: str = "relu") -> str:
     [
         ("  relu: x\n", "'relu' is already a built-in activation", (7, 3)),
         ("  linear: x\n", "'linear' is already a built-in activation", (7, 3)),
-        ("  my-act: x\n", "must be identifiers", (7, 3)),
-        ("  class: x\n", "must be identifiers", (7, 3)),
+        ("  my-act: x\n", "'my-act' has '-'", (7, 3)),
+        ("  class: x\n", "'class' is a Python keyword", (7, 3)),
         ("  twice: 2\n", "expression string in x, got the number 2", (7, 10)),
         ("  - x\n", "activations must be a mapping", (7, 3)),
     ],
@@ -590,16 +700,51 @@ def test_l2_accepts_ints() -> None:
     [
         ("../evil", "must not contain '/'"),
         ("'a\\\\b'", "must not contain '/' or '\\'"),
-        ("my net", "must be a Python identifier"),
-        ("class", "must be a Python identifier"),
-        ("résumé", "must be a Python identifier"),
-        ("a" * 65, "must be a Python identifier"),
+        ("my net", "'my net' has ' '"),
+        ("class", "'class' is a Python keyword"),
+        ("résumé", "'résumé' has 'é', which is not ASCII"),
+        ("9lives", "'9lives' starts with a digit"),
+        ("a" * 65, "has 65 characters"),
         ("3", "name must be a string"),
     ],
 )
 def test_invalid_names(value: str, fragment: str) -> None:
     error = spec_error(f"name: {value}\n" + MINIMAL)
     assert fragment in error.message and where(error) == (1, 7, "name")
+
+
+IDENTIFIER_RULE = (
+    "must be an identifier: ASCII letters, digits and '_', not starting with a digit, "
+    "not a Python keyword, at most 64 characters"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "what", "place"),
+    [
+        ("name: σχ\n" + MINIMAL, "name", (1, 7)),
+        (layers_doc("tanh").replace("units: 3", "units: 3\n    name: σχ"), "a layer name", (4, 11)),
+        (with_activations("  σχ: x\n", "σχ"), "a custom activation name", (7, 3)),
+    ],
+    ids=["network", "layer", "activation"],
+)
+def test_a_non_ascii_name_is_refused_with_the_rule(
+    text: str, what: str, place: tuple[int, int]
+) -> None:
+    error = spec_error(text)
+    assert error.message == f"{what} {IDENTIFIER_RULE}; 'σχ' has 'σ', which is not ASCII"
+    assert (error.line, error.column) == place and error.fix is not None
+
+
+def test_a_layer_name_is_refused_with_what_breaks_the_rule() -> None:
+    doc = layers_doc("tanh").replace("units: 3", "units: 3\n    name: %s")
+    error = spec_error(doc % "class")
+    assert error.message == f"a layer name {IDENTIFIER_RULE}; 'class' is a Python keyword"
+    assert error.fix == "rename it, e.g. 'class_'" and where(error) == (4, 11, "layers[0].name")
+    error = spec_error(doc % "2nd")
+    assert error.message.endswith("; '2nd' starts with a digit")
+    error = spec_error(doc % "3")
+    assert error.message == "a layer name must be a string, got the number 3"
 
 
 # --- property -----------------------------------------------------------------------------

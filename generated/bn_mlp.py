@@ -16,6 +16,7 @@ import numpy as np
 LAYER_SIZES = (6, 12, 12, 12, 12, 1)
 LAYER_SHAPES = ((6,), (12,), (12,), (12,), (12,), (1,))
 LAYOUT = "column"
+UNIT_AXIS = 0  # the axis of each sample's units
 DTYPE = np.float64
 # exp() arguments are clipped so that results stay normal, finite numbers.
 _EXP_FLOOR = float(np.log(np.finfo(DTYPE).tiny)) + 1

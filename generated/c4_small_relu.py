@@ -15,6 +15,7 @@ import numpy as np
 LAYER_SIZES = (64, 64, 64, 1)
 LAYER_SHAPES = ((64,), (64,), (64,), (1,))
 LAYOUT = "row"
+UNIT_AXIS = 1  # the axis of each sample's units
 DTYPE = np.float32
 # exp() arguments are clipped so that results stay normal, finite numbers.
 _EXP_FLOOR = float(np.log(np.finfo(DTYPE).tiny)) + 1

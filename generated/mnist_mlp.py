@@ -15,6 +15,7 @@ import numpy as np
 LAYER_SIZES = (784, 512, 256, 10)
 LAYER_SHAPES = ((784,), (512,), (256,), (10,))
 LAYOUT = "row"
+UNIT_AXIS = 1  # the axis of each sample's units
 DTYPE = np.float32
 # exp() arguments are clipped so that results stay normal, finite numbers.
 _EXP_FLOOR = float(np.log(np.finfo(DTYPE).tiny)) + 1
@@ -42,11 +43,11 @@ def _sigmoid(u, out=None):
 def _softmax(Z, out=None, lse=False):
     """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max;
     with lse=True, also log sum_k exp(z_k) (as _logsumexp computes it) for the loss."""
-    m = Z.max(axis=1, keepdims=True)
+    m = Z.max(axis=UNIT_AXIS, keepdims=True)
     E = np.subtract(Z, m, out=out)
     np.maximum(E, _EXP_FLOOR, out=E)
     np.exp(E, out=E)
-    total = E.sum(axis=1, keepdims=True)
+    total = E.sum(axis=UNIT_AXIS, keepdims=True)
     E /= total
     if not lse:
         return E
@@ -55,8 +56,8 @@ def _softmax(Z, out=None, lse=False):
 
 def _logsumexp(Z):
     """log sum_k exp(z_k) over the units of each sample, shifted by the max."""
-    m = Z.max(axis=1, keepdims=True)
-    return m + np.log(np.exp(np.maximum(Z - m, _EXP_FLOOR)).sum(axis=1, keepdims=True))
+    m = Z.max(axis=UNIT_AXIS, keepdims=True)
+    return m + np.log(np.exp(np.maximum(Z - m, _EXP_FLOOR)).sum(axis=UNIT_AXIS, keepdims=True))
 
 
 def _log1m_softmax(Z):
@@ -65,11 +66,11 @@ def _log1m_softmax(Z):
     lse = _logsumexp(Z)
     a = np.exp(np.maximum(Z - lse, _EXP_FLOOR))
     out = np.log1p(-np.minimum(a, 0.5))
-    top = np.expand_dims(Z.argmax(axis=1), 1)
+    top = np.expand_dims(Z.argmax(axis=UNIT_AXIS), UNIT_AXIS)
     others = Z.copy()
-    np.put_along_axis(others, top, -np.inf, axis=1)
+    np.put_along_axis(others, top, -np.inf, axis=UNIT_AXIS)
     rest = _logsumexp(others) - lse
-    np.put_along_axis(out, top, rest, axis=1)
+    np.put_along_axis(out, top, rest, axis=UNIT_AXIS)
     return out
 
 
@@ -78,7 +79,7 @@ def _exclusive_parts(Z):
     unit: t's index; e = exp(z - z_t) (so e_t = 1); d_k = sum_(m != k) e_m, >= 1 for k != t
     (1 at t, unused); q_i = a_i / (1 - a_t) for i != t, from the logits of the units other
     than t (0 at t). Only t can have 1 - a_t round to 0; every other k has 1 - a_k >= 1/2."""
-    ax = 1
+    ax = UNIT_AXIS
     top = np.expand_dims(Z.argmax(axis=ax), ax)
     e = np.exp(np.maximum(Z - np.take_along_axis(Z, top, axis=ax), _EXP_FLOOR))
     d = e.sum(axis=ax, keepdims=True) - e
@@ -95,7 +96,7 @@ def _exclusive_softmax(g, Z, over):
     """With a = softmax(Z) per sample and q_ik = a_i / (1 - a_k), the softmax of the units
     other than k at i: over=True gives sum_(k != j) g_k q_jk at each unit j, over=False
     sum_(i != k) g_i q_ik at each unit k. O(units) per sample."""
-    ax = 1
+    ax = UNIT_AXIS
     g = np.broadcast_to(g, Z.shape)
     top, e, d, q_top = _exclusive_parts(Z)
     if over:

@@ -17,6 +17,7 @@ import numpy as np
 LAYER_SIZES = (8, 16, 16, 3)
 LAYER_SHAPES = ((8,), (16,), (16,), (3,))
 LAYOUT = "row"
+UNIT_AXIS = 1  # the axis of each sample's units
 DTYPE = np.float64
 # exp() arguments are clipped so that results stay normal, finite numbers.
 _EXP_FLOOR = float(np.log(np.finfo(DTYPE).tiny)) + 1
@@ -49,11 +50,11 @@ def _softplus(u):
 def _softmax(Z, out=None, lse=False):
     """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max;
     with lse=True, also log sum_k exp(z_k) (as _logsumexp computes it) for the loss."""
-    m = Z.max(axis=1, keepdims=True)
+    m = Z.max(axis=UNIT_AXIS, keepdims=True)
     E = np.subtract(Z, m, out=out)
     np.maximum(E, _EXP_FLOOR, out=E)
     np.exp(E, out=E)
-    total = E.sum(axis=1, keepdims=True)
+    total = E.sum(axis=UNIT_AXIS, keepdims=True)
     E /= total
     if not lse:
         return E
@@ -62,8 +63,8 @@ def _softmax(Z, out=None, lse=False):
 
 def _logsumexp(Z):
     """log sum_k exp(z_k) over the units of each sample, shifted by the max."""
-    m = Z.max(axis=1, keepdims=True)
-    return m + np.log(np.exp(np.maximum(Z - m, _EXP_FLOOR)).sum(axis=1, keepdims=True))
+    m = Z.max(axis=UNIT_AXIS, keepdims=True)
+    return m + np.log(np.exp(np.maximum(Z - m, _EXP_FLOOR)).sum(axis=UNIT_AXIS, keepdims=True))
 
 
 def _log1m_softmax(Z):
@@ -72,11 +73,11 @@ def _log1m_softmax(Z):
     lse = _logsumexp(Z)
     a = np.exp(np.maximum(Z - lse, _EXP_FLOOR))
     out = np.log1p(-np.minimum(a, 0.5))
-    top = np.expand_dims(Z.argmax(axis=1), 1)
+    top = np.expand_dims(Z.argmax(axis=UNIT_AXIS), UNIT_AXIS)
     others = Z.copy()
-    np.put_along_axis(others, top, -np.inf, axis=1)
+    np.put_along_axis(others, top, -np.inf, axis=UNIT_AXIS)
     rest = _logsumexp(others) - lse
-    np.put_along_axis(out, top, rest, axis=1)
+    np.put_along_axis(out, top, rest, axis=UNIT_AXIS)
     return out
 
 
@@ -85,7 +86,7 @@ def _exclusive_parts(Z):
     unit: t's index; e = exp(z - z_t) (so e_t = 1); d_k = sum_(m != k) e_m, >= 1 for k != t
     (1 at t, unused); q_i = a_i / (1 - a_t) for i != t, from the logits of the units other
     than t (0 at t). Only t can have 1 - a_t round to 0; every other k has 1 - a_k >= 1/2."""
-    ax = 1
+    ax = UNIT_AXIS
     top = np.expand_dims(Z.argmax(axis=ax), ax)
     e = np.exp(np.maximum(Z - np.take_along_axis(Z, top, axis=ax), _EXP_FLOOR))
     d = e.sum(axis=ax, keepdims=True) - e
@@ -102,7 +103,7 @@ def _exclusive_softmax(g, Z, over):
     """With a = softmax(Z) per sample and q_ik = a_i / (1 - a_k), the softmax of the units
     other than k at i: over=True gives sum_(k != j) g_k q_jk at each unit j, over=False
     sum_(i != k) g_i q_ik at each unit k. O(units) per sample."""
-    ax = 1
+    ax = UNIT_AXIS
     g = np.broadcast_to(g, Z.shape)
     top, e, d, q_top = _exclusive_parts(Z)
     if over:
@@ -125,20 +126,65 @@ def _exclusive_softmax(g, Z, over):
 #   |x| < 1/2:        erf(x)  = x N_A(x^2) / D_B(x^2)
 #   1/2 <= |x| < 4:   erfc(x) = exp(-x^2) N_C(x) / D_D(x)
 #   |x| >= 4:         erfc(x) = exp(-x^2) (1/sqrt(pi) - z N_P(z) / D_Q(z)) / x,  z = 1/x^2
-_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02,
-          3.20937758913846947e03, 1.85777706184603153e-1)
-_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
-          2.84423683343917062e03)
-_ERF_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01,
-          2.98635138197400131e02, 8.81952221241769090e02, 1.71204761263407058e03,
-          2.05107837782607147e03, 1.23033935479799725e03, 2.15311535474403846e-8)
-_ERF_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
-          1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
-          3.43936767414372164e03, 1.23033935480374942e03)
-_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1,
-          1.60837851487422766e-2, 6.58749161529837803e-4, 1.63153871373020978e-2)
-_ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
-          6.05183413124413191e-2, 2.33520497626869185e-3)
+_ERF_A = (
+    3.16112374387056560e00,
+    1.13864154151050156e02,
+    3.77485237685302021e02,
+    3.20937758913846947e03,
+    1.85777706184603153e-1,
+)
+
+
+_ERF_B = (
+    2.36012909523441209e01,
+    2.44024637934444173e02,
+    1.28261652607737228e03,
+    2.84423683343917062e03,
+)
+
+
+_ERF_C = (
+    5.64188496988670089e-1,
+    8.88314979438837594e00,
+    6.61191906371416295e01,
+    2.98635138197400131e02,
+    8.81952221241769090e02,
+    1.71204761263407058e03,
+    2.05107837782607147e03,
+    1.23033935479799725e03,
+    2.15311535474403846e-8,
+)
+
+
+_ERF_D = (
+    1.57449261107098347e01,
+    1.17693950891312499e02,
+    5.37181101862009858e02,
+    1.62138957456669019e03,
+    3.29079923573345963e03,
+    4.36261909014324716e03,
+    3.43936767414372164e03,
+    1.23033935480374942e03,
+)
+
+
+_ERF_P = (
+    3.05326634961232344e-1,
+    3.60344899949804439e-1,
+    1.25781726111229246e-1,
+    1.60837851487422766e-2,
+    6.58749161529837803e-4,
+    1.63153871373020978e-2,
+)
+
+
+_ERF_Q = (
+    2.56852019228982242e00,
+    1.87295284992346047e00,
+    5.27905102951428412e-1,
+    6.05183413124413191e-2,
+    2.33520497626869185e-3,
+)
 
 
 def _erf_ratio(s, c, d):
@@ -146,7 +192,7 @@ def _erf_ratio(s, c, d):
     num = s * c[-1]
     num += c[0]
     den = s + d[0]
-    for a, b in zip(c[1:-1], d[1:]):
+    for a, b in zip(c[1:-1], d[1:], strict=False):
         num *= s
         num += a
         den *= s
@@ -177,7 +223,8 @@ def _erf_block(x, out):
     mid = np.flatnonzero(far & (ax < 4.0)) if tail.size else np.flatnonzero(far)
     if near.size:
         v = _gather64(x, near)
-        r = _erf_ratio(v * v, tuple(a - b for a, b in zip(_ERF_A, _ERF_B + (1.0,))), _ERF_B)
+        near_a = tuple(a - b for a, b in zip(_ERF_A, (*_ERF_B, 1.0), strict=True))  # N_A - D_B
+        r = _erf_ratio(v * v, near_a, _ERF_B)
         r *= v
         r += v
         out[near] = r
@@ -201,11 +248,24 @@ def _erf_block(x, out):
 # For float32 (and narrower) arrays one rational function is enough: erf(x) = x P(x^2) / Q(x^2)
 # with |x| clipped at 4, where erf rounds to 1 in float32; relative error 6.5e-8 on [0, 4]
 # (symbp's own least-squares fit, bench/erf_fit.py), so within 2 float32 ulp once rounded.
-_ERF_SP = (1.1283790946940673, 0.2070858430897554, 0.05151958548908347,
-           0.0039889153391220395, 0.0001472488091512957, -1.942229338606044e-06,
-           1.9112868519972752e-08)
-_ERF_SQ = (1.0, 0.5168563056366223, 0.11795438737288927, 0.014954680753560465,
-           0.0010207181467235303)
+_ERF_SP = (
+    1.1283790946940673,
+    0.2070858430897554,
+    0.05151958548908347,
+    0.0039889153391220395,
+    0.0001472488091512957,
+    -1.942229338606044e-06,
+    1.9112868519972752e-08,
+)
+
+
+_ERF_SQ = (
+    1.0,
+    0.5168563056366223,
+    0.11795438737288927,
+    0.014954680753560465,
+    0.0010207181467235303,
+)
 
 
 def _erf_single(x, out):
@@ -240,7 +300,7 @@ def _erf(u):
     erf = out.reshape(-1)
     block = _erf_single if dtype.itemsize < 8 else _erf_block
     for i in range(0, flat.size, 16384):
-        block(flat[i:i + 16384], erf[i:i + 16384])
+        block(flat[i : i + 16384], erf[i : i + 16384])
     return out if out.ndim else out[()]
 
 

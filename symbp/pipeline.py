@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from symbp.backends.numpy.inline import helper_source
 from symbp.derive import Derivation, derive
 from symbp.document import document_context, headings
 from symbp.emit import module_context
@@ -63,6 +64,7 @@ def render_all(
     net = derive_network(d)
     eq = network_numbering(d, net)
     ctx = module_context(d, net, eq)
+    ctx["runtime"] = helper_source(ctx["helpers"])  # the runtime helpers the module calls
     ctx["header"] = "\n".join(header_lines("network.py.j2", source, arch.source_sha256))
     files[f"{arch.name}.py"] = render("network.py.j2", ctx)
     if with_tests:

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from symbp.derive import Derivation, derive  # noqa: E402
 from symbp.errors import (  # noqa: E402
     DerivationError,
@@ -20,6 +18,7 @@ from symbp.errors import (  # noqa: E402
 from symbp.network import Network, derive_network  # noqa: E402
 from symbp.pipeline import Generated, generate, write_files  # noqa: E402
 from symbp.spec import Arch, load_arch  # noqa: E402
+from symbp.version import __version__ as __version__  # noqa: E402
 
 __all__ = [
     "Arch",

@@ -14,10 +14,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from symbp import __version__
 from symbp.errors import SymbpError
 from symbp.labels import SECTION_LEVELS
 from symbp.options import STYLES, TRANSPOSES
+from symbp.version import __version__
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,7 +8,6 @@ of the layer widths.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -24,7 +23,6 @@ from symbp.indexed import (
     MAT_DELTA,
     MAT_W,
     N_BATCH,
-    N_UNITS,
     LayerCalculus,
     layer_calculus,
 )
@@ -49,32 +47,6 @@ def unit_loss(arch: Arch) -> sp.Expr:
 
 
 @dataclass(frozen=True)
-class LayerDerivation:
-    """One layer's equations, specialised from the general calculus (matrices by layout)."""
-
-    index: int
-    n_in: int
-    n_out: int
-    activation: str
-    act: ActivationDerivation | None  # None: softmax
-    is_output: bool
-    z: sp.MatrixExpr  # the pre-activation
-    a: sp.Expr  # the activation, elementwise in symbol Z<l> (softmax: Softmax marker)
-    delta: sp.Expr  # whole-array formula in G<l> (incoming dL/da), A<l>, Z<l>, Y, c; UnitSum
-    #                 (a sum over the units of each sample) appears in softmax output errors
-    dW: sp.MatrixExpr
-    db: sp.MatrixExpr
-    back: sp.MatrixExpr | None  # dL/dA^(l-1): what layer l sends to layer l-1
-    stores_z: bool  # the backward pass needs Z<l> (its derivative is not in a)
-
-    def __repr__(self) -> str:
-        return (
-            f"LayerDerivation({self.index}: {self.n_in}->{self.n_out} {self.activation}, "
-            f"delta={self.delta}, dW={self.dW}, db={self.db})"
-        )
-
-
-@dataclass(frozen=True)
 class Derivation:
     """Everything SymPy derived for one architecture."""
 
@@ -82,33 +54,6 @@ class Derivation:
     calculus: LayerCalculus
     activations: dict[str, ActivationDerivation]
     output: OutputDerivation
-    layers: tuple[LayerDerivation, ...]
-
-    @functools.cached_property
-    def tangents(self) -> tuple:
-        """Forward-mode and R-operator equations per layer (symbp.tangent), derived on demand."""
-        from symbp.tangent import layer_tangents
-
-        return layer_tangents(self)
-
-    def _repr_latex_(self) -> str:
-        """Jupyter: the per-layer recursion and gradients as display math."""
-        from symbp.latex import tex
-
-        lines = []
-        for layer in self.layers:
-            l = layer.index
-            lines.append(rf"\delta^{{({l})}} &= {tex(layer.delta)}")
-            lines.append(
-                rf"\frac{{\partial L}}{{\partial W^{{({l})}}}} &= {tex(layer.dW, batch=True)}"
-            )
-        return "$$\\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$$"
-
-    def _repr_markdown_(self) -> str:
-        """Jupyter: the whole Markdown derivation document."""
-        from symbp.pipeline import render_markdown
-
-        return render_markdown(self)
 
     def __repr__(self) -> str:
         acts = ", ".join(f"{k}: {v.backward_form}" for k, v in self.activations.items())
@@ -138,26 +83,6 @@ def _per_sample(expr: sp.MatrixExpr, row: bool) -> sp.MatrixExpr:
     return memo.doit(sp.transpose(expr)) if row else expr
 
 
-def _pre_activation(wab: sp.Tuple) -> sp.MatrixExpr:
-    """z = W a + b 1^T from (W, a, b)."""
-    w, a, b = wab.args
-    return w * a + b * sp.OneMatrix(1, N_BATCH)
-
-
-def _specialise(calc: LayerCalculus, l: int, sizes: tuple[int, ...], row: bool) -> dict:
-    """The general matrix results with layer l's matrices put in."""
-    sym = layer_symbols(l, sizes, row)
-    names = {MAT_W: sym["W"], MAT_A: sym["A"], MAT_DELTA: sym["Delta"]}
-    z = memo.renamed(_pre_activation, sp.Tuple(sym["W"], sym["A"], sym["b"]))
-    return {
-        "z": _per_sample(z, row),
-        "dW": memo.doit(calc.dW_matrix.xreplace(names)),
-        "db": memo.doit(calc.db_matrix.xreplace(names)),
-        "back": _per_sample(calc.da_matrix.xreplace(names), row) if l > 1 else None,
-        "W": sym["W"],
-    }
-
-
 def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
     """Derive each distinct elementwise activation of the network once."""
     custom = {name: parse_expression(text, {"x": X}) for name, text in arch.activations}
@@ -183,50 +108,6 @@ def fprime_at(act: ActivationDerivation, l: int) -> sp.Expr:
     )
 
 
-def _hidden_delta(act: ActivationDerivation, l: int) -> sp.Expr:
-    """delta^(l) = G^(l) * f'(z^(l)), G^(l) = dL/da^(l) arriving from layer l + 1."""
-    return sp.Symbol(f"G{l}", real=True) * fprime_at(act, l)
-
-
-def _layer(
-    arch: Arch, calc: LayerCalculus, acts: dict, out: OutputDerivation, l: int
-) -> LayerDerivation:
-    sizes = arch.layer_sizes
-    name = arch.layers[l - 1].activation
-    act = acts.get(name)
-    is_output = l == len(arch.layers)
-    mats = _specialise(calc, l, sizes, arch.layout == "row")
-    if is_output:
-        # The output error is derived for K units; the layer has sizes[l] of them.
-        delta = at_layer(out.delta_array, l).xreplace({N_UNITS: sp.Integer(sizes[l])})
-    else:
-        assert act is not None
-        delta = _hidden_delta(act, l)
-    activation = (
-        sp.Symbol("softmax") if act is None else act.f.xreplace({X: sp.Symbol(f"Z{l}", real=True)})
-    )
-    dW = mats["dW"]
-    if arch.l2:
-        dW = dW + L2_WEIGHT * mats["W"]
-    return LayerDerivation(
-        index=l,
-        n_in=sizes[l - 1],
-        n_out=sizes[l],
-        activation=name,
-        act=act,
-        is_output=is_output,
-        z=mats["z"],
-        a=activation,
-        delta=delta,
-        dW=dW,
-        db=mats["db"],
-        back=mats["back"],
-        # z is stored when the error term reads it or f' is evaluated in z (jvp and hvp
-        # need f'(z) even where the loss makes the output error constant).
-        stores_z=delta.has(sp.Symbol(f"Z{l}", real=True)) or (act is not None and act.needs == "z"),
-    )
-
-
 _UNDEFINED = (sp.zoo, sp.nan, sp.oo, -sp.oo)
 
 
@@ -249,43 +130,12 @@ def _check_defined(arch: Arch, out: OutputDerivation) -> None:
     )
 
 
-def _check_printable(acts: dict[str, ActivationDerivation], out: OutputDerivation) -> None:
-    """Print the distinct formulas once before any per-layer work, so that a network the
-    printer must refuse is refused in milliseconds, not after its last layer."""
-    from symbp.printing import NumPyPrinter
-
-    probe = NumPyPrinter(row_layout=False)
-    for act in acts.values():
-        probe.doprint(act.f)
-        probe.doprint(act.backward_form)
-    probe.doprint(out.delta_array)
-    probe.doprint(out.loss_array)
-
-
 def unsupported(arch: Arch) -> int | None:
     """The index of the first layer the chain equations do not cover (None: all dense)."""
     for l, layer in enumerate(arch.layers):
         if layer.type != "dense" or not layer.bias:
             return l
     return None
-
-
-def check_supported(arch: Arch) -> None:
-    """The chain code generator covers dense layers with biases; refuse the rest clearly."""
-    l = unsupported(arch)
-    if l is None:
-        return
-    layer = arch.layers[l]
-    what = f"type {layer.type}" if layer.type != "dense" else "bias: false"
-    where = arch.mark(f"layers[{l}]")
-    raise SpecError(
-        f"layer {l}: {what} is not supported by this version's code generator yet",
-        file=arch.source,
-        line=where[0] if where else None,
-        column=where[1] if where else None,
-        path=f"layers[{l}]",
-        fix="use dense layers with biases",
-    )
 
 
 def derive(arch: Arch) -> Derivation:
@@ -301,16 +151,10 @@ def derive(arch: Arch) -> Derivation:
         unit_loss(arch), acts.get(out_name), probability_target=arch.loss.kind == "cross_entropy"
     )
     _check_defined(arch, out)
-    _check_printable(acts, out)
-    # The chain-of-dense-layers equations (read by the chain document and code generator);
-    # a graph with other kinds is described by symbp.network alone.
-    chain = unsupported(arch) is None
-    count = len(arch.layers) if chain else 0
-    layers = tuple(_layer(arch, calc, acts, out, l) for l in range(1, count + 1))
-    return Derivation(arch=arch, calculus=calc, activations=acts, output=out, layers=layers)
+    return Derivation(arch=arch, calculus=calc, activations=acts, output=out)
 
 
-__all__ = ["Derivation", "LayerDerivation", "derive", "unit_loss", "ARR_Y"]
+__all__ = ["Derivation", "derive", "unit_loss", "ARR_Y"]
 
 
 def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:

@@ -360,7 +360,7 @@ def _kind_sections(net: Network, eq: dict[str, int]) -> list[dict]:
     out for the document (dense, the seed's layer, has the general section instead)."""
     sections = []
     for kind in dict.fromkeys(nd.node.kind for nd in net.nodes):
-        section = kind_module(kind).document_section(kind, eq)
+        section = kind_module(kind).document_section(kind, eq, tex)
         images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
         if section is not None:
             sections.append({"kind": kind, "on_images": images, **section})

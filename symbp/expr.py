@@ -141,7 +141,7 @@ def parse_expression(
         raise _error(message, variables) from None
     # Outside the call budget (whose count would depend on what SymPy has cached), under a
     # time budget: a few evaluations.
-    from symbp.bounded import bounded
+    from symbp.budget import bounded
 
     if expr.free_symbols and not bounded(lambda: _real_somewhere(expr), True, 1.0):
         raise _error(

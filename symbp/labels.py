@@ -52,31 +52,6 @@ def activation_label(name: str) -> str:
     return f"eq:act-{name.replace('_', '-')}"
 
 
-def numbering(
-    n_layers: int, activations: tuple[str, ...] = (), logits: bool = False
-) -> dict[str, int]:
-    """label -> equation number, in document order.
-
-    General part, one equation per distinct activation, the output layer (and the
-    loss from logits), the tangent equations (general, then per layer), then the
-    specialised equations of layers 1..L.
-    """
-    labels = [*BEFORE_ACTIVATIONS, *(activation_label(a) for a in activations), *OUTPUT]
-    if logits:
-        labels.append("eq:loss-logits")
-    labels.extend(TANGENT)
-    for layer in range(1, n_layers + 1):
-        labels.extend((layer_label("a-dot", layer), layer_label("r-delta", layer)))
-    for layer in range(1, n_layers + 1):
-        labels.extend(layer_label(kind, layer) for kind in PER_LAYER)
-    return {label: k for k, label in enumerate(labels, start=1)}
-
-
-def derivation_numbering(d) -> dict[str, int]:
-    """numbering() for a Derivation."""
-    return numbering(len(d.layers), tuple(d.activations), d.output.loss_from_logits)
-
-
 # The derivation of each non-dense kind, when the network has one.
 KIND_STEPS = {
     "add": ("eq:add",),

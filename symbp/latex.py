@@ -15,8 +15,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence_traditional
 
 from symbp.errors import OutputError
+from symbp.numbers import decimal_text
 from symbp.options import TRANSPOSES
-from symbp.printing import decimal_text
 from symbp.reductions import (
     ExclusiveSoftmaxMean,
     ExclusiveSoftmaxSum,

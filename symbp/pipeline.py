@@ -24,6 +24,7 @@ from symbp.labels import network_numbering
 from symbp.latex import PLAIN, Notation
 from symbp.network import derive_network
 from symbp.options import STYLES
+from symbp.printing import NumPyPrinter
 from symbp.render import header_lines, render
 from symbp.spec import Arch, load_arch
 
@@ -38,6 +39,21 @@ class Generated:
     derivation: Derivation
     files: dict[str, str]  # file name -> text
     timings: dict[str, float] = field(default_factory=dict)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the derivation document, in Markdown."""
+        return next(text for name, text in self.files.items() if name.endswith(".md"))
+
+
+def check_printable(d: Derivation) -> None:
+    """Print the distinct formulas once before any per-layer work, so that a network the
+    printer must refuse is refused in milliseconds, not after its last layer."""
+    probe = NumPyPrinter(row_layout=False)
+    for act in d.activations.values():
+        probe.doprint(act.f)
+        probe.doprint(act.backward_form)
+    probe.doprint(d.output.delta_array)
+    probe.doprint(d.output.loss_array)
 
 
 def _timed(timings: dict[str, float], stage: str, call: Callable):
@@ -123,6 +139,7 @@ def generate(
     try:
         report(f"deriving {spec.name}: {len(spec.layers)} layers")
         d = _timed(timings, "derive", lambda: derive(spec))
+        check_printable(d)
         report(f"rendering {spec.name}")
         files = _timed(
             timings,

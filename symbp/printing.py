@@ -7,7 +7,6 @@ The printer records the helpers it used, so the module defines only those.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from typing import Any
 
 import sympy as sp
@@ -16,6 +15,7 @@ from sympy.printing.str import StrPrinter
 
 from symbp import equal
 from symbp.errors import DerivationError
+from symbp.numbers import decimal_text
 from symbp.ops.image_ops import ImageOp
 from symbp.reductions import (
     BatchSum,
@@ -191,22 +191,6 @@ def _has_partial(expr: sp.Basic) -> bool:
             if node.exp.is_negative or not node.exp.is_Integer:
                 return True
     return False
-
-
-def decimal_text(r: sp.Rational) -> str | None:
-    """p/q as the exact decimal a user writes (0.044715 for 8943/200000) when q is a
-    multiple of 10 with no prime factors but 2 and 5; None otherwise (1/2, 1/3, 7)."""
-    q = r.q
-    if q % 10:
-        return None
-    while q % 2 == 0:
-        q //= 2
-    while q % 5 == 0:
-        q //= 5
-    if q != 1:
-        return None
-    text = format(Decimal(r.p) / Decimal(r.q), "f")
-    return text if Decimal(text) * r.q == r.p else None
 
 
 class NumPyPrinter(StrPrinter):

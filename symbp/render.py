@@ -8,8 +8,8 @@ from typing import Any
 
 import jinja2
 
-from symbp import __version__
 from symbp.latex import ends
+from symbp.version import __version__
 
 _SOURCE_TREE = Path(__file__).resolve().parent.parent / "templates"
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp import bounded, memo, probe
+from symbp import bounded, probe
 from symbp.calculus import A as A_SCALAR
 from symbp.calculus import ActivationDerivation
-from symbp.derive import L2_WEIGHT, _per_sample, fprime_at, layer_symbols
+from symbp.derive import fprime_at, layer_symbols
 from symbp.equal import agree_over_units
 from symbp.errors import DerivationError
 from symbp.indexed import (
@@ -183,19 +183,6 @@ def reduction_tangent(node: sp.Expr, moves: dict[sp.Symbol, sp.Expr]) -> sp.Expr
     )
 
 
-@dataclass(frozen=True)
-class LayerTangent:
-    """One layer's forward-mode and R-operator equations (matrices in the file's layout)."""
-
-    index: int
-    z_dot: sp.MatrixExpr  # z' = W' a + W a' + b' (1^T)
-    a_dot: sp.Expr  # a' elementwise, in Zd<l>, A<l>, Z<l> (softmax: with UnitSum)
-    r_delta: sp.Expr  # R{delta} elementwise, in RG<l>, G<l>, Ad<l>, Zd<l>, A<l>, Z<l>, Y, c
-    dW_r: sp.MatrixExpr  # R{dL/dW}
-    db_r: sp.MatrixExpr
-    back_r: sp.MatrixExpr | None  # R{dL/dA^(l-1)}, sent to layer l - 1
-
-
 @functools.lru_cache(maxsize=1)
 def softmax_tangent() -> sp.Expr:
     """a'_k = sum_j (da_k/dz_j) z'_j for softmax, in whole-array form (indexed by k).
@@ -242,31 +229,6 @@ def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymb
         MAT_RDELTA: stored(f"Rdelta{l}", n_out),
         MAT_BD: sp.MatrixSymbol(f"bd{l}", n_out, 1),
     }
-
-
-def _matrices(d, l: int) -> dict[str, sp.MatrixExpr | None]:
-    row = d.arch.layout == "row"
-    calc = tangent_calculus()
-    names = _layer_mats(l, d.arch.layer_sizes, row)
-
-    def put(expr: sp.MatrixExpr) -> sp.MatrixExpr:
-        return memo.doit(expr.xreplace(names))
-
-    dW_r = put(calc.dW_r_matrix)
-    if d.arch.l2:
-        dW_r = dW_r + L2_WEIGHT * names[MAT_WD]
-    return {
-        "z_dot": _per_sample(put(calc.z_dot_matrix), row),
-        "dW_r": dW_r,
-        "db_r": put(calc.db_r_matrix),
-        "back_r": _per_sample(put(calc.back_r_matrix), row) if l > 1 else None,
-    }
-
-
-def _elementwise(d, l: int) -> tuple[sp.Expr, sp.Expr]:
-    """a' and R{delta} of layer l, by directional derivatives of a and delta."""
-    layer = d.layers[l - 1]
-    return elementwise_tangents(layer.delta, layer.act, layer.is_output, l)
 
 
 def elementwise_tangents(
@@ -321,23 +283,3 @@ def _through_a_dot(r_delta: sp.Expr, act: ActivationDerivation) -> sp.Expr:
     ):
         return merged
     return r_delta
-
-
-def layer_tangents(d) -> tuple[LayerTangent, ...]:
-    """Forward-mode and R-operator equations for every layer of a Derivation."""
-    out = []
-    for layer in d.layers:
-        mats = _matrices(d, layer.index)
-        a_dot, r_delta = _elementwise(d, layer.index)
-        out.append(
-            LayerTangent(
-                index=layer.index,
-                z_dot=mats["z_dot"],
-                a_dot=a_dot,
-                r_delta=r_delta,
-                dW_r=mats["dW_r"],
-                db_r=mats["db_r"],
-                back_r=mats["back_r"],
-            )
-        )
-    return tuple(out)

@@ -7,10 +7,11 @@ consumers send back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from symbp.graph import Node
-from symbp.latex import tex
 from symbp.nodes import add_derivative
 from symbp.ops.context import Context, Cost, node_symbols
 
@@ -44,7 +45,7 @@ def cost(node: Node) -> Cost:
     return Cost(0, 0)
 
 
-def document_section(kind: str, eq: dict[str, int]) -> dict:
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
     """The document's section on add: SymPy's [i = j] for each input."""
     dx, dr = add_derivative()
     return {"eq": eq["eq:add"], "dx": tex(dx), "dr": tex(dr)}

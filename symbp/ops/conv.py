@@ -10,11 +10,12 @@ took along W', b', a'; the R-operator moves each backward product the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from symbp.derive import L2_WEIGHT
 from symbp.graph import Node
-from symbp.latex import tex
 from symbp.nodes import Family, Kind
 from symbp.ops.context import Context, Cost, node_symbols
 from symbp.ops.conv_calculus import derive_conv
@@ -122,7 +123,7 @@ def cost(node: Node) -> Cost:
     return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
 
 
-def document_section(kind: str, eq: dict[str, int]) -> dict:
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
     """The document's section on conv2d: the index equation, SymPy's derivatives with the
     Kronecker deltas, the sums they leave, and the flipped kernel at stride 1."""
     d = derive_conv()

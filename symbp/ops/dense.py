@@ -8,6 +8,8 @@ the R-operator come from the same equations moved along a direction (symbp.tange
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from symbp import memo
@@ -106,6 +108,6 @@ def cost(node: Node) -> Cost:
     return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
 
 
-def document_section(kind: str, eq: dict[str, int]) -> None:
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> None:
     """None: the dense layer is the seed's, derived in the document's general section."""
     return None

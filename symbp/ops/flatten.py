@@ -5,6 +5,8 @@ entry: SymPy's dz_k/da_m is [k = m] (as for add), and delta goes back unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from symbp.graph import Node
@@ -38,6 +40,6 @@ def cost(node: Node) -> Cost:
     return Cost(0, 0)
 
 
-def document_section(kind: str, eq: dict[str, int]) -> None:
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> None:
     """None: the document's layer table gives its shapes."""
     return None

@@ -9,11 +9,11 @@ from the forward pass for the backward pass.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import sympy as sp
 
 from symbp.graph import Node
-from symbp.latex import tex
 from symbp.nodes import Family, Kind, directional
 from symbp.ops.context import Context, Cost, node_symbols, param_symbol
 from symbp.ops.image_ops import ChannelBatchSum, ChannelTotal, PerChannel, channels
@@ -202,7 +202,7 @@ def cost(node: Node) -> Cost:
 _DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
 
 
-def document_section(kind: str, eq: dict[str, int]) -> dict:
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
     """The document's section on a norm: the index equation, SymPy's derivative with the
     statistics named, the sum over i, the compact form, and the tangent."""
     n = derive_norm("features" if kind == "layernorm" else "batch")

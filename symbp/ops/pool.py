@@ -12,13 +12,13 @@ R-operator use the same routing: a' is the tangent at the chosen position.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy as sp
 
 from symbp.errors import DerivationError
 from symbp.graph import Node
-from symbp.latex import tex
 from symbp.ops.context import Context, Cost, node_symbols
 from symbp.ops.image_ops import (
     AvgPool,
@@ -112,7 +112,7 @@ def cost(node: Node) -> Cost:
     return Cost(0, 0)
 
 
-def document_section(kind: str, eq: dict[str, int]) -> dict:
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
     """The document's section on a pooling: SymPy's derivative on a 2 x 2 window."""
     d = derive_pool()
     z, grads = (d.z_max, d.dmax) if kind == "maxpool2d" else (d.z_mean, d.dmean)

@@ -78,9 +78,9 @@ CONFIGS = {"K1": k1, "K2": k2}
 
 
 def module(doc: dict, dtype: str, folder: Path) -> ModuleType:
-    from symbp.gradcheck import import_path
+    from symbp.check.gradcheck import import_path
+    from symbp.frontend.spec import arch_from_mapping
     from symbp.pipeline import generate, write_files
-    from symbp.spec import arch_from_mapping
 
     full = {**doc, "layout": "row", "loss": "cross_entropy", "dtype": dtype}
     full["name"] = f"{doc['name']}_{dtype}"
@@ -143,7 +143,7 @@ def floor_step(m: ModuleType, doc: dict, batch: int, dtype: Any, copies: bool = 
     """The products and unfolding copies an im2col lowering cannot avoid, preallocated;
     with `copies`, also one pass over each pooling's input forward and one write of each
     conv's and pooling's input error backward (the least col2im and routing can do)."""
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     arch = arch_from_mapping({**doc, "layout": "row", "loss": "cross_entropy"})
     work = []

@@ -29,7 +29,7 @@ SEED = 0  # the same seeds as bench/run.py, so the data are the same
 
 def measure(module_path: Path, arch_path: Path, batch: int, repeat: int, method: Method) -> dict:
     """Medians of floor, textbook and symbp (without and with a workspace), symbp's page faults."""
-    from symbp.gradcheck import import_path
+    from symbp.check.gradcheck import import_path
 
     module = import_path(module_path)
     net = net_of(yaml.safe_load(arch_path.read_text(encoding="utf-8")), batch)

@@ -50,8 +50,8 @@ def write_doc(doc: dict, folder: Path) -> Path:
 
 def time_generate(path: Path, repeat: int) -> GenTiming:
     """Median of `repeat` in-process generate(arch) calls (the file is loaded beforehand)."""
+    from symbp.frontend.spec import load_arch
     from symbp.pipeline import generate
-    from symbp.spec import load_arch
 
     arch = load_arch(path)
     runs = []

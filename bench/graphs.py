@@ -176,7 +176,7 @@ def write_doc(doc: dict, folder: Path) -> Path:
 def build_module(doc: dict, folder: Path) -> ModuleType:
     """Generate the mapping's module with symbp.generate into folder/<name>/ and import it."""
     import symbp
-    from symbp.gradcheck import import_path
+    from symbp.check.gradcheck import import_path
 
     target = folder / doc["name"]
     path = write_doc(doc, target)

@@ -94,7 +94,7 @@ class Case:
 
 def build_module(doc: dict, folder: Path) -> ModuleType:
     """Generate the mapping's module with symbp.pipeline into folder and import it."""
-    from symbp.gradcheck import import_path
+    from symbp.check.gradcheck import import_path
     from symbp.pipeline import generate, write_files
 
     target = folder / doc["name"]

@@ -1,13 +1,14 @@
 """symbp: SymPy derives backpropagation for a graph of layers; Jinja renders NumPy and LaTeX.
 
 >>> import symbp
->>> d = symbp.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
+>>> d = symbp.derivation.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
 >>> result = symbp.generate("examples/seed.yaml")  # derivation + rendered files
 """
 
 from __future__ import annotations
 
-from symbp.derive import Derivation, derive  # noqa: E402
+from symbp.derivation.derive import Derivation, derive  # noqa: E402
+from symbp.derivation.network import Network, derive_network  # noqa: E402
 from symbp.errors import (  # noqa: E402
     DerivationError,
     ExpressionError,
@@ -15,9 +16,8 @@ from symbp.errors import (  # noqa: E402
     SpecError,
     SymbpError,
 )
-from symbp.network import Network, derive_network  # noqa: E402
+from symbp.frontend.spec import Arch, load_arch  # noqa: E402
 from symbp.pipeline import Generated, generate, write_files  # noqa: E402
-from symbp.spec import Arch, load_arch  # noqa: E402
 from symbp.version import __version__ as __version__  # noqa: E402
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 simplify() and solve() can take unbounded time on hostile expressions; symbp
 then keeps the unsimplified (still correct) form instead of hanging. No SymPy here: reading
-a file's expressions (symbp.expr) runs under the same budgets.
+a file's expressions (symbp.frontend.expr) runs under the same budgets.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from symbp.errors import SymbpError
-from symbp.labels import SECTION_LEVELS
+from symbp.ir.labels import SECTION_LEVELS
 from symbp.options import STYLES, TRANSPOSES
 from symbp.version import __version__
 
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         "--with-tests", action="store_true", help="also write test_<name>.py (numpy + pytest only)"
     )
     sub.add_parser("schema", help="print the JSON Schema of arch.yaml (for editors)")
-    from symbp import verify
+    from symbp.check import verify
 
     verify.add_parser(sub)
     chk = sub.add_parser("gradcheck", help="check generated gradients by finite differences")
@@ -104,8 +104,8 @@ def _stale(files: dict[str, str], out: Path) -> list[str]:
 
 def _generate(args: argparse.Namespace) -> int:
     """Generate every file given; with --check, compare instead of writing."""
+    from symbp.frontend.spec import load_arch
     from symbp.pipeline import check_targets, generate, output_names
-    from symbp.spec import load_arch
 
     out = Path(args.out)
     if args.section_level is not None and not args.body:
@@ -118,7 +118,7 @@ def _generate(args: argparse.Namespace) -> int:
     # Derive and render everything first: an invalid file means nothing is written.
     progress = _progress if sys.stderr.isatty() else None
     level = args.section_level or "section"
-    from symbp.latex import Notation
+    from symbp.documents.latex import Notation
 
     notation = Notation(bold=args.bold, transpose=args.transpose)
     results = [
@@ -174,8 +174,8 @@ def _write(results: list, out: Path, args: argparse.Namespace) -> int:
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    from symbp.gradcheck import TOLERANCE, format_table, gradcheck
-    from symbp.spec import load_arch
+    from symbp.check.gradcheck import TOLERANCE, format_table, gradcheck
+    from symbp.frontend.spec import load_arch
 
     with warnings.catch_warnings():
         # NaN from a loss undefined at the test point is reported below, once.
@@ -228,11 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "generate":
             return _generate(args)
         if args.command == "verify":
-            from symbp import verify
+            from symbp.check import verify
 
             return verify.run(args)
         if args.command == "schema":
-            from symbp.schema import schema_json
+            from symbp.frontend.schema import schema_json
 
             sys.stdout.write(schema_json())
             return 0

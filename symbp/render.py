@@ -8,7 +8,7 @@ from typing import Any
 
 import jinja2
 
-from symbp.latex import ends
+from symbp.documents.latex import ends
 from symbp.version import __version__
 
 _SOURCE_TREE = Path(__file__).resolve().parent.parent / "templates"

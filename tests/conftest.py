@@ -15,7 +15,7 @@ GENERATED = ROOT / "generated"
 
 def make_arch(**overrides: Any):
     """An Arch from a plain mapping, validated like a file."""
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     doc: dict[str, Any] = {
         "name": "net",
@@ -29,7 +29,7 @@ def make_arch(**overrides: Any):
 
 def build_module(arch: Any, folder: Path) -> ModuleType:
     """Generate arch into folder and import the module."""
-    from symbp.gradcheck import import_path
+    from symbp.check.gradcheck import import_path
     from symbp.pipeline import generate, write_files
 
     result = generate(arch)

@@ -749,10 +749,10 @@ def _clean(call: Callable) -> tuple[bool, Any]:
 
 def generate_module(doc: dict, folder: Path) -> tuple[Any, str]:
     """(module, "") or (None, refusal message). Unexpected errors propagate."""
+    from symbp.check.gradcheck import import_path
     from symbp.errors import DerivationError, SymbpError
-    from symbp.gradcheck import import_path
+    from symbp.frontend.spec import arch_from_mapping
     from symbp.pipeline import generate, write_files
-    from symbp.spec import arch_from_mapping
 
     try:
         arch = arch_from_mapping({**doc, "dtype": "float64"})
@@ -781,8 +781,8 @@ def check_case(doc: dict, folder: Path, seed: int = 0) -> Outcome:
 
 def _check_workspace(out: Outcome, module: Any, doc: dict, seed: int) -> None:
     """loss_and_grads with make_workspace: bit-identical, gradients in the workspace."""
-    from symbp.gradcheck import workspace_problems
-    from symbp.spec import arch_from_mapping
+    from symbp.check.gradcheck import workspace_problems
+    from symbp.frontend.spec import arch_from_mapping
 
     arch = arch_from_mapping({**doc, "dtype": "float64"})
     with np.errstate(all="ignore"), warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""The SymPy time budget (symbp.bounded): it interrupts, nests, and leaves no timer behind.
+"""The SymPy time budget (symbp.symbolic.bounded): it interrupts, nests, and leaves no timer behind.
 
 No test here asserts on elapsed time: each long call is a loop with a large iteration
 cap, so a budget that fails to interrupt it shows up as the loop's own result.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 
-from symbp.bounded import BudgetExceeded, bounded
+from symbp.symbolic.bounded import BudgetExceeded, bounded
 
 CAP = 10**9  # far more iterations than a budget of a fraction of a second allows
 

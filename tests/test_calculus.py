@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from symbp.activations import BUILTIN, X
-from symbp.calculus import A, derive_activation
-from symbp.output import ARR_A, ARR_Y, SCALE, Y_VAR, YHAT_VAR, derive_output
-from symbp.reductions import UnitSum
+from symbp.ir.reductions import UnitSum
+from symbp.symbolic.activations import BUILTIN, X
+from symbp.symbolic.calculus import A, derive_activation
+from symbp.symbolic.output import ARR_A, ARR_Y, SCALE, Y_VAR, YHAT_VAR, derive_output
 
 EXPECTED_IN_A = {
     "sigmoid": A * (1 - A),

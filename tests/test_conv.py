@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from symbp.check.gradcheck import random_problem, taylor_test
 from symbp.errors import SpecError
-from symbp.gradcheck import random_problem, taylor_test
 from tests.conftest import make_arch
 from tests.test_gradients import (
     _assert_close,
@@ -248,7 +248,7 @@ def test_sympy_index_forms_are_what_the_helpers_compute() -> None:
     """dL/dW, dL/db and dL/dx as SymPy derived them, evaluated with numbers at every entry
     (stride 2 by 1, padding 1 by 0), equal the runtime's helpers (which modules copy)."""
     from symbp.backends.numpy import runtime as m
-    from symbp.ops import conv_calculus as cc
+    from symbp.symbolic import conv_calculus as cc
 
     rng = np.random.default_rng(0)
     n, C, H, W, F, kh, kw, sh, sw, ph, pw = 2, 2, 7, 6, 3, 3, 2, 2, 1, 1, 0
@@ -343,8 +343,8 @@ def test_cli_refuses_a_bad_image_file_with_exit_2(tmp_path) -> None:
 import hypothesis.strategies as st  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from symbp.gradcheck import check_module, workspace_problems  # noqa: E402
-from symbp.spec import arch_from_mapping  # noqa: E402
+from symbp.check.gradcheck import check_module, workspace_problems  # noqa: E402
+from symbp.frontend.spec import arch_from_mapping  # noqa: E402
 from tests.conftest import build_module  # noqa: E402
 
 SMOOTH = ["identity", "tanh", "sigmoid", "softplus", "swish", "gelu"]
@@ -412,7 +412,7 @@ def test_random_cnn_graphs_pass_finite_differences(tmp_path_factory, doc: dict, 
 def test_verify_proves_every_case(case: str) -> None:
     """symbp verify: the IR evaluated like the code, against the chain rule over sympy.diff
     of each layer written out from its definition, on the smallest image it fits."""
-    from symbp.verify import verify_arch
+    from symbp.check.verify import verify_arch
 
     result = verify_arch(_arch(case, l2=0.01), max_units=2, simplify_seconds=0, points=2)
     assert result.ok, [(r.parameter, r.detail) for r in result.rows if not r.ok]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from symbp.labels import PER_LAYER, layer_label, network_numbering, node_equations, tex_label
-from symbp.network import derive_network
+from symbp.derivation.network import derive_network
+from symbp.frontend.spec import BUILTIN_ACTIVATIONS
+from symbp.ir.labels import PER_LAYER, layer_label, network_numbering, node_equations, tex_label
 from symbp.pipeline import generate
-from symbp.spec import BUILTIN_ACTIVATIONS
 from tests.conftest import EXAMPLES, GENERATED
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
@@ -199,7 +199,7 @@ DOCUMENT_CASES = {
 )
 @pytest.mark.parametrize("case", DOCUMENT_CASES)
 def test_documents_of_every_function_compile(case: str, tmp_path: Path) -> None:
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     result = generate(arch_from_mapping({"name": f"doc_{case}", **DOCUMENT_CASES[case]}))
     tex = tmp_path / f"doc_{case}.tex"
@@ -223,7 +223,7 @@ def test_index_forms_name_their_layers() -> None:
 
 
 def test_dirac_delta_is_named_apart_and_its_convention_stated() -> None:
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     arch = arch_from_mapping(
         {
@@ -244,7 +244,7 @@ def test_decimals_are_kept_as_the_user_wrote_them() -> None:
     """A decimal coefficient prints as the user wrote it (SymPy holds it as 8943/200000).
     Not yet: SymPy distributes a number over a sum (0.79788 (x + 0.044715 x^3)), and the
     code prints a coefficient as p*.../q."""
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     arch = arch_from_mapping(
         {
@@ -264,7 +264,7 @@ def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
     """- 3 a ⊙ y and - c a ⊙ (a - 1), as a person writes them: not (-3) a or (- c) a."""
     import sympy as sp
 
-    from symbp.latex import tex
+    from symbp.documents.latex import tex
 
     a, y, c = sp.Symbol("A2", real=True), sp.Symbol("Y", real=True), sp.Symbol("c")
     for expr in (-3 * a**2 * y, -c * a * (a - 1), -sp.sqrt(2) * a * y, 2 * c * a * y):
@@ -298,7 +298,7 @@ def test_long_formulas_are_broken_into_lines_not_scaled() -> None:
     a short one stays on one line."""
     import sympy as sp
 
-    from symbp.latex import LINE_WIDTH, Display, tex, tex_lines, width
+    from symbp.documents.latex import LINE_WIDTH, Display, tex, tex_lines, width
 
     z, t, g = (sp.Symbol(n, real=True) for n in ("Z2", "T2", "G2"))
     s = 1 / (sp.exp(z) + 1)
@@ -320,7 +320,7 @@ def test_long_formulas_are_broken_into_lines_not_scaled() -> None:
 def test_piece_conditions_are_shown_simplified() -> None:
     """A custom min/max activation's pieces read x >= 1, x <= 0, otherwise: no piece whose
     condition never holds (x >= 1 and x <= 0) and no redundant conjunction."""
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     result = generate(arch_from_mapping({"name": "doc_functions", **DOCUMENT_CASES["functions"]}))
     tex = result.files["doc_functions.tex"]
@@ -331,12 +331,12 @@ def test_piece_conditions_are_shown_simplified() -> None:
 def test_derived_forms_are_shown_as_a_person_writes_them() -> None:
     """GELU as x Phi(x) with f' = x phi(x) + Phi(x) (and Phi, phi defined), log cosh's
     derivative as tanh(a - y), softsign's f' in a as (a - 1)^2 per piece; each shown form is
-    checked equal to SymPy's (symbp.equal) before it is used."""
+    checked equal to SymPy's (symbp.symbolic.equal) before it is used."""
     import sympy as sp
 
-    from symbp.equal import agree
-    from symbp.shown import Sigmoid, elementary, shown
-    from symbp.spec import arch_from_mapping
+    from symbp.documents.shown import Sigmoid, elementary, shown
+    from symbp.frontend.spec import arch_from_mapping
+    from symbp.symbolic.equal import agree
 
     arch = arch_from_mapping(
         {
@@ -366,7 +366,7 @@ def test_derived_forms_are_shown_as_a_person_writes_them() -> None:
 
 def test_the_loss_reads_in_the_users_order() -> None:
     """(yhat - y)^2 / 2 + |yhat - y| as written, not (-y + yhat)^2 or |y - yhat|."""
-    from symbp.spec import arch_from_mapping
+    from symbp.frontend.spec import arch_from_mapping
 
     arch = arch_from_mapping(
         {
@@ -386,7 +386,7 @@ def test_repeated_subexpressions_of_long_formulas_are_named_once() -> None:
     formula); substituting the names back gives the formula exactly; short ones are left."""
     import sympy as sp
 
-    from symbp.document import _named_repeats
+    from symbp.documents.document import _named_repeats
 
     z, t, g = (sp.Symbol(n, real=True) for n in ("Z2", "T2", "G2"))
     s = 1 - 1 / (sp.exp(z) + 1)
@@ -416,9 +416,9 @@ def test_powers_of_named_functions_print() -> None:
     forms (a crash before); and a custom activation whose derivative has sigma^2 documents."""
     import sympy as sp
 
-    from symbp.latex import tex
-    from symbp.shown import NormalCdf, NormalPdf, Sigmoid
-    from symbp.spec import arch_from_mapping
+    from symbp.documents.latex import tex
+    from symbp.documents.shown import NormalCdf, NormalPdf, Sigmoid
+    from symbp.frontend.spec import arch_from_mapping
 
     x = sp.Symbol("x", real=True)
     assert tex(Sigmoid(x) ** 2) == r"\sigma^{2}\left(x\right)"

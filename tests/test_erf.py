@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import symbp
-from symbp.gradcheck import import_path
-from symbp.spec import arch_from_mapping
+from symbp.check.gradcheck import import_path
+from symbp.frontend.spec import arch_from_mapping
 
 MAX_ULPS = 4  # float64, against math.erf (itself within 1 ulp); measured: 2
 MAX_ULPS_32 = 2  # float32 (one rational function, bench/erf_fit.py), against math.erf rounded

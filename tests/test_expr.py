@@ -1,4 +1,4 @@
-"""symbp.expr: the safe expression parser (constructs, refusals, limits, speed)."""
+"""symbp.frontend.expr: the safe expression parser (constructs, refusals, limits, speed)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import symbp.expr as expr_module
+import symbp.frontend.expr as expr_module
 from symbp.errors import ExpressionError, SpecError
-from symbp.expr import ALLOWED_FUNCTIONS, check_expression, parse_expression
+from symbp.frontend.expr import ALLOWED_FUNCTIONS, check_expression, parse_expression
 
 X = sympy.Symbol("x", real=True)
 YHAT = sympy.Symbol("yhat", real=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symbp.gradcheck import TOLERANCE, check_module, random_problem, workspace_problems
+from symbp.check.gradcheck import TOLERANCE, check_module, random_problem, workspace_problems
 from tests.conftest import make_arch
 
 ELEMENTWISE = [
@@ -181,7 +181,7 @@ def test_softmax_with_a_loss_whose_gradient_vanishes(module_for) -> None:
 def test_scalar_times_sum_over_samples_is_printed_whole() -> None:
     import sympy as sp
 
-    from symbp.printing import print_numpy
+    from symbp.backends.numpy.printer import print_numpy
 
     n = sp.Symbol("n")
     delta = sp.MatrixSymbol("delta2", 3, n)

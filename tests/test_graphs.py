@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from symbp.gradcheck import random_problem, taylor_test
+from symbp.check.gradcheck import random_problem, taylor_test
 from tests.conftest import make_arch
 from tests.test_gradients import (
     _assert_close,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from symbp.frontend.spec import arch_from_mapping
 from symbp.pipeline import generate
-from symbp.spec import arch_from_mapping
 from tests.conftest import EXAMPLES
 from tests.test_document import DOCUMENT_CASES
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from symbp.gradcheck import check_module
+from symbp.check.gradcheck import check_module
 from tests.conftest import make_arch
 
 HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu", "identity"]
@@ -95,7 +95,7 @@ def test_gradients_correct_at_large_but_checkable_values(module_for, hidden: str
         layers=[{"units": 3, "activation": hidden}, {"units": 2, "activation": "sigmoid"}],
     )
     m = module_for(arch)
-    import symbp.gradcheck as gc
+    import symbp.check.gradcheck as gc
 
     original = gc.random_problem
 
@@ -114,12 +114,12 @@ def test_gradients_correct_at_large_but_checkable_values(module_for, hidden: str
 def test_two_piece_functions_are_printed_without_a_branch() -> None:
     """Leaky ReLU, ELU and ELU's derivative (pieces that meet at 0) as min/max, leaky ReLU's
     derivative as a 0/1 mask; a piece undefined at 0 or pieces that do not meet keep
-    np.where; each form equals the Piecewise (symbp.equal) and is parenthesised where it
+    np.where; each form equals the Piecewise (symbp.symbolic.equal) and is parenthesised where it
     stands as a factor."""
     import sympy as sp
 
-    from symbp.equal import agree
-    from symbp.printing import NumPyPrinter, branch_free
+    from symbp.backends.numpy.printer import NumPyPrinter, branch_free
+    from symbp.symbolic.equal import agree
 
     u, v = sp.Symbol("Z1", real=True), sp.Symbol("Zd1", real=True)
     leaky = sp.Piecewise((u, u > 0), (u / 100, True))
@@ -139,14 +139,14 @@ def test_two_piece_functions_are_printed_without_a_branch() -> None:
 
 
 def test_expensive_calls_of_f_are_kept_for_f_prime() -> None:
-    """The cost rule of symbp.calculus.kept_intermediate: GELU keeps erf(z/sqrt 2), swish its
-    sigmoid, mish tanh(softplus(z)); activations whose f' reads a, and arithmetic, keep
-    nothing; a call that is not finite wherever f is (log x in a branch of x > 1) is not kept."""
+    """The cost rule of symbp.symbolic.calculus.kept_intermediate: GELU keeps erf(z/sqrt 2), swish
+    its sigmoid, mish tanh(softplus(z)); activations whose f' reads a, and arithmetic, keep nothing;
+    a call that is not finite wherever f is (log x in a branch of x > 1) is not kept."""
     import sympy as sp
 
-    from symbp.activations import BUILTIN, X, elementwise_expr
-    from symbp.calculus import derive_activation, kept_intermediate
-    from symbp.expr import parse_expression
+    from symbp.frontend.expr import parse_expression
+    from symbp.symbolic.activations import BUILTIN, X, elementwise_expr
+    from symbp.symbolic.calculus import derive_activation, kept_intermediate
 
     kept = {
         name: derive_activation(name, elementwise_expr(name, {})).kept
@@ -180,7 +180,7 @@ def test_backward_pass_reads_what_the_forward_pass_kept(module_for, activation: 
         ],
     )
     m = module_for(arch)
-    from symbp.gradcheck import check_module
+    from symbp.check.gradcheck import check_module
 
     assert all(r.max_rel <= 1e-6 for r in check_module(m, arch, seed=2, n=5))
     name = {"gelu": "_erf", "swish": "_sigmoid", "mish": "_softplus"}[activation]
@@ -191,7 +191,7 @@ def test_backward_pass_reads_what_the_forward_pass_kept(module_for, activation: 
         calls["n"] += 1
         return original(*args, **kwargs)
 
-    from symbp.gradcheck import random_problem
+    from symbp.check.gradcheck import random_problem
 
     params, X, Y = random_problem(m, arch, 0, 5)
     setattr(m, name, counted)

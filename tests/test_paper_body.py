@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from symbp.document import PACKAGES
+from symbp.documents.document import PACKAGES
 from symbp.pipeline import generate
 from tests.conftest import EXAMPLES, ROOT
 from tests.test_cli import run

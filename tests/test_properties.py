@@ -9,9 +9,9 @@ import numpy as np
 import yaml
 from hypothesis import HealthCheck, given, settings
 
+from symbp.check.gradcheck import check_module, workspace_problems
 from symbp.errors import SpecError
-from symbp.gradcheck import check_module, workspace_problems
-from symbp.spec import arch_from_mapping, parse_arch
+from symbp.frontend.spec import arch_from_mapping, parse_arch
 from tests.conftest import build_module
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu"]

@@ -17,8 +17,8 @@ import yaml
 
 from symbp import pipeline
 from symbp.errors import OutputError
+from symbp.frontend.schema import arch_schema, schema_json
 from symbp.pipeline import generate, write_files
-from symbp.schema import arch_schema, schema_json
 from tests.conftest import EXAMPLES, GENERATED, ROOT
 
 CANARY = "symbp_canary_file"
@@ -103,7 +103,7 @@ def test_refusal_is_fast_in_process(case: str) -> None:
 
 
 def generate_from_text(text: str) -> None:
-    from symbp.spec import parse_arch
+    from symbp.frontend.spec import parse_arch
 
     generate(parse_arch(text.encode("utf-8"), "arch.yaml"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symbp.spec import load_arch
+from symbp.frontend.spec import load_arch
 from tests.conftest import EXAMPLES
 
 

@@ -1,4 +1,5 @@
-"""symbp.spec: arch.yaml schema v1 -> Arch (valid files, every error class, hostile YAML)."""
+"""symbp.frontend.spec: arch.yaml schema v1 -> Arch (valid files, every error class, hostile
+YAML)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symbp._yaml import load_document
 from symbp.errors import ExpressionError, SpecError
-from symbp.spec import (
+from symbp.frontend.reader import load_document
+from symbp.frontend.spec import (
     ACTIVATION_ALIASES,
     BUILTIN_ACTIVATIONS,
     LOSSES,

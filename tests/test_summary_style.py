@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from symbp.derivation.network import derive_network
+from symbp.documents.latex import Notation
 from symbp.errors import OutputError
-from symbp.labels import network_numbering, tex_label
-from symbp.latex import Notation
-from symbp.network import derive_network
+from symbp.ir.labels import network_numbering, tex_label
 from symbp.pipeline import Generated, generate
 from tests.conftest import EXAMPLES, ROOT
 from tests.test_cli import run
@@ -158,7 +158,7 @@ def test_styles_and_notations_compile_with_every_reference_resolved(
     log = compile_tex(tex)
     problems = [ln for ln in log.splitlines() if BAD_LOG.search(ln)]
     assert not problems, problems[:10]
-    # The numbers are the ones the module cites (symbp.labels), whatever the options.
+    # The numbers are the ones the module cites (symbp.ir.labels), whatever the options.
     aux = (tmp_path / f"{name}.aux").read_text()
     numbered = dict(re.findall(r"\\newlabel\{([^}]*)\}\{\{(\d+)\}", aux))
     eq = network_numbering(result.derivation, derive_network(result.derivation))
@@ -170,7 +170,7 @@ def test_bold_writes_vectors_and_matrices_in_bold() -> None:
     bold = _generate("seed.yaml", bold=True).files
     for name in ("seed_net.tex", "seed_net.md"):
         assert r"\mathbf{W}" not in plain[name] and r"\boldsymbol{\delta}" not in plain[name]
-        # printed by symbp.latex (the layer blocks) and written by the templates alike
+        # printed by symbp.documents.latex (the layer blocks) and written by the templates alike
         assert r"\frac{\partial L}{\partial {\mathbf{W}}^{(1)}}" in bold[name]
         assert (
             r"{\mathbf{z}}^{(\ell)} = {\mathbf{W}}^{(\ell)} {\mathbf{a}}^{(\ell-1)}" in bold[name]

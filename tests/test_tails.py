@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from symbp.spec import BUILTIN_ACTIVATIONS
+from symbp.frontend.spec import BUILTIN_ACTIVATIONS
 from tests.conftest import make_arch
 
 # Every elementwise built-in (softmax is the output layer's, tested elsewhere).

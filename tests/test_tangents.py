@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symbp.gradcheck import random_problem
+from symbp.check.gradcheck import random_problem
 from tests.conftest import make_arch
 
 CASES = [

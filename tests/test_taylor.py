@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import types
 
-from symbp.gradcheck import taylor_test
+from symbp.check.gradcheck import taylor_test
 from tests.conftest import make_arch
 
 
@@ -67,7 +67,7 @@ def test_a_network_with_many_kinks_still_checks_its_hvp(module_for) -> None:
     off by 1% (or a gradient off by 0.1%) fails."""
     import dataclasses
 
-    from symbp.spec import load_arch
+    from symbp.frontend.spec import load_arch
     from tests.conftest import EXAMPLES
 
     arch = dataclasses.replace(load_arch(EXAMPLES / "res_cnn.yaml"), dtype="float64")

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import sympy as sp
 
-from symbp import verify
+from symbp.check import verify
+from symbp.check.verify import VerifyError, format_table, shrink, verify_arch
+from symbp.derivation.network import Network
 from symbp.errors import SymbpError
-from symbp.graph import build_graph
-from symbp.network import Network
-from symbp.reductions import LogSumExp, UnitSum
-from symbp.spec import arch_from_mapping, load_arch
-from symbp.verify import VerifyError, format_table, shrink, verify_arch
+from symbp.frontend.spec import arch_from_mapping, load_arch
+from symbp.ir.graph import build_graph
+from symbp.ir.reductions import LogSumExp, UnitSum
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
@@ -424,7 +424,7 @@ def test_the_two_references_agree_on_a_small_graph() -> None:
 def test_a_wrong_image_gradient_fails_verify() -> None:
     """The conv kernel's gradient read from the wrong array (the input's error instead of the
     layer's), and max pooling routed by the wrong array: both are caught."""
-    from symbp.ops.image_ops import Conv2dBackKernel
+    from symbp.ir.image_ops import Conv2dBackKernel
 
     arch = load_arch(EXAMPLES_DIR / "lenet.yaml")
 

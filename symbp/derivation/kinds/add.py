@@ -1,0 +1,51 @@
+"""add: z = a^(l-1) + r, r the output of the layer that `from` names (a residual connection).
+
+SymPy differentiates z_i = x_i + r_i: dz_i/dx_j = dz_i/dr_j = [i = j], so both tensors
+receive delta itself; a tensor that a later add also reads gets the sum of what its
+consumers send back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+
+from symbp.derivation.context import Context, Cost, node_symbols
+from symbp.derivation.nodes import add_derivative
+from symbp.ir.graph import Node
+
+KEYS = ("from",)
+
+
+def forward(ctx: Context, node: Node) -> tuple:
+    s = node_symbols(ctx, node)
+    left, right = (ctx.activation_symbol(t) for t in node.inputs)
+    return ((s["Z"], left + right),)
+
+
+def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
+    """Each input gets sum_i delta_i dz_i/dx_j = delta_j (the derivative is [i = j])."""
+    dx, dr = add_derivative()
+    assert dx == dr  # both Kronecker deltas: each input receives delta as it is
+    delta = node_symbols(ctx, node)["delta"]
+    backs = tuple((t, delta) for t in node.inputs if t.layer > 0)
+    return (), backs
+
+
+def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
+    s = node_symbols(ctx, node)
+    z_dot = sp.Add(*(ctx.tangent_of(t) for t in node.inputs))
+    r_backs = tuple((t, s["Rdelta"]) for t in node.inputs if t.layer > 0)
+    return ((s["Zd"], z_dot),), (), r_backs
+
+
+def cost(node: Node) -> Cost:
+    """No matrix products: one addition per entry forward; backward, delta is passed on."""
+    return Cost(0, 0)
+
+
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
+    """The document's section on add: SymPy's [i = j] for each input."""
+    dx, dr = add_derivative()
+    return {"eq": eq["eq:add"], "dx": tex(dx), "dr": tex(dr)}

@@ -1,0 +1,142 @@
+"""conv2d: z = b + W (x) a, the cross-correlation of the zero-padded image with each filter.
+
+The index equations and their derivatives are SymPy's (symbp.symbolic.conv_calculus); here they
+are put in place as whole-array operations (symbp.ir.image_ops): the forward correlation,
+the kernel's gradient (the input correlated with delta), the bias's (delta summed over
+the batch and the positions) and what goes back to the input (delta fully correlated with
+the flipped kernel). Forward mode: z' = b' + W (x) a' + W' (x) a, the derivative SymPy
+took along W', b', a'; the R-operator moves each backward product the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+
+from symbp.derivation.context import Context, Cost, node_symbols
+from symbp.derivation.derive import L2_WEIGHT
+from symbp.ir.bindings import Family, Kind
+from symbp.ir.graph import Node
+from symbp.ir.image_ops import (
+    ChannelTotal,
+    Conv2d,
+    Conv2dBackInput,
+    Conv2dBackKernel,
+    Conv2dBackKernelColumns,
+    Conv2dColumns,
+    Unfold,
+    channels,
+    node_geometry,
+)
+from symbp.symbolic.conv_calculus import derive_conv
+
+KEYS = ("filters", "kernel", "stride", "padding", "bias")
+
+
+def _params(ctx: Context, node: Node, suffix: str = "") -> tuple[sp.Symbol, sp.Basic]:
+    """W<l> and b<l> (0 without a bias), or with suffix "d" their directions."""
+    l = node.index
+    family = Family.DIRECTION if suffix else Family.PARAMETER
+    what = "direction of the " if suffix else ""
+    W, *b = node.params
+    filters = node.z.shape[0]
+    kernel = ctx.bindings.add(
+        f"W{suffix}{l}", Kind.MATRIX, filters, f"{what}kernel of layer {l}", family, W
+    )
+    bias: sp.Basic = sp.S.Zero
+    if b:
+        bias = ctx.bindings.add(
+            f"b{suffix}{l}", Kind.UNITS, filters, f"{what}biases of layer {l}", family, b[0]
+        )
+    return kernel, bias
+
+
+def _columns(ctx: Context, node: Node) -> sp.Symbol:
+    """Cols<l>: the unfolded input, kept from the forward pass for the kernel's gradient.
+
+    Cost rule: the forward pass writes these C kh kw Ho Wo entries per sample anyway (the
+    product reads them), so keeping them costs memory only, while recomputing them in the
+    backward pass would repeat the padding and the unfolding copy (measured: about as long
+    as the kernel gradient's product itself)."""
+    l = node.index
+    assert node.layer.window is not None
+    size = node.inputs[0].shape[0] * node.layer.window.area * node.z.shape[1] * node.z.shape[2]
+    tex = rf"\operatorname{{cols}}^{{({l})}}"
+    return ctx.samples(f"Cols{l}", size, f"unfolded input of layer {l}", Family.FORWARD, tex)
+
+
+def forward(ctx: Context, node: Node) -> tuple:
+    """(Cols<l>, the unfolded A<l-1>), (Z<l>, W<l> Cols<l> + b<l>): the correlation."""
+    derive_conv()  # the equations the operations stand for, checked once
+    kernel, bias = _params(ctx, node)
+    s = node_symbols(ctx, node)
+    x = ctx.activation_symbol(node.inputs[0])
+    cols, g = _columns(ctx, node), node_geometry(node)
+    return ((cols, Unfold(x, g)), (s["Z"], Conv2dColumns(cols, kernel, bias, g)))
+
+
+def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
+    """dL/dW (+ lambda W), dL/db; the flipped-kernel correlation back to the input."""
+    kernel, bias = _params(ctx, node)
+    delta = node_symbols(ctx, node)["delta"]
+    g = node_geometry(node)
+    dW = Conv2dBackKernelColumns(_columns(ctx, node), delta, g)
+    if ctx.arch.l2:
+        dW = dW + L2_WEIGHT * kernel
+    grads = [(node.params[0], dW)]
+    if node.layer.bias:
+        grads.append((node.params[1], ChannelTotal(delta, channels(node.z.shape))))
+    backs = []
+    if node.inputs[0].layer > 0:
+        backs.append((node.inputs[0], Conv2dBackInput(delta, kernel, g)))
+    return tuple(grads), tuple(backs)
+
+
+def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
+    """z' = b' + W (x) a' + W' (x) a; R{dW} = a' (x) delta + a (x) R{delta} (+ lambda W');
+    R{db} = the sums of R{delta}; R{back} = R{delta} with W, plus delta with W'."""
+    kernel, _ = _params(ctx, node)
+    kernel_d, bias_d = _params(ctx, node, "d")
+    s = node_symbols(ctx, node)
+    x_dot = ctx.tangent_of(node.inputs[0])
+    g, cols = node_geometry(node), _columns(ctx, node)
+    z_dot = Conv2dColumns(cols, kernel_d, bias_d, g) + Conv2d(x_dot, kernel, sp.S.Zero, g)
+    r_dW = Conv2dBackKernel(x_dot, s["delta"], g) + Conv2dBackKernelColumns(cols, s["Rdelta"], g)
+    if ctx.arch.l2:
+        r_dW = r_dW + L2_WEIGHT * kernel_d
+    r_grads = [(node.params[0], r_dW)]
+    if node.layer.bias:
+        r_grads.append((node.params[1], ChannelTotal(s["Rdelta"], channels(node.z.shape))))
+    r_backs = []
+    if node.inputs[0].layer > 0:
+        back = Conv2dBackInput(s["Rdelta"], kernel, g) + Conv2dBackInput(s["delta"], kernel_d, g)
+        r_backs.append((node.inputs[0], back))
+    return ((s["Zd"], z_dot),), tuple(r_grads), tuple(r_backs)
+
+
+def cost(node: Node) -> Cost:
+    """Multiply-adds per sample: F Ho Wo C kh kw forward; the same for the kernel's
+    gradient and again for the input's error (unless it reads the network's input)."""
+    assert node.layer.window is not None
+    products = node.z.size * node.inputs[0].shape[0] * node.layer.window.area
+    return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
+
+
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
+    """The document's section on conv2d: the index equation, SymPy's derivatives with the
+    Kronecker deltas, the sums they leave, and the flipped kernel at stride 1."""
+    d = derive_conv()
+    return {
+        "eq_z": eq["eq:conv2d-z"],
+        "eq_dW": eq["eq:conv2d-dW"],
+        "eq_dx": eq["eq:conv2d-dx"],
+        "z": tex(d.z),
+        "dz_dW": tex(d.dz_dW),
+        "dz_dx": tex(d.dz_dx),
+        "dW": tex(d.dW),
+        "db": tex(d.db),
+        "dx": tex(d.dx),
+        "dx_flip": tex(d.dx_unit_stride),
+        "tangent": tex(d.tangent),
+    }

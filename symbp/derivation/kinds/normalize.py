@@ -1,0 +1,220 @@
+"""layernorm and batchnorm as graph nodes: the equations of symbp.symbolic.norm_calculus put in
+place.
+
+Layer norm normalises each sample over its n_l features (statistics per sample); batch norm
+each feature over the n samples of the batch, with the batch's own statistics (training
+mode: forward, loss, gradients, jvp and hvp all use them). Both keep mu, sigma and xhat
+from the forward pass for the backward pass.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import sympy as sp
+
+from symbp.derivation.context import Context, Cost, node_symbols, param_symbol
+from symbp.derivation.nodes import directional
+from symbp.ir.bindings import Family, Kind
+from symbp.ir.graph import Node
+from symbp.ir.image_ops import ChannelBatchSum, ChannelTotal, PerChannel, channels
+from symbp.ir.reductions import BatchSum
+from symbp.symbolic.norm_calculus import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
+
+KEYS = ("eps",)
+BATCH_COUNT = sp.Symbol("count")  # the code's batch size n
+
+
+F = Family
+
+
+def _stat(ctx: Context, node: Node):
+    """Statistics: one per sample (layer norm) or one per unit (batch norm)."""
+    if node.kind == "layernorm":
+        return ctx.statistic
+    n = node.z.size
+    return lambda name, what, family, tex="": ctx.units(name, n, what, family, tex=tex)
+
+
+def _over(node: Node) -> str:
+    return "features" if node.kind == "layernorm" else "batch"
+
+
+def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
+    """The derivation's generic arrays -> this node's."""
+    l, n = node.index, node.z.size
+    stat = _stat(ctx, node)
+    gamma, beta = node.params
+    s = node_symbols(ctx, node)
+    return {
+        ARR["X"]: ctx.activation_symbol(node.inputs[0]),
+        ARR["Xd"]: ctx.tangent_of(node.inputs[0]),
+        ARR["G"]: s["delta"],
+        ARR["Xhat"]: ctx.samples(
+            f"Xhat{l}", n, f"normalised input of layer {l}", F.FORWARD, rf"\hat{{x}}^{{({l})}}"
+        ),
+        ARR_SIGMA: stat(
+            f"Sigma{l}", f"standard deviation in layer {l}", F.FORWARD, rf"\sigma^{{({l})}}"
+        ),
+        sp.Symbol("Mu", real=True): stat(
+            f"Mu{l}", f"mean in layer {l}", F.FORWARD, rf"\mu^{{({l})}}"
+        ),
+        ARR["Gamma"]: _spread(node, param_symbol(ctx, gamma)),
+        ARR["Beta"]: _spread(node, param_symbol(ctx, beta)),
+        ARR["Gammad"]: _spread(node, param_symbol(ctx, gamma, "d")),
+        ARR["Betad"]: _spread(node, param_symbol(ctx, beta, "d")),
+        ARR_COUNT: sp.Integer(n) if node.kind == "layernorm" else _batch_count(node),
+        EPS: sp.Rational(repr(node.layer.eps)),  # exact: 1e-05 is 1/100000
+    }
+
+
+# Batch norm on an image normalises each channel over the batch and its H*W positions
+# (BatchNorm2d in training mode): the vector's equations hold entry by entry with the
+# image's C*H*W entries as units, its sums over the batch taken per channel, N = n H W,
+# and gamma, beta one per channel, repeated over the channel's positions.
+
+
+def _per_channel_kind(node: Node) -> bool:
+    """Batch norm on an image. (Layer norm on an image is the vector's over its C*H*W
+    entries, with a gamma and a beta per entry, which the code holds flat.)"""
+    return node.kind == "batchnorm" and node.z.image
+
+
+def _spread(node: Node, param: sp.Basic) -> sp.Basic:
+    """A per-channel parameter read at every entry of an image; a vector's as it is."""
+    return PerChannel(param, channels(node.z.shape)) if _per_channel_kind(node) else param
+
+
+def _batch_count(node: Node) -> sp.Expr:
+    """N: the batch size n, times H*W on an image."""
+    return BATCH_COUNT * (node.z.shape[1] * node.z.shape[2] if _per_channel_kind(node) else 1)
+
+
+def _per_channel(node: Node, expr: sp.Basic, total: bool = False) -> sp.Basic:
+    """On an image, every sum over the batch taken per channel: repeated over the
+    positions inside an expression, or (total: a parameter's gradient) one per channel."""
+    if not _per_channel_kind(node):
+        return expr
+    g = channels(node.z.shape)
+    if total:  # the outermost sums give the gradient, one value per channel
+        outer = sp.Add.make_args(expr)
+        return sp.Add(*[_total(node, term, g) for term in outer])
+    return expr.replace(lambda e: isinstance(e, BatchSum), lambda e: ChannelBatchSum(e.args[0], g))
+
+
+def _total(node: Node, term: sp.Basic, g: sp.Tuple) -> sp.Basic:
+    """c * BatchSum(u) -> c * ChannelTotal(u), u's own sums repeated over the positions."""
+    factors = sp.Mul.make_args(term)
+    sums = [f for f in factors if isinstance(f, BatchSum)]
+    if len(sums) != 1 or any(f.has(BatchSum) for f in factors if f is not sums[0]):
+        raise ValueError(f"a per-channel gradient that is not one sum over the batch: {term}")
+    rest = sp.Mul(*[f for f in factors if f is not sums[0]])
+    return rest * ChannelTotal(_per_channel(node, sums[0].args[0]), g)
+
+
+def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
+    l, n = node.index, node.z.size
+    stat = _stat(ctx, node)
+    return {
+        "Xhatd": ctx.samples(
+            f"Xhatd{l}", n, f"tangent of xhat{l}", F.TANGENT, rf"\dot{{\hat{{x}}}}^{{({l})}}"
+        ),
+        "Sigmad": stat(f"Sigmad{l}", f"tangent of sigma{l}", F.TANGENT, rf"\dot\sigma^{{({l})}}"),
+    }
+
+
+def forward(ctx: Context, node: Node) -> tuple:
+    if node.kind == "batchnorm":
+        ctx.bindings.add("count", Kind.SCALAR, 1, "the batch size", Family.FORWARD, tex="n")
+    d, names = derive_norm(_over(node)), _names(ctx, node)
+    s = node_symbols(ctx, node)
+    mu, sigma, xhat = names[sp.Symbol("Mu", real=True)], names[ARR_SIGMA], names[ARR["Xhat"]]
+    return tuple(
+        (target, _per_channel(node, value.xreplace(names)))
+        for target, value in (
+            (mu, d.mean),
+            (sigma, d.sigma),
+            (xhat, d.xhat),
+            (s["Z"], d.out),
+        )
+    )
+
+
+def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
+    d, names = derive_norm(_over(node)), _names(ctx, node)
+    gamma, beta = node.params
+    grads = tuple(
+        (param, _per_channel(node, grad.xreplace(names), total=True))
+        for param, grad in ((gamma, d.d_gamma), (beta, d.d_beta))
+    )
+    backs: tuple = ()
+    if node.inputs[0].layer > 0:
+        backs = ((node.inputs[0], _per_channel(node, d.back.xreplace(names))),)
+    return grads, backs
+
+
+def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
+    d, names = derive_norm(_over(node)), _names(ctx, node)
+    dots, s = _dots(ctx, node), node_symbols(ctx, node)
+    steps = tuple(
+        (target, _per_channel(node, value.xreplace(names)))
+        for target, value in (
+            (dots["Sigmad"], d.sigma_dot),
+            (dots["Xhatd"], d.xhat_dot),
+            (s["Zd"], d.out_dot),
+        )
+    )
+    gamma, beta = node.params
+    names = {**names, R_G: s["Rdelta"], XHATD: dots["Xhatd"], SIGMAD: dots["Sigmad"]}
+    (r_gamma, r_beta), r_back = _r_operator(_over(node))
+    r_grads = tuple(
+        (param, _per_channel(node, grad.xreplace(names), total=True))
+        for param, grad in ((gamma, r_gamma), (beta, r_beta))
+    )
+    r_backs: tuple = ()
+    if node.inputs[0].layer > 0:
+        r_backs = ((node.inputs[0], _per_channel(node, r_back.xreplace(names))),)
+    return steps, r_grads, r_backs
+
+
+# The R-operator's generic arrays: R{G}, xhat', sigma' (named per node by tangents).
+R_G = sp.Symbol("RG", real=True)
+XHATD = sp.Symbol("Xhatd", real=True)
+SIGMAD = sp.Symbol("Sigmad", positive=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _r_operator(over: str) -> tuple[tuple[sp.Expr, sp.Expr], sp.Expr]:
+    """R{.} of the gradients and of what is sent back, once per normalisation: each moved
+    along G -> R{G}, xhat -> xhat', sigma -> sigma', gamma -> gamma' (the product rule)."""
+    d = derive_norm(over)
+    moves = {ARR["G"]: R_G, ARR["Xhat"]: XHATD, ARR_SIGMA: SIGMAD, ARR["Gamma"]: ARR["Gammad"]}
+    grads = (directional(d.d_gamma, moves), directional(d.d_beta, moves))
+    assert all(isinstance(g, (BatchSum, sp.Expr)) for g in grads)
+    return grads, directional(d.back, moves)
+
+
+def cost(node: Node) -> Cost:
+    """No matrix products: about ten elementwise operations and sums over the normalised
+    axis per entry, forward and backward."""
+    return Cost(0, 0)
+
+
+_DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
+
+
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
+    """The document's section on a norm: the index equation, SymPy's derivative with the
+    statistics named, the sum over i, the compact form, and the tangent."""
+    n = derive_norm("features" if kind == "layernorm" else "batch")
+    return {
+        "eq_z": eq[f"eq:{kind}-z"],
+        "eq_vjp": eq[f"eq:{kind}-vjp"],
+        "eq_tangent": eq[f"eq:{kind}-tangent"],
+        "z": tex(n.z),
+        "dz_dx": tex(n.dz_dx),
+        "vjp_raw": tex(n.vjp_raw),
+        "vjp": tex(n.vjp),
+        "tangent": tex(n.tangent, names=_DOTS),
+    }

@@ -1,0 +1,123 @@
+"""maxpool2d and avgpool2d: the maximum or the mean of each window, channel by channel.
+
+SymPy differentiates both on one window written out entry by entry (symbp.derivation.kinds.pool's
+`derive_pool`): the mean's derivative is 1/(kh kw) for every entry; the maximum's is a
+product of Heaviside steps that is 1 at the window's maximum and 0 elsewhere, so max
+pooling sends each error term to the position of its window's maximum (the first one,
+row by row, when several are equal, as PyTorch does). Both are linear in what they send
+back, and max pooling's choice of position is piecewise constant, so forward mode and the
+R-operator use the same routing: a' is the tangent at the chosen position.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symbp.derivation.context import Context, Cost, node_symbols
+from symbp.errors import DerivationError
+from symbp.ir.graph import Node
+from symbp.ir.image_ops import (
+    AvgPool,
+    AvgPoolBack,
+    MaxPool,
+    MaxPoolPick,
+    MaxPoolRoute,
+    node_geometry,
+)
+
+KEYS = ("size", "stride")
+
+
+@dataclass(frozen=True)
+class PoolDerivation:
+    """One 2 x 2 window x_{p,q} written out: z and SymPy's dz/dx_{p,q} for each entry."""
+
+    window: tuple[sp.Symbol, ...]
+    z_max: sp.Expr
+    dmax: tuple[sp.Expr, ...]
+    z_mean: sp.Expr
+    dmean: tuple[sp.Expr, ...]
+
+    def __repr__(self) -> str:
+        return f"PoolDerivation(dmax/dx00 = {self.dmax[0]})"
+
+
+@functools.lru_cache(maxsize=1)
+def derive_pool() -> PoolDerivation:
+    """SymPy's derivatives of the maximum and the mean of a window, checked: the mean's is
+    1/4 everywhere, the maximum's is 1 at the maximum and 0 at the others."""
+    window = tuple(sp.Symbol(f"x_{{{p}{q}}}", real=True) for p in range(2) for q in range(2))
+    z_max, z_mean = sp.Max(*window), sp.Add(*window) / len(window)
+    dmax = tuple(sp.diff(z_max, x) for x in window)
+    dmean = tuple(sp.diff(z_mean, x) for x in window)
+    if any(d != sp.Rational(1, len(window)) for d in dmean):
+        raise DerivationError(f"the mean's derivative came out as {dmean}")
+    point = dict(zip(window, (1, 4, 2, 3), strict=True))  # the maximum is x_{01}
+    routed = [d.subs(point) for d in dmax]
+    if routed != [0, 1, 0, 0]:
+        raise DerivationError(f"max pooling's derivative at {point} came out as {routed}")
+    return PoolDerivation(window, z_max, dmax, z_mean, dmean)
+
+
+def forward(ctx: Context, node: Node) -> tuple:
+    derive_pool()
+    s = node_symbols(ctx, node)
+    x = ctx.activation_symbol(node.inputs[0])
+    op = MaxPool if node.kind == "maxpool2d" else AvgPool
+    return ((s["Z"], op(x, node_geometry(node))),)
+
+
+def _pooled(ctx: Context, node: Node) -> sp.Symbol:
+    """The pooled maxima z = a of the forward pass (a pooling has no activation), which
+    the backward pass compares the windows with instead of taking the maxima again."""
+    return node_symbols(ctx, node)["A"]
+
+
+def _back(ctx: Context, node: Node, x: sp.Symbol, d: sp.Basic) -> sp.Basic:
+    g = node_geometry(node)
+    if node.kind == "maxpool2d":
+        return MaxPoolRoute(x, _pooled(ctx, node), d, g)
+    return AvgPoolBack(d, g)
+
+
+def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
+    """No parameters; delta routed to each window's maximum, or spread over the window."""
+    delta = node_symbols(ctx, node)["delta"]
+    x = ctx.activation_symbol(node.inputs[0])
+    backs = ((node.inputs[0], _back(ctx, node, x, delta)),) if node.inputs[0].layer > 0 else ()
+    return (), backs
+
+
+def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
+    s = node_symbols(ctx, node)
+    x = ctx.activation_symbol(node.inputs[0])
+    x_dot = ctx.tangent_of(node.inputs[0])
+    g = node_geometry(node)
+    if node.kind == "maxpool2d":
+        z_dot = MaxPoolPick(x, _pooled(ctx, node), x_dot, g)
+    else:
+        z_dot = AvgPool(x_dot, g)
+    r_backs: tuple = ()
+    if node.inputs[0].layer > 0:
+        r_backs = ((node.inputs[0], _back(ctx, node, x, s["Rdelta"])),)
+    return ((s["Zd"], z_dot),), (), r_backs
+
+
+def cost(node: Node) -> Cost:
+    """No multiply-adds: kh kw comparisons or additions per output."""
+    return Cost(0, 0)
+
+
+def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
+    """The document's section on a pooling: SymPy's derivative on a 2 x 2 window."""
+    d = derive_pool()
+    z, grads = (d.z_max, d.dmax) if kind == "maxpool2d" else (d.z_mean, d.dmean)
+    return {
+        "eq": eq[f"eq:{kind}"],
+        "z": tex(z),
+        "grads": [(tex(x), tex(g)) for x, g in zip(d.window, grads, strict=True)],
+    }

@@ -1,0 +1,113 @@
+"""The derivation over the graph: one NodeDerivation per layer, of every kind.
+
+For layer l: its kind's module gives the forward statements, the gradients of its parameters and
+what it sends back to each tensor it reads (symbp.derivation.kinds); the activation and the error
+term are the same for every kind: delta = G * f'(z) with G = dL/da^(l) the sum of what the consumers
+of a^(l) send back, or, for the last layer, the output error derived from the loss
+(symbp.symbolic.output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symbp.derivation.context import Context, node_symbols
+from symbp.derivation.derive import Derivation, at_layer, fprime_at
+from symbp.derivation.kinds import kind_module
+from symbp.derivation.nodes import NodeDerivation
+from symbp.derivation.tangent import elementwise_tangents
+from symbp.ir.bindings import Bindings, Family, Kind
+from symbp.ir.graph import Graph, build_graph
+from symbp.symbolic.calculus import reading_kept
+from symbp.symbolic.indexed import N_UNITS
+
+
+@dataclass(frozen=True)
+class Network:
+    """The graph, every node's equations, and what each array symbol is."""
+
+    graph: Graph
+    nodes: tuple[NodeDerivation, ...]
+    bindings: Bindings
+
+    def __repr__(self) -> str:
+        return f"Network({self.graph.arch.name}: {len(self.nodes)} nodes)"
+
+
+def derive_network(d: Derivation, graph: Graph | None = None) -> Network:
+    """Every node's equations for the derivation's architecture."""
+    graph = graph or build_graph(d.arch)
+    ctx = Context(graph, d.activations, d.output, Bindings())
+    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.size, "the targets", Family.DATA)
+    nodes = tuple(_node(ctx, d, node) for node in graph.nodes)
+    return Network(graph, nodes, ctx.bindings)
+
+
+def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
+    l, name = node.index, node.layer.activation
+    act = d.activations.get(name)
+    is_output = node is ctx.graph.output
+    module = kind_module(node.kind)
+    forward = module.forward(ctx, node)
+    grads, backs = module.backward(ctx, node)
+    tangent, r_grads, r_backs = module.tangents(ctx, node)
+    s = node_symbols(ctx, node)
+    if is_output:
+        units = sp.Integer(node.z.size)
+        delta = at_layer(d.output.delta_array, l).xreplace({N_UNITS: units})
+    else:
+        assert act is not None
+        delta = s["G"] * fprime_at(act, l)
+    a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s["Z"]})
+    a_dot, r_delta = elementwise_tangents(delta, act, is_output, l)
+    # z is kept when the error term, a' or R{delta} reads it (a softmax's a' takes 1 - a
+    # from the logits) or f' is evaluated in z.
+    reads_z = any(e.has(s["Z"]) for e in (delta, a_dot, r_delta))
+    stores_z = reads_z or (act is not None and act.needs == "z")
+    if act is not None and act.kept is not None:
+        kept = _kept(ctx, node, act.kept.xreplace({_x(): s["Z"]}), (a, delta, a_dot, r_delta))
+        if kept is not None:
+            statement, (a, delta, a_dot, r_delta) = kept
+            forward = (*forward, statement)
+    return NodeDerivation(
+        node=node,
+        act=act,
+        is_output=is_output,
+        forward=forward,
+        a=a,
+        delta=delta,
+        grads=grads,
+        backs=backs,
+        tangent=tangent,
+        a_dot=a_dot,
+        r_delta=r_delta,
+        r_grads=r_grads,
+        r_backs=r_backs,
+        stores_z=stores_z,
+    )
+
+
+def _kept(
+    ctx: Context, node, value: sp.Expr, exprs: tuple[sp.Expr, ...]
+) -> tuple[tuple[sp.Symbol, sp.Expr], tuple[sp.Expr, ...]] | None:
+    """T<l> = value, computed by the forward pass after z (the activation's kept intermediate,
+    symbp.symbolic.calculus.kept_intermediate), and a, delta, a', R{delta} reading T<l> instead of
+    evaluating value again; each in the form the printer evaluates (through_sigmoid). A form is
+    used only when it equals the one it replaces and is finite wherever that one is; None when
+    none reads T<l>."""
+    l = node.index
+    t = sp.Symbol(f"T{l}", real=True)
+    out = [reading_kept(expr, value, t) for expr in exprs]
+    if not any(e.has(t) for e in out):
+        return None
+    what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"
+    ctx.samples(t.name, node.z.size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
+    return (t, value), tuple(out)
+
+
+def _x() -> sp.Symbol:
+    from symbp.symbolic.activations import X
+
+    return X

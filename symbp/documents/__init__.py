@@ -1,0 +1,1 @@
+"""The documents (LaTeX and Markdown), from the IR, the symbolic calculus and the derivation."""

@@ -1,0 +1,537 @@
+"""SymPy -> LaTeX in the seed's notation: a^{(l)}, W^{(l)}, \\delta^{(l)}, and \\odot.
+
+Products of vectors are elementwise and printed with \\odot; scalars (numbers, c)
+multiply by juxtaposition. Matrix products come from MatMul nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import precedence_traditional
+
+from symbp.errors import OutputError
+from symbp.ir.reductions import (
+    ExclusiveSoftmaxMean,
+    ExclusiveSoftmaxSum,
+    ExclusiveSoftmaxSumTangent,
+    LogOneMinusSoftmax,
+    LogSumExp,
+    UnitSum,
+)
+from symbp.options import TRANSPOSES
+from symbp.symbolic.numbers import decimal_text
+
+_LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
+_ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")
+
+
+def _exclusion(expr: sp.Sum) -> tuple[sp.Expr, sp.Expr] | None:
+    """(j, h) when expr is a sum over one index k of (1 - [j = k]) h: the sum over k != j."""
+    if len(expr.limits) != 1:
+        return None
+    k = expr.limits[0][0]
+    for factor in sp.Mul.make_args(expr.function):
+        terms = sp.Add.make_args(factor)
+        if len(terms) != 2 or sp.S.One not in terms:
+            continue
+        kd = -(terms[0] if terms[1] == sp.S.One else terms[1])
+        if isinstance(kd, sp.KroneckerDelta) and k in kd.args:
+            j = kd.args[0] if kd.args[1] == k else kd.args[1]
+            return j, expr.function / factor
+    return None
+
+
+@dataclass(frozen=True)
+class Notation:
+    """How the document writes vectors and matrices (`bold`: \\mathbf{a}, \\boldsymbol{\\delta})
+    and the transpose (a key of TRANSPOSES). The default is the seed's notation."""
+
+    bold: bool = False
+    transpose: str = "T"
+
+    def __post_init__(self) -> None:
+        if self.transpose not in TRANSPOSES:
+            raise OutputError(
+                f"unknown transpose symbol {self.transpose!r}",
+                fix=f"choose one of {', '.join(TRANSPOSES)}",
+            )
+
+    def v(self, letter: str) -> str:
+        """A vector's or matrix's letter (W, \\delta) in this notation; braced when bold, so
+        that an accent (\\dot) or a superscript applies to the whole letter."""
+        if not self.bold:
+            return letter
+        return (
+            rf"{{\boldsymbol{{{letter}}}}}"
+            if letter.startswith("\\")
+            else rf"{{\mathbf{{{letter}}}}}"
+        )
+
+    @property
+    def t(self) -> str:
+        """The transpose as a superscript: ^{\\mathsf{T}}."""
+        return f"^{{{TRANSPOSES[self.transpose]}}}"
+
+    def letters(self) -> dict[str, str]:
+        """The letters the templates write around the printed formulas (sym.W, sym.T, ...)."""
+        names = ("a", "z", "W", "b", "x", "y", "g", "A", "Z", "G", "X", "Y")
+        out = {name: self.v(name) for name in names}
+        out.update(delta=self.v(DELTA), Delta=self.v(CAPITAL_DELTA), T=self.t)
+        out.update(gamma=self.v(r"\gamma"), beta=self.v(r"\beta"))
+        return out
+
+
+PLAIN = Notation()
+DELTA, CAPITAL_DELTA = r"\delta", r"\Delta"
+
+
+def _general_matrix(name: str, n: Notation) -> str | None:
+    """The general (layer-free) matrices of symbp.symbolic.indexed."""
+    letter, layer = {
+        "A": ("A", r"\ell-1"),
+        "Delta": (r"\Delta", r"\ell"),
+        "W": ("W", r"\ell"),
+        "b": ("b", r"\ell"),
+        "Wnext": ("W", r"\ell+1"),
+        "Deltanext": (r"\Delta", r"\ell+1"),
+    }.get(name, ("", ""))
+    return f"{n.v(letter)}^{{({layer})}}" if letter else None
+
+
+def symbol_tex(name: str, batch: bool, n: Notation = PLAIN) -> str | None:
+    """Seed notation for symbp's array names (A2 -> a^{(2)}, or A^{(2)} in batch form)."""
+    m = _LAYERED.match(name)
+    if m is None:
+        return {
+            "Y": n.v("Y") if batch else n.v("y"),
+            "c": "c",
+            "A": n.v("a"),
+            "Z": n.v("z"),
+            "y": n.v("y"),
+            "yhat": r"\hat{y}",
+            "n_in": r"n_{\ell-1}",
+            "n_out": r"n_{\ell}",
+            "K": r"n_{L}",
+        }.get(name)
+    kind, layer = m.groups()
+    tangent = _tangent_tex(kind, layer, n)
+    if tangent is not None:
+        return tangent
+    if kind == "G":
+        if batch:  # dL/dA^(l), named where the layer's block defines it
+            return rf"{n.v('G')}^{{({layer})}}"
+        nxt = int(layer) + 1
+        return rf"\left(\left({n.v('W')}^{{({nxt})}}\right){n.t} {n.v(DELTA)}^{{({nxt})}}\right)"
+    if kind == "delta":
+        return rf"{n.v(CAPITAL_DELTA if batch else DELTA)}^{{({layer})}}"
+    if kind in ("A", "Z"):
+        return f"{n.v(kind if batch else kind.lower())}^{{({layer})}}"
+    return f"{n.v(kind)}^{{({layer})}}"
+
+
+def _tangent_tex(kind: str, layer: str, n: Notation = PLAIN) -> str | None:
+    """Dotted tangents (forward mode) and R{.} (Pearlmutter) in the seed's letters."""
+    nxt = int(layer) + 1
+    delta = n.v(DELTA)
+    return {
+        "Ad": rf"\dot {n.v('a')}^{{({layer})}}",
+        "Zd": rf"\dot {n.v('z')}^{{({layer})}}",
+        "Wd": rf"\dot {n.v('W')}^{{({layer})}}",
+        "bd": rf"\dot {n.v('b')}^{{({layer})}}",
+        "Rdelta": rf"\mathcal{{R}}\lbrace {delta}^{{({layer})}} \rbrace",
+        "RG": (
+            rf"\mathcal{{R}}\left\lbrace \left({n.v('W')}^{{({nxt})}}\right){n.t}"
+            rf" {delta}^{{({nxt})}}\right\rbrace"
+        ),
+    }.get(kind)
+
+
+_INDEXED_NAMES = {
+    "ad": r"\dot{a}",
+    "xd": r"\dot{x}",
+    "xhat": r"\hat{x}",
+    "Wd": r"\dot{W}",
+    "bd": r"\dot{b}",
+    "Rdelta": r"\mathcal{R}\delta",
+}
+
+
+class SeedLatexPrinter(LatexPrinter):
+    """LaTeX for symbp's derived expressions; `batch` selects matrix (A) or vector (a) names.
+
+    The TeX holds no backslash before ASCII punctuation (\\{, \\\\, \\:, ...): Markdown
+    (GitHub's) takes those as escapes inside $...$, so braces are \\lbrace/\\rbrace, rows end
+    with \\cr and spaces are written out."""
+
+    printmethod = "_symbp_latex"
+    # notation: bold vectors and matrices, the transpose's symbol (symbp.documents.latex.Notation)
+    _default_settings = {**LatexPrinter._default_settings, "notation": PLAIN}
+
+    def _print_DiracDelta(self, expr: sp.DiracDelta, exp: Any = None) -> str:
+        """Dirac's delta as delta_D, so that it is not read as an error term delta^(l)."""
+        text = rf"\delta_{{\mathrm{{D}}}}\left({self._print(expr.args[0])}\right)"
+        return f"{text}^{{{exp}}}" if exp is not None else text
+
+    def _print_NumberSymbol(self, expr: sp.NumberSymbol) -> str:
+        """pi, E, EulerGamma, ... as SymPy writes them (\\pi): the printmethod above hides
+        their own _latex from SymPy's lookup."""
+        return str(expr._latex(self))
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """Cases as SymPy writes them, with rows ended by \\cr and "for " spaced in the text
+        (SymPy's \\\\ and \\: are Markdown escapes)."""
+        rows = []
+        for value, cond in expr.args:
+            where = (
+                r"\text{otherwise}" if cond == sp.true else rf"\text{{for }} {self._print(cond)}"
+            )
+            limit = self.cases_limit
+            if limit is not None and width(value) > limit:  # a display's wide row, broken
+                shown = Display("", tuple(_lines(self, value, limit))).end("")
+            else:
+                shown = self._print(value)
+            rows.append(f"{shown} & {where}")
+        return r"\begin{cases} " + r" \cr ".join(rows) + r" \end{cases}"
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        """One \\sum per index (SymPy stacks several limits with \\\\), in the order of the
+        limits when their bounds are independent, else the outermost (the last limit) first."""
+        excluded = _exclusion(expr)
+        if excluded is not None:  # sum over k of (1 - [j = k]) h_k: the sum over k != j
+            (k, _, _), (j, rest) = expr.limits[0], excluded
+            return rf"\sum_{{{self._print(k)} \neq {self._print(j)}}} " + self._print(rest)
+        indices = {limit[0] for limit in expr.limits}
+        nested = any((lo.free_symbols | hi.free_symbols) & indices for _, lo, hi in expr.limits)
+        sums = "".join(
+            rf"\sum_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} "
+            for i, lo, hi in (reversed(expr.limits) if nested else expr.limits)
+        )
+        body = self._print(expr.function)
+        return sums + (rf"\left({body}\right)" if isinstance(expr.function, sp.Add) else body)
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        """A decimal rational as the user wrote it: 10^{-k} (eps: 1e-5), or its digits
+        (0.044715, not 8943/200000); others as SymPy prints them."""
+        digits = len(str(expr.q)) - 1
+        if digits > 0 and 10**digits == expr.q and abs(expr.p) == 1:
+            return f"{'-' if expr.p < 0 else ''}10^{{-{digits}}}"
+        text = decimal_text(expr)
+        return text if text is not None else str(super()._print_Rational(expr))
+
+    def __init__(
+        self,
+        batch: bool = False,
+        names: dict[str, str] | None = None,
+        arrays: frozenset[str] = frozenset(),
+        **settings: Any,
+    ) -> None:
+        super().__init__({"mat_symbol_style": "plain", **settings})
+        self.batch = batch
+        self.names = names or {}  # symbol name -> LaTeX, from the network's bindings
+        self.arrays = arrays  # names of per-sample arrays (products of two print with odot)
+        self.cases_limit: float | None = None  # in a display: break rows of cases this wide
+        self.notation: Notation = self._settings["notation"]
+
+    def is_array(self, expr: sp.Expr) -> bool:
+        """Whether expr is an array (a product with another prints with \\odot): it reads a
+        whole-array symbol or one of the per-sample arrays."""
+        return _is_vector(expr) or any(
+            getattr(sym, "name", None) in self.arrays for sym in expr.free_symbols
+        )
+
+    @property
+    def transpose(self) -> str:
+        """The transpose superscript of the notation, for nodes that print their own TeX."""
+        return self.notation.t
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        n = self.notation
+        m = _LAYERED.match(expr.name)
+        if n.bold and m is not None and m.group(1) == "G" and expr.name in self.names:
+            # g^(l) = dL/da^(l), a vector: the bindings name it in plain letters
+            return f"{n.v('G' if self.batch else 'g')}^{{({m.group(2)})}}"
+        if expr.name in self.names:
+            return self.names[expr.name]
+        return symbol_tex(expr.name, self.batch, n) or super()._print_Symbol(expr)
+
+    def _print_BatchSum(self, expr: Any) -> str:
+        return rf"\sum_{{s}} \left[{self._print(expr.args[0])}\right]_{{s}}"
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        general = _general_matrix(expr.name, self.notation)
+        if general is not None:
+            return general
+        return symbol_tex(expr.name, True, self.notation) or super()._print_MatrixSymbol(expr)
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return r"\mathbf{1}"
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, sp.MatrixSymbol):
+            inner = rf"\left({inner}\right)"
+        elif "^" in inner:
+            inner = rf"\left({inner}\right)"
+        return inner + self.transpose
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: Any = None) -> str:
+        """Iverson bracket [i = q]: the letter delta is reserved for the error terms."""
+        i, j = (self._print(a) for a in expr.args)
+        return f"[{i} = {j}]"
+
+    def _print_UnitSum(self, expr: UnitSum) -> str:
+        return rf"\sum_{{k}} \left[{self._print(expr.args[0])}\right]_{{k}}"
+
+    def _print_LogSumExp(self, expr: LogSumExp) -> str:
+        return r"\log \sum_{k} e^{z_k}"
+
+    def _softmax_of(self, z: sp.Expr) -> str:
+        return rf"\operatorname{{softmax}}\left({self._print(z)}\right)"
+
+    def _print_LogOneMinusSoftmax(self, expr: LogOneMinusSoftmax) -> str:
+        return rf"\log\left(1 - {self._softmax_of(expr.args[0])}\right)"
+
+    def _print_exp(self, expr: sp.exp, exp: Any = None) -> str:
+        """e^(log(1 - a)) is 1 - a (the code takes it from the logits)."""
+        if isinstance(expr.args[0], LogOneMinusSoftmax) and exp is None:
+            return rf"\left(1 - {self._softmax_of(expr.args[0].args[0])}\right)"
+        return str(self._print_ExpBase(expr, exp))
+
+    def _print_ExclusiveSoftmaxSum(self, expr: ExclusiveSoftmaxSum) -> str:
+        """sum over the units k other than the row's unit j, with q_jk = a_j / (1 - a_k)."""
+        return rf"\sum_{{k \neq j}} \left[{self._print(expr.args[0])}\right]_{{k}} q_{{jk}}"
+
+    def _print_ExclusiveSoftmaxMean(self, expr: ExclusiveSoftmaxMean) -> str:
+        """At the row's unit j: the mean of v under the softmax of the units other than j."""
+        return rf"\sum_{{i \neq j}} \left[{self._print(expr.args[0])}\right]_{{i}} q_{{ij}}"
+
+    def _print_ExclusiveSoftmaxSumTangent(self, expr: ExclusiveSoftmaxSumTangent) -> str:
+        g, v = (self._print(a) for a in expr.args[:2])
+        return (
+            rf"\sum_{{k \neq j}} \left[{g}\right]_{{k}} q_{{jk}} \left(\left[{v}\right]_{{j}}"
+            rf" - \sum_{{i \neq k}} \left[{v}\right]_{{i}} q_{{ik}}\right)"
+        )
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """Elementwise products of vectors with \\odot; scalar factors in front; a decimal
+        coefficient as the user wrote it (0.044715 x, not 8943 x / 200000)."""
+        coeff, rest = expr.as_coeff_Mul()
+        if isinstance(coeff, sp.Rational) and rest != 1 and decimal_text(abs(coeff)):
+            sign = "- " if coeff < 0 else ""
+            return f"{sign}{decimal_text(abs(coeff))} {self.parenthesize(rest, 50)}"
+        numer, denom = sp.fraction(expr, exact=True)
+        if denom != 1:
+            return rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"
+        scalars: list[sp.Expr] = []
+        vectors: list[sp.Expr] = []
+        for factor in expr.as_ordered_factors():
+            (vectors if self.is_array(factor) else scalars).append(factor)
+        if not vectors or not scalars and len(vectors) < 2:
+            return super()._print_Mul(expr)
+        # The incoming gradient G first, as in the seed's recursion.
+        vectors.sort(key=lambda v: not (isinstance(v, sp.Symbol) and v.name.startswith("G")))
+        parts = [self.parenthesize(v, 50) for v in vectors]
+        text = r" \odot ".join(parts)
+        coeff = sp.Mul(*scalars)
+        sign = ""
+        if coeff.could_extract_minus_sign():  # - 2 c a, not (-2 c) a or \left(-2\right) a
+            sign, coeff = "- ", -coeff
+            # c a ⊙ (1 - a) rather than - c a ⊙ (a - 1): the sign goes into a difference
+            for k, v in enumerate(vectors):
+                if negatable(v) and not self._as_ordered_terms(-v)[0].could_extract_minus_sign():
+                    parts[k] = rf"\left({self._print(-v)}\right)"  # reads 1 - a, not -a + y
+                    text, sign = r" \odot ".join(parts), ""
+                    break
+        if coeff != 1:
+            text = f"{self.parenthesize(coeff, 50, strict=True)} {text}"
+        return sign + text
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        """As SymPy prints it, but the sign is read off the leading number: SymPy's general
+        sign analysis took most of the time of documenting a deep network."""
+        args = list(expr.args)
+        negative = bool(args[0].is_Number and args[0].is_negative)
+        level = precedence_traditional(expr) if negative else _MATMUL_PRECEDENCE
+
+        def parens(x: sp.Basic) -> str:
+            if isinstance(x, sp.Mul) and not isinstance(x, sp.MatMul):
+                return self._print(x)
+            return self.parenthesize(x, level, False)
+
+        if negative:
+            args = args[1:] if args[0] == -1 else [-args[0], *args[1:]]
+            return "- " + " ".join(map(parens, args))
+        return " ".join(map(parens, args))
+
+    def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
+        """Index-notation names: tangents dotted, R{delta} with a script R."""
+        name = str(expr)
+        return self.names.get(name) or _INDEXED_NAMES.get(name, super()._print_IndexedBase(expr))
+
+
+_MATMUL_PRECEDENCE = precedence_traditional(
+    sp.MatMul(sp.MatrixSymbol("P", 2, 2), sp.MatrixSymbol("Q", 2, 2))
+)
+
+
+def negatable(expr: sp.Expr) -> bool:
+    """A difference of two terms, one of them negative (a - 1): negated, it reads 1 - a."""
+    terms = sp.Add.make_args(expr)
+    return len(terms) == 2 and sum(t.could_extract_minus_sign() for t in terms) == 1
+
+
+def _is_vector(expr: sp.Expr) -> bool:
+    """True when expr depends on a whole-array symbol (a, z, G, y); index notation is scalar."""
+    if expr.has(sp.Indexed):
+        return False
+    return any(_ARRAY.match(s.name) for s in expr.free_symbols if isinstance(s, sp.Symbol))
+
+
+def tex(
+    expr: sp.Basic,
+    batch: bool = False,
+    names: dict[str, str] | None = None,
+    arrays: frozenset[str] = frozenset(),
+    notation: Notation = PLAIN,
+) -> str:
+    """expr in the seed's notation (`names`: LaTeX of symbols the network's kinds name)."""
+    return SeedLatexPrinter(batch, names, arrays, notation=notation).doprint(expr)
+
+
+# --- long formulas, broken into lines ---------------------------------------------------
+#
+# A display line holds about LINE_WIDTH glyphs (a 10pt article's text width, and a column of
+# a two-column paper at about half of it). A formula estimated wider is broken at the terms of
+# its sums: a sum's terms are packed greedily onto lines, and a product holding a long sum
+# opens its parenthesis on one line (\left( ... \right.) and closes it on a later one. The
+# estimate is read off the expression tree, not off the printed text; calibrated on the
+# examples (an estimate of 236 printed 1090pt wide: about 4.6pt a glyph, 75 glyphs to the
+# 345pt of a 10pt article's text).
+
+LINE_WIDTH = 70
+CASES_SHARE = 0.6  # of a line, for the value of a row of cases
+
+
+def width(expr: sp.Basic) -> float:
+    """Estimated printed width of expr, in glyphs."""
+    if isinstance(expr, sp.Symbol):
+        return 3.5  # a^{(2)}
+    if isinstance(expr, sp.Number):
+        return 0.5 + len(str(abs(expr))) if not isinstance(expr, sp.Rational) or expr.q == 1 else 2
+    if isinstance(expr, sp.NumberSymbol):
+        return 1
+    if isinstance(expr, sp.Add):
+        return sum(width(t) for t in expr.args) + 2.5 * (len(expr.args) - 1)
+    if isinstance(expr, sp.Mul):
+        numer, denom = sp.fraction(expr, exact=True)
+        if denom != 1:
+            return max(width(numer), width(denom)) + 1
+        return sum(width(f) + (2 if isinstance(f, sp.Add) else 0) for f in expr.args) + 2 * (
+            len(expr.args) - 1
+        )
+    if isinstance(expr, sp.Pow):
+        if expr.exp.is_negative:
+            return width(1 / expr) + 1
+        brackets = 2 if isinstance(expr.base, sp.Add) else 0
+        return width(expr.base) + 0.6 * width(expr.exp) + brackets
+    if isinstance(expr, sp.Function) or expr.args:
+        return 3 + sum(width(a) for a in expr.args if isinstance(a, sp.Basic))
+    return 2
+
+
+def tex_lines(
+    expr: sp.Expr,
+    batch: bool = False,
+    names: dict[str, str] | None = None,
+    arrays: frozenset[str] = frozenset(),
+    limit: float = LINE_WIDTH,
+    notation: Notation = PLAIN,
+) -> list[str]:
+    """expr printed on one line, or on several of at most about `limit` glyphs each."""
+    printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
+    printer.cases_limit = CASES_SHARE * limit  # the rest of the row is its condition
+    return _lines(printer, expr, limit)
+
+
+def _lines(printer: SeedLatexPrinter, expr: sp.Expr, limit: float) -> list[str]:
+    if width(expr) <= limit:
+        return [printer.doprint(expr)]
+    if isinstance(expr, sp.Add):
+        return _sum_lines(printer, expr, limit)
+    if isinstance(expr, sp.Mul) and not isinstance(expr, sp.MatrixExpr):
+        sums = [f for f in expr.args if isinstance(f, sp.Add)]
+        numer, denom = sp.fraction(expr, exact=True)
+        if sums and denom == 1:
+            inner = max(sums, key=width)
+            rest = sp.Mul(*[f for f in expr.args if f is not inner])
+            sign = "- " if rest.could_extract_minus_sign() else ""
+            rest = -rest if sign else rest
+            times = r" \odot " if printer.is_array(expr) else " "
+            prefix = "" if rest == 1 else printer.doprint(rest) + times
+            body = _lines(printer, inner, max(limit - width(rest), limit / 2))
+            body[0] = rf"{sign}{prefix}\left({body[0]}\right."
+            body[-1] = rf"\left.{body[-1]}\right)"
+            return body
+    return [printer.doprint(expr)]
+
+
+def _sum_lines(printer: SeedLatexPrinter, expr: sp.Add, limit: float) -> list[str]:
+    """The terms of a sum, in the printer's order, packed greedily onto lines."""
+    lines: list[str] = []
+    current, used = "", 0.0
+    for k, term in enumerate(printer._as_ordered_terms(expr)):
+        negative = term.could_extract_minus_sign()
+        shown = -term if negative and k > 0 else term
+        sign = ("- " if negative else "+ ") if k > 0 else ""
+        cost = width(shown) + 2
+        if current and used + cost > limit:
+            lines.append(current)
+            current, used = "", 0.0
+        pieces = _lines(printer, shown, limit) if cost > limit else [printer.doprint(shown)]
+        if len(pieces) > 1:  # a term of several lines starts a line of its own
+            if current:
+                lines.append(current)
+            lines += [sign + pieces[0], *pieces[1:-1]]
+            current, used = pieces[-1], limit / 2
+            continue
+        piece = sign + printer.parenthesize(shown, 40) if k > 0 else pieces[0]
+        current = f"{current} {piece}" if current else piece
+        used += cost
+    if current:
+        lines.append(current)
+    return lines
+
+
+@dataclass(frozen=True)
+class Display:
+    """A display formula `head` + its right-hand side in lines; printed as one line, or as an
+    aligned block whose continuation lines are indented, followed by a row "where u_1 = ..."
+    when it names repeated subexpressions. end(mark) puts punctuation after the last row
+    rather than after the block."""
+
+    head: str
+    lines: tuple[str, ...]
+    where: tuple[str, ...] = ()  # rows of "u_{1} = ..., u_{2} = ...", in order
+
+    def end(self, mark: str) -> str:
+        if len(self.lines) == 1 and not self.where:
+            return f"{self.head}{self.lines[0]}{mark}"
+        rows = list(self.lines)
+        if self.where:  # rows of definitions, each row already packed
+            rows[-1] += ","
+            rows += [(r"\text{where } " if k == 0 else "") + w for k, w in enumerate(self.where)]
+        body = r" \\ &\quad ".join(rows)
+        return rf"{self.head}\begin{{aligned}}[t] &{body}{mark} \end{{aligned}}"
+
+    def __str__(self) -> str:
+        return self.end("")
+
+
+def ends(line: Any, mark: str) -> str:
+    """Jinja filter: a display line followed by punctuation (inside a broken display)."""
+    return line.end(mark) if isinstance(line, Display) else f"{line}{mark}"

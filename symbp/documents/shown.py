@@ -1,0 +1,222 @@
+"""The forms of derived expressions a person reads in the documents (never what the code runs).
+
+SymPy returns correct but unidiomatic forms: sinh(u)/cosh(u) for tanh(u), a(a - 1) - a + 1 for (a -
+1)^2, sqrt(2) x e^{-x^2/2}/(2 sqrt(pi)) + erf(sqrt(2) x/2)/2 + 1/2 for x phi(x) + Phi(x).
+`shown(expr)` tries a few rewrites on each piece (factor, simplify, and writing erf and the Gaussian
+through the standard normal Phi and phi, 1 - tanh^2 as sech^2, exp through the logistic sigma, a
+minus sign taken into a difference), keeps the one with the fewest operations (then the narrowest),
+and returns it only when it agrees with expr at sample points (symbp.symbolic.equal); each attempt
+is bounded in time, so a hard expression is shown as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+from sympy.functions.elementary.piecewise import piecewise_simplify
+
+from symbp.documents.latex import negatable, width
+from symbp.symbolic import bounded, memo
+from symbp.symbolic.equal import agree
+from symbp.symbolic.probe import sigmoid_arg
+
+SECONDS = 1.0  # per rewrite attempt
+
+
+def _called(name: str, call: sp.Function, printer: Any, exp: Any) -> str:
+    """name(u), or name^{exp}(u) when the printer prints a power of the call."""
+    power = f"^{{{exp}}}" if exp is not None else ""
+    return rf"{name}{power}\left({printer._print(call.args[0])}\right)"
+
+
+class NormalCdf(sp.Function):
+    """Phi(u), the standard normal distribution function, (1 + erf(u/sqrt 2))/2."""
+
+    nargs = 1
+
+    def _symbp_latex(self, printer: Any, exp: Any = None) -> str:
+        return _called(r"\Phi", self, printer, exp)
+
+    def elementary(self) -> sp.Expr:
+        return (1 + sp.erf(self.args[0] / sp.sqrt(2))) / 2
+
+
+class NormalPdf(sp.Function):
+    """phi(u), the standard normal density, exp(-u^2/2)/sqrt(2 pi)."""
+
+    nargs = 1
+
+    def _symbp_latex(self, printer: Any, exp: Any = None) -> str:
+        return _called(r"\varphi", self, printer, exp)
+
+    def elementary(self) -> sp.Expr:
+        return sp.exp(-(self.args[0] ** 2) / 2) / sp.sqrt(2 * sp.pi)
+
+
+class Sigmoid(sp.Function):
+    """sigma(u) = 1/(1 + exp(-u)), the logistic function."""
+
+    nargs = 1
+
+    def _symbp_latex(self, printer: Any, exp: Any = None) -> str:
+        return _called(r"\sigma", self, printer, exp)
+
+    def elementary(self) -> sp.Expr:
+        return 1 / (1 + sp.exp(-self.args[0]))
+
+
+_NAMED = (NormalCdf, NormalPdf, Sigmoid)
+
+
+def elementary(expr: sp.Expr) -> sp.Expr:
+    """expr with Phi, phi and sigma written out."""
+    return expr.replace(lambda e: isinstance(e, _NAMED), lambda e: e.elementary())
+
+
+def uses_normal(expr: sp.Expr) -> bool:
+    return expr.has(NormalCdf, NormalPdf)
+
+
+def uses_sigmoid(expr: sp.Expr) -> bool:
+    return expr.has(Sigmoid)
+
+
+def shown(expr: sp.Expr) -> sp.Expr:
+    """expr in the narrowest of its checked forms (piece by piece for a Piecewise), worked out
+    once per expression shape (the layers of a deep network share theirs)."""
+    return memo.renamed(_shown, expr)
+
+
+def _shown(expr: sp.Expr) -> sp.Expr:
+    if isinstance(expr, sp.Piecewise):
+        pieces = sp.Piecewise(*[(shown(e), c) for e, c in expr.args])
+        tidy = bounded.bounded(lambda: piecewise_simplify(pieces), pieces, SECONDS)
+        return tidy if tidy == pieces or agree(expr, elementary(tidy)) else pieces
+    if not isinstance(expr, sp.Expr) or expr.is_Atom:
+        return expr
+    candidates = [_tanh_ratios(expr), _sech_squares(expr)]
+    if expr.has(sp.Piecewise):  # the pieces inside a product or sum, each tidied
+        candidates.append(expr.replace(lambda e: isinstance(e, sp.Piecewise), shown))
+    if expr.has(sp.exp):
+        candidates.append(_through_logistic(expr))
+    if expr.has(sp.erf):
+        normal = _through_normal(expr)
+        candidates += [normal, _bounded(sp.simplify, normal)]
+    if not expr.atoms(sp.Function) and expr.is_polynomial():
+        candidates.append(_bounded(sp.factor, expr))  # a (a - 1) - a + 1 -> (a - 1)^2
+    candidates = [_signs_inside(c) for c in candidates]
+    best = expr
+    for form in candidates:
+        narrower = (sp.count_ops(form), width(form)) < (sp.count_ops(best), width(best))
+        if narrower and not form.has(sp.I) and agree(expr, elementary(form)):
+            best = form
+    return best
+
+
+def _signs_inside(expr: sp.Expr) -> sp.Expr:
+    """- (s - 1) s as s (1 - s): a product's minus sign taken into a difference of two terms."""
+
+    def signed(e: sp.Basic) -> bool:
+        return isinstance(e, sp.Mul) and e.could_extract_minus_sign() and _difference(e) is not None
+
+    def flip(e: sp.Mul) -> sp.Expr:
+        d = _difference(e)
+        assert d is not None
+        rest = [f for f in e.args if f is not d]
+        return sp.Mul(*[-f if f.is_Number else f for f in rest], sp.expand(-d), evaluate=False)
+
+    return expr.replace(signed, flip)
+
+
+def _difference(e: sp.Mul) -> sp.Expr | None:
+    """The factor of e that is a two-term difference, when e's only sign is a -1 coefficient."""
+    if e.args[0] != -1:
+        return None
+    return next((f for f in e.args if negatable(f)), None)
+
+
+def _bounded(rewrite: Any, expr: sp.Expr) -> sp.Expr:
+    return bounded.bounded(lambda: rewrite(expr), expr, SECONDS)
+
+
+def _sech_squares(expr: sp.Expr) -> sp.Expr:
+    """1 - tanh(u)^2 as sech(u)^2 (tanh's derivative as it is usually written)."""
+
+    def square(term: sp.Basic) -> bool:
+        parts = sp.Add.make_args(term)
+        return (
+            isinstance(term, sp.Add)
+            and len(parts) == 2
+            and sp.S.One in parts
+            and any(_tanh_arg(p) is not None for p in parts)
+        )
+
+    def rewrite(term: sp.Add) -> sp.Expr:
+        other = next(p for p in term.args if p != sp.S.One)
+        return sp.sech(_tanh_arg(other)) ** 2
+
+    return expr.replace(square, rewrite)
+
+
+def _tanh_arg(term: sp.Basic) -> sp.Expr | None:
+    """u when term is -tanh(u)^2."""
+    coeff, rest = term.as_coeff_Mul()
+    if (
+        coeff == -1
+        and isinstance(rest, sp.Pow)
+        and rest.exp == 2
+        and isinstance(rest.base, sp.tanh)
+    ):
+        return rest.base.args[0]
+    return None
+
+
+def _through_logistic(expr: sp.Expr) -> sp.Expr:
+    """exp(+-u) written through sigma(u) where that removes every exp (symbp.symbolic.stable), and
+    each 1/(1 + exp(-u)) then named sigma(u): e^{-x}/(1 + e^{-x})^2 reads sigma(x)(1 - sigma(x))."""
+    from symbp.symbolic.stable import through_sigmoid
+
+    moved = through_sigmoid(expr)
+
+    def logistic(e: sp.Basic) -> bool:
+        return isinstance(e, sp.Pow) and sigmoid_arg(e) is not None
+
+    def rewrite(e: sp.Pow) -> sp.Expr:
+        return Sigmoid(sigmoid_arg(e)) ** (-e.exp)
+
+    return moved.replace(logistic, rewrite)
+
+
+def _tanh_ratios(expr: sp.Expr) -> sp.Expr:
+    """sinh(u)/cosh(u) as tanh(u), and cosh(u)/sinh(u) as 1/tanh(u)."""
+
+    def ratio(term: sp.Basic) -> bool:
+        if not isinstance(term, sp.Mul):
+            return False
+        powers = term.as_powers_dict()
+        return any(
+            isinstance(b, sp.sinh) and powers.get(sp.cosh(*b.args)) == -e for b, e in powers.items()
+        )
+
+    def rewrite(term: sp.Mul) -> sp.Expr:
+        powers = dict(term.as_powers_dict())
+        for base, exponent in list(powers.items()):
+            if isinstance(base, sp.sinh) and powers.get(sp.cosh(*base.args)) == -exponent:
+                del powers[base], powers[sp.cosh(*base.args)]
+                powers[sp.tanh(*base.args)] = exponent
+        return sp.Mul(*[b**e for b, e in powers.items()])
+
+    return expr.replace(ratio, rewrite)
+
+
+def _through_normal(expr: sp.Expr) -> sp.Expr:
+    """erf(u/sqrt 2) as 2 Phi(u) - 1 and exp(-u^2/2) as sqrt(2 pi) phi(u), for every such u."""
+    if not expr.has(sp.erf):
+        return expr
+    moved = expr
+    for call in expr.atoms(sp.erf):
+        u = sp.sqrt(2) * call.args[0]
+        moved = moved.subs(call, 2 * NormalCdf(u) - 1)
+        moved = moved.subs(sp.exp(-(u**2) / 2), sp.sqrt(2 * sp.pi) * NormalPdf(u))
+    return bounded.bounded(lambda: sp.expand(moved), moved, SECONDS)

@@ -1,0 +1,96 @@
+"""The keys each layer kind takes, with their defaults and checks (no SymPy).
+
+Each kind's module under symbp/derivation/kinds owns everything about that kind; this module holds the
+part the file validator needs, so that reading a file stays cheap. The validator
+(symbp.frontend.spec) calls `check` with its located-error maker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+COMMON_KEYS = ("type", "name", "activation")
+DEFAULT_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class KindKeys:
+    """The keys of one layer kind beyond the common ones, which are required, and whether
+    the kind keeps the size of its input (everything but dense)."""
+
+    keys: tuple[str, ...]
+    required: tuple[str, ...]
+    keeps_size: bool
+    summary: str  # one line for messages and the JSON Schema
+    activation: bool = True  # whether it takes an `activation` key
+    image: bool = False  # whether it reads an image [C, H, W] (and only an image)
+
+
+KINDS: dict[str, KindKeys] = {
+    "dense": KindKeys(("units", "bias"), ("units",), False, "z = W a + b (units, bias)"),
+    "add": KindKeys(("from",), ("from",), True, "z = a + (output of the layer named by from)"),
+    "layernorm": KindKeys(("eps",), (), True, "normalise each sample over its features"),
+    "batchnorm": KindKeys(("eps",), (), True, "normalise each feature over the batch"),
+    "conv2d": KindKeys(
+        ("filters", "kernel", "stride", "padding", "bias"),
+        ("filters", "kernel"),
+        False,
+        "z = b + W correlated with the (zero-padded) image a (filters, kernel, stride, padding)",
+        image=True,
+    ),
+    "maxpool2d": KindKeys(
+        ("size", "stride"),
+        ("size",),
+        False,
+        "the maximum of each window (size, stride)",
+        activation=False,
+        image=True,
+    ),
+    "avgpool2d": KindKeys(
+        ("size", "stride"),
+        ("size",),
+        False,
+        "the mean of each window (size, stride)",
+        activation=False,
+        image=True,
+    ),
+    "flatten": KindKeys(
+        (),
+        (),
+        False,
+        "an image [C, H, W] read as a vector of C*H*W (C order)",
+        activation=False,
+        image=True,
+    ),
+}
+
+
+def keys_of(kind: str) -> tuple[str, ...]:
+    """Every key a layer of this kind may have."""
+    common = COMMON_KEYS if KINDS[kind].activation else ("type", "name")
+    return (*common, *KINDS[kind].keys)
+
+
+def check_bias(value: Any, fail: Callable[[str, str], Exception]) -> bool:
+    if not isinstance(value, bool):
+        raise fail("bias must be true or false", "write bias: true or bias: false")
+    return value
+
+
+def check_eps(value: Any, fail: Callable[[str, str], Exception]) -> float:
+    """eps > 0, finite."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise fail(f"eps must be a number, got {value!r}", "write a small number such as 1e-5")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise fail(f"eps must be a finite number > 0, got {value}", "use e.g. eps: 1e-5")
+    return number
+
+
+def entry_kind(entry: Mapping[str, Any]) -> Any:
+    """The type a layer entry declares (dense when it declares none)."""
+    return entry.get("type", "dense")

@@ -1,0 +1,155 @@
+"""The network as a graph of layer kinds: tensors with shapes and roles, nodes in order.
+
+Built from the validated file (symbp.frontend.spec) and nothing else; no SymPy. Layer l is one node
+of its kind (dense, add, layernorm, batchnorm) that reads a^(l-1) (and, for add, the tensor
+its `from` names) and writes z^(l), followed by its activation, a^(l) = f(z^(l)). A tensor
+read by several nodes (the input of a residual block) has several consumers: its error
+term is the sum of what each sends back.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from dataclasses import dataclass
+
+from symbp.frontend.spec import Arch, Layer
+
+
+class Role(enum.Enum):
+    """What a tensor is in the network (never read back from its name)."""
+
+    INPUT = "input"  # a^(0) = x
+    PRE_ACTIVATION = "pre-activation"  # z^(l)
+    ACTIVATION = "activation"  # a^(l)
+    PARAMETER = "parameter"  # W^(l), b^(l), gamma^(l), beta^(l)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of the network: per-sample `shape` (parameters: their whole shape)."""
+
+    key: str  # unique in the graph: "a0", "z3", "W3", ...
+    role: Role
+    layer: int  # the layer that writes it (0: the input); for parameters, their layer
+    shape: tuple[int, ...]
+    symbol: str  # the seed's letter: a, z, W, b, gamma, beta
+
+    @property
+    def size(self) -> int:
+        """Entries per sample (an image (C, H, W) is stored as C*H*W, in C order)."""
+        return math.prod(self.shape)
+
+    @property
+    def image(self) -> bool:
+        return self.role != Role.PARAMETER and len(self.shape) == 3
+
+    @property
+    def stored_flat(self) -> bool:
+        """A parameter shaped like an image (layer norm's gamma, beta on an image): the code
+        holds it as its C*H*W entries, like the per-sample arrays it multiplies."""
+        return self.role == Role.PARAMETER and len(self.shape) == 3
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.key}: {self.role.value} {self.shape})"
+
+
+@dataclass(frozen=True)
+class Node:
+    """Layer l: its kind reads `inputs` (and `params`) and writes z; its activation writes a."""
+
+    index: int
+    kind: str
+    layer: Layer
+    inputs: tuple[Tensor, ...]  # a^(l-1) first; for add, then the tensor `from` names
+    params: tuple[Tensor, ...]
+    z: Tensor
+    a: Tensor
+
+    def __repr__(self) -> str:
+        reads = ", ".join(t.key for t in (*self.inputs, *self.params))
+        return f"Node({self.index} {self.kind}: {reads} -> {self.z.key} -> {self.a.key})"
+
+
+# The parameters of each kind: (symbol, shape from the layer's output size n and its
+# input's shape, whether the layer has it).
+def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor, ...]:
+    n = layer.units
+    wanted: list[tuple[str, tuple[int, ...]]] = []
+    if layer.type == "dense":
+        wanted.append(("W", (n, shape_in[0])))
+        if layer.bias:
+            wanted.append(("b", (n,)))
+    elif layer.type == "conv2d":
+        assert layer.window is not None
+        filters = layer.shape[0]
+        wanted.append(("W", (filters, shape_in[0], *layer.window.kernel)))
+        if layer.bias:
+            wanted.append(("b", (filters,)))
+    elif layer.type == "batchnorm" and len(shape_in) == 3:  # one per channel
+        wanted += [("gamma", (shape_in[0],)), ("beta", (shape_in[0],))]
+    elif layer.type == "layernorm" and len(shape_in) == 3:  # one per entry (C, H, W)
+        wanted += [("gamma", shape_in), ("beta", shape_in)]
+    elif layer.type in ("layernorm", "batchnorm"):
+        wanted += [("gamma", (n,)), ("beta", (n,))]
+    return tuple(Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym) for sym, shape in wanted)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes in topological order (the file's order), with every tensor's consumers."""
+
+    arch: Arch
+    input: Tensor
+    nodes: tuple[Node, ...]
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    @functools.cached_property
+    def consumers(self) -> dict[str, tuple[Node, ...]]:
+        """tensor key -> the nodes that read it, in order."""
+        found: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for tensor in node.inputs:
+                found.setdefault(tensor.key, []).append(node)
+        return {key: tuple(nodes) for key, nodes in found.items()}
+
+    @property
+    def parameters(self) -> tuple[Tensor, ...]:
+        return tuple(p for node in self.nodes for p in node.params)
+
+    def activation(self, l: int) -> Tensor:
+        """a^(l) (a^(0) is the input)."""
+        return self.input if l == 0 else self.nodes[l - 1].a
+
+    def __repr__(self) -> str:
+        return f"Graph({self.arch.name}: {len(self.nodes)} nodes)"
+
+
+def build_graph(arch: Arch) -> Graph:
+    """The graph of a validated architecture."""
+    x = Tensor("a0", Role.INPUT, 0, arch.layer_shapes[0], "a")
+    nodes: list[Node] = []
+    for l, layer in enumerate(arch.layers, start=1):
+        previous = x if l == 1 else nodes[-1].a
+        inputs: tuple[Tensor, ...] = (previous,)
+        if layer.type == "add":
+            assert layer.source is not None
+            source = arch.layer_index[layer.source]
+            inputs += (x if source == 0 else nodes[source - 1].a,)
+        shape = layer.out_shape
+        nodes.append(
+            Node(
+                index=l,
+                kind=layer.type,
+                layer=layer,
+                inputs=inputs,
+                params=_parameters(layer, l, previous.shape),
+                z=Tensor(f"z{l}", Role.PRE_ACTIVATION, l, shape, "z"),
+                a=Tensor(f"a{l}", Role.ACTIVATION, l, shape, "a"),
+            )
+        )
+    return Graph(arch, x, tuple(nodes))

@@ -1,0 +1,112 @@
+"""The package's stages and their order: each module imports only from its own stage and the
+stages before it (function-local imports included), and no modules import each other in a
+circle. The order is the pipeline's:
+
+    base -> frontend -> ir -> symbolic -> derivation -> backends | documents -> pipeline
+         -> check -> cli
+
+backends (the generated code) and documents (LaTeX, Markdown) both read the derivation and
+neither reads the other; equation numbers, which the code's comments cite, are in ir.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "symbp"
+
+STAGES = {
+    "base": ("symbp.errors", "symbp.version", "symbp.options", "symbp.budget"),
+    "frontend": ("symbp.frontend",),
+    "ir": ("symbp.ir",),
+    "symbolic": ("symbp.symbolic",),
+    "derivation": ("symbp.derivation",),
+    "backends": ("symbp.backends",),
+    "documents": ("symbp.documents",),
+    "pipeline": ("symbp.pipeline", "symbp.render", "symbp.pdf"),
+    "check": ("symbp.check",),
+    "cli": ("symbp.cli", "symbp.__main__", "symbp"),
+}
+_CHAIN = ("base", "frontend", "ir", "symbolic", "derivation")
+ALLOWED = {
+    **{stage: set(_CHAIN[: k + 1]) for k, stage in enumerate(_CHAIN)},
+    "backends": {*_CHAIN, "backends"},
+    "documents": {*_CHAIN, "documents"},
+    "pipeline": {*_CHAIN, "backends", "documents", "pipeline"},
+    "check": set(STAGES) - {"cli"},
+    "cli": set(STAGES),
+}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def stage_of(module: str) -> str:
+    """The stage of a module: the longest prefix of STAGES that it falls under."""
+    best = ""
+    for stage, prefixes in STAGES.items():
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, found = prefix, stage
+    assert best, f"{module} belongs to no stage: add it to STAGES in {__file__}"
+    return found
+
+
+def imports() -> dict[str, set[str]]:
+    """module -> the symbp modules it imports anywhere in its body."""
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    found: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "symbp" or node.module.startswith("symbp."):
+                    for alias in node.names:
+                        sub = f"{node.module}.{alias.name}"
+                        targets.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.split(".")[0] == "symbp"}
+        found[name] = targets & modules.keys()
+    return found
+
+
+def test_every_import_follows_the_stage_order() -> None:
+    wrong = [
+        f"{module} ({stage_of(module)}) imports {target} ({stage_of(target)})"
+        for module, targets in imports().items()
+        for target in sorted(targets)
+        if stage_of(target) not in ALLOWED[stage_of(module)]
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    graph = imports()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (circle := visit(target)):
+                return circle
+        state[module] = 2
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (circle := visit(module)):
+            raise AssertionError("import circle: " + " -> ".join(circle))
+
+
+def test_the_check_fails_on_a_wrong_import(tmp_path: Path) -> None:
+    """The stage table sees a later stage imported by an earlier one."""
+    assert "derivation" not in ALLOWED[stage_of("symbp.symbolic.output")]
+    assert stage_of("symbp.derivation.kinds.conv") == "derivation"
+    assert stage_of("symbp") == "cli"

@@ -2,11 +2,13 @@
 stages before it (function-local imports included), and no modules import each other in a
 circle. The order is the pipeline's:
 
-    base -> frontend -> ir -> symbolic -> derivation -> backends | documents -> pipeline
-         -> check -> cli
+    base -> frontend -> ir -> symbolic -> derivation -> codegen -> backends
+                                                     -> documents
+         -> pipeline -> check -> cli
 
-backends (the generated code) and documents (LaTeX, Markdown) both read the derivation and
-neither reads the other; equation numbers, which the code's comments cite, are in ir.
+codegen (the program IR) and backends (its printing) make the generated code; documents
+(LaTeX, Markdown) read the derivation; neither side reads the other. Equation numbers, which
+the code's comments cite, are in ir.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ STAGES = {
     "ir": ("symbp.ir",),
     "symbolic": ("symbp.symbolic",),
     "derivation": ("symbp.derivation",),
+    "codegen": ("symbp.codegen",),
     "backends": ("symbp.backends",),
     "documents": ("symbp.documents",),
     "pipeline": ("symbp.pipeline", "symbp.render", "symbp.pdf"),
@@ -31,9 +34,10 @@ STAGES = {
 _CHAIN = ("base", "frontend", "ir", "symbolic", "derivation")
 ALLOWED = {
     **{stage: set(_CHAIN[: k + 1]) for k, stage in enumerate(_CHAIN)},
-    "backends": {*_CHAIN, "backends"},
+    "codegen": {*_CHAIN, "codegen"},
+    "backends": {*_CHAIN, "codegen", "backends"},
     "documents": {*_CHAIN, "documents"},
-    "pipeline": {*_CHAIN, "backends", "documents", "pipeline"},
+    "pipeline": {*_CHAIN, "codegen", "backends", "documents", "pipeline"},
     "check": set(STAGES) - {"cli"},
     "cli": set(STAGES),
 }

@@ -1,7 +1,7 @@
 """The keys each layer kind takes, with their defaults and checks (no SymPy).
 
-Each kind's module under symbp/derivation/kinds owns everything about that kind; this module holds the
-part the file validator needs, so that reading a file stays cheap. The validator
+Each kind's module under symbp/derivation/kinds owns everything about that kind; this module holds
+the part the file validator needs, so that reading a file stays cheap. The validator
 (symbp.frontend.spec) calls `check` with its located-error maker.
 """
 

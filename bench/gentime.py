@@ -77,13 +77,13 @@ def run_once(path: Path, out: Path) -> tuple[float, dict[str, float]]:
 
 
 def _stages(text: str) -> dict[str, float]:
-    """The `--timings` lines ("  derive  1.23 s") as a dict."""
+    """The `--timings` lines ("name:   derive   1138.7 ms") as a dict of seconds."""
     stages = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2] == "s":
+        if len(parts) >= 3 and parts[-1] == "ms":
             try:
-                stages[parts[0]] = float(parts[1])
+                stages[parts[-3]] = float(parts[-2]) / 1000
             except ValueError:
                 continue
     return stages

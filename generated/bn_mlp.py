@@ -461,14 +461,14 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W5"] = Rdelta5 @ A4.T + delta5 @ Ad4.T
     H["b5"] = Rdelta5.sum(axis=1, keepdims=True)
     RG4 = W5.T @ Rdelta5 + Wd5.T @ delta5
-    Rdelta4 = np.where((A4 > 0), RG4, DTYPE(0))
+    Rdelta4 = RG4 * (A4 > 0)
     H["gamma4"] = np.sum(Rdelta4*Xhat4 + Xhatd4*delta4, axis=1, keepdims=True)
     H["beta4"] = np.sum(Rdelta4, axis=1, keepdims=True)
     RG3 = Rdelta4*gamma4/Sigma4 + gammad4*(delta4 - np.sum(delta4, axis=1, keepdims=True)/count - Xhat4*np.sum(Xhat4*delta4, axis=1, keepdims=True)/count)/Sigma4 - Sigmad4*gamma4*(delta4 - np.sum(delta4, axis=1, keepdims=True)/count - Xhat4*np.sum(Xhat4*delta4, axis=1, keepdims=True)/count)/Sigma4**2 - gamma4*np.sum(Rdelta4, axis=1, keepdims=True)/(count*Sigma4) - Xhat4*gamma4*np.sum(Rdelta4*Xhat4 + Xhatd4*delta4, axis=1, keepdims=True)/(count*Sigma4) - Xhatd4*gamma4*np.sum(Xhat4*delta4, axis=1, keepdims=True)/(count*Sigma4)
     Rdelta3 = RG3
     H["W3"] = Rdelta3 @ A2.T + delta3 @ Ad2.T
     RG2 = W3.T @ Rdelta3 + Wd3.T @ delta3
-    Rdelta2 = RG2 - RG2*A2**2 - 2*A2*Ad2*G2
+    Rdelta2 = RG2*(1 - A2**2) - 2*A2*Ad2*G2
     H["gamma2"] = np.sum(Rdelta2*Xhat2 + Xhatd2*delta2, axis=1, keepdims=True)
     H["beta2"] = np.sum(Rdelta2, axis=1, keepdims=True)
     RG1 = Rdelta2*gamma2/Sigma2 + gammad2*(delta2 - np.sum(delta2, axis=1, keepdims=True)/count - Xhat2*np.sum(Xhat2*delta2, axis=1, keepdims=True)/count)/Sigma2 - Sigmad2*gamma2*(delta2 - np.sum(delta2, axis=1, keepdims=True)/count - Xhat2*np.sum(Xhat2*delta2, axis=1, keepdims=True)/count)/Sigma2**2 - gamma2*np.sum(Rdelta2, axis=1, keepdims=True)/(count*Sigma2) - Xhat2*gamma2*np.sum(Rdelta2*Xhat2 + Xhatd2*delta2, axis=1, keepdims=True)/(count*Sigma2) - Xhatd2*gamma2*np.sum(Xhat2*delta2, axis=1, keepdims=True)/(count*Sigma2)

@@ -409,11 +409,11 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
     H["b3"] = Rdelta3.sum(axis=0)
     RG2 = Rdelta3 @ W3 + delta3 @ Wd3
-    Rdelta2 = -A2*RG2*(-1 + A2) - Ad2*G2*(-1 + 2*A2)
+    Rdelta2 = A2*RG2*(1 - A2) + Ad2*G2*(1 - 2*A2)
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
-    Rdelta1 = -A1*RG1*(-1 + A1) - Ad1*G1*(-1 + 2*A1)
+    Rdelta1 = A1*RG1*(1 - A1) + Ad1*G1*(1 - 2*A1)
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

@@ -283,7 +283,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
-    Rdelta1 = -A1*RG1*(-1 + A1) - Ad1*G1*(-1 + 2*A1)
+    Rdelta1 = A1*RG1*(1 - A1) + Ad1*G1*(1 - 2*A1)
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

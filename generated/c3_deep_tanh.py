@@ -689,35 +689,35 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W9"] = Rdelta9.T @ A8 + delta9.T @ Ad8
     H["b9"] = Rdelta9.sum(axis=0)
     RG8 = Rdelta9 @ W9 + delta9 @ Wd9
-    Rdelta8 = RG8 - RG8*A8**2 - 2*A8*Ad8*G8
+    Rdelta8 = RG8*(1 - A8**2) - 2*A8*Ad8*G8
     H["W8"] = Rdelta8.T @ A7 + delta8.T @ Ad7
     H["b8"] = Rdelta8.sum(axis=0)
     RG7 = Rdelta8 @ W8 + delta8 @ Wd8
-    Rdelta7 = RG7 - RG7*A7**2 - 2*A7*Ad7*G7
+    Rdelta7 = RG7*(1 - A7**2) - 2*A7*Ad7*G7
     H["W7"] = Rdelta7.T @ A6 + delta7.T @ Ad6
     H["b7"] = Rdelta7.sum(axis=0)
     RG6 = Rdelta7 @ W7 + delta7 @ Wd7
-    Rdelta6 = RG6 - RG6*A6**2 - 2*A6*Ad6*G6
+    Rdelta6 = RG6*(1 - A6**2) - 2*A6*Ad6*G6
     H["W6"] = Rdelta6.T @ A5 + delta6.T @ Ad5
     H["b6"] = Rdelta6.sum(axis=0)
     RG5 = Rdelta6 @ W6 + delta6 @ Wd6
-    Rdelta5 = RG5 - RG5*A5**2 - 2*A5*Ad5*G5
+    Rdelta5 = RG5*(1 - A5**2) - 2*A5*Ad5*G5
     H["W5"] = Rdelta5.T @ A4 + delta5.T @ Ad4
     H["b5"] = Rdelta5.sum(axis=0)
     RG4 = Rdelta5 @ W5 + delta5 @ Wd5
-    Rdelta4 = RG4 - RG4*A4**2 - 2*A4*Ad4*G4
+    Rdelta4 = RG4*(1 - A4**2) - 2*A4*Ad4*G4
     H["W4"] = Rdelta4.T @ A3 + delta4.T @ Ad3
     H["b4"] = Rdelta4.sum(axis=0)
     RG3 = Rdelta4 @ W4 + delta4 @ Wd4
-    Rdelta3 = RG3 - RG3*A3**2 - 2*A3*Ad3*G3
+    Rdelta3 = RG3*(1 - A3**2) - 2*A3*Ad3*G3
     H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
     H["b3"] = Rdelta3.sum(axis=0)
     RG2 = Rdelta3 @ W3 + delta3 @ Wd3
-    Rdelta2 = RG2 - RG2*A2**2 - 2*A2*Ad2*G2
+    Rdelta2 = RG2*(1 - A2**2) - 2*A2*Ad2*G2
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
-    Rdelta1 = RG1 - RG1*A1**2 - 2*A1*Ad1*G1
+    Rdelta1 = RG1*(1 - A1**2) - 2*A1*Ad1*G1
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

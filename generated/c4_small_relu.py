@@ -313,11 +313,11 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
     H["b3"] = Rdelta3.sum(axis=0)
     RG2 = Rdelta3 @ W3 + delta3 @ Wd3
-    Rdelta2 = np.where((A2 > 0), RG2, DTYPE(0))
+    Rdelta2 = RG2 * (A2 > 0)
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
-    Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
+    Rdelta1 = RG1 * (A1 > 0)
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

@@ -686,7 +686,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W7"] = Rdelta7.T @ A6 + delta7.T @ Ad6
     H["b7"] = Rdelta7.sum(axis=0)
     RG6 = Rdelta7 @ W7 + delta7 @ Wd7
-    Rdelta6 = np.where((A6 > 0), RG6, DTYPE(0))
+    Rdelta6 = RG6 * (A6 > 0)
     H["W6"] = Rdelta6.T @ A5 + delta6.T @ Ad5
     H["b6"] = Rdelta6.sum(axis=0)
     RG5 = Rdelta6 @ W6 + delta6 @ Wd6
@@ -694,13 +694,13 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     RG4 = Rdelta5
     Rdelta4 = RG4
     RG3 = _maxpool_route(A3, A4, Rdelta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
-    Rdelta3 = np.where((A3 > 0), RG3, DTYPE(0))
+    Rdelta3 = RG3 * (A3 > 0)
     H["W3"] = _conv2d_back_kernel(Ad2, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_kernel_columns(Cols3, Rdelta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     H["b3"] = _channel_total(Rdelta3, (16, 196))
     RG2 = _conv2d_back_input(Rdelta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1)) + _conv2d_back_input(delta3, Wd3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     Rdelta2 = RG2
     RG1 = _maxpool_route(A1, A2, Rdelta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
-    Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
+    Rdelta1 = RG1 * (A1 > 0)
     H["W1"] = _conv2d_back_kernel_columns(Cols1, Rdelta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     H["b1"] = _channel_total(Rdelta1, (8, 784))
     return {key: H[key] for key in params}

@@ -728,7 +728,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W8"] = Rdelta8.T @ A7 + delta8.T @ Ad7
     H["b8"] = Rdelta8.sum(axis=0)
     RG7 = Rdelta8 @ W8 + delta8 @ Wd8
-    Rdelta7 = np.where((A7 > 0), RG7, DTYPE(0))
+    Rdelta7 = RG7 * (A7 > 0)
     H["gamma7"] = np.sum(Rdelta7*Xhat7 + Xhatd7*delta7, axis=0)
     H["beta7"] = np.sum(Rdelta7, axis=0)
     RG6 = -np.sum(Rdelta7*gamma7 + delta7*gammad7, axis=1, keepdims=True)/(16*Sigma7) + Rdelta7*gamma7/Sigma7 + delta7*gammad7/Sigma7 - Sigmad7*(-np.sum(delta7*gamma7, axis=1, keepdims=True)/16 + delta7*gamma7 - Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/16)/Sigma7**2 - Xhat7*np.sum(Rdelta7*Xhat7*gamma7 + Xhat7*delta7*gammad7 + Xhatd7*delta7*gamma7, axis=1, keepdims=True)/(16*Sigma7) - Xhatd7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/(16*Sigma7)
@@ -742,7 +742,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W4"] = Rdelta4.T @ A3 + delta4.T @ Ad3
     H["b4"] = Rdelta4.sum(axis=0)
     RG3 = Rdelta4 @ W4 + delta4 @ Wd4
-    Rdelta3 = np.where((A3 > 0), RG3, DTYPE(0))
+    Rdelta3 = RG3 * (A3 > 0)
     H["gamma3"] = np.sum(Rdelta3*Xhat3 + Xhatd3*delta3, axis=0)
     H["beta3"] = np.sum(Rdelta3, axis=0)
     RG2 = -np.sum(Rdelta3*gamma3 + delta3*gammad3, axis=1, keepdims=True)/(16*Sigma3) + Rdelta3*gamma3/Sigma3 + delta3*gammad3/Sigma3 - Sigmad3*(-np.sum(delta3*gamma3, axis=1, keepdims=True)/16 + delta3*gamma3 - Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/16)/Sigma3**2 - Xhat3*np.sum(Rdelta3*Xhat3*gamma3 + Xhat3*delta3*gammad3 + Xhatd3*delta3*gamma3, axis=1, keepdims=True)/(16*Sigma3) - Xhatd3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/(16*Sigma3)
@@ -750,7 +750,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = (Rdelta5) + (Rdelta2 @ W2 + delta2 @ Wd2)
-    Rdelta1 = np.where((A1 > 0), RG1, DTYPE(0))
+    Rdelta1 = RG1 * (A1 > 0)
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

@@ -282,7 +282,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W2"] = Rdelta2 @ A1.T + delta2 @ Ad1.T
     H["b2"] = Rdelta2.sum(axis=1, keepdims=True)
     RG1 = W2.T @ Rdelta2 + Wd2.T @ delta2
-    Rdelta1 = -A1*RG1*(-1 + A1) - Ad1*G1*(-1 + 2*A1)
+    Rdelta1 = A1*RG1*(1 - A1) + Ad1*G1*(1 - 2*A1)
     H["W1"] = Rdelta1 @ A0.T
     H["b1"] = Rdelta1.sum(axis=1, keepdims=True)
     return {key: H[key] for key in params}

@@ -625,7 +625,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
-    Rdelta1 = RG1*((1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)) + G1*Zd1*(1.4142135623730951*_exp(-Z1**2/2)/1.772453850905516 - 1.4142135623730951*Z1**2*_exp(-Z1**2/2)/(2*1.772453850905516))
+    Rdelta1 = RG1*((1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)) + G1*Zd1*1.4142135623730951*(2 - Z1**2)*_exp(-Z1**2/2)/(2*1.772453850905516)
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

@@ -188,17 +188,17 @@ def test_the_checker_catches_a_wrong_module(tmp_path: Path, monkeypatch) -> None
     """The fuzz check can fail: a module whose gradient is off by 1% is reported."""
     import symbp.pipeline as pipeline
 
-    real = pipeline.render_all
+    real = pipeline.render_files
 
-    def tampered(d, *args, **kwargs):
-        files = real(d, *args, **kwargs)
-        name = f"{d.arch.name}.py"
+    def tampered(arch, *args, **kwargs):
+        files = real(arch, *args, **kwargs)
+        name = f"{arch.name}.py"
         files[name] = files[name].replace(
             'return value, {"W1": dW1', 'return value, {"W1": 1.01 * dW1'
         )
         return files
 
-    monkeypatch.setattr(pipeline, "render_all", tampered)
+    monkeypatch.setattr(pipeline, "render_files", tampered)
     outcome = check_case(_net(), tmp_path)
     assert any("gradient W1 differs" in p for p in outcome.problems), outcome.problems
 

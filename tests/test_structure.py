@@ -19,7 +19,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "symbp"
 
 STAGES = {
-    "base": ("symbp.errors", "symbp.version", "symbp.options", "symbp.budget"),
+    "base": ("symbp.errors", "symbp.version", "symbp.options", "symbp.budget", "symbp.parallel"),
     "frontend": ("symbp.frontend",),
     "ir": ("symbp.ir",),
     "symbolic": ("symbp.symbolic",),

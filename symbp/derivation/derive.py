@@ -15,6 +15,7 @@ import sympy as sp
 from symbp.errors import SpecError
 from symbp.frontend.expr import parse_expression
 from symbp.frontend.spec import Arch
+from symbp.parallel import ordered_map
 from symbp.symbolic import memo
 from symbp.symbolic.activations import X, elementwise_expr
 from symbp.symbolic.calculus import A as A_SCALAR
@@ -92,14 +93,16 @@ def _per_sample(expr: sp.MatrixExpr, row: bool) -> sp.MatrixExpr:
 
 
 def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
-    """Derive each distinct elementwise activation of the network once."""
+    """Derive each distinct elementwise activation of the network once (in parallel worker
+    processes when there are several: each is independent SymPy work, symbp.parallel)."""
     custom = {name: parse_expression(text, {"x": X}) for name, text in arch.activations}
-    derived: dict[str, ActivationDerivation] = {}
-    for layer in arch.layers:
-        name = layer.activation
-        if name != "softmax" and name not in derived:
-            derived[name] = derive_activation(name, elementwise_expr(name, custom))
-    return derived
+    names = list(dict.fromkeys(l.activation for l in arch.layers if l.activation != "softmax"))
+    work = [(name, elementwise_expr(name, custom)) for name in names]
+    return dict(zip(names, ordered_map(_derive_one, work), strict=True))
+
+
+def _derive_one(item: tuple[str, sp.Expr]) -> ActivationDerivation:
+    return derive_activation(*item)
 
 
 def at_layer(expr: sp.Expr, l: int) -> sp.Expr:

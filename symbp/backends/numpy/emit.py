@@ -20,7 +20,6 @@ from symbp.backends.numpy.printer import NumPyPrinter, _indicator, _rectified
 from symbp.codegen.program import (
     Program,
     Stmt,
-    build_program,
     cache_names,
     dying,
     loads,
@@ -28,8 +27,6 @@ from symbp.codegen.program import (
     loss_reuse,
     sym,
 )
-from symbp.derivation.derive import Derivation
-from symbp.derivation.network import Network
 from symbp.derivation.nodes import NodeDerivation
 from symbp.errors import DerivationError
 from symbp.ir.bindings import Expr, Family, Kind
@@ -410,10 +407,10 @@ def _init_lines(e: Emitter) -> list[str]:
     return lines
 
 
-def module_context(d: Derivation, net: Network, eq: dict[str, int] | None = None) -> dict[str, Any]:
-    """Everything the module template needs, as plain strings and lists of lines;
-    `eq` (label -> number) lets the comments cite the document's equations."""
-    p = build_program(d, net, eq)
+def module_context(p: Program) -> dict[str, Any]:
+    """Everything the module template needs, as plain strings and lists of lines; the
+    program's equation numbers let the comments cite the document's equations."""
+    d, net, eq = p.d, p.net, p.eq
     e = Emitter(p)
     arch = d.arch
     row = arch.layout == "row"

@@ -146,16 +146,26 @@ def _buffers(workspace, batch):
     if workspace is None:
         return {}
     if workspace.get("network") != _NETWORK:
-        raise ValueError(
+        raise WorkspaceError(
             f"the workspace was made for another network ({workspace.get('network')}), "
-            f"not {_NETWORK}: pass this module's make_workspace({batch})"
+            f"not {_NETWORK}: pass this module's make_workspace({batch})",
+            batch,
         )
     if workspace.get("batch") != batch:
-        raise ValueError(
+        raise WorkspaceError(
             f"the workspace was made for batches of {workspace.get('batch')} samples, "
-            f"this batch has {batch}: pass make_workspace({batch})"
+            f"this batch has {batch}: pass make_workspace({batch})",
+            batch,
         )
     return workspace
+
+
+class WorkspaceError(ValueError):
+    """A workspace that does not fit the call; `batch` is the size make_workspace needs."""
+
+    def __init__(self, message, batch):
+        super().__init__(message)
+        self.batch = batch
 
 
 def loss_and_grads(params, X, Y, workspace=None):

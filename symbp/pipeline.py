@@ -49,7 +49,7 @@ class Generated:
 
     def _repr_markdown_(self) -> str:
         """Jupyter: the derivation document, in Markdown."""
-        return next(text for name, text in self.files.items() if name.endswith(".md"))
+        return self.files[f"{self.arch.name}.md"]
 
 
 def check_printable(d: Derivation) -> None:

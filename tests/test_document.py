@@ -265,8 +265,9 @@ def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
     import sympy as sp
 
     from symbp.documents.latex import tex
+    from symbp.ir.naming import Role, array
 
-    a, y, c = sp.Symbol("A2", real=True), sp.Symbol("Y", real=True), sp.Symbol("c")
+    a, y, c = array(Role.ACTIVATION, 2), array(Role.TARGET), sp.Symbol("c")
     for expr in (-3 * a**2 * y, -c * a * (a - 1), -sp.sqrt(2) * a * y, 2 * c * a * y):
         text = tex(expr)
         assert r"\left(-" not in text and r"\left(- " not in text and "(-" not in text, text

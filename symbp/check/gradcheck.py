@@ -147,15 +147,15 @@ def workspace_problems(module: ModuleType, arch: Arch, seed: int = 0, n: int = 7
     try:
         module.loss_and_grads(*random_problem(module, arch, seed, n), other)
         problems.append("a workspace made for another network was accepted")
-    except ValueError as err:
-        if "make_workspace" not in str(err):
-            problems.append(f"the other-network error does not name the fix: {err}")
+    except module.WorkspaceError as err:
+        if err.batch != n:
+            problems.append(f"the other-network error names the wrong batch: {err}")
     try:
         module.loss_and_grads(*random_problem(module, arch, seed, n + 1), workspace)
         problems.append(f"a batch of {n + 1} samples was accepted by make_workspace({n})")
-    except ValueError as err:
-        if f"make_workspace({n + 1})" not in str(err):
-            problems.append(f"the batch size error does not name the fix: {err}")
+    except module.WorkspaceError as err:
+        if err.batch != n + 1:
+            problems.append(f"the batch size error names the wrong batch: {err}")
     return problems
 
 

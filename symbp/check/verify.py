@@ -35,6 +35,8 @@ from symbp.errors import SymbpError
 from symbp.frontend.spec import Arch, arch_from_mapping, load_arch, parameter_count
 from symbp.ir.graph import build_graph
 from symbp.ir.image_ops import ChannelOp, ImageOp, PerChannel
+from symbp.ir.naming import Role
+from symbp.ir.naming import name as array_name
 from symbp.ir.reductions import (
     BatchSum,
     ExclusiveSoftmaxMean,
@@ -430,10 +432,20 @@ def network_gradients(
         for target, value in nd.forward:
             _step(mirror, target.name, value, functools.partial(_value, mirror, value, shape))
         if nd.act is None:
-            _step(mirror, f"A{l}", nd.a, functools.partial(mirror.softmax, mirror.env[f"Z{l}"]))
+            _step(
+                mirror,
+                array_name(Role.ACTIVATION, l),
+                nd.a,
+                functools.partial(mirror.softmax, mirror.env[array_name(Role.PRE_ACTIVATION, l)]),
+            )
         else:
             a = through_sigmoid(nd.a)
-            _step(mirror, f"A{l}", a, functools.partial(mirror.elementwise, a, shape))
+            _step(
+                mirror,
+                array_name(Role.ACTIVATION, l),
+                a,
+                functools.partial(mirror.elementwise, a, shape),
+            )
     pending: dict[str, list] = {}
     out: dict[str, sp.Matrix | MirrorError] = {}
     for nd in reversed(network.nodes):
@@ -441,9 +453,14 @@ def network_gradients(
         shape = (n, units) if row else (units, n)
         if not nd.is_output:
             parts = [_value(mirror, b, shape) for b in pending.pop(nd.node.a.key)]
-            mirror.env[f"G{l}"] = functools.reduce(lambda x, y: x + y, parts)
+            mirror.env[array_name(Role.ERROR_IN, l)] = functools.reduce(lambda x, y: x + y, parts)
         delta = through_sigmoid(nd.delta)
-        _step(mirror, f"delta{l}", delta, functools.partial(mirror.elementwise, delta, shape))
+        _step(
+            mirror,
+            array_name(Role.ERROR, l),
+            delta,
+            functools.partial(mirror.elementwise, delta, shape),
+        )
         for param, grad in nd.grads:
             try:
                 out[param.key] = _as_parameter(_value(mirror, grad, shape), param, row)

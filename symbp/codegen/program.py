@@ -32,6 +32,8 @@ from symbp.derivation.network import Network
 from symbp.derivation.nodes import NodeDerivation
 from symbp.ir.bindings import ArrayInfo, Bindings, Expr, Family, Kind
 from symbp.ir.graph import Tensor
+from symbp.ir.naming import Role, array, gradient_name
+from symbp.ir.naming import name as array_name
 from symbp.ir.reductions import BatchSum, LogSumExp, UnitSum
 from symbp.symbolic.cse import common_subexpressions
 from symbp.symbolic.stable import through_sigmoid
@@ -158,7 +160,7 @@ def forward_statements(p: Program) -> list[Stmt]:
         comment = f"layer {l}, {sizes} ({kind}{nd.node.layer.activation}){where}"
         stmts.append(Stmt("", sp.S.Zero, "#", comment=comment, layer=l))
         stmts += [Stmt(t.name, value, layer=l) for t, value in nd.forward]
-        stmts.append(Stmt(f"A{l}", nd.a, layer=l, activation=True))
+        stmts.append(Stmt(array_name(Role.ACTIVATION, l), nd.a, layer=l, activation=True))
     return stmts
 
 
@@ -173,10 +175,10 @@ def cache_names(p: Program) -> list[str]:
     names = ["A0"]
     for nd in p.net.nodes:
         l = nd.node.index
-        names.append(f"A{l}")
+        names.append(array_name(Role.ACTIVATION, l))
         if l in p.keep_z:
-            names.append(f"Z{l}")
-        names += [t.name for t, _ in nd.forward if t != sym(f"Z{l}")]
+            names.append(array_name(Role.PRE_ACTIVATION, l))
+        names += [t.name for t, _ in nd.forward if t != array(Role.PRE_ACTIVATION, l)]
     if any(nd.node.kind == "batchnorm" for nd in p.net.nodes):
         names.append("count")
     return names
@@ -197,14 +199,18 @@ def loss_reuse(p: Program) -> tuple[sp.Expr, str, sp.Expr | None]:
     loss = loss_expr(p)
     lse = ""
     if output.act is None:
-        sums = {u: sp.Symbol(f"lse{L}") for u in loss.atoms(LogSumExp) if u.args[0] == sym(f"Z{L}")}
+        sums = {
+            u: array(Role.LOG_SUM_EXP, L)
+            for u in loss.atoms(LogSumExp)
+            if u.args[0] == array(Role.PRE_ACTIVATION, L)
+        }
         if sums:
             loss = loss.xreplace(sums)
-            lse = f"lse{L}"
+            lse = array_name(Role.LOG_SUM_EXP, L)
     delta = through_sigmoid(output.delta)
     first = next((f for f in sp.Mul.make_args(delta) if p.arrays.fresh(f)), None)
     if isinstance(delta, sp.Mul) and isinstance(first, sp.Add) and loss.has(first):
-        return loss.xreplace({first: sym(f"delta{L}")}), lse, first
+        return loss.xreplace({first: array(Role.ERROR, L)}), lse, first
     return loss, lse, None
 
 
@@ -224,23 +230,23 @@ def backward_statements(p: Program, fused: bool) -> list[Stmt]:
         out.append(Stmt("", sp.S.Zero, "#", comment=_block_comment(p, nd, fused), layer=l))
         if not nd.is_output:
             # Every consumer of a^(l) has a higher index: what they sent back is complete.
-            target = f"delta{l}" if fused else f"G{l}"
+            target = array_name(Role.ERROR, l) if fused else array_name(Role.ERROR_IN, l)
             out += _accumulate(p, target, pending.pop(nd.node.a.key), l)
         if nd.is_output or not fused:
-            out.append(Stmt(f"delta{l}", delta, layer=l))
+            out.append(Stmt(array_name(Role.ERROR, l), delta, layer=l))
         else:
-            g = sym(f"G{l}")
+            g = array(Role.ERROR_IN, l)
             factors = delta.xreplace({g: sp.S.One})
             for factor in sp.Mul.make_args(factors) if factors != 1 else ():
-                out.append(Stmt(f"delta{l}", factor, "*=", layer=l))
+                out.append(Stmt(array_name(Role.ERROR, l), factor, "*=", layer=l))
         if fused:
             for param, grad in nd.grads:
-                out.append(Stmt(f"d{param.key}", grad, layer=l, param=param))
+                out.append(Stmt(gradient_name(param.key), grad, layer=l, param=param))
         for tensor, contribution in nd.backs:
             pending.setdefault(tensor.key, []).append(contribution)
     for s in out:  # a constant error term takes its shape from the layer's activation
         if s.op == "=" and s.param is None:
-            s.like = f"A{s.layer}"
+            s.like = array_name(Role.ACTIVATION, s.layer)
     return out
 
 
@@ -421,8 +427,19 @@ def tangent_statements(p: Program) -> list[Stmt]:
     stmts: list[Stmt] = []
     for nd in p.net.nodes:
         l = nd.node.index
-        stmts += [Stmt(t.name, v, layer=l, store="out", like=f"A{l}") for t, v in nd.tangent]
-        stmts.append(Stmt(f"Ad{l}", through_sigmoid(nd.a_dot), layer=l, store="out", like=f"Zd{l}"))
+        stmts += [
+            Stmt(t.name, v, layer=l, store="out", like=array_name(Role.ACTIVATION, l))
+            for t, v in nd.tangent
+        ]
+        stmts.append(
+            Stmt(
+                array_name(Role.TANGENT_A, l),
+                through_sigmoid(nd.a_dot),
+                layer=l,
+                store="out",
+                like=array_name(Role.TANGENT_Z, l),
+            )
+        )
     read = {name for s in stmts for name in s.reads()}
     read |= {s.like for s in stmts if p.arrays.constant(s.expr)}
     for s in stmts:
@@ -439,8 +456,15 @@ def r_backward_statements(p: Program) -> list[Stmt]:
         l = nd.node.index
         if not nd.is_output:
             parts = tuple(pending.pop(nd.node.a.key))
-            stmts.append(Stmt(f"RG{l}", parts[0], layer=l, parts=parts))
-        stmts.append(Stmt(f"Rdelta{l}", through_sigmoid(nd.r_delta), layer=l, like=f"A{l}"))
+            stmts.append(Stmt(array_name(Role.R_ERROR_IN, l), parts[0], layer=l, parts=parts))
+        stmts.append(
+            Stmt(
+                array_name(Role.R_ERROR, l),
+                through_sigmoid(nd.r_delta),
+                layer=l,
+                like=array_name(Role.ACTIVATION, l),
+            )
+        )
         for param, r_grad in nd.r_grads:
             stmts.append(Stmt(param.key, r_grad, layer=l, param=param, store="H", bind=False))
         for tensor, contribution in nd.r_backs:

@@ -11,6 +11,7 @@ from symbp.derivation.nodes import sym
 from symbp.frontend.spec import Arch
 from symbp.ir.bindings import Bindings, Family, Kind
 from symbp.ir.graph import Graph, Node, Tensor
+from symbp.ir.naming import PARAMETER_ROLES, ArraySymbol, Role, array
 from symbp.symbolic.calculus import ActivationDerivation
 from symbp.symbolic.output import OutputDerivation
 
@@ -43,62 +44,78 @@ class Context:
     def activation_symbol(self, tensor: Tensor) -> sp.Symbol:
         """A<k> for a^(k), bound as a per-sample array."""
         what = "the input" if tensor.layer == 0 else f"activation of layer {tensor.layer}"
-        name, units = f"A{tensor.layer}", tensor.size
-        return self.bindings.add(name, Kind.SAMPLES, units, what, Family.FORWARD, tensor)
+        symbol = array(Role.ACTIVATION, tensor.layer)
+        return self.bindings.add(symbol, Kind.SAMPLES, tensor.size, what, Family.FORWARD, tensor)
 
     def samples(
-        self, name: str, units: int, what: str, family: Family, tex: str = "", tex_batch: str = ""
+        self,
+        symbol: ArraySymbol | str,
+        units: int,
+        what: str,
+        family: Family,
+        tex: str = "",
+        tex_batch: str = "",
     ) -> sp.Symbol:
-        return self.bindings.add(name, Kind.SAMPLES, units, what, family, None, tex, tex_batch)
+        return self.bindings.add(symbol, Kind.SAMPLES, units, what, family, None, tex, tex_batch)
 
     def units(
         self,
-        name: str,
+        symbol: ArraySymbol | str,
         units: int,
         what: str,
         family: Family,
         tensor: Tensor | None = None,
         tex: str = "",
     ) -> sp.Symbol:
-        return self.bindings.add(name, Kind.UNITS, units, what, family, tensor, tex)
+        return self.bindings.add(symbol, Kind.UNITS, units, what, family, tensor, tex)
 
-    def statistic(self, name: str, what: str, family: Family, tex: str = "") -> sp.Symbol:
-        return self.bindings.add(name, Kind.SAMPLE_STAT, 1, what, family, tex=tex)
+    def statistic(
+        self, symbol: ArraySymbol | str, what: str, family: Family, tex: str = ""
+    ) -> sp.Symbol:
+        return self.bindings.add(symbol, Kind.SAMPLE_STAT, 1, what, family, tex=tex)
 
     def tangent_of(self, tensor: Tensor) -> sp.Basic:
         """a^(k)' (zero for the input, which does not move)."""
         if tensor.layer == 0:
             return sp.S.Zero
         l = tensor.layer
-        return self.samples(f"Ad{l}", tensor.size, f"tangent of a{l}", Family.TANGENT)
+        return self.samples(
+            array(Role.TANGENT_A, l), tensor.size, f"tangent of a{l}", Family.TANGENT
+        )
 
 
-def param_symbol(ctx: Context, param: Tensor, suffix: str = "") -> sp.Symbol:
-    """gamma3, beta3 as per-unit arrays; with suffix "d", their direction (gammad3)."""
-    name = f"{param.symbol}{suffix}{param.layer}"
-    what = f"direction of {param.key}" if suffix else f"parameter {param.key}"
-    family = Family.DIRECTION if suffix else Family.PARAMETER
+def param_symbol(ctx: Context, param: Tensor, direction: bool = False) -> sp.Symbol:
+    """gamma3, beta3 as per-unit arrays; with direction, their direction (gammad3)."""
+    role = PARAMETER_ROLES[param.symbol]
+    symbol = array(role.direction if direction and role.direction else role, param.layer)
+    what = f"direction of {param.key}" if direction else f"parameter {param.key}"
+    family = Family.DIRECTION if direction else Family.PARAMETER
     letter = {"gamma": r"\gamma", "beta": r"\beta"}.get(param.symbol, param.symbol)
-    dot = "\\dot " if suffix else ""
+    dot = "\\dot " if direction else ""
     tex = rf"{dot}{letter}^{{({param.layer})}}"
-    return ctx.units(name, param.size, what, family, param, tex)
+    return ctx.units(symbol, param.size, what, family, param, tex)
 
 
-def node_symbols(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
+def node_symbols(ctx: Context, node: Node) -> dict[Role, sp.Symbol]:
     """The symbols every kind shares: z, a, delta, G (incoming dL/da), and their tangents."""
     l, n = node.index, node.z.size
     F = Family
+    g_tex, g_batch = rf"g^{{({l})}}", rf"G^{{({l})}}"
     return {
-        "Z": ctx.samples(f"Z{l}", n, f"pre-activation of layer {l}", F.FORWARD),
-        "A": ctx.activation_symbol(node.a),
-        "delta": ctx.samples(f"delta{l}", n, f"error term of layer {l}", F.BACKWARD),
-        "G": ctx.samples(
-            f"G{l}", n, f"dL/da of layer {l}", F.BACKWARD, rf"g^{{({l})}}", rf"G^{{({l})}}"
+        Role.PRE_ACTIVATION: ctx.samples(
+            array(Role.PRE_ACTIVATION, l), n, f"pre-activation of layer {l}", F.FORWARD
         ),
-        "Zd": ctx.samples(f"Zd{l}", n, f"tangent of z{l}", F.TANGENT),
-        "Ad": ctx.samples(f"Ad{l}", n, f"tangent of a{l}", F.TANGENT),
-        "Rdelta": ctx.samples(f"Rdelta{l}", n, f"R of delta{l}", F.R),
-        "RG": ctx.samples(f"RG{l}", n, f"R of G{l}", F.R, rf"\mathcal{{R}}\{{g^{{({l})}}\}}"),
+        Role.ACTIVATION: ctx.activation_symbol(node.a),
+        Role.ERROR: ctx.samples(array(Role.ERROR, l), n, f"error term of layer {l}", F.BACKWARD),
+        Role.ERROR_IN: ctx.samples(
+            array(Role.ERROR_IN, l), n, f"dL/da of layer {l}", F.BACKWARD, g_tex, g_batch
+        ),
+        Role.TANGENT_Z: ctx.samples(array(Role.TANGENT_Z, l), n, f"tangent of z{l}", F.TANGENT),
+        Role.TANGENT_A: ctx.samples(array(Role.TANGENT_A, l), n, f"tangent of a{l}", F.TANGENT),
+        Role.R_ERROR: ctx.samples(array(Role.R_ERROR, l), n, f"R of delta{l}", F.R),
+        Role.R_ERROR_IN: ctx.samples(
+            array(Role.R_ERROR_IN, l), n, f"R of G{l}", F.R, rf"\mathcal{{R}}\{{g^{{({l})}}\}}"
+        ),
     }
 
 

@@ -15,6 +15,7 @@ import sympy as sp
 from symbp.errors import SpecError
 from symbp.frontend.expr import parse_expression
 from symbp.frontend.spec import Arch
+from symbp.ir.naming import Layer, Role, array, matrix
 from symbp.parallel import ordered_map
 from symbp.symbolic import memo
 from symbp.symbolic.activations import X, elementwise_expr
@@ -77,11 +78,11 @@ def layer_symbols(l: int, sizes: tuple[int, ...], row: bool) -> dict[str, sp.Exp
     n_in, n_out = sizes[l - 1], sizes[l]
     shape_a = (N_BATCH, n_in) if row else (n_in, N_BATCH)
     shape_d = (N_BATCH, n_out) if row else (n_out, N_BATCH)
-    a_prev = sp.MatrixSymbol(f"A{l - 1}", *shape_a)
-    delta = sp.MatrixSymbol(f"delta{l}", *shape_d)
+    a_prev = matrix(Role.ACTIVATION, l - 1, *shape_a)
+    delta = matrix(Role.ERROR, l, *shape_d)
     return {
-        "W": sp.MatrixSymbol(f"W{l}", n_out, n_in),
-        "b": sp.MatrixSymbol(f"b{l}", n_out, 1),
+        "W": matrix(Role.WEIGHT, l, n_out, n_in),
+        "b": matrix(Role.BIAS, l, n_out, 1),
         "A": a_prev.T if row else a_prev,
         "Delta": delta.T if row else delta,
     }
@@ -107,15 +108,13 @@ def _derive_one(item: tuple[str, sp.Expr]) -> ActivationDerivation:
 
 def at_layer(expr: sp.Expr, l: int) -> sp.Expr:
     """Whole-array symbols A, Z of the output formulas -> this layer's A<l>, Z<l>."""
-    return expr.xreplace(
-        {ARR_A: sp.Symbol(f"A{l}", real=True), ARR_Z: sp.Symbol(f"Z{l}", real=True)}
-    )
+    return expr.xreplace({ARR_A: array(Role.ACTIVATION, l), ARR_Z: array(Role.PRE_ACTIVATION, l)})
 
 
 def fprime_at(act: ActivationDerivation, l: int) -> sp.Expr:
     """f'(z^(l)) as the code evaluates it: in A<l> when proven, else in Z<l>."""
     return act.backward_form.xreplace(
-        {A_SCALAR: sp.Symbol(f"A{l}", real=True), X: sp.Symbol(f"Z{l}", real=True)}
+        {A_SCALAR: array(Role.ACTIVATION, l), X: array(Role.PRE_ACTIVATION, l)}
     )
 
 
@@ -172,15 +171,21 @@ def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:
     """The batch equations of a generic layer l in the given layout (for the document)."""
     n_in, n_out, n_next = sp.symbols("n_in n_out n_next", integer=True, positive=True)
 
-    def stored(name: str, units: sp.Expr) -> sp.MatrixExpr:
-        mat = (
-            sp.MatrixSymbol(name, N_BATCH, units) if row else sp.MatrixSymbol(name, units, N_BATCH)
-        )
+    def stored(role: Role, layer: Layer, units: sp.Expr) -> sp.MatrixExpr:
+        shape = (N_BATCH, units) if row else (units, N_BATCH)
+        mat = matrix(role, layer, *shape)
         return mat.T if row else mat
 
-    w, b = sp.MatrixSymbol("W", n_out, n_in), sp.MatrixSymbol("b", n_out, 1)
-    a_prev, delta = stored("A", n_in), stored("Delta", n_out)
-    w_next, delta_next = sp.MatrixSymbol("Wnext", n_next, n_out), stored("Deltanext", n_next)
+    w, b = (
+        matrix(Role.WEIGHT, Layer.GENERAL, n_out, n_in),
+        matrix(Role.BIAS, Layer.GENERAL, n_out, 1),
+    )
+    a_prev, delta = (
+        stored(Role.ACTIVATION, Layer.PREVIOUS, n_in),
+        stored(Role.ERROR, Layer.GENERAL, n_out),
+    )
+    w_next = matrix(Role.WEIGHT, Layer.NEXT, n_next, n_out)
+    delta_next = stored(Role.ERROR, Layer.NEXT, n_next)
     names = {MAT_W: w, MAT_A: a_prev, MAT_DELTA: delta}
     back = calc.da_matrix.xreplace({MAT_W: w_next, MAT_A: a_prev, MAT_DELTA: delta_next})
     return {

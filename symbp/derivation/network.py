@@ -20,6 +20,7 @@ from symbp.derivation.nodes import NodeDerivation
 from symbp.derivation.tangent import elementwise_tangents
 from symbp.ir.bindings import Bindings, Family, Kind
 from symbp.ir.graph import Graph, build_graph
+from symbp.ir.naming import Role, array
 from symbp.symbolic.calculus import reading_kept
 from symbp.symbolic.indexed import N_UNITS
 
@@ -59,15 +60,17 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
         delta = at_layer(d.output.delta_array, l).xreplace({N_UNITS: units})
     else:
         assert act is not None
-        delta = s["G"] * fprime_at(act, l)
-    a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s["Z"]})
+        delta = s[Role.ERROR_IN] * fprime_at(act, l)
+    a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s[Role.PRE_ACTIVATION]})
     a_dot, r_delta = elementwise_tangents(delta, act, is_output, l)
     # z is kept when the error term, a' or R{delta} reads it (a softmax's a' takes 1 - a
     # from the logits) or f' is evaluated in z.
-    reads_z = any(e.has(s["Z"]) for e in (delta, a_dot, r_delta))
+    reads_z = any(e.has(s[Role.PRE_ACTIVATION]) for e in (delta, a_dot, r_delta))
     stores_z = reads_z or (act is not None and act.needs == "z")
     if act is not None and act.kept is not None:
-        kept = _kept(ctx, node, act.kept.xreplace({_x(): s["Z"]}), (a, delta, a_dot, r_delta))
+        kept = _kept(
+            ctx, node, act.kept.xreplace({_x(): s[Role.PRE_ACTIVATION]}), (a, delta, a_dot, r_delta)
+        )
         if kept is not None:
             statement, (a, delta, a_dot, r_delta) = kept
             forward = (*forward, statement)
@@ -98,12 +101,12 @@ def _kept(
     used only when it equals the one it replaces and is finite wherever that one is; None when
     none reads T<l>."""
     l = node.index
-    t = sp.Symbol(f"T{l}", real=True)
+    t = array(Role.KEPT, l)
     out = [reading_kept(expr, value, t) for expr in exprs]
     if not any(e.has(t) for e in out):
         return None
     what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"
-    ctx.samples(t.name, node.z.size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
+    ctx.samples(t, node.z.size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
     return (t, value), tuple(out)
 
 

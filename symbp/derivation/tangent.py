@@ -18,6 +18,7 @@ import sympy as sp
 
 from symbp.derivation.derive import fprime_at, layer_symbols
 from symbp.errors import DerivationError
+from symbp.ir.naming import Layer, Role, array, matrix
 from symbp.ir.reductions import (
     ExclusiveSoftmaxMean,
     ExclusiveSoftmaxSum,
@@ -61,7 +62,9 @@ W_DOT = sp.IndexedBase("Wd")
 B_DOT = sp.IndexedBase("bd")
 A_DOT = sp.IndexedBase("ad")
 R_DELTA = sp.IndexedBase("Rdelta")
-MAT_BD = sp.MatrixSymbol("bd", sp.Symbol("n_out", integer=True, positive=True), 1)
+MAT_BD = matrix(
+    Role.BIAS_DIRECTION, Layer.GENERAL, sp.Symbol("n_out", integer=True, positive=True), 1
+)
 
 
 def along(expr: sp.Expr, moves: dict[sp.IndexedBase, sp.IndexedBase]) -> sp.Expr:
@@ -193,7 +196,7 @@ def softmax_tangent() -> sp.Expr:
     1 - a_k = exp(log(1 - a_k)) from the logits; used once it agrees with SymPy's form over
     samples of several units."""
     z_dot = sp.IndexedBase("zd")
-    zd = sp.Symbol("Zd", real=True)
+    zd = array(Role.TANGENT_Z)
     summed = to_array(sum_terms(softmax_jacobian() * z_dot[J], J, N_UNITS), extra={"zd": zd})
     split = ARR_A * sp.exp(LogOneMinusSoftmax(ARR_Z)) * (zd - ExclusiveSoftmaxMean(zd, ARR_Z))
     arrays = {ARR_A: sp.exp(ARR_Z - LogSumExp(ARR_Z)), ARR_Z: ARR_Z, zd: zd}
@@ -205,8 +208,20 @@ def softmax_tangent() -> sp.Expr:
     return split
 
 
-def _sym(name: str) -> sp.Symbol:
-    return sp.Symbol(name, real=True)
+_ROLES = {
+    "A": Role.ACTIVATION,
+    "Z": Role.PRE_ACTIVATION,
+    "G": Role.ERROR_IN,
+    "Ad": Role.TANGENT_A,
+    "Zd": Role.TANGENT_Z,
+    "RG": Role.R_ERROR_IN,
+}
+
+
+def _sym(letter: str, layer: int | None = None) -> sp.Symbol:
+    """The array of a role (by its letter in this module's formulas) at a layer, or the
+    layer-free one the per-layer forms are derived on."""
+    return array(_ROLES[letter], layer)
 
 
 def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymbol, sp.MatrixExpr]:
@@ -214,20 +229,20 @@ def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymb
     sym = layer_symbols(l, sizes, row)
     n_in, n_out = sizes[l - 1], sizes[l]
 
-    def stored(name: str, units: int) -> sp.MatrixExpr:
+    def stored(role: Role, layer: int, units: int) -> sp.MatrixExpr:
         if row:
-            return sp.MatrixSymbol(name, N_BATCH, units).T
-        return sp.MatrixSymbol(name, units, N_BATCH)
+            return matrix(role, layer, N_BATCH, units).T
+        return matrix(role, layer, units, N_BATCH)
 
-    a_dot = sp.ZeroMatrix(n_in, N_BATCH) if l == 1 else stored(f"Ad{l - 1}", n_in)
+    a_dot = sp.ZeroMatrix(n_in, N_BATCH) if l == 1 else stored(Role.TANGENT_A, l - 1, n_in)
     return {
         MAT_W: sym["W"],
         MAT_A: sym["A"],
         MAT_DELTA: sym["Delta"],
-        MAT_WD: sp.MatrixSymbol(f"Wd{l}", n_out, n_in),
+        MAT_WD: matrix(Role.WEIGHT_DIRECTION, l, n_out, n_in),
         MAT_AD: a_dot,
-        MAT_RDELTA: stored(f"Rdelta{l}", n_out),
-        MAT_BD: sp.MatrixSymbol(f"bd{l}", n_out, 1),
+        MAT_RDELTA: stored(Role.R_ERROR, l, n_out),
+        MAT_BD: matrix(Role.BIAS_DIRECTION, l, n_out, 1),
     }
 
 
@@ -236,13 +251,13 @@ def elementwise_tangents(
 ) -> tuple[sp.Expr, sp.Expr]:
     """a' and R{delta} of layer l (any kind), by directional derivatives of a and delta."""
     layer = _Elementwise(delta, act, is_output)
-    a_sym, z_sym, zd = _sym(f"A{l}"), _sym(f"Z{l}"), _sym(f"Zd{l}")
+    a_sym, z_sym, zd = _sym("A", l), _sym("Z", l), _sym("Zd", l)
     if layer.act is None:
         a_dot = softmax_tangent().xreplace({ARR_A: a_sym, _sym("Zd"): zd, ARR_Z: z_sym})
     else:
         a_dot = fprime_at(layer.act, l) * zd
     # Derive R{delta} on layer-free names, once per distinct delta formula, then rename.
-    generic = {a_sym: _sym("A"), z_sym: _sym("Z"), _sym(f"G{l}"): _sym("G")}
+    generic = {a_sym: _sym("A"), z_sym: _sym("Z"), _sym("G", l): _sym("G")}
     key = layer.delta.xreplace(generic)
     if key not in _R_DELTA_CACHE:
         moves = {_sym("A"): _sym("Ad"), _sym("Z"): _sym("Zd"), _sym("G"): _sym("RG")}
@@ -253,7 +268,7 @@ def elementwise_tangents(
         if layer.is_output and layer.act is not None and layer.act.in_a is not None:
             r_delta = _through_a_dot(r_delta, layer.act)
         _R_DELTA_CACHE[key] = r_delta
-    names = {_sym(k): _sym(f"{k}{l}") for k in ("A", "Z", "G", "Ad", "Zd", "RG")}
+    names = {_sym(k): _sym(k, l) for k in _ROLES}
     return a_dot, _R_DELTA_CACHE[key].xreplace(names)
 
 

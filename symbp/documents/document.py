@@ -38,6 +38,7 @@ from symbp.ir.labels import (
     network_numbering,
     tex_label,
 )
+from symbp.ir.naming import Role, array
 from symbp.options import STYLES
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation, reading_kept
@@ -286,7 +287,7 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
     node, l, n = nd.node, nd.node.index, T.notation
     # One form for the whole block: the batch's arrays (Z, A, G, Delta), in the file's layout.
     steps = [f"{T(t, batch=True)} = {T(v, batch=True)}" for t, v in nd.forward]
-    z = T(sp.Symbol(f"Z{l}", real=True), batch=True)
+    z = T(array(Role.PRE_ACTIVATION, l), batch=True)
     a_tex = rf"\operatorname{{softmax}}\left({z}\right)" if nd.act is None else T(nd.a, batch=True)
     A, G, head = n.v("A"), n.v("G"), rf"{n.v(CAPITAL_DELTA)}^{{({l})}} = "
     delta: list[Any] = [T.display(nd.delta, batch=True, head=head)]

@@ -6,7 +6,6 @@ multiply by juxtaposition. Matrix products come from MatMul nodes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import precedence_traditional
 
 from symbp.errors import OutputError
+from symbp.ir.naming import ArrayMatrix, ArraySymbol, Layer, Role
 from symbp.ir.reductions import (
     ExclusiveSoftmaxMean,
     ExclusiveSoftmaxSum,
@@ -25,9 +25,6 @@ from symbp.ir.reductions import (
 )
 from symbp.options import TRANSPOSES
 from symbp.symbolic.numbers import decimal_text
-
-_LAYERED = re.compile(r"^(A|Z|G|W|b|delta|Ad|Zd|RG|Rdelta|Wd|bd)(\d+)$")
-_ARRAY = re.compile(r"^(A|Z|G|Ad|Zd|RG|Rdelta)\d*$|^Y$")
 
 
 def _exclusion(expr: sp.Sum) -> tuple[sp.Expr, sp.Expr] | None:
@@ -66,11 +63,9 @@ class Notation:
         that an accent (\\dot) or a superscript applies to the whole letter."""
         if not self.bold:
             return letter
-        return (
-            rf"{{\boldsymbol{{{letter}}}}}"
-            if letter.startswith("\\")
-            else rf"{{\mathbf{{{letter}}}}}"
-        )
+        # A Latin letter in \mathbf; a Greek one (a command, \delta) in \boldsymbol.
+        latin = letter.isascii() and letter.isalpha()
+        return rf"{{\mathbf{{{letter}}}}}" if latin else rf"{{\boldsymbol{{{letter}}}}}"
 
     @property
     def t(self) -> str:
@@ -90,65 +85,82 @@ PLAIN = Notation()
 DELTA, CAPITAL_DELTA = r"\delta", r"\Delta"
 
 
-def _general_matrix(name: str, n: Notation) -> str | None:
-    """The general (layer-free) matrices of symbp.symbolic.indexed."""
-    letter, layer = {
-        "A": ("A", r"\ell-1"),
-        "Delta": (r"\Delta", r"\ell"),
-        "W": ("W", r"\ell"),
-        "b": ("b", r"\ell"),
-        "Wnext": ("W", r"\ell+1"),
-        "Deltanext": (r"\Delta", r"\ell+1"),
-    }.get(name, ("", ""))
-    return f"{n.v(letter)}^{{({layer})}}" if letter else None
+# The letters of each role (vector form, batch form) and how the role decorates them.
+_LETTERS: dict[Role, tuple[str, str]] = {
+    Role.ACTIVATION: ("a", "A"),
+    Role.PRE_ACTIVATION: ("z", "Z"),
+    Role.ERROR: (DELTA, CAPITAL_DELTA),
+    Role.ERROR_IN: ("g", "G"),
+    Role.TANGENT_A: ("a", "a"),
+    Role.TANGENT_Z: ("z", "z"),
+    Role.R_ERROR: (DELTA, DELTA),
+    Role.WEIGHT: ("W", "W"),
+    Role.BIAS: ("b", "b"),
+    Role.WEIGHT_DIRECTION: ("W", "W"),
+    Role.BIAS_DIRECTION: ("b", "b"),
+    Role.TARGET: ("y", "Y"),
+}
+_DOTTED = (Role.TANGENT_A, Role.TANGENT_Z, Role.WEIGHT_DIRECTION, Role.BIAS_DIRECTION)
+# Arrays whose product with another prints with the elementwise product.
+_VECTOR_ROLES = frozenset(
+    {
+        Role.ACTIVATION,
+        Role.PRE_ACTIVATION,
+        Role.ERROR_IN,
+        Role.TANGENT_A,
+        Role.TANGENT_Z,
+        Role.R_ERROR_IN,
+        Role.R_ERROR,
+        Role.TARGET,
+    }
+)
+_LAYER_TEX = {Layer.GENERAL: r"\ell", Layer.PREVIOUS: r"\ell-1", Layer.NEXT: r"\ell+1"}
 
 
-def symbol_tex(name: str, batch: bool, n: Notation = PLAIN) -> str | None:
-    """Seed notation for symbp's array names (A2 -> a^{(2)}, or A^{(2)} in batch form)."""
-    m = _LAYERED.match(name)
-    if m is None:
-        return {
-            "Y": n.v("Y") if batch else n.v("y"),
-            "c": "c",
-            "A": n.v("a"),
-            "Z": n.v("z"),
-            "y": n.v("y"),
-            "yhat": r"\hat{y}",
-            "n_in": r"n_{\ell-1}",
-            "n_out": r"n_{\ell}",
-            "K": r"n_{L}",
-        }.get(name)
-    kind, layer = m.groups()
-    tangent = _tangent_tex(kind, layer, n)
-    if tangent is not None:
-        return tangent
-    if kind == "G":
-        if batch:  # dL/dA^(l), named where the layer's block defines it
-            return rf"{n.v('G')}^{{({layer})}}"
-        nxt = int(layer) + 1
+def _layer_tex(layer: int | Layer) -> str:
+    return str(layer) if isinstance(layer, int) else _LAYER_TEX[layer]
+
+
+def _after(layer: int | Layer) -> str:
+    """The layer after `layer`: l + 1."""
+    return str(layer + 1) if isinstance(layer, int) else r"\ell+1"
+
+
+def array_tex(symbol: ArraySymbol | ArrayMatrix, batch: bool, n: Notation = PLAIN) -> str | None:
+    """Seed notation for an array of the code, from its role and layer (A2 -> a^{(2)}, or
+    A^{(2)} in batch form); None for a role with no letter here."""
+    role, layer = symbol.role, symbol.layer
+    if role == Role.ERROR_IN and not batch and layer is not None:
+        # g^(l) in vector form reads as what the next layer sends back, (W^(l+1))^T delta^(l+1)
+        nxt = _after(layer)
         return rf"\left(\left({n.v('W')}^{{({nxt})}}\right){n.t} {n.v(DELTA)}^{{({nxt})}}\right)"
-    if kind == "delta":
-        return rf"{n.v(CAPITAL_DELTA if batch else DELTA)}^{{({layer})}}"
-    if kind in ("A", "Z"):
-        return f"{n.v(kind if batch else kind.lower())}^{{({layer})}}"
-    return f"{n.v(kind)}^{{({layer})}}"
-
-
-def _tangent_tex(kind: str, layer: str, n: Notation = PLAIN) -> str | None:
-    """Dotted tangents (forward mode) and R{.} (Pearlmutter) in the seed's letters."""
-    nxt = int(layer) + 1
-    delta = n.v(DELTA)
-    return {
-        "Ad": rf"\dot {n.v('a')}^{{({layer})}}",
-        "Zd": rf"\dot {n.v('z')}^{{({layer})}}",
-        "Wd": rf"\dot {n.v('W')}^{{({layer})}}",
-        "bd": rf"\dot {n.v('b')}^{{({layer})}}",
-        "Rdelta": rf"\mathcal{{R}}\lbrace {delta}^{{({layer})}} \rbrace",
-        "RG": (
+    if role == Role.R_ERROR_IN and layer is not None:
+        nxt = _after(layer)
+        return (
             rf"\mathcal{{R}}\left\lbrace \left({n.v('W')}^{{({nxt})}}\right){n.t}"
-            rf" {delta}^{{({nxt})}}\right\rbrace"
-        ),
-    }.get(kind)
+            rf" {n.v(DELTA)}^{{({nxt})}}\right\rbrace"
+        )
+    if role not in _LETTERS:
+        return None
+    letter = n.v(_LETTERS[role][1 if batch else 0])
+    if layer is None:
+        return letter
+    text = f"{letter}^{{({_layer_tex(layer)})}}"
+    if role in _DOTTED:
+        return rf"\dot {text}"
+    if role == Role.R_ERROR:
+        return rf"\mathcal{{R}}\lbrace {text} \rbrace"
+    return text
+
+
+# Scalars and sizes of the general formulas, by their symbols' names.
+_SCALARS = {
+    "c": "c",
+    "yhat": r"\hat{y}",
+    "n_in": r"n_{\ell-1}",
+    "n_out": r"n_{\ell}",
+    "K": r"n_{L}",
+}
 
 
 _INDEXED_NAMES = {
@@ -251,22 +263,23 @@ class SeedLatexPrinter(LatexPrinter):
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         n = self.notation
-        m = _LAYERED.match(expr.name)
-        if n.bold and m is not None and m.group(1) == "G" and expr.name in self.names:
+        role = getattr(expr, "role", None)
+        if n.bold and role == Role.ERROR_IN and expr.name in self.names:
             # g^(l) = dL/da^(l), a vector: the bindings name it in plain letters
-            return f"{n.v('G' if self.batch else 'g')}^{{({m.group(2)})}}"
+            return f"{n.v('G' if self.batch else 'g')}^{{({_layer_tex(expr.layer)})}}"
         if expr.name in self.names:
             return self.names[expr.name]
-        return symbol_tex(expr.name, self.batch, n) or super()._print_Symbol(expr)
+        if isinstance(expr, ArraySymbol):
+            return array_tex(expr, self.batch, n) or super()._print_Symbol(expr)
+        return _SCALARS.get(expr.name) or super()._print_Symbol(expr)
 
     def _print_BatchSum(self, expr: Any) -> str:
         return rf"\sum_{{s}} \left[{self._print(expr.args[0])}\right]_{{s}}"
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
-        general = _general_matrix(expr.name, self.notation)
-        if general is not None:
-            return general
-        return symbol_tex(expr.name, True, self.notation) or super()._print_MatrixSymbol(expr)
+        if isinstance(expr, ArrayMatrix):
+            return array_tex(expr, True, self.notation) or super()._print_MatrixSymbol(expr)
+        return super()._print_MatrixSymbol(expr)
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return r"\mathbf{1}"
@@ -334,7 +347,7 @@ class SeedLatexPrinter(LatexPrinter):
         if not vectors or not scalars and len(vectors) < 2:
             return super()._print_Mul(expr)
         # The incoming gradient G first, as in the seed's recursion.
-        vectors.sort(key=lambda v: not (isinstance(v, sp.Symbol) and v.name.startswith("G")))
+        vectors.sort(key=lambda v: getattr(v, "role", None) != Role.ERROR_IN)
         parts = [self.parenthesize(v, 50) for v in vectors]
         text = r" \odot ".join(parts)
         coeff = sp.Mul(*scalars)
@@ -389,7 +402,7 @@ def _is_vector(expr: sp.Expr) -> bool:
     """True when expr depends on a whole-array symbol (a, z, G, y); index notation is scalar."""
     if expr.has(sp.Indexed):
         return False
-    return any(_ARRAY.match(s.name) for s in expr.free_symbols if isinstance(s, sp.Symbol))
+    return any(getattr(s, "role", None) in _VECTOR_ROLES for s in expr.free_symbols)
 
 
 def tex(

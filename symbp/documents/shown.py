@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import sympy as sp
-from sympy.functions.elementary.piecewise import piecewise_simplify
 
 from symbp.documents.latex import negatable, width
 from symbp.symbolic import bounded, memo
@@ -91,7 +90,7 @@ def shown(expr: sp.Expr) -> sp.Expr:
 def _shown(expr: sp.Expr) -> sp.Expr:
     if isinstance(expr, sp.Piecewise):
         pieces = sp.Piecewise(*[(shown(e), c) for e, c in expr.args])
-        tidy = bounded.bounded(lambda: piecewise_simplify(pieces), pieces, SECONDS)
+        tidy = bounded.bounded(lambda: _conditions_simplified(pieces), pieces, SECONDS)
         return tidy if tidy == pieces or agree(expr, elementary(tidy)) else pieces
     if not isinstance(expr, sp.Expr) or expr.is_Atom:
         return expr
@@ -112,6 +111,23 @@ def _shown(expr: sp.Expr) -> sp.Expr:
         if narrower and not form.has(sp.I) and agree(expr, elementary(form)):
             best = form
     return best
+
+
+def _conditions_simplified(pieces: sp.Piecewise) -> sp.Piecewise:
+    """The pieces with each condition simplified given that the earlier ones failed: a piece
+    whose condition can no longer hold is dropped (x >= 1 and x <= 0), a redundant part of a
+    conjunction too (x >= 1 and x > -1). The expressions, already in their shown forms, are
+    left alone (SymPy's piecewise_simplify simplifies them again, at length)."""
+    out: list[tuple[sp.Expr, sp.Basic]] = []
+    before: sp.Basic = sp.true
+    for expr, cond in pieces.args:
+        here = sp.And(cond, before).simplify() if before is not sp.true else cond.simplify()
+        before = sp.And(before, sp.Not(cond)).simplify()
+        if here is not sp.false:
+            out.append((expr, here))
+        if here is sp.true:
+            break
+    return sp.Piecewise(*out)
 
 
 def _signs_inside(expr: sp.Expr) -> sp.Expr:

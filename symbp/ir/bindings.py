@@ -13,6 +13,7 @@ import sympy as sp
 
 from symbp.ir.graph import Tensor
 from symbp.ir.image_ops import ImageOp
+from symbp.ir.naming import ArraySymbol
 from symbp.ir.reductions import BatchSum, UnitSum
 
 Expr: TypeAlias = Any  # an elementwise (sp.Expr) or a matrix (sp.MatrixExpr) expression
@@ -62,7 +63,7 @@ class Bindings:
 
     def add(
         self,
-        name: str,
+        symbol: ArraySymbol | str,
         kind: Kind,
         units: int,
         what: str,
@@ -71,9 +72,14 @@ class Bindings:
         tex: str = "",
         tex_batch: str = "",
     ) -> sp.Symbol:
+        """Bind an array of the code: an ArraySymbol (symbp.ir.naming), or by name a
+        temporary or a scalar that has no role; the symbol."""
         info = ArrayInfo(kind, units, what, family, tensor, tex, tex_batch)
-        self.table.setdefault(name, info)
-        return sp.Symbol(name, real=True) if kind != Kind.SCALAR else sp.Symbol(name)
+        if isinstance(symbol, ArraySymbol):
+            self.table.setdefault(symbol.name, info)
+            return symbol
+        self.table.setdefault(symbol, info)
+        return sp.Symbol(symbol, real=True) if kind != Kind.SCALAR else sp.Symbol(symbol)
 
     def tex_names(self, batch: bool = False) -> dict[str, str]:
         """Symbol name -> LaTeX, for the arrays whose kind names them (batch: the names of the

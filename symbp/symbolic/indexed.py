@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symbp.ir.naming import Layer, Role, matrix
+
 I, P, Q, R, S = sp.symbols("i p q r s", integer=True)  # unit, summed unit, weight row/col, sample
 J, K, M = sp.symbols("j k m", integer=True)  # output units
 N_IN, N_OUT, N_BATCH, N_UNITS = sp.symbols("n_in n_out n K", integer=True, positive=True)
@@ -81,14 +83,14 @@ class LayerCalculus:
 
 
 # Matrix names for the column layout: Delta (n_out x n), A (n_in x n), W (n_out x n_in).
-MAT_W = sp.MatrixSymbol("W", N_OUT, N_IN)
-MAT_A = sp.MatrixSymbol("A", N_IN, N_BATCH)
-MAT_DELTA = sp.MatrixSymbol("Delta", N_OUT, N_BATCH)
+MAT_W = matrix(Role.WEIGHT, Layer.GENERAL, N_OUT, N_IN)
+MAT_A = matrix(Role.ACTIVATION, Layer.PREVIOUS, N_IN, N_BATCH)
+MAT_DELTA = matrix(Role.ERROR, Layer.GENERAL, N_OUT, N_BATCH)
 ONES = sp.OneMatrix(N_BATCH, 1)
 # Tangents (forward mode) and Pearlmutter's R{.}: same shapes as what they perturb.
-MAT_WD = sp.MatrixSymbol("Wd", N_OUT, N_IN)
-MAT_AD = sp.MatrixSymbol("Ad", N_IN, N_BATCH)
-MAT_RDELTA = sp.MatrixSymbol("Rdelta", N_OUT, N_BATCH)
+MAT_WD = matrix(Role.WEIGHT_DIRECTION, Layer.GENERAL, N_OUT, N_IN)
+MAT_AD = matrix(Role.TANGENT_A, Layer.PREVIOUS, N_IN, N_BATCH)
+MAT_RDELTA = matrix(Role.R_ERROR, Layer.GENERAL, N_OUT, N_BATCH)
 _MATRICES = {
     "W": MAT_W,
     "a": MAT_A,

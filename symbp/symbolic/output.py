@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.concrete.delta import deltasummation
 
+from symbp.ir.naming import Role, array
 from symbp.ir.reductions import LogOneMinusSoftmax, LogSumExp, UnitSum
 from symbp.symbolic import bounded
 from symbp.symbolic.calculus import A as A_SCALAR
@@ -28,7 +29,8 @@ SCALE = sp.Symbol("c", positive=True)  # 1/n for the mean reduction, 1 for the s
 _SOFTMAX_DENOM = sp.Symbol("S", positive=True)
 
 # Array-form names: what the generated code holds for the output layer.
-ARR_A, ARR_Y, ARR_Z = sp.symbols("A Y Z", real=True)
+ARR_A, ARR_Y = array(Role.ACTIVATION), array(Role.TARGET)
+ARR_Z = array(Role.PRE_ACTIVATION)
 
 
 @dataclass(frozen=True)

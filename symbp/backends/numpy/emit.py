@@ -32,6 +32,8 @@ from symbp.errors import DerivationError
 from symbp.ir.bindings import Expr, Family, Kind
 from symbp.ir.graph import Tensor
 from symbp.ir.image_ops import ImageOp
+from symbp.ir.naming import Role, array, gradient_name
+from symbp.ir.naming import name as array_name
 from symbp.ir.reductions import BatchSum
 from symbp.symbolic.output import SCALE
 from symbp.symbolic.stable import through_sigmoid
@@ -75,7 +77,13 @@ class Emitter:
     def __post_init__(self) -> None:
         row = self.p.d.arch.layout == "row"
         names = {"c": "scale", "Y": "Y", "lambda": repr(float(self.p.d.arch.l2))}
-        names.update({f"Z{nd.node.index}": "Z" for nd in self.p.net.nodes if self._z_reused(nd)})
+        names.update(
+            {
+                array_name(Role.PRE_ACTIVATION, nd.node.index): "Z"
+                for nd in self.p.net.nodes
+                if self._z_reused(nd)
+            }
+        )
         self.printer = NumPyPrinter(row, names)
         self.ws = Workspace(row)
 
@@ -134,7 +142,7 @@ class Emitter:
         if isinstance(expr, sp.Mul):
             first = next((f for f in expr.args if self.fresh(f)), None)
             if first is not None:
-                lines = [f"{target} = {_bare(self._new(first, out))}"]
+                lines = [f"{target} = {self._new(first, out)}"]
                 scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {SCALE}])
                 arrays = [f for f in expr.args if f is not first and f.free_symbols - {SCALE}]
                 for factor in [*arrays, *([scalar] if scalar != 1 else [])]:
@@ -201,18 +209,6 @@ def _shaped(code: str, param: Tensor) -> str:
     return f"np.reshape({code}, {param.shape})" if param.stored_flat else code
 
 
-def _bare(text: str) -> str:
-    """Drop one pair of parentheses enclosing the whole text: "(a - b)" but not "(a)*(b)"."""
-    if not (text.startswith("(") and text.endswith(")")):
-        return text
-    depth = 0
-    for i, char in enumerate(text):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and i < len(text) - 1:
-            return text
-    return text[1:-1]
-
-
 # --- the forward pass ------------------------------------------------------------------
 
 
@@ -237,18 +233,20 @@ def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> lis
         if s.activation:
             if nd.is_output and not last:
                 continue
-            target, code = f"A{l}", a_code
+            target, code = array_name(Role.ACTIVATION, l), a_code
             if ws and not overwrites and helper:
                 extra = ", lse=True" if lse and nd.is_output else ""
-                z = e.code(sym(f"Z{l}"))
-                code = f"{helper}({z}, out={e.ws.per_sample(f'A{l}', n)}{extra})"
-                target = f"A{l}, {lse}" if extra else target
+                z = e.code(array(Role.PRE_ACTIVATION, l))
+                code = f"{helper}({z}, out={e.ws.per_sample(target, n)}{extra})"
+                target = f"{target}, {lse}" if extra else target
             lines.append(f"{target} = {code}")
             continue
         target = sym(s.target)
         name, info = e.code(target), e.info(target)
-        if target == sym(f"Z{l}"):
-            key = f"A{l}" if overwrites else f"Z{l}"
+        if s.target == array_name(Role.PRE_ACTIVATION, l):
+            key = (
+                array_name(Role.ACTIVATION, l) if overwrites else array_name(Role.PRE_ACTIVATION, l)
+            )
             lines += e.assign(name, s.expr, e.ws.per_sample(key, n) if ws else None)
         elif info is not None and info.kind == Kind.SAMPLES:
             lines += e.assign(name, s.expr, e.ws.per_sample(name, info.units) if ws else None)
@@ -268,7 +266,7 @@ def _activation(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
 
 def _activation_code(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     l = nd.node.index
-    z = sp.Symbol(f"Z{l}", real=True)
+    z = array(Role.PRE_ACTIVATION, l)
     z_name = e.code(z)
     if nd.act is None:
         e.printer.used.add("_softmax")
@@ -301,7 +299,7 @@ def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
             continue
         if s.op == "=":
             if e.constant(s.expr) and s.param is None:
-                like = s.like or f"A{s.layer}"
+                like = s.like or array_name(Role.ACTIVATION, s.layer)
                 lines.append(f"{s.target} = np.full_like({like}, {e.code(s.expr)})")
             else:
                 lines += e.assign(s.target, s.expr, out)
@@ -429,7 +427,7 @@ def module_context(p: Program) -> dict[str, Any]:
     eq_loss = (eq or {}).get("eq:loss")
     backward_plain = print_backward(e, p.backward_plain, ws=False)
     written = {s.target for s in p.backward_plain if s.op != "#"}
-    grads = [(q.key, _shaped(f"d{q.key}", q)) for q in net.graph.parameters]
+    grads = [(q.key, _shaped(gradient_name(q.key), q)) for q in net.graph.parameters]
     tangent = tangent_lines(e)
     return {
         "name": arch.name,

@@ -27,8 +27,8 @@ from symbp.ir.reductions import (
 from symbp.symbolic import equal
 from symbp.symbolic.numbers import decimal_text
 
+# Functions NumPy has, and those the runtime provides (copied into the module when used).
 FUNCTIONS = {
-    sp.exp: "_exp",
     sp.log: "np.log",
     sp.sin: "np.sin",
     sp.cos: "np.cos",
@@ -39,6 +39,9 @@ FUNCTIONS = {
     sp.atan: "np.arctan",
     sp.Abs: "np.abs",
     sp.sign: "np.sign",
+}
+RUNTIME_FUNCTIONS = {
+    sp.exp: "_exp",  # clipped to the range where the result is a normal, finite number
     sp.erf: "_erf",
 }
 
@@ -90,6 +93,7 @@ ALLOWED = (
     sp.core.numbers.One,
     sp.core.numbers.Zero,
     *FUNCTIONS,
+    *RUNTIME_FUNCTIONS,
 )
 
 
@@ -267,10 +271,11 @@ class NumPyPrinter(StrPrinter):
         if isinstance(expr, ImageOp):  # SymPy's dispatch skips a Function's base classes
             return self._print_ImageOp(expr)
         name = FUNCTIONS.get(type(expr))
+        if name is None and type(expr) in RUNTIME_FUNCTIONS:
+            name = RUNTIME_FUNCTIONS[type(expr)]
+            self.used.add(name)
         if name is None:
             raise DerivationError(f"no NumPy form for function {type(expr).__name__}")
-        if name.startswith("_"):
-            self.used.add(name)
         if isinstance(expr, _PARTIAL):
             return f"{name}({self._guarded(expr.args[0])})"
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
@@ -324,9 +329,9 @@ class NumPyPrinter(StrPrinter):
             # Any other real power, elementwise (NaN where SymPy's root would be complex).
             base = self.parenthesize(expr.base, PRECEDENCE["Pow"])
             exponent = self._print(expr.exp)
-            if not (exponent.startswith("(") and exponent.endswith(")")):
-                exponent = f"({exponent})"
-            return f"{base}**{exponent}"
+            # A fraction prints in parentheses already, (1/3); anything else gets them.
+            fraction = isinstance(expr.exp, sp.Rational) and decimal_text(expr.exp) is None
+            return f"{base}**{exponent if fraction else f'({exponent})'}"
         if expr.exp.is_negative:
             return f"1 / {self.parenthesize(sp.Pow(expr.base, -expr.exp), PRECEDENCE['Mul'])}"
         return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{expr.exp}"

@@ -14,6 +14,7 @@ import sympy as sp
 from symbp.derivation.context import Context, Cost, node_symbols
 from symbp.derivation.nodes import add_derivative
 from symbp.ir.graph import Node
+from symbp.ir.naming import Role
 
 KEYS = ("from",)
 
@@ -21,14 +22,14 @@ KEYS = ("from",)
 def forward(ctx: Context, node: Node) -> tuple:
     s = node_symbols(ctx, node)
     left, right = (ctx.activation_symbol(t) for t in node.inputs)
-    return ((s["Z"], left + right),)
+    return ((s[Role.PRE_ACTIVATION], left + right),)
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """Each input gets sum_i delta_i dz_i/dx_j = delta_j (the derivative is [i = j])."""
     dx, dr = add_derivative()
     assert dx == dr  # both Kronecker deltas: each input receives delta as it is
-    delta = node_symbols(ctx, node)["delta"]
+    delta = node_symbols(ctx, node)[Role.ERROR]
     backs = tuple((t, delta) for t in node.inputs if t.layer > 0)
     return (), backs
 
@@ -36,8 +37,8 @@ def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
 def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     s = node_symbols(ctx, node)
     z_dot = sp.Add(*(ctx.tangent_of(t) for t in node.inputs))
-    r_backs = tuple((t, s["Rdelta"]) for t in node.inputs if t.layer > 0)
-    return ((s["Zd"], z_dot),), (), r_backs
+    r_backs = tuple((t, s[Role.R_ERROR]) for t in node.inputs if t.layer > 0)
+    return ((s[Role.TANGENT_Z], z_dot),), (), r_backs
 
 
 def cost(node: Node) -> Cost:

@@ -29,25 +29,28 @@ from symbp.ir.image_ops import (
     channels,
     node_geometry,
 )
+from symbp.ir.naming import Role, array
 from symbp.symbolic.conv_calculus import derive_conv
 
 KEYS = ("filters", "kernel", "stride", "padding", "bias")
 
 
-def _params(ctx: Context, node: Node, suffix: str = "") -> tuple[sp.Symbol, sp.Basic]:
-    """W<l> and b<l> (0 without a bias), or with suffix "d" their directions."""
+def _params(ctx: Context, node: Node, direction: bool = False) -> tuple[sp.Symbol, sp.Basic]:
+    """W<l> and b<l> (0 without a bias), or with `direction` their directions."""
     l = node.index
-    family = Family.DIRECTION if suffix else Family.PARAMETER
-    what = "direction of the " if suffix else ""
+    family = Family.DIRECTION if direction else Family.PARAMETER
+    what = "direction of the " if direction else ""
     W, *b = node.params
     filters = node.z.shape[0]
+    w_role = Role.WEIGHT_DIRECTION if direction else Role.WEIGHT
     kernel = ctx.bindings.add(
-        f"W{suffix}{l}", Kind.MATRIX, filters, f"{what}kernel of layer {l}", family, W
+        array(w_role, l), Kind.MATRIX, filters, f"{what}kernel of layer {l}", family, W
     )
     bias: sp.Basic = sp.S.Zero
     if b:
+        b_role = Role.BIAS_DIRECTION if direction else Role.BIAS
         bias = ctx.bindings.add(
-            f"b{suffix}{l}", Kind.UNITS, filters, f"{what}biases of layer {l}", family, b[0]
+            array(b_role, l), Kind.UNITS, filters, f"{what}biases of layer {l}", family, b[0]
         )
     return kernel, bias
 
@@ -63,7 +66,8 @@ def _columns(ctx: Context, node: Node) -> sp.Symbol:
     assert node.layer.window is not None
     size = node.inputs[0].shape[0] * node.layer.window.area * node.z.shape[1] * node.z.shape[2]
     tex = rf"\operatorname{{cols}}^{{({l})}}"
-    return ctx.samples(f"Cols{l}", size, f"unfolded input of layer {l}", Family.FORWARD, tex)
+    what = f"unfolded input of layer {l}"
+    return ctx.samples(array(Role.COLUMNS, l), size, what, Family.FORWARD, tex)
 
 
 def forward(ctx: Context, node: Node) -> tuple:
@@ -73,13 +77,13 @@ def forward(ctx: Context, node: Node) -> tuple:
     s = node_symbols(ctx, node)
     x = ctx.activation_symbol(node.inputs[0])
     cols, g = _columns(ctx, node), node_geometry(node)
-    return ((cols, Unfold(x, g)), (s["Z"], Conv2dColumns(cols, kernel, bias, g)))
+    return ((cols, Unfold(x, g)), (s[Role.PRE_ACTIVATION], Conv2dColumns(cols, kernel, bias, g)))
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """dL/dW (+ lambda W), dL/db; the flipped-kernel correlation back to the input."""
     kernel, bias = _params(ctx, node)
-    delta = node_symbols(ctx, node)["delta"]
+    delta = node_symbols(ctx, node)[Role.ERROR]
     g = node_geometry(node)
     dW = Conv2dBackKernelColumns(_columns(ctx, node), delta, g)
     if ctx.arch.l2:
@@ -97,22 +101,26 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     """z' = b' + W (x) a' + W' (x) a; R{dW} = a' (x) delta + a (x) R{delta} (+ lambda W');
     R{db} = the sums of R{delta}; R{back} = R{delta} with W, plus delta with W'."""
     kernel, _ = _params(ctx, node)
-    kernel_d, bias_d = _params(ctx, node, "d")
+    kernel_d, bias_d = _params(ctx, node, direction=True)
     s = node_symbols(ctx, node)
     x_dot = ctx.tangent_of(node.inputs[0])
     g, cols = node_geometry(node), _columns(ctx, node)
     z_dot = Conv2dColumns(cols, kernel_d, bias_d, g) + Conv2d(x_dot, kernel, sp.S.Zero, g)
-    r_dW = Conv2dBackKernel(x_dot, s["delta"], g) + Conv2dBackKernelColumns(cols, s["Rdelta"], g)
+    r_dW = Conv2dBackKernel(x_dot, s[Role.ERROR], g) + Conv2dBackKernelColumns(
+        cols, s[Role.R_ERROR], g
+    )
     if ctx.arch.l2:
         r_dW = r_dW + L2_WEIGHT * kernel_d
     r_grads = [(node.params[0], r_dW)]
     if node.layer.bias:
-        r_grads.append((node.params[1], ChannelTotal(s["Rdelta"], channels(node.z.shape))))
+        r_grads.append((node.params[1], ChannelTotal(s[Role.R_ERROR], channels(node.z.shape))))
     r_backs = []
     if node.inputs[0].layer > 0:
-        back = Conv2dBackInput(s["Rdelta"], kernel, g) + Conv2dBackInput(s["delta"], kernel_d, g)
+        back = Conv2dBackInput(s[Role.R_ERROR], kernel, g) + Conv2dBackInput(
+            s[Role.ERROR], kernel_d, g
+        )
         r_backs.append((node.inputs[0], back))
-    return ((s["Zd"], z_dot),), tuple(r_grads), tuple(r_backs)
+    return ((s[Role.TANGENT_Z], z_dot),), tuple(r_grads), tuple(r_backs)
 
 
 def cost(node: Node) -> Cost:

@@ -17,6 +17,7 @@ from symbp.derivation.derive import L2_WEIGHT, _per_sample, layer_symbols
 from symbp.derivation.tangent import MAT_BD, _layer_mats, tangent_calculus
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
+from symbp.ir.naming import Role, array, matrix
 from symbp.symbolic import memo
 from symbp.symbolic.indexed import MAT_A, MAT_DELTA, MAT_W, N_BATCH, layer_calculus
 
@@ -27,21 +28,22 @@ def _bind(ctx: Context, node: Node) -> None:
     l, n_in, n_out = node.index, node.inputs[0].shape[0], node.z.shape[0]
     F = Family
     W, *b = node.params
-    for name, what, family in (
-        ("W", "weights", F.PARAMETER),
-        ("Wd", "direction of W", F.DIRECTION),
+    for role, what, family in (
+        (Role.WEIGHT, "weights", F.PARAMETER),
+        (Role.WEIGHT_DIRECTION, "direction of W", F.DIRECTION),
     ):
-        ctx.bindings.add(f"{name}{l}", Kind.MATRIX, n_out, f"{what} of layer {l}", family, W)
+        ctx.bindings.add(array(role, l), Kind.MATRIX, n_out, f"{what} of layer {l}", family, W)
     if b:
-        for name, what, family in (
-            ("b", "biases", F.PARAMETER),
-            ("bd", "direction of b", F.DIRECTION),
+        for role, what, family in (
+            (Role.BIAS, "biases", F.PARAMETER),
+            (Role.BIAS_DIRECTION, "direction of b", F.DIRECTION),
         ):
-            ctx.bindings.add(f"{name}{l}", Kind.UNITS, n_out, f"{what} of layer {l}", family, b[0])
+            what = f"{what} of layer {l}"
+            ctx.bindings.add(array(role, l), Kind.UNITS, n_out, what, family, b[0])
     ctx.activation_symbol(node.inputs[0])
     node_symbols(ctx, node)
     if l > 1:
-        ctx.samples(f"Ad{l - 1}", n_in, f"tangent of a{l - 1}", F.TANGENT)
+        ctx.samples(array(Role.TANGENT_A, l - 1), n_in, f"tangent of a{l - 1}", F.TANGENT)
 
 
 def forward(ctx: Context, node: Node) -> tuple:
@@ -50,7 +52,7 @@ def forward(ctx: Context, node: Node) -> tuple:
     sym = layer_symbols(node.index, ctx.arch.layer_sizes, ctx.row)
     parts = (sym["W"], sym["A"], sym["b"] if node.layer.bias else sp.S.Zero)
     z = memo.renamed(_pre_activation, sp.Tuple(*parts))
-    return ((sp.Symbol(f"Z{node.index}", real=True), _per_sample(z, ctx.row)),)
+    return ((array(Role.PRE_ACTIVATION, node.index), _per_sample(z, ctx.row)),)
 
 
 def _pre_activation(parts: sp.Tuple) -> sp.MatrixExpr:
@@ -91,14 +93,14 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     z_dot = _per_sample(put(calc.z_dot_matrix), row)
     dW_r = put(calc.dW_r_matrix)
     if ctx.arch.l2:
-        dW_r = dW_r + L2_WEIGHT * sp.MatrixSymbol(f"Wd{l}", *dW_r.shape)
+        dW_r = dW_r + L2_WEIGHT * matrix(Role.WEIGHT_DIRECTION, l, *dW_r.shape)
     r_grads = [(node.params[0], dW_r)]
     if node.layer.bias:
         r_grads.append((node.params[1], put(calc.db_r_matrix)))
     r_backs = []
     if node.inputs[0].layer > 0:
         r_backs.append((node.inputs[0], _per_sample(put(calc.back_r_matrix), row)))
-    return ((sp.Symbol(f"Zd{l}", real=True), z_dot),), tuple(r_grads), tuple(r_backs)
+    return ((array(Role.TANGENT_Z, l), z_dot),), tuple(r_grads), tuple(r_backs)
 
 
 def cost(node: Node) -> Cost:

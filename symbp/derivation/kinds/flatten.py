@@ -12,27 +12,28 @@ import sympy as sp
 from symbp.derivation.context import Context, Cost, node_symbols
 from symbp.derivation.nodes import add_derivative
 from symbp.ir.graph import Node
+from symbp.ir.naming import Role
 
 KEYS = ()
 
 
 def forward(ctx: Context, node: Node) -> tuple:
     s = node_symbols(ctx, node)
-    return ((s["Z"], ctx.activation_symbol(node.inputs[0])),)
+    return ((s[Role.PRE_ACTIVATION], ctx.activation_symbol(node.inputs[0])),)
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """The input gets sum_k delta_k dz_k/da_m = delta_m: the derivative is [k = m]."""
     dx, _ = add_derivative()
     assert isinstance(dx, sp.KroneckerDelta)
-    delta = node_symbols(ctx, node)["delta"]
+    delta = node_symbols(ctx, node)[Role.ERROR]
     return (), (((node.inputs[0], delta),) if node.inputs[0].layer > 0 else ())
 
 
 def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     s = node_symbols(ctx, node)
-    r_backs = ((node.inputs[0], s["Rdelta"]),) if node.inputs[0].layer > 0 else ()
-    return ((s["Zd"], ctx.tangent_of(node.inputs[0])),), (), r_backs
+    r_backs = ((node.inputs[0], s[Role.R_ERROR]),) if node.inputs[0].layer > 0 else ()
+    return ((s[Role.TANGENT_Z], ctx.tangent_of(node.inputs[0])),), (), r_backs
 
 
 def cost(node: Node) -> Cost:

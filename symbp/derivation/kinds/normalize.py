@@ -19,6 +19,7 @@ from symbp.derivation.nodes import directional
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
 from symbp.ir.image_ops import ChannelBatchSum, ChannelTotal, PerChannel, channels
+from symbp.ir.naming import Role, array
 from symbp.ir.reductions import BatchSum
 from symbp.symbolic.norm_calculus import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
 
@@ -50,20 +51,24 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
     return {
         ARR["X"]: ctx.activation_symbol(node.inputs[0]),
         ARR["Xd"]: ctx.tangent_of(node.inputs[0]),
-        ARR["G"]: s["delta"],
+        ARR["G"]: s[Role.ERROR],
         ARR["Xhat"]: ctx.samples(
-            f"Xhat{l}", n, f"normalised input of layer {l}", F.FORWARD, rf"\hat{{x}}^{{({l})}}"
+            array(Role.NORMALIZED, l),
+            n,
+            f"normalised input of layer {l}",
+            F.FORWARD,
+            rf"\hat{{x}}^{{({l})}}",
         ),
         ARR_SIGMA: stat(
-            f"Sigma{l}", f"standard deviation in layer {l}", F.FORWARD, rf"\sigma^{{({l})}}"
+            array(Role.STD, l), f"standard deviation in layer {l}", F.FORWARD, rf"\sigma^{{({l})}}"
         ),
         sp.Symbol("Mu", real=True): stat(
-            f"Mu{l}", f"mean in layer {l}", F.FORWARD, rf"\mu^{{({l})}}"
+            array(Role.MEAN, l), f"mean in layer {l}", F.FORWARD, rf"\mu^{{({l})}}"
         ),
         ARR["Gamma"]: _spread(node, param_symbol(ctx, gamma)),
         ARR["Beta"]: _spread(node, param_symbol(ctx, beta)),
-        ARR["Gammad"]: _spread(node, param_symbol(ctx, gamma, "d")),
-        ARR["Betad"]: _spread(node, param_symbol(ctx, beta, "d")),
+        ARR["Gammad"]: _spread(node, param_symbol(ctx, gamma, direction=True)),
+        ARR["Betad"]: _spread(node, param_symbol(ctx, beta, direction=True)),
         ARR_COUNT: sp.Integer(n) if node.kind == "layernorm" else _batch_count(node),
         EPS: sp.Rational(repr(node.layer.eps)),  # exact: 1e-05 is 1/100000
     }
@@ -118,9 +123,15 @@ def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
     stat = _stat(ctx, node)
     return {
         "Xhatd": ctx.samples(
-            f"Xhatd{l}", n, f"tangent of xhat{l}", F.TANGENT, rf"\dot{{\hat{{x}}}}^{{({l})}}"
+            array(Role.NORMALIZED_TANGENT, l),
+            n,
+            f"tangent of xhat{l}",
+            F.TANGENT,
+            rf"\dot{{\hat{{x}}}}^{{({l})}}",
         ),
-        "Sigmad": stat(f"Sigmad{l}", f"tangent of sigma{l}", F.TANGENT, rf"\dot\sigma^{{({l})}}"),
+        "Sigmad": stat(
+            array(Role.STD_TANGENT, l), f"tangent of sigma{l}", F.TANGENT, rf"\dot\sigma^{{({l})}}"
+        ),
     }
 
 
@@ -136,7 +147,7 @@ def forward(ctx: Context, node: Node) -> tuple:
             (mu, d.mean),
             (sigma, d.sigma),
             (xhat, d.xhat),
-            (s["Z"], d.out),
+            (s[Role.PRE_ACTIVATION], d.out),
         )
     )
 
@@ -162,11 +173,11 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
         for target, value in (
             (dots["Sigmad"], d.sigma_dot),
             (dots["Xhatd"], d.xhat_dot),
-            (s["Zd"], d.out_dot),
+            (s[Role.TANGENT_Z], d.out_dot),
         )
     )
     gamma, beta = node.params
-    names = {**names, R_G: s["Rdelta"], XHATD: dots["Xhatd"], SIGMAD: dots["Sigmad"]}
+    names = {**names, R_G: s[Role.R_ERROR], XHATD: dots["Xhatd"], SIGMAD: dots["Sigmad"]}
     (r_gamma, r_beta), r_back = _r_operator(_over(node))
     r_grads = tuple(
         (param, _per_channel(node, grad.xreplace(names), total=True))

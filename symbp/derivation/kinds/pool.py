@@ -28,6 +28,7 @@ from symbp.ir.image_ops import (
     MaxPoolRoute,
     node_geometry,
 )
+from symbp.ir.naming import Role
 
 KEYS = ("size", "stride")
 
@@ -68,13 +69,13 @@ def forward(ctx: Context, node: Node) -> tuple:
     s = node_symbols(ctx, node)
     x = ctx.activation_symbol(node.inputs[0])
     op = MaxPool if node.kind == "maxpool2d" else AvgPool
-    return ((s["Z"], op(x, node_geometry(node))),)
+    return ((s[Role.PRE_ACTIVATION], op(x, node_geometry(node))),)
 
 
 def _pooled(ctx: Context, node: Node) -> sp.Symbol:
     """The pooled maxima z = a of the forward pass (a pooling has no activation), which
     the backward pass compares the windows with instead of taking the maxima again."""
-    return node_symbols(ctx, node)["A"]
+    return node_symbols(ctx, node)[Role.ACTIVATION]
 
 
 def _back(ctx: Context, node: Node, x: sp.Symbol, d: sp.Basic) -> sp.Basic:
@@ -86,7 +87,7 @@ def _back(ctx: Context, node: Node, x: sp.Symbol, d: sp.Basic) -> sp.Basic:
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """No parameters; delta routed to each window's maximum, or spread over the window."""
-    delta = node_symbols(ctx, node)["delta"]
+    delta = node_symbols(ctx, node)[Role.ERROR]
     x = ctx.activation_symbol(node.inputs[0])
     backs = ((node.inputs[0], _back(ctx, node, x, delta)),) if node.inputs[0].layer > 0 else ()
     return (), backs
@@ -103,8 +104,8 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
         z_dot = AvgPool(x_dot, g)
     r_backs: tuple = ()
     if node.inputs[0].layer > 0:
-        r_backs = ((node.inputs[0], _back(ctx, node, x, s["Rdelta"])),)
-    return ((s["Zd"], z_dot),), (), r_backs
+        r_backs = ((node.inputs[0], _back(ctx, node, x, s[Role.R_ERROR])),)
+    return ((s[Role.TANGENT_Z], z_dot),), (), r_backs
 
 
 def cost(node: Node) -> Cost:

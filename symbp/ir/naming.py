@@ -1,0 +1,207 @@
+"""Names as data: every array of the generated code is a symbol that knows its role and its
+layer, and this module is the one place that turns those into a name (A3, delta3, Zd3).
+
+Printers and documents read the fields (`role`, `layer`), never the name: the LaTeX of a
+symbol, whether it is a per-sample array (printed with the elementwise product), which
+layer's comment cites it. A general (layer-free) symbol of the index calculus has the layer
+GENERAL, or NEXT/PREVIOUS for the layers around it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import sympy as sp
+from sympy.core.symbol import Str
+
+
+class Role(enum.Enum):
+    """What an array is. The value is the prefix of its name in the generated code."""
+
+    ACTIVATION = "A"  # a^(l) (a^(0) = x, the input)
+    PRE_ACTIVATION = "Z"  # z^(l)
+    ERROR = "delta"  # delta^(l) = dL/dz^(l)
+    ERROR_IN = "G"  # g^(l) = dL/da^(l), the sum over the consumers of a^(l)
+    TANGENT_A = "Ad"  # a^(l)' (forward mode)
+    TANGENT_Z = "Zd"  # z^(l)'
+    R_ERROR = "Rdelta"  # R{delta^(l)} (Pearlmutter's R-operator)
+    R_ERROR_IN = "RG"  # R{g^(l)}
+    KEPT = "T"  # an activation's intermediate, kept from the forward pass
+    NORMALIZED = "Xhat"  # a normalisation's xhat
+    STD = "Sigma"  # its standard deviation
+    MEAN = "Mu"  # its mean
+    NORMALIZED_TANGENT = "Xhatd"
+    STD_TANGENT = "Sigmad"
+    COLUMNS = "Cols"  # a convolution's unfolded input
+    LOG_SUM_EXP = "lse"  # the output softmax's log-sum-exp, per sample
+    WEIGHT = "W"
+    BIAS = "b"
+    SCALE = "gamma"
+    SHIFT = "beta"
+    WEIGHT_DIRECTION = "Wd"  # the direction W' of jvp and hvp
+    BIAS_DIRECTION = "bd"
+    SCALE_DIRECTION = "gammad"
+    SHIFT_DIRECTION = "betad"
+    TARGET = "Y"  # the targets (no layer)
+
+    @property
+    def per_sample(self) -> bool:
+        """One value per unit and sample (an activation, an error term, a tangent)."""
+        return self in _PER_SAMPLE
+
+    @property
+    def direction(self) -> Role | None:
+        """The direction (tangent) of a parameter role."""
+        return _DIRECTIONS.get(self)
+
+
+_PER_SAMPLE = frozenset(
+    {
+        Role.ACTIVATION,
+        Role.PRE_ACTIVATION,
+        Role.ERROR,
+        Role.ERROR_IN,
+        Role.TANGENT_A,
+        Role.TANGENT_Z,
+        Role.R_ERROR,
+        Role.R_ERROR_IN,
+        Role.KEPT,
+        Role.NORMALIZED,
+        Role.NORMALIZED_TANGENT,
+        Role.COLUMNS,
+        Role.TARGET,
+    }
+)
+_DIRECTIONS = {
+    Role.WEIGHT: Role.WEIGHT_DIRECTION,
+    Role.BIAS: Role.BIAS_DIRECTION,
+    Role.SCALE: Role.SCALE_DIRECTION,
+    Role.SHIFT: Role.SHIFT_DIRECTION,
+}
+# The parameter roles by the letter the graph gives a parameter tensor (symbp.ir.graph).
+PARAMETER_ROLES = {"W": Role.WEIGHT, "b": Role.BIAS, "gamma": Role.SCALE, "beta": Role.SHIFT}
+
+
+class Layer(enum.Enum):
+    """The layer of a general symbol of the index calculus (no number)."""
+
+    GENERAL = "l"  # layer l
+    PREVIOUS = "l-1"
+    NEXT = "l+1"
+
+
+LayerRef = int | Layer | None  # None: no layer (the targets, a layer-free template)
+
+
+def name(role: Role, layer: LayerRef = None) -> str:
+    """The array's name in the generated code: prefix + layer number (A3, delta3)."""
+    if isinstance(layer, int):
+        return f"{role.value}{layer}"
+    if isinstance(layer, Layer):
+        return f"{role.value}_{layer.name.lower()}"
+    return role.value
+
+
+class ArraySymbol(sp.Symbol):
+    """A real symbol that is an array of the generated code: its role and its layer."""
+
+    __slots__ = ("role", "layer")
+    role: Role
+    layer: LayerRef
+
+    def __new__(cls, role: Role, layer: LayerRef = None) -> ArraySymbol:
+        obj = super().__new__(cls, name(role, layer), real=True)
+        obj.role, obj.layer = role, layer
+        return obj
+
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.role, self.layer), {}
+
+    @classmethod
+    def class_key(cls) -> tuple:
+        """Sorted among the other symbols as a plain Symbol is: by name (the name, built from
+        the role and the layer, tells them apart)."""
+        return sp.Symbol.class_key()
+
+
+class ArrayMatrix(sp.MatrixSymbol):
+    """A matrix symbol of the generated code (a weight, a batch of activations): its role
+    and its layer, beside its name and shape. Both are arguments of the SymPy node, after
+    MatrixSymbol's own (name, rows, cols), so that SymPy, which rebuilds nodes from their
+    arguments, keeps them."""
+
+    def __new__(
+        cls,
+        role: Role | Str,
+        layer: LayerRef | sp.Basic,
+        rows: Any = None,
+        cols: Any = None,
+        *rest: sp.Basic,
+    ) -> ArrayMatrix:
+        if isinstance(role, Str):  # rebuilt by SymPy from (name, rows, cols, role, layer)
+            name_arg, rows, cols, role_arg, layer_arg = role, layer, rows, cols, rest[0]
+        else:
+            role_arg, layer_arg = Str(role.name), _layer_arg(layer)  # type: ignore[arg-type]
+            name_arg = Str(name(role, layer))  # type: ignore[arg-type]
+        args = (name_arg, sp.sympify(rows), sp.sympify(cols), role_arg, layer_arg)
+        return sp.Basic.__new__(cls, *args)  # type: ignore[return-value]
+
+    @property
+    def role(self) -> Role:
+        return Role[self.args[3].name]
+
+    @property
+    def layer(self) -> LayerRef:
+        arg = self.args[4]
+        if isinstance(arg, sp.Integer):
+            return int(arg)
+        return Layer[arg.name] if arg.name else None
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.args[1], self.args[2]
+
+    @classmethod
+    def class_key(cls) -> tuple:
+        return sp.MatrixSymbol.class_key()
+
+
+def _layer_arg(layer: LayerRef) -> sp.Basic:
+    if isinstance(layer, int):
+        return sp.Integer(layer)
+    return Str(layer.name if isinstance(layer, Layer) else "")
+
+
+# SymPy orders the terms of a sum by class name, then by content: named as the classes they
+# extend, array symbols sort among the other symbols by name (A1 - Mu2, not -Mu2 + A1).
+ArraySymbol.__name__ = "Symbol"
+ArrayMatrix.__name__ = "MatrixSymbol"
+
+
+def array(role: Role, layer: LayerRef = None) -> ArraySymbol:
+    """The array symbol of a role at a layer."""
+    return ArraySymbol(role, layer)
+
+
+def matrix(role: Role, layer: LayerRef, rows: Any, cols: Any) -> ArrayMatrix:
+    """The matrix symbol of a role at a layer, of shape rows x cols."""
+    return ArrayMatrix(role, layer, rows, cols)
+
+
+def gradient_name(param_key: str) -> str:
+    """The code's name of a parameter's gradient (dW3 for W3)."""
+    return f"d{param_key}"
+
+
+__all__ = [
+    "ArrayMatrix",
+    "ArraySymbol",
+    "Layer",
+    "PARAMETER_ROLES",
+    "Role",
+    "array",
+    "gradient_name",
+    "matrix",
+    "name",
+]

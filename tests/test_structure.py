@@ -114,3 +114,74 @@ def test_the_check_fails_on_a_wrong_import(tmp_path: Path) -> None:
     assert "derivation" not in ALLOWED[stage_of("symbp.symbolic.output")]
     assert stage_of("symbp.derivation.kinds.conv") == "derivation"
     assert stage_of("symbp") == "cli"
+
+
+# --- names are data -----------------------------------------------------------------------
+#
+# Meaning lives in fields (symbp.ir.naming: a symbol's role and layer; the bindings; the
+# kinds' modules), never in a name or a printed text. Reading text is allowed where the text
+# comes from outside: the user's file (YAML, names, expressions), pdflatex's log, and symbp's
+# own runtime source, which the backend copies into each module.
+TEXT_READERS = {
+    "symbp.frontend.reader": "the YAML reader (the user's file)",
+    "symbp.frontend.spec": "the file's values (a source shown as <dict>, exponent floats)",
+    "symbp.frontend.names": "the identifier rule of the names in the user's file",
+    "symbp.frontend.expr": "the expression tokenizer (the user's expressions)",
+    "symbp.pdf": "pdflatex's log",
+    "symbp.backends.numpy.inline": "the runtime's own source, copied into modules",
+    "symbp.ir.labels": "formats a document label (eq:delta-2 -> eq:net:delta-2)",
+}
+_STRING_METHODS = {"startswith", "endswith", "removeprefix", "removesuffix"}
+
+
+def _text_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for every regex call, startswith-like call, `x in str(...)` and class
+    name dispatch in a module."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id == "re":
+                found.append((node.lineno, f"re.{node.func.attr}"))
+            elif node.func.attr in _STRING_METHODS:
+                found.append((node.lineno, f".{node.func.attr}()"))
+        elif isinstance(node, ast.Compare):
+            for op, right in zip(node.ops, node.comparators, strict=True):
+                called = isinstance(right, ast.Call) and isinstance(right.func, ast.Name)
+                if isinstance(op, ast.In | ast.NotIn) and called and right.func.id == "str":
+                    found.append((node.lineno, "in str(...)"))
+        elif isinstance(node, ast.Attribute) and node.attr == "__name__":
+            parent = node.value
+            if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name):
+                if parent.func.id == "type":
+                    found.append((node.lineno, "type(...).__name__"))
+    return found
+
+
+def test_no_meaning_is_read_from_names_or_printed_text() -> None:
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    allowed_messages = {"type(...).__name__"}  # class names in error messages only
+    wrong = []
+    for name, path in sorted(modules.items()):
+        if name in TEXT_READERS:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for line, what in _text_reads(ast.parse(text)):
+            source = text.splitlines()[line - 1]
+            if what in allowed_messages and ("raise" in source or "f\"" in source):
+                continue
+            wrong.append(f"{name}:{line}: {what}: {source.strip()}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_text_check_sees_each_pattern() -> None:
+    sample = (
+        "import re\nre.match('A', n)\nn.startswith('Z')\n"
+        "ok = 'x' in str(e)\nif type(e).__name__ == 'Conv2d': pass\n"
+    )
+    assert [w for _, w in _text_reads(ast.parse(sample))] == [
+        "re.match",
+        ".startswith()",
+        "in str(...)",
+        "type(...).__name__",
+    ]

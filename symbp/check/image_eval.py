@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import sympy as sp
 
+from symbp.ir import image_ops as ops
+
 Grid = Callable[[int, int, int], sp.Expr]
 
 
@@ -46,13 +48,13 @@ def _first_max(values: list[sp.Expr]) -> int:
     return best
 
 
-def evaluate(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
-    """The value of image operation `op` (its class name) on `arrays`."""
+def evaluate(op: type, arrays: list, g: dict[str, int]) -> sp.Matrix:
+    """The value of the image operation of class `op` (symbp.ir.image_ops) on `arrays`."""
     C, H, W, F, Ho, Wo = (g[k] for k in ("C", "H", "W", "F", "Ho", "Wo"))
     k_area = g["kh"] * g["kw"]
     first = next(a for a in arrays if a is not None)
-    n = first.rows if op not in ("Conv2dBackKernel",) else arrays[0].rows
-    if op == "Conv2d":
+    n = first.rows if op not in (ops.Conv2dBackKernel,) else arrays[0].rows
+    if op is ops.Conv2d:
         a, w, b = arrays
         out = sp.zeros(n, F * Ho * Wo)
         for s in range(n):
@@ -67,7 +69,7 @@ def evaluate(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
                 )
                 out[s, (f * Ho + i) * Wo + j] = total + (b[f] if b is not None else 0)
         return out
-    if op == "Conv2dBackKernel":
+    if op is ops.Conv2dBackKernel:
         a, d = arrays
         out = sp.zeros(F, C * k_area)
         for s in range(n):
@@ -78,7 +80,7 @@ def evaluate(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
                     for p, q, u, v in cells:
                         out[f, c * k_area + p * g["kw"] + q] += delta * x(c, u, v)
         return out
-    if op == "Unfold":
+    if op is ops.Unfold:
         (a,) = arrays
         out = sp.zeros(n, C * k_area * Ho * Wo)
         for s in range(n):
@@ -88,7 +90,7 @@ def evaluate(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
                     row = (c * g["kh"] + p) * g["kw"] + q
                     out[s, row * Ho * Wo + i * Wo + j] = x(c, u, v)
         return out
-    if op in ("Conv2dColumns", "Conv2dBackKernelColumns"):
+    if op in (ops.Conv2dColumns, ops.Conv2dBackKernelColumns):
         return _from_columns(op, arrays, g)
     return _backward_or_pool(op, arrays, g, n)
 
@@ -99,7 +101,7 @@ def _from_columns(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
     F, positions = g["F"], g["Ho"] * g["Wo"]
     rows = g["C"] * g["kh"] * g["kw"]
     n = cols.rows
-    if op == "Conv2dColumns":
+    if op is ops.Conv2dColumns:
         b = arrays[2]
         out = sp.zeros(n, F * positions)
         for s, f, k in itertools.product(range(n), range(F), range(positions)):
@@ -117,7 +119,7 @@ def _backward_or_pool(op: str, arrays: list, g: dict[str, int], n: int) -> sp.Ma
     """What goes back to a conv's input, and the poolings with their derivatives."""
     C, H, W, F, Ho, Wo = (g[k] for k in ("C", "H", "W", "F", "Ho", "Wo"))
     k_area = g["kh"] * g["kw"]
-    pooled = op in ("MaxPool", "AvgPool", "MaxPoolPick")
+    pooled = op in (ops.MaxPool, ops.AvgPool, ops.MaxPoolPick)
     out = sp.zeros(n, C * Ho * Wo if pooled else C * H * W)
 
     def add(s: int, c: int, u: int, v: int, value: sp.Expr) -> None:
@@ -127,7 +129,7 @@ def _backward_or_pool(op: str, arrays: list, g: dict[str, int], n: int) -> sp.Ma
     for s in range(n):
         for i, j, cells in _windows(g):
             for f in range(F):
-                if op == "Conv2dBackInput":
+                if op is ops.Conv2dBackInput:
                     d, w = arrays
                     delta = d[s, (f * Ho + i) * Wo + j]
                     for c in range(C):
@@ -135,20 +137,20 @@ def _backward_or_pool(op: str, arrays: list, g: dict[str, int], n: int) -> sp.Ma
                             add(s, c, u, v, delta * w[f, c * k_area + p * g["kw"] + q])
                     continue
                 c, at = f, (f * Ho + i) * Wo + j  # pooling: channel by channel
-                if op == "AvgPoolBack":
+                if op is ops.AvgPoolBack:
                     for _, _, u, v in cells:
                         add(s, c, u, v, arrays[0][s, at] / k_area)
                     continue
                 x = _reader(arrays[0][s, :], C, H, W)
                 values = [x(c, u, v) for _, _, u, v in cells]
-                if op == "MaxPool":
+                if op is ops.MaxPool:
                     out[s, at] = values[_first_max(values)]
-                elif op == "AvgPool":
+                elif op is ops.AvgPool:
                     out[s, at] = sp.Add(*values) / k_area
-                elif op == "MaxPoolPick":  # arrays: A, the pooled maxima, D
+                elif op is ops.MaxPoolPick:  # arrays: A, the pooled maxima, D
                     _, _, u, v = cells[_first_max(values)]
                     out[s, at] = _reader(arrays[2][s, :], C, H, W)(c, u, v)
-                elif op == "MaxPoolRoute":
+                elif op is ops.MaxPoolRoute:
                     _, _, u, v = cells[_first_max(values)]
                     add(s, c, u, v, arrays[2][s, at])
                 else:

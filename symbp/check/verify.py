@@ -488,7 +488,7 @@ def _image_value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.
         return sp.Matrix(mirror.channel_sums(expr, shape))
     if isinstance(expr, ImageOp):
         arrays = [None if a == 0 else mirror.matrix_value(a) for a in expr.arrays]
-        return images.evaluate(type(expr).__name__, arrays, expr.window).applyfunc(mirror.settle)
+        return images.evaluate(type(expr), arrays, expr.window).applyfunc(mirror.settle)
     terms = sp.Add.make_args(expr)
     ops = [t for t in terms if isinstance(t, ImageOp)]
     if len(ops) + 1 < len(terms) or not ops:

@@ -95,7 +95,7 @@ def evaluate(op: type, arrays: list, g: dict[str, int]) -> sp.Matrix:
     return _backward_or_pool(op, arrays, g, n)
 
 
-def _from_columns(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
+def _from_columns(op: type, arrays: list, g: dict[str, int]) -> sp.Matrix:
     """The conv's product with its unfolded input: z (n, F Ho Wo) or dL/dW (F, C kh kw)."""
     cols, other = arrays[0], arrays[1]
     F, positions = g["F"], g["Ho"] * g["Wo"]
@@ -115,7 +115,7 @@ def _from_columns(op: str, arrays: list, g: dict[str, int]) -> sp.Matrix:
     return out
 
 
-def _backward_or_pool(op: str, arrays: list, g: dict[str, int], n: int) -> sp.Matrix:
+def _backward_or_pool(op: type, arrays: list, g: dict[str, int], n: int) -> sp.Matrix:
     """What goes back to a conv's input, and the poolings with their derivatives."""
     C, H, W, F, Ho, Wo = (g[k] for k in ("C", "H", "W", "F", "Ho", "Wo"))
     k_area = g["kh"] * g["kw"]

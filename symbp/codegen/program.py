@@ -224,6 +224,7 @@ def backward_statements(p: Program, fused: bool) -> list[Stmt]:
     else kept as G<l> beside delta<l> (the R-operator reads both)."""
     pending: dict[str, list[Expr]] = {}
     out: list[Stmt] = []
+    summed: set[Tensor] = set()
     for nd in reversed(p.net.nodes):
         l = nd.node.index
         delta = through_sigmoid(nd.delta)
@@ -241,7 +242,10 @@ def backward_statements(p: Program, fused: bool) -> list[Stmt]:
                 out.append(Stmt(array_name(Role.ERROR, l), factor, "*=", layer=l))
         if fused:
             for param, grad in nd.grads:
-                out.append(Stmt(gradient_name(param.key), grad, layer=l, param=param))
+                # a parameter read by several nodes: their gradients add up
+                op = "+=" if param in summed else "="
+                summed.add(param)
+                out.append(Stmt(gradient_name(param.key), grad, op, layer=l, param=param))
         for tensor, contribution in nd.backs:
             pending.setdefault(tensor.key, []).append(contribution)
     for s in out:  # a constant error term takes its shape from the layer's activation
@@ -452,6 +456,7 @@ def r_backward_statements(p: Program) -> list[Stmt]:
     parameter's R{gradient}, returned in H."""
     pending: dict[str, list[Expr]] = {}
     stmts: list[Stmt] = []
+    summed: set[Tensor] = set()
     for nd in reversed(p.net.nodes):
         l = nd.node.index
         if not nd.is_output:
@@ -466,7 +471,9 @@ def r_backward_statements(p: Program) -> list[Stmt]:
             )
         )
         for param, r_grad in nd.r_grads:
-            stmts.append(Stmt(param.key, r_grad, layer=l, param=param, store="H", bind=False))
+            op = "+=" if param in summed else "="
+            summed.add(param)
+            stmts.append(Stmt(param.key, r_grad, op, layer=l, param=param, store="H", bind=False))
         for tensor, contribution in nd.r_backs:
             pending.setdefault(tensor.key, []).append(contribution)
     return stmts

@@ -74,6 +74,13 @@ class Context:
     ) -> sp.Symbol:
         return self.bindings.add(symbol, Kind.SAMPLE_STAT, 1, what, family, tex=tex)
 
+    def decays(self, param: Tensor, node: Node) -> bool:
+        """Whether this node's gradient of `param` carries the file's l2 term: an l2 is set,
+        the parameter is decayed (rank 2 or more), and this is the first node that reads it
+        (a parameter read by several nodes is decayed once)."""
+        first = self.graph.parameter_consumers[param][0]
+        return bool(self.arch.l2) and param.decayed and first is node
+
     def tangent_of(self, tensor: Tensor) -> sp.Basic:
         """a^(k)' (zero for the input, which does not move)."""
         if tensor.layer == 0:

@@ -73,21 +73,6 @@ class Derivation:
         )
 
 
-def layer_symbols(l: int, sizes: tuple[int, ...], row: bool) -> dict[str, sp.Expr]:
-    """Layer l's matrices; in row layout per-sample arrays are stored transposed."""
-    n_in, n_out = sizes[l - 1], sizes[l]
-    shape_a = (N_BATCH, n_in) if row else (n_in, N_BATCH)
-    shape_d = (N_BATCH, n_out) if row else (n_out, N_BATCH)
-    a_prev = matrix(Role.ACTIVATION, l - 1, *shape_a)
-    delta = matrix(Role.ERROR, l, *shape_d)
-    return {
-        "W": matrix(Role.WEIGHT, l, n_out, n_in),
-        "b": matrix(Role.BIAS, l, n_out, 1),
-        "A": a_prev.T if row else a_prev,
-        "Delta": delta.T if row else delta,
-    }
-
-
 def _per_sample(expr: sp.MatrixExpr, row: bool) -> sp.MatrixExpr:
     """Row layout stores (n, units) arrays: transpose a per-sample result."""
     return memo.doit(sp.transpose(expr)) if row else expr

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symbp.derivation.derive import fprime_at, layer_symbols
+from symbp.derivation.derive import fprime_at
 from symbp.errors import DerivationError
 from symbp.ir.naming import Layer, Role, array, matrix
 from symbp.ir.reductions import (
@@ -34,12 +34,6 @@ from symbp.symbolic.equal import agree_over_units
 from symbp.symbolic.indexed import (
     A_PREV,
     DELTA,
-    MAT_A,
-    MAT_AD,
-    MAT_DELTA,
-    MAT_RDELTA,
-    MAT_W,
-    MAT_WD,
     N_BATCH,
     N_IN,
     N_UNITS,
@@ -222,28 +216,6 @@ def _sym(letter: str, layer: int | None = None) -> sp.Symbol:
     """The array of a role (by its letter in this module's formulas) at a layer, or the
     layer-free one the per-layer forms are derived on."""
     return array(_ROLES[letter], layer)
-
-
-def _layer_mats(l: int, sizes: tuple[int, ...], row: bool) -> dict[sp.MatrixSymbol, sp.MatrixExpr]:
-    """General tangent matrices -> layer l's (stored transposed in row layout; a^(0)' = 0)."""
-    sym = layer_symbols(l, sizes, row)
-    n_in, n_out = sizes[l - 1], sizes[l]
-
-    def stored(role: Role, layer: int, units: int) -> sp.MatrixExpr:
-        if row:
-            return matrix(role, layer, N_BATCH, units).T
-        return matrix(role, layer, units, N_BATCH)
-
-    a_dot = sp.ZeroMatrix(n_in, N_BATCH) if l == 1 else stored(Role.TANGENT_A, l - 1, n_in)
-    return {
-        MAT_W: sym["W"],
-        MAT_A: sym["A"],
-        MAT_DELTA: sym["Delta"],
-        MAT_WD: matrix(Role.WEIGHT_DIRECTION, l, n_out, n_in),
-        MAT_AD: a_dot,
-        MAT_RDELTA: stored(Role.R_ERROR, l, n_out),
-        MAT_BD: matrix(Role.BIAS_DIRECTION, l, n_out, 1),
-    }
 
 
 def elementwise_tangents(

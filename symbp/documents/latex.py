@@ -23,6 +23,7 @@ from symbp.ir.reductions import (
     LogSumExp,
     UnitSum,
 )
+from symbp.ir.tensor_ops import AxisSum, Embed, Permute, Reshape, Slice
 from symbp.options import TRANSPOSES
 from symbp.symbolic.numbers import decimal_text
 
@@ -302,6 +303,26 @@ class SeedLatexPrinter(LatexPrinter):
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:
         return r"\log \sum_{k} e^{z_k}"
+
+    def _print_AxisSum(self, expr: AxisSum) -> str:
+        axes = ",".join(str(a + 1) for a in expr.axes)
+        return rf"\operatorname{{sum}}_{{{axes}}}\left({self._print(expr.array)}\right)"
+
+    def _print_Reshape(self, expr: Reshape) -> str:
+        return self._print(expr.array)
+
+    def _print_Permute(self, expr: Permute) -> str:
+        order = ",".join(str(a + 1) for a in expr.order)
+        return rf"\operatorname{{permute}}_{{{order}}}\left({self._print(expr.array)}\right)"
+
+    def _print_Slice(self, expr: Slice) -> str:
+        axis, start, stop = expr.bounds
+        return rf"\left[{self._print(expr.array)}\right]_{{{axis + 1}: {start + 1}..{stop}}}"
+
+    def _print_Embed(self, expr: Embed) -> str:
+        axis, start, stop = expr.bounds
+        inner = self._print(expr.array)
+        return rf"\operatorname{{embed}}_{{{axis + 1}: {start + 1}..{stop}}}\left({inner}\right)"
 
     def _softmax_of(self, z: sp.Expr) -> str:
         return rf"\operatorname{{softmax}}\left({self._print(z)}\right)"

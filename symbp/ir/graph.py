@@ -46,6 +46,12 @@ class Tensor:
         return self.role != Role.PARAMETER and len(self.shape) == 3
 
     @property
+    def decayed(self) -> bool:
+        """Whether the file's l2 covers it: every parameter of rank 2 or more (weights and
+        kernels), none of the biases and per-unit scales."""
+        return self.role == Role.PARAMETER and len(self.shape) >= 2
+
+    @property
     def stored_flat(self) -> bool:
         """A parameter shaped like an image (layer norm's gamma, beta on an image): the code
         holds it as its C*H*W entries, like the per-sample arrays it multiplies."""
@@ -119,7 +125,18 @@ class Graph:
 
     @property
     def parameters(self) -> tuple[Tensor, ...]:
-        return tuple(p for node in self.nodes for p in node.params)
+        """Every parameter once, in the order the nodes first read them."""
+        return tuple(self.parameter_consumers)
+
+    @functools.cached_property
+    def parameter_consumers(self) -> dict[Tensor, tuple[Node, ...]]:
+        """The parameter table: each parameter and the nodes that read it. A parameter read
+        by several nodes (a tied weight) gets the sum of their gradients."""
+        found: dict[Tensor, list[Node]] = {}
+        for node in self.nodes:
+            for p in node.params:
+                found.setdefault(p, []).append(node)
+        return {p: tuple(nodes) for p, nodes in found.items()}
 
     def activation(self, l: int) -> Tensor:
         """a^(l) (a^(0) is the input)."""

@@ -343,7 +343,8 @@ def r_backward_lines(e: Emitter) -> list[str]:
     for s in e.p.r_backward:
         if s.store:
             assert s.param is not None
-            lines.append(f'{s.store}["{s.target}"] = {_shaped(e.code(s.expr), s.param)}')
+            value = _shaped(e.code(s.expr), s.param)
+            lines.append(f'{s.store}["{s.target}"] {s.op} {value}')
         elif s.parts[1:]:
             lines.append(f"{s.target} = " + " + ".join(f"({e.code(p)})" for p in s.parts))
         elif s.parts:
@@ -444,7 +445,7 @@ def module_context(p: Program) -> dict[str, Any]:
         "init_lines": _init_lines(e),
         "param_keys": [p.key for p in net.graph.parameters],
         "param_loads": [(p.key, p.stored_flat) for p in net.graph.parameters],
-        "weights": [p.key for p in net.graph.parameters if p.symbol == "W"],
+        "weights": [p.key for p in net.graph.parameters if p.decayed],
         "forward": forward,
         "forward_loss": forward_loss,
         "forward_ws": forward_ws,

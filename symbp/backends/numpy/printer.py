@@ -24,6 +24,7 @@ from symbp.ir.reductions import (
     LogSumExp,
     UnitSum,
 )
+from symbp.ir.tensor_ops import TENSOR_OPS, AxisSum, Embed, Permute, Reshape, Slice, TensorOp
 from symbp.symbolic import equal
 from symbp.symbolic.numbers import decimal_text
 
@@ -81,6 +82,7 @@ ALLOWED = (
     ExclusiveSoftmaxMean,
     ExclusiveSoftmaxSumTangent,
     ImageOp,
+    *TENSOR_OPS,
     sp.Tuple,
     sp.core.relational.Relational,
     sp.And,
@@ -473,6 +475,32 @@ class NumPyPrinter(StrPrinter):
         """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""
         self.used.add("_logsumexp")
         return f"_logsumexp({self._print(expr.args[0])})"
+
+    def _tensor_call(self, helper: str, expr: TensorOp, extra: tuple[int, ...] = ()) -> str:
+        """A tensor operation as a call of its runtime helper: the array, the per-sample
+        shape, then the operation's integer arguments."""
+        self.used.add(helper)
+        ints = ", ".join(str(tuple(int(v) for v in a)) if isinstance(a, sp.Tuple) else str(a)
+                         for a in expr.args[2:])  # fmt: skip
+        rest = f", {ints}" if ints else ""
+        return f"{helper}({self._print(expr.array)}, {expr.shape}{rest})"
+
+    def _print_AxisSum(self, expr: AxisSum) -> str:
+        """Sum over per-sample axes, broadcast back (keepdims)."""
+        return self._tensor_call("_axis_sum", expr)
+
+    def _print_Reshape(self, expr: Reshape) -> str:
+        """A reshape moves nothing in the per-sample storage (C order)."""
+        return self._print(expr.array)
+
+    def _print_Permute(self, expr: Permute) -> str:
+        return self._tensor_call("_permute", expr)
+
+    def _print_Slice(self, expr: Slice) -> str:
+        return self._tensor_call("_slice", expr)
+
+    def _print_Embed(self, expr: Embed) -> str:
+        return self._tensor_call("_embed", expr)
 
     def _print_LogOneMinusSoftmax(self, expr: LogOneMinusSoftmax) -> str:
         """log(1 - softmax(z)_k) from the logits: finite where 1 - a rounds to 0."""

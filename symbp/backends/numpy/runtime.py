@@ -539,3 +539,49 @@ def _erf(u):
     for i in range(0, flat.size, 16384):
         block(flat[i : i + 16384], erf[i : i + 16384])
     return out if out.ndim else out[()]
+
+
+# Per-sample tensors (symbp.ir.tensor_ops): each sample is stored as the prod(shape) entries
+# of its tensor in C order, along the units axis; these view the samples as their shape.
+def _samples(x, shape):
+    """x viewed as (n, *shape), one sample per leading entry."""
+    rows = x if UNIT_AXIS == 1 else x.T
+    return np.reshape(rows, (-1, *shape))
+
+
+def _stored(t, like):
+    """(n, *shape) back to the module's storage, one row (or column) of entries a sample."""
+    rows = np.reshape(t, (t.shape[0], -1))
+    return rows if UNIT_AXIS == 1 or like is None else np.ascontiguousarray(rows.T)
+
+
+def _axis_sum(x, shape, axes):
+    """The sum of each sample over its axes `axes`, broadcast back to the sample's shape."""
+    t = _samples(x, shape)
+    total = t.sum(axis=tuple(a + 1 for a in axes), keepdims=True)
+    return _stored(np.broadcast_to(total, t.shape), x)
+
+
+def _permute(x, shape, order):
+    """Each sample's axes in `order`."""
+    t = _samples(x, shape)
+    return _stored(np.transpose(t, (0, *(a + 1 for a in order))), x)
+
+
+def _slice(x, shape, axis, start, stop):
+    """Entries start..stop-1 along one axis of each sample."""
+    t = _samples(x, shape)
+    index = [slice(None)] * t.ndim
+    index[axis + 1] = slice(start, stop)
+    return _stored(t[tuple(index)], x)
+
+
+def _embed(x, shape, axis, start, stop, full):
+    """Each sample of `shape` placed at start..stop-1 along an axis of a zero tensor of
+    shape `full` (the adjoint of _slice)."""
+    t = _samples(x, shape)
+    out = np.zeros((t.shape[0], *full), dtype=t.dtype)
+    index = [slice(None)] * out.ndim
+    index[axis + 1] = slice(start, stop)
+    out[tuple(index)] = t
+    return _stored(out, x)

@@ -86,7 +86,7 @@ def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     delta = node_symbols(ctx, node)[Role.ERROR]
     g = node_geometry(node)
     dW = Conv2dBackKernelColumns(_columns(ctx, node), delta, g)
-    if ctx.arch.l2:
+    if ctx.decays(node.params[0], node):
         dW = dW + L2_WEIGHT * kernel
     grads = [(node.params[0], dW)]
     if node.layer.bias:
@@ -109,7 +109,7 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     r_dW = Conv2dBackKernel(x_dot, s[Role.ERROR], g) + Conv2dBackKernelColumns(
         cols, s[Role.R_ERROR], g
     )
-    if ctx.arch.l2:
+    if ctx.decays(node.params[0], node):
         r_dW = r_dW + L2_WEIGHT * kernel_d
     r_grads = [(node.params[0], r_dW)]
     if node.layer.bias:

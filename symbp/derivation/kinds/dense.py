@@ -13,13 +13,22 @@ from collections.abc import Callable
 import sympy as sp
 
 from symbp.derivation.context import Context, Cost, node_symbols
-from symbp.derivation.derive import L2_WEIGHT, _per_sample, layer_symbols
-from symbp.derivation.tangent import MAT_BD, _layer_mats, tangent_calculus
+from symbp.derivation.derive import L2_WEIGHT, _per_sample
+from symbp.derivation.tangent import MAT_BD, tangent_calculus
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
 from symbp.ir.naming import Role, array, matrix
 from symbp.symbolic import memo
-from symbp.symbolic.indexed import MAT_A, MAT_DELTA, MAT_W, N_BATCH, layer_calculus
+from symbp.symbolic.indexed import (
+    MAT_A,
+    MAT_AD,
+    MAT_DELTA,
+    MAT_RDELTA,
+    MAT_W,
+    MAT_WD,
+    N_BATCH,
+    layer_calculus,
+)
 
 KEYS = ("units", "bias")
 
@@ -46,10 +55,36 @@ def _bind(ctx: Context, node: Node) -> None:
         ctx.samples(array(Role.TANGENT_A, l - 1), n_in, f"tangent of a{l - 1}", F.TANGENT)
 
 
+def _matrices(node: Node, row: bool) -> dict[str, sp.MatrixExpr]:
+    """The node's matrices, named by the tensors they are: W and b by their parameters' layer
+    (a weight another layer owns keeps its own name), A by the tensor read, Delta by the
+    node; per-sample arrays are stored transposed in row layout."""
+    (n_out,), (n_in,) = node.z.shape, node.inputs[0].shape
+    W, *b = node.params
+
+    def stored(role: Role, layer: int, units: int) -> sp.MatrixExpr:
+        if row:
+            return matrix(role, layer, N_BATCH, units).T
+        return matrix(role, layer, units, N_BATCH)
+
+    return {
+        "W": matrix(Role.WEIGHT, W.layer, n_out, n_in),
+        "b": matrix(Role.BIAS, b[0].layer, n_out, 1) if b else sp.ZeroMatrix(n_out, 1),
+        "A": stored(Role.ACTIVATION, node.inputs[0].layer, n_in),
+        "Delta": stored(Role.ERROR, node.index, n_out),
+        "Wd": matrix(Role.WEIGHT_DIRECTION, W.layer, n_out, n_in),
+        "bd": matrix(Role.BIAS_DIRECTION, b[0].layer, n_out, 1) if b else sp.ZeroMatrix(n_out, 1),
+        "Ad": stored(Role.TANGENT_A, node.inputs[0].layer, n_in)
+        if node.inputs[0].layer > 0
+        else sp.ZeroMatrix(n_in, N_BATCH),
+        "Rdelta": stored(Role.R_ERROR, node.index, n_out),
+    }
+
+
 def forward(ctx: Context, node: Node) -> tuple:
     """((Z<l>, W a + b),) in the file's layout."""
     _bind(ctx, node)
-    sym = layer_symbols(node.index, ctx.arch.layer_sizes, ctx.row)
+    sym = _matrices(node, ctx.row)
     parts = (sym["W"], sym["A"], sym["b"] if node.layer.bias else sp.S.Zero)
     z = memo.renamed(_pre_activation, sp.Tuple(*parts))
     return ((array(Role.PRE_ACTIVATION, node.index), _per_sample(z, ctx.row)),)
@@ -64,10 +99,10 @@ def _pre_activation(parts: sp.Tuple) -> sp.MatrixExpr:
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """(grads, backs): dL/dW (+ lambda W), dL/db; W^T delta to a^(l-1) (none to the input)."""
     calc = layer_calculus()
-    sym = layer_symbols(node.index, ctx.arch.layer_sizes, ctx.row)
+    sym = _matrices(node, ctx.row)
     names = {MAT_W: sym["W"], MAT_A: sym["A"], MAT_DELTA: sym["Delta"]}
     dW = memo.doit(calc.dW_matrix.xreplace(names))
-    if ctx.arch.l2:
+    if ctx.decays(node.params[0], node):
         dW = dW + L2_WEIGHT * sym["W"]
     W, b = node.params[0], node.params[1:]
     grads = [(W, dW)]
@@ -83,17 +118,24 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     """(z' statements, R{grads}, R{backs}), from the layer equation moved along a direction."""
     l, row = node.index, ctx.row
     calc = tangent_calculus()
-    names = _layer_mats(l, ctx.arch.layer_sizes, row)
-    if not node.layer.bias:
-        names[MAT_BD] = sp.ZeroMatrix(node.z.shape[0], 1)
+    sym = _matrices(node, row)
+    names = {
+        MAT_W: sym["W"],
+        MAT_A: sym["A"],
+        MAT_DELTA: sym["Delta"],
+        MAT_WD: sym["Wd"],
+        MAT_AD: sym["Ad"],
+        MAT_RDELTA: sym["Rdelta"],
+        MAT_BD: sym["bd"],
+    }
 
     def put(expr: sp.MatrixExpr) -> sp.MatrixExpr:
         return memo.doit(expr.xreplace(names))
 
     z_dot = _per_sample(put(calc.z_dot_matrix), row)
     dW_r = put(calc.dW_r_matrix)
-    if ctx.arch.l2:
-        dW_r = dW_r + L2_WEIGHT * matrix(Role.WEIGHT_DIRECTION, l, *dW_r.shape)
+    if ctx.decays(node.params[0], node):
+        dW_r = dW_r + L2_WEIGHT * sym["Wd"]
     r_grads = [(node.params[0], dW_r)]
     if node.layer.bias:
         r_grads.append((node.params[1], put(calc.db_r_matrix)))

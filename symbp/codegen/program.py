@@ -56,12 +56,33 @@ class Stmt:
     bind: bool = True  # whether the value is also bound to the local name `target`
     activation: bool = False  # a = f(z) of its layer: a backend may evaluate it into z
     parts: tuple[Expr, ...] = ()  # a sum printed term by term (R{G} over the consumers)
+    # set inside a loop: the value is step `step[1]` along axis `step[0]` of the target,
+    # an array of per-sample shape `shape`
+    step: tuple[int, Expr] | None = None
+    shape: tuple[int, ...] = ()
 
     def reads(self) -> set[str]:
         names = {getattr(s, "name", None) for e in (self.expr, *self.parts) for s in symbols(e)}
         return {n for n in names if isinstance(n, str)} | (
             {self.target} if self.op not in ("=", "#") else set()
         )
+
+
+@dataclass
+class Loop:
+    """for index in range(start, stop, step): body. The body's statements may read the
+    index (a Step of a sequence) and write one step of an array (Stmt.step); a backward
+    pass through time is a loop with a negative step."""
+
+    index: sp.Symbol
+    start: Expr
+    stop: Expr
+    body: list[Stmt | Loop]
+    step: int = 1
+
+    def reads(self) -> set[str]:
+        inner = set().union(*(s.reads() for s in self.body)) if self.body else set()
+        return inner - {self.index.name}
 
 
 def symbols(expr: Expr) -> set:
@@ -522,6 +543,7 @@ _BY_TENSOR = (Family.PARAMETER, Family.DIRECTION)
 __all__ = [
     "Arrays",
     "Load",
+    "Loop",
     "Program",
     "Stmt",
     "build_program",

@@ -132,6 +132,23 @@ class Embed(TensorOp):
         return Slice(g, self.args[5], axis, start, stop)
 
 
-TENSOR_OPS = (AxisSum, Reshape, Permute, Slice, Embed)
+class Step(TensorOp):
+    """(x, shape, axis, index): one entry along a per-sample axis, that axis dropped: the
+    step t of a sequence inside a loop over time (index is then the loop's symbol)."""
 
-__all__ = ["TENSOR_OPS", "AxisSum", "Embed", "Permute", "Reshape", "Slice", "TensorOp"]
+    @property
+    def axis(self) -> int:
+        return int(self.args[2])
+
+    @property
+    def index(self) -> sp.Expr:
+        return self.args[3]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(n for k, n in enumerate(self.shape) if k != self.axis)
+
+
+TENSOR_OPS = (AxisSum, Reshape, Permute, Slice, Embed, Step)
+
+__all__ = ["TENSOR_OPS", "AxisSum", "Embed", "Permute", "Reshape", "Slice", "Step", "TensorOp"]

@@ -18,6 +18,7 @@ import sympy as sp
 
 from symbp.backends.numpy.printer import NumPyPrinter, _indicator, _rectified
 from symbp.codegen.program import (
+    Loop,
     Program,
     Stmt,
     cache_names,
@@ -323,6 +324,28 @@ def _buffer(e: Emitter, s: Stmt) -> str | None:
         return e.ws.per_unit(s.out, s.param.shape[0])
     info = e.p.net.bindings.table[s.target]
     return e.ws.per_sample(s.out, info.units)
+
+
+def block_lines(e: Emitter, stmts: list[Stmt | Loop], indent: str = "") -> list[str]:
+    """Statements and loops as lines, a loop's body indented under its `for`; a statement
+    that writes one step of an array goes through the runtime's _put_step."""
+    lines: list[str] = []
+    for s in stmts:
+        if isinstance(s, Loop):
+            bounds = [e.code(s.start), e.code(s.stop)] + ([str(s.step)] if s.step != 1 else [])
+            lines.append(f"{indent}for {s.index.name} in range({', '.join(bounds)}):")
+            lines += block_lines(e, s.body, indent + "    ")
+        elif s.op == "#":
+            lines.append(f"{indent}# {s.comment}")
+        elif s.step is not None:
+            e.printer.used.add("_put_step")
+            axis, index = s.step
+            value = e.code(s.expr)
+            put = f"_put_step({s.target}, {s.shape}, {axis}, {e.code(index)}, {value})"
+            lines.append(f"{indent}{put}")
+        else:
+            lines.append(f"{indent}{s.target} {s.op} {e.code(s.expr)}")
+    return lines
 
 
 # --- forward mode and the R-operator ---------------------------------------------------

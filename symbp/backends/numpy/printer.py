@@ -24,7 +24,16 @@ from symbp.ir.reductions import (
     LogSumExp,
     UnitSum,
 )
-from symbp.ir.tensor_ops import TENSOR_OPS, AxisSum, Embed, Permute, Reshape, Slice, TensorOp
+from symbp.ir.tensor_ops import (
+    TENSOR_OPS,
+    AxisSum,
+    Embed,
+    Permute,
+    Reshape,
+    Slice,
+    Step,
+    TensorOp,
+)
 from symbp.symbolic import equal
 from symbp.symbolic.numbers import decimal_text
 
@@ -501,6 +510,12 @@ class NumPyPrinter(StrPrinter):
 
     def _print_Embed(self, expr: Embed) -> str:
         return self._tensor_call("_embed", expr)
+
+    def _print_Step(self, expr: Step) -> str:
+        """One step along an axis: the index may be a loop's symbol."""
+        self.used.add("_step")
+        index = self._print(expr.index)
+        return f"_step({self._print(expr.array)}, {expr.shape}, {expr.axis}, {index})"
 
     def _print_LogOneMinusSoftmax(self, expr: LogOneMinusSoftmax) -> str:
         """log(1 - softmax(z)_k) from the logits: finite where 1 - a rounds to 0."""

@@ -585,3 +585,20 @@ def _embed(x, shape, axis, start, stop, full):
     index[axis + 1] = slice(start, stop)
     out[tuple(index)] = t
     return _stored(out, x)
+
+
+def _step(x, shape, axis, index):
+    """Entry `index` along one axis of each sample (that axis dropped): step t of a sequence."""
+    t = _samples(x, shape)
+    taken = np.take(t, index, axis=axis + 1)
+    return _stored(taken, x)
+
+
+def _put_step(target, shape, axis, index, value):
+    """Write `value` (each sample without that axis) at entry `index` along one axis of each
+    sample of `target`, in place; target."""
+    t = _samples(target, shape)
+    index_at = [slice(None)] * t.ndim
+    index_at[axis + 1] = index
+    t[tuple(index_at)] = _samples(value, tuple(n for k, n in enumerate(shape) if k != axis))
+    return target

@@ -16,8 +16,9 @@ from typing import Any
 
 import sympy as sp
 
-from symbp.derivation.derive import unit_loss, unsupported
+from symbp.derivation.derive import unit_loss
 from symbp.frontend.expr import parse_expression
+from symbp.frontend.kind_keys import DEFAULT_KIND
 from symbp.frontend.spec import Arch
 from symbp.ir.graph import build_graph
 from symbp.symbolic.activations import X, elementwise_expr
@@ -104,6 +105,15 @@ def _targets(arch: Arch, n: int) -> sp.Matrix:
         for s in range(n):
             y[k - 1, s] = 1 - sum(y[: k - 1, s], sp.S.Zero)
     return y
+
+
+def unsupported(arch: Arch) -> int | None:
+    """The index of the first layer the chain of dense layers does not cover (None: every
+    layer is dense with a bias), for which the reference writes the network as a chain."""
+    for l, layer in enumerate(arch.layers):
+        if layer.type != DEFAULT_KIND or not layer.bias:
+            return l
+    return None
 
 
 def make_leaves(arch: Arch, n: int = N_SAMPLES) -> Leaves:

@@ -29,7 +29,8 @@ import sympy as sp
 
 from symbp.check import image_eval as images
 from symbp.check import reference as net
-from symbp.derivation.derive import Derivation, derive, unsupported
+from symbp.check.reference import unsupported
+from symbp.derivation.derive import Derivation, derive
 from symbp.derivation.network import Network, derive_network
 from symbp.errors import SymbpError
 from symbp.frontend.spec import Arch, arch_from_mapping, load_arch, parameter_count

@@ -30,6 +30,7 @@ import sympy as sp
 from symbp.derivation.derive import Derivation, at_layer
 from symbp.derivation.network import Network
 from symbp.derivation.nodes import NodeDerivation
+from symbp.frontend.kind_keys import DEFAULT_KIND
 from symbp.ir.bindings import ArrayInfo, Bindings, Expr, Family, Kind
 from symbp.ir.graph import Tensor
 from symbp.ir.naming import Role, array, gradient_name
@@ -176,7 +177,7 @@ def forward_statements(p: Program) -> list[Stmt]:
         l = nd.node.index
         cites = [c for c in (p.cite("z", l), p.cite("a", l)) if c]
         sizes = f"{_shape(nd.node.inputs[0])} -> {_shape(nd.node.z)}"
-        kind = f"{nd.node.kind}, " if nd.node.kind != "dense" else ""
+        kind = f"{nd.node.kind}, " if nd.node.kind != DEFAULT_KIND else ""
         where = f": {', '.join(cites)}" if cites else ""
         comment = f"layer {l}, {sizes} ({kind}{nd.node.layer.activation}){where}"
         stmts.append(Stmt("", sp.S.Zero, "#", comment=comment, layer=l))
@@ -200,9 +201,22 @@ def cache_names(p: Program) -> list[str]:
         if l in p.keep_z:
             names.append(array_name(Role.PRE_ACTIVATION, l))
         names += [t.name for t, _ in nd.forward if t != array(Role.PRE_ACTIVATION, l)]
-    if any(nd.node.kind == "batchnorm" for nd in p.net.nodes):
+    if reads_batch_size(p):
         names.append("count")
     return names
+
+
+def reads_batch_size(p: Program) -> bool:
+    """Whether the forward pass reads the batch size (a statistic over the batch does): a
+    scalar of the forward pass in the bindings."""
+    table = p.net.bindings.table
+    return any(
+        (info := table.get(name)) is not None
+        and info.kind == Kind.SCALAR
+        and info.family == Family.FORWARD
+        for s in p.forward
+        for name in s.reads()
+    )
 
 
 def loss_expr(p: Program) -> sp.Expr:

@@ -125,14 +125,6 @@ def _check_defined(arch: Arch, out: OutputDerivation) -> None:
     )
 
 
-def unsupported(arch: Arch) -> int | None:
-    """The index of the first layer the chain equations do not cover (None: all dense)."""
-    for l, layer in enumerate(arch.layers):
-        if layer.type != "dense" or not layer.bias:
-            return l
-    return None
-
-
 def derive(arch: Arch) -> Derivation:
     """SymPy's derivation of backpropagation for `arch` (an Arch, or a path to arch.yaml)."""
     if not isinstance(arch, Arch):

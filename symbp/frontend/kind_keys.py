@@ -14,6 +14,7 @@ from numbers import Real
 from typing import Any
 
 COMMON_KEYS = ("type", "name", "activation")
+DEFAULT_KIND = "dense"  # the type of a layer entry that declares none
 DEFAULT_EPS = 1e-5
 
 
@@ -28,19 +29,70 @@ class KindKeys:
     summary: str  # one line for messages and the JSON Schema
     activation: bool = True  # whether it takes an `activation` key
     image: bool = False  # whether it reads an image [C, H, W] (and only an image)
+    # the parameters of a layer of this kind: (letter, shape) from the layer and the
+    # per-sample shape it reads (symbp.ir.graph makes them tensors)
+    parameters: Callable[[Any, tuple[int, ...]], list[tuple[str, tuple[int, ...]]]] = (
+        lambda layer, shape_in: []
+    )
+
+
+def _dense_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
+    """W (units, inputs) and b (units,) unless bias: false."""
+    n = layer.units
+    return [("W", (n, shape_in[0]))] + ([("b", (n,))] if layer.bias else [])
+
+
+def _conv_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
+    """The kernel W (filters, channels, kh, kw) and b (filters,) unless bias: false."""
+    filters = layer.shape[0]
+    kernel = [("W", (filters, shape_in[0], *layer.window.kernel))]
+    return kernel + ([("b", (filters,))] if layer.bias else [])
+
+
+def _norm_parameters(per_channel: bool) -> Callable[[Any, tuple[int, ...]], list]:
+    """gamma and beta: one per channel of an image (batch norm) or per entry (layer norm),
+    one per feature of a vector."""
+
+    def parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
+        if len(shape_in) == 3:
+            shape = (shape_in[0],) if per_channel else shape_in
+        else:
+            shape = (layer.units,)
+        return [("gamma", shape), ("beta", shape)]
+
+    return parameters
 
 
 KINDS: dict[str, KindKeys] = {
-    "dense": KindKeys(("units", "bias"), ("units",), False, "z = W a + b (units, bias)"),
+    "dense": KindKeys(
+        ("units", "bias"),
+        ("units",),
+        False,
+        "z = W a + b (units, bias)",
+        parameters=_dense_parameters,
+    ),
     "add": KindKeys(("from",), ("from",), True, "z = a + (output of the layer named by from)"),
-    "layernorm": KindKeys(("eps",), (), True, "normalise each sample over its features"),
-    "batchnorm": KindKeys(("eps",), (), True, "normalise each feature over the batch"),
+    "layernorm": KindKeys(
+        ("eps",),
+        (),
+        True,
+        "normalise each sample over its features",
+        parameters=_norm_parameters(per_channel=False),
+    ),
+    "batchnorm": KindKeys(
+        ("eps",),
+        (),
+        True,
+        "normalise each feature over the batch",
+        parameters=_norm_parameters(per_channel=True),
+    ),
     "conv2d": KindKeys(
         ("filters", "kernel", "stride", "padding", "bias"),
         ("filters", "kernel"),
         False,
         "z = b + W correlated with the (zero-padded) image a (filters, kernel, stride, padding)",
         image=True,
+        parameters=_conv_parameters,
     ),
     "maxpool2d": KindKeys(
         ("size", "stride"),
@@ -93,4 +145,4 @@ def check_eps(value: Any, fail: Callable[[str, str], Exception]) -> float:
 
 def entry_kind(entry: Mapping[str, Any]) -> Any:
     """The type a layer entry declares (dense when it declares none)."""
-    return entry.get("type", "dense")
+    return entry.get("type", DEFAULT_KIND)

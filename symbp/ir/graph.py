@@ -14,6 +14,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+from symbp.frontend.kind_keys import KINDS
 from symbp.frontend.spec import Arch, Layer
 
 
@@ -78,27 +79,9 @@ class Node:
         return f"Node({self.index} {self.kind}: {reads} -> {self.z.key} -> {self.a.key})"
 
 
-# The parameters of each kind: (symbol, shape from the layer's output size n and its
-# input's shape, whether the layer has it).
 def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor, ...]:
-    n = layer.units
-    wanted: list[tuple[str, tuple[int, ...]]] = []
-    if layer.type == "dense":
-        wanted.append(("W", (n, shape_in[0])))
-        if layer.bias:
-            wanted.append(("b", (n,)))
-    elif layer.type == "conv2d":
-        assert layer.window is not None
-        filters = layer.shape[0]
-        wanted.append(("W", (filters, shape_in[0], *layer.window.kernel)))
-        if layer.bias:
-            wanted.append(("b", (filters,)))
-    elif layer.type == "batchnorm" and len(shape_in) == 3:  # one per channel
-        wanted += [("gamma", (shape_in[0],)), ("beta", (shape_in[0],))]
-    elif layer.type == "layernorm" and len(shape_in) == 3:  # one per entry (C, H, W)
-        wanted += [("gamma", shape_in), ("beta", shape_in)]
-    elif layer.type in ("layernorm", "batchnorm"):
-        wanted += [("gamma", (n,)), ("beta", (n,))]
+    """The parameter tensors of layer l, as its kind's entry in the registry gives them."""
+    wanted = KINDS[layer.type].parameters(layer, shape_in)
     return tuple(Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym) for sym, shape in wanted)
 
 

@@ -26,8 +26,10 @@ from symbp.codegen.program import (
     loads,
     loss_expr,
     loss_reuse,
+    reads_batch_size,
     sym,
 )
+from symbp.derivation.kinds import kind_module
 from symbp.derivation.nodes import NodeDerivation
 from symbp.errors import DerivationError
 from symbp.ir.bindings import Expr, Family, Kind
@@ -90,7 +92,8 @@ class Emitter:
 
     def _z_reused(self, nd: NodeDerivation) -> bool:
         """z lives in the one reused name Z when nothing after its layer reads it."""
-        return nd.node.index not in self.p.keep_z and nd.node.kind == "dense"
+        single = kind_module(nd.node.kind).Z_IN_ONE_PRODUCT
+        return nd.node.index not in self.p.keep_z and single
 
     def info(self, symbol: Any):
         return self.p.arrays.info(symbol)
@@ -222,7 +225,7 @@ def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> lis
     layer's too). With ws, new arrays go to workspace buffers."""
     lines: list[str] = []
     nodes = e.p.net.nodes
-    if any(nd.node.kind == "batchnorm" for nd in nodes):
+    if reads_batch_size(e.p):
         lines.append(f"count = A0.shape[{0 if e.p.d.arch.layout == 'row' else 1}]  # batch size")
     for s in e.p.forward:
         if s.op == "#":

@@ -32,6 +32,8 @@ from symbp.ir.image_ops import (
 from symbp.ir.naming import Role, array
 from symbp.symbolic.conv_calculus import derive_conv
 
+# z is not one product: it keeps its own array
+Z_IN_ONE_PRODUCT = False
 KEYS = ("filters", "kernel", "stride", "padding", "bias")
 
 

@@ -30,6 +30,9 @@ from symbp.symbolic.indexed import (
     layer_calculus,
 )
 
+# z is one product (W a + b), evaluated into one reused array named Z when nothing
+# after the layer reads it
+Z_IN_ONE_PRODUCT = True
 KEYS = ("units", "bias")
 
 

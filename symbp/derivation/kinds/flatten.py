@@ -14,6 +14,8 @@ from symbp.derivation.nodes import add_derivative
 from symbp.ir.graph import Node
 from symbp.ir.naming import Role
 
+# z is not one product: it keeps its own array
+Z_IN_ONE_PRODUCT = False
 KEYS = ()
 
 

@@ -23,6 +23,8 @@ from symbp.ir.naming import Role, array
 from symbp.ir.reductions import BatchSum
 from symbp.symbolic.norm_calculus import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
 
+# z is not one product: it keeps its own array
+Z_IN_ONE_PRODUCT = False
 KEYS = ("eps",)
 BATCH_COUNT = sp.Symbol("count")  # the code's batch size n
 

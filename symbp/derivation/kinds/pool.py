@@ -30,6 +30,8 @@ from symbp.ir.image_ops import (
 )
 from symbp.ir.naming import Role
 
+# z is not one product: it keeps its own array
+Z_IN_ONE_PRODUCT = False
 KEYS = ("size", "stride")
 
 

@@ -1,7 +1,7 @@
 """symbp: SymPy derives backpropagation for a graph of layers; Jinja renders NumPy and LaTeX.
 
 >>> import symbp
->>> d = symbp.derivation.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
+>>> d = symbp.derive("examples/seed.yaml")      # the SymPy derivation (inspectable)
 >>> result = symbp.generate("examples/seed.yaml")  # derivation + rendered files
 """
 

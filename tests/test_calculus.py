@@ -8,7 +8,7 @@ import sympy as sp
 from symbp.ir.reductions import UnitSum
 from symbp.symbolic.activations import BUILTIN, X
 from symbp.symbolic.calculus import A, derive_activation
-from symbp.symbolic.output import ARR_A, ARR_Y, SCALE, Y_VAR, YHAT_VAR, derive_output
+from symbp.symbolic.output import ARR_A, ARR_Y, ARR_Z, SCALE, Y_VAR, YHAT_VAR, derive_output
 
 EXPECTED_IN_A = {
     "sigmoid": A * (1 - A),
@@ -96,8 +96,7 @@ def test_sigmoid_bce_loss_is_computed_from_logits() -> None:
     ad = derive_activation("sigmoid", BUILTIN["sigmoid"](X))
     out = derive_output(BCE, ad, False)
     assert out.loss_from_logits
-    z = sp.Symbol("Z", real=True)
-    y = sp.Symbol("Y", real=True)
+    z, y = ARR_Z, ARR_Y  # the output's arrays (symbp.ir.naming), not any symbols named so
     want = sp.log(1 + sp.exp(z)) - y * z
     for z0 in (-3, 0.5, 2):
         for y0 in (0, sp.Rational(1, 3), 1):

@@ -57,7 +57,7 @@ def test_a_loop_forward_and_back_through_time() -> None:
             ],
         )
     ]
-    g, dx = sp.Symbol("Dg", real=True), sp.Symbol("DX", real=True)
+    g = sp.Symbol("Dg", real=True)
     backward = [  # L = sum of every h_t: delta_t = (1 - h_t^2) (1 + delta_(t+1))
         Loop(
             t,

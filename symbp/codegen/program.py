@@ -20,6 +20,7 @@ A backend prints the statements (symbp.backends.<name>); nothing here is backend
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -86,11 +87,17 @@ class Loop:
         return inner - {self.index.name}
 
 
-def symbols(expr: Expr) -> set:
-    """The symbols and matrix symbols an expression reads."""
+def symbols(expr: Expr) -> frozenset:
+    """The symbols and matrix symbols an expression reads (worked out once per expression:
+    the passes ask for the same statements' symbols many times)."""
     if not isinstance(expr, sp.Basic):
-        return set()
-    return set(expr.free_symbols) | set(expr.atoms(sp.MatrixSymbol))
+        return frozenset()
+    return _symbols(expr)
+
+
+@functools.lru_cache(maxsize=65536)
+def _symbols(expr: sp.Basic) -> frozenset:
+    return frozenset(expr.free_symbols) | frozenset(expr.atoms(sp.MatrixSymbol))
 
 
 def sym(name: str) -> sp.Symbol:
@@ -102,6 +109,7 @@ class Arrays:
     """What the symbols of one network are, read from its bindings."""
 
     bindings: Bindings
+    _per_sample: dict[Any, bool] = field(default_factory=dict, repr=False)
 
     def info(self, symbol: Any) -> ArrayInfo | None:
         return self.bindings.info(symbol)
@@ -110,7 +118,10 @@ class Arrays:
         """Whether expr gives a full per-sample array (reductions excluded)."""
         if isinstance(expr, sp.MatrixExpr):
             return True
-        return self.bindings.per_sample(expr)
+        known = self._per_sample.get(expr)
+        if known is None:
+            known = self._per_sample[expr] = self.bindings.per_sample(expr)
+        return known
 
     def constant(self, expr: Expr) -> bool:
         """True when expr reads no per-sample array at all (a constant error term, say)."""

@@ -76,6 +76,7 @@ class Emitter:
     printer: NumPyPrinter = field(init=False)
     ws: Workspace = field(init=False)
     activations: dict[int, tuple[str, bool, str]] = field(init=False, default_factory=dict)
+    printed: dict[Any, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         row = self.p.d.arch.layout == "row"
@@ -108,7 +109,12 @@ class Emitter:
         return self.p.arrays.fresh(expr)
 
     def code(self, expr: Expr) -> str:
-        return self.printer.doprint(expr)
+        """expr as NumPy code, printed once per expression: the forward pass is printed three
+        times (forward, loss, loss_and_grads), each from the same statements."""
+        text = self.printed.get(expr)
+        if text is None:
+            text = self.printed[expr] = self.printer.doprint(expr)
+        return text
 
     def array_code(self, expr: Expr, like: str) -> str:
         """expr as code, shaped like the array `like` when it is a constant."""

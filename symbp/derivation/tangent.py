@@ -28,6 +28,7 @@ from symbp.ir.reductions import (
     UnitSum,
 )
 from symbp.symbolic import bounded, probe
+from symbp.symbolic.activations import X
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation
 from symbp.symbolic.equal import agree_over_units
@@ -224,19 +225,26 @@ def elementwise_tangents(
     """a' and R{delta} of layer l (any kind), by directional derivatives of a and delta."""
     layer = _Elementwise(delta, act, is_output)
     a_sym, z_sym, zd = _sym("A", l), _sym("Z", l), _sym("Zd", l)
+    g = _sym("G", l)
+    hidden = not is_output and act is not None and isinstance(delta, sp.Mul)
     if layer.act is None:
         a_dot = softmax_tangent().xreplace({ARR_A: a_sym, _sym("Zd"): zd, ARR_Z: z_sym})
+    elif hidden and delta.args.count(g) == 1:
+        # delta = G f'(z): a' = f'(z) z' from the same factors (rebuilding f' costs ~1 ms)
+        a_dot = sp.Mul(zd, *[factor for factor in delta.args if factor != g])
     else:
         a_dot = fprime_at(layer.act, l) * zd
     # Derive R{delta} on layer-free names, once per distinct delta formula, then rename.
-    generic = {a_sym: _sym("A"), z_sym: _sym("Z"), _sym("G", l): _sym("G")}
-    key = layer.delta.xreplace(generic)
+    if hidden and act is not None:  # built as G<l> f'(z<l>) by symbp.derivation.network
+        key = _generic_hidden_delta(act)
+    else:
+        key = layer.delta.xreplace({a_sym: _sym("A"), z_sym: _sym("Z"), g: _sym("G")})
     if key not in _R_DELTA_CACHE:
         moves = {_sym("A"): _sym("Ad"), _sym("Z"): _sym("Zd"), _sym("G"): _sym("RG")}
-        if layer.is_output:
+        if layer.is_output or layer.act is None:
             r_delta = bounded.tidy(directional(key, moves))
         else:
-            r_delta = _hidden_r_delta(key, moves)
+            r_delta = _hidden_r_delta(key, moves, layer.act)
         if layer.is_output and layer.act is not None and layer.act.in_a is not None:
             r_delta = _through_a_dot(r_delta, layer.act)
         _R_DELTA_CACHE[key] = r_delta
@@ -247,24 +255,31 @@ def elementwise_tangents(
 _R_DELTA_CACHE: dict[sp.Expr, sp.Expr] = {}
 
 
-# Second derivatives larger than this are left as SymPy's product rule gives them: measured on
-# issue 19's sixteen activations, simplify shortened none of those above 32 operations and
-# spent 0.7-2 s on each; below it, it halves some (x/(1 + |x|) + sinh x: 21 -> 11).
-SECOND_ORDER_OPS = 32
+def _generic_hidden_delta(act: ActivationDerivation) -> sp.Expr:
+    """G f'(z) on layer-free names, once per activation."""
+    form = act.backward_form
+    if form not in _GENERIC_DELTA:
+        _GENERIC_DELTA[form] = _sym("G") * form.xreplace({A_SCALAR: _sym("A"), X: _sym("Z")})
+    return _GENERIC_DELTA[form]
 
 
-def _hidden_r_delta(key: sp.Expr, moves: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
-    """R{G f'} = R{G} f' + G (df'/da a' + df'/dz z'): the product rule written out, each
-    partial derivative of f' simplified on its own (small expressions; simplifying the whole
-    sum mostly runs out of its time budget for nothing)."""
+_GENERIC_DELTA: dict[sp.Expr, sp.Expr] = {}
+
+
+def _hidden_r_delta(
+    key: sp.Expr, moves: dict[sp.Symbol, sp.Expr], act: ActivationDerivation
+) -> sp.Expr:
+    """R{G f'} = R{G} f' + G (df'/da a' + df'/dz z'): the product rule written out, with the
+    partial derivatives of f' that symbp.symbolic.calculus simplified, each on its own
+    (simplifying the whole sum mostly runs out of its time budget for nothing)."""
     g = _sym("G")
     fprime = key.xreplace({g: sp.S.One})
-    if key != g * fprime:
+    generic = {A_SCALAR: _sym("A"), X: _sym("Z")}
+    if key != g * fprime or fprime != act.backward_form.xreplace(generic):
         return bounded.tidy(directional(key, moves))
     out = moves[g] * fprime
-    for symbol, velocity in moves.items():
-        if symbol != g and fprime.has(symbol):
-            out += g * bounded.tidy(sp.diff(fprime, symbol), max_ops=SECOND_ORDER_OPS) * velocity
+    for v, partial in act.second:
+        out += g * partial.xreplace(generic) * moves[generic[v]]
     return out
 
 

@@ -9,6 +9,7 @@ array's buffer is free again after its last read), and only then is anything pri
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from symbp.ir.naming import Role, array, gradient_name
 from symbp.ir.naming import name as array_name
 from symbp.ir.reductions import BatchSum
 from symbp.symbolic.output import SCALE
+from symbp.symbolic.probe import sigmoid_arg
 from symbp.symbolic.stable import through_sigmoid
 
 HE_INIT = ("relu", "leaky_relu", "elu")
@@ -223,7 +225,9 @@ def _shaped(code: str, param: Tensor) -> str:
 
 
 def _is_sigmoid_of(a: sp.Expr, z: sp.Symbol) -> bool:
-    return bool(a == 1 / (1 + sp.exp(-z)))
+    """Whether a is 1/(1 + exp(-z)), read off its tree (building that expression to compare
+    costs more than the test)."""
+    return isinstance(a, sp.Pow) and a.exp == -1 and sigmoid_arg(a) == z
 
 
 def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> list[str]:
@@ -274,6 +278,19 @@ def _activation(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     return e.activations[l]
 
 
+def _stable(nd: NodeDerivation) -> sp.Expr:
+    """a = f(z) in the form the printer evaluates stably, worked out once per activation
+    (in x) and put at the layer's z."""
+    if nd.act is None or _stable_in_x(nd.act.f) == nd.act.f:
+        return nd.a  # nothing to rewrite (rebuilding a SymPy expression costs ~1 ms a layer)
+    return through_sigmoid(nd.a)
+
+
+@functools.lru_cache(maxsize=256)
+def _stable_in_x(f: sp.Expr) -> sp.Expr:
+    return through_sigmoid(f)
+
+
 def _activation_code(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     l = nd.node.index
     z = array(Role.PRE_ACTIVATION, l)
@@ -281,7 +298,7 @@ def _activation_code(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     if nd.act is None:
         e.printer.used.add("_softmax")
         return f"_softmax({z_name})", False, "_softmax"
-    code = e.array_code(through_sigmoid(nd.a), z_name)
+    code = e.array_code(_stable(nd), z_name)
     helper = "_sigmoid" if _is_sigmoid_of(nd.a, z) else ""
     if z_name != "Z":
         return code, False, helper

@@ -8,7 +8,9 @@ the R-operator come from the same equations moved along a direction (symbp.deriv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -17,7 +19,7 @@ from symbp.derivation.derive import L2_WEIGHT, _per_sample
 from symbp.derivation.tangent import MAT_BD, tangent_calculus
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
-from symbp.ir.naming import Role, array, matrix
+from symbp.ir.naming import ArrayMatrix, Layer, Role, array, matrix
 from symbp.symbolic import memo
 from symbp.symbolic.indexed import (
     MAT_A,
@@ -27,6 +29,8 @@ from symbp.symbolic.indexed import (
     MAT_W,
     MAT_WD,
     N_BATCH,
+    N_IN,
+    N_OUT,
     layer_calculus,
 )
 
@@ -58,30 +62,63 @@ def _bind(ctx: Context, node: Node) -> None:
         ctx.samples(array(Role.TANGENT_A, l - 1), n_in, f"tangent of a{l - 1}", F.TANGENT)
 
 
+@functools.lru_cache(maxsize=4096)
 def _matrices(node: Node, row: bool) -> dict[str, sp.MatrixExpr]:
     """The node's matrices, named by the tensors they are: W and b by their parameters' layer
     (a weight another layer owns keeps its own name), A by the tensor read, Delta by the
     node; per-sample arrays are stored transposed in row layout."""
     (n_out,), (n_in,) = node.z.shape, node.inputs[0].shape
     W, *b = node.params
+    layers = (W.layer, b[0].layer if b else None, node.inputs[0].layer, node.index)
+    return _matrix_set(row, n_in, n_out, layers)
 
-    def stored(role: Role, layer: int, units: int) -> sp.MatrixExpr:
+
+def _matrix_set(row: bool, n_in: Any, n_out: Any, layers: tuple) -> dict[str, sp.MatrixExpr]:
+    """W, b, A, Delta and their tangents for the given sizes and (weight, bias, input, node)
+    layers: numbers for a node, the general layers for the layer-free forms (a bias layer of
+    None means no bias; an input layer of 0, the network's input, has no tangent)."""
+    w_layer, b_layer, in_layer, layer = layers
+
+    def stored(role: Role, at: Any, units: Any) -> sp.MatrixExpr:
         if row:
-            return matrix(role, layer, N_BATCH, units).T
-        return matrix(role, layer, units, N_BATCH)
+            return matrix(role, at, N_BATCH, units).T
+        return matrix(role, at, units, N_BATCH)
 
+    no_bias = sp.ZeroMatrix(n_out, 1)
     return {
-        "W": matrix(Role.WEIGHT, W.layer, n_out, n_in),
-        "b": matrix(Role.BIAS, b[0].layer, n_out, 1) if b else sp.ZeroMatrix(n_out, 1),
-        "A": stored(Role.ACTIVATION, node.inputs[0].layer, n_in),
-        "Delta": stored(Role.ERROR, node.index, n_out),
-        "Wd": matrix(Role.WEIGHT_DIRECTION, W.layer, n_out, n_in),
-        "bd": matrix(Role.BIAS_DIRECTION, b[0].layer, n_out, 1) if b else sp.ZeroMatrix(n_out, 1),
-        "Ad": stored(Role.TANGENT_A, node.inputs[0].layer, n_in)
-        if node.inputs[0].layer > 0
+        "W": matrix(Role.WEIGHT, w_layer, n_out, n_in),
+        "b": no_bias if b_layer is None else matrix(Role.BIAS, b_layer, n_out, 1),
+        "A": stored(Role.ACTIVATION, in_layer, n_in),
+        "Delta": stored(Role.ERROR, layer, n_out),
+        "Wd": matrix(Role.WEIGHT_DIRECTION, w_layer, n_out, n_in),
+        "bd": no_bias if b_layer is None else matrix(Role.BIAS_DIRECTION, b_layer, n_out, 1),
+        "Ad": stored(Role.TANGENT_A, in_layer, n_in)
+        if in_layer != 0
         else sp.ZeroMatrix(n_in, N_BATCH),
-        "Rdelta": stored(Role.R_ERROR, node.index, n_out),
+        "Rdelta": stored(Role.R_ERROR, layer, n_out),
     }
+
+
+_TANGENT_FORMS = ("z_dot_matrix", "dW_r_matrix", "db_r_matrix", "back_r_matrix")
+
+
+@functools.lru_cache(maxsize=16)
+def _general_tangents(row: bool, bias: bool, from_input: bool) -> tuple[dict, dict]:
+    """The tangent matrices on general (layer-free) symbols, simplified once per layout,
+    bias and input kind; each node's then come by renaming, with no further SymPy work."""
+    G = Layer.GENERAL
+    layers = (G, G if bias else None, 0 if from_input else Layer.PREVIOUS, G)
+    general = _matrix_set(row, N_IN, N_OUT, layers)
+    calc = tangent_calculus()
+    names = {MAT_W: general["W"], MAT_A: general["A"], MAT_DELTA: general["Delta"],
+             MAT_WD: general["Wd"], MAT_AD: general["Ad"], MAT_RDELTA: general["Rdelta"],
+             MAT_BD: general["bd"]}  # fmt: skip
+    forms = {k: memo.doit(getattr(calc, k).xreplace(names)) for k in _TANGENT_FORMS}
+    return general, forms
+
+
+def _leaf(m: sp.MatrixExpr) -> sp.MatrixExpr:
+    return m.arg if isinstance(m, sp.Transpose) else m
 
 
 def forward(ctx: Context, node: Node) -> tuple:
@@ -120,31 +157,28 @@ def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
 def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     """(z' statements, R{grads}, R{backs}), from the layer equation moved along a direction."""
     l, row = node.index, ctx.row
-    calc = tangent_calculus()
     sym = _matrices(node, row)
-    names = {
-        MAT_W: sym["W"],
-        MAT_A: sym["A"],
-        MAT_DELTA: sym["Delta"],
-        MAT_WD: sym["Wd"],
-        MAT_AD: sym["Ad"],
-        MAT_RDELTA: sym["Rdelta"],
-        MAT_BD: sym["bd"],
+    general, forms = _general_tangents(row, node.layer.bias, node.inputs[0].layer == 0)
+    rename = {
+        _leaf(general[k]): _leaf(sym[k])
+        for k in general
+        if isinstance(_leaf(general[k]), ArrayMatrix)
     }
+    rename.update({N_IN: node.inputs[0].shape[0], N_OUT: node.z.shape[0]})
 
-    def put(expr: sp.MatrixExpr) -> sp.MatrixExpr:
-        return memo.doit(expr.xreplace(names))
+    def put(form: str) -> sp.MatrixExpr:
+        return forms[form].xreplace(rename)
 
-    z_dot = _per_sample(put(calc.z_dot_matrix), row)
-    dW_r = put(calc.dW_r_matrix)
+    z_dot = _per_sample(put("z_dot_matrix"), row)
+    dW_r = put("dW_r_matrix")
     if ctx.decays(node.params[0], node):
         dW_r = dW_r + L2_WEIGHT * sym["Wd"]
     r_grads = [(node.params[0], dW_r)]
     if node.layer.bias:
-        r_grads.append((node.params[1], put(calc.db_r_matrix)))
+        r_grads.append((node.params[1], put("db_r_matrix")))
     r_backs = []
     if node.inputs[0].layer > 0:
-        r_backs.append((node.inputs[0], _per_sample(put(calc.back_r_matrix), row)))
+        r_backs.append((node.inputs[0], _per_sample(put("back_r_matrix"), row)))
     return ((array(Role.TANGENT_Z, l), z_dot),), tuple(r_grads), tuple(r_backs)
 
 

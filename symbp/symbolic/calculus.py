@@ -9,6 +9,7 @@ SymPy simplifies g(f(x)) - f'(x) to 0 on every piece. Otherwise f' stays in z.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,14 +98,21 @@ def _first(name: str, f: sp.Expr) -> ActivationDerivation:
     return ActivationDerivation(name, f, raw, simplified, in_a, method)
 
 
-def _inverse_candidates(f: sp.Expr, var: sp.Symbol) -> list[sp.Expr]:
-    """Solutions var = h(a) of a = f(var), within the time budget."""
+def _inverse_candidates(f: sp.Expr, var: sp.Symbol) -> Iterator[sp.Expr]:
+    """Solutions var = h(a) of a = f(var), within the time budget: solveset's, then solve's
+    (asked only if none of solveset's is used: solve costs as much again)."""
     found = bounded.bounded(lambda: sp.solveset(sp.Eq(A, f), var, sp.S.Reals), sp.S.EmptySet)
     if isinstance(found, sp.Intersection):
         found = next((s for s in found.args if isinstance(s, sp.FiniteSet)), sp.S.EmptySet)
-    sols = list(found) if isinstance(found, sp.FiniteSet) else []
-    sols += bounded.bounded(lambda: sp.solve(sp.Eq(A, f), var), [])
-    return [s for s in dict.fromkeys(sols) if not s.has(sp.LambertW, sp.I, sp.Piecewise)]
+    seen: set[sp.Expr] = set()
+    for batch in (
+        lambda: list(found) if isinstance(found, sp.FiniteSet) else [],
+        lambda: bounded.bounded(lambda: sp.solve(sp.Eq(A, f), var), []),
+    ):
+        for s in batch():
+            if s not in seen and not s.has(sp.LambertW, sp.I, sp.Piecewise):
+                seen.add(s)
+                yield s
 
 
 def _simplest_in_a(expr: sp.Expr) -> sp.Expr:

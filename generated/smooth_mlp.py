@@ -32,16 +32,6 @@ def _exp(u):
     return np.exp(np.clip(u, _EXP_FLOOR, _EXP_CEIL))
 
 
-def _sigmoid(u, out=None):
-    """1 / (1 + exp(-u)), with full relative accuracy in both tails: exp(-u) overflowing to
-    inf (u below about -88 in float32, -709 in float64) gives the limit 0, not a warning."""
-    t = np.negative(u, out=out)
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    return np.reciprocal(t, out=t)
-
-
 def _softplus(u):
     """log(1 + exp(u)) = max(u, 0) + log(1 + exp(-|u|)), which cannot overflow."""
     return np.maximum(u, 0) + np.log1p(np.exp(np.maximum(-np.abs(u), _EXP_FLOOR)))
@@ -631,11 +621,15 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
     H["b3"] = Rdelta3.sum(axis=0)
     RG2 = Rdelta3 @ W3 + delta3 @ Wd3
-    Rdelta2 = RG2*(T2 + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2)))) + G2*Zd2*((1 - 1/(1 + _exp(Z2)))*(2 - 2*T2**2) + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2))) - Z2*(-1 + _sigmoid(-Z2))**2*(1 - T2**2) - 2*T2*Z2*(-1 + _sigmoid(-Z2))**2*(1 - T2**2))
+    Rdelta2_0 = 1 - 1/(1 + _exp(Z2))
+    Rdelta2_1 = T2**2
+    Rdelta2_3 = Z2*(1 - Rdelta2_1)
+    Rdelta2 = RG2*(T2 + Rdelta2_0*Rdelta2_3) + G2*Zd2*(Rdelta2_0*(2 - 2*Rdelta2_1) - Rdelta2_3*Rdelta2_0**2 + Rdelta2_0*Z2*(1 - Rdelta2_1) - 2*Rdelta2_3*T2*Rdelta2_0**2)
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
-    Rdelta1 = RG1*((1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)) + G1*Zd1*1.4142135623730951*(2 - Z1**2)*_exp(-Z1**2/2)/(2*1.772453850905516)
+    Rdelta1_0 = Z1**2
+    Rdelta1 = RG1*((1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Rdelta1_0/2)/(2*1.772453850905516)) + G1*Zd1*1.4142135623730951*(2 - Rdelta1_0)*_exp(-Rdelta1_0/2)/(2*1.772453850905516)
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

@@ -172,8 +172,8 @@ def build_program(d: Derivation, net: Network, eq: dict[str, int] | None = None)
     p.backward_fused = shared_subexpressions(p, backward_statements(p, fused=True))
     place(p, p.backward_fused)
     p.backward_plain = backward_statements(p, fused=False)
-    p.tangent = tangent_statements(p)
-    p.r_backward = r_backward_statements(p)
+    p.tangent = within_statements(p, tangent_statements(p))
+    p.r_backward = within_statements(p, r_backward_statements(p))
     return p
 
 
@@ -328,6 +328,19 @@ def shared_subexpressions(p: Program, stmts: list[Stmt]) -> list[Stmt]:
         named = s.param is not None or p.arrays.info(sp.Symbol(s.target)) is not None
         if named and isinstance(s.expr, (BatchSum, UnitSum, sp.Add, sp.Mul)):
             held[s.expr] = sym(s.target)
+    return out
+
+
+def within_statements(p: Program, stmts: list[Stmt]) -> list[Stmt]:
+    """Each elementwise statement preceded by the subexpressions sympy.cse finds in it twice
+    (the forward-mode and R passes: R{delta} reads f'(z) and f''(z), which share calls)."""
+    out: list[Stmt] = []
+    for s in stmts:
+        elementwise = isinstance(s.expr, sp.Expr) and not isinstance(s.expr, sp.MatrixExpr)
+        if s.op == "=" and elementwise and not s.parts:
+            out += _within(p, s)
+        else:
+            out.append(s)
     return out
 
 

@@ -27,6 +27,15 @@ class Role(enum.Enum):
     PARAMETER = "parameter"  # W^(l), b^(l), gamma^(l), beta^(l)
 
 
+_AXES = {0: (), 1: ("units",), 2: ("positions", "features"), 3: ("channels", "height", "width")}
+_PARAMETER_AXES = {
+    1: ("units",),
+    2: ("outputs", "inputs"),
+    3: ("channels", "height", "width"),
+    4: ("filters", "channels", "kernel height", "kernel width"),
+}
+
+
 @dataclass(frozen=True)
 class Tensor:
     """A tensor of the network: per-sample `shape` (parameters: their whole shape)."""
@@ -36,6 +45,15 @@ class Tensor:
     layer: int  # the layer that writes it (0: the input); for parameters, their layer
     shape: tuple[int, ...]
     symbol: str  # the seed's letter: a, z, W, b, gamma, beta
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The names of its per-sample axes (parameters: of the whole tensor), by rank: a
+        vector's units, a sequence's positions and features, an image's channels, height
+        and width."""
+        if self.role == Role.PARAMETER:
+            return _PARAMETER_AXES.get(len(self.shape), ())
+        return _AXES.get(len(self.shape), tuple(f"axis{k}" for k in range(len(self.shape))))
 
     @property
     def size(self) -> int:

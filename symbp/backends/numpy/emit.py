@@ -381,8 +381,12 @@ def tangent_lines(e: Emitter) -> list[str]:
     """out["name"] = value for each tangent, bound to a local name when a later line reads it."""
     lines = []
     for s in e.p.tangent:
+        value = e.array_code(s.expr, s.like)
+        if not s.store:  # a shared subexpression
+            lines.append(f"{s.target} = {value}")
+            continue
         bind = f"{s.target} = " if s.bind else ""
-        lines.append(f'{s.store}["{s.target}"] = {bind}{e.array_code(s.expr, s.like)}')
+        lines.append(f'{s.store}["{s.target}"] = {bind}{value}')
     return lines
 
 

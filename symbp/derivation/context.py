@@ -76,8 +76,9 @@ class Context:
 
     def decays(self, param: Tensor, node: Node) -> bool:
         """Whether this node's gradient of `param` carries the file's l2 term: an l2 is set,
-        the parameter is decayed (rank 2 or more), and this is the first node that reads it
-        (a parameter read by several nodes is decayed once)."""
+        the parameter is decayed (its kind's registry entry says: weights and kernels), and
+        this is the first node that reads it (a parameter read by several nodes is decayed
+        once)."""
         first = self.graph.parameter_consumers[param][0]
         return bool(self.arch.l2) and param.decayed and first is node
 

@@ -29,9 +29,10 @@ class KindKeys:
     summary: str  # one line for messages and the JSON Schema
     activation: bool = True  # whether it takes an `activation` key
     image: bool = False  # whether it reads an image [C, H, W] (and only an image)
-    # the parameters of a layer of this kind: (letter, shape) from the layer and the
-    # per-sample shape it reads (symbp.ir.graph makes them tensors)
-    parameters: Callable[[Any, tuple[int, ...]], list[tuple[str, tuple[int, ...]]]] = (
+    # the parameters of a layer of this kind: (letter, shape, decayed) from the layer and
+    # the per-sample shape it reads (symbp.ir.graph makes them tensors); `decayed`: the
+    # file's l2 covers it (weights and kernels; not biases, not a norm's scale and shift)
+    parameters: Callable[[Any, tuple[int, ...]], list[tuple[str, tuple[int, ...], bool]]] = (
         lambda layer, shape_in: []
     )
 
@@ -39,14 +40,14 @@ class KindKeys:
 def _dense_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
     """W (units, inputs) and b (units,) unless bias: false."""
     n = layer.units
-    return [("W", (n, shape_in[0]))] + ([("b", (n,))] if layer.bias else [])
+    return [("W", (n, shape_in[0]), True)] + ([("b", (n,), False)] if layer.bias else [])
 
 
 def _conv_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
     """The kernel W (filters, channels, kh, kw) and b (filters,) unless bias: false."""
     filters = layer.shape[0]
-    kernel = [("W", (filters, shape_in[0], *layer.window.kernel))]
-    return kernel + ([("b", (filters,))] if layer.bias else [])
+    kernel = [("W", (filters, shape_in[0], *layer.window.kernel), True)]
+    return kernel + ([("b", (filters,), False)] if layer.bias else [])
 
 
 def _norm_parameters(per_channel: bool) -> Callable[[Any, tuple[int, ...]], list]:
@@ -58,7 +59,7 @@ def _norm_parameters(per_channel: bool) -> Callable[[Any, tuple[int, ...]], list
             shape = (shape_in[0],) if per_channel else shape_in
         else:
             shape = (layer.units,)
-        return [("gamma", shape), ("beta", shape)]
+        return [("gamma", shape, False), ("beta", shape, False)]
 
     return parameters
 

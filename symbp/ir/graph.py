@@ -45,6 +45,7 @@ class Tensor:
     layer: int  # the layer that writes it (0: the input); for parameters, their layer
     shape: tuple[int, ...]
     symbol: str  # the seed's letter: a, z, W, b, gamma, beta
+    decayed: bool = False  # a parameter the file's l2 covers (its kind's registry entry says)
 
     @property
     def axes(self) -> tuple[str, ...]:
@@ -63,12 +64,6 @@ class Tensor:
     @property
     def image(self) -> bool:
         return self.role != Role.PARAMETER and len(self.shape) == 3
-
-    @property
-    def decayed(self) -> bool:
-        """Whether the file's l2 covers it: every parameter of rank 2 or more (weights and
-        kernels), none of the biases and per-unit scales."""
-        return self.role == Role.PARAMETER and len(self.shape) >= 2
 
     @property
     def stored_flat(self) -> bool:
@@ -100,7 +95,10 @@ class Node:
 def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor, ...]:
     """The parameter tensors of layer l, as its kind's entry in the registry gives them."""
     wanted = KINDS[layer.type].parameters(layer, shape_in)
-    return tuple(Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym) for sym, shape in wanted)
+    return tuple(
+        Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym, decayed)
+        for sym, shape, decayed in wanted
+    )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Regenerate with: symbp generate bn_mlp.yaml
 Layers: dense, batchnorm, dense, batchnorm, dense.
 Layout column: X has shape (6, n), one sample per column.
 Loss: bce, reduction mean; dtype float64.
-Batch norm uses the statistics of the batch it is given (training mode) in every function.
+Batch norm uses the statistics of the batch it is given (training mode), except in forward
+and loss given a state (init_state's, which loss_and_grads(..., state=) updates): evaluation
+mode, with the running statistics.
 Equation numbers "(eq. N)" refer to bn_mlp.tex.
 """
 
@@ -67,6 +69,17 @@ def init_params(seed=0):
     return params
 
 
+def init_state():
+    """Batch norm's running statistics, shaped like each layer's gamma: running_mean<l>
+    zeros and running_var<l> ones (as PyTorch starts them); {} without a batch norm."""
+    return {
+        "running_mean2": np.zeros((12, 1), dtype=DTYPE),
+        "running_var2": np.ones((12, 1), dtype=DTYPE),
+        "running_mean4": np.zeros((12, 1), dtype=DTYPE),
+        "running_var4": np.ones((12, 1), dtype=DTYPE),
+    }
+
+
 def _forward(params, X):
     """The forward pass, returning what the backward passes read."""
     W1 = params["W1"]
@@ -122,14 +135,78 @@ def _forward(params, X):
     }
 
 
-def forward(params, X):
-    """The network output Yhat = a^(5)."""
+def _forward_eval(params, X, state):
+    """The forward pass in evaluation mode: batch norm normalises with the running
+    statistics in `state` instead of the batch's."""
+    W1 = params["W1"]
+    gamma2 = params["gamma2"]
+    beta2 = params["beta2"]
+    W3 = params["W3"]
+    gamma4 = params["gamma4"]
+    beta4 = params["beta4"]
+    W5 = params["W5"]
+    b5 = params["b5"]
+
+    running_mean2 = state["running_mean2"]
+    running_mean4 = state["running_mean4"]
+    running_var2 = state["running_var2"]
+    running_var4 = state["running_var4"]
+    A0 = np.asarray(X, dtype=DTYPE)
+    count = A0.shape[1]  # batch size
+    # layer 1, 6 -> 12 (identity): eq. (38), eq. (39)
+    Z = W1 @ A0
+    A1 = Z
+    # layer 2, 12 -> 12 (batchnorm, tanh): eq. (42), eq. (43)
+    Mu2 = running_mean2
+    Sigma2 = np.sqrt(1e-05 + running_var2)
+    Xhat2 = A1 - Mu2
+    Xhat2 *= 1 / Sigma2
+    Z2 = beta2 + Xhat2*gamma2
+    A2 = np.tanh(Z2)
+    # layer 3, 12 -> 12 (identity): eq. (47), eq. (48)
+    Z = W3 @ A2
+    A3 = Z
+    # layer 4, 12 -> 12 (batchnorm, relu): eq. (51), eq. (52)
+    Mu4 = running_mean4
+    Sigma4 = np.sqrt(0.001 + running_var4)
+    Xhat4 = A3 - Mu4
+    Xhat4 *= 1 / Sigma4
+    Z4 = beta4 + Xhat4*gamma4
+    A4 = np.maximum(Z4, 0)
+    # layer 5, 12 -> 1 (sigmoid): eq. (56), eq. (57)
+    Z5 = W5 @ A4
+    Z5 += b5
+    A5 = _sigmoid(Z5)
+    return {
+        "A0": A0,
+        "A1": A1,
+        "A2": A2,
+        "Mu2": Mu2,
+        "Sigma2": Sigma2,
+        "Xhat2": Xhat2,
+        "A3": A3,
+        "A4": A4,
+        "Mu4": Mu4,
+        "Sigma4": Sigma4,
+        "Xhat4": Xhat4,
+        "A5": A5,
+        "Z5": Z5,
+        "count": count,
+    }
+
+
+def forward(params, X, *, state=None):
+    """The network output Yhat = a^(5); with `state` (init_state's, as training
+    updates it), in evaluation mode: batch norm with its running statistics."""
     with np.errstate(**_QUIET):
+        if state is not None:
+            return _forward_eval(params, X, state)["A5"]
         return _forward(params, X)["A5"]
 
 
-def loss(params, X, Y):
-    """The loss L of eq. (3) on the batch (X, Y)."""
+def loss(params, X, Y, *, state=None):
+    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[1]  # c = 1/n, the mean over the n samples
@@ -143,6 +220,12 @@ def loss(params, X, Y):
         W5 = params["W5"]
         b5 = params["b5"]
 
+        if state is not None:
+            cache = _forward_eval(params, X, state)
+            Z5 = cache["Z5"]
+            value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
+
+            return value
         A0 = np.asarray(X, dtype=DTYPE)
         count = A0.shape[1]  # batch size
         # layer 1, 6 -> 12 (identity): eq. (38), eq. (39)
@@ -250,8 +333,10 @@ class WorkspaceError(ValueError):
         self.batch = batch
 
 
-def loss_and_grads(params, X, Y, workspace=None):
-    """The loss and its gradient with respect to every parameter, by backpropagation.
+def loss_and_grads(params, X, Y, workspace=None, *, state=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation; with
+    `state` (init_state's), also the state after this training step: (loss, grads,
+    new_state), batch norm's running statistics updated in a new dict.
 
     workspace: optional, from make_workspace(n) for batches of n samples (see there).
     params are expected as DTYPE arrays, as init_params makes them: with a workspace the
@@ -297,6 +382,16 @@ def loss_and_grads(params, X, Y, workspace=None):
         Z5 = np.matmul(W5, A4, out=ws.get("Z5"))
         Z5 += b5
         A5 = _sigmoid(Z5, out=ws.get("A5"))
+        if state is not None:
+            new_state = dict(state)
+            running_mean2 = state["running_mean2"]
+            running_mean4 = state["running_mean4"]
+            running_var2 = state["running_var2"]
+            running_var4 = state["running_var4"]
+            new_state["running_mean2"] = Mu2/10 + 9*running_mean2/10
+            new_state["running_var2"] = 9*running_var2/10 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/(10*(-1 + count))
+            new_state["running_mean4"] = Mu4/10 + 9*running_mean4/10
+            new_state["running_var4"] = 9*running_var4/10 + np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/(10*(-1 + count))
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
 
@@ -330,7 +425,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         del delta2
         dW1 = np.matmul(delta1, A0.T, out=ws.get("dW1"))
         del delta1
-        return value, {"W1": dW1, "gamma2": dgamma2, "beta2": dbeta2, "W3": dW3, "gamma4": dgamma4, "beta4": dbeta4, "W5": dW5, "b5": db5}
+        grads = {"W1": dW1, "gamma2": dgamma2, "beta2": dbeta2, "W3": dW3, "gamma4": dgamma4, "beta4": dbeta4, "W5": dW5, "b5": db5}
+        return (value, grads) if state is None else (value, grads, new_state)
 
 
 def _backward(params, cache, Y, scale):

@@ -291,6 +291,13 @@ def init_params(seed=0):
     return params
 
 
+def init_state():
+    """Batch norm's running statistics, shaped like each layer's gamma: running_mean<l>
+    zeros and running_var<l> ones (as PyTorch starts them); {} without a batch norm."""
+    return {
+    }
+
+
 def _forward(params, X):
     """The forward pass, returning what the backward passes read."""
     W1 = params["W1"]
@@ -343,14 +350,16 @@ def _forward(params, X):
     }
 
 
-def forward(params, X):
-    """The network output Yhat = a^(7)."""
+def forward(params, X, *, state=None):
+    """The network output Yhat = a^(7); with `state` (init_state's, as training
+    updates it), in evaluation mode: batch norm with its running statistics."""
     with np.errstate(**_QUIET):
         return _forward(params, X)["A7"]
 
 
-def loss(params, X, Y):
-    """The loss L of eq. (3) on the batch (X, Y)."""
+def loss(params, X, Y, *, state=None):
+    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
@@ -477,8 +486,10 @@ class WorkspaceError(ValueError):
         self.batch = batch
 
 
-def loss_and_grads(params, X, Y, workspace=None):
-    """The loss and its gradient with respect to every parameter, by backpropagation.
+def loss_and_grads(params, X, Y, workspace=None, *, state=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation; with
+    `state` (init_state's), also the state after this training step: (loss, grads,
+    new_state), batch norm's running statistics updated in a new dict.
 
     workspace: optional, from make_workspace(n) for batches of n samples (see there).
     params are expected as DTYPE arrays, as init_params makes them: with a workspace the
@@ -526,6 +537,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         Z7 = np.matmul(A6, W7.T, out=ws.get("Z7"))
         Z7 += b7
         A7, lse7 = _softmax(Z7, out=ws.get("A7"), lse=True)
+        if state is not None:
+            new_state = dict(state)
         # the loss, eq. (3), from the logits and the softmax's lse7 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z7 - lse7)))
 
@@ -562,7 +575,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         dW1 = _conv2d_back_kernel_columns(Cols1, delta1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("dW1"))
         db1 = _channel_total(delta1, (8, 784), out=ws.get("db1"))
         del delta1
-        return value, {"W1": dW1, "b1": db1, "W3": dW3, "b3": db3, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7}
+        grads = {"W1": dW1, "b1": db1, "W3": dW3, "b3": db3, "W6": dW6, "b6": db6, "W7": dW7, "b7": db7}
+        return (value, grads) if state is None else (value, grads, new_state)
 
 
 def _backward(params, cache, Y, scale):

@@ -139,6 +139,13 @@ def init_params(seed=0):
     return params
 
 
+def init_state():
+    """Batch norm's running statistics, shaped like each layer's gamma: running_mean<l>
+    zeros and running_var<l> ones (as PyTorch starts them); {} without a batch norm."""
+    return {
+    }
+
+
 def _forward(params, X):
     """The forward pass, returning what the backward passes read."""
     W1 = params["W1"]
@@ -225,14 +232,16 @@ def _forward(params, X):
     }
 
 
-def forward(params, X):
-    """The network output Yhat = a^(10)."""
+def forward(params, X, *, state=None):
+    """The network output Yhat = a^(10); with `state` (init_state's, as training
+    updates it), in evaluation mode: batch norm with its running statistics."""
     with np.errstate(**_QUIET):
         return _forward(params, X)["A10"]
 
 
-def loss(params, X, Y):
-    """The loss L of eq. (3) on the batch (X, Y)."""
+def loss(params, X, Y, *, state=None):
+    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
@@ -394,8 +403,10 @@ class WorkspaceError(ValueError):
         self.batch = batch
 
 
-def loss_and_grads(params, X, Y, workspace=None):
-    """The loss and its gradient with respect to every parameter, by backpropagation.
+def loss_and_grads(params, X, Y, workspace=None, *, state=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation; with
+    `state` (init_state's), also the state after this training step: (loss, grads,
+    new_state), batch norm's running statistics updated in a new dict.
 
     workspace: optional, from make_workspace(n) for batches of n samples (see there).
     params are expected as DTYPE arrays, as init_params makes them: with a workspace the
@@ -470,6 +481,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         Z10 = np.matmul(A9, W10.T, out=ws.get("Z10"))
         Z10 += b10
         A10, lse10 = _softmax(Z10, out=ws.get("A10"), lse=True)
+        if state is not None:
+            new_state = dict(state)
         # the loss, eq. (3), from the logits and the softmax's lse10 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z10 - lse10)))
 
@@ -533,7 +546,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
         db1 = np.matmul(ones, delta1, out=ws.get("db1"))
         del delta1
-        return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "gamma3": dgamma3, "beta3": dbeta3, "W4": dW4, "b4": db4, "W6": dW6, "b6": db6, "gamma7": dgamma7, "beta7": dbeta7, "W8": dW8, "b8": db8, "W10": dW10, "b10": db10}
+        grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "gamma3": dgamma3, "beta3": dbeta3, "W4": dW4, "b4": db4, "W6": dW6, "b6": db6, "gamma7": dgamma7, "beta7": dbeta7, "W8": dW8, "b8": db8, "W10": dW10, "b10": db10}
+        return (value, grads) if state is None else (value, grads, new_state)
 
 
 def _backward(params, cache, Y, scale):

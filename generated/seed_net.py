@@ -53,6 +53,13 @@ def init_params(seed=0):
     return params
 
 
+def init_state():
+    """Batch norm's running statistics, shaped like each layer's gamma: running_mean<l>
+    zeros and running_var<l> ones (as PyTorch starts them); {} without a batch norm."""
+    return {
+    }
+
+
 def _forward(params, X):
     """The forward pass, returning what the backward passes read."""
     W1 = params["W1"]
@@ -77,14 +84,16 @@ def _forward(params, X):
     }
 
 
-def forward(params, X):
-    """The network output Yhat = a^(2)."""
+def forward(params, X, *, state=None):
+    """The network output Yhat = a^(2); with `state` (init_state's, as training
+    updates it), in evaluation mode: batch norm with its running statistics."""
     with np.errstate(**_QUIET):
         return _forward(params, X)["A2"]
 
 
-def loss(params, X, Y):
-    """The loss L of eq. (3) on the batch (X, Y)."""
+def loss(params, X, Y, *, state=None):
+    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
         scale = 1.0 / Y.shape[1]  # c = 1/n, the mean over the n samples
@@ -174,8 +183,10 @@ class WorkspaceError(ValueError):
         self.batch = batch
 
 
-def loss_and_grads(params, X, Y, workspace=None):
-    """The loss and its gradient with respect to every parameter, by backpropagation.
+def loss_and_grads(params, X, Y, workspace=None, *, state=None):
+    """The loss and its gradient with respect to every parameter, by backpropagation; with
+    `state` (init_state's), also the state after this training step: (loss, grads,
+    new_state), batch norm's running statistics updated in a new dict.
 
     workspace: optional, from make_workspace(n) for batches of n samples (see there).
     params are expected as DTYPE arrays, as init_params makes them: with a workspace the
@@ -200,6 +211,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         Z2 = np.matmul(W2, A1, out=ws.get("Z2"))
         Z2 += b2
         A2 = _sigmoid(Z2, out=ws.get("A2"))
+        if state is not None:
+            new_state = dict(state)
         # the loss, eq. (3), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
@@ -216,7 +229,8 @@ def loss_and_grads(params, X, Y, workspace=None):
         dW1 = np.matmul(delta1, A0.T, out=ws.get("dW1"))
         db1 = delta1.sum(axis=1, keepdims=True, out=ws.get("db1"))
         del delta1
-        return value, {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+        grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+        return (value, grads) if state is None else (value, grads, new_state)
 
 
 def _backward(params, cache, Y, scale):

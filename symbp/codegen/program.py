@@ -151,6 +151,9 @@ class Program:
     eq: dict[str, int]
     keep_z: set[int]  # layers whose z the forward pass keeps (the backward passes read it)
     forward: list[Stmt] = field(default_factory=list)
+    # evaluation mode (batch norm's running statistics), when it differs; the state update
+    forward_eval: list[Stmt] = field(default_factory=list)
+    state_update: list[Stmt] = field(default_factory=list)
     backward_fused: list[Stmt] = field(default_factory=list)
     backward_plain: list[Stmt] = field(default_factory=list)
     tangent: list[Stmt] = field(default_factory=list)
@@ -169,6 +172,13 @@ def build_program(d: Derivation, net: Network, eq: dict[str, int] | None = None)
         keep_z.add(net.nodes[-1].node.index)
     p = Program(d, net, Arrays(net.bindings), eq or {}, keep_z)
     p.forward = forward_statements(p)
+    if any(nd.eval_forward is not None for nd in net.nodes):
+        p.forward_eval = forward_statements(p, evaluation=True)
+    p.state_update = [
+        Stmt(target.name, value, layer=nd.node.index, store="new_state", bind=False)
+        for nd in net.nodes
+        for target, value in nd.state_updates
+    ]
     p.backward_fused = shared_subexpressions(p, backward_statements(p, fused=True))
     place(p, p.backward_fused)
     p.backward_plain = backward_statements(p, fused=False)
@@ -180,9 +190,10 @@ def build_program(d: Derivation, net: Network, eq: dict[str, int] | None = None)
 # --- the forward pass ------------------------------------------------------------------
 
 
-def forward_statements(p: Program) -> list[Stmt]:
+def forward_statements(p: Program, evaluation: bool = False) -> list[Stmt]:
     """Per node: a comment naming the layer, its forward statements (statistics, then z),
-    then its activation a = f(z)."""
+    then its activation a = f(z); with `evaluation`, the evaluation mode's statements where
+    a kind has them (batch norm with its running statistics)."""
     stmts: list[Stmt] = []
     for nd in p.net.nodes:
         l = nd.node.index
@@ -192,7 +203,8 @@ def forward_statements(p: Program) -> list[Stmt]:
         where = f": {', '.join(cites)}" if cites else ""
         comment = f"layer {l}, {sizes} ({kind}{nd.node.layer.activation}){where}"
         stmts.append(Stmt("", sp.S.Zero, "#", comment=comment, layer=l))
-        stmts += [Stmt(t.name, value, layer=l) for t, value in nd.forward]
+        steps = nd.eval_forward if evaluation and nd.eval_forward is not None else nd.forward
+        stmts += [Stmt(t.name, value, layer=l) for t, value in steps]
         stmts.append(Stmt(array_name(Role.ACTIVATION, l), nd.a, layer=l, activation=True))
     return stmts
 
@@ -574,7 +586,14 @@ def loads(p: Program, stmts: Iterable[Stmt]) -> list[Load]:
     return [needed[n] for n in sorted(needed)]
 
 
-_LOADED = (Family.PARAMETER, Family.DIRECTION, Family.FORWARD, Family.BACKWARD, Family.TANGENT)
+_LOADED = (
+    Family.PARAMETER,
+    Family.DIRECTION,
+    Family.FORWARD,
+    Family.BACKWARD,
+    Family.TANGENT,
+    Family.STATE,
+)
 _BY_TENSOR = (Family.PARAMETER, Family.DIRECTION)
 
 

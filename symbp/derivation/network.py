@@ -89,7 +89,20 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
         r_grads=r_grads,
         r_backs=r_backs,
         stores_z=stores_z,
+        eval_forward=_eval_forward(ctx, module, node, forward),
+        state_updates=tuple(getattr(module, "state_updates", lambda c, n: ())(ctx, node)),
     )
+
+
+def _eval_forward(ctx: Context, module, node, forward: tuple) -> tuple | None:
+    """The kind's evaluation-mode forward statements (with the kept intermediate the
+    training forward has), or None when they are the training ones."""
+    if not hasattr(module, "eval_forward"):
+        return None
+    steps = module.eval_forward(ctx, node)
+    kept = forward[len(steps) :]  # an activation's kept intermediate comes last
+    steps = (*steps, *kept)
+    return None if steps == forward else steps
 
 
 def _kept(

@@ -41,6 +41,10 @@ class NodeDerivation:
     r_backs: tuple[tuple[Tensor, Expr], ...]
     stores_z: bool
     local: dict = field(default_factory=dict, compare=False)  # kind-specific steps (document)
+    # evaluation mode's forward statements, when they differ (batch norm's running
+    # statistics), and the state a training step updates: ((running_mean3, new value), ...)
+    eval_forward: tuple[tuple[sp.Symbol, Expr], ...] | None = None
+    state_updates: tuple[tuple[sp.Symbol, Expr], ...] = ()
 
     def __repr__(self) -> str:
         return f"NodeDerivation({self.node.index} {self.node.kind}: delta = {self.delta})"

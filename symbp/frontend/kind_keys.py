@@ -81,7 +81,7 @@ KINDS: dict[str, KindKeys] = {
         parameters=_norm_parameters(per_channel=False),
     ),
     "batchnorm": KindKeys(
-        ("eps",),
+        ("eps", "momentum"),
         (),
         True,
         "normalise each feature over the batch",
@@ -141,6 +141,19 @@ def check_eps(value: Any, fail: Callable[[str, str], Exception]) -> float:
     number = float(value)
     if not math.isfinite(number) or number <= 0:
         raise fail(f"eps must be a finite number > 0, got {value}", "use e.g. eps: 1e-5")
+    return number
+
+
+DEFAULT_MOMENTUM = 0.1  # PyTorch's: running = (1 - m) running + m batch statistic
+
+
+def check_momentum(value: Any, fail: Callable[[str, str], Exception]) -> float:
+    """0 <= momentum <= 1."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise fail(f"momentum must be a number, got {value!r}", "write e.g. momentum: 0.1")
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= 1:
+        raise fail(f"momentum must be between 0 and 1, got {value}", "use e.g. momentum: 0.1")
     return number
 
 

@@ -59,6 +59,13 @@ def arch_schema() -> dict[str, Any]:
             "description": "The name of an earlier layer, or input: its output is added.",
         },
         "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5},
+        "momentum": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.1,
+            "description": "Batch norm's running statistics: (1 - m) running + m batch's.",
+        },
         "filters": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
         "kernel": _pair(1, "The kernel's size: k or [kh, kw]."),
         "size": _pair(1, "The window's size: k or [kh, kw]."),

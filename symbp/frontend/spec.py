@@ -48,7 +48,16 @@ import sympy
 from symbp.errors import ExpressionError, SpecError
 from symbp.frontend import names, reader
 from symbp.frontend.expr import MAX_SYMPY_CALLS, check_expression, parse_expression
-from symbp.frontend.kind_keys import DEFAULT_EPS, KINDS, check_bias, check_eps, entry_kind, keys_of
+from symbp.frontend.kind_keys import (
+    DEFAULT_EPS,
+    DEFAULT_MOMENTUM,
+    KINDS,
+    check_bias,
+    check_eps,
+    check_momentum,
+    entry_kind,
+    keys_of,
+)
 from symbp.frontend.window import MAX_COLUMNS, Window, check_window
 
 SCHEMA_VERSION = 2
@@ -90,6 +99,7 @@ class Layer:
     eps: float = DEFAULT_EPS  # layernorm and batchnorm only
     shape: tuple[int, ...] = ()  # its output per sample when an image (C, H, W); () a vector
     window: Window | None = None  # conv2d, maxpool2d, avgpool2d: kernel, stride, padding
+    momentum: float = DEFAULT_MOMENTUM  # batchnorm only: its running statistics' update
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -568,6 +578,9 @@ def _layer_fields(
         source = _source(c, entry["from"], f"{path}.from", names, previous)
     if "eps" in entry:
         eps = check_eps(entry["eps"], fail("eps"))
+    momentum = DEFAULT_MOMENTUM
+    if "momentum" in entry:
+        momentum = check_momentum(entry["momentum"], fail("momentum"))
     if kind == "conv2d":
         c.integer(entry["filters"], f"{path}.filters", 1, MAX_UNITS)
     if kind in ("conv2d", "maxpool2d", "avgpool2d"):
@@ -578,7 +591,7 @@ def _layer_fields(
     if kind == "flatten":
         shape = ()
     units = math.prod(shape) if shape else units
-    return Layer(units, activation, kind, name, bias, source, eps, shape, window)
+    return Layer(units, activation, kind, name, bias, source, eps, shape, window, momentum)
 
 
 def _check_image_size(

@@ -39,6 +39,7 @@ class Family(enum.Enum):
     TANGENT = "tan"  # a', z', xhat', sigma': computed by the forward-mode pass
     R = "r"  # R{delta}, R{G}
     GRADIENT = "grads"
+    STATE = "state"  # batch norm's running statistics
     DATA = "data"  # Y
 
 

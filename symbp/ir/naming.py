@@ -35,6 +35,8 @@ class Role(enum.Enum):
     STD_TANGENT = "Sigmad"
     COLUMNS = "Cols"  # a convolution's unfolded input
     LOG_SUM_EXP = "lse"  # the output softmax's log-sum-exp, per sample
+    RUNNING_MEAN = "running_mean"  # batch norm's state: its running statistics
+    RUNNING_VAR = "running_var"
     WEIGHT = "W"
     BIAS = "b"
     SCALE = "gamma"

@@ -230,14 +230,17 @@ def _is_sigmoid_of(a: sp.Expr, z: sp.Symbol) -> bool:
     return isinstance(a, sp.Pow) and a.exp == -1 and sigmoid_arg(a) == z
 
 
-def forward_lines(e: Emitter, ws: bool, lse: str = "", last: bool = True) -> list[str]:
+def forward_lines(
+    e: Emitter, ws: bool, lse: str = "", last: bool = True, evaluation: bool = False
+) -> list[str]:
     """The forward pass: per node its statements, then its activation (`last`: the output
-    layer's too). With ws, new arrays go to workspace buffers."""
+    layer's too). With ws, new arrays go to workspace buffers; with `evaluation`, the
+    evaluation mode's statements (batch norm with its running statistics)."""
     lines: list[str] = []
     nodes = e.p.net.nodes
     if reads_batch_size(e.p):
         lines.append(f"count = A0.shape[{0 if e.p.d.arch.layout == 'row' else 1}]  # batch size")
-    for s in e.p.forward:
+    for s in e.p.forward_eval if evaluation else e.p.forward:
         if s.op == "#":
             lines.append(f"# {s.comment}")
             continue
@@ -411,15 +414,25 @@ _CONTAINERS = {
     Family.FORWARD: "cache",
     Family.BACKWARD: "deltas",
     Family.TANGENT: "tan",
+    Family.STATE: "state",
 }
 
 
-def load_lines(e: Emitter, stmts: Iterable[Stmt], direction: str) -> list[str]:
+def state_lines(e: Emitter) -> list[str]:
+    """new_state["running_mean3"] = ... for each batch norm's running statistics."""
+    return [f'{s.store}["{s.target}"] = {e.code(s.expr)}' for s in e.p.state_update]
+
+
+def load_lines(
+    e: Emitter, stmts: Iterable[Stmt], direction: str, families: tuple[Family, ...] = ()
+) -> list[str]:
     """`name = container["key"]` for every array the statements read and do not write:
     parameters from params, directions from `direction`, the forward pass's arrays from
     cache, the backward pass's from deltas, tangents from tan."""
     lines = []
     for load in loads(e.p, stmts):
+        if families and load.family not in families:
+            continue
         if load.family == Family.PARAMETER:
             source = "params"
         elif load.family == Family.DIRECTION:
@@ -482,6 +495,7 @@ def module_context(p: Program) -> dict[str, Any]:
     backward_plain = print_backward(e, p.backward_plain, ws=False)
     written = {s.target for s in p.backward_plain if s.op != "#"}
     grads = [(q.key, _shaped(gradient_name(q.key), q)) for q in net.graph.parameters]
+    state = _state_context(e)
     tangent = tangent_lines(e)
     return {
         "name": arch.name,
@@ -525,9 +539,34 @@ def module_context(p: Program) -> dict[str, Any]:
         "workspace": dict(e.ws.shapes),
         "uses_ones": e.uses_ones,
         "images": arch.images,
+        **state,
         # an image input may come as (n, C, H, W): each sample is read as its C*H*W entries
         "input_line": "np.asarray(X, dtype=DTYPE)"
         + (".reshape(np.shape(X)[0], -1)" if arch.input_shape else ""),
+    }
+
+
+def _state_context(e: Emitter) -> dict[str, Any]:
+    """Batch norm's state: what init_state makes, the evaluation mode's forward pass, and the
+    update of the running statistics after a training step."""
+    p = e.p
+    row = p.d.arch.layout == "row"
+    init = []
+    for nd in p.net.nodes:
+        for symbol, _ in nd.state_updates:
+            gamma = nd.node.params[0]  # the state is shaped like the layer's gamma
+            shape = gamma.shape if row or len(gamma.shape) != 1 else (*gamma.shape, 1)
+            fill = "np.zeros" if symbol.role == Role.RUNNING_MEAN else "np.ones"
+            init.append((symbol.name, repr(tuple(shape)), fill))
+    forward_eval = forward_lines(e, ws=False, evaluation=True) if p.forward_eval else []
+    state_reads = [*p.forward_eval, *p.state_update]
+    return {
+        "state_init": init,
+        "forward_eval": forward_eval,
+        "state_loads": load_lines(e, state_reads, "vectors", (Family.STATE,)),
+        "state_update": state_lines(e),
+        "state_loads_update": load_lines(e, p.state_update, "vectors", (Family.STATE,)),
+        "eval_loss_loads": load_lines(e, [Stmt("", loss_expr(p))], "vectors", (Family.FORWARD,)),
     }
 
 

@@ -154,6 +154,53 @@ def forward(ctx: Context, node: Node) -> tuple:
     )
 
 
+def _state(ctx: Context, node: Node) -> tuple[sp.Symbol, sp.Symbol]:
+    """running_mean<l> and running_var<l>: batch norm's state, shaped like gamma<l>."""
+    l, gamma = node.index, node.params[0]
+    bound = []
+    for role, what in ((Role.RUNNING_MEAN, "running mean"), (Role.RUNNING_VAR, "running var")):
+        tex = rf"\bar{{\mu}}^{{({l})}}" if role == Role.RUNNING_MEAN else rf"\bar{{v}}^{{({l})}}"
+        symbol = array(role, l)
+        bound.append(ctx.units(symbol, gamma.size, f"{what} of layer {l}", F.STATE, gamma, tex))
+    return bound[0], bound[1]
+
+
+def eval_forward(ctx: Context, node: Node) -> tuple:
+    """Evaluation mode: batch norm normalises with its running statistics instead of the
+    batch's (mu = running mean, sigma = sqrt(running var + eps)); layer norm as in training."""
+    steps = forward(ctx, node)
+    if node.kind != "batchnorm":
+        return steps
+    mean, var = _state(ctx, node)
+    names = _names(ctx, node)
+    mu, sigma = names[sp.Symbol("Mu", real=True)], names[ARR_SIGMA]
+    running = {mu: _spread(node, mean), sigma: _spread(node, sp.sqrt(var + names[EPS]))}
+    return tuple((target, running.get(target, value)) for target, value in steps)
+
+
+def state_updates(ctx: Context, node: Node) -> tuple:
+    """((running_mean<l>, its new value), (running_var<l>, ...)) after a training step, as
+    PyTorch updates them: running = (1 - m) running + m statistic of the batch, the variance
+    unbiased (the sum of squares over N - 1, N the batch size, times H W on an image)."""
+    if node.kind != "batchnorm":
+        return ()
+    mean, var = _state(ctx, node)
+    names = _names(ctx, node)
+    x, mu, count = names[ARR["X"]], names[sp.Symbol("Mu", real=True)], names[ARR_COUNT]
+    if _per_channel_kind(node):
+        g = channels(node.z.shape)
+        batch_mean = ChannelTotal(x, g) / count
+        square_sum = ChannelTotal((x - mu) ** 2, g)
+    else:
+        batch_mean = mu
+        square_sum = BatchSum((x - mu) ** 2)
+    m = sp.Rational(repr(node.layer.momentum))
+    return (
+        (mean, (1 - m) * mean + m * batch_mean),
+        (var, (1 - m) * var + m * square_sum / (count - 1)),
+    )
+
+
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     d, names = derive_norm(_over(node)), _names(ctx, node)
     gamma, beta = node.params

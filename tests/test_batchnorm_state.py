@@ -115,8 +115,8 @@ def test_image_batch_norm_state_matches_torch(module_for) -> None:
     np.testing.assert_allclose(state["running_var2"], rv.numpy(), rtol=1e-10)
     z = torch.relu(F.batch_norm(h, rm, rv, gamma, beta, training=False, eps=1e-5))
     logits = z.reshape(5, -1) @ torch.tensor(params["W4"]).T + torch.tensor(params["b4"])
-    np.testing.assert_allclose(m.forward(params, X, state=state),
-                               torch.softmax(logits, dim=1).numpy(), rtol=1e-10, atol=1e-12)  # fmt: skip
+    want = torch.softmax(logits, dim=1).numpy()
+    np.testing.assert_allclose(m.forward(params, X, state=state), want, rtol=1e-10, atol=1e-12)
 
 
 def test_a_network_without_batch_norm_has_an_empty_state(module_for) -> None:

@@ -294,6 +294,82 @@ def _erf(u):
     return out if out.ndim else out[()]
 
 
+# --- training -------------------------------------------------------------------------------
+# The optimizers with PyTorch's formulas (torch.optim.SGD without dampening or Nesterov,
+# Adam and AdamW with bias correction), functional: each step returns new dicts and changes
+# nothing it is given. `decayed` names the parameters weight decay covers (weights and
+# kernels; not biases, not a norm's scale and shift).
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _batches(n, batch_size, rng):
+    """The index arrays of one epoch's batches: a permutation of the n samples cut into
+    consecutive batches of batch_size (the last one smaller); one batch of everything, in
+    order, when batch_size is None or not below n."""
+    if batch_size is None or batch_size >= n:
+        return [None]
+    order = rng.permutation(n)
+    return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def _take(x, index):
+    """The samples `index` of x (axis 0 in row layout, 1 in column), or x for None."""
+    if index is None:
+        return x
+    return np.take(x, index, axis=1 - UNIT_AXIS if np.ndim(x) == 2 else 0)
+
+
+def _clipped(grads, clip_norm):
+    """The gradients scaled so their global norm is at most clip_norm, as
+    torch.nn.utils.clip_grad_norm_ does (a factor clip_norm / (norm + 1e-6), if below 1)."""
+    if clip_norm is None:
+        return grads
+    total = float(
+        np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    )
+    factor = clip_norm / (total + 1e-6)
+    if factor >= 1:
+        return grads
+    return {key: (g * factor).astype(g.dtype, copy=False) for key, g in grads.items()}
+
+
+def _optimizer_state(params, optimizer):
+    """An optimizer's initial state: its step count and its moments."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return {"step": 0, "m": {}, "v": {}}
+
+
+def _optimizer_update(params, grads, opt, lr, optimizer, momentum, betas, eps, weight_decay,
+                      decayed):  # fmt: skip
+    """(new params, new optimizer state) after one step on `grads`."""
+    step = opt["step"] + 1
+    new_params, m_all, v_all = {}, {}, {}
+    for key, p in params.items():
+        g = grads[key]
+        wd = weight_decay if key in decayed else 0.0
+        if optimizer == "sgd":
+            if wd:
+                g = g + wd * p
+            if momentum:  # the first buffer is a copy: g may be a workspace's array
+                g = np.array(g) if key not in opt["m"] else momentum * opt["m"][key] + g
+                m_all[key] = g
+            new_params[key] = p - lr * g
+            continue
+        if optimizer == "adamw" and wd:
+            p = p * (1 - lr * wd)
+        elif wd:  # Adam: L2 in the gradient
+            g = g + wd * p
+        b1, b2 = betas
+        m = opt["m"].get(key, np.zeros_like(p))
+        v = opt["v"].get(key, np.zeros_like(p))
+        m_all[key] = m = m + (1 - b1) * (g - m)
+        v_all[key] = v = b2 * v + (1 - b2) * (g * g)
+        denom = np.sqrt(v) / np.sqrt(1 - b2**step) + eps
+        new_params[key] = p - (lr / (1 - b1**step)) * (m / denom)
+    return new_params, {"step": step, "m": m_all, "v": v_all}
+
+
 def init_params(seed=0):
     """Weights W<l> drawn at random, biases b<l> and shifts beta<l> zero, scales gamma<l> one."""
     rng = np.random.default_rng(seed)
@@ -649,14 +725,73 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     return {key: H[key] for key in params}
 
 
-def train(params, X, Y, epochs, lr, log_every=0):
-    """Full-batch gradient descent; prints the loss every `log_every` epochs (0: silent)."""
-    params = {key: np.array(value, dtype=DTYPE) for key, value in params.items()}
-    workspace = make_workspace(np.shape(Y)[0])
-    for epoch in range(epochs):
+# The parameters weight decay covers (weights and kernels; not biases, not a norm's scale
+# and shift), and whether a batch needs two samples or more (batch norm's statistics).
+DECAYED = ['W1', 'W2', 'W3']
+_BATCH_STATISTICS = False
+
+
+def step(params, opt_state, X, Y, lr, *, optimizer="sgd", momentum=0.0, betas=(0.9, 0.999),
+         eps=1e-8, weight_decay=0.0, clip_norm=None, state=None, workspace=None, key=None):
+    """One training step on the batch (X, Y): the gradients, clipped to clip_norm, then the
+    optimizer's update (PyTorch's SGD, Adam or AdamW). Returns (params, opt_state, state,
+    loss), new dicts: nothing it is given is changed. opt_state: None at the first step.
+    `key` is unused (room for a random key: dropout)."""
+    if opt_state is None:
+        opt_state = _optimizer_state(params, optimizer)
+    if state is None:
         value, grads = loss_and_grads(params, X, Y, workspace)
+    else:
+        value, grads, state = loss_and_grads(params, X, Y, workspace, state=state)
+    grads = _clipped(grads, clip_norm)
+    params, opt_state = _optimizer_update(
+        params, grads, opt_state, lr, optimizer, momentum, betas, eps, weight_decay, DECAYED
+    )
+    return params, opt_state, state, value
+
+
+def train(params, X, Y, epochs, lr, log_every=0, *, batch_size=None, optimizer="sgd",
+          momentum=0.0, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_norm=None, seed=0,
+          state=None, callback=None):
+    """Minibatch training with PyTorch's optimizers: "sgd" (torch.optim.SGD: momentum, no
+    dampening), "adam" (torch.optim.Adam, weight decay as L2 in the gradient) or "adamw"
+    (torch.optim.AdamW); weight decay covers DECAYED. Each epoch shuffles the samples with
+    numpy.random.default_rng(seed) (made once) and takes consecutive batches of batch_size,
+    the last one smaller; batch_size None (or >= n) is full-batch, in order. clip_norm clips
+    the gradients' global norm as torch.nn.utils.clip_grad_norm_. After each epoch,
+    callback(epoch, params, state, loss) with the loss the sample-weighted mean of the
+    epoch's batch losses, which log_every also prints. Returns params, or (params, state)
+    when a state (init_state's) is given: batch norm's running statistics then follow."""
+    params = {name: np.array(value, dtype=DTYPE) for name, value in params.items()}
+    n = np.shape(Y)[0]
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if _BATCH_STATISTICS and batch_size is not None and batch_size < n and n % batch_size == 1:
+        raise ValueError(
+            f"the last batch of each epoch would hold 1 of the {n} samples, and batch norm "
+            f"needs two or more: choose a batch_size other than {batch_size} (n % batch_size "
+            f"must not be 1)"
+        )
+    _optimizer_state(params, optimizer)  # an unknown optimizer is refused before any work
+    rng = np.random.default_rng(seed)
+    workspaces = {}
+    opt_state = None
+    for epoch in range(epochs):
+        total = 0.0
+        for index in _batches(n, batch_size, rng):
+            xb, yb = _take(X, index), _take(Y, index)
+            size = n if index is None else len(index)
+            if size not in workspaces:
+                workspaces[size] = make_workspace(size)
+            params, opt_state, state, value = step(
+                params, opt_state, xb, yb, lr, optimizer=optimizer, momentum=momentum,
+                betas=betas, eps=eps, weight_decay=weight_decay, clip_norm=clip_norm,
+                state=state, workspace=workspaces[size],
+            )
+            total += value * size
+        value = total / n
         if log_every and epoch % log_every == 0:
             print(f"epoch {epoch}: loss {value:.6f}")
-        for key in params:
-            params[key] -= lr * grads[key]
-    return params
+        if callback is not None:
+            callback(epoch, params, state, value)
+    return params if state is None else (params, state)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from symbp.backends.numpy import runtime
 from symbp.backends.numpy.emit import module_context
 from symbp.backends.numpy.inline import helper_source
 from symbp.backends.numpy.printer import NumPyPrinter
@@ -105,7 +106,8 @@ def render_files(
     source = Path(arch.source).name
     files = {}
     ctx = dict(contexts["module"])
-    ctx["runtime"] = helper_source(ctx["helpers"])  # the runtime helpers the module calls
+    # the runtime helpers the module's statements and its template call
+    ctx["runtime"] = helper_source([*ctx["helpers"], *runtime.TEMPLATE_CALLS])
     ctx["header"] = "\n".join(header_lines("network.py.j2", source, arch.source_sha256))
     files[f"{arch.name}.py"] = render("network.py.j2", ctx)
     if options.with_tests:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import GENERATED, ROOT
 
 
@@ -50,3 +52,28 @@ def test_readme_lenet_example_trains_as_it_says() -> None:
         assert abs(float(printed[epoch]) - float(value)) <= 1e-4 * float(value), (epoch, value)
     losses = [float(v) for v in printed.values()]
     assert losses == sorted(losses, reverse=True)
+
+
+def test_readme_training_example_trains_as_it_says() -> None:
+    """The README's digits snippet, run against generated/digits.py: minibatches, Adam and
+    batch norm's running statistics; the losses and the test accuracy it prints are the
+    ones its comments quote."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    readme = (ROOT / "README.md").read_text()
+    lines = _block_after(readme, "On the handwritten digits scikit-learn ships", "python")
+    code = "\n".join(ln for ln in lines if not ln.startswith("#"))
+    comments = "\n".join(ln for ln in lines if ln.startswith("#"))
+    quoted = re.findall(r"epoch (\d+): (?:loss )?([0-9.]+)", comments)
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=GENERATED, capture_output=True, text=True, check=True
+    )
+    printed = dict(re.findall(r"epoch (\d+): loss ([0-9.]+)", run.stdout))
+    assert len(quoted) == 4 and printed
+    for epoch, value in quoted:  # to 1e-4: another BLAS may sum in another order
+        assert abs(float(printed[epoch]) - float(value)) <= 1e-4 * float(value), (epoch, value)
+    accuracy = re.search(r"test accuracy ([0-9.]+)", run.stdout)
+    want = re.search(r"test accuracy ([0-9.]+)", comments)
+    assert accuracy and want and abs(float(accuracy.group(1)) - float(want.group(1))) <= 0.005

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from conftest import make_arch
 
+from symbp.backends.numpy import runtime
 from symbp.backends.numpy.emit import module_context
 from symbp.backends.numpy.inline import helper_source
 from symbp.codegen.program import build_program
@@ -40,7 +41,7 @@ def _tied_module(tmp_path: Path, l2: float):
     d = derive(arch)
     net = derive_network(d, graph)
     ctx = module_context(build_program(d, net, network_numbering(d, net)))
-    ctx["runtime"] = helper_source(ctx["helpers"])
+    ctx["runtime"] = helper_source([*ctx["helpers"], *runtime.TEMPLATE_CALLS])
     ctx["header"] = "\n".join(header_lines("network.py.j2", "tied", ""))
     path = tmp_path / "tied.py"
     path.write_text(render("network.py.j2", ctx))

@@ -602,3 +602,81 @@ def _put_step(target, shape, axis, index, value):
     index_at[axis + 1] = index
     t[tuple(index_at)] = _samples(value, tuple(n for k, n in enumerate(shape) if k != axis))
     return target
+
+
+# --- training -------------------------------------------------------------------------------
+# The optimizers with PyTorch's formulas (torch.optim.SGD without dampening or Nesterov,
+# Adam and AdamW with bias correction), functional: each step returns new dicts and changes
+# nothing it is given. `decayed` names the parameters weight decay covers (weights and
+# kernels; not biases, not a norm's scale and shift).
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# what the module template's step and train call (every module has them)
+TEMPLATE_CALLS = ("_batches", "_take", "_clipped", "_optimizer_state", "_optimizer_update")
+
+
+def _batches(n, batch_size, rng):
+    """The index arrays of one epoch's batches: a permutation of the n samples cut into
+    consecutive batches of batch_size (the last one smaller); one batch of everything, in
+    order, when batch_size is None or not below n."""
+    if batch_size is None or batch_size >= n:
+        return [None]
+    order = rng.permutation(n)
+    return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def _take(x, index):
+    """The samples `index` of x (axis 0 in row layout, 1 in column), or x for None."""
+    if index is None:
+        return x
+    return np.take(x, index, axis=1 - UNIT_AXIS if np.ndim(x) == 2 else 0)
+
+
+def _clipped(grads, clip_norm):
+    """The gradients scaled so their global norm is at most clip_norm, as
+    torch.nn.utils.clip_grad_norm_ does (a factor clip_norm / (norm + 1e-6), if below 1)."""
+    if clip_norm is None:
+        return grads
+    total = float(
+        np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    )
+    factor = clip_norm / (total + 1e-6)
+    if factor >= 1:
+        return grads
+    return {key: (g * factor).astype(g.dtype, copy=False) for key, g in grads.items()}
+
+
+def _optimizer_state(params, optimizer):
+    """An optimizer's initial state: its step count and its moments."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return {"step": 0, "m": {}, "v": {}}
+
+
+def _optimizer_update(params, grads, opt, lr, optimizer, momentum, betas, eps, weight_decay,
+                      decayed):  # fmt: skip
+    """(new params, new optimizer state) after one step on `grads`."""
+    step = opt["step"] + 1
+    new_params, m_all, v_all = {}, {}, {}
+    for key, p in params.items():
+        g = grads[key]
+        wd = weight_decay if key in decayed else 0.0
+        if optimizer == "sgd":
+            if wd:
+                g = g + wd * p
+            if momentum:  # the first buffer is a copy: g may be a workspace's array
+                g = np.array(g) if key not in opt["m"] else momentum * opt["m"][key] + g
+                m_all[key] = g
+            new_params[key] = p - lr * g
+            continue
+        if optimizer == "adamw" and wd:
+            p = p * (1 - lr * wd)
+        elif wd:  # Adam: L2 in the gradient
+            g = g + wd * p
+        b1, b2 = betas
+        m = opt["m"].get(key, np.zeros_like(p))
+        v = opt["v"].get(key, np.zeros_like(p))
+        m_all[key] = m = m + (1 - b1) * (g - m)
+        v_all[key] = v = b2 * v + (1 - b2) * (g * g)
+        denom = np.sqrt(v) / np.sqrt(1 - b2**step) + eps
+        new_params[key] = p - (lr / (1 - b1**step)) * (m / denom)
+    return new_params, {"step": step, "m": m_all, "v": v_all}

@@ -37,18 +37,19 @@ from symbp.ir.tensor_ops import (
 from symbp.symbolic import equal
 from symbp.symbolic.numbers import decimal_text
 
-# Functions NumPy has, and those the runtime provides (copied into the module when used).
+# Functions the array library has (under the printer's namespace), and those the runtime
+# provides (copied into the module when used).
 FUNCTIONS = {
-    sp.log: "np.log",
-    sp.sin: "np.sin",
-    sp.cos: "np.cos",
-    sp.tan: "np.tan",
-    sp.sinh: "np.sinh",
-    sp.cosh: "np.cosh",
-    sp.tanh: "np.tanh",
-    sp.atan: "np.arctan",
-    sp.Abs: "np.abs",
-    sp.sign: "np.sign",
+    sp.log: "log",
+    sp.sin: "sin",
+    sp.cos: "cos",
+    sp.tan: "tan",
+    sp.sinh: "sinh",
+    sp.cosh: "cosh",
+    sp.tanh: "tanh",
+    sp.atan: "arctan",
+    sp.Abs: "abs",
+    sp.sign: "sign",
 }
 RUNTIME_FUNCTIONS = {
     sp.exp: "_exp",  # clipped to the range where the result is a normal, finite number
@@ -212,6 +213,11 @@ class NumPyPrinter(StrPrinter):
     """Prints symbp's derived expressions as NumPy code for the chosen layout."""
 
     printmethod = "_symbp_numpy"
+    NS = "np"  # the array library's name in the generated module
+
+    def fn(self, name: str) -> str:
+        """A function of the array library, by its NumPy name (a backend maps its own)."""
+        return f"{self.NS}.{name}"
 
     def __init__(self, row_layout: bool, names: dict[str, str] | None = None) -> None:
         super().__init__({"order": "none"})
@@ -228,7 +234,7 @@ class NumPyPrinter(StrPrinter):
         text = self._print(arg)
         if not self._masks or not arg.free_symbols:
             return text
-        return f"np.where({' & '.join(self._masks)}, {text}, 1)"
+        return f"{self.fn('where')}({' & '.join(self._masks)}, {text}, 1)"
 
     def _print(self, expr: Any, **kwargs: Any) -> str:
         if (
@@ -252,8 +258,12 @@ class NumPyPrinter(StrPrinter):
         NumPy's own log(-1) and fractional powers of negative numbers are."""
         value = complex(expr.evalf(20)) if not expr.has(sp.zoo, sp.nan) else complex("nan")
         if value.imag != 0 or not math.isfinite(value.real):
-            return "np.nan"
+            return self.constant_name("nan")
         return repr(value.real) if value.real >= 0 else f"({value.real!r})"
+
+    def constant_name(self, name: str) -> str:
+        """nan, e, pi: the array library's constants."""
+        return self.fn(name)
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         """Array names: the derivation's symbols may be renamed for the code."""
@@ -262,10 +272,10 @@ class NumPyPrinter(StrPrinter):
     _print_MatrixSymbol = _print_Symbol
 
     def _print_Exp1(self, expr: Any) -> str:
-        return "np.e"
+        return self.constant_name("e")
 
     def _print_Pi(self, expr: Any) -> str:
-        return "np.pi"
+        return self.constant_name("pi")
 
     def _print_Rational(self, expr: sp.Rational) -> str:
         """Exact rationals as a Python division of integers (folded at import time); a
@@ -281,7 +291,7 @@ class NumPyPrinter(StrPrinter):
     def _print_Function(self, expr: sp.Function) -> str:
         if isinstance(expr, ImageOp):  # SymPy's dispatch skips a Function's base classes
             return self._print_ImageOp(expr)
-        name = FUNCTIONS.get(type(expr))
+        name = self.fn(FUNCTIONS[type(expr)]) if type(expr) in FUNCTIONS else None
         if name is None and type(expr) in RUNTIME_FUNCTIONS:
             name = RUNTIME_FUNCTIONS[type(expr)]
             self.used.add(name)
@@ -333,7 +343,7 @@ class NumPyPrinter(StrPrinter):
                 self._masks = masks
         if expr.exp.is_Rational and expr.exp.q == 2:
             # Half-integer powers through np.sqrt: u**(3/2) = sqrt(u)**3.
-            root, k = f"np.sqrt({self._print(expr.base)})", abs(expr.exp.p)
+            root, k = f"{self.fn('sqrt')}({self._print(expr.base)})", abs(expr.exp.p)
             power = root if k == 1 else f"{root}**{k}"
             return power if expr.exp.p > 0 else f"1 / {power}"
         if not expr.exp.is_Integer:
@@ -352,7 +362,7 @@ class NumPyPrinter(StrPrinter):
         two-piece function of u split at u = 0 without a branch (see `branch_free`)."""
         rectified = _rectified(expr)
         if rectified is not None:
-            return f"np.maximum({self._print(rectified)}, 0)"
+            return f"{self.fn('maximum')}({self._print(rectified)}, 0)"
         steps = _two_numbers(expr)
         if steps is not None:  # h + (g - h) [u > 0]: a 0/1 mask, no selection
             cond, low, jump = steps
@@ -371,7 +381,8 @@ class NumPyPrinter(StrPrinter):
         for k in reversed(range(len(branches))):
             value, condition = branches[k]
             taken = sp.And(condition, *nots[:k], evaluate=False) if k else condition
-            text = f"np.where({self._print(condition)}, {self._branch(value, taken)}, {text})"
+            chosen = self._branch(value, taken)
+            text = f"{self.fn('where')}({self._print(condition)}, {chosen}, {text})"
         return text
 
     def _branch(self, value: sp.Expr, taken: sp.Basic) -> str:
@@ -433,18 +444,18 @@ class NumPyPrinter(StrPrinter):
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         """Step function; its value at 0 is SymPy's second argument (0 when absent)."""
         at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
-        return f"np.heaviside({self._print(expr.args[0])}, {self._print(at_zero)})"
+        return f"{self.fn('heaviside')}({self._print(expr.args[0])}, {self._print(at_zero)})"
 
     def _print_DiracDelta(self, expr: sp.DiracDelta) -> str:
         """Zero: the derivative of a step (as in the Hessian of |u|), zero wherever it is
         defined, i.e. everywhere except on the kink itself."""
-        return f"np.zeros_like({self._print(expr.args[0])})"
+        return f"{self.fn('zeros_like')}({self._print(expr.args[0])})"
 
     def _print_Max(self, expr: sp.Max) -> str:
-        return self._pairwise("np.maximum", expr.args)
+        return self._pairwise(self.fn("maximum"), expr.args)
 
     def _print_Min(self, expr: sp.Min) -> str:
-        return self._pairwise("np.minimum", expr.args)
+        return self._pairwise(self.fn("minimum"), expr.args)
 
     def _pairwise(self, name: str, args: tuple) -> str:
         text = self._print(args[0])
@@ -460,14 +471,14 @@ class NumPyPrinter(StrPrinter):
                 f"a sum over the output units of a constant: {expr}",
                 fix="make the loss depend on yhat",
             )
-        return f"np.sum({self._print(expr.args[0])}, axis={axis}, keepdims=True)"
+        return f"{self.fn('sum')}({self._print(expr.args[0])}, axis={axis}, keepdims=True)"
 
     def _print_BatchSum(self, expr: BatchSum) -> str:
         """Sum over the samples, one value per unit, shaped like a bias: (units,) in row
         layout, (units, 1) in column layout."""
         if self.row_layout:
-            return f"np.sum({self._print(expr.args[0])}, axis=0)"
-        return f"np.sum({self._print(expr.args[0])}, axis=1, keepdims=True)"
+            return f"{self.fn('sum')}({self._print(expr.args[0])}, axis=0)"
+        return f"{self.fn('sum')}({self._print(expr.args[0])}, axis=1, keepdims=True)"
 
     def _print_ImageOp(self, expr: ImageOp) -> str:
         return self.image_call(expr, None)

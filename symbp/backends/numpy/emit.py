@@ -121,7 +121,33 @@ class Emitter:
     def array_code(self, expr: Expr, like: str) -> str:
         """expr as code, shaped like the array `like` when it is a constant."""
         text = self.code(expr)
-        return f"np.full_like({like}, {text})" if self.constant(expr) else text
+        return self.full_like(like, text) if self.constant(expr) else text
+
+    # --- what a backend prints its own way -------------------------------------------
+
+    def full_like(self, like: str, text: str) -> str:
+        """An array shaped like `like`, every entry the value `text`."""
+        return f"np.full_like({like}, {text})"
+
+    def reshaped(self, text: str, shape: tuple[int, ...]) -> str:
+        """An array as the given shape."""
+        return f"np.reshape({text}, {shape})"
+
+    def shaped(self, text: str, param: Tensor) -> str:
+        """A gradient as the caller's parameter is shaped (one stored flat is reshaped back)."""
+        return self.reshaped(text, param.shape) if param.stored_flat else text
+
+    def flat(self, text: str) -> str:
+        """An array as one vector (a parameter stored flat)."""
+        return f"{text}.reshape(-1)"
+
+    def update(self, target: str, op: str, text: str) -> str:
+        """target op= value (op: "+=" or "*="), in place."""
+        return f"{target} {op} {text}"
+
+    def put_step(self, target: str, shape: str, axis: str, index: str, value: str) -> str:
+        """Write one step of a per-sample tensor along an axis, in place."""
+        return self.printer.call("_put_step", target, shape, axis, index, value)
 
     # --- in-place printing (one new array, then updates) ------------------------------
 
@@ -134,7 +160,7 @@ class Emitter:
                 first = matmuls[0]
                 rest = [a for a in expr.args if a is not first]
                 return [f"{target} = {self._product(first, out)}"] + [
-                    f"{target} += {self.code(a)}" for a in rest
+                    self.update(target, "+=", self.code(a)) for a in rest
                 ]
         if isinstance(expr, sp.MatMul):
             return [f"{target} = {self._product(expr, out)}"]
@@ -146,7 +172,7 @@ class Emitter:
         if isinstance(expr, sp.Add) and ops and out is not None:
             rest = [a for a in expr.args if a is not ops[0]]
             return [f"{target} = {self.printer.image_call(ops[0], out)}"] + [
-                f"{target} += {self.code(a)}" for a in rest
+                self.update(target, "+=", self.code(a)) for a in rest
             ]
         if isinstance(expr, sp.Symbol) and self.per_sample(expr):
             self.printer.used.add("_copy")
@@ -158,10 +184,14 @@ class Emitter:
                 scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {SCALE}])
                 arrays = [f for f in expr.args if f is not first and f.free_symbols - {SCALE}]
                 for factor in [*arrays, *([scalar] if scalar != 1 else [])]:
-                    mask = _indicator(factor)
-                    lines.append(f"{target} *= {self.code(mask if mask is not None else factor)}")
+                    lines.append(self.update(target, "*=", self.factor_code(factor)))
                 return lines
         return [f"{target} = {self._new(expr, out)}"]
+
+    def factor_code(self, factor: Expr) -> str:
+        """A factor multiplied in: a 0/1 mask as its condition (a boolean array)."""
+        mask = _indicator(factor)
+        return self.code(mask if mask is not None else factor)
 
     def _new(self, expr: Expr, out: str | None) -> str:
         """expr as code; a difference or sum of two arrays is written into `out`."""
@@ -214,11 +244,6 @@ def _broadcast(mat: sp.MatMul) -> bool:
 def _shape(tensor: Tensor) -> str:
     """ "784" for a vector, "8x28x28" for an image, as the layer comments show them."""
     return "x".join(map(str, tensor.shape))
-
-
-def _shaped(code: str, param: Tensor) -> str:
-    """A gradient as the caller's parameter is shaped (one stored flat is reshaped back)."""
-    return f"np.reshape({code}, {param.shape})" if param.stored_flat else code
 
 
 # --- the forward pass ------------------------------------------------------------------
@@ -299,8 +324,7 @@ def _activation_code(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     z = array(Role.PRE_ACTIVATION, l)
     z_name = e.code(z)
     if nd.act is None:
-        e.printer.used.add("_softmax")
-        return f"_softmax({z_name})", False, "_softmax"
+        return e.printer.call("_softmax", z_name), False, "_softmax"
     code = e.array_code(_stable(nd), z_name)
     helper = "_sigmoid" if _is_sigmoid_of(nd.a, z) else ""
     if z_name != "Z":
@@ -330,14 +354,12 @@ def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
         if s.op == "=":
             if e.constant(s.expr) and s.param is None:
                 like = s.like or array_name(Role.ACTIVATION, s.layer)
-                lines.append(f"{s.target} = np.full_like({like}, {e.code(s.expr)})")
+                lines.append(f"{s.target} = {e.full_like(like, e.code(s.expr))}")
             else:
                 lines += e.assign(s.target, s.expr, out)
-        elif s.op == "*=":
-            mask = _indicator(s.expr)
-            lines.append(f"{s.target} *= {e.code(mask if mask is not None else s.expr)}")
         else:
-            lines.append(f"{s.target} += {e.code(s.expr)}")
+            factor = e.factor_code(s.expr) if s.op == "*=" else e.code(s.expr)
+            lines.append(e.update(s.target, s.op, factor))
         lines += [f"del {name}" for name in dying_at.get(k, ())]
     return lines
 
@@ -367,11 +389,11 @@ def block_lines(e: Emitter, stmts: list[Stmt | Loop], indent: str = "") -> list[
         elif s.op == "#":
             lines.append(f"{indent}# {s.comment}")
         elif s.step is not None:
-            e.printer.used.add("_put_step")
             axis, index = s.step
-            value = e.code(s.expr)
-            put = f"_put_step({s.target}, {s.shape}, {axis}, {e.code(index)}, {value})"
-            lines.append(f"{indent}{put}")
+            args = (s.target, str(s.shape), str(axis), e.code(index), e.code(s.expr))
+            lines.append(f"{indent}{e.put_step(*args)}")
+        elif s.op in ("+=", "*="):
+            lines.append(f"{indent}{e.update(s.target, s.op, e.code(s.expr))}")
         else:
             lines.append(f"{indent}{s.target} {s.op} {e.code(s.expr)}")
     return lines
@@ -399,8 +421,9 @@ def r_backward_lines(e: Emitter) -> list[str]:
     for s in e.p.r_backward:
         if s.store:
             assert s.param is not None
-            value = _shaped(e.code(s.expr), s.param)
-            lines.append(f'{s.store}["{s.target}"] {s.op} {value}')
+            value = e.shaped(e.code(s.expr), s.param)
+            target = f'{s.store}["{s.target}"]'
+            lines.append(e.update(target, s.op, value) if s.op != "=" else f"{target} = {value}")
         elif s.parts[1:]:
             lines.append(f"{s.target} = " + " + ".join(f"({e.code(p)})" for p in s.parts))
         elif s.parts:
@@ -440,8 +463,8 @@ def load_lines(
         else:
             source = _CONTAINERS[load.family]
         key = load.key if load.family != Family.FORWARD else e.code(sym(load.key))
-        flat = ".reshape(-1)" if load.flat else ""
-        lines.append(f'{e.code(sym(load.target))} = {source}["{key}"]{flat}')
+        value = f'{source}["{key}"]'
+        lines.append(f"{e.code(sym(load.target))} = {e.flat(value) if load.flat else value}")
     return lines
 
 
@@ -494,7 +517,7 @@ def module_context(p: Program) -> dict[str, Any]:
     eq_loss = (eq or {}).get("eq:loss")
     backward_plain = print_backward(e, p.backward_plain, ws=False)
     written = {s.target for s in p.backward_plain if s.op != "#"}
-    grads = [(q.key, _shaped(gradient_name(q.key), q)) for q in net.graph.parameters]
+    grads = [(q.key, e.shaped(gradient_name(q.key), q)) for q in net.graph.parameters]
     state = _state_context(e)
     tangent = tangent_lines(e)
     return {

@@ -219,6 +219,12 @@ class NumPyPrinter(StrPrinter):
         """A function of the array library, by its NumPy name (a backend maps its own)."""
         return f"{self.NS}.{name}"
 
+    def call(self, helper: str, *args: str) -> str:
+        """A call of a runtime helper, recorded so the module defines it (a backend whose
+        helpers take the array namespace passes it first)."""
+        self.used.add(helper)
+        return f"{helper}({', '.join(args)})"
+
     def __init__(self, row_layout: bool, names: dict[str, str] | None = None) -> None:
         super().__init__({"order": "none"})
         self.row_layout = row_layout
@@ -291,10 +297,9 @@ class NumPyPrinter(StrPrinter):
     def _print_Function(self, expr: sp.Function) -> str:
         if isinstance(expr, ImageOp):  # SymPy's dispatch skips a Function's base classes
             return self._print_ImageOp(expr)
+        if type(expr) in RUNTIME_FUNCTIONS:
+            return self.call(RUNTIME_FUNCTIONS[type(expr)], self._print(expr.args[0]))
         name = self.fn(FUNCTIONS[type(expr)]) if type(expr) in FUNCTIONS else None
-        if name is None and type(expr) in RUNTIME_FUNCTIONS:
-            name = RUNTIME_FUNCTIONS[type(expr)]
-            self.used.add(name)
         if name is None:
             raise DerivationError(f"no NumPy form for function {type(expr).__name__}")
         if isinstance(expr, _PARTIAL):
@@ -307,12 +312,10 @@ class NumPyPrinter(StrPrinter):
         stay finite where the sigmoid rounds to 0 or 1."""
         u = _softplus_arg(expr)
         if u is not None:
-            self.used.add("_softplus")
-            return f"_softplus({self._print(u)})"
+            return self.call("_softplus", self._print(u))
         u = log_softplus_arg(expr)
         if u is not None:
-            self.used.update(("_log_softplus", "_softplus"))
-            return f"_log_softplus({self._print(u)})"
+            return self.call("_log_softplus", self._print(u))
         arg = expr.args[0]
         v = _is_sigmoid(arg) if isinstance(arg, sp.Pow) else None
         if v is not None:
@@ -329,9 +332,8 @@ class NumPyPrinter(StrPrinter):
         """Numerically stable sigmoid for 1/(1 + exp(-u)); sqrt through np.sqrt."""
         u = _is_sigmoid(expr)
         if u is not None:
-            self.used.add("_sigmoid")
             power = "" if expr.exp == -1 else f"**{-expr.exp}"
-            return f"_sigmoid({self._print(u)}){power}"
+            return f"{self.call('_sigmoid', self._print(u))}{power}"
         partial = self._masks and (expr.exp.is_negative or not expr.exp.is_Integer)
         if partial and expr.base.free_symbols:
             # Inside a Piecewise branch: a root or division only where the branch is taken.
@@ -415,8 +417,7 @@ class NumPyPrinter(StrPrinter):
                 continue
             u = (sign * term).args[0]
             rest = [t for i, t in enumerate(terms) if i not in (k, one)]
-            self.used.add("_expm1")
-            core = f"_expm1({self._print(u)})"
+            core = self.call("_expm1", self._print(u))
             core = core if sign == 1 else f"(-{core})"
             if not rest:
                 return core
@@ -486,24 +487,20 @@ class NumPyPrinter(StrPrinter):
     def image_call(self, expr: ImageOp, out: str | None) -> str:
         """A convolution, pooling or their derivatives: the module's helper of that name,
         given the arrays, the geometry as a tuple of integers and the buffer `out`."""
-        self.used.add(expr.helper)
-        arrays = ", ".join("None" if a == 0 else self._print(a) for a in expr.arrays)
-        into = f", out={out}" if out is not None else ""
-        return f"{expr.helper}({arrays}, {tuple(int(v) for v in expr.args[-1])}{into})"
+        arrays = ["None" if a == 0 else self._print(a) for a in expr.arrays]
+        into = [f"out={out}"] if out is not None else []
+        return self.call(expr.helper, *arrays, str(tuple(int(v) for v in expr.args[-1])), *into)
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:
         """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""
-        self.used.add("_logsumexp")
-        return f"_logsumexp({self._print(expr.args[0])})"
+        return self.call("_logsumexp", self._print(expr.args[0]))
 
     def _tensor_call(self, helper: str, expr: TensorOp, extra: tuple[int, ...] = ()) -> str:
         """A tensor operation as a call of its runtime helper: the array, the per-sample
         shape, then the operation's integer arguments."""
-        self.used.add(helper)
-        ints = ", ".join(str(tuple(int(v) for v in a)) if isinstance(a, sp.Tuple) else str(a)
-                         for a in expr.args[2:])  # fmt: skip
-        rest = f", {ints}" if ints else ""
-        return f"{helper}({self._print(expr.array)}, {expr.shape}{rest})"
+        ints = [str(tuple(int(v) for v in a)) if isinstance(a, sp.Tuple) else str(a)
+                for a in expr.args[2:]]  # fmt: skip
+        return self.call(helper, self._print(expr.array), str(expr.shape), *ints)
 
     def _print_AxisSum(self, expr: AxisSum) -> str:
         """Sum over per-sample axes, broadcast back (keepdims)."""
@@ -524,33 +521,28 @@ class NumPyPrinter(StrPrinter):
 
     def _print_Step(self, expr: Step) -> str:
         """One step along an axis: the index may be a loop's symbol."""
-        self.used.add("_step")
         index = self._print(expr.index)
-        return f"_step({self._print(expr.array)}, {expr.shape}, {expr.axis}, {index})"
+        return self.call("_step", self._print(expr.array), str(expr.shape), str(expr.axis), index)
 
     def _print_LogOneMinusSoftmax(self, expr: LogOneMinusSoftmax) -> str:
         """log(1 - softmax(z)_k) from the logits: finite where 1 - a rounds to 0."""
-        self.used.update(("_log1m_softmax", "_logsumexp"))
-        return f"_log1m_softmax({self._print(expr.args[0])})"
+        return self.call("_log1m_softmax", self._print(expr.args[0]))
 
     def _print_ExclusiveSoftmaxSum(self, expr: ExclusiveSoftmaxSum) -> str:
         """sum_(k != j) g_k a_j / (1 - a_k) from the logits: each term at most |g_k|."""
-        self.used.update(("_exclusive_softmax", "_logsumexp"))
         g, z = (self._print(a) for a in expr.args)
-        return f"_exclusive_softmax({g}, {z}, over=True)"
+        return self.call("_exclusive_softmax", g, z, "over=True")
 
     def _print_ExclusiveSoftmaxSumTangent(self, expr: ExclusiveSoftmaxSumTangent) -> str:
         """The tangent of sum_(k != j) g_k a_j / (1 - a_k) along z' = v, without the
         cancellation a difference v_j - u_k has at the dominant unit."""
-        self.used.update(("_exclusive_softmax_tangent", "_exclusive_softmax", "_logsumexp"))
         g, v, z = (self._print(a) for a in expr.args)
-        return f"_exclusive_softmax_tangent({g}, {v}, {z})"
+        return self.call("_exclusive_softmax_tangent", g, v, z)
 
     def _print_ExclusiveSoftmaxMean(self, expr: ExclusiveSoftmaxMean) -> str:
         """sum_(i != k) v_i a_i / (1 - a_k) from the logits (the tangent of log(1 - a_k))."""
-        self.used.update(("_exclusive_softmax", "_logsumexp"))
         v, z = (self._print(a) for a in expr.args)
-        return f"_exclusive_softmax({v}, {z}, over=False)"
+        return self.call("_exclusive_softmax", v, z, "over=False")
 
     def attr(self, expr: sp.Basic) -> str:
         """expr ready for attribute access (.T, .sum): parenthesised unless a name."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from symbp.errors import SymbpError
 from symbp.ir.labels import SECTION_LEVELS
-from symbp.options import STYLES, TRANSPOSES
+from symbp.options import MODULE_SUFFIX, STYLES, TARGETS, TRANSPOSES
 from symbp.version import __version__
 
 
@@ -37,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
         help="write nothing; exit 1 with a diff if outputs are stale",
     )
     gen.add_argument("--timings", action="store_true", help="print the time of each stage")
+    gen.add_argument(
+        "--target",
+        action="append",
+        choices=TARGETS,
+        default=None,
+        help="the module to write (repeat for both): numpy (default) writes <name>.py, NumPy "
+        "alone; array-api writes <name>_xp.py, the same functions for PyTorch, JAX, CuPy "
+        "or NumPy arrays (row layout). With --check and no --target: every module present",
+    )
     gen.add_argument(
         "--body", action="store_true", help="also write <name>_body.tex to \\input into a paper"
     )
@@ -112,9 +121,11 @@ def _generate(args: argparse.Namespace) -> int:
         _parser().error("--section-level sets the headings of the body: add --body")
     # Refusals that need no derivation come first: a bad file, a file in the way.
     archs = [load_arch(a) for a in args.arch]
+    targets = {arch.name: _targets(args, arch.name, out) for arch in archs}
     if not args.check:
         for arch in archs:
-            check_targets(output_names(arch, args.body, args.with_tests), out, args.force)
+            names = output_names(arch, args.body, args.with_tests, targets[arch.name])
+            check_targets(names, out, args.force)
     # Derive and render everything first: an invalid file means nothing is written.
     progress = _progress if sys.stderr.isatty() else None
     level = args.section_level or "section"
@@ -130,6 +141,7 @@ def _generate(args: argparse.Namespace) -> int:
             section_level=level,
             style=args.style,
             notation=notation,
+            targets=targets[a.name],
         )
         for a in archs
     ]
@@ -142,6 +154,17 @@ def _generate(args: argparse.Namespace) -> int:
     if args.check:
         return _check(results, out)
     return _write(results, out, args)
+
+
+def _targets(args: argparse.Namespace, name: str, out: Path) -> tuple[str, ...]:
+    """The modules to generate: those asked for (in TARGETS' order); with --check and none
+    asked for, the NumPy module and every other one the folder holds."""
+    if args.target:
+        return tuple(t for t in TARGETS if t in args.target)
+    if args.check:
+        present = [t for t in TARGETS if (out / f"{name}{MODULE_SUFFIX[t]}.py").exists()]
+        return tuple(dict.fromkeys(["numpy", *present]))
+    return ("numpy",)
 
 
 def _progress(message: str) -> None:

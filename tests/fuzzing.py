@@ -13,7 +13,9 @@ derivative rules written out in `_RULES`). For each random case:
 - at inputs scaled by 1000, where the reference loss (and the gradient) is finite, the
   module's must be finite as well;
 - a file symbp refuses must be refused with a clean SpecError/ExpressionError, never an
-  internal error or a DerivationError ("cannot print ...").
+  internal error or a DerivationError ("cannot print ...");
+- where the array-API target takes the network (row layout, no images), its module
+  (<name>_xp.py, on NumPy arrays) passes the same checks.
 
 The reference computes built-in losses as a careful library would (from the logits: log a
 and log(1 - a) after a sigmoid or a softmax, log a after a softplus); everything else exactly
@@ -747,22 +749,30 @@ def _clean(call: Callable) -> tuple[bool, Any]:
             return False, err
 
 
-def generate_module(doc: dict, folder: Path) -> tuple[Any, str]:
-    """(module, "") or (None, refusal message). Unexpected errors propagate."""
+def generate_module(doc: dict, folder: Path, target: str = "numpy") -> tuple[Any, str]:
+    """(module, "") or (None, refusal message) for the target's module; (None, "") when the
+    array-API target does not take the network. Unexpected errors propagate."""
+    from symbp.backends.array_api.emit import check_supported
     from symbp.check.gradcheck import import_path
     from symbp.errors import DerivationError, SymbpError
     from symbp.frontend.spec import arch_from_mapping
+    from symbp.options import MODULE_SUFFIX
     from symbp.pipeline import generate, write_files
 
     try:
         arch = arch_from_mapping({**doc, "dtype": "float64"})
-        result = generate(arch)
+        if target != "numpy":
+            try:
+                check_supported(arch)
+            except DerivationError:
+                return None, ""
+        result = generate(arch, targets=(target,))
     except DerivationError:
         raise
     except SymbpError as err:
         return None, str(err)
     write_files(result.files, folder)
-    return import_path(folder / f"{arch.name}.py"), ""
+    return import_path(folder / f"{arch.name}{MODULE_SUFFIX[target]}.py"), ""
 
 
 def check_case(doc: dict, folder: Path, seed: int = 0) -> Outcome:
@@ -776,6 +786,13 @@ def check_case(doc: dict, folder: Path, seed: int = 0) -> Outcome:
     _check_values(out, module, doc, params, X, Y)
     _check_large(out, module, doc, params, X * 1000.0, Y)
     _check_workspace(out, module, doc, seed)
+    xp_module, _ = generate_module(doc, folder / "xp", "array-api")
+    if xp_module is not None:
+        xp = Outcome()
+        _check_values(xp, xp_module, doc, params, X, Y)
+        _check_large(xp, xp_module, doc, params, X * 1000.0, Y)
+        out.problems += [f"array-api: {p}" for p in xp.problems]
+        out.checked += [f"array-api {c}" for c in xp.checked]
     return out
 
 

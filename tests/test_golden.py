@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from symbp.pipeline import generate, write_files
-from tests.conftest import EXAMPLES, GENERATED
+from tests.conftest import EXAMPLES, GENERATED, example_targets
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
 def test_generated_matches_committed(example: Path, request: pytest.FixtureRequest) -> None:
-    result = generate(example)
+    result = generate(example, targets=example_targets(example))
     if request.config.getoption("--update-golden"):
         write_files(result.files, GENERATED, force=True)
     problems = []
@@ -42,7 +42,7 @@ def test_generated_matches_committed(example: Path, request: pytest.FixtureReque
 def test_every_example_has_committed_outputs() -> None:
     assert EXAMPLE_FILES, "no examples"
     for example in EXAMPLE_FILES:
-        names = set(generate(example).files)
+        names = set(generate(example, targets=example_targets(example)).files)
         assert all((GENERATED / n).exists() for n in names), example
 
 

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from symbp.backends.numpy import runtime
 from symbp.errors import DerivationError
@@ -27,13 +28,15 @@ class Definition:
     uses: frozenset[str]  # the runtime's other definitions it reads
 
 
-@functools.lru_cache(maxsize=1)
-def definitions() -> dict[str, Definition]:
-    """name -> Definition, in the runtime's order; its configuration is left out."""
-    text = Path(runtime.__file__).read_text(encoding="utf-8")
+@functools.lru_cache(maxsize=4)
+def definitions(module: ModuleType = runtime) -> dict[str, Definition]:
+    """name -> Definition, in the runtime module's order (a backend's runtime: NumPy's by
+    default); its configuration, if it has one, is left out."""
+    assert module.__file__ is not None
+    text = Path(module.__file__).read_text(encoding="utf-8")
     lines = text.splitlines()
     tree = ast.parse(text)
-    skipped = {*runtime.CONFIGURATION, "CONFIGURATION", "configure"}
+    skipped = {*getattr(module, "CONFIGURATION", ()), "CONFIGURATION", "configure"}
     found: dict[str, tuple[ast.stmt, str]] = {}
     for node in tree.body:
         name = _defined(node)
@@ -68,9 +71,9 @@ def _with_comments(lines: list[str], node: ast.stmt) -> str:
     return "\n".join(lines[start : node.end_lineno])
 
 
-def needed(names: Iterable[str]) -> list[str]:
+def needed(names: Iterable[str], module: ModuleType = runtime) -> list[str]:
     """The names asked for and every runtime definition they use, in the runtime's order."""
-    table = definitions()
+    table = definitions(module)
     missing = sorted(set(names) - table.keys())
     if missing:
         raise DerivationError(
@@ -87,7 +90,7 @@ def needed(names: Iterable[str]) -> list[str]:
     return [name for name in table if name in wanted]
 
 
-def helper_source(names: Iterable[str]) -> str:
+def helper_source(names: Iterable[str], module: ModuleType = runtime) -> str:
     """The source of the helpers `names` need, separated by two blank lines."""
-    table = definitions()
-    return "\n\n\n".join(table[name].source for name in needed(names))
+    table = definitions(module)
+    return "\n\n\n".join(table[name].source for name in needed(names, module))

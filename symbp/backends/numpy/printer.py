@@ -367,8 +367,7 @@ class NumPyPrinter(StrPrinter):
             return f"{self.fn('maximum')}({self._print(rectified)}, 0)"
         steps = _two_numbers(expr)
         if steps is not None:  # h + (g - h) [u > 0]: a 0/1 mask, no selection
-            cond, low, jump = steps
-            return f"({self._print(cond)}*{self._typed(jump)} + {self._typed(low)})"
+            return self._steps(*steps)
         free = branch_free(expr)
         if free is not None:  # parenthesised: it stands where a Piecewise (an atom) stood
             return f"({self._print(free)})"
@@ -379,13 +378,22 @@ class NumPyPrinter(StrPrinter):
         # A branch's guard is exactly where np.where takes it: the negations are kept as
         # negations (SymPy would turn ~(u < 0) into u >= 0, which differs where u is NaN).
         nots = [sp.Not(c, evaluate=False) for c in conditions]
-        text = self._branch(last, sp.And(*nots, evaluate=False) if nots else sp.true)
+        taken = sp.And(*nots, evaluate=False) if nots else sp.true
+        text = self._default(last, taken, conditions[0] if conditions else sp.true)
         for k in reversed(range(len(branches))):
             value, condition = branches[k]
             taken = sp.And(condition, *nots[:k], evaluate=False) if k else condition
             chosen = self._branch(value, taken)
             text = f"{self.fn('where')}({self._print(condition)}, {chosen}, {text})"
         return text
+
+    def _steps(self, cond: sp.Basic, low: sp.Expr, jump: sp.Expr) -> str:
+        """low + jump [cond], the condition multiplying as a boolean array."""
+        return f"({self._print(cond)}*{self._typed(jump)} + {self._typed(low)})"
+
+    def _default(self, value: sp.Expr, taken: sp.Basic, condition: sp.Basic) -> str:
+        """The last branch of the nested np.where (`condition`: the first branch's)."""
+        return self._branch(value, taken)
 
     def _branch(self, value: sp.Expr, taken: sp.Basic) -> str:
         """One branch's value; its partial operations are guarded by `taken` if it has any."""

@@ -1,0 +1,440 @@
+"""The array-API backend's runtime: the helpers `<name>_xp.py` calls, written against the
+Python array API standard (https://data-apis.org/array-api/), as one real module that the
+tests import and check directly; symbp.backends.numpy.inline copies what a module uses into it.
+
+Every helper takes the namespace `xp` first (the caller's arrays', found once per call by
+_namespace) and is functional: it returns new arrays and changes nothing it is given, has no
+Python branch on an array's values and no shape that depends on them, so a module's
+functions run under jax.jit. Only the standard library is imported here; array_api_compat
+(PyTorch's and CuPy's namespaces) and a library's special functions are imported when such
+arrays arrive. Samples are rows (row layout): each sample's units lie along axis 1.
+"""
+
+import math
+
+# --- the namespace, dtype and device of the caller's arrays ------------------------------
+
+
+def _namespace(*arrays):
+    """The array namespace of the arrays: their own __array_namespace__() (NumPy 2, JAX,
+    CuPy, array-api-strict), else array_api_compat's (PyTorch, older CuPy)."""
+    for x in arrays:
+        get = getattr(x, "__array_namespace__", None)
+        if get is not None:
+            return get()
+    import array_api_compat
+
+    return array_api_compat.array_namespace(*arrays)
+
+
+def _as(xp, x, like):
+    """x as an array of xp with like's dtype: an array of xp is cast if it must be (a
+    traced array under jax.jit included); anything else (a list, another library's array)
+    is copied onto like's device."""
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        try:
+            same = _namespace(x) is xp
+        except TypeError:  # not an array of any known namespace
+            same = False
+        if same:
+            return x if x.dtype == like.dtype else xp.astype(x, like.dtype)
+    return xp.asarray(x, dtype=like.dtype, device=like.device)
+
+
+def _exp_range(xp, dtype):
+    """(floor, ceil): exp of an argument between them is a normal, finite number."""
+    info = xp.finfo(dtype)
+    return math.log(float(info.smallest_normal)) + 1, math.log(float(info.max)) - 1
+
+
+def _full(xp, value, like):
+    """value (an array or a number) broadcast to like's shape."""
+    if hasattr(value, "shape"):
+        return xp.broadcast_to(value, like.shape)
+    return xp.full_like(like, value)
+
+
+def _first_max(xp, Z):
+    """A boolean mask of each row's largest entry, the first one where several tie (as
+    argmax picks it): no index arithmetic, so no array is made on a device."""
+    hit = Z == xp.max(Z, axis=1, keepdims=True)
+    return hit & (xp.cumulative_sum(xp.astype(hit, xp.int32), axis=1) == 1)
+
+
+def _at(xp, mask, x):
+    """Each row's entry of x where the row's one-entry mask is set, as a column."""
+    return xp.sum(xp.where(mask, x, 0.0), axis=1, keepdims=True)
+
+
+# --- elementwise helpers -------------------------------------------------------------------
+
+
+def _exp(xp, u):
+    """exp(u) with u clipped to the range where the result is a normal, finite number."""
+    floor, ceil = _exp_range(xp, u.dtype)
+    return xp.exp(xp.clip(u, floor, ceil))
+
+
+def _expm1(xp, u):
+    """exp(u) - 1, accurate near u = 0, with u clipped so that the result stays finite."""
+    return xp.expm1(xp.minimum(u, _exp_range(xp, u.dtype)[1]))
+
+
+def _sigmoid(xp, u):
+    """1 / (1 + exp(-u)); exp(-u) is clipped below overflow, where the result is below the
+    smallest normal number anyway."""
+    return 1 / (1 + xp.exp(xp.minimum(-u, _exp_range(xp, u.dtype)[1])))
+
+
+def _softplus(xp, u):
+    """log(1 + exp(u)) = max(u, 0) + log(1 + exp(-|u|)), which cannot overflow."""
+    floor = _exp_range(xp, u.dtype)[0]
+    return xp.maximum(u, 0) + xp.log1p(xp.exp(xp.maximum(-xp.abs(u), floor)))
+
+
+def _log_softplus(xp, u):
+    """log(softplus(u)); for u < 0, u + log(log1p(t) / t) with t = exp(u), finite where
+    softplus(u) rounds to 0 (t is clipped at the smallest normal number, where the ratio is 1)."""
+    t = xp.exp(xp.minimum(xp.maximum(u, _exp_range(xp, u.dtype)[0]), 0))
+    low = u + xp.log(xp.log1p(t) / t)
+    return xp.where(u < 0, low, xp.log(_softplus(xp, xp.maximum(u, 0))))
+
+
+def _heaviside(xp, u, at_zero):
+    """The step function: 0 below 0, 1 above, at_zero at 0 (NaN stays NaN)."""
+    step = xp.where(u > 0, 1.0, xp.where(u < 0, 0.0, xp.full_like(u, at_zero)))
+    return xp.where(xp.isnan(u), u, step)
+
+
+# --- softmax and the sums that leave a unit out ---------------------------------------------
+
+
+def _softmax(xp, Z):
+    """exp(z_k) / sum_m exp(z_m) over the units of each sample, shifted by the max."""
+    floor = _exp_range(xp, Z.dtype)[0]
+    E = xp.exp(xp.maximum(Z - xp.max(Z, axis=1, keepdims=True), floor))
+    return E / xp.sum(E, axis=1, keepdims=True)
+
+
+def _logsumexp(xp, Z):
+    """log sum_k exp(z_k) over the units of each sample, shifted by the max."""
+    floor = _exp_range(xp, Z.dtype)[0]
+    m = xp.max(Z, axis=1, keepdims=True)
+    return m + xp.log(xp.sum(xp.exp(xp.maximum(Z - m, floor)), axis=1, keepdims=True))
+
+
+def _log1m_softmax(xp, Z):
+    """log(1 - a_k) for a = softmax(Z): log1p(-a_k) where a_k <= 1/2, and for the largest unit
+    of each sample log sum_(m != k) exp(z_m) - log sum_m exp(z_m), each shifted by its max."""
+    lse = _logsumexp(xp, Z)
+    a = xp.exp(xp.maximum(Z - lse, _exp_range(xp, Z.dtype)[0]))
+    top = _first_max(xp, Z)
+    rest = _logsumexp(xp, xp.where(top, -xp.inf, Z)) - lse
+    return xp.where(top, rest, xp.log1p(-xp.minimum(a, 0.5)))
+
+
+def _exclusive_parts(xp, Z):
+    """What both helpers below read, per sample, with a = softmax(Z) and t the largest unit:
+    t as a mask; e = exp(z - z_t) (so e_t = 1); d_k = sum_(m != k) e_m, >= 1 for k != t (1
+    at t, unused); q_i = a_i / (1 - a_t) for i != t, from the logits of the units other than
+    t (0 at t). Only t can have 1 - a_t round to 0; every other k has 1 - a_k >= 1/2."""
+    floor = _exp_range(xp, Z.dtype)[0]
+    top = _first_max(xp, Z)
+    e = xp.exp(xp.maximum(Z - xp.max(Z, axis=1, keepdims=True), floor))
+    d = xp.where(top, 1.0, xp.sum(e, axis=1, keepdims=True) - e)
+    others = _logsumexp(xp, xp.where(top, -xp.inf, Z))
+    q_top = xp.where(top, 0.0, xp.exp(xp.maximum(xp.minimum(Z - others, 0), floor)))
+    return top, e, d, q_top
+
+
+def _exclusive_softmax(xp, g, Z, over):
+    """With a = softmax(Z) per sample and q_ik = a_i / (1 - a_k), the softmax of the units
+    other than k at i: over=True gives sum_(k != j) g_k q_jk at each unit j, over=False
+    sum_(i != k) g_i q_ik at each unit k. O(units) per sample."""
+    g = _full(xp, g, Z)
+    top, e, d, q_top = _exclusive_parts(xp, Z)
+    if over:
+        w = xp.where(top, 0.0, g / d)
+        s = xp.sum(w, axis=1, keepdims=True)
+        return xp.where(top, s, e * (s - w) + _at(xp, top, g) * q_top)
+    ge = g * e
+    out = (xp.sum(ge, axis=1, keepdims=True) - ge) / d
+    return xp.where(top, xp.sum(g * q_top, axis=1, keepdims=True), out)
+
+
+def _exclusive_softmax_tangent(xp, g, v, Z):
+    """The derivative of _exclusive_softmax(g, Z, over=True) along Z' = v: at each unit j,
+    sum_(k != j) g_k q_jk (v_j - u_k) with u_k = sum_(i != k) q_ik v_i, the differences that
+    cancel formed as sums of small terms (see the NumPy runtime's twin). O(units) per sample."""
+    g, v = _full(xp, g, Z), _full(xp, v, Z)
+    top, e, d, q_top = _exclusive_parts(xp, Z)
+    ev = e * v
+    u_top = xp.sum(q_top * v, axis=1, keepdims=True)
+    u = xp.where(top, u_top, (xp.sum(ev, axis=1, keepdims=True) - ev) / d)
+    w = xp.where(top, 0.0, g / d)
+    s1, s2 = xp.sum(w, axis=1, keepdims=True), xp.sum(w * u, axis=1, keepdims=True)
+    # v_j - u_t; at the largest of the other units r, where q_rt is near 1, as the sum
+    # sum_(i != t) q_it (v_r - v_i) of small terms.
+    r = _first_max(xp, q_top)
+    near = xp.sum(q_top * (_at(xp, r, v) - v), axis=1, keepdims=True)
+    from_top = xp.where(r, near, v - u_top)
+    out = e * (v * (s1 - w) - (s2 - w * u)) + _at(xp, top, g) * q_top * from_top
+    spread = xp.where(top, 0.0, e * (_at(xp, top, v) - v))
+    p = xp.sum(spread, axis=1, keepdims=True)
+    return xp.where(top, xp.sum(w * (p - spread) / d, axis=1, keepdims=True), out)
+
+
+# --- erf ----------------------------------------------------------------------------------
+# The library's own erf where it has one; else W. J. Cody's rational approximations (float64)
+# or one rational function (narrower floats), evaluated without branches: every range on
+# clipped arguments, the right one then selected.
+_ERF_A = (
+    3.16112374387056560e00,
+    1.13864154151050156e02,
+    3.77485237685302021e02,
+    3.20937758913846947e03,
+    1.85777706184603153e-1,
+)
+_ERF_B = (
+    2.36012909523441209e01,
+    2.44024637934444173e02,
+    1.28261652607737228e03,
+    2.84423683343917062e03,
+)
+_ERF_C = (
+    5.64188496988670089e-1,
+    8.88314979438837594e00,
+    6.61191906371416295e01,
+    2.98635138197400131e02,
+    8.81952221241769090e02,
+    1.71204761263407058e03,
+    2.05107837782607147e03,
+    1.23033935479799725e03,
+    2.15311535474403846e-8,
+)
+_ERF_D = (
+    1.57449261107098347e01,
+    1.17693950891312499e02,
+    5.37181101862009858e02,
+    1.62138957456669019e03,
+    3.29079923573345963e03,
+    4.36261909014324716e03,
+    3.43936767414372164e03,
+    1.23033935480374942e03,
+)
+_ERF_P = (
+    3.05326634961232344e-1,
+    3.60344899949804439e-1,
+    1.25781726111229246e-1,
+    1.60837851487422766e-2,
+    6.58749161529837803e-4,
+    1.63153871373020978e-2,
+)
+_ERF_Q = (
+    2.56852019228982242e00,
+    1.87295284992346047e00,
+    5.27905102951428412e-1,
+    6.05183413124413191e-2,
+    2.33520497626869185e-3,
+)
+_ERF_SP = (
+    1.1283790946940673,
+    0.2070858430897554,
+    0.05151958548908347,
+    0.0039889153391220395,
+    0.0001472488091512957,
+    -1.942229338606044e-06,
+    1.9112868519972752e-08,
+)
+_ERF_SQ = (
+    1.0,
+    0.5168563056366223,
+    0.11795438737288927,
+    0.014954680753560465,
+    0.0010207181467235303,
+)
+
+
+def _erf_ratio(s, c, d):
+    """N(s) / D(s) with N(s) = c[-1] s^n + c[0] s^(n-1) + ... + c[-2] and the monic
+    D(s) = s^n + d[0] s^(n-1) + ... + d[-1], by Horner's rule."""
+    num, den = s * c[-1] + c[0], s + d[0]
+    for a, b in zip(c[1:-1], d[1:], strict=False):
+        num, den = num * s + a, den * s + b
+    return num / den
+
+
+def _erf_portable(xp, u):
+    """erf(u) from the standard's functions alone."""
+    if xp.finfo(u.dtype).bits < 64:
+        v = xp.clip(u, -4.0, 4.0)
+        s = v * v
+        num, den = s * _ERF_SP[-1], s * _ERF_SQ[-1]
+        for c in _ERF_SP[-2:0:-1]:
+            num = (num + c) * s
+        for c in _ERF_SQ[-2:0:-1]:
+            den = (den + c) * s
+        return v * (num + _ERF_SP[0]) / (den + _ERF_SQ[0])
+    ax = xp.abs(u)
+    near_a = tuple(a - b for a, b in zip(_ERF_A, (*_ERF_B, 1.0), strict=True))  # N_A - D_B
+    x = xp.where(ax < 0.5, u, 0.0)
+    near = x + x * _erf_ratio(x * x, near_a, _ERF_B)
+    v = xp.clip(ax, 0.5, 4.0)
+    mid = 1.0 - xp.exp(-v * v) * _erf_ratio(v, _ERF_C, _ERF_D)
+    v = xp.clip(ax, 4.0, 6.0)  # from 6 on erf(x) rounds to 1
+    z = 1 / (v * v)
+    tail = 1.0 - xp.exp(-v * v) * (0.56418958354775628695 - z * _erf_ratio(z, _ERF_P, _ERF_Q)) / v
+    far = xp.copysign(xp.where(ax < 4.0, mid, tail), u)
+    return xp.where((ax < 0.5) | xp.isnan(u), near, far)
+
+
+def _erf(xp, u):
+    """erf(u): torch.special.erf, jax.scipy.special.erf or cupyx.scipy.special.erf on those
+    libraries' arrays, else _erf_portable."""
+    try:
+        import array_api_compat as compat
+    except ImportError:  # NumPy or array-api-strict arrays without array_api_compat
+        return _erf_portable(xp, u)
+    if compat.is_torch_namespace(xp):
+        import torch
+
+        return torch.special.erf(u)
+    if compat.is_jax_namespace(xp):
+        import jax.scipy.special
+
+        return jax.scipy.special.erf(u)
+    if compat.is_cupy_namespace(xp):
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(u)
+    return _erf_portable(xp, u)
+
+
+# --- per-sample tensors (symbp.ir.tensor_ops) ----------------------------------------------
+# Each sample is stored as the prod(shape) entries of its tensor in C order, one row each.
+
+
+def _axis_sum(xp, x, shape, axes):
+    """The sum of each sample over its axes `axes`, broadcast back to the sample's shape."""
+    t = xp.reshape(x, (-1, *shape))
+    total = xp.sum(t, axis=tuple(a + 1 for a in axes), keepdims=True)
+    return xp.reshape(xp.broadcast_to(total, t.shape), (t.shape[0], -1))
+
+
+def _permute(xp, x, shape, order):
+    """Each sample's axes in `order`."""
+    t = xp.permute_dims(xp.reshape(x, (-1, *shape)), (0, *(a + 1 for a in order)))
+    return xp.reshape(t, (t.shape[0], -1))
+
+
+def _slice(xp, x, shape, axis, start, stop):
+    """Entries start..stop-1 along one axis of each sample."""
+    t = xp.reshape(x, (-1, *shape))
+    index = (slice(None),) * (axis + 1) + (slice(start, stop),)
+    return xp.reshape(t[index], (t.shape[0], -1))
+
+
+def _embed(xp, x, shape, axis, start, stop, full):
+    """Each sample of `shape` placed at start..stop-1 along an axis of a zero tensor of
+    shape `full` (the adjoint of _slice): the zeros are made like x, on its device."""
+    t = xp.reshape(x, (-1, *shape))
+    zero = xp.zeros_like(xp.sum(t, axis=axis + 1, keepdims=True))
+    parts = []
+    for size in (start, full[axis] - stop):
+        pad = list(t.shape)
+        pad[axis + 1] = size
+        parts.append(xp.broadcast_to(zero, tuple(pad)) if size else None)
+    pieces = [p for p in (parts[0], t, parts[1]) if p is not None]
+    joined = xp.concat(pieces, axis=axis + 1) if len(pieces) > 1 else t
+    return xp.reshape(joined, (t.shape[0], -1))
+
+
+def _step(xp, x, shape, axis, index):
+    """Entry `index` along one axis of each sample (that axis dropped): step t of a sequence."""
+    t = xp.reshape(x, (-1, *shape))
+    return xp.reshape(t[(slice(None),) * (axis + 1) + (index,)], (t.shape[0], -1))
+
+
+# --- training -------------------------------------------------------------------------------
+# PyTorch's optimizers (torch.optim.SGD without dampening or Nesterov, Adam and AdamW with
+# bias correction), functional and jit-friendly: the state's structure is fixed by the
+# optimizer's name, its step count is a 0-d array, and no branch reads an array's value.
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# what the module template's step and train call (every module has them)
+TEMPLATE_CALLS = (
+    "_namespace",
+    "_as",
+    "_batches",
+    "_take",
+    "_clipped",
+    "_optimizer_state",
+    "_optimizer_update",
+)
+
+
+def _batches(n, batch_size, rng):
+    """The index arrays of one epoch's batches (NumPy integers, from the NumPy generator
+    `rng`, so the order is the NumPy module's): a permutation of the n samples cut into
+    consecutive batches of batch_size, the last one smaller; one batch of everything, in
+    order, when batch_size is None or not below n."""
+    if batch_size is None or batch_size >= n:
+        return [None]
+    order = rng.permutation(n)
+    return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def _take(xp, x, index):
+    """The samples (rows) `index` of x, or x for None."""
+    if index is None:
+        return x
+    return xp.take(x, xp.asarray(index, device=x.device), axis=0)
+
+
+def _clipped(xp, grads, clip_norm):
+    """The gradients times min(1, clip_norm / (norm + 1e-6)), their global norm's clipping
+    factor, as torch.nn.utils.clip_grad_norm_ does: always multiplied, never branched on."""
+    if clip_norm is None:
+        return grads
+    total = xp.sqrt(sum(xp.sum(g * g) for g in grads.values()))
+    factor = xp.minimum(clip_norm / (total + 1e-6), 1.0)
+    return {key: g * factor for key, g in grads.items()}
+
+
+def _optimizer_state(xp, params, optimizer, momentum):
+    """An optimizer's initial state: its step count (a 0-d array) and its moments (zeros,
+    which give PyTorch's first step exactly); the structure depends on the optimizer only."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    first = next(iter(params.values()))
+    zeros = {key: xp.zeros_like(p) for key, p in params.items()}
+    moments = {} if optimizer == "sgd" and not momentum else zeros
+    second = {} if optimizer == "sgd" else dict(zeros)
+    return {"step": xp.zeros_like(xp.sum(first)), "m": moments, "v": second}
+
+
+def _optimizer_update(xp, params, grads, opt, lr, optimizer, momentum, betas, eps, weight_decay,
+                      decayed):  # fmt: skip
+    """(new params, new optimizer state) after one step on `grads`."""
+    step = opt["step"] + 1
+    new_params, m_all, v_all = {}, {}, {}
+    b1, b2 = betas
+    for key, p in params.items():
+        g = grads[key]
+        wd = weight_decay if key in decayed else 0.0
+        if optimizer == "sgd":
+            if wd:
+                g = g + wd * p
+            if momentum:
+                g = m_all[key] = momentum * opt["m"][key] + g
+            new_params[key] = p - lr * g
+            continue
+        if optimizer == "adamw" and wd:
+            p = p * (1 - lr * wd)
+        elif wd:  # Adam: L2 in the gradient
+            g = g + wd * p
+        m = opt["m"][key]
+        m_all[key] = m = m + (1 - b1) * (g - m)
+        v_all[key] = v = b2 * opt["v"][key] + (1 - b2) * (g * g)
+        denom = xp.sqrt(v) / xp.sqrt(1 - b2**step) + eps
+        new_params[key] = p - (lr / (1 - b1**step)) * (m / denom)
+    return new_params, {"step": step, "m": m_all, "v": v_all}

@@ -77,3 +77,33 @@ def test_readme_training_example_trains_as_it_says() -> None:
     accuracy = re.search(r"test accuracy ([0-9.]+)", run.stdout)
     want = re.search(r"test accuracy ([0-9.]+)", comments)
     assert accuracy and want and abs(float(accuracy.group(1)) - float(want.group(1))) <= 0.005
+
+
+def test_readme_array_api_examples_run_as_they_say() -> None:
+    """The README's PyTorch snippet runs on generated/digits_xp.py; its JAX data-parallel
+    block, on 4 simulated CPU devices, prints decreasing losses (the ones it quotes) and a
+    4-device gradient equal to one device's to 1e-12 of the largest entry."""
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    torch_block = _block_after(readme, "## PyTorch, JAX and CuPy arrays", "python")
+    subprocess.run(
+        [sys.executable, "-c", "\n".join(torch_block)], cwd=GENERATED, check=True, timeout=300
+    )
+    lines = _block_after(readme, "### Data parallel on JAX", "python")
+    run = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)],
+        cwd=GENERATED,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    losses = [float(v) for v in re.findall(r"epoch \d+: loss ([0-9.]+)", run.stdout)]
+    assert len(losses) == 5 and losses == sorted(losses, reverse=True), run.stdout
+    quoted = re.findall(r"epoch (\d+): loss ([0-9.]+)", lines[-1])
+    for epoch, value in quoted:
+        assert abs(losses[int(epoch)] - float(value)) <= 1e-5 * float(value), (epoch, value)
+    worst = float(re.search(r"largest difference: (\S+) of", run.stdout).group(1))
+    assert worst <= 1e-12

@@ -9,7 +9,8 @@ sets from its parameters.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from symbp.backends.array_api import runtime
 from symbp.backends.array_api.printer import ArrayApiPrinter
@@ -25,7 +26,7 @@ from symbp.backends.numpy.emit import (
     r_backward_lines,
     tangent_lines,
 )
-from symbp.backends.numpy.inline import helper_source
+from symbp.backends.numpy.inline import helper_source, imports_needed
 from symbp.backends.numpy.printer import _indicator
 from symbp.codegen.program import Program, cache_names, loss_expr, sym
 from symbp.derivation.nodes import NodeDerivation
@@ -35,6 +36,7 @@ from symbp.ir.bindings import Expr
 from symbp.ir.naming import gradient_name
 
 TARGET = "array-api"
+T = TypeVar("T")
 
 
 def check_supported(arch: Arch) -> None:
@@ -44,11 +46,6 @@ def check_supported(arch: Arch) -> None:
             "the array-API target writes row layout only (one sample per row, as PyTorch "
             "and JAX hold a batch), and this file has layout: column",
             fix="set `layout: row` in the file (X then has shape (n, inputs))",
-        )
-    if arch.images:
-        raise DerivationError(
-            "the array-API target does not yet print convolution and pooling layers (image inputs)",
-            fix="generate this network for the NumPy target (leave out --target array-api)",
         )
 
 
@@ -91,19 +88,30 @@ class ArrayApiEmitter(Emitter):
         return [f"{target} = {self.code(expr)}"]
 
 
+def _reading_dtype(e: ArrayApiEmitter, make: Callable[[], T]) -> tuple[T, bool]:
+    """What make() prints, and whether a line of it reads the local name `dtype`."""
+    e.printer.dtype_used = False
+    made = make()
+    return made, e.printer.dtype_used
+
+
 def module_context(p: Program) -> dict[str, Any]:
     """What templates/network_xp.py.j2 needs, as plain strings and lists of lines."""
     d, net, eq = p.d, p.net, p.eq
     e = ArrayApiEmitter(p)
     arch = d.arch
-    forward = forward_lines(e, ws=False)
-    forward_loss = forward_lines(e, ws=False, last=not d.output.loss_from_logits)
-    backward = print_backward(e, p.backward_fused, ws=False)
+    forward, forward_dtype = _reading_dtype(e, lambda: forward_lines(e, ws=False))
+    forward_loss, loss_dtype = _reading_dtype(
+        e, lambda: forward_lines(e, ws=False, last=not d.output.loss_from_logits)
+    )
+    backward, backward_dtype = _reading_dtype(
+        e, lambda: print_backward(e, p.backward_fused, ws=False)
+    )
     backward_plain = print_backward(e, p.backward_plain, ws=False)
     written = {s.target for s in p.backward_plain if s.op != "#"}
-    loss = e.array_code(loss_expr(p), "Y")
+    loss, value_dtype = _reading_dtype(e, lambda: e.array_code(loss_expr(p), "Y"))
     eq_loss = (eq or {}).get("eq:loss")
-    state = _state_context(e)
+    state, state_dtype = _reading_dtype(e, lambda: _state_context(e))
     tangent = tangent_lines(e)
     r_backward = r_backward_lines(e)
     params = net.graph.parameters
@@ -115,6 +123,7 @@ def module_context(p: Program) -> dict[str, Any]:
         "sizes_text": _sizes_text(arch.layer_sizes),
         "kinds": [nd.node.kind for nd in net.nodes],
         "dtype": arch.dtype,
+        "input_shape": arch.input_shape,
         "reduction": arch.reduction,
         "loss_text": arch.loss.kind if arch.loss.kind != "expr" else f"expr: {arch.loss.expr}",
         "l2": repr(float(arch.l2)) if arch.l2 else "",
@@ -139,7 +148,15 @@ def module_context(p: Program) -> dict[str, Any]:
         "grads": [(q.key, e.shaped(gradient_name(q.key), q)) for q in params],
         "output": net.nodes[-1].node.index,
         **state,
+        # whether loss's and loss_and_grads's own lines read the local name dtype
+        "loss_dtype": loss_dtype or value_dtype or bool(state.get("forward_eval")),
+        "grads_dtype": forward_dtype or backward_dtype or value_dtype or state_dtype,
     }
-    context["runtime"] = helper_source([*e.printer.used, *runtime.TEMPLATE_CALLS], runtime)
+    # an image input may come as (n, C, H, W): each sample is read as its C*H*W entries
+    reader = e.printer.call("_as", "X", "first")
+    context["input_line"] = e.printer.call("_rows", reader) if arch.input_shape else reader
+    helpers = [*e.printer.used, *runtime.TEMPLATE_CALLS]
+    context["runtime"] = helper_source(helpers, runtime)
+    context["imports"] = imports_needed(helpers, runtime)
     context["helpers"] = sorted(e.printer.used)
     return context

@@ -12,8 +12,6 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from symbp.backends.numpy.printer import NumPyPrinter, _indicator
-from symbp.errors import DerivationError
-from symbp.ir.image_ops import ImageOp
 
 # NumPy's name -> the standard's, where they differ.
 RENAMED = {"arctan": "atan"}
@@ -24,6 +22,9 @@ class ArrayApiPrinter(NumPyPrinter):
 
     printmethod = "_symbp_array_api"
     NS = "xp"
+    # set when a printed line reads the local name `dtype` (so a function defines it only
+    # when it is read)
+    dtype_used = False
 
     def fn(self, name: str) -> str:
         return f"{self.NS}.{RENAMED.get(name, name)}"
@@ -34,6 +35,7 @@ class ArrayApiPrinter(NumPyPrinter):
 
     def mask(self, condition: sp.Basic) -> str:
         """A boolean array as 0/1 numbers of the computation's dtype."""
+        self.dtype_used = True
         return f"{self.fn('astype')}({self._print(condition)}, dtype)"
 
     def _typed(self, value: sp.Expr) -> str:
@@ -45,6 +47,7 @@ class ArrayApiPrinter(NumPyPrinter):
         when it is a number, so that no where() is given two numbers."""
         if value.is_Number:
             like = self._print(condition)
+            self.dtype_used = True
             return f"{self.fn('full_like')}({like}, {self._print(value)}, dtype=dtype)"
         return self._branch(value, taken)
 
@@ -69,9 +72,3 @@ class ArrayApiPrinter(NumPyPrinter):
         if isinstance(mat, sp.Transpose):
             return f"{self.fn('sum')}({self._print(mat.arg)}, axis=0)"
         return f"{self.fn('sum')}({self._print(mat)}, axis=1, keepdims=True)"
-
-    def image_call(self, expr: ImageOp, out: str | None) -> str:
-        raise DerivationError(
-            "the array-API target does not yet print convolution and pooling layers",
-            fix="generate this network for the NumPy target (leave out --target array-api)",
-        )

@@ -310,6 +310,269 @@ def _erf(xp, u):
     return _erf_portable(xp, u)
 
 
+# --- images --------------------------------------------------------------------------------
+# Images are stored one sample per row, each as its C*H*W entries in C order (NCHW, as
+# PyTorch); the helpers view them as (n, C, H, W). g is a layer's geometry:
+# (C, H, W, F, Ho, Wo, kh, kw, sh, sw, ph, pw) for input (C, H, W), output (F, Ho, Wo).
+# Convolutions run on the library's own kernels where it has them (PyTorch's conv2d and its
+# input and weight gradients, jax.lax.conv_general_dilated); everywhere else, and for
+# pooling (whose first-maximum rule a library's kernel may not share), slices of the
+# padded image, one per window position, and new arrays built from them.
+
+
+def _library(xp):
+    """ "torch", "jax" or "" for the namespace: which native kernels it has."""
+    try:
+        import array_api_compat as compat
+    except ImportError:
+        return ""
+    if compat.is_torch_namespace(xp):
+        return "torch"
+    if compat.is_jax_namespace(xp):
+        return "jax"
+    return ""
+
+
+def _image(xp, A, g):
+    return xp.reshape(A, (A.shape[0], g[0], g[1], g[2]))
+
+
+def _rows(xp, X):
+    """(n, ...) as one row of entries per sample."""
+    return xp.reshape(X, (X.shape[0], -1))
+
+
+def _zeros(xp, like, shape):
+    """Zeros of `shape` with like's dtype, on like's device (made from like, not from a
+    device name, so that a traced array needs none)."""
+    return xp.broadcast_to(xp.zeros_like(like[(slice(0, 1),) * like.ndim]), shape)
+
+
+def _pad(xp, X, axis, before, after):
+    """X with `before` and `after` zero entries added along an axis."""
+    if not (before or after):
+        return X
+    parts = []
+    for size in (before, after):
+        shape = list(X.shape)
+        shape[axis] = size
+        parts.append(_zeros(xp, X, tuple(shape)) if size else None)
+    return xp.concat([p for p in (parts[0], X, parts[1]) if p is not None], axis=axis)
+
+
+def _padded(xp, X, g):
+    """X (n, C, H, W) with ph, pw rows and columns of zeros on each side."""
+    return _pad(xp, _pad(xp, X, 2, g[10], g[10]), 3, g[11], g[11])
+
+
+def _offsets(g):
+    """Each window position (p, q), row by row, with the slices of the padded input it
+    reads across all windows at once: rows p, p + sh, ..., columns q, q + sw, ..."""
+    Ho, Wo, kh, kw, sh, sw = g[4], g[5], g[6], g[7], g[8], g[9]
+    for p in range(kh):
+        for q in range(kw):
+            rows = slice(p, p + (Ho - 1) * sh + 1, sh)
+            yield p, q, (slice(None), slice(None), rows, slice(q, q + (Wo - 1) * sw + 1, sw))
+
+
+def _dilated(xp, X, axis, stride):
+    """X with stride - 1 zeros between consecutive entries along an axis."""
+    if stride == 1:
+        return X
+    gaps = [X] + [xp.zeros_like(X)] * (stride - 1)
+    joined = xp.stack(gaps, axis=axis + 1)
+    shape = list(X.shape)
+    shape[axis] *= stride
+    return xp.reshape(joined, tuple(shape))[
+        (slice(None),) * axis + (slice(0, shape[axis] - stride + 1), ...)
+    ]
+
+
+def _placed(xp, part, g, p, q):
+    """part (n, C, Ho, Wo) at rows p + i sh, columns q + j sw of zeros shaped like the
+    padded input (n, C, H + 2 ph, W + 2 pw): the transpose of reading one window position."""
+    Hp, Wp = g[1] + 2 * g[10], g[2] + 2 * g[11]
+    rows = _dilated(xp, part, 2, g[8])
+    rows = _pad(xp, rows, 2, p, Hp - p - rows.shape[2])
+    both = _dilated(xp, rows, 3, g[9])
+    return _pad(xp, both, 3, q, Wp - q - both.shape[3])
+
+
+def _cropped(xp, full, g):
+    """The padded image (n, C, H', W') without its padding, as rows."""
+    ph, pw = g[10], g[11]
+    return _rows(xp, full[:, :, ph : ph + g[1], pw : pw + g[2]])
+
+
+def _unfold(xp, A, g):
+    """The zero-padded input unfolded: (n, C kh kw Ho Wo), each sample's (C kh kw, Ho Wo)
+    matrix in C order, whose column (i, j) holds the entries window (i, j) reads."""
+    X = _padded(xp, _image(xp, A, g), g)
+    return _rows(xp, xp.stack([X[index] for _, _, index in _offsets(g)], axis=2))
+
+
+def _conv2d_columns(xp, cols, W, b, g):
+    """z = b + W times the unfolded input: one product per sample of the filters
+    (F, C kh kw) with the sample's (C kh kw, Ho Wo) columns."""
+    n, F, HoWo = cols.shape[0], g[3], g[4] * g[5]
+    Z = xp.reshape(W, (F, -1)) @ xp.reshape(cols, (n, -1, HoWo))
+    if b is not None:
+        Z = Z + xp.reshape(b, (F, 1))
+    return xp.reshape(Z, (n, F * HoWo))
+
+
+def _conv2d_back_kernel_columns(xp, cols, D, g):
+    """dL/dW: delta times the unfolded input transposed, summed over the batch."""
+    n, F, HoWo = cols.shape[0], g[3], g[4] * g[5]
+    per_sample = xp.reshape(D, (n, F, HoWo)) @ xp.matrix_transpose(xp.reshape(cols, (n, -1, HoWo)))
+    return xp.reshape(xp.sum(per_sample, axis=0), (F, g[0], g[6], g[7]))
+
+
+def _conv2d(xp, A, W, b, g):
+    """z = b + W correlated with the zero-padded image A."""
+    library = _library(xp)
+    if library == "torch":
+        import torch
+
+        Z = torch.nn.functional.conv2d(_image(xp, A, g), W, b, (g[8], g[9]), (g[10], g[11]))
+        return _rows(xp, Z)
+    if library == "jax":
+        import jax
+
+        Z = jax.lax.conv_general_dilated(
+            _image(xp, A, g), W, (g[8], g[9]), [(g[10], g[10]), (g[11], g[11])],
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # fmt: skip
+        return _rows(xp, Z if b is None else Z + xp.reshape(b, (g[3], 1, 1)))
+    return _conv2d_columns(xp, _unfold(xp, A, g), W, b, g)
+
+
+def _conv2d_back_kernel(xp, A, D, g):
+    """dL/dW: the padded input correlated with delta, summed over the batch."""
+    F, Ho, Wo = g[3], g[4], g[5]
+    library = _library(xp)
+    if library == "torch":
+        import torch
+
+        D4 = xp.reshape(D, (D.shape[0], F, Ho, Wo))
+        shape = (F, g[0], g[6], g[7])
+        return torch.nn.grad.conv2d_weight(
+            _image(xp, A, g), shape, D4, (g[8], g[9]), (g[10], g[11])
+        )
+    if library == "jax":
+        import jax
+
+        # the batch is the contraction: images as (C, n, H, W), delta as the kernel (F, n, Ho,
+        # Wo) dilated by the stride; the result's first kh x kw positions are dW (C, F, kh, kw)
+        D4 = xp.reshape(D, (D.shape[0], F, Ho, Wo))
+        X = xp.permute_dims(_padded(xp, _image(xp, A, g), g), (1, 0, 2, 3))
+        K = xp.permute_dims(D4, (1, 0, 2, 3))
+        out = jax.lax.conv_general_dilated(
+            X, K, (1, 1), [(0, 0), (0, 0)], rhs_dilation=(g[8], g[9]),
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # fmt: skip
+        return xp.permute_dims(out[:, :, : g[6], : g[7]], (1, 0, 2, 3))
+    return _conv2d_back_kernel_columns(xp, _unfold(xp, A, g), D, g)
+
+
+def _conv2d_back_input(xp, D, W, g):
+    """dL/da: delta fully correlated with the flipped kernel: W^T delta per position,
+    added back where each window read its input."""
+    C, F, Ho, Wo, kh, kw = g[0], g[3], g[4], g[5], g[6], g[7]
+    n = D.shape[0]
+    D4 = xp.reshape(D, (n, F, Ho, Wo))
+    library = _library(xp)
+    if library == "torch":
+        import torch
+
+        shape = (n, C, g[1], g[2])
+        return _rows(xp, torch.nn.grad.conv2d_input(shape, W, D4, (g[8], g[9]), (g[10], g[11])))
+    if library == "jax":
+        import jax
+
+        # delta dilated by the stride, correlated with the kernel flipped and transposed
+        # (C, F, kh, kw); rows the forward pass never read (past the last window) get zeros
+        extra_h = (g[1] + 2 * g[10] - kh) % g[8]
+        extra_w = (g[2] + 2 * g[11] - kw) % g[9]
+        K = xp.permute_dims(xp.flip(W, axis=(2, 3)), (1, 0, 2, 3))
+        full = jax.lax.conv_general_dilated(
+            D4, K, (1, 1), [(kh - 1, kh - 1 + extra_h), (kw - 1, kw - 1 + extra_w)],
+            lhs_dilation=(g[8], g[9]), dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # fmt: skip
+        return _cropped(xp, full, g)
+    by_position = xp.permute_dims(xp.reshape(W, (F, C * kh * kw)), (1, 0))
+    parts = xp.reshape(by_position @ xp.reshape(D4, (n, F, Ho * Wo)), (n, C, kh, kw, Ho, Wo))
+    full = sum(_placed(xp, parts[:, :, p, q, ...], g, p, q) for p, q, _ in _offsets(g))
+    return _cropped(xp, full, g)
+
+
+def _maxpool(xp, A, g):
+    """The maximum of each window: an elementwise maximum over the kh kw positions."""
+    X = _image(xp, A, g)
+    best = None
+    for _, _, index in _offsets(g):
+        best = X[index] if best is None else xp.maximum(best, X[index])
+    return _rows(xp, best)
+
+
+def _maxpool_hits(xp, A, M, g):
+    """For each window position: its index and where the window's first maximum is there,
+    M being the maxima the forward pass took."""
+    X = _image(xp, A, g)
+    best = xp.reshape(M, (A.shape[0], g[0], g[4], g[5]))
+    taken = None
+    for p, q, index in _offsets(g):
+        hit = X[index] == best
+        if taken is not None:
+            hit = hit & ~taken
+        taken = hit if taken is None else taken | hit
+        yield p, q, index, hit
+
+
+def _maxpool_route(xp, A, M, D, g):
+    """Each entry of D sent to the first maximum of its window of A."""
+    D4 = xp.reshape(D, (D.shape[0], g[0], g[4], g[5]))
+    full = sum(
+        _placed(xp, xp.where(hit, D4, 0.0), g, p, q) for p, q, _, hit in _maxpool_hits(xp, A, M, g)
+    )
+    return _cropped(xp, full, g)
+
+
+def _maxpool_pick(xp, A, M, D, g):
+    """The entry of D at the first maximum of each window of A."""
+    Dimg = _image(xp, D, g)
+    return _rows(
+        xp, sum(xp.where(hit, Dimg[index], 0.0) for _, _, index, hit in _maxpool_hits(xp, A, M, g))
+    )
+
+
+def _avgpool(xp, A, g):
+    """The mean of each window: the sum over the kh kw positions, divided."""
+    X = _image(xp, A, g)
+    return _rows(xp, sum(X[index] for _, _, index in _offsets(g)) / (g[6] * g[7]))
+
+
+def _avgpool_back(xp, D, g):
+    """Each entry of D spread over its window, 1/(kh kw) to each entry."""
+    share = xp.reshape(D, (D.shape[0], g[0], g[4], g[5])) / (g[6] * g[7])
+    return _cropped(xp, sum(_placed(xp, share, g, p, q) for p, q, _ in _offsets(g)), g)
+
+
+def _per_channel(xp, v, g):
+    """A per-channel vector (C,) repeated over each channel's H*W positions."""
+    return xp.reshape(xp.broadcast_to(xp.reshape(v, (g[0], 1)), (g[0], g[1])), (-1,))
+
+
+def _channel_total(xp, X, g):
+    """The sum over the batch and the positions of each channel: (C,)."""
+    return xp.sum(xp.reshape(X, (-1, g[0], g[1])), axis=(0, 2))
+
+
+def _channel_batch_sum(xp, X, g):
+    """The sum over the batch and the positions of each channel, repeated over them."""
+    return _per_channel(xp, _channel_total(xp, X, g), g)
+
+
 # --- per-sample tensors (symbp.ir.tensor_ops) ----------------------------------------------
 # Each sample is stored as the prod(shape) entries of its tensor in C order, one row each.
 
@@ -330,7 +593,7 @@ def _permute(xp, x, shape, order):
 def _slice(xp, x, shape, axis, start, stop):
     """Entries start..stop-1 along one axis of each sample."""
     t = xp.reshape(x, (-1, *shape))
-    index = (slice(None),) * (axis + 1) + (slice(start, stop),)
+    index = (slice(None),) * (axis + 1) + (slice(start, stop), ...)
     return xp.reshape(t[index], (t.shape[0], -1))
 
 
@@ -352,7 +615,7 @@ def _embed(xp, x, shape, axis, start, stop, full):
 def _step(xp, x, shape, axis, index):
     """Entry `index` along one axis of each sample (that axis dropped): step t of a sequence."""
     t = xp.reshape(x, (-1, *shape))
-    return xp.reshape(t[(slice(None),) * (axis + 1) + (index,)], (t.shape[0], -1))
+    return xp.reshape(t[(slice(None),) * (axis + 1) + (index, ...)], (t.shape[0], -1))
 
 
 # --- training -------------------------------------------------------------------------------

@@ -90,6 +90,30 @@ def needed(names: Iterable[str], module: ModuleType = runtime) -> list[str]:
     return [name for name in table if name in wanted]
 
 
+@functools.lru_cache(maxsize=4)
+def imported(module: ModuleType = runtime) -> frozenset[str]:
+    """The names the runtime module's top-level `import x` statements bind."""
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    return frozenset(
+        (alias.asname or alias.name).split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    )
+
+
+def imports_needed(names: Iterable[str], module: ModuleType = runtime) -> list[str]:
+    """The runtime's imported modules that the helpers `names` need read, sorted."""
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    nodes = {_defined(node): node for node in tree.body}
+    read: set[str] = set()
+    for name in needed(names, module):
+        read |= _loads(nodes[name])
+    return sorted(read & imported(module))
+
+
 def helper_source(names: Iterable[str], module: ModuleType = runtime) -> str:
     """The source of the helpers `names` need, separated by two blank lines."""
     table = definitions(module)

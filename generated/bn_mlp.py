@@ -102,6 +102,10 @@ def _optimizer_update(params, grads, opt, lr, optimizer, momentum, betas, eps, w
     """(new params, new optimizer state) after one step on `grads`."""
     step = opt["step"] + 1
     new_params, m_all, v_all = {}, {}, {}
+    # Python floats: a NumPy float64 scalar (an lr from np.cos, say) would make a float32
+    # network's parameters float64
+    lr, momentum, eps, weight_decay = float(lr), float(momentum), float(eps), float(weight_decay)
+    b1, b2 = float(betas[0]), float(betas[1])
     for key, p in params.items():
         g = grads[key]
         wd = weight_decay if key in decayed else 0.0
@@ -117,12 +121,11 @@ def _optimizer_update(params, grads, opt, lr, optimizer, momentum, betas, eps, w
             p = p * (1 - lr * wd)
         elif wd:  # Adam: L2 in the gradient
             g = g + wd * p
-        b1, b2 = betas
         m = opt["m"].get(key, np.zeros_like(p))
         v = opt["v"].get(key, np.zeros_like(p))
         m_all[key] = m = m + (1 - b1) * (g - m)
         v_all[key] = v = b2 * v + (1 - b2) * (g * g)
-        denom = np.sqrt(v) / np.sqrt(1 - b2**step) + eps
+        denom = np.sqrt(v) / (1 - b2**step) ** 0.5 + eps
         new_params[key] = p - (lr / (1 - b1**step)) * (m / denom)
     return new_params, {"step": step, "m": m_all, "v": v_all}
 

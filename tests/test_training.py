@@ -178,3 +178,30 @@ def test_step_changes_nothing_it_is_given(module_for) -> None:
     assert all(np.array_equal(copy[k], params[k]) for k in params)
     assert opt["step"] == 1 and value == pytest.approx(m.loss(params, X, Y))
     assert not np.array_equal(new["W1"], params["W1"])
+
+
+@pytest.mark.parametrize(
+    "optimizer, settings",
+    [
+        ("sgd", {"momentum": 0.9}),
+        ("adam", {"weight_decay": 0.01}),
+        ("adamw", {"weight_decay": 0.1}),
+    ],
+)
+def test_a_float32_network_stays_float32(module_for, optimizer: str, settings: dict) -> None:
+    """Every optimizer keeps the network's dtype, also given NumPy float64 scalars (a
+    learning rate from np.cos, say): NumPy would promote float32 arrays times them."""
+    m = module_for(_mlp(dtype="float32"))
+    X, Y = (a.astype(np.float32) for a in _data(0))
+    params, opt = m.init_params(0), None
+    assert {p.dtype for p in params.values()} == {np.dtype(np.float32)}
+    for k in range(3):
+        lr = np.float64(0.05) * np.cos(np.float64(k) / 10)
+        settings = {**settings, "momentum": np.float64(settings.get("momentum", 0.0))}
+        params, opt, _, value = m.step(params, opt, X, Y, lr, optimizer=optimizer, **settings)
+        assert {p.dtype for p in params.values()} == {np.dtype(np.float32)}, (k, optimizer)
+        assert np.isfinite(value)
+    trained = m.train(
+        m.init_params(0), X, Y, 2, np.float64(0.05), optimizer=optimizer, batch_size=5
+    )
+    assert {p.dtype for p in trained.values()} == {np.dtype(np.float32)}

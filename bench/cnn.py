@@ -17,7 +17,8 @@ preallocated arrays; PyTorch's oneDNN convolutions avoid the copies, so PyTorch 
 below this floor. Timing: bench.timing.blocks (blocks of back-to-back calls, an idle
 pause before each, rotating order). "floor+" adds the least the other steps must move: one
 pass over each pooling's input, one write of each conv's and pooling's input error.
---profile prints where symbp's step spends its time.
+"xp-torch" is the array-API module (--target array-api) on PyTorch tensors, running
+PyTorch's own convolutions. --profile prints where symbp's step spends its time.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def k2() -> dict:
 CONFIGS = {"K1": k1, "K2": k2}
 
 
-def module(doc: dict, dtype: str, folder: Path) -> ModuleType:
+def module(doc: dict, dtype: str, folder: Path, target: str = "numpy") -> ModuleType:
+    """The generated module for `target` ("numpy" or "array-api")."""
     from symbp.check.gradcheck import import_path
     from symbp.frontend.spec import arch_from_mapping
     from symbp.pipeline import generate, write_files
@@ -85,8 +87,26 @@ def module(doc: dict, dtype: str, folder: Path) -> ModuleType:
     full = {**doc, "layout": "row", "loss": "cross_entropy", "dtype": dtype}
     full["name"] = f"{doc['name']}_{dtype}"
     arch = arch_from_mapping(full)
-    write_files(generate(arch).files, folder)
-    return import_path(folder / f"{arch.name}.py")
+    write_files(generate(arch, targets=(target,)).files, folder)
+    suffix = "_xp" if target == "array-api" else ""
+    return import_path(folder / f"{arch.name}{suffix}.py")
+
+
+def xp_torch_step(m: ModuleType, folder: Path, doc: dict, params: dict, X: Any, Y: Any) -> Any:
+    """The array-API module's loss_and_grads on PyTorch tensors (PyTorch's convolution
+    kernels), checked first against the NumPy module's gradients (2e-4 of the largest)."""
+    import torch
+
+    x = module(doc, "float32", folder, target="array-api")
+    tp = {k: torch.from_numpy(v) for k, v in params.items()}
+    tX, tY = torch.from_numpy(X), torch.from_numpy(Y)
+    _, want = m.loss_and_grads(params, X, Y)
+    _, got = x.loss_and_grads(tp, tX, tY)
+    for key, value in want.items():
+        error = np.abs(got[key].numpy() - value).max() / np.abs(value).max()
+        if error > 2e-4:
+            raise SystemExit(f"array-API module on PyTorch: gradient {key} {error:.1e} off")
+    return lambda: x.loss_and_grads(tp, tX, tY)
 
 
 def problem(m: ModuleType, doc: dict, batch: int, dtype: Any) -> tuple[dict, Any, Any]:
@@ -271,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             steps["floor+"] = floor_step(m, doc, args.batch, np.float32, copies=True)
             if torch is not None:
                 steps["pytorch"] = torch_step(doc, params, X, Y)[0]
+                steps["xp-torch"] = xp_torch_step(m, folder, doc, params, X, Y)
             times = blocks(steps, repeat, block, settle)
             base = times.get("pytorch", times["symbp"]).median
             for who, t in times.items():

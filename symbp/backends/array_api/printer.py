@@ -12,9 +12,18 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from symbp.backends.numpy.printer import NumPyPrinter, _indicator
+from symbp.ir.image_ops import Conv2dBackKernelColumns, Conv2dColumns, ImageOp, Unfold
 
 # NumPy's name -> the standard's, where they differ.
 RENAMED = {"arctan": "atan"}
+
+# The operations on a convolution's unfolded input -> the runtime helpers that take what
+# _kept keeps instead (the image itself where the library has convolution kernels).
+KEPT = {
+    Unfold: "_kept",
+    Conv2dColumns: "_conv2d_kept",
+    Conv2dBackKernelColumns: "_conv2d_back_kernel_kept",
+}
 
 
 class ArrayApiPrinter(NumPyPrinter):
@@ -32,6 +41,14 @@ class ArrayApiPrinter(NumPyPrinter):
     def call(self, helper: str, *args: str) -> str:
         self.used.add(helper)
         return f"{helper}({', '.join((self.NS, *args))})"
+
+    def image_call(self, expr: ImageOp, out: str | None) -> str:
+        """An image operation; the unfolded input the NumPy module keeps for the kernel's
+        gradient is, here, whatever the runtime's _kept keeps (the image itself on a
+        library with its own convolution kernels)."""
+        helper = KEPT.get(type(expr), expr.helper)
+        arrays = ["None" if a == 0 else self._print(a) for a in expr.arrays]
+        return self.call(helper, *arrays, str(tuple(int(v) for v in expr.args[-1])))
 
     def mask(self, condition: sp.Basic) -> str:
         """A boolean array as 0/1 numbers of the computation's dtype."""

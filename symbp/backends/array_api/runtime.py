@@ -428,6 +428,25 @@ def _conv2d_back_kernel_columns(xp, cols, D, g):
     return xp.reshape(xp.sum(per_sample, axis=0), (F, g[0], g[6], g[7]))
 
 
+def _kept(xp, A, g):
+    """What the forward pass keeps of a convolution's input for the kernel's gradient: the
+    image itself where the library has its own convolution kernels (PyTorch, JAX), else
+    the unfolded input that the product and the kernel's gradient share."""
+    return A if _library(xp) else _unfold(xp, A, g)
+
+
+def _conv2d_kept(xp, K, W, b, g):
+    """z = b + W correlated with the input, from what _kept kept."""
+    return _conv2d(xp, K, W, b, g) if _library(xp) else _conv2d_columns(xp, K, W, b, g)
+
+
+def _conv2d_back_kernel_kept(xp, K, D, g):
+    """dL/dW from what _kept kept and delta."""
+    if _library(xp):
+        return _conv2d_back_kernel(xp, K, D, g)
+    return _conv2d_back_kernel_columns(xp, K, D, g)
+
+
 def _conv2d(xp, A, W, b, g):
     """z = b + W correlated with the zero-padded image A."""
     library = _library(xp)
@@ -506,8 +525,46 @@ def _conv2d_back_input(xp, D, W, g):
     return _cropped(xp, full, g)
 
 
+def _tiled(g):
+    """Whether the windows tile the image: stride = window, no padding (pooling's usual
+    case), so each entry is read by at most one window and reshapes replace the loops."""
+    return g[8] == g[6] and g[9] == g[7] and g[10] == 0 and g[11] == 0
+
+
+def _tiles(xp, A, g):
+    """The image's windows (n, C, Ho, kh, Wo, kw), for tiled windows (rows and columns past
+    the last window left out)."""
+    X = _image(xp, A, g)[:, :, : g[4] * g[6], : g[5] * g[7]]
+    return xp.reshape(X, (A.shape[0], g[0], g[4], g[6], g[5], g[7]))
+
+
+def _untiled(xp, T, g):
+    """(n, C, Ho, kh, Wo, kw) back as image rows, zeros where no window reads."""
+    n, C, Ho, kh, Wo, kw = T.shape
+    X = xp.reshape(T, (n, C, Ho * kh, Wo * kw))
+    X = _pad(xp, _pad(xp, X, 2, 0, g[1] - Ho * kh), 3, 0, g[2] - Wo * kw)
+    return _rows(xp, X)
+
+
+def _tile_hits(xp, A, M, g):
+    """For tiled windows: (n, C, Ho, Wo, kh kw), true at each window's first maximum
+    (positions row by row, as _offsets orders them), M being the maxima."""
+    T = xp.permute_dims(_tiles(xp, A, g), (0, 1, 2, 4, 3, 5))
+    T = xp.reshape(T, (A.shape[0], g[0], g[4], g[5], g[6] * g[7]))
+    hit = T == xp.reshape(M, (A.shape[0], g[0], g[4], g[5], 1))
+    return hit & (xp.cumulative_sum(xp.astype(hit, xp.int32), axis=4) == 1)
+
+
+def _from_hits(xp, V, g):
+    """(n, C, Ho, Wo, kh kw) as image rows: each window's values where it reads."""
+    V = xp.reshape(V, (V.shape[0], g[0], g[4], g[5], g[6], g[7]))
+    return _untiled(xp, xp.permute_dims(V, (0, 1, 2, 4, 3, 5)), g)
+
+
 def _maxpool(xp, A, g):
     """The maximum of each window: an elementwise maximum over the kh kw positions."""
+    if _tiled(g):
+        return _rows(xp, xp.max(_tiles(xp, A, g), axis=(3, 5)))
     X = _image(xp, A, g)
     best = None
     for _, _, index in _offsets(g):
@@ -532,6 +589,9 @@ def _maxpool_hits(xp, A, M, g):
 def _maxpool_route(xp, A, M, D, g):
     """Each entry of D sent to the first maximum of its window of A."""
     D4 = xp.reshape(D, (D.shape[0], g[0], g[4], g[5]))
+    if _tiled(g):
+        hits = _tile_hits(xp, A, M, g)
+        return _from_hits(xp, xp.where(hits, xp.reshape(D4, (*D4.shape, 1)), 0.0), g)
     full = sum(
         _placed(xp, xp.where(hit, D4, 0.0), g, p, q) for p, q, _, hit in _maxpool_hits(xp, A, M, g)
     )
@@ -540,6 +600,10 @@ def _maxpool_route(xp, A, M, D, g):
 
 def _maxpool_pick(xp, A, M, D, g):
     """The entry of D at the first maximum of each window of A."""
+    if _tiled(g):
+        T = xp.permute_dims(_tiles(xp, D, g), (0, 1, 2, 4, 3, 5))
+        T = xp.reshape(T, (D.shape[0], g[0], g[4], g[5], g[6] * g[7]))
+        return _rows(xp, xp.sum(xp.where(_tile_hits(xp, A, M, g), T, 0.0), axis=4))
     Dimg = _image(xp, D, g)
     return _rows(
         xp, sum(xp.where(hit, Dimg[index], 0.0) for _, _, index, hit in _maxpool_hits(xp, A, M, g))
@@ -548,6 +612,8 @@ def _maxpool_pick(xp, A, M, D, g):
 
 def _avgpool(xp, A, g):
     """The mean of each window: the sum over the kh kw positions, divided."""
+    if _tiled(g):
+        return _rows(xp, xp.sum(_tiles(xp, A, g), axis=(3, 5)) / (g[6] * g[7]))
     X = _image(xp, A, g)
     return _rows(xp, sum(X[index] for _, _, index in _offsets(g)) / (g[6] * g[7]))
 
@@ -555,6 +621,9 @@ def _avgpool(xp, A, g):
 def _avgpool_back(xp, D, g):
     """Each entry of D spread over its window, 1/(kh kw) to each entry."""
     share = xp.reshape(D, (D.shape[0], g[0], g[4], g[5])) / (g[6] * g[7])
+    if _tiled(g):
+        spread = xp.reshape(share, (D.shape[0], g[0], g[4], 1, g[5], 1))
+        return _untiled(xp, xp.broadcast_to(spread, (*spread.shape[:3], g[6], g[5], g[7])), g)
     return _cropped(xp, sum(_placed(xp, share, g, p, q) for p, q, _ in _offsets(g)), g)
 
 

@@ -145,6 +145,19 @@ def _exclusive_softmax(xp, g, Z, over):
     return xp.where(top, xp.sum(g * q_top, axis=1, keepdims=True), out)
 
 
+def _library(xp):
+    """ "torch", "jax" or "" for the namespace: which native kernels it has."""
+    try:
+        import array_api_compat as compat
+    except ImportError:
+        return ""
+    if compat.is_torch_namespace(xp):
+        return "torch"
+    if compat.is_jax_namespace(xp):
+        return "jax"
+    return ""
+
+
 # --- training -------------------------------------------------------------------------------
 # PyTorch's optimizers (torch.optim.SGD without dampening or Nesterov, Adam and AdamW with
 # bias correction), functional and jit-friendly: the state's structure is fixed by the
@@ -192,6 +205,16 @@ def _optimizer_state(xp, params, optimizer, momentum):
     return {"step": xp.zeros_like(xp.sum(first)), "m": moments, "v": second}
 
 
+def _plus_times(xp, p, a, g):
+    """p + a g. On PyTorch with a Python number a: one kernel (torch.add's alpha), without
+    the temporary a g, whose fresh allocation costs more than the arithmetic there."""
+    if isinstance(a, (int, float)) and _library(xp) == "torch":
+        import torch
+
+        return torch.add(p, g, alpha=a)
+    return p + a * g
+
+
 def _optimizer_update(xp, params, grads, opt, lr, optimizer, momentum, betas, eps, weight_decay,
                       decayed):  # fmt: skip
     """(new params, new optimizer state) after one step on `grads`."""
@@ -203,15 +226,15 @@ def _optimizer_update(xp, params, grads, opt, lr, optimizer, momentum, betas, ep
         wd = weight_decay if key in decayed else 0.0
         if optimizer == "sgd":
             if wd:
-                g = g + wd * p
+                g = _plus_times(xp, g, wd, p)
             if momentum:
-                g = m_all[key] = momentum * opt["m"][key] + g
-            new_params[key] = p - lr * g
+                g = m_all[key] = _plus_times(xp, g, momentum, opt["m"][key])
+            new_params[key] = _plus_times(xp, p, -lr, g)
             continue
         if optimizer == "adamw" and wd:
             p = p * (1 - lr * wd)
         elif wd:  # Adam: L2 in the gradient
-            g = g + wd * p
+            g = _plus_times(xp, g, wd, p)
         m = opt["m"][key]
         m_all[key] = m = m + (1 - b1) * (g - m)
         v_all[key] = v = b2 * opt["v"][key] + (1 - b2) * (g * g)
@@ -280,9 +303,11 @@ def _forward(xp, dtype, params, A0):
     # layer 1, 784 -> 512 (sigmoid): eq. (28), eq. (29)
     Z1 = A0 @ W1.T + b1
     A1 = _sigmoid(xp, Z1)
+    del Z1
     # layer 2, 512 -> 256 (sigmoid): eq. (33), eq. (34)
     Z2 = A1 @ W2.T + b2
     A2 = _sigmoid(xp, Z2)
+    del Z2
     # layer 3, 256 -> 10 (softmax): eq. (38), eq. (39)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
@@ -360,9 +385,11 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     # layer 1, 784 -> 512 (sigmoid): eq. (28), eq. (29)
     Z1 = A0 @ W1.T + b1
     A1 = _sigmoid(xp, Z1)
+    del Z1
     # layer 2, 512 -> 256 (sigmoid): eq. (33), eq. (34)
     Z2 = A1 @ W2.T + b2
     A2 = _sigmoid(xp, Z2)
+    del Z2
     # layer 3, 256 -> 10 (softmax): eq. (38), eq. (39)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
@@ -373,20 +400,27 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
 
     # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
     delta3 = scale*(A3 - Y)
+    del A3
     dW3 = delta3.T @ A2
     db3 = xp.sum(delta3, axis=0)
     # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
     delta2 = delta3 @ W3
+    del delta3
     delta2 = delta2 * (A2)
     delta2 = delta2 * (1 - A2)
+    del A2
     dW2 = delta2.T @ A1
     db2 = xp.sum(delta2, axis=0)
     # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
     delta1 = delta2 @ W2
+    del delta2
     delta1 = delta1 * (A1)
     delta1 = delta1 * (1 - A1)
+    del A1
     dW1 = delta1.T @ A0
+    del A0
     db1 = xp.sum(delta1, axis=0)
+    del delta1
     grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
     return (value, grads) if state is None else (value, grads, new_state)
 

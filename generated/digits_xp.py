@@ -142,6 +142,30 @@ def _exclusive_softmax(xp, g, Z, over):
     return xp.where(top, xp.sum(g * q_top, axis=1, keepdims=True), out)
 
 
+def _library(xp):
+    """ "torch", "jax" or "" for the namespace: which native kernels it has."""
+    try:
+        import array_api_compat as compat
+    except ImportError:
+        return ""
+    if compat.is_torch_namespace(xp):
+        return "torch"
+    if compat.is_jax_namespace(xp):
+        return "jax"
+    return ""
+
+
+def _where_positive(xp, x, u):
+    """x where u > 0, else 0: x times the 0/1 mask of u > 0 (a ReLU's derivative). On
+    PyTorch one kernel (the one its own ReLU backward runs) instead of a comparison, a cast
+    and a product, each writing a new array."""
+    if x.shape == u.shape and x.dtype == u.dtype and _library(xp) == "torch":
+        import torch
+
+        return torch.ops.aten.threshold_backward(x, u, 0)
+    return x * xp.astype(u > 0, x.dtype)
+
+
 # --- training -------------------------------------------------------------------------------
 # PyTorch's optimizers (torch.optim.SGD without dampening or Nesterov, Adam and AdamW with
 # bias correction), functional and jit-friendly: the state's structure is fixed by the
@@ -189,6 +213,16 @@ def _optimizer_state(xp, params, optimizer, momentum):
     return {"step": xp.zeros_like(xp.sum(first)), "m": moments, "v": second}
 
 
+def _plus_times(xp, p, a, g):
+    """p + a g. On PyTorch with a Python number a: one kernel (torch.add's alpha), without
+    the temporary a g, whose fresh allocation costs more than the arithmetic there."""
+    if isinstance(a, (int, float)) and _library(xp) == "torch":
+        import torch
+
+        return torch.add(p, g, alpha=a)
+    return p + a * g
+
+
 def _optimizer_update(xp, params, grads, opt, lr, optimizer, momentum, betas, eps, weight_decay,
                       decayed):  # fmt: skip
     """(new params, new optimizer state) after one step on `grads`."""
@@ -200,15 +234,15 @@ def _optimizer_update(xp, params, grads, opt, lr, optimizer, momentum, betas, ep
         wd = weight_decay if key in decayed else 0.0
         if optimizer == "sgd":
             if wd:
-                g = g + wd * p
+                g = _plus_times(xp, g, wd, p)
             if momentum:
-                g = m_all[key] = momentum * opt["m"][key] + g
-            new_params[key] = p - lr * g
+                g = m_all[key] = _plus_times(xp, g, momentum, opt["m"][key])
+            new_params[key] = _plus_times(xp, p, -lr, g)
             continue
         if optimizer == "adamw" and wd:
             p = p * (1 - lr * wd)
         elif wd:  # Adam: L2 in the gradient
-            g = g + wd * p
+            g = _plus_times(xp, g, wd, p)
         m = opt["m"][key]
         m_all[key] = m = m + (1 - b1) * (g - m)
         v_all[key] = v = b2 * opt["v"][key] + (1 - b2) * (g * g)
@@ -282,12 +316,14 @@ def _forward(xp, dtype, params, A0):
     # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
     Z1 = A0 @ W1.T
     A1 = Z1
+    del Z1
     # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
     Mu2 = xp.sum(A1, axis=0)/count
     Sigma2 = xp.sqrt(1e-05 + xp.sum((A1 - Mu2)**2, axis=0)/count)
     Xhat2 = (A1 - Mu2)/Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = xp.maximum(Z2, 0)
+    del Z2
     # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
@@ -401,7 +437,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     if workspace is not None:
         raise ValueError("the array-API module has no workspace: call it without one")
     first = params["W1"]
-    xp, dtype = _namespace(first), first.dtype
+    xp = _namespace(first)
 
     Y = _as(xp, Y, first)
     scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
@@ -417,12 +453,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
     Z1 = A0 @ W1.T
     A1 = Z1
+    del Z1
     # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
     Mu2 = xp.sum(A1, axis=0)/count
     Sigma2 = xp.sqrt(1e-05 + xp.sum((A1 - Mu2)**2, axis=0)/count)
     Xhat2 = (A1 - Mu2)/Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = xp.maximum(Z2, 0)
+    del Z2
     # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
@@ -437,16 +475,25 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
 
     # layer 3 (output): delta (eq. (43)), dW (eq. (44)), db (eq. (45))
     delta3 = scale*(A3 - Y)
+    del A3
     dW3 = delta3.T @ A2
     db3 = xp.sum(delta3, axis=0)
     # layer 2: delta (eq. (38)), dgamma (eq. (39)), dbeta (eq. (40))
     delta2 = delta3 @ W3
-    delta2 = delta2 * (xp.astype((A2 > 0), dtype))
+    del delta3
+    delta2 = _where_positive(xp, delta2, A2)
+    del A2
     dgamma2 = xp.sum(Xhat2*delta2, axis=0)
     dbeta2 = xp.sum(delta2, axis=0)
     # layer 1: delta (eq. (34)), dW (eq. (35))
     delta1 = gamma2*(delta2 - dbeta2/count - Xhat2*dgamma2/count)/Sigma2
+    del Sigma2
+    del Xhat2
+    del count
+    del delta2
     dW1 = delta1.T @ A0
+    del A0
+    del delta1
     grads = {"W1": dW1, "gamma2": dgamma2, "beta2": dbeta2, "W3": dW3, "b3": db3}
     return (value, grads) if state is None else (value, grads, new_state)
 
@@ -465,7 +512,7 @@ def _backward(xp, dtype, params, cache, Y, scale):
     delta3 = scale*(A3 - Y)
     # layer 2: delta (eq. (38))
     G2 = delta3 @ W3
-    delta2 = G2 * xp.astype((A2 > 0), dtype)
+    delta2 = _where_positive(xp, G2, A2)
     # layer 1: delta (eq. (34))
     G1 = gamma2*(delta2 - xp.sum(delta2, axis=0)/count - Xhat2*xp.sum(Xhat2*delta2, axis=0)/count)/Sigma2
     delta1 = G1
@@ -495,7 +542,7 @@ def _tangent_forward(xp, dtype, params, cache, tangents):
     out["Sigmad2"] = xp.sum(Ad1*Xhat2, axis=0)/count
     out["Xhatd2"] = Ad1/Sigma2 - xp.sum(Ad1, axis=0)/(count*Sigma2) - Xhat2*xp.sum(Ad1*Xhat2, axis=0)/(count*Sigma2)
     out["Zd2"] = Zd2 = betad2 + Xhat2*gammad2 + Ad1*gamma2/Sigma2 - gamma2*xp.sum(Ad1, axis=0)/(count*Sigma2) - Xhat2*gamma2*xp.sum(Ad1*Xhat2, axis=0)/(count*Sigma2)
-    out["Ad2"] = Ad2 = Zd2 * xp.astype((A2 > 0), dtype)
+    out["Ad2"] = Ad2 = _where_positive(xp, Zd2, A2)
     out["Zd3"] = Zd3 = A2 @ Wd3.T + Ad2 @ W3.T + bd3
     out["Ad3"] = A3*(Zd3 - _exclusive_softmax(xp, Zd3, Z3, over=False))*_exp(xp, _log1m_softmax(xp, Z3))
     return out
@@ -549,7 +596,7 @@ def _r_backward(xp, dtype, params, cache, deltas, tan, vectors, Y, scale):
     H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
     H["b3"] = xp.sum(Rdelta3, axis=0)
     RG2 = Rdelta3 @ W3 + delta3 @ Wd3
-    Rdelta2 = RG2 * xp.astype((A2 > 0), dtype)
+    Rdelta2 = _where_positive(xp, RG2, A2)
     H["gamma2"] = xp.sum(Rdelta2*Xhat2 + Xhatd2*delta2, axis=0)
     H["beta2"] = xp.sum(Rdelta2, axis=0)
     RG1 = Rdelta2*gamma2/Sigma2 + gammad2*(delta2 - xp.sum(delta2, axis=0)/count - Xhat2*xp.sum(Xhat2*delta2, axis=0)/count)/Sigma2 - Sigmad2*gamma2*(delta2 - xp.sum(delta2, axis=0)/count - Xhat2*xp.sum(Xhat2*delta2, axis=0)/count)/Sigma2**2 - gamma2*xp.sum(Rdelta2, axis=0)/(count*Sigma2) - Xhat2*gamma2*xp.sum(Rdelta2*Xhat2 + Xhatd2*delta2, axis=0)/(count*Sigma2) - Xhatd2*gamma2*xp.sum(Xhat2*delta2, axis=0)/(count*Sigma2)

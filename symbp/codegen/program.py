@@ -472,9 +472,12 @@ def place(p: Program, stmts: list[Stmt]) -> None:
                 free.setdefault(table[name].units, []).append(held.pop(name))
 
 
-def dying(p: Program, stmts: list[Stmt]) -> dict[int, list[str]]:
-    """Statement index -> the error terms read for the last time there and not written again
-    (with a workspace, a backend may free them). One pass over the statements."""
+def dying(
+    p: Program, stmts: list[Stmt], families: tuple[Family, ...] = (Family.BACKWARD,)
+) -> dict[int, list[str]]:
+    """Statement index -> the arrays of `families` (the error terms by default) read for the
+    last time there and not written again, which a backend may free. One pass over the
+    statements."""
     last_read: dict[str, int] = {}
     last_write: dict[str, int] = {}
     for k, s in enumerate(stmts):
@@ -485,7 +488,7 @@ def dying(p: Program, stmts: list[Stmt]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for name, last in last_read.items():
         info = p.net.bindings.table.get(name)
-        if info is None or info.family != Family.BACKWARD or name == stmts[last].target:
+        if info is None or info.family not in families or name == stmts[last].target:
             continue
         if last_write.get(name, -1) <= last:
             out.setdefault(last, []).append(name)

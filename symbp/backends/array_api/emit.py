@@ -32,7 +32,7 @@ from symbp.codegen.program import Program, cache_names, loss_expr, sym
 from symbp.derivation.nodes import NodeDerivation
 from symbp.errors import DerivationError
 from symbp.frontend.spec import Arch
-from symbp.ir.bindings import Expr
+from symbp.ir.bindings import Expr, Family
 from symbp.ir.naming import gradient_name
 
 TARGET = "array-api"
@@ -80,9 +80,13 @@ class ArrayApiEmitter(Emitter):
             fix="generate this network for the NumPy target (leave out --target array-api)",
         )
 
-    def factor_code(self, factor: Expr) -> str:
+    def multiplied(self, target: str, factor: Expr) -> str:
+        """target times a factor: times a 0/1 mask of u > 0 through the runtime's
+        _where_positive (one kernel on PyTorch), times any other mask as 0/1 numbers."""
         mask = _indicator(factor)
-        return self.printer.mask(mask) if mask is not None else self.code(factor)
+        if mask is None:
+            return self.update(target, "*=", self.code(factor))
+        return f"{target} = {self.printer.masked(target, mask)}"
 
     def assign(self, target: str, expr: Expr, out: str | None = None) -> list[str]:
         return [f"{target} = {self.code(expr)}"]
@@ -100,12 +104,15 @@ def module_context(p: Program) -> dict[str, Any]:
     d, net, eq = p.d, p.net, p.eq
     e = ArrayApiEmitter(p)
     arch = d.arch
-    forward, forward_dtype = _reading_dtype(e, lambda: forward_lines(e, ws=False))
+    forward, forward_dtype = _reading_dtype(e, lambda: forward_lines(e, ws=False, frees=True))
     forward_loss, loss_dtype = _reading_dtype(
         e, lambda: forward_lines(e, ws=False, last=not d.output.loss_from_logits)
     )
+    # loss_and_grads deletes each activation and error term after its last read, so that
+    # the library can reuse its memory within the step (fresh pages cost PyTorch on the CPU)
+    frees = (Family.FORWARD, Family.BACKWARD)
     backward, backward_dtype = _reading_dtype(
-        e, lambda: print_backward(e, p.backward_fused, ws=False)
+        e, lambda: print_backward(e, p.backward_fused, ws=False, frees=frees)
     )
     backward_plain = print_backward(e, p.backward_plain, ws=False)
     written = {s.target for s in p.backward_plain if s.op != "#"}

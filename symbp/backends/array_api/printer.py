@@ -72,12 +72,22 @@ class ArrayApiPrinter(NumPyPrinter):
         mask = self.mask(cond)
         return f"({mask}*{self._print(jump)} + {self._print(low)})"
 
+    def masked(self, text: str, condition: sp.Basic) -> str:
+        """The array `text` times the 0/1 mask of `condition`: for u > 0 (a ReLU's
+        derivative), the runtime's _where_positive; otherwise the mask as 0/1 numbers."""
+        if isinstance(condition, sp.StrictGreaterThan) and condition.rhs == 0:
+            return self.call("_where_positive", text, self._print(condition.lhs))
+        return f"{text} * {self.mask(condition)}"
+
     def _print_Mul(self, expr: sp.Mul) -> str:
-        """A 0/1 mask factor multiplies as 0/1 numbers (the standard has no boolean product)."""
+        """A 0/1 mask factor multiplies as 0/1 numbers (the standard has no boolean product);
+        one mask of u > 0 times an array goes through the runtime's _where_positive."""
         masks = [f for f in expr.args if _indicator(f) is not None]
         if not masks:
             return super()._print_Mul(expr)
         rest = sp.Mul(*[f for f in expr.args if f not in masks])
+        if len(masks) == 1 and not rest.is_Number:
+            return self.masked(self.parenthesize(rest, PRECEDENCE["Mul"]), _indicator(masks[0]))
         conds = " * ".join(self.mask(_indicator(m)) for m in masks)
         return f"{self.parenthesize(rest, PRECEDENCE['Mul'])} * {conds}"
 

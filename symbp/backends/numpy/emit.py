@@ -184,9 +184,13 @@ class Emitter:
                 scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {SCALE}])
                 arrays = [f for f in expr.args if f is not first and f.free_symbols - {SCALE}]
                 for factor in [*arrays, *([scalar] if scalar != 1 else [])]:
-                    lines.append(self.update(target, "*=", self.factor_code(factor)))
+                    lines.append(self.multiplied(target, factor))
                 return lines
         return [f"{target} = {self._new(expr, out)}"]
+
+    def multiplied(self, target: str, factor: Expr) -> str:
+        """target times one factor, in place."""
+        return self.update(target, "*=", self.factor_code(factor))
 
     def factor_code(self, factor: Expr) -> str:
         """A factor multiplied in: a 0/1 mask as its condition (a boolean array)."""
@@ -256,16 +260,23 @@ def _is_sigmoid_of(a: sp.Expr, z: sp.Symbol) -> bool:
 
 
 def forward_lines(
-    e: Emitter, ws: bool, lse: str = "", last: bool = True, evaluation: bool = False
+    e: Emitter,
+    ws: bool,
+    lse: str = "",
+    last: bool = True,
+    evaluation: bool = False,
+    frees: bool = False,
 ) -> list[str]:
     """The forward pass: per node its statements, then its activation (`last`: the output
     layer's too). With ws, new arrays go to workspace buffers; with `evaluation`, the
-    evaluation mode's statements (batch norm with its running statistics)."""
+    evaluation mode's statements (batch norm with its running statistics); with `frees`, a
+    z that no later statement and no backward pass reads is deleted after its activation."""
     lines: list[str] = []
     nodes = e.p.net.nodes
     if reads_batch_size(e.p):
         lines.append(f"count = A0.shape[{0 if e.p.d.arch.layout == 'row' else 1}]  # batch size")
-    for s in e.p.forward_eval if evaluation else e.p.forward:
+    stmts = e.p.forward_eval if evaluation else e.p.forward
+    for k, s in enumerate(stmts):
         if s.op == "#":
             lines.append(f"# {s.comment}")
             continue
@@ -282,6 +293,10 @@ def forward_lines(
                 code = f"{helper}({z}, out={e.ws.per_sample(target, n)}{extra})"
                 target = f"{target}, {lse}" if extra else target
             lines.append(f"{target} = {code}")
+            z = array_name(Role.PRE_ACTIVATION, l)
+            later = set().union(*(t.reads() for t in stmts[k + 1 :]))
+            if frees and not nd.is_output and l not in e.p.keep_z and z not in later:
+                lines.append(f"del {z}")
             continue
         target = sym(s.target)
         name, info = e.code(target), e.info(target)
@@ -341,10 +356,14 @@ def _activation_code(e: Emitter, nd: NodeDerivation) -> tuple[str, bool, str]:
     return code, False, helper
 
 
-def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
-    """The statements as lines; with ws, new arrays go to their buffers."""
+def print_backward(
+    e: Emitter, stmts: list[Stmt], ws: bool, frees: tuple[Family, ...] = ()
+) -> list[str]:
+    """The statements as lines; with ws, new arrays go to their buffers, and the error
+    terms are deleted after their last read (as are the arrays of the families `frees`)."""
     lines: list[str] = []
-    dying_at = dying(e.p, stmts) if ws else {}
+    families = (Family.BACKWARD,) if ws else ()
+    dying_at = dying(e.p, stmts, (*families, *frees)) if families or frees else {}
     for k, s in enumerate(stmts):
         if s.comment:
             lines.append(f"# {s.comment}")
@@ -358,8 +377,10 @@ def print_backward(e: Emitter, stmts: list[Stmt], ws: bool) -> list[str]:
             else:
                 lines += e.assign(s.target, s.expr, out)
         else:
-            factor = e.factor_code(s.expr) if s.op == "*=" else e.code(s.expr)
-            lines.append(e.update(s.target, s.op, factor))
+            if s.op == "*=":
+                lines.append(e.multiplied(s.target, s.expr))
+            else:
+                lines.append(e.update(s.target, s.op, e.code(s.expr)))
         lines += [f"del {name}" for name in dying_at.get(k, ())]
     return lines
 

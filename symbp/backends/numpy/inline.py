@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ class Definition:
     name: str
     source: str  # its text, with the comment lines above it
     uses: frozenset[str]  # the runtime's other definitions it reads
+    reads: frozenset[str]  # every name it reads (modules the runtime imports included)
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,13 +41,57 @@ def definitions(module: ModuleType = runtime) -> dict[str, Definition]:
     skipped = {*getattr(module, "CONFIGURATION", ()), "CONFIGURATION", "configure"}
     found: dict[str, tuple[ast.stmt, str]] = {}
     for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and _shared(node):
+            found.update(_imported_definitions(node, lines))
+            continue
         name = _defined(node)
         if name is not None and name not in skipped:
             found[name] = (node, _with_comments(lines, node))
     return {
-        name: Definition(name, source, frozenset(_loads(node) & (found.keys() - {name})))
+        name: Definition(
+            name, source, frozenset(_loads(node) & (found.keys() - {name})), frozenset(_loads(node))
+        )
         for name, (node, source) in found.items()
     }
+
+
+def _shared(node: ast.ImportFrom) -> bool:
+    """Whether node imports names from another symbp module (tables several runtimes
+    share), which a generated module gets as copies of their definitions."""
+    return (node.module or "").startswith("symbp.")
+
+
+def _imported_definitions(node: ast.ImportFrom, lines: list[str]) -> dict:
+    """name -> (its node, its source) for each name the import brings, from the module
+    that defines it, the comment lines above the import put before the first one. Only
+    definitions that read nothing else of their module can be brought."""
+    assert node.module is not None
+    other = importlib.import_module(node.module)
+    assert other.__file__ is not None
+    text = Path(other.__file__).read_text(encoding="utf-8")
+    nodes = {_defined(n): n for n in ast.parse(text).body}
+    above = lines[_first_line(lines, node) : node.lineno - 1]
+    out: dict = {}
+    for alias in node.names:
+        found = nodes.get(alias.name)
+        if found is None or alias.asname or _loads(found) - {alias.name}:
+            raise DerivationError(
+                f"{node.module}.{alias.name} cannot be copied into a generated module",
+                fix="share only constants that read no other name, imported without `as`",
+            )
+        source = _with_comments(text.splitlines(), found)
+        if not out and above:
+            source = "\n".join([*above, source])
+        out[alias.name] = (found, source)
+    return out
+
+
+def _first_line(lines: list[str], node: ast.stmt) -> int:
+    """The index of the first comment line directly above node (its own line if none)."""
+    start = node.lineno - 1
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    return start
 
 
 def _defined(node: ast.stmt) -> str | None:
@@ -64,11 +110,8 @@ def _loads(node: ast.stmt) -> set[str]:
 
 def _with_comments(lines: list[str], node: ast.stmt) -> str:
     """The node's lines, with the block of comment lines directly above it."""
-    start = node.lineno - 1
-    while start > 0 and lines[start - 1].lstrip().startswith("#"):
-        start -= 1
     assert node.end_lineno is not None
-    return "\n".join(lines[start : node.end_lineno])
+    return "\n".join(lines[_first_line(lines, node) : node.end_lineno])
 
 
 def needed(names: Iterable[str], module: ModuleType = runtime) -> list[str]:
@@ -105,12 +148,8 @@ def imported(module: ModuleType = runtime) -> frozenset[str]:
 
 def imports_needed(names: Iterable[str], module: ModuleType = runtime) -> list[str]:
     """The runtime's imported modules that the helpers `names` need read, sorted."""
-    assert module.__file__ is not None
-    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
-    nodes = {_defined(node): node for node in tree.body}
-    read: set[str] = set()
-    for name in needed(names, module):
-        read |= _loads(nodes[name])
+    table = definitions(module)
+    read = set().union(*(table[name].reads for name in needed(names, module)))
     return sorted(read & imported(module))
 
 

@@ -374,8 +374,12 @@ def power(x: Dual, p: Fraction) -> Dual:
 
 
 def pick(a: Dual, b: Dual, smaller: bool) -> Dual:
+    """min or max of a and b; NaN where either is (an argument undefined there, as x**-0.5
+    for x < 0, leaves the min or max undefined: a comparison alone would drop it)."""
     take_a = a.v <= b.v if smaller else a.v >= b.v
-    return Dual(np.where(take_a, a.v, b.v), np.where(take_a, a.t, b.t))
+    undefined = np.isnan(a.v) | np.isnan(b.v)
+    value = np.where(undefined, np.nan, np.where(take_a, a.v, b.v))
+    return Dual(value, np.where(undefined, np.nan, np.where(take_a, a.t, b.t)))
 
 
 # ----------------------------------------------------------------------------- the walker

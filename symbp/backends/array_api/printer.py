@@ -42,13 +42,11 @@ class ArrayApiPrinter(NumPyPrinter):
         self.used.add(helper)
         return f"{helper}({', '.join((self.NS, *args))})"
 
-    def image_call(self, expr: ImageOp, out: str | None) -> str:
-        """An image operation; the unfolded input the NumPy module keeps for the kernel's
-        gradient is, here, whatever the runtime's _kept keeps (the image itself on a
-        library with its own convolution kernels)."""
-        helper = KEPT.get(type(expr), expr.helper)
-        arrays = ["None" if a == 0 else self._print(a) for a in expr.arrays]
-        return self.call(helper, *arrays, str(tuple(int(v) for v in expr.args[-1])))
+    def image_helper(self, expr: ImageOp) -> str:
+        """The unfolded input the NumPy module keeps for the kernel's gradient is, here,
+        whatever the runtime's _kept keeps (the image itself on a library with its own
+        convolution kernels)."""
+        return KEPT.get(type(expr), expr.helper)
 
     def mask(self, condition: sp.Basic) -> str:
         """A boolean array as 0/1 numbers of the computation's dtype."""

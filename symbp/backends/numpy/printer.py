@@ -497,7 +497,12 @@ class NumPyPrinter(StrPrinter):
         given the arrays, the geometry as a tuple of integers and the buffer `out`."""
         arrays = ["None" if a == 0 else self._print(a) for a in expr.arrays]
         into = [f"out={out}"] if out is not None else []
-        return self.call(expr.helper, *arrays, str(tuple(int(v) for v in expr.args[-1])), *into)
+        geometry = str(tuple(int(v) for v in expr.args[-1]))
+        return self.call(self.image_helper(expr), *arrays, geometry, *into)
+
+    def image_helper(self, expr: ImageOp) -> str:
+        """The runtime helper an image operation is printed as."""
+        return expr.helper
 
     def _print_LogSumExp(self, expr: LogSumExp) -> str:
         """log sum_k exp(z_k) per sample, shifted by the max so it cannot overflow."""

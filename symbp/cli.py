@@ -53,8 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         "--section-level",
         choices=SECTION_LEVELS,
         default=None,
-        help="the body's top headings (with --body): section (default, as the standalone "
-        "document) or subsection, to make a network one section of a paper, e.g. an appendix",
+        help="the body's top headings (with --body): subsection (default: the network is one "
+        "section of a paper, e.g. an appendix, which the paper's \\section opens) or section",
+    )
+    gen.add_argument(
+        "--layers",
+        action="store_true",
+        help="add the layer-by-layer appendix to the documents: every layer's equations "
+        "specialised, numbered after the equations the code cites (which do not move)",
     )
     gen.add_argument(
         "--style",
@@ -128,7 +134,7 @@ def _generate(args: argparse.Namespace) -> int:
             check_targets(names, out, args.force)
     # Derive and render everything first: an invalid file means nothing is written.
     progress = _progress if sys.stderr.isatty() else None
-    level = args.section_level or "section"
+    level = args.section_level or "subsection"
     from symbp.documents.latex import Notation
 
     notation = Notation(bold=args.bold, transpose=args.transpose)
@@ -139,6 +145,7 @@ def _generate(args: argparse.Namespace) -> int:
             with_tests=args.with_tests,
             progress=progress,
             section_level=level,
+            layers=args.layers,
             style=args.style,
             notation=notation,
             targets=targets[a.name],

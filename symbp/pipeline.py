@@ -28,7 +28,7 @@ from symbp.documents.document import document_context, headings
 from symbp.documents.latex import PLAIN, Notation
 from symbp.errors import OutputError, SymbpError
 from symbp.frontend.spec import Arch, load_arch
-from symbp.ir.labels import network_numbering
+from symbp.derivation.numbering import network_numbering
 from symbp.options import MODULE_SUFFIX, STYLES, TARGETS
 from symbp.render import header_lines, render
 
@@ -79,10 +79,11 @@ class Options:
 
     body_only: bool = False
     with_tests: bool = False
-    section_level: str = "section"
+    section_level: str = "subsection"
     style: str = "full"
     notation: Notation = PLAIN
     targets: tuple[str, ...] = ("numpy",)
+    layers: bool = False
 
 
 def lower(d: Derivation, options: Options, timings: dict[str, float]) -> Generated:
@@ -99,7 +100,7 @@ def lower(d: Derivation, options: Options, timings: dict[str, float]) -> Generat
         xp = _timed(timings, "print", lambda: array_api_emit.module_context(program))
         contexts["module_xp"] = xp
     contexts["document"] = _timed(
-        timings, "document", lambda: document_context(d, net, options.style, options.notation)
+        timings, "document", lambda: document_context(d, net, options.style, options.notation, options.layers)
     )
     files = _timed(timings, "render", lambda: render_files(d.arch, contexts, options))
     return Generated(d.arch, d, files, timings, net, program, contexts)
@@ -159,10 +160,11 @@ def generate(
     body_only: bool = False,
     with_tests: bool = False,
     progress: Callable[[str], None] | None = None,
-    section_level: str = "section",
+    section_level: str = "subsection",
     style: str = "full",
     notation: Notation = PLAIN,
     targets: tuple[str, ...] = ("numpy",),
+    layers: bool = False,
 ) -> Generated:
     """Load (if given a path), derive and render; nothing is written.
 
@@ -192,7 +194,9 @@ def generate(
         d = _timed(timings, "derive", lambda: derive(spec))
         check_printable(d)
         report(f"generating code and documents for {spec.name}")
-        options = Options(body_only, with_tests, section_level, style, notation, tuple(targets))
+        options = Options(
+            body_only, with_tests, section_level, style, notation, tuple(targets), layers
+        )
         return lower(d, options, timings)
     except SymbpError as err:
         raise err.located(spec.source or None) from None

@@ -55,7 +55,7 @@ def test_committed_tex_compiles_without_warnings(example: Path, tmp_path: Path) 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
 def test_every_layer_equation_is_labelled(example: Path) -> None:
-    result = generate(example)
+    result = generate(example, layers=True)
     name = result.arch.name
     tex = result.files[f"{name}.tex"]
     labels = set(re.findall(r"\\label\{([^}]*)\}", tex))

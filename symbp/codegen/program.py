@@ -31,6 +31,7 @@ import sympy as sp
 from symbp.derivation.derive import Derivation, at_layer
 from symbp.derivation.network import Network
 from symbp.derivation.nodes import NodeDerivation
+from symbp.derivation.numbering import cited_label
 from symbp.frontend.kind_keys import DEFAULT_KIND
 from symbp.ir.bindings import ArrayInfo, Bindings, Expr, Family, Kind
 from symbp.ir.graph import Tensor
@@ -159,9 +160,10 @@ class Program:
     tangent: list[Stmt] = field(default_factory=list)
     r_backward: list[Stmt] = field(default_factory=list)
 
-    def cite(self, kind: str, l: int) -> str:
-        """ "eq. (N)" for the document's equation of this kind at layer l, or ""."""
-        number = self.eq.get(f"eq:{kind}-{l}")
+    def cite(self, step: str, l: int) -> str:
+        """ "eq. (N)" for the document's equation of this step of layer l (symbp.derivation.
+        numbering.cited_label: a kind's box, never an appendix equation), or ""."""
+        number = self.eq.get(cited_label(self.net, step, l))
         return f"eq. ({number})" if number else ""
 
 

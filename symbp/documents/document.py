@@ -31,13 +31,8 @@ from symbp.documents.shown import shown, uses_normal, uses_sigmoid
 from symbp.documents.summary import PARAM_TEX, summary_context
 from symbp.errors import OutputError
 from symbp.ir.bindings import Kind
-from symbp.ir.labels import (
-    SECTION_LEVELS,
-    activation_label,
-    layer_label,
-    network_numbering,
-    tex_label,
-)
+from symbp.derivation.numbering import kinds_of, network_numbering
+from symbp.ir.labels import SECTION_LEVELS, activation_label, layer_label, tex_label
 from symbp.ir.naming import Role, array
 from symbp.options import STYLES
 from symbp.symbolic.calculus import A as A_SCALAR
@@ -112,6 +107,7 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "in_a": tex(shown(act.in_a)) if act.in_a is not None else "",
         "needs": act.needs,
         "method": act.method,
+        "second": "",
         "uses_x": act.backward_form.has(x),
         **_kept_entry(act, x),
         "check": tex(sp.Eq(act.in_a.subs(A_SCALAR, act.f), act.simplified, evaluate=False))
@@ -166,52 +162,6 @@ def _logits_entry(logits: LogitsError | None) -> dict[str, str] | None:
         "d_others": tex(logits.d_others),
         "delta": tex(logits.delta_indexed),
     }
-
-
-def _tangent_entry(d: Derivation, net: Network, eq: dict[str, int], T: _Tex) -> dict[str, Any]:
-    """Forward-mode and R-operator equations, general (index form) and per layer."""
-    from symbp.derivation.tangent import tangent_calculus
-
-    calc = tangent_calculus()
-    n = T.notation
-    return {
-        "z_dot": tex(calc.z_dot, notation=n),
-        "dW_r": tex(calc.dW_r, names=_OWN_LAYER, notation=n),
-        "db_r": tex(calc.db_r, names=_OWN_LAYER, notation=n),
-        "back_r": tex(calc.back_r, names=NEXT_LAYER, notation=n),
-        "layers": _tangent_layers(net, eq, T),
-    }
-
-
-# The general layer's indexed arrays, with the layer each belongs to: the gradients read
-# a^(l-1) and delta^(l); the recursion reads layer l+1's W and delta (summed over n_(l+1)).
-_OWN_LAYER = {
-    "a": r"a^{(\ell-1)}",
-    "delta": r"\delta^{(\ell)}",
-    "ad": r"\dot{a}^{(\ell-1)}",
-    "Rdelta": r"\mathcal{R}\delta^{(\ell)}",
-}
-NEXT_LAYER = {
-    "W": r"W^{(\ell+1)}",
-    "delta": r"\delta^{(\ell+1)}",
-    "Wd": r"\dot{W}^{(\ell+1)}",
-    "Rdelta": r"\mathcal{R}\delta^{(\ell+1)}",
-    "n_out": r"n_{\ell+1}",
-}
-_STEP_NAMES = {"dL_dW": _OWN_LAYER, "dL_db": _OWN_LAYER, "dL_da": NEXT_LAYER}
-
-
-def _general_entry(d: Derivation, n: Notation) -> dict[str, str]:
-    calc = d.calculus
-    entry = {
-        name: tex(getattr(calc, name), names=_STEP_NAMES.get(name), notation=n)
-        for name in INDEX_STEPS
-    }
-    batch = general_batch(calc, d.arch.layout == "row")
-    entry.update(
-        {f"batch_{key}": tex(value, batch=True, notation=n) for key, value in batch.items()}
-    )
-    return entry
 
 
 class _Tex:
@@ -339,34 +289,80 @@ def _equation(eq: dict[str, int], kind: str, l: int, lines: list[str]) -> dict:
     return {"label": label, "number": eq[label], "lines": lines}
 
 
-def _tangent_layers(net: Network, eq: dict[str, int], T: _Tex) -> list[dict]:
-    """Each layer's a-dot and R{delta}; `dirac` when R{delta} holds Dirac's delta (the
-    derivative of a kink's step), which the code takes as zero."""
-    return [
-        {
-            "index": nd.node.index,
-            "a_dot": T.display(nd.a_dot),
-            "r_delta": T.display(nd.r_delta),
-            "eq_a_dot": eq[layer_label("a-dot", nd.node.index)],
-            "eq_r_delta": eq[layer_label("r-delta", nd.node.index)],
-            "label_a_dot": layer_label("a-dot", nd.node.index),
-            "label_r_delta": layer_label("r-delta", nd.node.index),
-            "dirac": nd.r_delta.has(sp.DiracDelta),
-        }
-        for nd in net.nodes
-    ]
+def _tangent_layers(net: Network, T: _Tex) -> list[dict]:
+    """Each layer's a-dot and R{delta} (the appendix); `dirac` when R{delta} holds Dirac's
+    delta (the derivative of a kink's step), which the code takes as zero."""
+    out = []
+    for nd in net.nodes:
+        l = nd.node.index
+        out.append(
+            {
+                "a_dot": T.display(nd.a_dot, head=rf"\dot a^{{({l})}} = "),
+                "r_delta": T.display(nd.r_delta, head=rf"\mathcal{{R}}\lbrace \delta^{{({l})}}\rbrace = "),
+                "label_a_dot": layer_label("a-dot", l),
+                "label_r_delta": layer_label("r-delta", l),
+                "dirac": nd.r_delta.has(sp.DiracDelta),
+            }
+        )
+    return out
 
 
-def _kind_sections(net: Network, eq: dict[str, int]) -> list[dict]:
-    """What SymPy derived for each kind that the network has, as each kind's module lays it
-    out for the document (dense, the seed's layer, has the general section instead)."""
-    sections = []
-    for kind in dict.fromkeys(nd.node.kind for nd in net.nodes):
-        section = kind_module(kind).document_section(kind, eq, tex)
-        images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
-        if section is not None:
-            sections.append({"kind": kind, "on_images": images, **section})
-    return sections
+class KindTools:
+    """What a kind's document_section writes its box with: the arrays of the general layer
+    in the document's notation, gradients, tangents and the R-operator."""
+
+    _LAYERS = {"l": r"\ell", "l-1": r"\ell-1", "m": "m", "r": "r", "l+1": r"\ell+1"}
+    _BATCH = {"a": "A", "z": "Z", r"\delta": r"\Delta", "g": "G"}
+
+    def __init__(self, n: Notation, row: bool, l2: bool) -> None:
+        self.n, self.row, self.l2, self.images, self.inline = n, row, l2, False, False
+        self.t = n.t
+
+    def v(self, letter: str) -> str:
+        return self.n.v(letter)
+
+    def arr(self, letter: str, layer: str, batch: bool = True) -> str:
+        """e.g. arr("A", "l-1") -> A^{(ell-1)}; arr("delta", "m") -> delta^{(m)}."""
+        letter = {"Delta": r"\Delta", "delta": r"\delta"}.get(letter, letter)
+        return f"{self.n.v(letter)}^{{({self._LAYERS[layer]})}}"
+
+    def grad(self, of: str) -> str:
+        if self.inline:
+            return rf"\partial L / \partial {of}"
+        return rf"\frac{{\partial L}}{{\partial {of}}}"
+
+    def dot(self, of: str) -> str:
+        return rf"\dot{{{of}}}"
+
+    def R(self, of: str) -> str:
+        return rf"\mathcal{{R}}\left\lbrace {of} \right\rbrace"
+
+    def decay(self, of: str) -> str:
+        """The L2 penalty's term of a weight's gradient (empty without one)."""
+        return rf" + \lambda {of}" if self.l2 else ""
+
+    def tex(self, expr: sp.Basic, batch: bool = False, names: dict | None = None) -> str:
+        return tex(expr, batch=batch, names=names, notation=self.n)
+
+
+def _box_rows(pairs: list[tuple[str, str]], shapes: list[str]) -> list[str]:
+    """The rows of a kind's box: lhs &= rhs, then the shapes."""
+    rows = [f"{lhs} &= {rhs}" for lhs, rhs in pairs]
+    return rows + [rf"&\text{{{'shapes: ' if k == 0 else ''}}} {s}" for k, s in enumerate(shapes)]
+
+
+def _kinds(net: Network, tools: KindTools) -> list[dict]:
+    """Each kind of the network, as its module lays it out for its document fragment."""
+    out = []
+    for kind in kinds_of(net):
+        module = kind_module(kind)
+        tools.images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
+        section = module.document_section(kind, tools)
+        section["box"] = _box_rows(section["box"], section["shapes"])
+        title = "dense" if kind == "dense" else kind
+        out.append({"kind": kind, "title": f"\\texttt{{{title}}}" if False else title,
+                    "fragment": module.FRAGMENT, "on_images": tools.images, **section})
+    return out
 
 
 def _graph(net: Network) -> dict[str, Any]:
@@ -395,7 +391,9 @@ def _graph(net: Network) -> dict[str, Any]:
             source = nd.node.inputs[1].layer
             if source in where and source != nd.node.index - 1:
                 start, end = where[source], where[nd.node.index] - 17
-                skips.append({"x0": start, "x1": end, "mid": (start + end) / 2})
+                # a skip that spans an earlier one dips lower, so the curves do not cross
+                depth = -6 - 4 * sum(1 for k in skips if k["x0"] < end and start < k["x1"])
+                skips.append({"x0": start, "x1": end, "mid": (start + end) / 2, "depth": depth})
     text = " -> ".join(n["text"].replace("^{(", "(").replace(")}", ")") for n in nodes)
     text = text.replace("\\cdots", "...")
     for nd in net.nodes:
@@ -405,7 +403,16 @@ def _graph(net: Network) -> dict[str, Any]:
     # The unit is a fraction of the line width, so the figure fits a column of any width:
     # 1 mm on the standalone document's 160 mm line, and a wide graph at most 15/16 of it.
     unit = min(1 / 160, 0.9375 / width)
-    return {"nodes": nodes, "width": width, "text": text, "skips": skips, "unit": f"{unit:.6f}"}
+    bottom = min([0, *(k["depth"] // 2 - 1 for k in skips)])
+    return {
+        "nodes": nodes,
+        "width": width,
+        "height": 24 - bottom,
+        "bottom": bottom,
+        "text": text,
+        "skips": skips,
+        "unit": f"{unit:.6f}",
+    }
 
 
 def _complexity(net: Network) -> dict[str, Any]:
@@ -434,15 +441,101 @@ def _complexity(net: Network) -> dict[str, Any]:
     }
 
 
+def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
+    """Table 1: each layer's index, kind, input -> output shape, activation, parameters."""
+    rows = []
+    for nd in net.nodes:
+        node = nd.node
+        kind = node.kind + (f" (from {node.inputs[1].layer})" if node.kind == "add" else "")
+        act = node.layer.activation
+        params = ", ".join(
+            f"${n.v(PARAM_TEX[p.symbol])}^{{({node.index})}} \\in \\mathbb{{R}}^{{{_times(p.shape)}}}$"
+            for p in node.params
+        )
+        rows.append(
+            [
+                str(node.index),
+                kind,
+                f"${_times(node.inputs[0].shape)} \\to {_times(node.z.shape)}$",
+                "$-$" if act == "identity" else _escape(act).replace("\\_", "\\_"),
+                params or "$-$",
+            ]
+        )
+    return rows
+
+
+def _times(shape: tuple[int, ...]) -> str:
+    return r" \times ".join(map(str, shape))
+
+
+def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -> list[list[str]]:
+    """The symbols the document uses, each with its one meaning: the general ones, then
+    those of the kinds, activations and loss the network has."""
+    v, t = n.v, n.t
+    rows = [
+        [f"${v('x')} = {v('a')}^{{(0)}}$, ${v('y')}$", "one input sample and its target"],
+        ["$n$, $s$", "the batch size; a sample's index"],
+        [r"$\kappa$", "the batch scale, $1/n$ for reduction mean, $1$ for sum"],
+        [r"$\ell$, $m$, $\mathcal{C}(\ell)$", r"a layer; a layer that reads $a^{(\ell)}$; the set of those"],
+        [f"${v('z')}^{{(\\ell)}}$, ${v('a')}^{{(\\ell)}}$, $n_\\ell$", r"layer $\ell$'s pre-activation and activation for one sample, and its size"],
+        [r"$f_\ell$, $f_\ell'$, $f_\ell''$", r"layer $\ell$'s activation function and its derivatives"],
+        [f"${v(chr(92) + 'delta')}^{{(\\ell)}}$, ${v('g')}^{{(\\ell)}}$", r"$\partial L / \partial z^{(\ell)}$ and $\partial L / \partial a^{(\ell)}$"],
+        [f"${v('Z')}$, ${v('A')}$, ${v(chr(92) + 'Delta')}$, ${v('G')}$", "the same for the batch"],
+        [f"$L$, $\\mathcal{{E}}$", "the loss and its term for one output unit"],
+        [f"$\\odot$, $M{t}$, $\\mathbf{{1}}$", "the elementwise product, the transpose, a column of ones"],
+        ["$[i = j]$", "1 when $i = j$, else 0 (Iverson's bracket)"],
+    ]
+    if any(k in ("dense", "conv2d") for k in kinds):
+        rows.append([f"${v('W')}^{{(\\ell)}}$, ${v('b')}^{{(\\ell)}}$", r"the weights and biases of layer $\ell$"])
+    if any(k in ("layernorm", "batchnorm") for k in kinds):
+        rows.append([r"$\gamma$, $\beta$, $\mu$, $\sigma$, $\hat x$, $\epsilon$", "a normalisation's scale, shift, mean, standard deviation, normalised input, and the constant added to the variance"])
+    if any(k in ("conv2d", "maxpool2d", "avgpool2d", "flatten") for k in kinds):
+        rows.append(["$C$, $h$, $w$; $c$", "an image's channels, height, width; a channel"])
+        rows.append(["$(i, j)$, $h_o$, $w_o$", "an output position and the output's height and width"])
+    if "conv2d" in kinds:
+        rows.append(["$F$, $f$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"])
+        rows.append(["$(p, q)$; $S$, $P$", "a kernel offset; the stride and the padding"])
+        rows.append([r"$\star$, $\tilde\star$, $\operatorname{rot}_{180}$", "correlation, transposed correlation, flipped kernel (section on conv2d)"])
+    if "maxpool2d" in kinds:
+        rows.append([r"$\operatorname{route}$, $\operatorname{pick}$, $\theta$", "max pooling's routing to the first maximum and its tangent; the step function"])
+    if "avgpool2d" in kinds:
+        rows.append([r"$\operatorname{spread}$", "average pooling's backward pass"])
+    if "flatten" in kinds:
+        rows.append([r"$\operatorname{vec}$", "an image read as a vector, C order"])
+    if d.arch.l2:
+        rows.append([r"$\lambda$", "the weight of the $L_2$ penalty"])
+    rows.append([r"$t$, $\dot u$, $\mathcal{R}\lbrace u \rbrace$", r"the step along a direction; $du/dt$ in forward mode; $du/dt$ of a backward quantity"])
+    rows.append([r"$\theta$, $\nabla^2_\theta L$, $v$" if "maxpool2d" not in kinds else r"$\nabla^2_\theta L$, $v$", "the parameters, the Hessian of the loss, a direction (hvp)"])
+    return rows
+
+
+def _consumers_text(net: Network) -> tuple[str, bool]:
+    """Which layers read each hidden layer's output, from the graph: the sentence under the
+    summary box, and whether any is read by more than one."""
+    special = []
+    for nd in net.nodes[:-1]:
+        readers = [c.index for c in net.graph.consumers.get(nd.node.a.key, ())]
+        if readers != [nd.node.index + 1]:
+            special.append(f"\\mathcal{{C}}({nd.node.index}) = \\lbrace {', '.join(map(str, readers))} \\rbrace")
+    if not special:
+        return r"Here each layer is read by the next alone: $\mathcal{C}(\ell) = \lbrace \ell + 1 \rbrace$.", False
+    return (
+        r"Here $\mathcal{C}(\ell) = \lbrace \ell + 1 \rbrace$ except " + ", ".join(f"${x}$" for x in special) + ".",
+        True,
+    )
+
+
 def document_context(
     d: Derivation,
     net: Network | None = None,
     style: str = "full",
     notation: Notation = PLAIN,
+    show_layers: bool = False,
 ) -> dict[str, Any]:
-    """Everything derivation.tex.j2 needs. `style` "paper" leaves out the narration about
-    SymPy, storage and overflow and the cost section (the equations and their numbers are
-    the same); `notation` sets bold vectors and the transpose's symbol."""
+    """Everything the document templates need. `style` "paper" leaves out the narration
+    about SymPy, storage and overflow and the cost section (the equations and their numbers
+    are the same); `notation` sets bold vectors and the transpose's symbol; `show_layers`
+    adds the layer-by-layer appendix, numbered after every equation the code cites."""
     if style not in STYLES:
         raise OutputError(
             f"unknown document style {style!r}", fix=f"choose one of {', '.join(STYLES)}"
@@ -452,39 +545,60 @@ def document_context(
     eq = network_numbering(d, net)
     T = _Tex(net, notation)
     graph = _graph(net)
-    kinds = [nd.node.kind for nd in net.nodes]
+    kinds = kinds_of(net)
+    tools = KindTools(notation, arch.layout == "row", bool(arch.l2))
+    consumers, branching = _consumers_text(net)
+    summary = summary_context(d, net, T, notation, tools)
+    summary.update(consumers=consumers, branching=branching)
+    sections = {"kinds": "Layer kinds", "notation": "Notation", "tangent": "Forward mode and second order", "layers": "Layer by layer"}
+    tables = {"layer-table": 1, "notation": 2, "cost": 3}
+    count = {k: sum(nd.node.kind == k for nd in net.nodes) for k in kinds}
+    shape = net.nodes[0].node.inputs[0].shape
+    if len(shape) > 1:
+        input_text = "images of $" + _times(shape) + "$"
+    else:
+        input_text = f"vectors of {shape[0]}"
+    layers = [_node_entry(nd, net, eq, T) for nd in net.nodes] if show_layers else []
+    tangent_layers = _tangent_layers(net, T)
+    l2_params = ", ".join(
+        sorted({f"${notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}$" for nd in net.nodes for p in nd.node.params if p.symbol == "W"})
+    )
     return {
         "name": _escape(arch.name),
         "raw_name": arch.name,
         "raw_loss_expr": arch.loss.expr or "",
-        "sizes": "--".join(str(n) for n in arch.layer_sizes),
-        "sizes_plain": "-".join(str(n) for n in arch.layer_sizes),
+        "loss_expr": _escape(arch.loss.expr or ""),
         "layout": arch.layout,
-        "dtype": arch.dtype,
         "reduction": arch.reduction,
         "loss_name": LOSS_NAMES[arch.loss.kind],
-        "loss_expr": _escape(arch.loss.expr or ""),
         "l2": repr(float(arch.l2)) if arch.l2 else "",
+        "l2_params": l2_params,
         "n_layers": len(net.nodes),
-        "all_dense": all(k == "dense" for k in kinds),
-        "has_conv": "conv2d" in kinds,
-        "kind_counts": ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)),
+        "kind_counts": ", ".join(f"{c} {k}" for k, c in count.items()),
+        "input_text": input_text,
+        "has_images": len(shape) > 1,
+        "has_softmax_hidden": any(nd.act is None and not nd.is_output for nd in net.nodes),
         "eq": eq,
+        "eqn": eq,  # the same, under a name the Markdown layout's eq macro does not shadow
         # label key -> the label written into the .tex, namespaced by the network
-        "label": {key: tex_label(arch.name, key) for key in eq},
+        "tex_label": {key: tex_label(arch.name, key) for key in eq},
+        "sec_label": {key: tex_label(arch.name, "sec:" + key) for key in [*sections, *tables]},
+        "sec_title": sections,
+        "table_number": tables,
         "packages": PACKAGES,
         "heading": headings("section"),
         "style": style,
-        # the letters the templates write around the printed formulas (bold or not)
         "sym": notation.letters(),
-        "summary": summary_context(d, net, T, notation),
-        "has_norm": any(k in ("batchnorm", "layernorm") for k in kinds),
-        "general": _general_entry(d, notation),
-        "kinds": _kind_sections(net, eq),
+        "summary": summary,
+        "layer_rows": _layer_rows(net, notation),
+        "notation_rows": _notation_rows(d, net, notation, kinds),
+        "kinds": _kinds(net, tools),
         "activations": [_activation_entry(a, eq) for a in d.activations.values()],
         "output": _output_entry(d),
-        "layers": [_node_entry(nd, net, eq, T) for nd in net.nodes],
-        "tangent": _tangent_entry(d, net, eq, T),
+        "show_layers": show_layers,
+        "layers": layers,
+        "tangent_layers": tangent_layers,
+        "dirac": any(t["dirac"] for t in tangent_layers),
         "graph": graph,
         "graph_text": graph["text"],
         "complexity": _complexity(net),

@@ -156,7 +156,7 @@ def array_tex(symbol: ArraySymbol | ArrayMatrix, batch: bool, n: Notation = PLAI
 
 # Scalars and sizes of the general formulas, by their symbols' names.
 _SCALARS = {
-    "c": "c",
+    "c": r"\kappa",  # the batch scale (c is a channel)
     "yhat": r"\hat{y}",
     "n_in": r"n_{\ell-1}",
     "n_out": r"n_{\ell}",

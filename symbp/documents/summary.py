@@ -66,8 +66,8 @@ def _bp1(out: NodeDerivation, T: Callable[[sp.Basic], str], n: Notation) -> dict
     delta = shown(out.delta)
     if width(delta) <= BOX_WIDTH:
         wide = width(delta) > SHORT
-        return _row("BP1", f"{lhs} = {T(delta)}", [layer_label("delta", L)], wide=wide)
-    generic = rf"c \thinspace J{n.t} \nabla_{{a}} \mathcal{{E}}"
+        return _row("BP1", f"{lhs} = {T(delta)}", ["eq:output-delta"], wide=wide)
+    generic = rf"\kappa \thinspace J{n.t} \nabla_{{a}} \mathcal{{E}}"
     return _row("BP1", f"{lhs} = {generic}", ["eq:output-delta"])
 
 
@@ -86,92 +86,67 @@ def _derivative(act: ActivationDerivation, n: Notation) -> tuple[str, bool]:
     return tex(form, names=names, arrays=frozenset({z.name}), notation=n), width(form) <= BOX_WIDTH
 
 
-def _bp2(net: Network, d_acts: dict[str, ActivationDerivation], n: Notation) -> list[dict]:
-    """The recursion: delta^(l) = g^(l) (.) f'_l(z^(l)), g^(l) = (W^(l+1))^T delta^(l+1) when
-    layer l+1 is dense and reads a^(l) alone; and each hidden activation's f'_l."""
+def _bp2(net: Network, d_acts: dict[str, ActivationDerivation], n: Notation, sends: dict) -> list[dict]:
+    """The recursion, from the graph: delta^(l) = g^(l) (.) f'_l(z^(l)), g^(l) the sum over
+    the layers m that read a^(l) of what each sends back, one row per kind of reader (its
+    box's backward line); then each hidden activation's f'_l."""
     hidden = [nd for nd in net.nodes if not nd.is_output]
     if not hidden:
         return []
-    delta, W, g = n.v(DELTA), n.v("W"), n.v("g")
-    back = rf"\left({W}^{{(\ell+1)}}\right){n.t} {delta}^{{(\ell+1)}}"
+    delta, g = n.v(DELTA), n.v("g")
     f_prime = rf"f_\ell'\left({n.v('z')}^{{(\ell)}}\right)"
-    dense_chain = all(
-        [c.index for c in net.graph.consumers.get(nd.node.a.key, ())] == [nd.node.index + 1]
-        and net.nodes[nd.node.index].node.kind == "dense"
-        for nd in hidden
+    rows = [
+        _row("BP2", rf"{delta}^{{(\ell)}} = {g}^{{(\ell)}} \odot {f_prime}", ["eq:backprop"]),
+        _row("", rf"{g}^{{(\ell)}} = \sum_{{m \in \mathcal{{C}}(\ell)}} s^{{(m)}}", ["eq:backprop"]),
+    ]
+    readers = dict.fromkeys(
+        c.kind for nd in hidden for c in net.graph.consumers.get(nd.node.a.key, ())
     )
-    if dense_chain:
-        rows = [_row("BP2", rf"{delta}^{{(\ell)}} = \left({back}\right) \odot {f_prime}", [])]
-        rows[0]["refs"] = ["eq:recursion"]
-        rows[0]["where"] = _layers_text([nd.node.index for nd in hidden])
-    else:
-        first, last = hidden[0].node.index, hidden[-1].node.index
-        refs = [layer_label("delta", first), layer_label("delta", last)]
-        rows = [
-            _row("BP2", rf"{delta}^{{(\ell)}} = {g}^{{(\ell)}} \odot {f_prime}", refs, span=True),
-            _row("", rf"{g}^{{(\ell)}} = {back}", ["eq:recursion"], r"\ell + 1 \text{ dense}"),
-        ]
+    for kind in readers:
+        rows.append(_row("", f"s^{{(m)}} = {sends[kind]}", [f"eq:{kind}-box"], rf"\text{{{kind} }} m"))
     for name, act in d_acts.items():
         layers = [nd.node.index for nd in hidden if nd.act is act]
         if not layers:
             continue
         shown, fits = _derivative(act, n)
-        # an activation's name is an identifier: only its underscores need escaping
         named = r"f_\ell' \text{ of } \mathtt{" + name.replace("_", r"\_") + "}"
         math = rf"f_\ell' = {shown}" if fits else named
         rows.append(_row("", math, [activation_label(name)], _layers_text(layers)))
     return rows
 
 
-def _gradients(net: Network, n: Notation, l2: bool) -> list[dict]:
-    """BP3 and BP4 for the dense layers (summed over the samples s), and a reference to the
-    gradients of every other kind with parameters."""
-    delta, a = n.v(DELTA), n.v("a")
+def _gradients(net: Network, grads: dict) -> list[dict]:
+    """BP3 and BP4: each kind's parameter gradients, as its box gives them, with the layers
+    of that kind."""
     rows = []
-    dense_W = [nd.node.index for nd in net.nodes if nd.node.kind == "dense"]
-    dense_b = [
-        nd.node.index
-        for nd in net.nodes
-        if nd.node.kind == "dense" and any(p.symbol == "b" for p in nd.node.params)
-    ]
-    penalty = rf" + \lambda {n.v('W')}^{{(\ell)}}" if l2 else ""
-    if dense_W:
-        dW = (
-            rf"\frac{{\partial L}}{{\partial {n.v('W')}^{{(\ell)}}}} = \sum_{{s}} "
-            rf"{delta}^{{(\ell)}}_s \left({a}^{{(\ell-1)}}_s\right){n.t}{penalty}"
-        )
-        rows.append(_row("BP3", dW, ["eq:grad-W"], _layers_text(dense_W)))
-    if dense_b:
-        b = n.v("b")
-        db = rf"\frac{{\partial L}}{{\partial {b}^{{(\ell)}}}} = \sum_{{s}} {delta}^{{(\ell)}}_s"
-        rows.append(_row("BP4", db, ["eq:grad-b"], _layers_text(dense_b)))
-    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-    for nd in net.nodes:
-        if nd.node.kind != "dense" and nd.node.params:
-            key = (nd.node.kind, tuple(p.symbol for p in nd.node.params))
-            groups.setdefault(key, []).append(nd.node.index)
-    for (kind, params), layers in groups.items():
-        lhs = r",\ ".join(
-            rf"\frac{{\partial L}}{{\partial {n.v(PARAM_TEX[p])}^{{(\ell)}}}}" for p in params
-        )
-        where = rf"\text{{{kind}}}, {_layers_text(layers)}"
-        if kind in KIND_GRADIENTS:
-            rows.append(_row("", lhs, [KIND_GRADIENTS[kind]], where))
-        else:  # each layer's block: the first and the last layer's equations
-            refs = [
-                layer_label(f"d{params[0]}", layers[0]),
-                layer_label(f"d{params[-1]}", layers[-1]),
-            ]
-            rows.append(_row("", lhs, refs, where, span=True))
-    if rows and not any(row["tag"] == "BP3" for row in rows):
+    for kind, formulas in grads.items():
+        layers = [nd.node.index for nd in net.nodes if nd.node.kind == kind and nd.node.params]
+        if not layers:
+            continue
+        for k, (lhs, rhs) in enumerate(formulas):
+            where = rf"\text{{{kind}}}, {_layers_text(layers)}" if k == len(formulas) - 1 else ""
+            rows.append(_row("", f"{lhs} = {rhs}", [f"eq:{kind}-box"], where))
+    if rows:
         rows[0]["tag"] = "BP3, BP4"
     return rows
 
 
 def summary_context(
-    d: Derivation, net: Network, T: Callable[[sp.Basic], str], n: Notation
+    d: Derivation, net: Network, T: Callable[[sp.Basic], str], n: Notation, tools: Any
 ) -> dict[str, Any]:
-    """The box's rows, top to bottom (BP1, BP2 and the derivatives it reads, BP3, BP4)."""
-    rows = [_bp1(net.nodes[-1], T, n), *_bp2(net, d.activations, n)]
-    rows += _gradients(net, n, bool(d.arch.l2))
+    """The box's rows, top to bottom (BP1, BP2 and the derivatives it reads, BP3, BP4),
+    from the network's graph and each kind's document section."""
+    from symbp.derivation.kinds import kind_module
+    from symbp.derivation.numbering import kinds_of
+
+    sends, grads = {}, {}
+    tools.inline = True  # the box writes dL/dW on one line
+    for kind in kinds_of(net):
+        section = kind_module(kind).document_section(kind, tools)
+        sends[kind] = section["send"]
+        if section.get("grads"):
+            grads[kind] = section["grads"]
+    rows = [_bp1(net.nodes[-1], T, n), *_bp2(net, d.activations, n, sends)]
+    tools.inline = False
+    rows += _gradients(net, grads)
     return {"rows": rows}

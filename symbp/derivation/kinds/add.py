@@ -7,7 +7,7 @@ consumers send back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -48,7 +48,33 @@ def cost(node: Node) -> Cost:
     return Cost(0, 0)
 
 
-def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
-    """The document's section on add: SymPy's [i = j] for each input."""
+FRAGMENT = "add"
+
+
+def document_labels(kind: str) -> tuple[str, ...]:
+    """The numbered equations of the kind's section, in order (the box last)."""
+    return ("eq:add-index", "eq:add-box")
+
+
+def tangent_labels(kind: str) -> tuple[str, ...]:
+    return ("eq:add-r",)
+
+
+def document_section(kind: str, doc: Any) -> dict:
+    """The document's section on add: SymPy's [i = j] for each input, and the box (what
+    each input receives, from the derivative); `doc` writes the arrays (symbp.documents)."""
     dx, dr = add_derivative()
-    return {"eq": eq["eq:add"], "dx": tex(dx), "dr": tex(dr)}
+    Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    other = doc.arr("A", "r")
+    return {
+        "dx": r"\frac{\partial z_i}{\partial x_j} = " + doc.tex(dx),
+        "dr": r"\frac{\partial z_i}{\partial {x'}_j} = " + doc.tex(dr),
+        "box": [
+            (Z, f"{A} + {other}"),
+            (f"{doc.grad(A)} = {doc.grad(other)}", D),
+        ],
+        "shapes": [f"{A}, {other}, {Z}, {D}" + r"\text{ all of one shape}"],
+        "r": f"{doc.R(doc.grad(A))} = {doc.R(doc.grad(other))} = {doc.R(D)}",
+        # what a layer m of this kind sends back to a tensor it reads (the summary)
+        "send": doc.arr("delta", "m"),
+    }

@@ -10,7 +10,7 @@ took along W', b', a'; the R-operator moves each backward product the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -133,20 +133,53 @@ def cost(node: Node) -> Cost:
     return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
 
 
-def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
-    """The document's section on conv2d: the index equation, SymPy's derivatives with the
-    Kronecker deltas, the sums they leave, and the flipped kernel at stride 1."""
+FRAGMENT = "conv2d"
+
+
+def document_labels(kind: str) -> tuple[str, ...]:
+    """The numbered equations of the kind's section, in order (the box last)."""
+    return ("eq:conv2d-z", "eq:conv2d-dW", "eq:conv2d-dx", "eq:conv2d-box")
+
+
+def tangent_labels(kind: str) -> tuple[str, ...]:
+    return ("eq:conv2d-tangent", "eq:conv2d-r")
+
+
+def document_section(kind: str, doc: Any) -> dict:
+    """The index equation, SymPy's derivatives with the Kronecker deltas and the sums they
+    leave (eqs. conv2d-z, -dW, -dx), and the box: the same sums as whole-array operations
+    (symbp.ir.image_ops, each checked to be the index form it names)."""
     d = derive_conv()
+    Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    W, b = doc.arr("W", "l"), doc.arr("b", "l")
+    Wd, Ad, RD = doc.dot(W), doc.dot(A), doc.R(D)
+    back = rf"{D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right)"
+    kernel = rf"\sum_{{s}} {A}_s \star_{{S,P}} {D}_s"
+    bias = rf"\left[\sum_{{s,i,j}} {D}_{{s,f,i,j}}\right]_{{f}}"
     return {
-        "eq_z": eq["eq:conv2d-z"],
-        "eq_dW": eq["eq:conv2d-dW"],
-        "eq_dx": eq["eq:conv2d-dx"],
-        "z": tex(d.z),
-        "dz_dW": tex(d.dz_dW),
-        "dz_dx": tex(d.dz_dx),
-        "dW": tex(d.dW),
-        "db": tex(d.db),
-        "dx": tex(d.dx),
-        "dx_flip": tex(d.dx_unit_stride),
-        "tangent": tex(d.tangent),
+        "z": "z_{s,f,i,j} = " + doc.tex(d.z),
+        "dz_dW": doc.tex(d.dz_dW),
+        "dz_dx": doc.tex(d.dz_dx),
+        "dW": r"\frac{\partial L}{\partial W_{f',c',p',q'}} = " + doc.tex(d.dW),
+        "db": r"\frac{\partial L}{\partial b_{f'}} = " + doc.tex(d.db),
+        "dx": r"\frac{\partial L}{\partial x_{s,c',u,v}} = " + doc.tex(d.dx),
+        "tangent": doc.tex(d.tangent),
+        "box": [
+            (Z, rf"{W} \star_{{S,P}} {A} + {b}"),
+            (doc.grad(A), back),
+            (doc.grad(W), kernel + doc.decay(W)),
+            (doc.grad(b), bias),
+        ],
+        "shapes": [
+            rf"{A} \in \mathbb{{R}}^{{n \times C \times h \times w}}",
+            rf"{Z}, {D} \in \mathbb{{R}}^{{n \times F \times h_o \times w_o}}",
+            rf"{W} \in \mathbb{{R}}^{{F \times C \times k_h \times k_w}}, \ {b} \in \mathbb{{R}}^{{F}}",
+        ],
+        "r": [
+            rf"{doc.R(doc.grad(A))} = {RD} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right) + {D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({Wd}\right)",
+            rf"{doc.R(doc.grad(W))} = \sum_{{s}} \left({Ad}_s \star_{{S,P}} {D}_s + {A}_s \star_{{S,P}} {RD}_s\right){doc.decay(Wd)}",
+            rf"{doc.R(doc.grad(b))} = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,f,i,j}}\right]_{{f}}",
+        ],
+        "send": rf"{doc.arr('delta', 'm')} \mathbin{{\tilde\star}} \operatorname{{rot}}_{{180}}\left({doc.arr('W', 'm')}\right)",
+        "grads": [(doc.grad(W), kernel), (doc.grad(b), bias)],
     }

@@ -9,7 +9,6 @@ the R-operator come from the same equations moved along a direction (symbp.deriv
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
@@ -189,6 +188,70 @@ def cost(node: Node) -> Cost:
     return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
 
 
-def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> None:
-    """None: the dense layer is the seed's, derived in the document's general section."""
-    return None
+FRAGMENT = "dense"
+# The general layer's indexed arrays in the document, with the layer each belongs to: the
+# layer reads a^(l-1) and owns W^(l), b^(l), delta^(l).
+_OWN = {
+    "a": r"a^{(\ell-1)}",
+    "W": r"W^{(\ell)}",
+    "delta": r"\delta^{(\ell)}",
+    "ad": r"\dot{a}^{(\ell-1)}",
+    "Wd": r"\dot{W}^{(\ell)}",
+    "Rdelta": r"\mathcal{R}\delta^{(\ell)}",
+    "n_out": r"n_{\ell}",
+}
+
+
+def document_labels(kind: str) -> tuple[str, ...]:
+    """The numbered equations of the kind's section, in order (the box last)."""
+    return ("eq:dense-index", "eq:dense-sums", "eq:dense-box")
+
+
+def tangent_labels(kind: str) -> tuple[str, ...]:
+    return ("eq:dense-tangent", "eq:dense-r")
+
+
+def document_section(kind: str, doc: Any) -> dict:
+    """SymPy's index derivation (unit i, sample s), and the box: the same sums as matrix
+    products for the batch, in the document's layout, printed from SymPy's matrix forms."""
+    calc, tcalc = layer_calculus(), tangent_calculus()
+    G = Layer.GENERAL
+    general = _matrix_set(doc.row, N_IN, N_OUT, (G, G, Layer.PREVIOUS, G))
+    names = {MAT_W: general["W"], MAT_A: general["A"], MAT_DELTA: general["Delta"]}
+    z = _per_sample(_pre_activation(sp.Tuple(general["W"], general["A"], general["b"])), doc.row)
+    back = _per_sample(calc.da_matrix.xreplace(names), doc.row)
+    dW = memo.doit(calc.dW_matrix.xreplace(names))
+    db = memo.doit(calc.db_matrix.xreplace(names))
+    Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    W, b = doc.arr("W", "l"), doc.arr("b", "l")
+    shape = r"n \times {}" if doc.row else r"{} \times n"
+    t = doc.tex
+    s_in, s_out = shape.format(r"n_{\ell-1}"), shape.format(r"n_{\ell}")
+    return {
+        "z_def": "z_{i,s} = " + t(calc.z_def, names=_OWN),
+        "dz_dW": r"\frac{\partial z_{i,s}}{\partial W_{q,r}} = " + t(calc.dz_dW, names=_OWN),
+        "dz_db": r"\frac{\partial z_{i,s}}{\partial b_{q}} = " + t(calc.dz_db, names=_OWN),
+        "dz_da": r"\frac{\partial z_{i,s}}{\partial a_{r,s}} = " + t(calc.dz_da, names=_OWN),
+        "dL_da": r"\frac{\partial L}{\partial a^{(\ell-1)}_{r,s}} = " + t(calc.dL_da, names=_OWN),
+        "dL_dW": r"\frac{\partial L}{\partial W^{(\ell)}_{q,r}} = " + t(calc.dL_dW, names=_OWN),
+        "dL_db": r"\frac{\partial L}{\partial b^{(\ell)}_{q}} = " + t(calc.dL_db, names=_OWN),
+        "box": [
+            (Z, t(z, batch=True)),
+            (doc.grad(A), t(back, batch=True)),
+            (doc.grad(W), t(dW, batch=True) + doc.decay(W)),
+            (doc.grad(b), t(db, batch=True)),
+        ],
+        "shapes": [
+            rf"{A} \in \mathbb{{R}}^{{{s_in}}}, \ {Z}, {D} \in \mathbb{{R}}^{{{s_out}}}",
+            rf"{W} \in \mathbb{{R}}^{{n_{{\ell}} \times n_{{\ell-1}}}}, \ {b} \in \mathbb{{R}}^{{n_{{\ell}}}}",
+        ],
+        "z_dot": r"\dot z_{i,s} = " + t(tcalc.z_dot, names=_OWN),
+        "back_r": rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial a^{{(\ell-1)}}_{{r,s}}}} \right\rbrace = " + t(tcalc.back_r, names=_OWN),
+        "dW_r": rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial W^{{(\ell)}}_{{q,r}}}} \right\rbrace = " + t(tcalc.dW_r, names=_OWN) + doc.decay(r"\dot W^{(\ell)}_{q,r}"),
+        "db_r": rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial b^{{(\ell)}}_{{q}}}} \right\rbrace = " + t(tcalc.db_r, names=_OWN),
+        "send": rf"\left({doc.arr('W', 'm', batch=False)}\right){doc.t} {doc.arr('delta', 'm')}",
+        "grads": [
+            (doc.grad(doc.arr("W", "l", batch=False)), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s \left({doc.arr('a', 'l-1')}_s\right){doc.t}{doc.decay(doc.arr('W', 'l', batch=False))}"),
+            (doc.grad(doc.arr("b", "l", batch=False)), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s"),
+        ],
+    }

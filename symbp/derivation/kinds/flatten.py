@@ -5,7 +5,7 @@ entry: SymPy's dz_k/da_m is [k = m] (as for add), and delta goes back unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -43,6 +43,32 @@ def cost(node: Node) -> Cost:
     return Cost(0, 0)
 
 
-def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> None:
-    """None: the document's layer table gives its shapes."""
-    return None
+FRAGMENT = "flatten"
+
+
+def document_labels(kind: str) -> tuple[str, ...]:
+    """The numbered equations of the kind's section, in order (the box last)."""
+    return ("eq:flatten-box",)
+
+
+def tangent_labels(kind: str) -> tuple[str, ...]:
+    return ("eq:flatten-r",)
+
+
+def document_section(kind: str, doc: Any) -> dict:
+    """The box: vec forward, vec^-1 of delta back ([k = m] from SymPy, as for add)."""
+    dx, _ = add_derivative()
+    assert isinstance(dx, sp.KroneckerDelta)
+    Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    return {
+        "box": [
+            (Z, rf"\operatorname{{vec}}\left({A}\right)"),
+            (doc.grad(A), rf"\operatorname{{vec}}^{{-1}}\left({D}\right)"),
+        ],
+        "shapes": [
+            rf"{A} \in \mathbb{{R}}^{{n \times C \times h \times w}}",
+            rf"{Z}, {D} \in \mathbb{{R}}^{{n \times C h w}}",
+        ],
+        "r": rf"{doc.R(doc.grad(A))} = \operatorname{{vec}}^{{-1}}\left({doc.R(D)}\right)",
+        "send": rf"\operatorname{{vec}}^{{-1}}\left({doc.arr('delta', 'm')}\right)",
+    }

@@ -10,7 +10,7 @@ from the forward pass for the backward pass.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -264,17 +264,47 @@ def cost(node: Node) -> Cost:
 _DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
 
 
-def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
-    """The document's section on a norm: the index equation, SymPy's derivative with the
-    statistics named, the sum over i, the compact form, and the tangent."""
+FRAGMENT = "normalize"
+
+
+def document_labels(kind: str) -> tuple[str, ...]:
+    """The numbered equations of the kind's section, in order (the box last)."""
+    return (f"eq:{kind}-z", f"eq:{kind}-vjp", f"eq:{kind}-box")
+
+
+def tangent_labels(kind: str) -> tuple[str, ...]:
+    return (f"eq:{kind}-tangent",)
+
+
+def document_section(kind: str, doc: Any) -> dict:
+    """The index equation, SymPy's derivative with the statistics named, the sum over i
+    (the error sent back, in the norm's own error term delta), the tangent, and the box:
+    the same in the compact form, with the mean along the normalised axis named."""
     n = derive_norm("features" if kind == "layernorm" else "batch")
+    names = {**_DOTS, "g": r"\delta"}
+    axis = "k" if kind == "layernorm" else ("s,i,j" if doc.images else "s")
+    mean = rf"\operatorname{{mean}}_{{{axis}}}"
+    Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    X, s = doc.arr(r"\hat{X}", "l"), doc.arr(r"\sigma", "l")
+    gamma, beta = doc.arr(r"\gamma", "l"), doc.arr(r"\beta", "l")
+    scaled = rf"\tilde{{{doc.v(chr(92) + 'Delta')}}}"
+    total = r"\sum_{s,i,j}" if doc.images else r"\sum_{s}"
+    shape = r"n \times C \times h \times w" if doc.images else r"n \times N"
     return {
-        "eq_z": eq[f"eq:{kind}-z"],
-        "eq_vjp": eq[f"eq:{kind}-vjp"],
-        "eq_tangent": eq[f"eq:{kind}-tangent"],
-        "z": tex(n.z),
-        "dz_dx": tex(n.dz_dx),
-        "vjp_raw": tex(n.vjp_raw),
-        "vjp": tex(n.vjp),
-        "tangent": tex(n.tangent, names=_DOTS),
+        "z": "z_i = " + doc.tex(n.z, names=names),
+        "dz_dx": doc.tex(n.dz_dx, names=names),
+        "vjp": r"\frac{\partial L}{\partial x_j} = " + doc.tex(n.vjp, names=names),
+        "tangent": r"\dot z_i = " + doc.tex(n.tangent, names=names),
+        "box": [
+            (X, rf"\left({A} - {mean} {A}\right) / {s}, \quad {s} = \sqrt{{\operatorname{{var}}_{{{axis}}} {A} + \epsilon}}"),
+            (Z, rf"{gamma} \odot {X} + {beta}"),
+            (doc.grad(A), rf"\frac{{1}}{{{s}}} \odot \left({scaled} - {mean} {scaled} - {X} \odot {mean}\left({scaled} \odot {X}\right)\right)"),
+            (doc.grad(gamma), rf"{total} \left({X} \odot {D}\right)_s, \quad {doc.grad(beta)} = {total} {D}_s"),
+        ],
+        "shapes": [
+            rf"{scaled} = {gamma} \odot {D}; \ {A}, {X}, {Z}, {D} \in \mathbb{{R}}^{{{shape}}}",
+            rf"{gamma}, {beta} \in \mathbb{{R}}^{{{'C' if doc.images else 'N'}}}",
+        ],
+        "send": rf"\frac{{1}}{{\sigma^{{(m)}}}} \odot \left(\tilde\delta - {mean} \tilde\delta - \hat x \odot {mean}(\tilde\delta \odot \hat x)\right)",
+        "grads": [(doc.grad(gamma), rf"{total} \left({X} \odot {D}\right)_s"), (doc.grad(beta), rf"{total} {D}_s")],
     }

@@ -12,7 +12,7 @@ R-operator use the same routing: a' is the tangent at the chosen position.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import sympy as sp
@@ -115,12 +115,39 @@ def cost(node: Node) -> Cost:
     return Cost(0, 0)
 
 
-def document_section(kind: str, eq: dict[str, int], tex: Callable[..., str]) -> dict:
-    """The document's section on a pooling: SymPy's derivative on a 2 x 2 window."""
+FRAGMENT = "pool"
+
+
+def document_labels(kind: str) -> tuple[str, ...]:
+    """The numbered equations of the kind's section, in order (the box last)."""
+    return (f"eq:{kind}", f"eq:{kind}-box")
+
+
+def tangent_labels(kind: str) -> tuple[str, ...]:
+    return (f"eq:{kind}-r",)
+
+
+def document_section(kind: str, doc: Any) -> dict:
+    """SymPy's derivative on a 2 x 2 window, and the box: route (max) or spread (mean)."""
     d = derive_pool()
     z, grads = (d.z_max, d.dmax) if kind == "maxpool2d" else (d.z_mean, d.dmean)
+    Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    name = "maxpool" if kind == "maxpool2d" else "avgpool"
+    back, send = r"\operatorname{spread}", r"\operatorname{spread}"
+    if kind == "maxpool2d":
+        back = rf"\operatorname{{route}}_{{{A}}}"
+        send = rf"\operatorname{{route}}_{{{doc.arr('a', 'l')}}}"
     return {
-        "eq": eq[f"eq:{kind}"],
-        "z": tex(z),
-        "grads": [(tex(x), tex(g)) for x, g in zip(d.window, grads, strict=True)],
+        "z": f"z = {doc.tex(z)}",
+        "grads": [(doc.tex(x), doc.tex(g)) for x, g in zip(d.window, grads, strict=True)],
+        "box": [
+            (Z, rf"\operatorname{{{name}}}_{{k,S}}\left({A}\right)"),
+            (doc.grad(A), rf"{back}\left({D}\right)"),
+        ],
+        "shapes": [
+            rf"{A} \in \mathbb{{R}}^{{n \times C \times h \times w}}",
+            rf"{Z}, {D} \in \mathbb{{R}}^{{n \times C \times h_o \times w_o}}",
+        ],
+        "r": rf"{doc.R(doc.grad(A))} = {back}\left({doc.R(D)}\right)",
+        "send": rf"{send}\left({doc.arr('delta', 'm')}\right)",
     }

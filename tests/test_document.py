@@ -11,7 +11,8 @@ import pytest
 
 from symbp.derivation.network import derive_network
 from symbp.frontend.spec import BUILTIN_ACTIVATIONS
-from symbp.ir.labels import PER_LAYER, layer_label, network_numbering, node_equations, tex_label
+from symbp.derivation.numbering import network_numbering
+from symbp.ir.labels import PER_LAYER, layer_label, node_equations, tex_label
 from symbp.pipeline import generate
 from tests.conftest import EXAMPLES, GENERATED
 
@@ -48,9 +49,11 @@ def test_committed_tex_compiles_without_warnings(example: Path, tmp_path: Path) 
     assert (tmp_path / f"{name}.pdf").stat().st_size > 10_000
     # LaTeX's own counter gives each label the number the code's comments cite.
     aux = (tmp_path / f"{name}.aux").read_text()
-    numbered = dict(re.findall(r"\\newlabel\{([^}]*)\}\{\{(\d+)\}", aux))
+    numbered = dict(re.findall(r"\\newlabel\{(eq:[^}]*)\}\{\{(\d+)\}", aux))
     eq = network_numbering(result.derivation, derive_network(result.derivation))
-    assert numbered == {tex_label(name, key): str(n) for key, n in eq.items()}
+    expected = {tex_label(name, key): str(n) for key, n in eq.items()}
+    # the appendix (--layers) is numbered last: without it, 1..k of the same numbers
+    assert numbered == {k: v for k, v in expected.items() if int(v) <= len(numbered)}
 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
@@ -80,19 +83,33 @@ def test_equation_numbers_cited_in_code_exist_in_document(example: Path) -> None
     cited |= {int(n) for n in re.findall(r"\), \((\d+)\)", code)}
     assert cited, "the module cites no equation"
     assert cited <= set(number.values()), f"cited but not in the document: {sorted(cited)}"
-    # The delta equation cited for each layer is the one labelled eq:<name>:delta-<l>.
-    for layer in range(1, len(result.arch.layers) + 1):
-        delta = number[tex_label(name, layer_label("delta", layer))]
+    # Each layer's delta cites the output error (the output layer) or the recursion (the
+    # others), and its z its kind's box: equations of the kinds, not of the appendix.
+    layers = len(result.arch.layers)
+    for layer in range(1, layers + 1):
+        key = "output-delta" if layer == layers else "backprop"
+        delta = number[tex_label(name, f"eq:{key}")]
         assert f"# layer {layer}" in code and f"delta (eq. ({delta}))" in code
+    kinds = {nd.node.kind for nd in result.network.nodes}
+    boxes = {number[tex_label(name, f"eq:{kind}-box")] for kind in kinds}
+    assert boxes <= cited
+    # The appendix (--layers) comes after every cited equation: the module is the same.
+    with_layers = generate(example, layers=True)
+    assert with_layers.files[f"{name}.py"] == code
+    tex_layers = with_layers.files[f"{name}.tex"]
+    labels_layers = re.findall(r"\\begin\{equation\}\\label\{([^}]*)\}", tex_layers)
+    assert labels_layers[: len(labels)] == labels and len(labels_layers) > len(labels)
 
 
 def test_seed_document_shows_derived_steps() -> None:
     tex = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
     assert r"a \left(1 - a\right)" in tex  # sigmoid' rewritten in a
-    assert r"\delta^{(1)}" in tex and r"W^{(2)}" in tex and r"\odot" in tex
-    # sigmoid + bce: the output error SymPy simplified is c (A - Y), for the whole batch.
+    assert r"\delta^{(\ell)}" in tex and r"W^{(\ell)}" in tex and r"\odot" in tex
+    # sigmoid + bce: the output error SymPy simplified is kappa (A - Y), for the whole batch
+    # in the layer-by-layer appendix.
+    tex = generate(EXAMPLES / "seed.yaml", layers=True).files["seed_net.tex"]
     out = re.search(r"\\label\{eq:seed-net:delta-2\}\n(.*)\n", tex)
-    assert out and r"\Delta^{(2)} = c \left(A^{(2)} - Y\right)" in out.group(1)
+    assert out and r"\Delta^{(2)} = \kappa \left(A^{(2)} - Y\right)" in out.group(1)
 
 
 @pytest.mark.skipif(
@@ -111,7 +128,7 @@ def test_body_inputs_into_a_paper(tmp_path: Path) -> None:
         "\\documentclass{article}\n" + "\n".join(packages) + "\n"
         "\\newcommand{\\R}{\\mathbb{R}}\n"  # a macro papers often define themselves
         "\\begin{document}\n"
-        "Our gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:seed-net:delta-1}.\n"
+        "Our gradients are in Section~\\ref{sec:x} and eq.~\\eqref{eq:seed-net:backprop}.\n"
         "\\begin{equation}\\label{eq:loss} L = 0 \\end{equation}\n"  # the paper's own label
         "\\section{Derivation}\\label{sec:x}\n\\input{seed_net_body}\n\\end{document}\n"
     )
@@ -126,14 +143,15 @@ def test_markdown_has_the_same_equations() -> None:
     displays = tex.count(r"\begin{equation}")
     md_tags = [int(n) for n in re.findall(r"\\tag\{(\d+)\}", md)]
     assert md_tags == list(range(1, displays + 1)) and md_tags
-    # and one more math fence: the summary's box (unnumbered, as in the .tex)
+    # and one more math fence: the summary's box (unnumbered, as in the .tex); the dense
+    # kind's box is numbered
     assert "$$" not in md and md.count("```math") == displays + 1
-    assert tex.count(r"\boxed{") == md.count(r"\boxed{") == 1
+    assert tex.count(r"\boxed{") == md.count(r"\boxed{") == 2
 
 
 def test_a_generation_displays_in_jupyter() -> None:
     result = generate(EXAMPLES / "seed.yaml")
-    assert "## 6. The output layer" in result._repr_markdown_()
+    assert "## The output layer" in result._repr_markdown_()
 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.stem)
@@ -214,12 +232,12 @@ def test_index_forms_name_their_layers() -> None:
     """The recursion sums over the units of layer l+1 (W and delta are layer l+1's); the
     gradients read a^(l-1) and delta^(l); the R-operator likewise."""
     tex = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
-    recursion = tex[tex.index(r"\label{eq:seed-net:recursion}") :][:400]
-    assert r"\sum_{i=1}^{n_{\ell+1}} {W^{(\ell+1)}}_{i,r} {\delta^{(\ell+1)}}_{i,s}" in recursion
-    grad = tex[tex.index(r"\label{eq:seed-net:grad-W}") :][:400]
-    assert r"{a^{(\ell-1)}}_{r,s} {\delta^{(\ell)}}_{q,s}" in grad
-    assert r"n_{\ell}}" not in recursion.split(r"\\")[0]
-    assert r"{\mathcal{R}\delta^{(\ell+1)}}_{i,s} {W^{(\ell+1)}}_{i,r}" in tex
+    sums = tex[tex.index(r"\label{eq:seed-net:dense-sums}") :][:600]
+    # what layer l sends back to a^(l-1): a sum over its own n_l units, of its W and delta
+    assert r"\sum_{i=1}^{n_{\ell}} {W^{(\ell)}}_{i,r} {\delta^{(\ell)}}_{i,s}" in sums
+    assert r"{a^{(\ell-1)}}_{r,s} {\delta^{(\ell)}}_{q,s}" in sums
+    assert r"\ell+1" not in sums
+    assert r"{\mathcal{R}\delta^{(\ell)}}_{i,s} {W^{(\ell)}}_{i,r}" in tex
 
 
 def test_dirac_delta_is_named_apart_and_its_convention_stated() -> None:
@@ -233,11 +251,11 @@ def test_dirac_delta_is_named_apart_and_its_convention_stated() -> None:
             "loss": {"expr": "abs(yhat - y)"},
         }
     )
-    files = generate(arch).files
+    files = generate(arch, layers=True).files
     for name in ("kink.tex", "kink.md"):
         assert r"\delta_{\mathrm{D}}\left(" in files[name]
         assert "takes it as zero" in files[name]
-    assert "takes it as zero" not in generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
+    assert "takes it as zero" not in generate(EXAMPLES / "seed.yaml", layers=True).files["seed_net.tex"]
 
 
 def test_decimals_are_kept_as_the_user_wrote_them() -> None:
@@ -267,17 +285,17 @@ def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
     from symbp.documents.latex import tex
     from symbp.ir.naming import Role, array
 
-    a, y, c = array(Role.ACTIVATION, 2), array(Role.TARGET), sp.Symbol("c")
+    a, y, c = array(Role.ACTIVATION, 2), array(Role.TARGET), sp.Symbol("c")  # kappa
     for expr in (-3 * a**2 * y, -c * a * (a - 1), -sp.sqrt(2) * a * y, 2 * c * a * y):
         text = tex(expr)
         assert r"\left(-" not in text and r"\left(- " not in text and "(-" not in text, text
     assert tex(-3 * a**2 * y).startswith("- 3 ")
-    assert tex(2 * c * a * y).startswith("2 c ")
+    assert tex(2 * c * a * y).startswith(r"2 \kappa ")
     # the sigmoid's a (1 - a), with the sign taken into the difference
     assert tex(-c * a * (a - 1) * (a - y)) == (
-        r"c a^{(2)} \odot \left(1 - a^{(2)}\right) \odot \left(a^{(2)} - y\right)"
+        r"\kappa a^{(2)} \odot \left(1 - a^{(2)}\right) \odot \left(a^{(2)} - y\right)"
     )
-    assert tex(-c * a * (a - y)).startswith("- c ")  # -a + y would read worse
+    assert tex(-c * a * (a - y)).startswith(r"- \kappa ")  # -a + y would read worse
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
@@ -285,9 +303,9 @@ def test_layer_blocks_use_one_form_the_batch(path: Path) -> None:
     """The "Layer by layer" blocks write the batch's arrays (Z, A, G, Delta) throughout, not
     per-sample a, z, g, delta beside them (and no column-form (W^T delta) in row layout)."""
     arch_name = path.stem
-    files = generate(path).files
+    files = generate(path, layers=True).files
     md = next(text for name, text in files.items() if name.endswith(".md"))
-    block = md.split("Layer by layer", 1)[1].split("\n## ", 1)[0]
+    block = md.split("## Layer by layer", 1)[1].split("\n### Forward mode", 1)[0]
     assert "### Layer 1" in block, arch_name
     per_sample = re.findall(r"(?<![A-Za-z\\])(?:[azg]|\\delta)\^\{\(\d+\)\}", block)
     assert not per_sample, (arch_name, per_sample[:5])

@@ -70,8 +70,8 @@ def test_body_lists_the_packages_it_needs_and_the_readme_too() -> None:
 def test_labels_are_namespaced_by_the_network() -> None:
     name, body = _body("seed.yaml")
     labels = re.findall(r"\\label\{([^}]*)\}", body)
-    assert labels and all(label.startswith("eq:seed-net:") for label in labels)
-    assert "eq:seed-net:delta-2" in labels and "eq:seed-net:loss" in labels
+    assert labels and all(label.startswith(("eq:seed-net:", "sec:seed-net:")) for label in labels)
+    assert "eq:seed-net:output-delta" in labels and "eq:seed-net:loss" in labels
     assert len(set(labels)) == len(labels)
 
 
@@ -80,7 +80,7 @@ def test_section_level_makes_the_network_one_section() -> None:
     _, sub = _body("seed.yaml", "subsection")
     assert default.count(r"\section{") >= 5 and r"\section{The network}" in default
     assert r"\section{" not in sub and r"\subsection{The network}" in sub
-    assert r"\subsubsection{Layer 1:" in sub and r"\subsection{Layer 1:" not in sub
+    assert r"\subsubsection{\texttt{dense}}" in sub and r"\subsection{\texttt{dense}}" not in sub
     # The standalone document keeps its sections.
     tex = generate(EXAMPLES / "seed.yaml", body_only=True, section_level="subsection").files
     assert r"\section{The network}" in tex["seed_net.tex"]
@@ -115,7 +115,7 @@ def _paper(folder: Path, columns: str) -> str:
         f"\\documentclass[{columns}]{{article}}\n" + "\n".join(preamble) + "\n"
         "\\numberwithin{equation}{section}\n\\begin{document}\n"
         "We train two networks, with the loss~\\eqref{eq:loss}; their error terms are\n"
-        "\\eqref{eq:seed-net:delta-2} and \\eqref{eq:lenet:delta-1}.\n"
+        "\\eqref{eq:seed-net:output-delta} and \\eqref{eq:lenet:conv2d-box}.\n"
         "\\begin{equation}\\label{eq:loss} L = \\frac{1}{n} \\sum_s \\ell_s \\end{equation}\n"
         "\\appendix\n" + "\n".join(sections) + "\n\\end{document}\n"
     )
@@ -137,9 +137,9 @@ def test_two_bodies_compile_in_one_paper(columns: str, tmp_path: Path) -> None:
     numbers = dict(re.findall(r"\\newlabel\{([^}]*)\}\{\{([^}]*)\}", aux))
     # The paper's own counter, per appendix: A.1, ..., B.1, ...
     assert numbers["eq:loss"] == "0.1"
-    assert numbers["eq:seed-net:forward-z"] == "A.1"
-    assert numbers["eq:lenet:forward-z"] == "B.1"
-    assert re.search(r"\\newlabel\{eq:lenet:delta-1\}\{\{B\.\d+\}", aux)
+    assert numbers["eq:seed-net:forward-a"] == "A.1"
+    assert numbers["eq:lenet:forward-a"] == "B.1"
+    assert re.search(r"\\newlabel\{eq:lenet:conv2d-box\}\{\{B\.\d+\}", aux)
 
 
 @needs_pdflatex

@@ -20,7 +20,7 @@ from symbp.codegen.program import build_program
 from symbp.derivation.derive import derive
 from symbp.derivation.network import derive_network
 from symbp.ir.graph import build_graph
-from symbp.ir.labels import network_numbering
+from symbp.derivation.numbering import network_numbering
 from symbp.render import header_lines, render
 
 

@@ -30,7 +30,8 @@ def network_numbering(d, net) -> dict[str, int]:
     for kind in kinds:
         labels += kind_module(kind).document_labels(kind)
     labels += [activation_label(a) for a in d.activations]
-    labels += [*OUTPUT, *(["eq:loss-logits"] if d.output.loss_from_logits else [])]
+    labels += [*OUTPUT[:2], *(["eq:output-lse"] if d.output.logits is not None else [])]
+    labels += [OUTPUT[2], *(["eq:loss-logits"] if d.output.loss_from_logits else [])]
     labels += [*TANGENT]
     for kind in kinds:
         labels += kind_module(kind).tangent_labels(kind)

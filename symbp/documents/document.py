@@ -456,7 +456,7 @@ def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
             [
                 str(node.index),
                 kind,
-                f"${_times(node.inputs[0].shape)} \\to {_times(node.z.shape)}$",
+                f"${_times(node.inputs[0].shape)}$ $\\to$ ${_times(node.z.shape)}$",
                 "$-$" if act == "identity" else _escape(act).replace("\\_", "\\_"),
                 params or "$-$",
             ]
@@ -505,7 +505,7 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
     if d.arch.l2:
         rows.append([r"$\lambda$", "the weight of the $L_2$ penalty"])
     rows.append([r"$t$, $\dot u$, $\mathcal{R}\lbrace u \rbrace$", r"the step along a direction; $du/dt$ in forward mode; $du/dt$ of a backward quantity"])
-    rows.append([r"$\theta$, $\nabla^2_\theta L$, $v$" if "maxpool2d" not in kinds else r"$\nabla^2_\theta L$, $v$", "the parameters, the Hessian of the loss, a direction (hvp)"])
+    rows.append([r"$\theta$, $\nabla^2_\theta L$, $v$" if "maxpool2d" not in kinds else r"$\nabla^2_\theta L$, $v$", "the parameters, the Hessian of the loss, a direction"])
     return rows
 
 
@@ -582,7 +582,11 @@ def document_context(
         "eqn": eq,  # the same, under a name the Markdown layout's eq macro does not shadow
         # label key -> the label written into the .tex, namespaced by the network
         "tex_label": {key: tex_label(arch.name, key) for key in eq},
-        "sec_label": {key: tex_label(arch.name, "sec:" + key) for key in [*sections, *tables]},
+        # sections and tables: sec:<network>:<key>, apart from the equations' eq: labels
+        "sec_label": {
+            key: "sec" + tex_label(arch.name, key).removeprefix("eq")
+            for key in [*sections, *tables]
+        },
         "sec_title": sections,
         "table_number": tables,
         "packages": PACKAGES,
@@ -598,7 +602,7 @@ def document_context(
         "show_layers": show_layers,
         "layers": layers,
         "tangent_layers": tangent_layers,
-        "dirac": any(t["dirac"] for t in tangent_layers),
+        "dirac": show_layers and any(t["dirac"] for t in tangent_layers),
         "graph": graph,
         "graph_text": graph["text"],
         "complexity": _complexity(net),

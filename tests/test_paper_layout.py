@@ -73,6 +73,9 @@ class Box:
             return ""
         lines = path.read_text(errors="replace").splitlines()
         first, last = self.line_numbers()
+        if self.where.startswith("detected"):  # a display: from its \begin{equation}
+            while first > 1 and "\\begin{equation}" not in lines[first - 1]:
+                first -= 1
         chosen = lines[max(first - 1, 0) : last]
         return " / ".join(ln.strip()[:300] for ln in chosen)
 
@@ -192,6 +195,7 @@ def test_overfull_boxes_of_a_real_log(tmp_path: Path) -> None:
     boxes = overfull_details(compile_twice(tex))
     assert len(boxes) == 1 and 140 < boxes[0].width < 150, boxes
     assert boxes[0].file == "probe.tex" and boxes[0].line_numbers()[0] == 3
+    assert "\\dimexpr" in boxes[0].source(tmp_path)
 
 
 # --- the documents -----------------------------------------------------------------------
@@ -214,6 +218,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         f'loss: mse\nactivations:\n  wavy: "{LONG_ACTIVATION}"\n'
     )
     symbp_generate(str(arch), "-o", str(folder / "custom"))
+    (folder / "broken").mkdir()
+    long = [str(arch), str(EXAMPLES / "smooth_mlp.yaml")]
+    symbp_generate(*long, "-o", str(folder / "broken"), "--body", "--section-level", "subsection")
     yield folder
 
 
@@ -233,6 +240,12 @@ def logs(made: Path) -> dict[str, tuple[Path, str]]:
         if not tex.name.endswith("_body.tex"):
             texs[tex.stem] = tex
     texs["long_activation"] = made / "custom" / "long_activation.tex"
+    broken = made / "broken"
+    names = [p.name.removesuffix("_body.tex") for p in sorted(broken.glob("*_body.tex"))]
+    (broken / "paper.tex").write_text(
+        paper_tex([(n, (broken / f"{n}_body.tex").read_text()) for n in names])
+    )
+    texs["broken_paper"] = broken / "paper.tex"
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         done = dict(zip(texs, pool.map(compile_twice, texs.values()), strict=True))
     return {name: (texs[name], done[name]) for name in texs}
@@ -274,3 +287,15 @@ def test_long_custom_activation_breaks_its_displays(logs: dict[str, tuple[Path, 
     assert "\\begin{aligned}" in text and "\\begin{cases}" in text
     wide = report(log, tex.parent)
     assert not wide, f"{len(wide)} overfull boxes:\n" + "\n".join(wide)
+
+
+@needs_pdflatex
+def test_displays_the_printer_breaks_fit_a_column(logs: dict[str, tuple[Path, str]]) -> None:
+    """In the two-column paper, every display symbp.documents.latex broke into rows (an
+    aligned block, rows of cases) fits its column: the long activation's and smooth_mlp's
+    (GELU, mish) bodies. Displays the template writes whole are the template's to fit."""
+    tex, log = logs["broken_paper"]
+    boxes = [b for b in overfull_details(log) if b.width > TOLERANCE]
+    broken = [b for b in boxes if "aligned}[t]" in b.source(tex.parent)]
+    assert "aligned}[t]" in (tex.parent / "long_activation_body.tex").read_text()
+    assert not broken, "\n".join(f"{b.width}pt {b.file} {b.where}" for b in broken)

@@ -207,9 +207,14 @@ class SeedLatexPrinter(LatexPrinter):
         for value, cond in expr.args:
             cond = condition_shown(cond)
             where = (
-                r"\text{otherwise}" if cond == sp.true else rf"\text{{for }} {self._print(cond)}"
+                r"\text{otherwise}"
+                if cond == sp.true
+                else rf"\text{{for }} {self._condition(cond)}"
             )
             limit = self.cases_limit
+            if limit is not None and cond != sp.true:  # the condition shares the line
+                line = limit / CASES_SHARE
+                limit = max(min(limit, line - width(cond) - 4), line / 3)
             if limit is not None and width(value) > limit:  # a wide row, broken
                 lines = _lines(self, value, limit)
                 shown = (
@@ -221,6 +226,19 @@ class SeedLatexPrinter(LatexPrinter):
                 shown = self._print(value)
             rows.append(f"{shown} & {where}")
         return r"\begin{cases} " + r" \cr ".join(rows) + r" \end{cases}"
+
+    def _condition(self, cond: sp.Basic) -> str:
+        """A condition; two bounds on one variable chained: -1 < x < 1 (not x > -1 and x < 1)."""
+        if isinstance(cond, sp.And) and len(cond.args) == 2:
+            lower = [r for r in cond.args if isinstance(r, (sp.Gt, sp.Ge)) and r.rhs.is_number]
+            upper = [r for r in cond.args if isinstance(r, (sp.Lt, sp.Le)) and r.rhs.is_number]
+            if len(lower) == len(upper) == 1 and lower[0].lhs == upper[0].lhs:
+                lo, hi = lower[0], upper[0]
+                left = "<" if isinstance(lo, sp.Gt) else r"\leq"
+                right = "<" if isinstance(hi, sp.Lt) else r"\leq"
+                x = self._print(lo.lhs)
+                return f"{self._print(lo.rhs)} {left} {x} {right} {self._print(hi.rhs)}"
+        return self._print(cond)
 
     def _print_Sum(self, expr: sp.Sum) -> str:
         """One \\sum per index (SymPy stacks several limits with \\\\), in the order of the

@@ -71,3 +71,14 @@ def test_conditions_shown_tightest() -> None:
     # shown on the page: the Piecewise of a clipped activation prints the tight condition
     clipped = sp.Piecewise((1, sp.And(x >= 1, x > -1)), (x, True))
     assert r"x \geq 1 \wedge" not in tex(clipped) and r"x \geq 1" in tex(clipped)
+
+
+def test_definition_lines_break_a_long_definition() -> None:
+    from symbp.documents.latex import LINE_WIDTH, definition_lines, width
+
+    x = sp.Symbol("x", real=True)
+    long = sp.atan(x) + sp.sin(x) * sp.erf(x) + sp.sqrt(1 + x**2) - sp.pi * sp.cos(x) / sp.E
+    assert width(long) > LINE_WIDTH
+    rows = definition_lines("u_{1}", long)
+    assert len(rows) > 1 and rows[0].startswith("u_{1} = ")
+    assert definition_lines("u_{1}", x + 1) == ["u_{1} = x + 1"]

@@ -6,7 +6,6 @@ multiply by juxtaposition. Matrix products come from MatMul nodes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from symbp.ir.reductions import (
 )
 from symbp.ir.tensor_ops import AxisSum, Embed, Permute, Reshape, Slice
 from symbp.options import TRANSPOSES
+from symbp.symbolic.conditions import condition_shown
 from symbp.symbolic.numbers import decimal_text
 
 
@@ -199,10 +199,8 @@ class SeedLatexPrinter(LatexPrinter):
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         """Cases as SymPy writes them, with rows ended by \\cr and "for " spaced in the text
         (SymPy's \\\\ and \\: are Markdown escapes); each condition in its tightest checked
-        form (symbp.documents.shown.condition_shown), and a row whose value is wider than the
+        form (symbp.symbolic.conditions.condition_shown), and a row whose value is wider than the
         printer's cases_limit broken into rows of its own (ended by \\cr as well)."""
-        from symbp.documents.shown import condition_shown  # shown.py reads width() from here
-
         rows = []
         for value, cond in expr.args:
             cond = condition_shown(cond)
@@ -464,19 +462,7 @@ def tex(
     notation: Notation = PLAIN,
 ) -> str:
     """expr in the seed's notation (`names`: LaTeX of symbols the network's kinds name)."""
-    printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
-    text = printer.doprint(expr)
-    if isinstance(expr, sp.Expr) and not isinstance(expr, sp.MatrixExpr) and width(expr) > 20:
-        # kept so that a display given this text as a row can break it (Display.where)
-        if len(_PRINTED) >= 4096:
-            _PRINTED.clear()
-        _PRINTED[text] = (printer, expr)
-    return text
-
-
-# The printed text of each wide expression tex() printed lately, with its printer and the
-# expression: a Display handed a definition row "u_{1} = <text>" breaks it into lines.
-_PRINTED: dict[str, tuple[SeedLatexPrinter, sp.Expr]] = {}
+    return SeedLatexPrinter(batch, names, arrays, notation=notation).doprint(expr)
 
 
 # --- long formulas, broken into lines ---------------------------------------------------
@@ -491,6 +477,14 @@ _PRINTED: dict[str, tuple[SeedLatexPrinter, sp.Expr]] = {}
 
 LINE_WIDTH = 40
 CASES_SHARE = 0.6  # of a line, for the value of a row of cases
+
+
+# The glyphs of a function's printed name (sin, \\operatorname{atan}), 3 for the others.
+_NAME_GLYPHS: dict[Any, float] = {
+    sp.sin: 3, sp.cos: 3, sp.tan: 3, sp.log: 3, sp.erf: 3, sp.Abs: 0, sp.sign: 3,
+    sp.sinh: 4, sp.cosh: 4, sp.tanh: 4, sp.sech: 4, sp.atan: 4, sp.Heaviside: 1,
+    sp.Max: 3, sp.Min: 3, sp.DiracDelta: 2,
+}  # fmt: skip
 
 
 def width(expr: sp.Basic) -> float:
@@ -526,7 +520,7 @@ def width(expr: sp.Basic) -> float:
         return sum(width(a) for a in expr.args) + 2 * (len(expr.args) - 1)
     if isinstance(expr, sp.Function):  # name(u, v): the name, brackets, commas
         # a function that prints itself is one letter (sigma, Phi, varphi)
-        name = 1 if hasattr(expr, "_symbp_latex") else len(type(expr).__name__)
+        name = 1 if hasattr(expr, "_symbp_latex") else _NAME_GLYPHS.get(expr.func, 3)
         return 0.9 * name + 2.5 + sum(width(a) + 1 for a in expr.args) - 1
     if expr.args:
         return 3 + sum(width(a) for a in expr.args if isinstance(a, sp.Basic))
@@ -651,10 +645,6 @@ class Display:
     lines: tuple[str, ...]
     where: tuple[str, ...] = ()  # rows of "u_{1} = ..., u_{2} = ...", in order
 
-    def __post_init__(self) -> None:
-        rows = [line for row in self.where for line in _definition_lines(row)]
-        object.__setattr__(self, "where", tuple(rows))
-
     def end(self, mark: str) -> str:
         if len(self.lines) == 1 and not self.where:
             return f"{self.head}{self.lines[0]}{mark}"
@@ -670,22 +660,24 @@ class Display:
 
 
 WHERE_PREFIX = 6  # the glyphs of "where " before a row of definitions
-_DEFINITION = re.compile(r"(u_\{\d+\} = )(.*)", re.S)
 
 
-def _definition_lines(row: str) -> list[str]:
-    """A row of definitions as it is, or one definition u_k = <text> too wide for a line,
-    broken into lines as a display's right-hand side is (when tex() printed <text>)."""
-    m = _DEFINITION.fullmatch(row)
-    printed = _PRINTED.get(m.group(2)) if m else None
-    if m is None or printed is None:
-        return [row]
-    printer, expr = printed
-    limit = LINE_WIDTH - 10 - WHERE_PREFIX - width(sp.Symbol("u"))
-    if width(expr) <= limit:
-        return [row]
-    lines = _lines(printer, expr, limit)
-    return [m.group(1) + lines[0], *lines[1:]]
+def definition_lines(
+    name: str,
+    expr: sp.Expr,
+    batch: bool = False,
+    names: dict[str, str] | None = None,
+    arrays: frozenset[str] = frozenset(),
+    limit: float = LINE_WIDTH - 10,
+    notation: Notation = PLAIN,
+) -> list[str]:
+    """The rows of a definition `name = expr` after "where " in a display (u_{1} = ...): one
+    row, or rows of at most about `limit` glyphs as a display's right-hand side is broken.
+    For document.py's _packed, which prints each definition on one row."""
+    printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
+    printer.cases_limit = CASES_SHARE * limit
+    lines = _lines(printer, expr, limit - WHERE_PREFIX - 3)
+    return [f"{name} = {lines[0]}", *lines[1:]]
 
 
 def ends(line: Any, mark: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
-from sympy.printing.precedence import precedence_traditional
+from sympy.printing.precedence import PRECEDENCE, precedence_traditional
 
 from symbp.errors import OutputError
 from symbp.ir.naming import ArrayMatrix, ArraySymbol, Layer, Role
@@ -25,6 +25,7 @@ from symbp.ir.reductions import (
 )
 from symbp.ir.tensor_ops import AxisSum, Embed, Permute, Reshape, Slice
 from symbp.options import TRANSPOSES
+from symbp.symbolic.conditions import condition_shown
 from symbp.symbolic.numbers import decimal_text
 
 
@@ -197,19 +198,45 @@ class SeedLatexPrinter(LatexPrinter):
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         """Cases as SymPy writes them, with rows ended by \\cr and "for " spaced in the text
-        (SymPy's \\\\ and \\: are Markdown escapes)."""
+        (SymPy's \\\\ and \\: are Markdown escapes); each condition in its tightest checked
+        form (symbp.symbolic.conditions.condition_shown), and a row whose value is wider than the
+        printer's cases_limit broken into rows of its own (ended by \\cr as well)."""
         rows = []
         for value, cond in expr.args:
+            cond = condition_shown(cond)
             where = (
-                r"\text{otherwise}" if cond == sp.true else rf"\text{{for }} {self._print(cond)}"
+                r"\text{otherwise}"
+                if cond == sp.true
+                else rf"\text{{for }} {self._condition(cond)}"
             )
             limit = self.cases_limit
-            if limit is not None and width(value) > limit:  # a display's wide row, broken
-                shown = Display("", tuple(_lines(self, value, limit))).end("")
+            if limit is not None and cond != sp.true:  # the condition shares the line
+                line = limit / CASES_SHARE
+                limit = max(min(limit, line - width(cond) - 4), line / 3)
+            if limit is not None and width(value) > limit:  # a wide row, broken
+                lines = _lines(self, value, limit)
+                shown = (
+                    r"\begin{aligned}[t] &" + r" \cr &\quad ".join(lines) + r"\end{aligned}"
+                    if len(lines) > 1
+                    else lines[0]
+                )
             else:
                 shown = self._print(value)
             rows.append(f"{shown} & {where}")
         return r"\begin{cases} " + r" \cr ".join(rows) + r" \end{cases}"
+
+    def _condition(self, cond: sp.Basic) -> str:
+        """A condition; two bounds on one variable chained: -1 < x < 1 (not x > -1 and x < 1)."""
+        if isinstance(cond, sp.And) and len(cond.args) == 2:
+            lower = [r for r in cond.args if isinstance(r, (sp.Gt, sp.Ge)) and r.rhs.is_number]
+            upper = [r for r in cond.args if isinstance(r, (sp.Lt, sp.Le)) and r.rhs.is_number]
+            if len(lower) == len(upper) == 1 and lower[0].lhs == upper[0].lhs:
+                lo, hi = lower[0], upper[0]
+                left = "<" if isinstance(lo, sp.Gt) else r"\leq"
+                right = "<" if isinstance(hi, sp.Lt) else r"\leq"
+                x = self._print(lo.lhs)
+                return f"{self._print(lo.rhs)} {left} {x} {right} {self._print(hi.rhs)}"
+        return self._print(cond)
 
     def _print_Sum(self, expr: sp.Sum) -> str:
         """One \\sum per index (SymPy stacks several limits with \\\\), in the order of the
@@ -247,7 +274,8 @@ class SeedLatexPrinter(LatexPrinter):
         self.batch = batch
         self.names = names or {}  # symbol name -> LaTeX, from the network's bindings
         self.arrays = arrays  # names of per-sample arrays (products of two print with odot)
-        self.cases_limit: float | None = None  # in a display: break rows of cases this wide
+        # break the rows of cases wider than this (tex_lines sets it from its own limit)
+        self.cases_limit: float | None = CASES_SHARE * (LINE_WIDTH - 10)
         self.notation: Notation = self._settings["notation"]
 
     def is_array(self, expr: sp.Expr) -> bool:
@@ -447,8 +475,16 @@ def tex(
 # examples (an estimate of 236 printed 1090pt wide: about 4.6pt a glyph, 75 glyphs to the
 # 345pt of a 10pt article's text).
 
-LINE_WIDTH = 70
+LINE_WIDTH = 40
 CASES_SHARE = 0.6  # of a line, for the value of a row of cases
+
+
+# The glyphs of a function's printed name (sin, \\operatorname{atan}), 3 for the others.
+_NAME_GLYPHS: dict[Any, float] = {
+    sp.sin: 3, sp.cos: 3, sp.tan: 3, sp.log: 3, sp.erf: 3, sp.Abs: 0, sp.sign: 3,
+    sp.sinh: 4, sp.cosh: 4, sp.tanh: 4, sp.sech: 4, sp.atan: 4, sp.Heaviside: 1,
+    sp.Max: 3, sp.Min: 3, sp.DiracDelta: 2,
+}  # fmt: skip
 
 
 def width(expr: sp.Basic) -> float:
@@ -471,9 +507,22 @@ def width(expr: sp.Basic) -> float:
     if isinstance(expr, sp.Pow):
         if expr.exp.is_negative:
             return width(1 / expr) + 1
-        brackets = 2 if isinstance(expr.base, sp.Add) else 0
+        # (a + b)^2 and (z^{(1)})^2 are bracketed; tanh^2(u) puts the power on the name
+        brackets = 2 if isinstance(expr.base, (sp.Add, sp.Symbol)) else 0
         return width(expr.base) + 0.6 * width(expr.exp) + brackets
-    if isinstance(expr, sp.Function) or expr.args:
+    if isinstance(expr, sp.exp):
+        return 1 + 0.6 * width(expr.args[0])  # e^{u}
+    if isinstance(expr, sp.Piecewise):  # its widest row: value, "for" and condition
+        return 2 + max(width(v) + (8 if c == sp.true else width(c) + 4) for v, c in expr.args)
+    if isinstance(expr, sp.Rel):
+        return width(expr.lhs) + width(expr.rhs) + 2
+    if isinstance(expr, (sp.And, sp.Or)):
+        return sum(width(a) for a in expr.args) + 2 * (len(expr.args) - 1)
+    if isinstance(expr, sp.Function):  # name(u, v): the name, brackets, commas
+        # a function that prints itself is one letter (sigma, Phi, varphi)
+        name = 1 if hasattr(expr, "_symbp_latex") else _NAME_GLYPHS.get(expr.func, 3)
+        return 0.9 * name + 2.5 + sum(width(a) + 1 for a in expr.args) - 1
+    if expr.args:
         return 3 + sum(width(a) for a in expr.args if isinstance(a, sp.Basic))
     return 2
 
@@ -498,20 +547,64 @@ def _lines(printer: SeedLatexPrinter, expr: sp.Expr, limit: float) -> list[str]:
     if isinstance(expr, sp.Add):
         return _sum_lines(printer, expr, limit)
     if isinstance(expr, sp.Mul) and not isinstance(expr, sp.MatrixExpr):
-        sums = [f for f in expr.args if isinstance(f, sp.Add)]
+        coeff, factors = expr.as_coeff_mul()
+        sums = [f for f in factors if isinstance(f, sp.Add)]
         numer, denom = sp.fraction(expr, exact=True)
         if sums and denom == 1:
+            # c (a + b + ...): the widest sum's parenthesis opens on the first line, after
+            # the other factors, and closes on the last
             inner = max(sums, key=width)
-            rest = sp.Mul(*[f for f in expr.args if f is not inner])
-            sign = "- " if rest.could_extract_minus_sign() else ""
-            rest = -rest if sign else rest
+            short = width(inner) <= limit / 2 or len(inner.args) < 3 and width(inner) <= limit
+            if short:  # no sum worth breaking: the line breaks between factors
+                return _factor_lines(printer, expr, limit)
+            others = list(factors)
+            others.remove(inner)
+            sign = "- " if coeff < 0 else ""
+            rest = sp.Mul(abs(coeff), *others)
             times = r" \odot " if printer.is_array(expr) else " "
-            prefix = "" if rest == 1 else printer.doprint(rest) + times
+            level = PRECEDENCE["Mul"]
+            prefix = "" if rest == 1 else printer.parenthesize(rest, level, strict=True) + times
             body = _lines(printer, inner, max(limit - width(rest), limit / 2))
+            if len(body) == 1:  # the sum fits a line: the product stays whole
+                return [printer.doprint(expr)]
             body[0] = rf"{sign}{prefix}\left({body[0]}\right."
             body[-1] = rf"\left.{body[-1]}\right)"
             return body
+        if denom == 1:
+            return _factor_lines(printer, expr, limit)
     return [printer.doprint(expr)]
+
+
+def _factor_lines(printer: SeedLatexPrinter, expr: sp.Mul, limit: float) -> list[str]:
+    """A product broken between its factors, packed greedily onto lines: the scalars first,
+    juxtaposed, then the arrays joined by \\odot; a line after the first starts with the
+    product's sign there (\\odot between arrays, \\cdot before a scalar)."""
+    coeff, factors = expr.as_coeff_mul()
+    factors = (
+        *(f for f in factors if not printer.is_array(f)),
+        *(f for f in factors if printer.is_array(f)),
+    )
+    lines: list[str] = []
+    current = "- " if coeff < 0 else ""
+    used = 0.0
+    if abs(coeff) != 1:
+        current += printer.doprint(abs(coeff))
+        used = width(abs(coeff))
+    before_array = False
+    for factor in factors:
+        array = printer.is_array(factor)
+        times = r"\odot " if array and before_array else ""
+        text = printer.parenthesize(factor, PRECEDENCE["Mul"], strict=True)
+        size = width(factor) + (2 if isinstance(factor, sp.Add) else 0) + 2
+        if used and used + size > limit:
+            lines.append(current)
+            current, used = (times or r"\cdot ") + text, size
+        else:
+            current = f"{current} {times}{text}" if used else current + text
+            used += size
+        before_array = array
+    lines.append(current)
+    return lines
 
 
 def _sum_lines(printer: SeedLatexPrinter, expr: sp.Add, limit: float) -> list[str]:
@@ -564,6 +657,27 @@ class Display:
 
     def __str__(self) -> str:
         return self.end("")
+
+
+WHERE_PREFIX = 6  # the glyphs of "where " before a row of definitions
+
+
+def definition_lines(
+    name: str,
+    expr: sp.Expr,
+    batch: bool = False,
+    names: dict[str, str] | None = None,
+    arrays: frozenset[str] = frozenset(),
+    limit: float = LINE_WIDTH - 10,
+    notation: Notation = PLAIN,
+) -> list[str]:
+    """The rows of a definition `name = expr` after "where " in a display (u_{1} = ...): one
+    row, or rows of at most about `limit` glyphs as a display's right-hand side is broken.
+    For document.py's _packed, which prints each definition on one row."""
+    printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
+    printer.cases_limit = CASES_SHARE * limit
+    lines = _lines(printer, expr, limit - WHERE_PREFIX - 3)
+    return [f"{name} = {lines[0]}", *lines[1:]]
 
 
 def ends(line: Any, mark: str) -> str:

@@ -17,6 +17,7 @@ import sympy as sp
 
 from symbp.documents.latex import negatable, width
 from symbp.symbolic import bounded, memo
+from symbp.symbolic.conditions import condition_shown as condition_shown
 from symbp.symbolic.equal import agree
 from symbp.symbolic.probe import sigmoid_arg
 
@@ -236,3 +237,137 @@ def _through_normal(expr: sp.Expr) -> sp.Expr:
         moved = moved.subs(call, 2 * NormalCdf(u) - 1)
         moved = moved.subs(sp.exp(-(u**2) / 2), sp.sqrt(2 * sp.pi) * NormalPdf(u))
     return bounded.bounded(lambda: sp.expand(moved), moved, SECONDS)
+
+
+# --- second derivatives -------------------------------------------------------------------
+
+
+def second_derivative_shown(f: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    """f''(x) in its simplest readable checked form: through the standard normal phi and Phi
+    (GELU: phi(x) (2 - x^2)), the logistic sigma (sigmoid: sigma (1 - sigma) (1 - 2 sigma);
+    softplus: sigma (1 - sigma)), sech^2 (tanh: -2 tanh sech^2), factored, with the minus
+    signs taken into differences (1 - sigma, not sigma - 1), piece by piece for a Piecewise
+    (conditions as condition_shown writes them). The form with the fewest operations (then
+    the narrowest) among those that agree with sympy.diff(f, x, 2) at sample points with 30
+    digits (symbp.symbolic.equal.agree); that derivative itself when none is simpler."""
+    exact = sp.diff(f, x, 2)
+    if isinstance(exact, sp.Piecewise):
+        pieces = [(_second_shown(e, x), condition_shown(c)) for e, c in exact.args]
+        tidy = sp.Piecewise(*pieces)
+        return tidy if agree(exact, elementary(tidy)) else exact
+    return _second_shown(exact, x)
+
+
+def _second_shown(exact: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    if not isinstance(exact, sp.Expr) or exact.is_Atom:
+        return exact
+    candidates = [shown(exact)]
+    named = _conjugates_merged(_bounded(lambda e: _named_factored(e, x), exact))
+    for form in (candidates[0], named):
+        candidates += [form, _sech_squares(form), _negated_squares(form)]
+    best = exact
+    for form in candidates:
+        form = _pairs_flipped(form)
+        simpler = (sp.count_ops(form), width(form)) < (sp.count_ops(best), width(best))
+        if simpler and not form.has(sp.I) and agree(exact, elementary(form)):
+            best = form
+    return best
+
+
+def _named_factored(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    """expr through phi(x) and Phi(x) (its Gaussians and erfs), sigma(x) (its exp(k x): e^x
+    is sigma/(1 - sigma)), other calls kept whole, then factored as a rational function."""
+    sigma, pdf, cdf = Sigmoid(x), NormalPdf(x), NormalCdf(x)
+    moved = expr.replace(
+        lambda e: isinstance(e, sp.erf) and sp.simplify(e.args[0] * sp.sqrt(2) - x) == 0,
+        lambda e: 2 * cdf - 1,
+    )
+    moved = moved.replace(
+        lambda e: isinstance(e, sp.exp) and sp.expand(e.args[0] + x**2 / 2) == 0,
+        lambda e: sp.sqrt(2 * sp.pi) * pdf,
+    )
+    # the other calls (tanh(log(e^x + 1)), sin(x), ...) stand for themselves while factoring
+    kept: dict[sp.Symbol, sp.Expr] = {}
+
+    def keep(e: sp.Basic) -> sp.Symbol:
+        name = sp.Dummy(f"k{len(kept)}", real=True)
+        kept[name] = e
+        return name
+
+    outer = [
+        e
+        for e in moved.atoms(sp.Function)
+        if not isinstance(e, (sp.exp, Sigmoid, NormalPdf, NormalCdf))
+    ]
+    moved = moved.xreplace({e: keep(e) for e in outer})
+    s = sp.Dummy("s", positive=True)
+    ratio = s / (1 - s)  # e^x in terms of sigma(x) = s
+
+    def through_sigma(e: sp.exp) -> sp.Expr:
+        k = sp.simplify(e.args[0] / x)
+        return ratio**k if k.is_integer else e
+
+    moved = moved.replace(lambda e: isinstance(e, sp.exp), through_sigma)
+    factored = sp.factor(sp.together(moved))
+    return factored.xreplace({s: sigma, **kept})
+
+
+def _negated_squares(expr: sp.Expr) -> sp.Expr:
+    """tanh(u)^2 - 1 as -sech(u)^2 (the form _sech_squares misses)."""
+
+    def square(term: sp.Basic) -> bool:
+        parts = sp.Add.make_args(term)
+        return (
+            isinstance(term, sp.Add)
+            and len(parts) == 2
+            and -sp.S.One in parts
+            and any(_tanh_arg(-p) is not None for p in parts)
+        )
+
+    def rewrite(term: sp.Add) -> sp.Expr:
+        other = next(p for p in term.args if p != -sp.S.One)
+        return -(sp.sech(_tanh_arg(-other)) ** 2)
+
+    return expr.replace(square, rewrite)
+
+
+def _pairs_flipped(expr: sp.Expr) -> sp.Expr:
+    """A product's differences u - c (c a positive number) written c - u two at a time, and
+    one more with the product's minus sign: (s - 1)(2 s - 1) s as s (1 - s)(1 - 2 s)."""
+    if isinstance(expr, sp.Piecewise) or not isinstance(expr, sp.Mul):
+        return expr
+    coeff, factors = expr.as_coeff_mul()
+    flippable = [k for k, f in enumerate(factors) if _constant_last(f)]
+    count = len(flippable) - len(flippable) % 2
+    if coeff < 0 and len(flippable) % 2:
+        count, coeff = count + 1, -coeff
+    if count == 0:
+        return expr
+    out = list(factors)
+    for k in flippable[:count]:
+        out[k] = sp.expand(-out[k])
+    return sp.Mul(coeff, *out, evaluate=False) if coeff != 1 else sp.Mul(*out, evaluate=False)
+
+
+def _constant_last(f: sp.Expr) -> bool:
+    """f is a sum whose constant term is negative (s - 1, 2 s - 1, x^2 - 2)."""
+    if not isinstance(f, sp.Add):
+        return False
+    constant = f.as_coeff_Add()[0]
+    return bool(constant.is_negative)
+
+
+def _conjugates_merged(expr: sp.Expr) -> sp.Expr:
+    """(1 - u)(u + 1) as 1 - u^2 in a product (factor splits the 1 - tanh^2 of a derivative)."""
+    if not isinstance(expr, sp.Mul):
+        return expr
+    factors = list(expr.args)
+    for i, a in enumerate(factors):
+        for j in range(i + 1, len(factors)):
+            b = factors[j]
+            if isinstance(a, sp.Add) and isinstance(b, sp.Add) and len(a.args) == len(b.args) == 2:
+                product = sp.expand(a * b)
+                if len(sp.Add.make_args(product)) == 2:
+                    factors[i], factors[j] = product, sp.S.One
+                    return _conjugates_merged(sp.Mul(*factors))
+    return expr

@@ -172,27 +172,27 @@ def _forward(params, X):
 
     A0 = np.asarray(X, dtype=DTYPE)
     count = A0.shape[1]  # batch size
-    # layer 1, 6 -> 12 (identity): eq. (38), eq. (39)
+    # layer 1, 6 -> 12 (identity): eq. (7), eq. (1)
     Z = W1 @ A0
     A1 = Z
-    # layer 2, 12 -> 12 (batchnorm, tanh): eq. (42), eq. (43)
+    # layer 2, 12 -> 12 (batchnorm, tanh): eq. (10), eq. (1)
     Mu2 = np.sum(A1, axis=1, keepdims=True)/count
     Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/count)
     Xhat2 = A1 - Mu2
     Xhat2 *= 1 / Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = np.tanh(Z2)
-    # layer 3, 12 -> 12 (identity): eq. (47), eq. (48)
+    # layer 3, 12 -> 12 (identity): eq. (7), eq. (1)
     Z = W3 @ A2
     A3 = Z
-    # layer 4, 12 -> 12 (batchnorm, relu): eq. (51), eq. (52)
+    # layer 4, 12 -> 12 (batchnorm, relu): eq. (10), eq. (1)
     Mu4 = np.sum(A3, axis=1, keepdims=True)/count
     Sigma4 = np.sqrt(0.001 + np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/count)
     Xhat4 = A3 - Mu4
     Xhat4 *= 1 / Sigma4
     Z4 = beta4 + Xhat4*gamma4
     A4 = np.maximum(Z4, 0)
-    # layer 5, 12 -> 1 (sigmoid): eq. (56), eq. (57)
+    # layer 5, 12 -> 1 (sigmoid): eq. (7), eq. (1)
     Z5 = W5 @ A4
     Z5 += b5
     A5 = _sigmoid(Z5)
@@ -232,27 +232,27 @@ def _forward_eval(params, X, state):
     running_var4 = state["running_var4"]
     A0 = np.asarray(X, dtype=DTYPE)
     count = A0.shape[1]  # batch size
-    # layer 1, 6 -> 12 (identity): eq. (38), eq. (39)
+    # layer 1, 6 -> 12 (identity): eq. (7), eq. (1)
     Z = W1 @ A0
     A1 = Z
-    # layer 2, 12 -> 12 (batchnorm, tanh): eq. (42), eq. (43)
+    # layer 2, 12 -> 12 (batchnorm, tanh): eq. (10), eq. (1)
     Mu2 = running_mean2
     Sigma2 = np.sqrt(1e-05 + running_var2)
     Xhat2 = A1 - Mu2
     Xhat2 *= 1 / Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = np.tanh(Z2)
-    # layer 3, 12 -> 12 (identity): eq. (47), eq. (48)
+    # layer 3, 12 -> 12 (identity): eq. (7), eq. (1)
     Z = W3 @ A2
     A3 = Z
-    # layer 4, 12 -> 12 (batchnorm, relu): eq. (51), eq. (52)
+    # layer 4, 12 -> 12 (batchnorm, relu): eq. (10), eq. (1)
     Mu4 = running_mean4
     Sigma4 = np.sqrt(0.001 + running_var4)
     Xhat4 = A3 - Mu4
     Xhat4 *= 1 / Sigma4
     Z4 = beta4 + Xhat4*gamma4
     A4 = np.maximum(Z4, 0)
-    # layer 5, 12 -> 1 (sigmoid): eq. (56), eq. (57)
+    # layer 5, 12 -> 1 (sigmoid): eq. (7), eq. (1)
     Z5 = W5 @ A4
     Z5 += b5
     A5 = _sigmoid(Z5)
@@ -284,7 +284,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -307,30 +307,30 @@ def loss(params, X, Y, *, state=None):
             return value
         A0 = np.asarray(X, dtype=DTYPE)
         count = A0.shape[1]  # batch size
-        # layer 1, 6 -> 12 (identity): eq. (38), eq. (39)
+        # layer 1, 6 -> 12 (identity): eq. (7), eq. (1)
         Z = W1 @ A0
         A1 = Z
-        # layer 2, 12 -> 12 (batchnorm, tanh): eq. (42), eq. (43)
+        # layer 2, 12 -> 12 (batchnorm, tanh): eq. (10), eq. (1)
         Mu2 = np.sum(A1, axis=1, keepdims=True)/count
         Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/count)
         Xhat2 = A1 - Mu2
         Xhat2 *= 1 / Sigma2
         Z2 = beta2 + Xhat2*gamma2
         A2 = np.tanh(Z2)
-        # layer 3, 12 -> 12 (identity): eq. (47), eq. (48)
+        # layer 3, 12 -> 12 (identity): eq. (7), eq. (1)
         Z = W3 @ A2
         A3 = Z
-        # layer 4, 12 -> 12 (batchnorm, relu): eq. (51), eq. (52)
+        # layer 4, 12 -> 12 (batchnorm, relu): eq. (10), eq. (1)
         Mu4 = np.sum(A3, axis=1, keepdims=True)/count
         Sigma4 = np.sqrt(0.001 + np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/count)
         Xhat4 = A3 - Mu4
         Xhat4 *= 1 / Sigma4
         Z4 = beta4 + Xhat4*gamma4
         A4 = np.maximum(Z4, 0)
-        # layer 5, 12 -> 1 (sigmoid): eq. (56), eq. (57)
+        # layer 5, 12 -> 1 (sigmoid): eq. (7), eq. (1)
         Z5 = W5 @ A4
         Z5 += b5
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
 
         return value
@@ -437,27 +437,27 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
 
         A0 = np.asarray(X, dtype=DTYPE)
         count = A0.shape[1]  # batch size
-        # layer 1, 6 -> 12 (identity): eq. (38), eq. (39)
+        # layer 1, 6 -> 12 (identity): eq. (7), eq. (1)
         Z = np.matmul(W1, A0, out=ws.get("A1"))
         A1 = Z
-        # layer 2, 12 -> 12 (batchnorm, tanh): eq. (42), eq. (43)
+        # layer 2, 12 -> 12 (batchnorm, tanh): eq. (10), eq. (1)
         Mu2 = np.sum(A1, axis=1, keepdims=True)/count
         Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/count)
         Xhat2 = np.subtract(A1, Mu2, out=ws.get("Xhat2"))
         Xhat2 *= 1 / Sigma2
         Z2 = np.add(beta2, Xhat2*gamma2, out=ws.get("Z2"))
         A2 = np.tanh(Z2)
-        # layer 3, 12 -> 12 (identity): eq. (47), eq. (48)
+        # layer 3, 12 -> 12 (identity): eq. (7), eq. (1)
         Z = np.matmul(W3, A2, out=ws.get("A3"))
         A3 = Z
-        # layer 4, 12 -> 12 (batchnorm, relu): eq. (51), eq. (52)
+        # layer 4, 12 -> 12 (batchnorm, relu): eq. (10), eq. (1)
         Mu4 = np.sum(A3, axis=1, keepdims=True)/count
         Sigma4 = np.sqrt(0.001 + np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/count)
         Xhat4 = np.subtract(A3, Mu4, out=ws.get("Xhat4"))
         Xhat4 *= 1 / Sigma4
         Z4 = np.add(beta4, Xhat4*gamma4, out=ws.get("Z4"))
         A4 = np.maximum(Z4, 0)
-        # layer 5, 12 -> 1 (sigmoid): eq. (56), eq. (57)
+        # layer 5, 12 -> 1 (sigmoid): eq. (7), eq. (1)
         Z5 = np.matmul(W5, A4, out=ws.get("Z5"))
         Z5 += b5
         A5 = _sigmoid(Z5, out=ws.get("A5"))
@@ -471,33 +471,33 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
             new_state["running_var2"] = 9*running_var2/10 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/(10*(-1 + count))
             new_state["running_mean4"] = Mu4/10 + 9*running_mean4/10
             new_state["running_var4"] = 9*running_var4/10 + np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/(10*(-1 + count))
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
 
-        # layer 5 (output): delta (eq. (58)), dW (eq. (59)), db (eq. (60))
+        # layer 5 (output): delta (eq. (17)), dW (eq. (7)), db (eq. (7))
         delta5 = np.subtract(A5, Y, out=ws.get("back0_1"))
         delta5 *= scale
         dW5 = np.matmul(delta5, A4.T, out=ws.get("dW5"))
         db5 = delta5.sum(axis=1, keepdims=True, out=ws.get("db5"))
-        # layer 4: delta (eq. (53)), dgamma (eq. (54)), dbeta (eq. (55))
+        # layer 4: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
         delta4 = np.matmul(W5.T, delta5, out=ws.get("back1_12"))
         del delta5
         delta4 *= (A4 > 0)
         dgamma4 = np.sum(Xhat4*delta4, axis=1, keepdims=True, out=ws.get("dgamma4"))
         dbeta4 = np.sum(delta4, axis=1, keepdims=True, out=ws.get("dbeta4"))
-        # layer 3: delta (eq. (49)), dW (eq. (50))
+        # layer 3: delta (eq. (4)), dW (eq. (7))
         delta3 = delta4 - dbeta4/count - Xhat4*dgamma4/count
         delta3 *= gamma4
         delta3 *= 1 / Sigma4
         del delta4
         dW3 = np.matmul(delta3, A2.T, out=ws.get("dW3"))
-        # layer 2: delta (eq. (44)), dgamma (eq. (45)), dbeta (eq. (46))
+        # layer 2: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
         delta2 = np.matmul(W3.T, delta3, out=ws.get("back1_12"))
         del delta3
         delta2 *= 1 - A2**2
         dgamma2 = np.sum(Xhat2*delta2, axis=1, keepdims=True, out=ws.get("dgamma2"))
         dbeta2 = np.sum(delta2, axis=1, keepdims=True, out=ws.get("dbeta2"))
-        # layer 1: delta (eq. (40)), dW (eq. (41))
+        # layer 1: delta (eq. (4)), dW (eq. (7))
         delta1 = delta2 - dbeta2/count - Xhat2*dgamma2/count
         delta1 *= gamma2
         delta1 *= 1 / Sigma2
@@ -523,23 +523,23 @@ def _backward(params, cache, Y, scale):
     count = cache["count"]
     gamma2 = params["gamma2"]
     gamma4 = params["gamma4"]
-    # layer 5 (output): delta (eq. (58))
+    # layer 5 (output): delta (eq. (17))
     delta5 = A5 - Y
     delta5 *= scale
-    # layer 4: delta (eq. (53))
+    # layer 4: delta (eq. (4))
     G4 = W5.T @ delta5
     delta4 = np.where((A4 > 0), DTYPE(1), DTYPE(0))
     delta4 *= G4
-    # layer 3: delta (eq. (49))
+    # layer 3: delta (eq. (4))
     G3 = delta4 - np.sum(delta4, axis=1, keepdims=True)/count - Xhat4*np.sum(Xhat4*delta4, axis=1, keepdims=True)/count
     G3 *= gamma4
     G3 *= 1 / Sigma4
     delta3 = _copy(G3, None)
-    # layer 2: delta (eq. (44))
+    # layer 2: delta (eq. (4))
     G2 = W3.T @ delta3
     delta2 = 1 - A2**2
     delta2 *= G2
-    # layer 1: delta (eq. (40))
+    # layer 1: delta (eq. (4))
     G1 = delta2 - np.sum(delta2, axis=1, keepdims=True)/count - Xhat2*np.sum(Xhat2*delta2, axis=1, keepdims=True)/count
     G1 *= gamma2
     G1 *= 1 / Sigma2

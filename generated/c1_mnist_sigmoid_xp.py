@@ -300,15 +300,15 @@ def _forward(xp, dtype, params, A0):
     W3 = params["W3"]
     b3 = params["b3"]
 
-    # layer 1, 784 -> 512 (sigmoid): eq. (28), eq. (29)
+    # layer 1, 784 -> 512 (sigmoid): eq. (7), eq. (1)
     Z1 = A0 @ W1.T + b1
     A1 = _sigmoid(xp, Z1)
     del Z1
-    # layer 2, 512 -> 256 (sigmoid): eq. (33), eq. (34)
+    # layer 2, 512 -> 256 (sigmoid): eq. (7), eq. (1)
     Z2 = A1 @ W2.T + b2
     A2 = _sigmoid(xp, Z2)
     del Z2
-    # layer 3, 256 -> 10 (softmax): eq. (38), eq. (39)
+    # layer 3, 256 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
     return {
@@ -331,7 +331,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y), a 0-d array; with
+    """The loss L of eq. (2) on the batch (X, Y), a 0-d array; with
     `state`, in evaluation mode (batch norm with its running statistics)."""
     first = params["W1"]
     xp = _namespace(first)
@@ -347,15 +347,15 @@ def loss(params, X, Y, *, state=None):
     b3 = params["b3"]
 
     A0 = _as(xp, X, first)
-    # layer 1, 784 -> 512 (sigmoid): eq. (28), eq. (29)
+    # layer 1, 784 -> 512 (sigmoid): eq. (7), eq. (1)
     Z1 = A0 @ W1.T + b1
     A1 = _sigmoid(xp, Z1)
-    # layer 2, 512 -> 256 (sigmoid): eq. (33), eq. (34)
+    # layer 2, 512 -> 256 (sigmoid): eq. (7), eq. (1)
     Z2 = A1 @ W2.T + b2
     A2 = _sigmoid(xp, Z2)
-    # layer 3, 256 -> 10 (softmax): eq. (38), eq. (39)
+    # layer 3, 256 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
-    # the loss, eq. (3), evaluated from the logits so it cannot overflow
+    # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
     return value
@@ -382,28 +382,28 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     b3 = params["b3"]
 
     A0 = _as(xp, X, first)
-    # layer 1, 784 -> 512 (sigmoid): eq. (28), eq. (29)
+    # layer 1, 784 -> 512 (sigmoid): eq. (7), eq. (1)
     Z1 = A0 @ W1.T + b1
     A1 = _sigmoid(xp, Z1)
     del Z1
-    # layer 2, 512 -> 256 (sigmoid): eq. (33), eq. (34)
+    # layer 2, 512 -> 256 (sigmoid): eq. (7), eq. (1)
     Z2 = A1 @ W2.T + b2
     A2 = _sigmoid(xp, Z2)
     del Z2
-    # layer 3, 256 -> 10 (softmax): eq. (38), eq. (39)
+    # layer 3, 256 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
     if state is not None:
         new_state = dict(state)
-    # the loss, eq. (3), evaluated from the logits so it cannot overflow
+    # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
-    # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
+    # layer 3 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
     delta3 = scale*(A3 - Y)
     del A3
     dW3 = delta3.T @ A2
     db3 = xp.sum(delta3, axis=0)
-    # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
+    # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
     delta2 = delta3 @ W3
     del delta3
     delta2 = delta2 * (A2)
@@ -411,7 +411,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     del A2
     dW2 = delta2.T @ A1
     db2 = xp.sum(delta2, axis=0)
-    # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
+    # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
     delta1 = delta2 @ W2
     del delta2
     delta1 = delta1 * (A1)
@@ -433,12 +433,12 @@ def _backward(xp, dtype, params, cache, Y, scale):
     A3 = cache["A3"]
     W2 = params["W2"]
     W3 = params["W3"]
-    # layer 3 (output): delta (eq. (40))
+    # layer 3 (output): delta (eq. (11))
     delta3 = scale*(A3 - Y)
-    # layer 2: delta (eq. (35))
+    # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
     delta2 = A2*G2*(1 - A2)
-    # layer 1: delta (eq. (30))
+    # layer 1: delta (eq. (4))
     G1 = delta2 @ W2
     delta1 = A1*G1*(1 - A1)
     return {"G1": G1, "G2": G2, "delta1": delta1, "delta2": delta2, "delta3": delta3}

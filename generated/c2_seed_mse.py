@@ -142,11 +142,11 @@ def _forward(params, X):
     b2 = params["b2"]
 
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 2 -> 4 (sigmoid): eq. (25), eq. (26)
+    # layer 1, 2 -> 4 (sigmoid): eq. (7), eq. (1)
     Z = A0 @ W1.T
     Z += b1
     A1 = _sigmoid(Z, out=Z)
-    # layer 2, 4 -> 1 (sigmoid): eq. (30), eq. (31)
+    # layer 2, 4 -> 1 (sigmoid): eq. (7), eq. (1)
     Z = A1 @ W2.T
     Z += b2
     A2 = _sigmoid(Z, out=Z)
@@ -165,7 +165,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -177,15 +177,15 @@ def loss(params, X, Y, *, state=None):
         b2 = params["b2"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eq. (25), eq. (26)
+        # layer 1, 2 -> 4 (sigmoid): eq. (7), eq. (1)
         Z = A0 @ W1.T
         Z += b1
         A1 = _sigmoid(Z, out=Z)
-        # layer 2, 4 -> 1 (sigmoid): eq. (30), eq. (31)
+        # layer 2, 4 -> 1 (sigmoid): eq. (7), eq. (1)
         Z = A1 @ W2.T
         Z += b2
         A2 = _sigmoid(Z, out=Z)
-        # the loss, eq. (3)
+        # the loss, eq. (2)
         value = scale * float(np.sum((A2 - Y)**2/2))
 
         return value
@@ -278,27 +278,27 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b2 = params["b2"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eq. (25), eq. (26)
+        # layer 1, 2 -> 4 (sigmoid): eq. (7), eq. (1)
         Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = _sigmoid(Z, out=Z)
-        # layer 2, 4 -> 1 (sigmoid): eq. (30), eq. (31)
+        # layer 2, 4 -> 1 (sigmoid): eq. (7), eq. (1)
         Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = _sigmoid(Z, out=Z)
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3)
+        # the loss, eq. (2)
         value = scale * float(np.sum((A2 - Y)**2/2))
 
-        # layer 2 (output): delta (eq. (32)), dW (eq. (33)), db (eq. (34))
+        # layer 2 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
         delta2 = np.subtract(A2, 1, out=ws.get("back0_1"))
         delta2 *= A2
         delta2 *= A2 - Y
         delta2 *= -scale
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (27)), dW (eq. (28)), db (eq. (29))
+        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back1_4"))
         del delta2
         delta1 *= A1
@@ -316,12 +316,12 @@ def _backward(params, cache, Y, scale):
     A1 = cache["A1"]
     A2 = cache["A2"]
     W2 = params["W2"]
-    # layer 2 (output): delta (eq. (32))
+    # layer 2 (output): delta (eq. (11))
     delta2 = -1 + A2
     delta2 *= A2
     delta2 *= A2 - Y
     delta2 *= -scale
-    # layer 1: delta (eq. (27))
+    # layer 1: delta (eq. (4))
     G1 = delta2 @ W2
     delta1 = 1 - A1
     delta1 *= A1

@@ -244,39 +244,39 @@ def _forward(params, X):
     b9 = params["b9"]
 
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 1024 -> 1024 (tanh): eq. (40), eq. (41)
+    # layer 1, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A0 @ W1.T
     Z += b1
     A1 = np.tanh(Z, out=Z)
-    # layer 2, 1024 -> 1024 (tanh): eq. (45), eq. (46)
+    # layer 2, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A1 @ W2.T
     Z += b2
     A2 = np.tanh(Z, out=Z)
-    # layer 3, 1024 -> 1024 (tanh): eq. (50), eq. (51)
+    # layer 3, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A2 @ W3.T
     Z += b3
     A3 = np.tanh(Z, out=Z)
-    # layer 4, 1024 -> 1024 (tanh): eq. (55), eq. (56)
+    # layer 4, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A3 @ W4.T
     Z += b4
     A4 = np.tanh(Z, out=Z)
-    # layer 5, 1024 -> 1024 (tanh): eq. (60), eq. (61)
+    # layer 5, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A4 @ W5.T
     Z += b5
     A5 = np.tanh(Z, out=Z)
-    # layer 6, 1024 -> 1024 (tanh): eq. (65), eq. (66)
+    # layer 6, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A5 @ W6.T
     Z += b6
     A6 = np.tanh(Z, out=Z)
-    # layer 7, 1024 -> 1024 (tanh): eq. (70), eq. (71)
+    # layer 7, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A6 @ W7.T
     Z += b7
     A7 = np.tanh(Z, out=Z)
-    # layer 8, 1024 -> 1024 (tanh): eq. (75), eq. (76)
+    # layer 8, 1024 -> 1024 (tanh): eq. (7), eq. (1)
     Z = A7 @ W8.T
     Z += b8
     A8 = np.tanh(Z, out=Z)
-    # layer 9, 1024 -> 10 (softmax): eq. (80), eq. (81)
+    # layer 9, 1024 -> 10 (softmax): eq. (7), eq. (1)
     Z9 = A8 @ W9.T
     Z9 += b9
     A9 = _softmax(Z9)
@@ -303,7 +303,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -329,42 +329,42 @@ def loss(params, X, Y, *, state=None):
         b9 = params["b9"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 1024 -> 1024 (tanh): eq. (40), eq. (41)
+        # layer 1, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A0 @ W1.T
         Z += b1
         A1 = np.tanh(Z, out=Z)
-        # layer 2, 1024 -> 1024 (tanh): eq. (45), eq. (46)
+        # layer 2, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A1 @ W2.T
         Z += b2
         A2 = np.tanh(Z, out=Z)
-        # layer 3, 1024 -> 1024 (tanh): eq. (50), eq. (51)
+        # layer 3, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A2 @ W3.T
         Z += b3
         A3 = np.tanh(Z, out=Z)
-        # layer 4, 1024 -> 1024 (tanh): eq. (55), eq. (56)
+        # layer 4, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A3 @ W4.T
         Z += b4
         A4 = np.tanh(Z, out=Z)
-        # layer 5, 1024 -> 1024 (tanh): eq. (60), eq. (61)
+        # layer 5, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A4 @ W5.T
         Z += b5
         A5 = np.tanh(Z, out=Z)
-        # layer 6, 1024 -> 1024 (tanh): eq. (65), eq. (66)
+        # layer 6, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A5 @ W6.T
         Z += b6
         A6 = np.tanh(Z, out=Z)
-        # layer 7, 1024 -> 1024 (tanh): eq. (70), eq. (71)
+        # layer 7, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A6 @ W7.T
         Z += b7
         A7 = np.tanh(Z, out=Z)
-        # layer 8, 1024 -> 1024 (tanh): eq. (75), eq. (76)
+        # layer 8, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = A7 @ W8.T
         Z += b8
         A8 = np.tanh(Z, out=Z)
-        # layer 9, 1024 -> 10 (softmax): eq. (80), eq. (81)
+        # layer 9, 1024 -> 10 (softmax): eq. (7), eq. (1)
         Z9 = A8 @ W9.T
         Z9 += b9
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z9 - _logsumexp(Z9))))
 
         return value
@@ -494,95 +494,95 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b9 = params["b9"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 1024 -> 1024 (tanh): eq. (40), eq. (41)
+        # layer 1, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = np.tanh(Z, out=Z)
-        # layer 2, 1024 -> 1024 (tanh): eq. (45), eq. (46)
+        # layer 2, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = np.tanh(Z, out=Z)
-        # layer 3, 1024 -> 1024 (tanh): eq. (50), eq. (51)
+        # layer 3, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A2, W3.T, out=ws.get("A3"))
         Z += b3
         A3 = np.tanh(Z, out=Z)
-        # layer 4, 1024 -> 1024 (tanh): eq. (55), eq. (56)
+        # layer 4, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A3, W4.T, out=ws.get("A4"))
         Z += b4
         A4 = np.tanh(Z, out=Z)
-        # layer 5, 1024 -> 1024 (tanh): eq. (60), eq. (61)
+        # layer 5, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A4, W5.T, out=ws.get("A5"))
         Z += b5
         A5 = np.tanh(Z, out=Z)
-        # layer 6, 1024 -> 1024 (tanh): eq. (65), eq. (66)
+        # layer 6, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A5, W6.T, out=ws.get("A6"))
         Z += b6
         A6 = np.tanh(Z, out=Z)
-        # layer 7, 1024 -> 1024 (tanh): eq. (70), eq. (71)
+        # layer 7, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A6, W7.T, out=ws.get("A7"))
         Z += b7
         A7 = np.tanh(Z, out=Z)
-        # layer 8, 1024 -> 1024 (tanh): eq. (75), eq. (76)
+        # layer 8, 1024 -> 1024 (tanh): eq. (7), eq. (1)
         Z = np.matmul(A7, W8.T, out=ws.get("A8"))
         Z += b8
         A8 = np.tanh(Z, out=Z)
-        # layer 9, 1024 -> 10 (softmax): eq. (80), eq. (81)
+        # layer 9, 1024 -> 10 (softmax): eq. (7), eq. (1)
         Z9 = np.matmul(A8, W9.T, out=ws.get("Z9"))
         Z9 += b9
         A9, lse9 = _softmax(Z9, out=ws.get("A9"), lse=True)
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), from the logits and the softmax's lse9 = log sum_k exp(z_k)
+        # the loss, eq. (2), from the logits and the softmax's lse9 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z9 - lse9)))
 
-        # layer 9 (output): delta (eq. (82)), dW (eq. (83)), db (eq. (84))
+        # layer 9 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
         delta9 = np.subtract(A9, Y, out=ws.get("back0_10"))
         delta9 *= scale
         dW9 = np.matmul(delta9.T, A8, out=ws.get("dW9"))
         db9 = np.matmul(ones, delta9, out=ws.get("db9"))
-        # layer 8: delta (eq. (77)), dW (eq. (78)), db (eq. (79))
+        # layer 8: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta8 = np.matmul(delta9, W9, out=ws.get("back1_1024"))
         del delta9
         delta8 *= 1 - A8**2
         dW8 = np.matmul(delta8.T, A7, out=ws.get("dW8"))
         db8 = np.matmul(ones, delta8, out=ws.get("db8"))
-        # layer 7: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
+        # layer 7: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta7 = np.matmul(delta8, W8, out=ws.get("back2_1024"))
         del delta8
         delta7 *= 1 - A7**2
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
         db7 = np.matmul(ones, delta7, out=ws.get("db7"))
-        # layer 6: delta (eq. (67)), dW (eq. (68)), db (eq. (69))
+        # layer 6: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta6 = np.matmul(delta7, W7, out=ws.get("back1_1024"))
         del delta7
         delta6 *= 1 - A6**2
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
-        # layer 5: delta (eq. (62)), dW (eq. (63)), db (eq. (64))
+        # layer 5: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta5 = np.matmul(delta6, W6, out=ws.get("back2_1024"))
         del delta6
         delta5 *= 1 - A5**2
         dW5 = np.matmul(delta5.T, A4, out=ws.get("dW5"))
         db5 = np.matmul(ones, delta5, out=ws.get("db5"))
-        # layer 4: delta (eq. (57)), dW (eq. (58)), db (eq. (59))
+        # layer 4: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta4 = np.matmul(delta5, W5, out=ws.get("back1_1024"))
         del delta5
         delta4 *= 1 - A4**2
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
         db4 = np.matmul(ones, delta4, out=ws.get("db4"))
-        # layer 3: delta (eq. (52)), dW (eq. (53)), db (eq. (54))
+        # layer 3: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta3 = np.matmul(delta4, W4, out=ws.get("back2_1024"))
         del delta4
         delta3 *= 1 - A3**2
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (47)), dW (eq. (48)), db (eq. (49))
+        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_1024"))
         del delta3
         delta2 *= 1 - A2**2
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (42)), dW (eq. (43)), db (eq. (44))
+        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_1024"))
         del delta2
         delta1 *= 1 - A1**2
@@ -613,38 +613,38 @@ def _backward(params, cache, Y, scale):
     W7 = params["W7"]
     W8 = params["W8"]
     W9 = params["W9"]
-    # layer 9 (output): delta (eq. (82))
+    # layer 9 (output): delta (eq. (11))
     delta9 = A9 - Y
     delta9 *= scale
-    # layer 8: delta (eq. (77))
+    # layer 8: delta (eq. (4))
     G8 = delta9 @ W9
     delta8 = 1 - A8**2
     delta8 *= G8
-    # layer 7: delta (eq. (72))
+    # layer 7: delta (eq. (4))
     G7 = delta8 @ W8
     delta7 = 1 - A7**2
     delta7 *= G7
-    # layer 6: delta (eq. (67))
+    # layer 6: delta (eq. (4))
     G6 = delta7 @ W7
     delta6 = 1 - A6**2
     delta6 *= G6
-    # layer 5: delta (eq. (62))
+    # layer 5: delta (eq. (4))
     G5 = delta6 @ W6
     delta5 = 1 - A5**2
     delta5 *= G5
-    # layer 4: delta (eq. (57))
+    # layer 4: delta (eq. (4))
     G4 = delta5 @ W5
     delta4 = 1 - A4**2
     delta4 *= G4
-    # layer 3: delta (eq. (52))
+    # layer 3: delta (eq. (4))
     G3 = delta4 @ W4
     delta3 = 1 - A3**2
     delta3 *= G3
-    # layer 2: delta (eq. (47))
+    # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
     delta2 = 1 - A2**2
     delta2 *= G2
-    # layer 1: delta (eq. (42))
+    # layer 1: delta (eq. (4))
     G1 = delta2 @ W2
     delta1 = 1 - A1**2
     delta1 *= G1

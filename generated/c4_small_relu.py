@@ -137,15 +137,15 @@ def _forward(params, X):
     b3 = params["b3"]
 
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 64 -> 64 (relu): eq. (28), eq. (29)
+    # layer 1, 64 -> 64 (relu): eq. (7), eq. (1)
     Z = A0 @ W1.T
     Z += b1
     A1 = np.maximum(Z, 0, out=Z)
-    # layer 2, 64 -> 64 (relu): eq. (33), eq. (34)
+    # layer 2, 64 -> 64 (relu): eq. (7), eq. (1)
     Z = A1 @ W2.T
     Z += b2
     A2 = np.maximum(Z, 0, out=Z)
-    # layer 3, 64 -> 1 (identity): eq. (38), eq. (39)
+    # layer 3, 64 -> 1 (identity): eq. (7), eq. (1)
     Z = A2 @ W3.T
     Z += b3
     A3 = Z
@@ -165,7 +165,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -179,19 +179,19 @@ def loss(params, X, Y, *, state=None):
         b3 = params["b3"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 64 -> 64 (relu): eq. (28), eq. (29)
+        # layer 1, 64 -> 64 (relu): eq. (7), eq. (1)
         Z = A0 @ W1.T
         Z += b1
         A1 = np.maximum(Z, 0, out=Z)
-        # layer 2, 64 -> 64 (relu): eq. (33), eq. (34)
+        # layer 2, 64 -> 64 (relu): eq. (7), eq. (1)
         Z = A1 @ W2.T
         Z += b2
         A2 = np.maximum(Z, 0, out=Z)
-        # layer 3, 64 -> 1 (identity): eq. (38), eq. (39)
+        # layer 3, 64 -> 1 (identity): eq. (7), eq. (1)
         Z = A2 @ W3.T
         Z += b3
         A3 = Z
-        # the loss, eq. (3)
+        # the loss, eq. (2)
         value = scale * float(np.sum((A3 - Y)**2/2))
 
         return value
@@ -290,35 +290,35 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b3 = params["b3"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 64 -> 64 (relu): eq. (28), eq. (29)
+        # layer 1, 64 -> 64 (relu): eq. (7), eq. (1)
         Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = np.maximum(Z, 0, out=Z)
-        # layer 2, 64 -> 64 (relu): eq. (33), eq. (34)
+        # layer 2, 64 -> 64 (relu): eq. (7), eq. (1)
         Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = np.maximum(Z, 0, out=Z)
-        # layer 3, 64 -> 1 (identity): eq. (38), eq. (39)
+        # layer 3, 64 -> 1 (identity): eq. (7), eq. (1)
         Z = np.matmul(A2, W3.T, out=ws.get("A3"))
         Z += b3
         A3 = Z
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), reading A3 - Y, computed once as the start of delta3
+        # the loss, eq. (2), reading A3 - Y, computed once as the start of delta3
         delta3 = np.subtract(A3, Y, out=ws.get("back0_1"))
         value = scale * float(np.sum(delta3**2/2))
 
-        # layer 3 (output): delta (eq. (40)), dW (eq. (41)), db (eq. (42))
+        # layer 3 (output): delta (eq. (12)), dW (eq. (7)), db (eq. (7))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (35)), dW (eq. (36)), db (eq. (37))
+        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_64"))
         del delta3
         delta2 *= (A2 > 0)
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (30)), dW (eq. (31)), db (eq. (32))
+        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_64"))
         del delta2
         delta1 *= (A1 > 0)
@@ -337,14 +337,14 @@ def _backward(params, cache, Y, scale):
     A3 = cache["A3"]
     W2 = params["W2"]
     W3 = params["W3"]
-    # layer 3 (output): delta (eq. (40))
+    # layer 3 (output): delta (eq. (12))
     delta3 = A3 - Y
     delta3 *= scale
-    # layer 2: delta (eq. (35))
+    # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
     delta2 = np.where((A2 > 0), DTYPE(1), DTYPE(0))
     delta2 *= G2
-    # layer 1: delta (eq. (30))
+    # layer 1: delta (eq. (4))
     G1 = delta2 @ W2
     delta1 = np.where((A1 > 0), DTYPE(1), DTYPE(0))
     delta1 *= G1

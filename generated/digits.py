@@ -225,17 +225,17 @@ def _forward(params, X):
 
     A0 = np.asarray(X, dtype=DTYPE)
     count = A0.shape[0]  # batch size
-    # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+    # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
     Z = A0 @ W1.T
     A1 = Z
-    # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+    # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
     Mu2 = np.sum(A1, axis=0)/count
     Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=0)/count)
     Xhat2 = A1 - Mu2
     Xhat2 *= 1 / Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = np.maximum(Z2, 0)
-    # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+    # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T
     Z3 += b3
     A3 = _softmax(Z3)
@@ -265,17 +265,17 @@ def _forward_eval(params, X, state):
     running_var2 = state["running_var2"]
     A0 = np.asarray(X, dtype=DTYPE)
     count = A0.shape[0]  # batch size
-    # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+    # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
     Z = A0 @ W1.T
     A1 = Z
-    # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+    # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
     Mu2 = running_mean2
     Sigma2 = np.sqrt(1e-05 + running_var2)
     Xhat2 = A1 - Mu2
     Xhat2 *= 1 / Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = np.maximum(Z2, 0)
-    # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+    # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T
     Z3 += b3
     A3 = _softmax(Z3)
@@ -302,7 +302,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -322,20 +322,20 @@ def loss(params, X, Y, *, state=None):
             return value
         A0 = np.asarray(X, dtype=DTYPE)
         count = A0.shape[0]  # batch size
-        # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+        # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
         Z = A0 @ W1.T
         A1 = Z
-        # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+        # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
         Mu2 = np.sum(A1, axis=0)/count
         Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=0)/count)
         Xhat2 = A1 - Mu2
         Xhat2 *= 1 / Sigma2
         Z2 = beta2 + Xhat2*gamma2
         A2 = np.maximum(Z2, 0)
-        # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+        # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
         Z3 = A2 @ W3.T
         Z3 += b3
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
 
         return value
@@ -435,17 +435,17 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
 
         A0 = np.asarray(X, dtype=DTYPE)
         count = A0.shape[0]  # batch size
-        # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+        # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
         Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         A1 = Z
-        # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+        # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
         Mu2 = np.sum(A1, axis=0)/count
         Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=0)/count)
         Xhat2 = np.subtract(A1, Mu2, out=ws.get("Xhat2"))
         Xhat2 *= 1 / Sigma2
         Z2 = np.add(beta2, Xhat2*gamma2, out=ws.get("Z2"))
         A2 = np.maximum(Z2, 0)
-        # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+        # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
         Z3 = np.matmul(A2, W3.T, out=ws.get("Z3"))
         Z3 += b3
         A3, lse3 = _softmax(Z3, out=ws.get("A3"), lse=True)
@@ -455,21 +455,21 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
             running_var2 = state["running_var2"]
             new_state["running_mean2"] = Mu2/10 + 9*running_mean2/10
             new_state["running_var2"] = 9*running_var2/10 + np.sum((A1 - Mu2)**2, axis=0)/(10*(-1 + count))
-        # the loss, eq. (3), from the logits and the softmax's lse3 = log sum_k exp(z_k)
+        # the loss, eq. (2), from the logits and the softmax's lse3 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z3 - lse3)))
 
-        # layer 3 (output): delta (eq. (43)), dW (eq. (44)), db (eq. (45))
+        # layer 3 (output): delta (eq. (15)), dW (eq. (7)), db (eq. (7))
         delta3 = np.subtract(A3, Y, out=ws.get("back0_10"))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (38)), dgamma (eq. (39)), dbeta (eq. (40))
+        # layer 2: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_64"))
         del delta3
         delta2 *= (A2 > 0)
         dgamma2 = np.sum(Xhat2*delta2, axis=0, out=ws.get("dgamma2"))
         dbeta2 = np.matmul(ones, delta2, out=ws.get("dbeta2"))
-        # layer 1: delta (eq. (34)), dW (eq. (35))
+        # layer 1: delta (eq. (4)), dW (eq. (7))
         delta1 = delta2 - dbeta2/count - Xhat2*dgamma2/count
         delta1 *= gamma2
         delta1 *= 1 / Sigma2
@@ -490,14 +490,14 @@ def _backward(params, cache, Y, scale):
     Xhat2 = cache["Xhat2"]
     count = cache["count"]
     gamma2 = params["gamma2"]
-    # layer 3 (output): delta (eq. (43))
+    # layer 3 (output): delta (eq. (15))
     delta3 = A3 - Y
     delta3 *= scale
-    # layer 2: delta (eq. (38))
+    # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
     delta2 = np.where((A2 > 0), DTYPE(1), DTYPE(0))
     delta2 *= G2
-    # layer 1: delta (eq. (34))
+    # layer 1: delta (eq. (4))
     G1 = delta2 - np.sum(delta2, axis=0)/count - Xhat2*np.sum(Xhat2*delta2, axis=0)/count
     G1 *= gamma2
     G1 *= 1 / Sigma2

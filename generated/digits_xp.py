@@ -313,18 +313,18 @@ def _forward(xp, dtype, params, A0):
     b3 = params["b3"]
 
     count = A0.shape[0]  # batch size
-    # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+    # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
     Z1 = A0 @ W1.T
     A1 = Z1
     del Z1
-    # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+    # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
     Mu2 = xp.sum(A1, axis=0)/count
     Sigma2 = xp.sqrt(1e-05 + xp.sum((A1 - Mu2)**2, axis=0)/count)
     Xhat2 = (A1 - Mu2)/Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = xp.maximum(Z2, 0)
     del Z2
-    # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+    # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
     return {
@@ -352,16 +352,16 @@ def _forward_eval(xp, dtype, params, A0, state):
     running_mean2 = state["running_mean2"]
     running_var2 = state["running_var2"]
     count = A0.shape[0]  # batch size
-    # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+    # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
     Z1 = A0 @ W1.T
     A1 = Z1
-    # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+    # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
     Mu2 = running_mean2
     Sigma2 = xp.sqrt(1e-05 + running_var2)
     Xhat2 = (A1 - Mu2)/Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = xp.maximum(Z2, 0)
-    # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+    # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
     return {
@@ -390,7 +390,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y), a 0-d array; with
+    """The loss L of eq. (2) on the batch (X, Y), a 0-d array; with
     `state`, in evaluation mode (batch norm with its running statistics)."""
     first = params["W1"]
     xp, dtype = _namespace(first), first.dtype
@@ -412,18 +412,18 @@ def loss(params, X, Y, *, state=None):
 
         return value
     count = A0.shape[0]  # batch size
-    # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+    # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
     Z1 = A0 @ W1.T
     A1 = Z1
-    # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+    # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
     Mu2 = xp.sum(A1, axis=0)/count
     Sigma2 = xp.sqrt(1e-05 + xp.sum((A1 - Mu2)**2, axis=0)/count)
     Xhat2 = (A1 - Mu2)/Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = xp.maximum(Z2, 0)
-    # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+    # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
-    # the loss, eq. (3), evaluated from the logits so it cannot overflow
+    # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
     return value
@@ -450,18 +450,18 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
 
     A0 = _as(xp, X, first)
     count = A0.shape[0]  # batch size
-    # layer 1, 64 -> 64 (identity): eq. (32), eq. (33)
+    # layer 1, 64 -> 64 (identity): eq. (7), eq. (1)
     Z1 = A0 @ W1.T
     A1 = Z1
     del Z1
-    # layer 2, 64 -> 64 (batchnorm, relu): eq. (36), eq. (37)
+    # layer 2, 64 -> 64 (batchnorm, relu): eq. (10), eq. (1)
     Mu2 = xp.sum(A1, axis=0)/count
     Sigma2 = xp.sqrt(1e-05 + xp.sum((A1 - Mu2)**2, axis=0)/count)
     Xhat2 = (A1 - Mu2)/Sigma2
     Z2 = beta2 + Xhat2*gamma2
     A2 = xp.maximum(Z2, 0)
     del Z2
-    # layer 3, 64 -> 10 (softmax): eq. (41), eq. (42)
+    # layer 3, 64 -> 10 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T + b3
     A3 = _softmax(xp, Z3)
     if state is not None:
@@ -470,22 +470,22 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         running_var2 = state["running_var2"]
         new_state["running_mean2"] = Mu2/10 + 9*running_mean2/10
         new_state["running_var2"] = 9*running_var2/10 + xp.sum((A1 - Mu2)**2, axis=0)/(10*(-1 + count))
-    # the loss, eq. (3), evaluated from the logits so it cannot overflow
+    # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
-    # layer 3 (output): delta (eq. (43)), dW (eq. (44)), db (eq. (45))
+    # layer 3 (output): delta (eq. (15)), dW (eq. (7)), db (eq. (7))
     delta3 = scale*(A3 - Y)
     del A3
     dW3 = delta3.T @ A2
     db3 = xp.sum(delta3, axis=0)
-    # layer 2: delta (eq. (38)), dgamma (eq. (39)), dbeta (eq. (40))
+    # layer 2: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
     delta2 = delta3 @ W3
     del delta3
     delta2 = _where_positive(xp, delta2, A2)
     del A2
     dgamma2 = xp.sum(Xhat2*delta2, axis=0)
     dbeta2 = xp.sum(delta2, axis=0)
-    # layer 1: delta (eq. (34)), dW (eq. (35))
+    # layer 1: delta (eq. (4)), dW (eq. (7))
     delta1 = gamma2*(delta2 - dbeta2/count - Xhat2*dgamma2/count)/Sigma2
     del Sigma2
     del Xhat2
@@ -508,12 +508,12 @@ def _backward(xp, dtype, params, cache, Y, scale):
     Xhat2 = cache["Xhat2"]
     count = cache["count"]
     gamma2 = params["gamma2"]
-    # layer 3 (output): delta (eq. (43))
+    # layer 3 (output): delta (eq. (15))
     delta3 = scale*(A3 - Y)
-    # layer 2: delta (eq. (38))
+    # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
     delta2 = _where_positive(xp, G2, A2)
-    # layer 1: delta (eq. (34))
+    # layer 1: delta (eq. (4))
     G1 = gamma2*(delta2 - xp.sum(delta2, axis=0)/count - Xhat2*xp.sum(Xhat2*delta2, axis=0)/count)/Sigma2
     delta1 = G1
     return {"G1": G1, "G2": G2, "delta1": delta1, "delta2": delta2, "delta3": delta3}

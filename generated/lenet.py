@@ -389,28 +389,28 @@ def _forward(params, X):
     b7 = params["b7"]
 
     A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
-    # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (41), eq. (42)
+    # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (8), eq. (1)
     Cols1 = _unfold(A0, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     Z1 = _conv2d_columns(Cols1, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
     A1 = np.maximum(Z1, 0)
-    # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (46), eq. (47)
+    # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (10), eq. (1)
     Z2 = _maxpool(A1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     A2 = Z2
-    # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (49), eq. (50)
+    # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (8), eq. (1)
     Cols3 = _unfold(A2, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     Z3 = _conv2d_columns(Cols3, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     A3 = np.maximum(Z3, 0)
-    # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (54), eq. (55)
+    # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (10), eq. (1)
     Z4 = _maxpool(A3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     A4 = Z4
-    # layer 5, 16x7x7 -> 784 (flatten, identity): eq. (57), eq. (58)
+    # layer 5, 16x7x7 -> 784 (flatten, identity): eq. (11), eq. (1)
     Z5 = _copy(A4, None)
     A5 = Z5
-    # layer 6, 784 -> 64 (relu): eq. (60), eq. (61)
+    # layer 6, 784 -> 64 (relu): eq. (14), eq. (1)
     Z = A5 @ W6.T
     Z += b6
     A6 = np.maximum(Z, 0, out=Z)
-    # layer 7, 64 -> 10 (softmax): eq. (65), eq. (66)
+    # layer 7, 64 -> 10 (softmax): eq. (14), eq. (1)
     Z7 = A6 @ W7.T
     Z7 += b7
     A7 = _softmax(Z7)
@@ -437,7 +437,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -453,31 +453,31 @@ def loss(params, X, Y, *, state=None):
         b7 = params["b7"]
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
-        # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (41), eq. (42)
+        # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (8), eq. (1)
         Cols1 = _unfold(A0, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
         Z1 = _conv2d_columns(Cols1, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1))
         A1 = np.maximum(Z1, 0)
-        # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (46), eq. (47)
+        # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (10), eq. (1)
         Z2 = _maxpool(A1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
         A2 = Z2
-        # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (49), eq. (50)
+        # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (8), eq. (1)
         Cols3 = _unfold(A2, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
         Z3 = _conv2d_columns(Cols3, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
         A3 = np.maximum(Z3, 0)
-        # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (54), eq. (55)
+        # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (10), eq. (1)
         Z4 = _maxpool(A3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
         A4 = Z4
-        # layer 5, 16x7x7 -> 784 (flatten, identity): eq. (57), eq. (58)
+        # layer 5, 16x7x7 -> 784 (flatten, identity): eq. (11), eq. (1)
         Z5 = _copy(A4, None)
         A5 = Z5
-        # layer 6, 784 -> 64 (relu): eq. (60), eq. (61)
+        # layer 6, 784 -> 64 (relu): eq. (14), eq. (1)
         Z = A5 @ W6.T
         Z += b6
         A6 = np.maximum(Z, 0, out=Z)
-        # layer 7, 64 -> 10 (softmax): eq. (65), eq. (66)
+        # layer 7, 64 -> 10 (softmax): eq. (14), eq. (1)
         Z7 = A6 @ W7.T
         Z7 += b7
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z7 - _logsumexp(Z7))))
 
         return value
@@ -591,63 +591,63 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b7 = params["b7"]
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
-        # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (41), eq. (42)
+        # layer 1, 1x28x28 -> 8x28x28 (conv2d, relu): eq. (8), eq. (1)
         Cols1 = _unfold(A0, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("Cols1"))
         Z1 = _conv2d_columns(Cols1, W1, b1, (1, 28, 28, 8, 28, 28, 3, 3, 1, 1, 1, 1), out=ws.get("Z1"))
         A1 = np.maximum(Z1, 0)
-        # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (46), eq. (47)
+        # layer 2, 8x28x28 -> 8x14x14 (maxpool2d, identity): eq. (10), eq. (1)
         Z2 = _maxpool(A1, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("Z2"))
         A2 = Z2
-        # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (49), eq. (50)
+        # layer 3, 8x14x14 -> 16x14x14 (conv2d, relu): eq. (8), eq. (1)
         Cols3 = _unfold(A2, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("Cols3"))
         Z3 = _conv2d_columns(Cols3, W3, b3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("Z3"))
         A3 = np.maximum(Z3, 0)
-        # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (54), eq. (55)
+        # layer 4, 16x14x14 -> 16x7x7 (maxpool2d, identity): eq. (10), eq. (1)
         Z4 = _maxpool(A3, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("Z4"))
         A4 = Z4
-        # layer 5, 16x7x7 -> 784 (flatten, identity): eq. (57), eq. (58)
+        # layer 5, 16x7x7 -> 784 (flatten, identity): eq. (11), eq. (1)
         Z5 = _copy(A4, ws.get("Z5"))
         A5 = Z5
-        # layer 6, 784 -> 64 (relu): eq. (60), eq. (61)
+        # layer 6, 784 -> 64 (relu): eq. (14), eq. (1)
         Z = np.matmul(A5, W6.T, out=ws.get("A6"))
         Z += b6
         A6 = np.maximum(Z, 0, out=Z)
-        # layer 7, 64 -> 10 (softmax): eq. (65), eq. (66)
+        # layer 7, 64 -> 10 (softmax): eq. (14), eq. (1)
         Z7 = np.matmul(A6, W7.T, out=ws.get("Z7"))
         Z7 += b7
         A7, lse7 = _softmax(Z7, out=ws.get("A7"), lse=True)
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), from the logits and the softmax's lse7 = log sum_k exp(z_k)
+        # the loss, eq. (2), from the logits and the softmax's lse7 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z7 - lse7)))
 
-        # layer 7 (output): delta (eq. (67)), dW (eq. (68)), db (eq. (69))
+        # layer 7 (output): delta (eq. (19)), dW (eq. (14)), db (eq. (14))
         delta7 = np.subtract(A7, Y, out=ws.get("back0_10"))
         delta7 *= scale
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
         db7 = np.matmul(ones, delta7, out=ws.get("db7"))
-        # layer 6: delta (eq. (62)), dW (eq. (63)), db (eq. (64))
+        # layer 6: delta (eq. (4)), dW (eq. (14)), db (eq. (14))
         delta6 = np.matmul(delta7, W7, out=ws.get("back1_64"))
         del delta7
         delta6 *= (A6 > 0)
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
-        # layer 5: delta (eq. (59))
+        # layer 5: delta (eq. (4))
         delta5 = np.matmul(delta6, W6, out=ws.get("back2_784"))
         del delta6
-        # layer 4: delta (eq. (56))
+        # layer 4: delta (eq. (4))
         delta4 = _copy(delta5, ws.get("back3_784"))
         del delta5
-        # layer 3: delta (eq. (51)), dW (eq. (52)), db (eq. (53))
+        # layer 3: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
         delta3 = _maxpool_route(A3, A4, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("back4_3136"))
         del delta4
         delta3 *= (A3 > 0)
         dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
         db3 = _channel_total(delta3, (16, 196), out=ws.get("db3"))
-        # layer 2: delta (eq. (48))
+        # layer 2: delta (eq. (4))
         delta2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("back5_1568"))
         del delta3
-        # layer 1: delta (eq. (43)), dW (eq. (44)), db (eq. (45))
+        # layer 1: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
         delta1 = _maxpool_route(A1, A2, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("back6_6272"))
         del delta2
         delta1 *= (A1 > 0)
@@ -670,27 +670,27 @@ def _backward(params, cache, Y, scale):
     W3 = params["W3"]
     W6 = params["W6"]
     W7 = params["W7"]
-    # layer 7 (output): delta (eq. (67))
+    # layer 7 (output): delta (eq. (19))
     delta7 = A7 - Y
     delta7 *= scale
-    # layer 6: delta (eq. (62))
+    # layer 6: delta (eq. (4))
     G6 = delta7 @ W7
     delta6 = np.where((A6 > 0), DTYPE(1), DTYPE(0))
     delta6 *= G6
-    # layer 5: delta (eq. (59))
+    # layer 5: delta (eq. (4))
     G5 = delta6 @ W6
     delta5 = _copy(G5, None)
-    # layer 4: delta (eq. (56))
+    # layer 4: delta (eq. (4))
     G4 = _copy(delta5, None)
     delta4 = _copy(G4, None)
-    # layer 3: delta (eq. (51))
+    # layer 3: delta (eq. (4))
     G3 = _maxpool_route(A3, A4, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0))
     delta3 = np.where((A3 > 0), DTYPE(1), DTYPE(0))
     delta3 *= G3
-    # layer 2: delta (eq. (48))
+    # layer 2: delta (eq. (4))
     G2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1))
     delta2 = _copy(G2, None)
-    # layer 1: delta (eq. (43))
+    # layer 1: delta (eq. (4))
     G1 = _maxpool_route(A1, A2, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0))
     delta1 = np.where((A1 > 0), DTYPE(1), DTYPE(0))
     delta1 *= G1

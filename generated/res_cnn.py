@@ -423,46 +423,46 @@ def _forward(params, X):
     b12 = params["b12"]
 
     A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
-    # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (53), eq. (54)
+    # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
     Cols1 = _unfold(A0, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Z1 = _conv2d_columns(Cols1, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A1 = np.maximum(Z1, 0)
-    # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (58), eq. (59)
+    # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
     Cols2 = _unfold(A1, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Z2 = _conv2d_columns(Cols2, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A2 = np.maximum(Z2, 0)
-    # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (63), eq. (64)
+    # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (8), eq. (1)
     Cols3 = _unfold(A2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Z3 = _conv2d_columns(Cols3, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A3 = Z3
-    # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (68), eq. (69)
+    # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (10), eq. (1)
     Z4 = A1 + A3
     A4 = np.maximum(Z4, 0)
-    # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (71), eq. (72)
+    # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
     Cols5 = _unfold(A4, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Z5 = _conv2d_columns(Cols5, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A5 = np.maximum(Z5, 0)
-    # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (75), eq. (76)
+    # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (8), eq. (1)
     Cols6 = _unfold(A5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     Z6 = _conv2d_columns(Cols6, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     A6 = Z6
-    # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (79), eq. (80)
+    # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (10), eq. (1)
     Z7 = A4 + A6
     A7 = np.maximum(Z7, 0)
-    # layer 8, 8x16x16 -> 8x8x8 (maxpool2d, identity): eq. (82), eq. (83)
+    # layer 8, 8x16x16 -> 8x8x8 (maxpool2d, identity): eq. (12), eq. (1)
     Z8 = _maxpool(A7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     A8 = Z8
-    # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (85), eq. (86)
+    # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (8), eq. (1)
     Cols9 = _unfold(A8, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     Z9 = _conv2d_columns(Cols9, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     A9 = np.maximum(Z9, 0)
-    # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (90), eq. (91)
+    # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (14), eq. (1)
     Z10 = _avgpool(A9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
     A10 = Z10
-    # layer 11, 16x1x1 -> 16 (flatten, identity): eq. (93), eq. (94)
+    # layer 11, 16x1x1 -> 16 (flatten, identity): eq. (15), eq. (1)
     Z11 = _copy(A10, None)
     A11 = Z11
-    # layer 12, 16 -> 10 (softmax): eq. (96), eq. (97)
+    # layer 12, 16 -> 10 (softmax): eq. (18), eq. (1)
     Z12 = A11 @ W12.T
     Z12 += b12
     A12 = _softmax(Z12)
@@ -498,7 +498,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -518,49 +518,49 @@ def loss(params, X, Y, *, state=None):
         b12 = params["b12"]
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
-        # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (53), eq. (54)
+        # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
         Cols1 = _unfold(A0, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         Z1 = _conv2d_columns(Cols1, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A1 = np.maximum(Z1, 0)
-        # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (58), eq. (59)
+        # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
         Cols2 = _unfold(A1, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         Z2 = _conv2d_columns(Cols2, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A2 = np.maximum(Z2, 0)
-        # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (63), eq. (64)
+        # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (8), eq. (1)
         Cols3 = _unfold(A2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         Z3 = _conv2d_columns(Cols3, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A3 = Z3
-        # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (68), eq. (69)
+        # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (10), eq. (1)
         Z4 = A1 + A3
         A4 = np.maximum(Z4, 0)
-        # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (71), eq. (72)
+        # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
         Cols5 = _unfold(A4, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         Z5 = _conv2d_columns(Cols5, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A5 = np.maximum(Z5, 0)
-        # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (75), eq. (76)
+        # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (8), eq. (1)
         Cols6 = _unfold(A5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         Z6 = _conv2d_columns(Cols6, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
         A6 = Z6
-        # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (79), eq. (80)
+        # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (10), eq. (1)
         Z7 = A4 + A6
         A7 = np.maximum(Z7, 0)
-        # layer 8, 8x16x16 -> 8x8x8 (maxpool2d, identity): eq. (82), eq. (83)
+        # layer 8, 8x16x16 -> 8x8x8 (maxpool2d, identity): eq. (12), eq. (1)
         Z8 = _maxpool(A7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
         A8 = Z8
-        # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (85), eq. (86)
+        # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (8), eq. (1)
         Cols9 = _unfold(A8, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
         Z9 = _conv2d_columns(Cols9, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
         A9 = np.maximum(Z9, 0)
-        # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (90), eq. (91)
+        # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (14), eq. (1)
         Z10 = _avgpool(A9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
         A10 = Z10
-        # layer 11, 16x1x1 -> 16 (flatten, identity): eq. (93), eq. (94)
+        # layer 11, 16x1x1 -> 16 (flatten, identity): eq. (15), eq. (1)
         Z11 = _copy(A10, None)
         A11 = Z11
-        # layer 12, 16 -> 10 (softmax): eq. (96), eq. (97)
+        # layer 12, 16 -> 10 (softmax): eq. (18), eq. (1)
         Z12 = A11 @ W12.T
         Z12 += b12
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z12 - _logsumexp(Z12))))
 
         return value
@@ -692,104 +692,104 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b12 = params["b12"]
 
         A0 = np.asarray(X, dtype=DTYPE).reshape(np.shape(X)[0], -1)
-        # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (53), eq. (54)
+        # layer 1, 3x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
         Cols1 = _unfold(A0, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols1"))
         Z1 = _conv2d_columns(Cols1, W1, b1, (3, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z1"))
         A1 = np.maximum(Z1, 0)
-        # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (58), eq. (59)
+        # layer 2, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
         Cols2 = _unfold(A1, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols2"))
         Z2 = _conv2d_columns(Cols2, W2, b2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z2"))
         A2 = np.maximum(Z2, 0)
-        # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (63), eq. (64)
+        # layer 3, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (8), eq. (1)
         Cols3 = _unfold(A2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols3"))
         Z3 = _conv2d_columns(Cols3, W3, b3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z3"))
         A3 = Z3
-        # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (68), eq. (69)
+        # layer 4, 8x16x16 -> 8x16x16 (add, relu): eq. (10), eq. (1)
         Z4 = np.add(A1, A3, out=ws.get("Z4"))
         A4 = np.maximum(Z4, 0)
-        # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (71), eq. (72)
+        # layer 5, 8x16x16 -> 8x16x16 (conv2d, relu): eq. (8), eq. (1)
         Cols5 = _unfold(A4, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols5"))
         Z5 = _conv2d_columns(Cols5, W5, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z5"))
         A5 = np.maximum(Z5, 0)
-        # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (75), eq. (76)
+        # layer 6, 8x16x16 -> 8x16x16 (conv2d, identity): eq. (8), eq. (1)
         Cols6 = _unfold(A5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Cols6"))
         Z6 = _conv2d_columns(Cols6, W6, None, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("Z6"))
         A6 = Z6
-        # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (79), eq. (80)
+        # layer 7, 8x16x16 -> 8x16x16 (add, relu): eq. (10), eq. (1)
         Z7 = np.add(A4, A6, out=ws.get("Z7"))
         A7 = np.maximum(Z7, 0)
-        # layer 8, 8x16x16 -> 8x8x8 (maxpool2d, identity): eq. (82), eq. (83)
+        # layer 8, 8x16x16 -> 8x8x8 (maxpool2d, identity): eq. (12), eq. (1)
         Z8 = _maxpool(A7, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0), out=ws.get("Z8"))
         A8 = Z8
-        # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (85), eq. (86)
+        # layer 9, 8x8x8 -> 16x4x4 (conv2d, relu): eq. (8), eq. (1)
         Cols9 = _unfold(A8, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("Cols9"))
         Z9 = _conv2d_columns(Cols9, W9, b9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("Z9"))
         A9 = np.maximum(Z9, 0)
-        # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (90), eq. (91)
+        # layer 10, 16x4x4 -> 16x1x1 (avgpool2d, identity): eq. (14), eq. (1)
         Z10 = _avgpool(A9, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0), out=ws.get("Z10"))
         A10 = Z10
-        # layer 11, 16x1x1 -> 16 (flatten, identity): eq. (93), eq. (94)
+        # layer 11, 16x1x1 -> 16 (flatten, identity): eq. (15), eq. (1)
         Z11 = _copy(A10, ws.get("Z11"))
         A11 = Z11
-        # layer 12, 16 -> 10 (softmax): eq. (96), eq. (97)
+        # layer 12, 16 -> 10 (softmax): eq. (18), eq. (1)
         Z12 = np.matmul(A11, W12.T, out=ws.get("Z12"))
         Z12 += b12
         A12, lse12 = _softmax(Z12, out=ws.get("A12"), lse=True)
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), from the logits and the softmax's lse12 = log sum_k exp(z_k)
+        # the loss, eq. (2), from the logits and the softmax's lse12 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z12 - lse12)))
 
-        # layer 12 (output): delta (eq. (98)), dW (eq. (99)), db (eq. (100))
+        # layer 12 (output): delta (eq. (23)), dW (eq. (18)), db (eq. (18))
         delta12 = np.subtract(A12, Y, out=ws.get("back0_10"))
         delta12 *= scale
         dW12 = np.matmul(delta12.T, A11, out=ws.get("dW12"))
         db12 = np.matmul(ones, delta12, out=ws.get("db12"))
-        # layer 11: delta (eq. (95))
+        # layer 11: delta (eq. (4))
         delta11 = np.matmul(delta12, W12, out=ws.get("back1_16"))
         del delta12
-        # layer 10: delta (eq. (92))
+        # layer 10: delta (eq. (4))
         delta10 = _copy(delta11, ws.get("back2_16"))
         del delta11
-        # layer 9: delta (eq. (87)), dW (eq. (88)), db (eq. (89))
+        # layer 9: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
         delta9 = _avgpool_back(delta10, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0), out=ws.get("back3_256"))
         del delta10
         delta9 *= (A9 > 0)
         dW9 = _conv2d_back_kernel_columns(Cols9, delta9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("dW9"))
         db9 = _channel_total(delta9, (16, 16), out=ws.get("db9"))
-        # layer 8: delta (eq. (84))
+        # layer 8: delta (eq. (4))
         delta8 = _conv2d_back_input(delta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1), out=ws.get("back4_512"))
         del delta9
-        # layer 7: delta (eq. (81))
+        # layer 7: delta (eq. (4))
         delta7 = _maxpool_route(A7, A8, delta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0), out=ws.get("back5_2048"))
         del delta8
         delta7 *= (A7 > 0)
-        # layer 6: delta (eq. (77)), dW (eq. (78))
+        # layer 6: delta (eq. (4)), dW (eq. (8))
         delta6 = _copy(delta7, ws.get("back6_2048"))
         dW6 = _conv2d_back_kernel_columns(Cols6, delta6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW6"))
-        # layer 5: delta (eq. (73)), dW (eq. (74))
+        # layer 5: delta (eq. (4)), dW (eq. (8))
         delta5 = _conv2d_back_input(delta6, W6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back7_2048"))
         del delta6
         delta5 *= (A5 > 0)
         dW5 = _conv2d_back_kernel_columns(Cols5, delta5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW5"))
-        # layer 4: delta (eq. (70))
+        # layer 4: delta (eq. (4))
         # dL/da4, the sum over its consumers
         delta4 = _conv2d_back_input(delta5, W5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back6_2048"))
         del delta5
         delta4 += delta7
         del delta7
         delta4 *= (A4 > 0)
-        # layer 3: delta (eq. (65)), dW (eq. (66)), db (eq. (67))
+        # layer 3: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
         delta3 = _copy(delta4, ws.get("back7_2048"))
         dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
         db3 = _channel_total(delta3, (8, 256), out=ws.get("db3"))
-        # layer 2: delta (eq. (60)), dW (eq. (61)), db (eq. (62))
+        # layer 2: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
         delta2 = _conv2d_back_input(delta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back5_2048"))
         del delta3
         delta2 *= (A2 > 0)
         dW2 = _conv2d_back_kernel_columns(Cols2, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW2"))
         db2 = _channel_total(delta2, (8, 256), out=ws.get("db2"))
-        # layer 1: delta (eq. (55)), dW (eq. (56)), db (eq. (57))
+        # layer 1: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
         # dL/da1, the sum over its consumers
         delta1 = _conv2d_back_input(delta2, W2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back7_2048"))
         del delta2
@@ -820,47 +820,47 @@ def _backward(params, cache, Y, scale):
     W5 = params["W5"]
     W6 = params["W6"]
     W9 = params["W9"]
-    # layer 12 (output): delta (eq. (98))
+    # layer 12 (output): delta (eq. (23))
     delta12 = A12 - Y
     delta12 *= scale
-    # layer 11: delta (eq. (95))
+    # layer 11: delta (eq. (4))
     G11 = delta12 @ W12
     delta11 = _copy(G11, None)
-    # layer 10: delta (eq. (92))
+    # layer 10: delta (eq. (4))
     G10 = _copy(delta11, None)
     delta10 = _copy(G10, None)
-    # layer 9: delta (eq. (87))
+    # layer 9: delta (eq. (4))
     G9 = _avgpool_back(delta10, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0))
     delta9 = np.where((A9 > 0), DTYPE(1), DTYPE(0))
     delta9 *= G9
-    # layer 8: delta (eq. (84))
+    # layer 8: delta (eq. (4))
     G8 = _conv2d_back_input(delta9, W9, (8, 8, 8, 16, 4, 4, 3, 3, 2, 2, 1, 1))
     delta8 = _copy(G8, None)
-    # layer 7: delta (eq. (81))
+    # layer 7: delta (eq. (4))
     G7 = _maxpool_route(A7, A8, delta8, (8, 16, 16, 8, 8, 8, 2, 2, 2, 2, 0, 0))
     delta7 = np.where((A7 > 0), DTYPE(1), DTYPE(0))
     delta7 *= G7
-    # layer 6: delta (eq. (77))
+    # layer 6: delta (eq. (4))
     G6 = _copy(delta7, None)
     delta6 = _copy(G6, None)
-    # layer 5: delta (eq. (73))
+    # layer 5: delta (eq. (4))
     G5 = _conv2d_back_input(delta6, W6, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     delta5 = np.where((A5 > 0), DTYPE(1), DTYPE(0))
     delta5 *= G5
-    # layer 4: delta (eq. (70))
+    # layer 4: delta (eq. (4))
     # dL/da4, the sum over its consumers
     G4 = _conv2d_back_input(delta5, W5, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     G4 += delta7
     delta4 = np.where((A4 > 0), DTYPE(1), DTYPE(0))
     delta4 *= G4
-    # layer 3: delta (eq. (65))
+    # layer 3: delta (eq. (4))
     G3 = _copy(delta4, None)
     delta3 = _copy(G3, None)
-    # layer 2: delta (eq. (60))
+    # layer 2: delta (eq. (4))
     G2 = _conv2d_back_input(delta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     delta2 = np.where((A2 > 0), DTYPE(1), DTYPE(0))
     delta2 *= G2
-    # layer 1: delta (eq. (55))
+    # layer 1: delta (eq. (4))
     # dL/da1, the sum over its consumers
     G1 = _conv2d_back_input(delta2, W2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1))
     G1 += delta4

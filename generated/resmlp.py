@@ -245,47 +245,47 @@ def _forward(params, X):
     b10 = params["b10"]
 
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 8 -> 16 (relu): eq. (47), eq. (48)
+    # layer 1, 8 -> 16 (relu): eq. (7), eq. (1)
     Z = A0 @ W1.T
     Z += b1
     A1 = np.maximum(Z, 0, out=Z)
-    # layer 2, 16 -> 16 (identity): eq. (52), eq. (53)
+    # layer 2, 16 -> 16 (identity): eq. (7), eq. (1)
     Z = A1 @ W2.T
     Z += b2
     A2 = Z
-    # layer 3, 16 -> 16 (layernorm, relu): eq. (57), eq. (58)
+    # layer 3, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
     Mu3 = np.sum(A2, axis=1, keepdims=True)/16
     Sigma3 = np.sqrt(1e-05 + np.sum((A2 - Mu3)**2, axis=1, keepdims=True)/16)
     Xhat3 = A2 - Mu3
     Xhat3 *= 1 / Sigma3
     Z3 = beta3 + Xhat3*gamma3
     A3 = np.maximum(Z3, 0)
-    # layer 4, 16 -> 16 (identity): eq. (62), eq. (63)
+    # layer 4, 16 -> 16 (identity): eq. (7), eq. (1)
     Z = A3 @ W4.T
     Z += b4
     A4 = Z
-    # layer 5, 16 -> 16 (add, identity): eq. (67), eq. (68)
+    # layer 5, 16 -> 16 (add, identity): eq. (12), eq. (1)
     Z5 = A1 + A4
     A5 = Z5
-    # layer 6, 16 -> 16 (identity): eq. (70), eq. (71)
+    # layer 6, 16 -> 16 (identity): eq. (7), eq. (1)
     Z = A5 @ W6.T
     Z += b6
     A6 = Z
-    # layer 7, 16 -> 16 (layernorm, relu): eq. (75), eq. (76)
+    # layer 7, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
     Mu7 = np.sum(A6, axis=1, keepdims=True)/16
     Sigma7 = np.sqrt(1e-05 + np.sum((A6 - Mu7)**2, axis=1, keepdims=True)/16)
     Xhat7 = A6 - Mu7
     Xhat7 *= 1 / Sigma7
     Z7 = beta7 + Xhat7*gamma7
     A7 = np.maximum(Z7, 0)
-    # layer 8, 16 -> 16 (identity): eq. (80), eq. (81)
+    # layer 8, 16 -> 16 (identity): eq. (7), eq. (1)
     Z = A7 @ W8.T
     Z += b8
     A8 = Z
-    # layer 9, 16 -> 16 (add, identity): eq. (85), eq. (86)
+    # layer 9, 16 -> 16 (add, identity): eq. (12), eq. (1)
     Z9 = A5 + A8
     A9 = Z9
-    # layer 10, 16 -> 4 (softmax): eq. (88), eq. (89)
+    # layer 10, 16 -> 4 (softmax): eq. (7), eq. (1)
     Z10 = A9 @ W10.T
     Z10 += b10
     A10 = _softmax(Z10)
@@ -319,7 +319,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -343,50 +343,50 @@ def loss(params, X, Y, *, state=None):
         b10 = params["b10"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 8 -> 16 (relu): eq. (47), eq. (48)
+        # layer 1, 8 -> 16 (relu): eq. (7), eq. (1)
         Z = A0 @ W1.T
         Z += b1
         A1 = np.maximum(Z, 0, out=Z)
-        # layer 2, 16 -> 16 (identity): eq. (52), eq. (53)
+        # layer 2, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = A1 @ W2.T
         Z += b2
         A2 = Z
-        # layer 3, 16 -> 16 (layernorm, relu): eq. (57), eq. (58)
+        # layer 3, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
         Mu3 = np.sum(A2, axis=1, keepdims=True)/16
         Sigma3 = np.sqrt(1e-05 + np.sum((A2 - Mu3)**2, axis=1, keepdims=True)/16)
         Xhat3 = A2 - Mu3
         Xhat3 *= 1 / Sigma3
         Z3 = beta3 + Xhat3*gamma3
         A3 = np.maximum(Z3, 0)
-        # layer 4, 16 -> 16 (identity): eq. (62), eq. (63)
+        # layer 4, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = A3 @ W4.T
         Z += b4
         A4 = Z
-        # layer 5, 16 -> 16 (add, identity): eq. (67), eq. (68)
+        # layer 5, 16 -> 16 (add, identity): eq. (12), eq. (1)
         Z5 = A1 + A4
         A5 = Z5
-        # layer 6, 16 -> 16 (identity): eq. (70), eq. (71)
+        # layer 6, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = A5 @ W6.T
         Z += b6
         A6 = Z
-        # layer 7, 16 -> 16 (layernorm, relu): eq. (75), eq. (76)
+        # layer 7, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
         Mu7 = np.sum(A6, axis=1, keepdims=True)/16
         Sigma7 = np.sqrt(1e-05 + np.sum((A6 - Mu7)**2, axis=1, keepdims=True)/16)
         Xhat7 = A6 - Mu7
         Xhat7 *= 1 / Sigma7
         Z7 = beta7 + Xhat7*gamma7
         A7 = np.maximum(Z7, 0)
-        # layer 8, 16 -> 16 (identity): eq. (80), eq. (81)
+        # layer 8, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = A7 @ W8.T
         Z += b8
         A8 = Z
-        # layer 9, 16 -> 16 (add, identity): eq. (85), eq. (86)
+        # layer 9, 16 -> 16 (add, identity): eq. (12), eq. (1)
         Z9 = A5 + A8
         A9 = Z9
-        # layer 10, 16 -> 4 (softmax): eq. (88), eq. (89)
+        # layer 10, 16 -> 4 (softmax): eq. (7), eq. (1)
         Z10 = A9 @ W10.T
         Z10 += b10
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z10 - _logsumexp(Z10))))
 
         return value
@@ -516,74 +516,74 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b10 = params["b10"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 8 -> 16 (relu): eq. (47), eq. (48)
+        # layer 1, 8 -> 16 (relu): eq. (7), eq. (1)
         Z = np.matmul(A0, W1.T, out=ws.get("A1"))
         Z += b1
         A1 = np.maximum(Z, 0, out=Z)
-        # layer 2, 16 -> 16 (identity): eq. (52), eq. (53)
+        # layer 2, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = np.matmul(A1, W2.T, out=ws.get("A2"))
         Z += b2
         A2 = Z
-        # layer 3, 16 -> 16 (layernorm, relu): eq. (57), eq. (58)
+        # layer 3, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
         Mu3 = np.sum(A2, axis=1, keepdims=True)/16
         Sigma3 = np.sqrt(1e-05 + np.sum((A2 - Mu3)**2, axis=1, keepdims=True)/16)
         Xhat3 = np.subtract(A2, Mu3, out=ws.get("Xhat3"))
         Xhat3 *= 1 / Sigma3
         Z3 = np.add(beta3, Xhat3*gamma3, out=ws.get("Z3"))
         A3 = np.maximum(Z3, 0)
-        # layer 4, 16 -> 16 (identity): eq. (62), eq. (63)
+        # layer 4, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = np.matmul(A3, W4.T, out=ws.get("A4"))
         Z += b4
         A4 = Z
-        # layer 5, 16 -> 16 (add, identity): eq. (67), eq. (68)
+        # layer 5, 16 -> 16 (add, identity): eq. (12), eq. (1)
         Z5 = np.add(A1, A4, out=ws.get("Z5"))
         A5 = Z5
-        # layer 6, 16 -> 16 (identity): eq. (70), eq. (71)
+        # layer 6, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = np.matmul(A5, W6.T, out=ws.get("A6"))
         Z += b6
         A6 = Z
-        # layer 7, 16 -> 16 (layernorm, relu): eq. (75), eq. (76)
+        # layer 7, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
         Mu7 = np.sum(A6, axis=1, keepdims=True)/16
         Sigma7 = np.sqrt(1e-05 + np.sum((A6 - Mu7)**2, axis=1, keepdims=True)/16)
         Xhat7 = np.subtract(A6, Mu7, out=ws.get("Xhat7"))
         Xhat7 *= 1 / Sigma7
         Z7 = np.add(beta7, Xhat7*gamma7, out=ws.get("Z7"))
         A7 = np.maximum(Z7, 0)
-        # layer 8, 16 -> 16 (identity): eq. (80), eq. (81)
+        # layer 8, 16 -> 16 (identity): eq. (7), eq. (1)
         Z = np.matmul(A7, W8.T, out=ws.get("A8"))
         Z += b8
         A8 = Z
-        # layer 9, 16 -> 16 (add, identity): eq. (85), eq. (86)
+        # layer 9, 16 -> 16 (add, identity): eq. (12), eq. (1)
         Z9 = np.add(A5, A8, out=ws.get("Z9"))
         A9 = Z9
-        # layer 10, 16 -> 4 (softmax): eq. (88), eq. (89)
+        # layer 10, 16 -> 4 (softmax): eq. (7), eq. (1)
         Z10 = np.matmul(A9, W10.T, out=ws.get("Z10"))
         Z10 += b10
         A10, lse10 = _softmax(Z10, out=ws.get("A10"), lse=True)
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), from the logits and the softmax's lse10 = log sum_k exp(z_k)
+        # the loss, eq. (2), from the logits and the softmax's lse10 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z10 - lse10)))
 
-        # layer 10 (output): delta (eq. (90)), dW (eq. (91)), db (eq. (92))
+        # layer 10 (output): delta (eq. (17)), dW (eq. (7)), db (eq. (7))
         delta10 = np.subtract(A10, Y, out=ws.get("back0_4"))
         delta10 *= scale
         dW10 = np.matmul(delta10.T, A9, out=ws.get("dW10"))
         db10 = np.matmul(ones, delta10, out=ws.get("db10"))
-        # layer 9: delta (eq. (87))
+        # layer 9: delta (eq. (4))
         delta9 = np.matmul(delta10, W10, out=ws.get("back1_16"))
         del delta10
-        # layer 8: delta (eq. (82)), dW (eq. (83)), db (eq. (84))
+        # layer 8: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta8 = _copy(delta9, ws.get("back2_16"))
         dW8 = np.matmul(delta8.T, A7, out=ws.get("dW8"))
         db8 = np.matmul(ones, delta8, out=ws.get("db8"))
-        # layer 7: delta (eq. (77)), dgamma (eq. (78)), dbeta (eq. (79))
+        # layer 7: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
         delta7 = np.matmul(delta8, W8, out=ws.get("back3_16"))
         del delta8
         delta7 *= (A7 > 0)
         dgamma7 = np.sum(Xhat7*delta7, axis=0, out=ws.get("dgamma7"))
         dbeta7 = np.matmul(ones, delta7, out=ws.get("dbeta7"))
-        # layer 6: delta (eq. (72)), dW (eq. (73)), db (eq. (74))
+        # layer 6: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta6_0 = delta7*gamma7
         del delta7
         delta6 = delta6_0 - np.sum(delta6_0, axis=1, keepdims=True)/16 - Xhat7*np.sum(Xhat7*delta6_0, axis=1, keepdims=True)/16
@@ -591,23 +591,23 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         del delta6_0
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
-        # layer 5: delta (eq. (69))
+        # layer 5: delta (eq. (4))
         # dL/da5, the sum over its consumers
         delta5 = np.matmul(delta6, W6, out=ws.get("back2_16"))
         del delta6
         delta5 += delta9
         del delta9
-        # layer 4: delta (eq. (64)), dW (eq. (65)), db (eq. (66))
+        # layer 4: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta4 = _copy(delta5, ws.get("back3_16"))
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
         db4 = np.matmul(ones, delta4, out=ws.get("db4"))
-        # layer 3: delta (eq. (59)), dgamma (eq. (60)), dbeta (eq. (61))
+        # layer 3: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
         delta3 = np.matmul(delta4, W4, out=ws.get("back1_16"))
         del delta4
         delta3 *= (A3 > 0)
         dgamma3 = np.sum(Xhat3*delta3, axis=0, out=ws.get("dgamma3"))
         dbeta3 = np.matmul(ones, delta3, out=ws.get("dbeta3"))
-        # layer 2: delta (eq. (54)), dW (eq. (55)), db (eq. (56))
+        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta2_0 = delta3*gamma3
         del delta3
         delta2 = delta2_0 - np.sum(delta2_0, axis=1, keepdims=True)/16 - Xhat3*np.sum(Xhat3*delta2_0, axis=1, keepdims=True)/16
@@ -615,7 +615,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         del delta2_0
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (49)), dW (eq. (50)), db (eq. (51))
+        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         # dL/da1, the sum over its consumers
         delta1 = np.matmul(delta2, W2, out=ws.get("back3_16"))
         del delta2
@@ -647,40 +647,40 @@ def _backward(params, cache, Y, scale):
     Xhat7 = cache["Xhat7"]
     gamma3 = params["gamma3"]
     gamma7 = params["gamma7"]
-    # layer 10 (output): delta (eq. (90))
+    # layer 10 (output): delta (eq. (17))
     delta10 = A10 - Y
     delta10 *= scale
-    # layer 9: delta (eq. (87))
+    # layer 9: delta (eq. (4))
     G9 = delta10 @ W10
     delta9 = _copy(G9, None)
-    # layer 8: delta (eq. (82))
+    # layer 8: delta (eq. (4))
     G8 = _copy(delta9, None)
     delta8 = _copy(G8, None)
-    # layer 7: delta (eq. (77))
+    # layer 7: delta (eq. (4))
     G7 = delta8 @ W8
     delta7 = np.where((A7 > 0), DTYPE(1), DTYPE(0))
     delta7 *= G7
-    # layer 6: delta (eq. (72))
+    # layer 6: delta (eq. (4))
     G6 = -np.sum(delta7*gamma7, axis=1, keepdims=True)/16 + delta7*gamma7 - Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/16
     G6 *= 1 / Sigma7
     delta6 = _copy(G6, None)
-    # layer 5: delta (eq. (69))
+    # layer 5: delta (eq. (4))
     # dL/da5, the sum over its consumers
     G5 = delta6 @ W6
     G5 += delta9
     delta5 = _copy(G5, None)
-    # layer 4: delta (eq. (64))
+    # layer 4: delta (eq. (4))
     G4 = _copy(delta5, None)
     delta4 = _copy(G4, None)
-    # layer 3: delta (eq. (59))
+    # layer 3: delta (eq. (4))
     G3 = delta4 @ W4
     delta3 = np.where((A3 > 0), DTYPE(1), DTYPE(0))
     delta3 *= G3
-    # layer 2: delta (eq. (54))
+    # layer 2: delta (eq. (4))
     G2 = -np.sum(delta3*gamma3, axis=1, keepdims=True)/16 + delta3*gamma3 - Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/16
     G2 *= 1 / Sigma3
     delta2 = _copy(G2, None)
-    # layer 1: delta (eq. (49))
+    # layer 1: delta (eq. (4))
     # dL/da1, the sum over its consumers
     G1 = delta2 @ W2
     G1 += delta5

@@ -147,11 +147,11 @@ def _forward(params, X):
     b2 = params["b2"]
 
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 2 -> 4 (sigmoid): eq. (26), eq. (27)
+    # layer 1, 2 -> 4 (sigmoid): eq. (7), eq. (1)
     Z = W1 @ A0
     Z += b1
     A1 = _sigmoid(Z, out=Z)
-    # layer 2, 4 -> 1 (sigmoid): eq. (31), eq. (32)
+    # layer 2, 4 -> 1 (sigmoid): eq. (7), eq. (1)
     Z2 = W2 @ A1
     Z2 += b2
     A2 = _sigmoid(Z2)
@@ -171,7 +171,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -183,14 +183,14 @@ def loss(params, X, Y, *, state=None):
         b2 = params["b2"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eq. (26), eq. (27)
+        # layer 1, 2 -> 4 (sigmoid): eq. (7), eq. (1)
         Z = W1 @ A0
         Z += b1
         A1 = _sigmoid(Z, out=Z)
-        # layer 2, 4 -> 1 (sigmoid): eq. (31), eq. (32)
+        # layer 2, 4 -> 1 (sigmoid): eq. (7), eq. (1)
         Z2 = W2 @ A1
         Z2 += b2
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
         return value
@@ -282,25 +282,25 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b2 = params["b2"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 2 -> 4 (sigmoid): eq. (26), eq. (27)
+        # layer 1, 2 -> 4 (sigmoid): eq. (7), eq. (1)
         Z = np.matmul(W1, A0, out=ws.get("A1"))
         Z += b1
         A1 = _sigmoid(Z, out=Z)
-        # layer 2, 4 -> 1 (sigmoid): eq. (31), eq. (32)
+        # layer 2, 4 -> 1 (sigmoid): eq. (7), eq. (1)
         Z2 = np.matmul(W2, A1, out=ws.get("Z2"))
         Z2 += b2
         A2 = _sigmoid(Z2, out=ws.get("A2"))
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
-        # layer 2 (output): delta (eq. (33)), dW (eq. (34)), db (eq. (35))
+        # layer 2 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
         delta2 = np.subtract(A2, Y, out=ws.get("back0_1"))
         delta2 *= scale
         dW2 = np.matmul(delta2, A1.T, out=ws.get("dW2"))
         db2 = delta2.sum(axis=1, keepdims=True, out=ws.get("db2"))
-        # layer 1: delta (eq. (28)), dW (eq. (29)), db (eq. (30))
+        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta1 = np.matmul(W2.T, delta2, out=ws.get("back1_4"))
         del delta2
         delta1 *= A1
@@ -318,10 +318,10 @@ def _backward(params, cache, Y, scale):
     A1 = cache["A1"]
     A2 = cache["A2"]
     W2 = params["W2"]
-    # layer 2 (output): delta (eq. (33))
+    # layer 2 (output): delta (eq. (11))
     delta2 = A2 - Y
     delta2 *= scale
-    # layer 1: delta (eq. (28))
+    # layer 1: delta (eq. (4))
     G1 = W2.T @ delta2
     delta1 = 1 - A1
     delta1 *= A1

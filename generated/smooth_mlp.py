@@ -406,17 +406,17 @@ def _forward(params, X):
     b3 = params["b3"]
 
     A0 = np.asarray(X, dtype=DTYPE)
-    # layer 1, 8 -> 16 (gelu): eq. (29), eq. (30)
+    # layer 1, 8 -> 16 (gelu): eq. (7), eq. (1)
     Z1 = A0 @ W1.T
     Z1 += b1
     T1 = _erf(Z1*1.4142135623730951/2)
     A1 = Z1*(1 + T1)/2
-    # layer 2, 16 -> 16 (mish): eq. (34), eq. (35)
+    # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
     Z2 = A1 @ W2.T
     Z2 += b2
     T2 = np.tanh(_softplus(Z2))
     A2 = T2*Z2
-    # layer 3, 16 -> 3 (softmax): eq. (39), eq. (40)
+    # layer 3, 16 -> 3 (softmax): eq. (7), eq. (1)
     Z3 = A2 @ W3.T
     Z3 += b3
     A3 = _softmax(Z3)
@@ -441,7 +441,7 @@ def forward(params, X, *, state=None):
 
 
 def loss(params, X, Y, *, state=None):
-    """The loss L of eq. (3) on the batch (X, Y); with `state`, in
+    """The loss L of eq. (2) on the batch (X, Y); with `state`, in
     evaluation mode (batch norm with its running statistics)."""
     with np.errstate(**_QUIET):
         Y = np.asarray(Y, dtype=DTYPE)
@@ -455,20 +455,20 @@ def loss(params, X, Y, *, state=None):
         b3 = params["b3"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 8 -> 16 (gelu): eq. (29), eq. (30)
+        # layer 1, 8 -> 16 (gelu): eq. (7), eq. (1)
         Z1 = A0 @ W1.T
         Z1 += b1
         T1 = _erf(Z1*1.4142135623730951/2)
         A1 = Z1*(1 + T1)/2
-        # layer 2, 16 -> 16 (mish): eq. (34), eq. (35)
+        # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
         Z2 = A1 @ W2.T
         Z2 += b2
         T2 = np.tanh(_softplus(Z2))
         A2 = T2*Z2
-        # layer 3, 16 -> 3 (softmax): eq. (39), eq. (40)
+        # layer 3, 16 -> 3 (softmax): eq. (7), eq. (1)
         Z3 = A2 @ W3.T
         Z3 += b3
-        # the loss, eq. (3), evaluated from the logits so it cannot overflow
+        # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum(-Y*(Z3 - _logsumexp(Z3))))
 
         return value
@@ -570,37 +570,37 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         b3 = params["b3"]
 
         A0 = np.asarray(X, dtype=DTYPE)
-        # layer 1, 8 -> 16 (gelu): eq. (29), eq. (30)
+        # layer 1, 8 -> 16 (gelu): eq. (7), eq. (1)
         Z1 = np.matmul(A0, W1.T, out=ws.get("Z1"))
         Z1 += b1
         T1 = _erf(Z1*1.4142135623730951/2)
         A1 = Z1*(1 + T1)/2
-        # layer 2, 16 -> 16 (mish): eq. (34), eq. (35)
+        # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
         Z2 = np.matmul(A1, W2.T, out=ws.get("Z2"))
         Z2 += b2
         T2 = np.tanh(_softplus(Z2))
         A2 = T2*Z2
-        # layer 3, 16 -> 3 (softmax): eq. (39), eq. (40)
+        # layer 3, 16 -> 3 (softmax): eq. (7), eq. (1)
         Z3 = np.matmul(A2, W3.T, out=ws.get("Z3"))
         Z3 += b3
         A3, lse3 = _softmax(Z3, out=ws.get("A3"), lse=True)
         if state is not None:
             new_state = dict(state)
-        # the loss, eq. (3), from the logits and the softmax's lse3 = log sum_k exp(z_k)
+        # the loss, eq. (2), from the logits and the softmax's lse3 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z3 - lse3)))
 
-        # layer 3 (output): delta (eq. (41)), dW (eq. (42)), db (eq. (43))
+        # layer 3 (output): delta (eq. (12)), dW (eq. (7)), db (eq. (7))
         delta3 = np.subtract(A3, Y, out=ws.get("back0_3"))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (36)), dW (eq. (37)), db (eq. (38))
+        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_16"))
         del delta3
         delta2 *= T2 + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2)))
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (31)), dW (eq. (32)), db (eq. (33))
+        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_16"))
         del delta2
         delta1 *= (1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)
@@ -621,14 +621,14 @@ def _backward(params, cache, Y, scale):
     W3 = params["W3"]
     Z1 = cache["Z1"]
     Z2 = cache["Z2"]
-    # layer 3 (output): delta (eq. (41))
+    # layer 3 (output): delta (eq. (12))
     delta3 = A3 - Y
     delta3 *= scale
-    # layer 2: delta (eq. (36))
+    # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
     delta2 = T2 + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2)))
     delta2 *= G2
-    # layer 1: delta (eq. (31))
+    # layer 1: delta (eq. (4))
     G1 = delta2 @ W2
     delta1 = (1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)
     delta1 *= G1

@@ -20,14 +20,16 @@ from symbp.derivation.nodes import NodeDerivation
 from symbp.documents.latex import (
     CAPITAL_DELTA,
     LINE_WIDTH,
+    WHERE_PREFIX,
     PLAIN,
     Display,
     Notation,
+    definition_lines,
     tex,
     tex_lines,
     width,
 )
-from symbp.documents.shown import shown, uses_normal, uses_sigmoid
+from symbp.documents.shown import second_derivative_shown, shown, uses_normal, uses_sigmoid
 from symbp.documents.summary import PARAM_TEX, summary_context
 from symbp.errors import OutputError
 from symbp.ir.bindings import Kind
@@ -88,6 +90,11 @@ def _escape(text: str) -> str:
     return "".join(out)
 
 
+def _broken(head: str, expr: sp.Expr) -> Display:
+    """head + expr as a display line, broken into lines when long."""
+    return Display(head, tuple(tex_lines(expr, False, {}, frozenset(), LINE_WIDTH - 10)))
+
+
 def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
     """f, f' as SymPy returned it, and the form the code uses."""
     x = sp.Symbol("x", real=True)
@@ -99,15 +106,15 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "number": eq[activation_label(act.name)],
         "name": _escape(act.name),
         "raw_name": act.name,
-        "f": tex(f),
-        "raw": tex(raw),
+        "f": _broken("f(x) = ", f),
+        "raw": _broken("f'(x) = ", raw),
         "simplified": tex(shown(act.simplified)),
         # what the code evaluates, written in z as the sentence says
         "in_z": tex(act.backward_form.xreplace({x: sp.Symbol("z", real=True)})),
         "in_a": tex(shown(act.in_a)) if act.in_a is not None else "",
         "needs": act.needs,
         "method": act.method,
-        "second": "",
+        "second": _broken("f''(x) = ", second_derivative_shown(act.f, x)),
         "uses_x": act.backward_form.has(x),
         **_kept_entry(act, x),
         "check": tex(sp.Eq(act.in_a.subs(A_SCALAR, act.f), act.simplified, evaluate=False))
@@ -120,7 +127,7 @@ def _kept_entry(act: ActivationDerivation, x: sp.Symbol) -> dict[str, str]:
     """t = the kept intermediate and f' reading t, both in z (empty when nothing is kept)."""
     if act.kept is None:
         return {"kept": "", "shared": ""}
-    z, t = sp.Symbol("z", real=True), sp.Symbol("t", real=True)
+    z, t = sp.Symbol("z", real=True), sp.Symbol("tau", real=True)  # t is the step
     shared = reading_kept(act.backward_form, act.kept, t)  # as the code evaluates it
     return {"kept": tex(act.kept.xreplace({x: z})), "shared": tex(shared.xreplace({x: z}))}
 
@@ -169,6 +176,7 @@ class _Tex:
 
     def __init__(self, net: Network, notation: Notation = PLAIN) -> None:
         self.notation = notation
+        self.named = 0  # subexpressions named xi_1, xi_2, ... so far
         self.names = net.bindings.tex_names()
         self.batch_names = net.bindings.tex_names(batch=True)
         self.arrays = frozenset(
@@ -188,13 +196,22 @@ class _Tex:
         where: list[str] = []
         if width(expr) > LINE_WIDTH:
             expr, named = _named_repeats(expr)
-            names = {**names, **{u.name: rf"u_{{{k}}}" for k, (u, _) in enumerate(named, 1)}}
-            where = _packed(
-                [
-                    (rf"u_{{{k}}} = {tex(v, batch, names, self.arrays, self.notation)}", width(v))
-                    for k, (_, v) in enumerate(named, 1)
-                ]
-            )
+            # xi_k, numbered through the whole document: each name has one meaning
+            first = self.named + 1
+            self.named += len(named)
+            symbols = {u.name: rf"\xi_{{{k}}}" for k, (u, _) in enumerate(named, first)}
+            names = {**names, **symbols}
+            items: list[tuple[str, float]] = []
+            for k, (_, v) in enumerate(named, first):
+                if width(v) + WHERE_PREFIX > LINE_WIDTH - 10:  # a row of its own, broken
+                    rows = definition_lines(
+                        rf"\xi_{{{k}}}", v, batch, names, self.arrays, notation=self.notation
+                    )
+                    items += [(row, LINE_WIDTH) for row in rows]
+                else:
+                    text = rf"\xi_{{{k}}} = {tex(v, batch, names, self.arrays, self.notation)}"
+                    items.append((text, width(v)))
+            where = _packed(items)
         lines = tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10, self.notation)
         return Display(head, tuple(lines), tuple(where))
 
@@ -344,10 +361,29 @@ class KindTools:
     def tex(self, expr: sp.Basic, batch: bool = False, names: dict | None = None) -> str:
         return tex(expr, batch=batch, names=names, notation=self.n)
 
+    def display(
+        self, head: str, expr: sp.Basic, names: dict | None = None, stack: bool = False
+    ) -> Display:
+        """head + expr broken into lines of a column's width (symbp.documents.latex);
+        `stack`: the head on a row of its own, "= ..." below it."""
+        lines = tex_lines(expr, False, names, frozenset(), LINE_WIDTH - 10, self.n)
+        if stack:
+            return Display(head.removesuffix("= ").rstrip(), ("", "= " + lines[0], *lines[1:]))
+        return Display(head, tuple(lines))
 
-def _box_rows(pairs: list[tuple[str, str]], shapes: list[str]) -> list[str]:
-    """The rows of a kind's box: lhs &= rhs, then the shapes."""
-    rows = [f"{lhs} &= {rhs}" for lhs, rhs in pairs]
+    def lines(self, head: str, *parts: str) -> Display:
+        """head + parts written one under the other (a sum of long terms)."""
+        return Display(head, parts)
+
+
+def _box_rows(pairs: list[tuple[str, Any]], shapes: list[str]) -> list[str]:
+    """The rows of a kind's box: lhs &= rhs (a tuple rhs continues on indented rows), then
+    the shapes, one per row, so the box fits a column of a two-column paper."""
+    rows = []
+    for lhs, rhs in pairs:
+        first, *rest = rhs if isinstance(rhs, tuple) else (rhs,)
+        rows.append(f"{lhs} &= {first}")
+        rows += [rf"&\qquad {part}" for part in rest]
     return rows + [rf"&\text{{{'shapes: ' if k == 0 else ''}}} {s}" for k, s in enumerate(shapes)]
 
 

@@ -27,6 +27,7 @@ from symbp.ir.tensor_ops import AxisSum, Embed, Permute, Reshape, Slice
 from symbp.options import TRANSPOSES
 from symbp.symbolic.conditions import condition_shown
 from symbp.symbolic.numbers import decimal_text
+from symbp.symbolic.output import SCALE
 
 
 def _exclusion(expr: sp.Sum) -> tuple[sp.Expr, sp.Expr] | None:
@@ -157,7 +158,6 @@ def array_tex(symbol: ArraySymbol | ArrayMatrix, batch: bool, n: Notation = PLAI
 
 # Scalars and sizes of the general formulas, by their symbols' names.
 _SCALARS = {
-    "c": r"\kappa",  # the batch scale (c is a channel)
     "yhat": r"\hat{y}",
     "n_in": r"n_{\ell-1}",
     "n_out": r"n_{\ell}",
@@ -300,6 +300,8 @@ class SeedLatexPrinter(LatexPrinter):
             return self.names[expr.name]
         if isinstance(expr, ArraySymbol):
             return array_tex(expr, self.batch, n) or super()._print_Symbol(expr)
+        if expr == SCALE:  # the batch scale, kappa (c is a channel)
+            return r"\kappa"
         return _SCALARS.get(expr.name) or super()._print_Symbol(expr)
 
     def _print_BatchSum(self, expr: Any) -> str:
@@ -646,6 +648,8 @@ class Display:
     where: tuple[str, ...] = ()  # rows of "u_{1} = ..., u_{2} = ...", in order
 
     def end(self, mark: str) -> str:
+        if len(self.lines) > 1 and self.lines[0] == "":  # the head on a row of its own
+            return rf"{self.head} \\ " + r" \\ ".join(self.lines[1:]) + mark
         if len(self.lines) == 1 and not self.where:
             return f"{self.head}{self.lines[0]}{mark}"
         rows = list(self.lines)

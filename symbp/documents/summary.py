@@ -103,7 +103,7 @@ def _bp2(net: Network, d_acts: dict[str, ActivationDerivation], n: Notation, sen
         c.kind for nd in hidden for c in net.graph.consumers.get(nd.node.a.key, ())
     )
     for kind in readers:
-        rows.append(_row("", f"s^{{(m)}} = {sends[kind]}", [f"eq:{kind}-box"], rf"\text{{{kind} }} m"))
+        rows.append(_row("", f"s^{{(m)}} = {sends[kind]}", [f"eq:{kind}-box"], rf"\text{{{kind} }} m", wide=True))
     for name, act in d_acts.items():
         layers = [nd.node.index for nd in hidden if nd.act is act]
         if not layers:
@@ -125,7 +125,7 @@ def _gradients(net: Network, grads: dict) -> list[dict]:
             continue
         for k, (lhs, rhs) in enumerate(formulas):
             where = rf"\text{{{kind}}}, {_layers_text(layers)}" if k == len(formulas) - 1 else ""
-            rows.append(_row("", f"{lhs} = {rhs}", [f"eq:{kind}-box"], where))
+            rows.append(_row("", f"{lhs} = {rhs}", [f"eq:{kind}-box"], where, wide=bool(where)))
     if rows:
         rows[0]["tag"] = "BP3, BP4"
     return rows

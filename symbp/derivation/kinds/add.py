@@ -71,9 +71,10 @@ def document_section(kind: str, doc: Any) -> dict:
         "dr": r"\frac{\partial z_i}{\partial {x'}_j} = " + doc.tex(dr),
         "box": [
             (Z, f"{A} + {other}"),
-            (f"{doc.grad(A)} = {doc.grad(other)}", D),
+            (doc.grad(A), D),
+            (doc.grad(other), D),
         ],
-        "shapes": [f"{A}, {other}, {Z}, {D}" + r"\text{ all of one shape}"],
+        "shapes": [r"\text{all four of one shape}"],
         "r": f"{doc.R(doc.grad(A))} = {doc.R(doc.grad(other))} = {doc.R(D)}",
         # what a layer m of this kind sends back to a tensor it reads (the summary)
         "send": doc.arr("delta", "m"),

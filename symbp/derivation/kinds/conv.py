@@ -160,10 +160,11 @@ def document_section(kind: str, doc: Any) -> dict:
         "z": "z_{s,f,i,j} = " + doc.tex(d.z),
         "dz_dW": doc.tex(d.dz_dW),
         "dz_dx": doc.tex(d.dz_dx),
-        "dW": r"\frac{\partial L}{\partial W_{f',c',p',q'}} = " + doc.tex(d.dW),
-        "db": r"\frac{\partial L}{\partial b_{f'}} = " + doc.tex(d.db),
-        "dx": r"\frac{\partial L}{\partial x_{s,c',u,v}} = " + doc.tex(d.dx),
-        "tangent": doc.tex(d.tangent),
+        # the left-hand side on a line of its own: the sums fill a column
+        "dW": doc.lines(r"\frac{\partial L}{\partial W_{f',c',p',q'}}", "", "= " + doc.tex(d.dW)),
+        "db": doc.lines(r"\frac{\partial L}{\partial b_{f'}}", "", "= " + doc.tex(d.db)),
+        "dx": doc.lines(r"\frac{\partial L}{\partial x_{s,c',u,v}}", "", "= " + doc.tex(d.dx)),
+        "tangent": doc.display(r"\dot z_{s,f,i,j} = ", d.tangent),
         "box": [
             (Z, rf"{W} \star_{{S,P}} {A} + {b}"),
             (doc.grad(A), back),
@@ -176,8 +177,18 @@ def document_section(kind: str, doc: Any) -> dict:
             rf"{W} \in \mathbb{{R}}^{{F \times C \times k_h \times k_w}}, \ {b} \in \mathbb{{R}}^{{F}}",
         ],
         "r": [
-            rf"{doc.R(doc.grad(A))} = {RD} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right) + {D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({Wd}\right)",
-            rf"{doc.R(doc.grad(W))} = \sum_{{s}} \left({Ad}_s \star_{{S,P}} {D}_s + {A}_s \star_{{S,P}} {RD}_s\right){doc.decay(Wd)}",
+            doc.lines(
+                doc.R(doc.grad(A)),
+                "",
+                rf"= {RD} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right)",
+                rf"+ {D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({Wd}\right)",
+            ),
+            doc.lines(
+                doc.R(doc.grad(W)),
+                "",
+                rf"= \sum_{{s}} \left({Ad}_s \star_{{S,P}} {D}_s \right.",
+                rf"\left. + {A}_s \star_{{S,P}} {RD}_s\right){doc.decay(Wd)}",
+            ),
             rf"{doc.R(doc.grad(b))} = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,f,i,j}}\right]_{{f}}",
         ],
         "send": rf"{doc.arr('delta', 'm')} \mathbin{{\tilde\star}} \operatorname{{rot}}_{{180}}\left({doc.arr('W', 'm')}\right)",

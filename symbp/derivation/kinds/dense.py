@@ -242,13 +242,23 @@ def document_section(kind: str, doc: Any) -> dict:
             (doc.grad(b), t(db, batch=True)),
         ],
         "shapes": [
-            rf"{A} \in \mathbb{{R}}^{{{s_in}}}, \ {Z}, {D} \in \mathbb{{R}}^{{{s_out}}}",
+            rf"{A} \in \mathbb{{R}}^{{{s_in}}}",
+            rf"{Z}, {D} \in \mathbb{{R}}^{{{s_out}}}",
             rf"{W} \in \mathbb{{R}}^{{n_{{\ell}} \times n_{{\ell-1}}}}, \ {b} \in \mathbb{{R}}^{{n_{{\ell}}}}",
         ],
-        "z_dot": r"\dot z_{i,s} = " + t(tcalc.z_dot, names=_OWN),
-        "back_r": rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial a^{{(\ell-1)}}_{{r,s}}}} \right\rbrace = " + t(tcalc.back_r, names=_OWN),
-        "dW_r": rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial W^{{(\ell)}}_{{q,r}}}} \right\rbrace = " + t(tcalc.dW_r, names=_OWN) + doc.decay(r"\dot W^{(\ell)}_{q,r}"),
-        "db_r": rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial b^{{(\ell)}}_{{q}}}} \right\rbrace = " + t(tcalc.db_r, names=_OWN),
+        "z_dot": doc.display(r"\dot z_{i,s} = ", tcalc.z_dot, names=_OWN),
+        "back_r": doc.display(
+            rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial a^{{(\ell-1)}}_{{r,s}}}} \right\rbrace = ", tcalc.back_r, names=_OWN, stack=True
+        ),
+        "dW_r": doc.display(
+            rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial W^{{(\ell)}}_{{q,r}}}} \right\rbrace = ",
+            tcalc.dW_r + (L2_WEIGHT * sp.Symbol(r"\dot{W}^{(\ell)}_{q,r}") if doc.l2 else 0),
+            names=_OWN,
+            stack=True,
+        ),
+        "db_r": doc.display(
+            rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial b^{{(\ell)}}_{{q}}}} \right\rbrace = ", tcalc.db_r, names=_OWN, stack=True
+        ),
         "send": rf"\left({doc.arr('W', 'm', batch=False)}\right){doc.t} {doc.arr('delta', 'm')}",
         "grads": [
             (doc.grad(doc.arr("W", "l", batch=False)), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s \left({doc.arr('a', 'l-1')}_s\right){doc.t}{doc.decay(doc.arr('W', 'l', batch=False))}"),

@@ -296,15 +296,25 @@ def document_section(kind: str, doc: Any) -> dict:
         "vjp": r"\frac{\partial L}{\partial x_j} = " + doc.tex(n.vjp, names=names),
         "tangent": r"\dot z_i = " + doc.tex(n.tangent, names=names),
         "box": [
-            (X, rf"\left({A} - {mean} {A}\right) / {s}, \quad {s} = \sqrt{{\operatorname{{var}}_{{{axis}}} {A} + \epsilon}}"),
+            (s, rf"\sqrt{{\operatorname{{var}}_{{{axis}}} {A} + \epsilon}}"),
+            (X, rf"\left({A} - {mean} {A}\right) / {s}"),
             (Z, rf"{gamma} \odot {X} + {beta}"),
-            (doc.grad(A), rf"\frac{{1}}{{{s}}} \odot \left({scaled} - {mean} {scaled} - {X} \odot {mean}\left({scaled} \odot {X}\right)\right)"),
-            (doc.grad(gamma), rf"{total} \left({X} \odot {D}\right)_s, \quad {doc.grad(beta)} = {total} {D}_s"),
+            (scaled, rf"{gamma} \odot {D}"),
+            (
+                doc.grad(A),
+                (
+                    rf"\frac{{1}}{{{s}}} \odot \left({scaled} - {mean} {scaled} \right.",
+                    rf"\left. - {X} \odot {mean}\left({scaled} \odot {X}\right)\right)",
+                ),
+            ),
+            (doc.grad(gamma), rf"{total} \left({X} \odot {D}\right)_{{s}}"),
+            (doc.grad(beta), rf"{total} {D}_{{s}}"),
         ],
         "shapes": [
-            rf"{scaled} = {gamma} \odot {D}; \ {A}, {X}, {Z}, {D} \in \mathbb{{R}}^{{{shape}}}",
+            rf"{A}, {X}, {Z}, {D} \in \mathbb{{R}}^{{{shape}}}",
             rf"{gamma}, {beta} \in \mathbb{{R}}^{{{'C' if doc.images else 'N'}}}",
         ],
-        "send": rf"\frac{{1}}{{\sigma^{{(m)}}}} \odot \left(\tilde\delta - {mean} \tilde\delta - \hat x \odot {mean}(\tilde\delta \odot \hat x)\right)",
+        # long: the summary names the box's line instead of repeating it
+        "send": r"\text{the line } \partial L / \partial A^{(\ell-1)} \text{ of}",
         "grads": [(doc.grad(gamma), rf"{total} \left({X} \odot {D}\right)_s"), (doc.grad(beta), rf"{total} {D}_s")],
     }

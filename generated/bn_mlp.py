@@ -474,12 +474,12 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
 
-        # layer 5 (output): delta (eq. (17)), dW (eq. (7)), db (eq. (7))
+        # layer 5 (output): delta (eq. (17)), dW, db (eq. (7))
         delta5 = np.subtract(A5, Y, out=ws.get("back0_1"))
         delta5 *= scale
         dW5 = np.matmul(delta5, A4.T, out=ws.get("dW5"))
         db5 = delta5.sum(axis=1, keepdims=True, out=ws.get("db5"))
-        # layer 4: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
+        # layer 4: delta (eq. (4)), dgamma, dbeta (eq. (10))
         delta4 = np.matmul(W5.T, delta5, out=ws.get("back1_12"))
         del delta5
         delta4 *= (A4 > 0)
@@ -491,7 +491,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta3 *= 1 / Sigma4
         del delta4
         dW3 = np.matmul(delta3, A2.T, out=ws.get("dW3"))
-        # layer 2: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
+        # layer 2: delta (eq. (4)), dgamma, dbeta (eq. (10))
         delta2 = np.matmul(W3.T, delta3, out=ws.get("back1_12"))
         del delta3
         delta2 *= 1 - A2**2

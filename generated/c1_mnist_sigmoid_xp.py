@@ -398,12 +398,12 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
-    # layer 3 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
+    # layer 3 (output): delta (eq. (11)), dW, db (eq. (7))
     delta3 = scale*(A3 - Y)
     del A3
     dW3 = delta3.T @ A2
     db3 = xp.sum(delta3, axis=0)
-    # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+    # layer 2: delta (eq. (4)), dW, db (eq. (7))
     delta2 = delta3 @ W3
     del delta3
     delta2 = delta2 * (A2)
@@ -411,7 +411,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     del A2
     dW2 = delta2.T @ A1
     db2 = xp.sum(delta2, axis=0)
-    # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+    # layer 1: delta (eq. (4)), dW, db (eq. (7))
     delta1 = delta2 @ W2
     del delta2
     delta1 = delta1 * (A1)

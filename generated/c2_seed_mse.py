@@ -291,14 +291,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2)
         value = scale * float(np.sum((A2 - Y)**2/2))
 
-        # layer 2 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
+        # layer 2 (output): delta (eq. (11)), dW, db (eq. (7))
         delta2 = np.subtract(A2, 1, out=ws.get("back0_1"))
         delta2 *= A2
         delta2 *= A2 - Y
         delta2 *= -scale
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back1_4"))
         del delta2
         delta1 *= A1

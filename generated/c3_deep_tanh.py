@@ -535,54 +535,54 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse9 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z9 - lse9)))
 
-        # layer 9 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
+        # layer 9 (output): delta (eq. (11)), dW, db (eq. (7))
         delta9 = np.subtract(A9, Y, out=ws.get("back0_10"))
         delta9 *= scale
         dW9 = np.matmul(delta9.T, A8, out=ws.get("dW9"))
         db9 = np.matmul(ones, delta9, out=ws.get("db9"))
-        # layer 8: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 8: delta (eq. (4)), dW, db (eq. (7))
         delta8 = np.matmul(delta9, W9, out=ws.get("back1_1024"))
         del delta9
         delta8 *= 1 - A8**2
         dW8 = np.matmul(delta8.T, A7, out=ws.get("dW8"))
         db8 = np.matmul(ones, delta8, out=ws.get("db8"))
-        # layer 7: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 7: delta (eq. (4)), dW, db (eq. (7))
         delta7 = np.matmul(delta8, W8, out=ws.get("back2_1024"))
         del delta8
         delta7 *= 1 - A7**2
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
         db7 = np.matmul(ones, delta7, out=ws.get("db7"))
-        # layer 6: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 6: delta (eq. (4)), dW, db (eq. (7))
         delta6 = np.matmul(delta7, W7, out=ws.get("back1_1024"))
         del delta7
         delta6 *= 1 - A6**2
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
-        # layer 5: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 5: delta (eq. (4)), dW, db (eq. (7))
         delta5 = np.matmul(delta6, W6, out=ws.get("back2_1024"))
         del delta6
         delta5 *= 1 - A5**2
         dW5 = np.matmul(delta5.T, A4, out=ws.get("dW5"))
         db5 = np.matmul(ones, delta5, out=ws.get("db5"))
-        # layer 4: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 4: delta (eq. (4)), dW, db (eq. (7))
         delta4 = np.matmul(delta5, W5, out=ws.get("back1_1024"))
         del delta5
         delta4 *= 1 - A4**2
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
         db4 = np.matmul(ones, delta4, out=ws.get("db4"))
-        # layer 3: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 3: delta (eq. (4)), dW, db (eq. (7))
         delta3 = np.matmul(delta4, W4, out=ws.get("back2_1024"))
         del delta4
         delta3 *= 1 - A3**2
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 2: delta (eq. (4)), dW, db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_1024"))
         del delta3
         delta2 *= 1 - A2**2
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_1024"))
         del delta2
         delta1 *= 1 - A1**2

@@ -308,17 +308,17 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta3 = np.subtract(A3, Y, out=ws.get("back0_1"))
         value = scale * float(np.sum(delta3**2/2))
 
-        # layer 3 (output): delta (eq. (12)), dW (eq. (7)), db (eq. (7))
+        # layer 3 (output): delta (eq. (12)), dW, db (eq. (7))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 2: delta (eq. (4)), dW, db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_64"))
         del delta3
         delta2 *= (A2 > 0)
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_64"))
         del delta2
         delta1 *= (A1 > 0)

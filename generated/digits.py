@@ -458,12 +458,12 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse3 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z3 - lse3)))
 
-        # layer 3 (output): delta (eq. (15)), dW (eq. (7)), db (eq. (7))
+        # layer 3 (output): delta (eq. (15)), dW, db (eq. (7))
         delta3 = np.subtract(A3, Y, out=ws.get("back0_10"))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
+        # layer 2: delta (eq. (4)), dgamma, dbeta (eq. (10))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_64"))
         del delta3
         delta2 *= (A2 > 0)

@@ -473,12 +473,12 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
-    # layer 3 (output): delta (eq. (15)), dW (eq. (7)), db (eq. (7))
+    # layer 3 (output): delta (eq. (15)), dW, db (eq. (7))
     delta3 = scale*(A3 - Y)
     del A3
     dW3 = delta3.T @ A2
     db3 = xp.sum(delta3, axis=0)
-    # layer 2: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
+    # layer 2: delta (eq. (4)), dgamma, dbeta (eq. (10))
     delta2 = delta3 @ W3
     del delta3
     delta2 = _where_positive(xp, delta2, A2)

@@ -621,12 +621,12 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse7 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z7 - lse7)))
 
-        # layer 7 (output): delta (eq. (19)), dW (eq. (14)), db (eq. (14))
+        # layer 7 (output): delta (eq. (19)), dW, db (eq. (14))
         delta7 = np.subtract(A7, Y, out=ws.get("back0_10"))
         delta7 *= scale
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
         db7 = np.matmul(ones, delta7, out=ws.get("db7"))
-        # layer 6: delta (eq. (4)), dW (eq. (14)), db (eq. (14))
+        # layer 6: delta (eq. (4)), dW, db (eq. (14))
         delta6 = np.matmul(delta7, W7, out=ws.get("back1_64"))
         del delta7
         delta6 *= (A6 > 0)
@@ -638,7 +638,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 4: delta (eq. (4))
         delta4 = _copy(delta5, ws.get("back3_784"))
         del delta5
-        # layer 3: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
+        # layer 3: delta (eq. (4)), dW, db (eq. (8))
         delta3 = _maxpool_route(A3, A4, delta4, (16, 14, 14, 16, 7, 7, 2, 2, 2, 2, 0, 0), out=ws.get("back4_3136"))
         del delta4
         delta3 *= (A3 > 0)
@@ -647,7 +647,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 2: delta (eq. (4))
         delta2 = _conv2d_back_input(delta3, W3, (8, 14, 14, 16, 14, 14, 3, 3, 1, 1, 1, 1), out=ws.get("back5_1568"))
         del delta3
-        # layer 1: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
+        # layer 1: delta (eq. (4)), dW, db (eq. (8))
         delta1 = _maxpool_route(A1, A2, delta2, (8, 28, 28, 8, 14, 14, 2, 2, 2, 2, 0, 0), out=ws.get("back6_6272"))
         del delta2
         delta1 *= (A1 > 0)

@@ -395,19 +395,19 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse3 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z3 - lse3)))
 
-        # layer 3 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
+        # layer 3 (output): delta (eq. (11)), dW, db (eq. (7))
         delta3 = np.subtract(A3, Y, out=ws.get("back0_10"))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
-        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 2: delta (eq. (4)), dW, db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_256"))
         del delta3
         delta2 *= A2
         delta2 *= 1 - A2
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_512"))
         del delta2
         delta1 *= A1

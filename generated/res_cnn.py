@@ -740,7 +740,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse12 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z12 - lse12)))
 
-        # layer 12 (output): delta (eq. (23)), dW (eq. (18)), db (eq. (18))
+        # layer 12 (output): delta (eq. (23)), dW, db (eq. (18))
         delta12 = np.subtract(A12, Y, out=ws.get("back0_10"))
         delta12 *= scale
         dW12 = np.matmul(delta12.T, A11, out=ws.get("dW12"))
@@ -751,7 +751,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 10: delta (eq. (4))
         delta10 = _copy(delta11, ws.get("back2_16"))
         del delta11
-        # layer 9: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
+        # layer 9: delta (eq. (4)), dW, db (eq. (8))
         delta9 = _avgpool_back(delta10, (16, 4, 4, 16, 1, 1, 4, 4, 4, 4, 0, 0), out=ws.get("back3_256"))
         del delta10
         delta9 *= (A9 > 0)
@@ -779,17 +779,17 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta4 += delta7
         del delta7
         delta4 *= (A4 > 0)
-        # layer 3: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
+        # layer 3: delta (eq. (4)), dW, db (eq. (8))
         delta3 = _copy(delta4, ws.get("back7_2048"))
         dW3 = _conv2d_back_kernel_columns(Cols3, delta3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW3"))
         db3 = _channel_total(delta3, (8, 256), out=ws.get("db3"))
-        # layer 2: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
+        # layer 2: delta (eq. (4)), dW, db (eq. (8))
         delta2 = _conv2d_back_input(delta3, W3, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back5_2048"))
         del delta3
         delta2 *= (A2 > 0)
         dW2 = _conv2d_back_kernel_columns(Cols2, delta2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("dW2"))
         db2 = _channel_total(delta2, (8, 256), out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (8)), db (eq. (8))
+        # layer 1: delta (eq. (4)), dW, db (eq. (8))
         # dL/da1, the sum over its consumers
         delta1 = _conv2d_back_input(delta2, W2, (8, 16, 16, 8, 16, 16, 3, 3, 1, 1, 1, 1), out=ws.get("back7_2048"))
         del delta2

@@ -565,7 +565,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse10 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z10 - lse10)))
 
-        # layer 10 (output): delta (eq. (17)), dW (eq. (7)), db (eq. (7))
+        # layer 10 (output): delta (eq. (17)), dW, db (eq. (7))
         delta10 = np.subtract(A10, Y, out=ws.get("back0_4"))
         delta10 *= scale
         dW10 = np.matmul(delta10.T, A9, out=ws.get("dW10"))
@@ -573,17 +573,17 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 9: delta (eq. (4))
         delta9 = np.matmul(delta10, W10, out=ws.get("back1_16"))
         del delta10
-        # layer 8: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 8: delta (eq. (4)), dW, db (eq. (7))
         delta8 = _copy(delta9, ws.get("back2_16"))
         dW8 = np.matmul(delta8.T, A7, out=ws.get("dW8"))
         db8 = np.matmul(ones, delta8, out=ws.get("db8"))
-        # layer 7: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
+        # layer 7: delta (eq. (4)), dgamma, dbeta (eq. (10))
         delta7 = np.matmul(delta8, W8, out=ws.get("back3_16"))
         del delta8
         delta7 *= (A7 > 0)
         dgamma7 = np.sum(Xhat7*delta7, axis=0, out=ws.get("dgamma7"))
         dbeta7 = np.matmul(ones, delta7, out=ws.get("dbeta7"))
-        # layer 6: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 6: delta (eq. (4)), dW, db (eq. (7))
         delta6_0 = delta7*gamma7
         del delta7
         delta6 = delta6_0 - np.sum(delta6_0, axis=1, keepdims=True)/16 - Xhat7*np.sum(Xhat7*delta6_0, axis=1, keepdims=True)/16
@@ -597,17 +597,17 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         del delta6
         delta5 += delta9
         del delta9
-        # layer 4: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 4: delta (eq. (4)), dW, db (eq. (7))
         delta4 = _copy(delta5, ws.get("back3_16"))
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
         db4 = np.matmul(ones, delta4, out=ws.get("db4"))
-        # layer 3: delta (eq. (4)), dgamma (eq. (10)), dbeta (eq. (10))
+        # layer 3: delta (eq. (4)), dgamma, dbeta (eq. (10))
         delta3 = np.matmul(delta4, W4, out=ws.get("back1_16"))
         del delta4
         delta3 *= (A3 > 0)
         dgamma3 = np.sum(Xhat3*delta3, axis=0, out=ws.get("dgamma3"))
         dbeta3 = np.matmul(ones, delta3, out=ws.get("dbeta3"))
-        # layer 2: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 2: delta (eq. (4)), dW, db (eq. (7))
         delta2_0 = delta3*gamma3
         del delta3
         delta2 = delta2_0 - np.sum(delta2_0, axis=1, keepdims=True)/16 - Xhat3*np.sum(Xhat3*delta2_0, axis=1, keepdims=True)/16
@@ -615,7 +615,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         del delta2_0
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 1: delta (eq. (4)), dW, db (eq. (7))
         # dL/da1, the sum over its consumers
         delta1 = np.matmul(delta2, W2, out=ws.get("back3_16"))
         del delta2

@@ -295,12 +295,12 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z2) - Y*(Z2 - _softplus(Z2))))
 
-        # layer 2 (output): delta (eq. (11)), dW (eq. (7)), db (eq. (7))
+        # layer 2 (output): delta (eq. (11)), dW, db (eq. (7))
         delta2 = np.subtract(A2, Y, out=ws.get("back0_1"))
         delta2 *= scale
         dW2 = np.matmul(delta2, A1.T, out=ws.get("dW2"))
         db2 = delta2.sum(axis=1, keepdims=True, out=ws.get("db2"))
-        # layer 1: delta (eq. (4)), dW (eq. (7)), db (eq. (7))
+        # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(W2.T, delta2, out=ws.get("back1_4"))
         del delta2
         delta1 *= A1

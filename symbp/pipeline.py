@@ -24,11 +24,11 @@ from symbp.backends.numpy.printer import NumPyPrinter
 from symbp.codegen.program import Program, build_program
 from symbp.derivation.derive import Derivation, derive
 from symbp.derivation.network import Network, derive_network
+from symbp.derivation.numbering import network_numbering
 from symbp.documents.document import document_context, headings
 from symbp.documents.latex import PLAIN, Notation
 from symbp.errors import OutputError, SymbpError
 from symbp.frontend.spec import Arch, load_arch
-from symbp.derivation.numbering import network_numbering
 from symbp.options import MODULE_SUFFIX, STYLES, TARGETS
 from symbp.render import header_lines, render
 
@@ -100,7 +100,9 @@ def lower(d: Derivation, options: Options, timings: dict[str, float]) -> Generat
         xp = _timed(timings, "print", lambda: array_api_emit.module_context(program))
         contexts["module_xp"] = xp
     contexts["document"] = _timed(
-        timings, "document", lambda: document_context(d, net, options.style, options.notation, options.layers)
+        timings,
+        "document",
+        lambda: document_context(d, net, options.style, options.notation, options.layers),
     )
     files = _timed(timings, "render", lambda: render_files(d.arch, contexts, options))
     return Generated(d.arch, d, files, timings, net, program, contexts)

@@ -19,8 +19,8 @@ from symbp.backends.numpy.inline import helper_source
 from symbp.codegen.program import build_program
 from symbp.derivation.derive import derive
 from symbp.derivation.network import derive_network
-from symbp.ir.graph import build_graph
 from symbp.derivation.numbering import network_numbering
+from symbp.ir.graph import build_graph
 from symbp.render import header_lines, render
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from symbp.derivation.network import derive_network
+from symbp.derivation.numbering import network_numbering
 from symbp.documents.latex import Notation
 from symbp.errors import OutputError
-from symbp.derivation.numbering import network_numbering
 from symbp.ir.labels import tex_label
 from symbp.pipeline import Generated, generate
 from tests.conftest import EXAMPLES, ROOT
@@ -26,7 +26,7 @@ needs_pdflatex = pytest.mark.skipif(
     shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it"
 )
 # The seed's fused output error (softmax and cross-entropy), as its layer block prints it.
-SEED_BP1 = r"\text{BP1} &\quad \delta^{(2)} = \kappa \left(a^{(2)} - y\right)"
+SEED_BP1 = r"\text{BP1} & \delta^{(2)} = \kappa \left(a^{(2)} - y\right)"
 # Examples whose boxes are the widest: residual and image kinds, batch norms, long f'.
 WIDE = ("res_cnn.yaml", "bn_mlp.yaml", "smooth_mlp.yaml")
 
@@ -38,9 +38,9 @@ def _generate(example: str, style: str = "full", bold: bool = False, t: str = "T
 
 
 def _box(text: str) -> str:
-    """The summary's aligned block."""
+    """The summary's boxes (the recursion's, the gradients')."""
     start = text.index(r"\boxed{\begin{aligned}")
-    return text[start : text.index(r"\end{aligned}", start)]
+    return text[start : text.index("Forward pass and error terms", start)]
 
 
 def test_summary_box_holds_the_output_error_of_the_network() -> None:
@@ -55,12 +55,14 @@ def test_summary_box_holds_the_output_error_of_the_network() -> None:
     # In the .tex, each line cites the numbered equations it summarises.
     tex_box = _box(files["seed_net.tex"])
     assert r"\eqref{eq:seed-net:output-delta}" in tex_box
-    assert r"\eqref{eq:seed-net:dense-box}" in tex_box and r"\eqref{eq:seed-net:backprop}" in tex_box
+    assert (
+        r"\eqref{eq:seed-net:dense-box}" in tex_box and r"\eqref{eq:seed-net:backprop}" in tex_box
+    )
     # The MSE network's output error is its own, not the fused a - y.
     mse = _box(_generate("c2_seed_mse.yaml").files["c2_seed_mse.tex"])
     assert (
-        r"\delta^{(2)} = \kappa a^{(2)} \odot \left(1 - a^{(2)}\right) \odot \left(a^{(2)} - y\right)"
-        in mse
+        r"\delta^{(2)} = \kappa a^{(2)} \odot \left(1 - a^{(2)}\right) \odot "
+        r"\left(a^{(2)} - y\right)" in mse
     )
 
 
@@ -183,7 +185,9 @@ def test_bold_writes_vectors_and_matrices_in_bold() -> None:
         assert r"\mathbf{W}" not in plain[name] and r"\boldsymbol{\delta}" not in plain[name]
         # printed by symbp.documents.latex (the layer blocks) and written by the templates alike
         assert r"\frac{\partial L}{\partial {\mathbf{W}}^{(1)}}" in bold[name]
-        assert r"{\mathbf{Z}}^{(\ell)} &= {\mathbf{W}}^{(\ell)} {\mathbf{A}}^{(\ell-1)}" in bold[name]
+        assert (
+            r"{\mathbf{Z}}^{(\ell)} &= {\mathbf{W}}^{(\ell)} {\mathbf{A}}^{(\ell-1)}" in bold[name]
+        )
         assert (
             r"{\boldsymbol{\delta}}^{(2)} = \kappa \left({\mathbf{a}}^{(2)} - {\mathbf{y}}\right)"
             in (_box(bold[name]))

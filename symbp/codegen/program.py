@@ -427,11 +427,11 @@ def _block_comment(p: Program, nd: NodeDerivation, grads: bool) -> str:
     """ "layer 3 (output): delta (eq. (N)), dW (eq. (M)), db (...)": what the block computes."""
     l = nd.node.index
     parts = [f"delta ({p.cite('delta', l)})" if p.cite("delta", l) else "delta"]
-    if grads:
-        for param, _ in nd.grads:
-            label = f"d{param.symbol}"
-            cite = p.cite(label, l)
-            parts.append(f"{label} ({cite})" if cite else label)
+    if grads and nd.grads:
+        # the parameters' gradients: one kind's box holds them all
+        names = ", ".join(f"d{param.symbol}" for param, _ in nd.grads)
+        cite = p.cite(f"d{nd.grads[0][0].symbol}", l)
+        parts.append(f"{names} ({cite})" if cite else names)
     return f"layer {l}{' (output)' if nd.is_output else ''}: {', '.join(parts)}"
 
 

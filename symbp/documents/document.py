@@ -13,15 +13,16 @@ from typing import Any
 
 import sympy as sp
 
-from symbp.derivation.derive import Derivation, at_layer, general_batch, unit_loss
+from symbp.derivation.derive import Derivation, at_layer, unit_loss
 from symbp.derivation.kinds import kind_module
 from symbp.derivation.network import Network, derive_network
 from symbp.derivation.nodes import NodeDerivation
+from symbp.derivation.numbering import kinds_of, network_numbering
 from symbp.documents.latex import (
     CAPITAL_DELTA,
     LINE_WIDTH,
-    WHERE_PREFIX,
     PLAIN,
+    WHERE_PREFIX,
     Display,
     Notation,
     definition_lines,
@@ -33,8 +34,13 @@ from symbp.documents.shown import second_derivative_shown, shown, uses_normal, u
 from symbp.documents.summary import PARAM_TEX, summary_context
 from symbp.errors import OutputError
 from symbp.ir.bindings import Kind
-from symbp.derivation.numbering import kinds_of, network_numbering
-from symbp.ir.labels import SECTION_LEVELS, activation_label, layer_label, tex_label
+from symbp.ir.labels import (
+    SECTION_LEVELS,
+    activation_label,
+    layer_label,
+    section_label,
+    tex_label,
+)
 from symbp.ir.naming import Role, array
 from symbp.options import STYLES
 from symbp.symbolic.calculus import A as A_SCALAR
@@ -315,7 +321,9 @@ def _tangent_layers(net: Network, T: _Tex) -> list[dict]:
         out.append(
             {
                 "a_dot": T.display(nd.a_dot, head=rf"\dot a^{{({l})}} = "),
-                "r_delta": T.display(nd.r_delta, head=rf"\mathcal{{R}}\lbrace \delta^{{({l})}}\rbrace = "),
+                "r_delta": T.display(
+                    nd.r_delta, head=rf"\mathcal{{R}}\lbrace \delta^{{({l})}}\rbrace = "
+                ),
                 "label_a_dot": layer_label("a-dot", l),
                 "label_r_delta": layer_label("r-delta", l),
                 "dirac": nd.r_delta.has(sp.DiracDelta),
@@ -365,10 +373,10 @@ class KindTools:
         self, head: str, expr: sp.Basic, names: dict | None = None, stack: bool = False
     ) -> Display:
         """head + expr broken into lines of a column's width (symbp.documents.latex);
-        `stack`: the head on a row of its own, "= ..." below it."""
+        `stack`: the head (without its "=") on a row of its own, "= ..." below it."""
         lines = tex_lines(expr, False, names, frozenset(), LINE_WIDTH - 10, self.n)
         if stack:
-            return Display(head.removesuffix("= ").rstrip(), ("", "= " + lines[0], *lines[1:]))
+            return Display(head, ("", "= " + lines[0], *lines[1:]))
         return Display(head, tuple(lines))
 
     def lines(self, head: str, *parts: str) -> Display:
@@ -396,8 +404,15 @@ def _kinds(net: Network, tools: KindTools) -> list[dict]:
         section = module.document_section(kind, tools)
         section["box"] = _box_rows(section["box"], section["shapes"])
         title = "dense" if kind == "dense" else kind
-        out.append({"kind": kind, "title": f"\\texttt{{{title}}}" if False else title,
-                    "fragment": module.FRAGMENT, "on_images": tools.images, **section})
+        out.append(
+            {
+                "kind": kind,
+                "title": f"\\texttt{{{title}}}" if False else title,
+                "fragment": module.FRAGMENT,
+                "on_images": tools.images,
+                **section,
+            }
+        )
     return out
 
 
@@ -421,14 +436,14 @@ def _graph(net: Network) -> dict[str, Any]:
         where[layer] = x + 5
     x += 17
     nodes.append({"x": x, "text": "L", "param": "y", "dots": False})
-    skips = []
+    skips: list[dict[str, Any]] = []
     for nd in net.nodes:
         if nd.node.kind == "add" and nd.node.index in where:
             source = nd.node.inputs[1].layer
             if source in where and source != nd.node.index - 1:
                 start, end = where[source], where[nd.node.index] - 17
                 # a skip that spans an earlier one dips lower, so the curves do not cross
-                depth = -6 - 4 * sum(1 for k in skips if k["x0"] < end and start < k["x1"])
+                depth = -6 - 4 * len([k for k in skips if k["x0"] < end and start < k["x1"]])
                 skips.append({"x0": start, "x1": end, "mid": (start + end) / 2, "depth": depth})
     text = " -> ".join(n["text"].replace("^{(", "(").replace(")}", ")") for n in nodes)
     text = text.replace("\\cdots", "...")
@@ -485,7 +500,8 @@ def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
         kind = node.kind + (f" (from {node.inputs[1].layer})" if node.kind == "add" else "")
         act = node.layer.activation
         params = ", ".join(
-            f"${n.v(PARAM_TEX[p.symbol])}^{{({node.index})}} \\in \\mathbb{{R}}^{{{_times(p.shape)}}}$"
+            f"${n.v(PARAM_TEX[p.symbol])}^{{({node.index})}} "
+            f"\\in \\mathbb{{R}}^{{{_times(p.shape)}}}$"
             for p in node.params
         )
         rows.append(
@@ -512,36 +528,88 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
         [f"${v('x')} = {v('a')}^{{(0)}}$, ${v('y')}$", "one input sample and its target"],
         ["$n$, $s$", "the batch size; a sample's index"],
         [r"$\kappa$", "the batch scale, $1/n$ for reduction mean, $1$ for sum"],
-        [r"$\ell$, $m$, $\mathcal{C}(\ell)$", r"a layer; a layer that reads $a^{(\ell)}$; the set of those"],
-        [f"${v('z')}^{{(\\ell)}}$, ${v('a')}^{{(\\ell)}}$, $n_\\ell$", r"layer $\ell$'s pre-activation and activation for one sample, and its size"],
-        [r"$f_\ell$, $f_\ell'$, $f_\ell''$", r"layer $\ell$'s activation function and its derivatives"],
-        [f"${v(chr(92) + 'delta')}^{{(\\ell)}}$, ${v('g')}^{{(\\ell)}}$", r"$\partial L / \partial z^{(\ell)}$ and $\partial L / \partial a^{(\ell)}$"],
+        [
+            r"$\ell$, $m$, $\mathcal{C}(\ell)$",
+            r"a layer; a layer that reads $a^{(\ell)}$; the set of those",
+        ],
+        [
+            f"${v('z')}^{{(\\ell)}}$, ${v('a')}^{{(\\ell)}}$, $n_\\ell$",
+            r"layer $\ell$'s pre-activation and activation for one sample, and its size",
+        ],
+        [
+            r"$f_\ell$, $f_\ell'$, $f_\ell''$",
+            r"layer $\ell$'s activation function and its derivatives",
+        ],
+        [
+            f"${v(chr(92) + 'delta')}^{{(\\ell)}}$, ${v('g')}^{{(\\ell)}}$",
+            r"$\partial L / \partial z^{(\ell)}$ and $\partial L / \partial a^{(\ell)}$",
+        ],
         [f"${v('Z')}$, ${v('A')}$, ${v(chr(92) + 'Delta')}$, ${v('G')}$", "the same for the batch"],
-        [f"$L$, $\\mathcal{{E}}$", "the loss and its term for one output unit"],
-        [f"$\\odot$, $M{t}$, $\\mathbf{{1}}$", "the elementwise product, the transpose, a column of ones"],
+        ["$L$, $\\mathcal{E}$", "the loss and its term for one output unit"],
+        [
+            f"$\\odot$, $M{t}$, $\\mathbf{{1}}$",
+            "the elementwise product, the transpose, a column of ones",
+        ],
         ["$[i = j]$", "1 when $i = j$, else 0 (Iverson's bracket)"],
     ]
     if any(k in ("dense", "conv2d") for k in kinds):
-        rows.append([f"${v('W')}^{{(\\ell)}}$, ${v('b')}^{{(\\ell)}}$", r"the weights and biases of layer $\ell$"])
+        rows.append(
+            [
+                f"${v('W')}^{{(\\ell)}}$, ${v('b')}^{{(\\ell)}}$",
+                r"the weights and biases of layer $\ell$",
+            ]
+        )
     if any(k in ("layernorm", "batchnorm") for k in kinds):
-        rows.append([r"$\gamma$, $\beta$, $\mu$, $\sigma$, $\hat x$, $\epsilon$", "a normalisation's scale, shift, mean, standard deviation, normalised input, and the constant added to the variance"])
+        rows.append(
+            [
+                r"$\gamma$, $\beta$, $\mu$, $\sigma$, $\hat x$, $\epsilon$",
+                "a normalisation's scale, shift, mean, standard deviation, normalised input, "
+                "and the constant added to the variance",
+            ]
+        )
     if any(k in ("conv2d", "maxpool2d", "avgpool2d", "flatten") for k in kinds):
         rows.append(["$C$, $h$, $w$; $c$", "an image's channels, height, width; a channel"])
-        rows.append(["$(i, j)$, $h_o$, $w_o$", "an output position and the output's height and width"])
+        rows.append(
+            ["$(i, j)$, $h_o$, $w_o$", "an output position and the output's height and width"]
+        )
     if "conv2d" in kinds:
-        rows.append(["$F$, $f$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"])
+        rows.append(
+            ["$F$, $f$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"]
+        )
         rows.append(["$(p, q)$; $S$, $P$", "a kernel offset; the stride and the padding"])
-        rows.append([r"$\star$, $\tilde\star$, $\operatorname{rot}_{180}$", "correlation, transposed correlation, flipped kernel (section on conv2d)"])
+        rows.append(
+            [
+                r"$\star$, $\tilde\star$, $\operatorname{rot}_{180}$",
+                "correlation, transposed correlation, flipped kernel (section on conv2d)",
+            ]
+        )
     if "maxpool2d" in kinds:
-        rows.append([r"$\operatorname{route}$, $\operatorname{pick}$, $\theta$", "max pooling's routing to the first maximum and its tangent; the step function"])
+        rows.append(
+            [
+                r"$\operatorname{route}$, $\operatorname{pick}$, $\theta$",
+                "max pooling's routing to the first maximum and its tangent; the step function",
+            ]
+        )
     if "avgpool2d" in kinds:
         rows.append([r"$\operatorname{spread}$", "average pooling's backward pass"])
     if "flatten" in kinds:
         rows.append([r"$\operatorname{vec}$", "an image read as a vector, C order"])
     if d.arch.l2:
         rows.append([r"$\lambda$", "the weight of the $L_2$ penalty"])
-    rows.append([r"$t$, $\dot u$, $\mathcal{R}\lbrace u \rbrace$", r"the step along a direction; $du/dt$ in forward mode; $du/dt$ of a backward quantity"])
-    rows.append([r"$\theta$, $\nabla^2_\theta L$, $v$" if "maxpool2d" not in kinds else r"$\nabla^2_\theta L$, $v$", "the parameters, the Hessian of the loss, a direction"])
+    rows.append(
+        [
+            r"$t$, $\dot u$, $\mathcal{R}\lbrace u \rbrace$",
+            r"the step along a direction; $du/dt$ in forward mode; $du/dt$ of a backward quantity",
+        ]
+    )
+    rows.append(
+        [
+            r"$\theta$, $\nabla^2_\theta L$, $v$"
+            if "maxpool2d" not in kinds
+            else r"$\nabla^2_\theta L$, $v$",
+            "the parameters, the Hessian of the loss, a direction",
+        ]
+    )
     return rows
 
 
@@ -552,11 +620,20 @@ def _consumers_text(net: Network) -> tuple[str, bool]:
     for nd in net.nodes[:-1]:
         readers = [c.index for c in net.graph.consumers.get(nd.node.a.key, ())]
         if readers != [nd.node.index + 1]:
-            special.append(f"\\mathcal{{C}}({nd.node.index}) = \\lbrace {', '.join(map(str, readers))} \\rbrace")
+            special.append(
+                rf"\mathcal{{C}}({nd.node.index}) = "
+                rf"\lbrace {', '.join(map(str, readers))} \rbrace"
+            )
     if not special:
-        return r"Here each layer is read by the next alone: $\mathcal{C}(\ell) = \lbrace \ell + 1 \rbrace$.", False
+        return (
+            r"Here each layer is read by the next alone: "
+            r"$\mathcal{C}(\ell) = \lbrace \ell + 1 \rbrace$.",
+            False,
+        )
     return (
-        r"Here $\mathcal{C}(\ell) = \lbrace \ell + 1 \rbrace$ except " + ", ".join(f"${x}$" for x in special) + ".",
+        r"Here $\mathcal{C}(\ell) = \lbrace \ell + 1 \rbrace$ except "
+        + ", ".join(f"${x}$" for x in special)
+        + ".",
         True,
     )
 
@@ -586,7 +663,12 @@ def document_context(
     consumers, branching = _consumers_text(net)
     summary = summary_context(d, net, T, notation, tools)
     summary.update(consumers=consumers, branching=branching)
-    sections = {"kinds": "Layer kinds", "notation": "Notation", "tangent": "Forward mode and second order", "layers": "Layer by layer"}
+    sections = {
+        "kinds": "Layer kinds",
+        "notation": "Notation",
+        "tangent": "Forward mode and second order",
+        "layers": "Layer by layer",
+    }
     tables = {"layer-table": 1, "notation": 2, "cost": 3}
     count = {k: sum(nd.node.kind == k for nd in net.nodes) for k in kinds}
     shape = net.nodes[0].node.inputs[0].shape
@@ -597,7 +679,14 @@ def document_context(
     layers = [_node_entry(nd, net, eq, T) for nd in net.nodes] if show_layers else []
     tangent_layers = _tangent_layers(net, T)
     l2_params = ", ".join(
-        sorted({f"${notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}$" for nd in net.nodes for p in nd.node.params if p.symbol == "W"})
+        sorted(
+            {
+                f"${notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}$"
+                for nd in net.nodes
+                for p in nd.node.params
+                if p.symbol == "W"
+            }
+        )
     )
     return {
         "name": _escape(arch.name),
@@ -619,10 +708,7 @@ def document_context(
         # label key -> the label written into the .tex, namespaced by the network
         "tex_label": {key: tex_label(arch.name, key) for key in eq},
         # sections and tables: sec:<network>:<key>, apart from the equations' eq: labels
-        "sec_label": {
-            key: "sec" + tex_label(arch.name, key).removeprefix("eq")
-            for key in [*sections, *tables]
-        },
+        "sec_label": {key: section_label(arch.name, key) for key in [*sections, *tables]},
         "sec_title": sections,
         "table_number": tables,
         "packages": PACKAGES,

@@ -19,7 +19,7 @@ from symbp.derivation.network import Network
 from symbp.derivation.nodes import NodeDerivation
 from symbp.documents.latex import DELTA, Notation, tex, width
 from symbp.documents.shown import shown
-from symbp.ir.labels import activation_label, layer_label
+from symbp.ir.labels import activation_label
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation
 
@@ -86,7 +86,9 @@ def _derivative(act: ActivationDerivation, n: Notation) -> tuple[str, bool]:
     return tex(form, names=names, arrays=frozenset({z.name}), notation=n), width(form) <= BOX_WIDTH
 
 
-def _bp2(net: Network, d_acts: dict[str, ActivationDerivation], n: Notation, sends: dict) -> list[dict]:
+def _bp2(
+    net: Network, d_acts: dict[str, ActivationDerivation], n: Notation, sends: dict
+) -> list[dict]:
     """The recursion, from the graph: delta^(l) = g^(l) (.) f'_l(z^(l)), g^(l) the sum over
     the layers m that read a^(l) of what each sends back, one row per kind of reader (its
     box's backward line); then each hidden activation's f'_l."""
@@ -97,13 +99,23 @@ def _bp2(net: Network, d_acts: dict[str, ActivationDerivation], n: Notation, sen
     f_prime = rf"f_\ell'\left({n.v('z')}^{{(\ell)}}\right)"
     rows = [
         _row("BP2", rf"{delta}^{{(\ell)}} = {g}^{{(\ell)}} \odot {f_prime}", ["eq:backprop"]),
-        _row("", rf"{g}^{{(\ell)}} = \sum_{{m \in \mathcal{{C}}(\ell)}} s^{{(m)}}", ["eq:backprop"]),
+        _row(
+            "", rf"{g}^{{(\ell)}} = \sum_{{m \in \mathcal{{C}}(\ell)}} s^{{(m)}}", ["eq:backprop"]
+        ),
     ]
     readers = dict.fromkeys(
         c.kind for nd in hidden for c in net.graph.consumers.get(nd.node.a.key, ())
     )
     for kind in readers:
-        rows.append(_row("", f"s^{{(m)}} = {sends[kind]}", [f"eq:{kind}-box"], rf"\text{{{kind} }} m", wide=True))
+        rows.append(
+            _row(
+                "",
+                f"s^{{(m)}} = {sends[kind]}",
+                [f"eq:{kind}-box"],
+                rf"\text{{{kind} }} m",
+                wide=True,
+            )
+        )
     for name, act in d_acts.items():
         layers = [nd.node.index for nd in hidden if nd.act is act]
         if not layers:
@@ -148,5 +160,5 @@ def summary_context(
             grads[kind] = section["grads"]
     rows = [_bp1(net.nodes[-1], T, n), *_bp2(net, d.activations, n, sends)]
     tools.inline = False
-    rows += _gradients(net, grads)
-    return {"rows": rows}
+    # two boxes, so that neither outgrows a page or a column
+    return {"rows": rows, "grad_rows": _gradients(net, grads)}

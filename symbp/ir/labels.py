@@ -29,6 +29,11 @@ def tex_label(network: str, key: str) -> str:
     return f"eq:{network.replace('_', '-')}:{key.removeprefix('eq:')}"
 
 
+def section_label(network: str, key: str) -> str:
+    """The label of a section or table of a network's document: sec:seed-net:kinds."""
+    return f"sec:{network.replace('_', '-')}:{key}"
+
+
 def activation_label(name: str) -> str:
     """The label of an activation's derivative, e.g. eq:act-sigmoid."""
     return f"eq:act-{name.replace('_', '-')}"

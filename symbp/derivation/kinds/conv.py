@@ -153,6 +153,7 @@ def document_section(kind: str, doc: Any) -> dict:
     Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
     W, b = doc.arr("W", "l"), doc.arr("b", "l")
     Wd, Ad, RD = doc.dot(W), doc.dot(A), doc.R(D)
+    tstar, rot = r"\mathbin{\tilde\star}", r"\operatorname{rot}_{180}"
     back = rf"{D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right)"
     kernel = rf"\sum_{{s}} {A}_s \star_{{S,P}} {D}_s"
     bias = rf"\left[\sum_{{s,i,j}} {D}_{{s,f,i,j}}\right]_{{f}}"
@@ -174,14 +175,15 @@ def document_section(kind: str, doc: Any) -> dict:
         "shapes": [
             rf"{A} \in \mathbb{{R}}^{{n \times C \times h \times w}}",
             rf"{Z}, {D} \in \mathbb{{R}}^{{n \times F \times h_o \times w_o}}",
-            rf"{W} \in \mathbb{{R}}^{{F \times C \times k_h \times k_w}}, \ {b} \in \mathbb{{R}}^{{F}}",
+            rf"{W} \in \mathbb{{R}}^{{F \times C \times k_h \times k_w}}",
+            rf"{b} \in \mathbb{{R}}^{{F}}",
         ],
         "r": [
             doc.lines(
                 doc.R(doc.grad(A)),
                 "",
-                rf"= {RD} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right)",
-                rf"+ {D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({Wd}\right)",
+                rf"= {RD} {tstar}_{{S,P}} {rot}\left({W}\right)",
+                rf"+ {D} {tstar}_{{S,P}} {rot}\left({Wd}\right)",
             ),
             doc.lines(
                 doc.R(doc.grad(W)),
@@ -189,8 +191,9 @@ def document_section(kind: str, doc: Any) -> dict:
                 rf"= \sum_{{s}} \left({Ad}_s \star_{{S,P}} {D}_s \right.",
                 rf"\left. + {A}_s \star_{{S,P}} {RD}_s\right){doc.decay(Wd)}",
             ),
-            rf"{doc.R(doc.grad(b))} = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,f,i,j}}\right]_{{f}}",
+            doc.R(doc.grad(b))
+            + rf" = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,f,i,j}}\right]_{{f}}",
         ],
-        "send": rf"{doc.arr('delta', 'm')} \mathbin{{\tilde\star}} \operatorname{{rot}}_{{180}}\left({doc.arr('W', 'm')}\right)",
+        "send": rf"{doc.arr('delta', 'm')} {tstar} {rot}\left({doc.arr('W', 'm')}\right)",
         "grads": [(doc.grad(W), kernel), (doc.grad(b), bias)],
     }

@@ -226,6 +226,8 @@ def document_section(kind: str, doc: Any) -> dict:
     W, b = doc.arr("W", "l"), doc.arr("b", "l")
     shape = r"n \times {}" if doc.row else r"{} \times n"
     t = doc.tex
+    # the summary's per-sample form: sums over the samples s of outer products
+    delta, a_in, w = doc.arr("delta", "l"), doc.arr("a", "l-1"), doc.arr("W", "l", batch=False)
     s_in, s_out = shape.format(r"n_{\ell-1}"), shape.format(r"n_{\ell}")
     return {
         "z_def": "z_{i,s} = " + t(calc.z_def, names=_OWN),
@@ -244,24 +246,34 @@ def document_section(kind: str, doc: Any) -> dict:
         "shapes": [
             rf"{A} \in \mathbb{{R}}^{{{s_in}}}",
             rf"{Z}, {D} \in \mathbb{{R}}^{{{s_out}}}",
-            rf"{W} \in \mathbb{{R}}^{{n_{{\ell}} \times n_{{\ell-1}}}}, \ {b} \in \mathbb{{R}}^{{n_{{\ell}}}}",
+            rf"{W} \in \mathbb{{R}}^{{n_{{\ell}} \times n_{{\ell-1}}}}",
+            rf"{b} \in \mathbb{{R}}^{{n_{{\ell}}}}",
         ],
         "z_dot": doc.display(r"\dot z_{i,s} = ", tcalc.z_dot, names=_OWN),
         "back_r": doc.display(
-            rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial a^{{(\ell-1)}}_{{r,s}}}} \right\rbrace = ", tcalc.back_r, names=_OWN, stack=True
+            doc.R(r"\frac{\partial L}{\partial a^{(\ell-1)}_{r,s}}"),
+            tcalc.back_r,
+            names=_OWN,
+            stack=True,
         ),
         "dW_r": doc.display(
-            rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial W^{{(\ell)}}_{{q,r}}}} \right\rbrace = ",
+            doc.R(r"\frac{\partial L}{\partial W^{(\ell)}_{q,r}}"),
             tcalc.dW_r + (L2_WEIGHT * sp.Symbol(r"\dot{W}^{(\ell)}_{q,r}") if doc.l2 else 0),
             names=_OWN,
             stack=True,
         ),
         "db_r": doc.display(
-            rf"\mathcal{{R}}\left\lbrace \frac{{\partial L}}{{\partial b^{{(\ell)}}_{{q}}}} \right\rbrace = ", tcalc.db_r, names=_OWN, stack=True
+            doc.R(r"\frac{\partial L}{\partial b^{(\ell)}_{q}}"),
+            tcalc.db_r,
+            names=_OWN,
+            stack=True,
         ),
         "send": rf"\left({doc.arr('W', 'm', batch=False)}\right){doc.t} {doc.arr('delta', 'm')}",
         "grads": [
-            (doc.grad(doc.arr("W", "l", batch=False)), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s \left({doc.arr('a', 'l-1')}_s\right){doc.t}{doc.decay(doc.arr('W', 'l', batch=False))}"),
+            (
+                doc.grad(w),
+                rf"\sum_{{s}} {delta}_s \left({a_in}_s\right){doc.t}{doc.decay(w)}",
+            ),
             (doc.grad(doc.arr("b", "l", batch=False)), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s"),
         ],
     }

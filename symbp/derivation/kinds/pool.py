@@ -12,8 +12,8 @@ R-operator use the same routing: a' is the tangent at the chosen position.
 from __future__ import annotations
 
 import functools
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 

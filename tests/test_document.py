@@ -291,7 +291,6 @@ def test_a_negative_coefficient_is_a_leading_minus_sign() -> None:
 
     from symbp.documents.latex import tex
     from symbp.ir.naming import Role, array
-
     from symbp.symbolic.output import SCALE
 
     a, y, c = array(Role.ACTIVATION, 2), array(Role.TARGET), SCALE  # kappa

@@ -313,6 +313,9 @@ class SeedLatexPrinter(LatexPrinter):
         return super()._print_MatrixSymbol(expr)
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        """A column of ones, 1; a row of ones (b 1^T in the column layout) is its transpose."""
+        if expr.shape[0] == 1 and expr.shape[1] != 1:
+            return r"\mathbf{1}" + self.transpose
         return r"\mathbf{1}"
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:

@@ -247,20 +247,30 @@ class PerChannel(ChannelOp):
 
 class ChannelBatchSum(ChannelOp):
     """The sum over the batch and the positions of each channel, repeated over the
-    channel's positions (C*H*W,): batch norm's sums on an image."""
+    channel's positions (C*H*W,): batch norm's sums on an image. In an entry's formula the
+    channel c is the entry's own."""
 
     helper = "_channel_batch_sum"
 
     def latex_form(self, *parts: str) -> str:
-        return rf"\sum_{{n,i,j}} \left[{parts[0]}\right]_{{n,c,i,j}}"
+        return rf"\sum_{{s,i,j}} \left[{parts[0]}\right]_{{s,c,i,j}}"
 
 
 class ChannelTotal(ChannelOp):
     """The sum over the batch and the positions of each channel, one per channel (C,):
-    the gradient of a conv's bias, and of batch norm's gamma and beta on an image."""
+    the gradient of batch norm's gamma and beta on an image. Printed as the vector over
+    the channel index (`letter`), which the brackets bind."""
 
     helper = "_channel_total"
     fills = True
+    letter = "c"
 
     def latex_form(self, *parts: str) -> str:
-        return rf"\sum_{{n,i,j}} \left[{parts[0]}\right]_{{n,c,i,j}}"
+        k = self.letter
+        return rf"\left[\sum_{{s,i,j}} \left({parts[0]}\right)_{{s,{k},i,j}}\right]_{{{k}}}"
+
+
+class FilterTotal(ChannelTotal):
+    """The same sum for a conv's bias, whose channels are its filters f: dL/db_f."""
+
+    letter = "f"

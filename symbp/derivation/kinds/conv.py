@@ -19,12 +19,12 @@ from symbp.derivation.derive import L2_WEIGHT
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
 from symbp.ir.image_ops import (
-    ChannelTotal,
     Conv2d,
     Conv2dBackInput,
     Conv2dBackKernel,
     Conv2dBackKernelColumns,
     Conv2dColumns,
+    FilterTotal,
     Unfold,
     channels,
     node_geometry,
@@ -92,7 +92,7 @@ def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
         dW = dW + L2_WEIGHT * kernel
     grads = [(node.params[0], dW)]
     if node.layer.bias:
-        grads.append((node.params[1], ChannelTotal(delta, channels(node.z.shape))))
+        grads.append((node.params[1], FilterTotal(delta, channels(node.z.shape))))
     backs = []
     if node.inputs[0].layer > 0:
         backs.append((node.inputs[0], Conv2dBackInput(delta, kernel, g)))
@@ -115,7 +115,7 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
         r_dW = r_dW + L2_WEIGHT * kernel_d
     r_grads = [(node.params[0], r_dW)]
     if node.layer.bias:
-        r_grads.append((node.params[1], ChannelTotal(s[Role.R_ERROR], channels(node.z.shape))))
+        r_grads.append((node.params[1], FilterTotal(s[Role.R_ERROR], channels(node.z.shape))))
     r_backs = []
     if node.inputs[0].layer > 0:
         back = Conv2dBackInput(s[Role.R_ERROR], kernel, g) + Conv2dBackInput(

@@ -1,0 +1,74 @@
+"""The classes of wrong formulas a referee found in the documents (issue 21), each checked on
+the documents and, where it is a question of shapes, on the expressions themselves."""
+
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+
+from symbp.documents.latex import tex
+from symbp.pipeline import generate
+from tests.conftest import EXAMPLES
+
+
+def test_a_row_of_ones_is_written_transposed_so_the_bias_term_conforms() -> None:
+    """Z = W A + b 1^T in the column layout: b (k x 1) times a row of ones (1 x n) is k x n,
+    the shape of W A; "b 1" with 1 in R^n would not conform."""
+    n, k = sp.Symbol("n", positive=True, integer=True), 3
+    b, ones = sp.MatrixSymbol("b", k, 1), sp.OneMatrix(1, n)
+    assert (b * ones).shape == (k, n)
+    assert tex(b * ones) == r"b \mathbf{1}^{\mathsf{T}}"
+    assert tex(sp.OneMatrix(n, 1)) == r"\mathbf{1}"  # a column of ones stays 1
+    seed = generate(EXAMPLES / "seed.yaml", layers=True).files  # column layout
+    for name in ("seed_net.tex", "seed_net.md"):
+        text = seed[name]
+        assert (
+            r"b^{(\ell)} \mathbf{1}^{\mathsf{T}}" in text
+            and r"b^{(1)} \mathbf{1}^{\mathsf{T}}" in text
+        )
+        assert not re.search(r"b\^\{\([^)]*\)\} \\mathbf\{1\}(?!\^)", text), name
+    resmlp = generate(EXAMPLES / "resmlp.yaml").files["resmlp.tex"]  # row layout
+    assert r"\mathbf{1} \left(b^{(\ell)}\right)^{\mathsf{T}}" in resmlp
+
+
+def test_the_conv_bias_gradient_sums_over_samples_and_positions_for_each_filter() -> None:
+    """dL/db_f = sum_{s,i,j} Delta_{s,f,i,j}: the filter index is bound by the vector's
+    brackets, never a free channel index."""
+    tex_ = generate(EXAMPLES / "lenet.yaml", layers=True).files["lenet.tex"]
+    for layer in (1, 3):
+        line = re.search(rf"\\label\{{eq:lenet:db-{layer}\}}\n(.*)\n", tex_)
+        assert line, layer
+        expected = (
+            rf"\left[\sum_{{s,i,j}} \left(\Delta^{{({layer})}}\right)_{{s,f,i,j}}\right]_{{f}}"
+        )
+        assert expected in line.group(1), line.group(1)
+    assert "n,c,i,j" not in tex_ and "s,c,i,j}}" not in tex_
+
+
+def test_the_summary_states_the_consumers_the_layer_blocks_sum_over() -> None:
+    """resmlp: layers 1 and 5 are read by the next layer and by an add. The summary's C(l)
+    and each layer block's G (what it sums) come from the same graph and agree."""
+    result = generate(EXAMPLES / "resmlp.yaml", layers=True)
+    text, net = result.files["resmlp.tex"], result.network
+    assert net is not None
+    stated = dict(re.findall(r"\\mathcal\{C\}\((\d+)\) = \\lbrace ([\d, ]+) \\rbrace", text))
+    for nd in net.nodes[:-1]:
+        l = nd.node.index
+        block = re.search(
+            rf"G\^\{{\({l}\)\}} = \\frac\{{\\partial L\}}\{{\\partial A\^\{{\({l}\)\}}\}} = (.*?)(, \\\\|\n)",
+            text,
+        )
+        assert block, l
+        summed = {int(m) for m in re.findall(r"\^\{\((\d+)\)\}", block.group(1))}
+        readers = {c.index for c in net.graph.consumers[nd.node.a.key]}
+        assert readers <= summed | {l}, (l, readers, block.group(1))
+        if readers != {l + 1}:
+            assert {int(m) for m in stated[str(l)].split(", ")} == readers, l
+        else:
+            assert str(l) not in stated
+    assert set(stated) == {"1", "5"}
+    # and the box's recursion is the sum over consumers, with what an add sends back
+    summary = text[text.index(r"\section{Summary}") : text.index(r"\section{Forward pass")]
+    assert r"\sum_{m \in \mathcal{C}(\ell)} s^{(m)}" in summary
+    assert r"s^{(m)} = \delta^{(m)}" in summary and r"\text{add } m" in summary

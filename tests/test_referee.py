@@ -55,10 +55,9 @@ def test_the_summary_states_the_consumers_the_layer_blocks_sum_over() -> None:
     stated = dict(re.findall(r"\\mathcal\{C\}\((\d+)\) = \\lbrace ([\d, ]+) \\rbrace", text))
     for nd in net.nodes[:-1]:
         l = nd.node.index
-        block = re.search(
-            rf"G\^\{{\({l}\)\}} = \\frac\{{\\partial L\}}\{{\\partial A\^\{{\({l}\)\}}\}} = (.*?)(, \\\\|\n)",
-            text,
-        )
+        head = rf"G\^\{{\({l}\)\}} = \\frac\{{\\partial L\}}"
+        head += rf"\{{\\partial A\^\{{\({l}\)\}}\}} = "
+        block = re.search(head + r"(.*?)(, \\\\|\n)", text)
         assert block, l
         summed = {int(m) for m in re.findall(r"\^\{\((\d+)\)\}", block.group(1))}
         readers = {c.index for c in net.graph.consumers[nd.node.a.key]}

@@ -26,7 +26,7 @@ from symbp.derivation.derive import Derivation, derive
 from symbp.derivation.network import Network, derive_network
 from symbp.derivation.numbering import network_numbering
 from symbp.documents.document import document_context, headings
-from symbp.documents.latex import PLAIN, Notation
+from symbp.documents.latex import COLUMN_WIDTH, PAGE_WIDTH, PLAIN, Notation, measure
 from symbp.errors import OutputError, SymbpError
 from symbp.frontend.spec import Arch, load_arch
 from symbp.options import MODULE_SUFFIX, STYLES, TARGETS
@@ -99,11 +99,16 @@ def lower(d: Derivation, options: Options, timings: dict[str, float]) -> Generat
     if "array-api" in options.targets:
         xp = _timed(timings, "print", lambda: array_api_emit.module_context(program))
         contexts["module_xp"] = xp
-    contexts["document"] = _timed(
-        timings,
-        "document",
-        lambda: document_context(d, net, options.style, options.notation, options.layers),
-    )
+
+    def document(glyphs: float) -> dict[str, Any]:
+        with measure(glyphs):
+            return document_context(d, net, options.style, options.notation, options.layers)
+
+    # the standalone document's lines are a page wide; a body's, a column of a two-column
+    # paper (the same equations and numbers, broken into more lines)
+    contexts["document"] = _timed(timings, "document", lambda: document(PAGE_WIDTH))
+    if options.body_only:
+        contexts["body"] = _timed(timings, "document", lambda: document(COLUMN_WIDTH))
     files = _timed(timings, "render", lambda: render_files(d.arch, contexts, options))
     return Generated(d.arch, d, files, timings, net, program, contexts)
 
@@ -136,10 +141,14 @@ def render_files(
     files[f"{arch.name}.tex"] = render("derivation.tex.j2", doc)
     if options.body_only:
         # The same derivation without preamble, to \input into a paper.
+        doc = dict(contexts["body"])
+        doc["header"] = header_lines("derivation.tex.j2", source, arch.source_sha256)
         doc["body_only"] = True
         doc["heading"] = headings(options.section_level)
         files[f"{arch.name}_body.tex"] = render("derivation.tex.j2", doc)
+    doc = dict(contexts["document"])
     doc["header"] = header_lines("derivation.md.j2", source, arch.source_sha256)
+    doc["body_only"] = False
     files[f"{arch.name}.md"] = render("derivation.md.j2", doc)
     return files
 
@@ -151,7 +160,8 @@ def render_all(d: Derivation, *args: Any, **kwargs: Any) -> dict[str, str]:
 
 def render_markdown(d: Derivation, style: str = "full", notation: Notation = PLAIN) -> str:
     """The Markdown derivation document alone."""
-    doc = document_context(d, style=style, notation=notation)
+    with measure(PAGE_WIDTH):
+        doc = document_context(d, style=style, notation=notation)
     doc["header"] = header_lines("derivation.md.j2", Path(d.arch.source).name, d.arch.source_sha256)
     doc["body_only"] = False
     return render("derivation.md.j2", doc)

@@ -20,12 +20,13 @@ from symbp.derivation.nodes import NodeDerivation
 from symbp.derivation.numbering import kinds_of, network_numbering
 from symbp.documents.latex import (
     CAPITAL_DELTA,
-    LINE_WIDTH,
+    COLUMN_WIDTH,
     PLAIN,
     WHERE_PREFIX,
     Display,
     Notation,
     definition_lines,
+    line_width,
     tex,
     tex_lines,
     width,
@@ -98,7 +99,7 @@ def _escape(text: str) -> str:
 
 def _broken(head: str, expr: sp.Expr) -> Display:
     """head + expr as a display line, broken into lines when long."""
-    return Display(head, tuple(tex_lines(expr, False, {}, frozenset(), LINE_WIDTH - 10)))
+    return Display(head, tuple(tex_lines(expr, False, {}, frozenset(), line_width() - 10)))
 
 
 def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class _Tex:
         names = self.batch_names if batch else self.names
         expr = shown(expr)
         where: list[str] = []
-        if width(expr) > LINE_WIDTH:
+        if width(expr) > line_width():
             expr, named = _named_repeats(expr)
             # xi_k, numbered through the whole document: each name has one meaning
             first = self.named + 1
@@ -209,16 +210,16 @@ class _Tex:
             names = {**names, **symbols}
             items: list[tuple[str, float]] = []
             for k, (_, v) in enumerate(named, first):
-                if width(v) + WHERE_PREFIX > LINE_WIDTH - 10:  # a row of its own, broken
+                if width(v) + WHERE_PREFIX > line_width() - 10:  # a row of its own, broken
                     rows = definition_lines(
                         rf"\xi_{{{k}}}", v, batch, names, self.arrays, notation=self.notation
                     )
-                    items += [(row, LINE_WIDTH) for row in rows]
+                    items += [(row, line_width()) for row in rows]
                 else:
                     text = rf"\xi_{{{k}}} = {tex(v, batch, names, self.arrays, self.notation)}"
                     items.append((text, width(v)))
             where = _packed(items)
-        lines = tex_lines(expr, batch, names, self.arrays, LINE_WIDTH - 10, self.notation)
+        lines = tex_lines(expr, batch, names, self.arrays, line_width() - 10, self.notation)
         return Display(head, tuple(lines), tuple(where))
 
 
@@ -228,9 +229,9 @@ NAMED_WIDTH = 9  # a repeated subexpression at least this wide is named once (u_
 def _packed(items: list[tuple[str, float]]) -> list[str]:
     """Definitions u_k = ... packed onto rows of about a line each (", " between them)."""
     rows: list[str] = []
-    used: float = LINE_WIDTH
+    used: float = line_width()
     for text, size in items:
-        if rows and used + size + 6 <= LINE_WIDTH - 10:
+        if rows and used + size + 6 <= line_width() - 10:
             rows[-1] += rf", \; {text}"
             used += size + 6
         else:
@@ -374,25 +375,37 @@ class KindTools:
     ) -> Display:
         """head + expr broken into lines of a column's width (symbp.documents.latex);
         `stack`: the head (without its "=") on a row of its own, "= ..." below it."""
-        lines = tex_lines(expr, False, names, frozenset(), LINE_WIDTH - 10, self.n)
-        if stack:
+        lines = tex_lines(expr, False, names, frozenset(), line_width() - 10, self.n)
+        if stack and line_width() <= COLUMN_WIDTH:
             return Display(head, ("", "= " + lines[0], *lines[1:]))
+        if stack:
+            return Display(head + " = ", tuple(lines))
         return Display(head, tuple(lines))
 
     def lines(self, head: str, *parts: str) -> Display:
-        """head + parts written one under the other (a sum of long terms)."""
+        """head + parts written one under the other (a sum of long terms); on a page-wide
+        line, the parts of a stacked display ("" first) follow their head on one line."""
+        if parts and parts[0] == "" and line_width() > COLUMN_WIDTH:
+            return Display(head + " " + " ".join(parts[1:]), ("",))
         return Display(head, parts)
 
 
 def _box_rows(pairs: list[tuple[str, Any]], shapes: list[str]) -> list[str]:
-    """The rows of a kind's box: lhs &= rhs (a tuple rhs continues on indented rows), then
-    the shapes, one per row, so the box fits a column of a two-column paper."""
+    """The rows of a kind's box: lhs &= rhs (a tuple rhs continues on indented rows, or on
+    the same row on a page-wide line), then the shapes: one per row in a column of a
+    two-column paper, two per row on a page."""
+    wide = line_width() > COLUMN_WIDTH
     rows = []
     for lhs, rhs in pairs:
         first, *rest = rhs if isinstance(rhs, tuple) else (rhs,)
-        rows.append(f"{lhs} &= {first}")
-        rows += [rf"&\qquad {part}" for part in rest]
-    return rows + [rf"&\text{{{'shapes: ' if k == 0 else ''}}} {s}" for k, s in enumerate(shapes)]
+        if wide:
+            rows.append(f"{lhs} &= {' '.join([first, *rest])}")
+        else:
+            rows.append(f"{lhs} &= {first}")
+            rows += [rf"&\qquad {part}" for part in rest]
+    step = 2 if wide else 1
+    groups = [r", \ ".join(shapes[k : k + step]) for k in range(0, len(shapes), step)]
+    return rows + [rf"&\text{{{'shapes: ' if k == 0 else ''}}} {s}" for k, s in enumerate(groups)]
 
 
 def _kinds(net: Network, tools: KindTools) -> list[dict]:

@@ -6,6 +6,9 @@ multiply by juxtaposition. Matrix products come from MatMul nodes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,7 +278,7 @@ class SeedLatexPrinter(LatexPrinter):
         self.names = names or {}  # symbol name -> LaTeX, from the network's bindings
         self.arrays = arrays  # names of per-sample arrays (products of two print with odot)
         # break the rows of cases wider than this (tex_lines sets it from its own limit)
-        self.cases_limit: float | None = CASES_SHARE * (LINE_WIDTH - 10)
+        self.cases_limit: float | None = CASES_SHARE * (line_width() - 10)
         self.notation: Notation = self._settings["notation"]
 
     def is_array(self, expr: sp.Expr) -> bool:
@@ -480,8 +483,27 @@ def tex(
 # examples (an estimate of 236 printed 1090pt wide: about 4.6pt a glyph, 75 glyphs to the
 # 345pt of a 10pt article's text).
 
-LINE_WIDTH = 40
+COLUMN_WIDTH = 40  # glyphs in a column of a two-column 10pt paper (a body)
+PAGE_WIDTH = 70  # glyphs on a line of the standalone one-column document
+LINE_WIDTH = COLUMN_WIDTH  # the narrower, where no width is set
 CASES_SHARE = 0.6  # of a line, for the value of a row of cases
+_WIDTH: contextvars.ContextVar[float] = contextvars.ContextVar("line_width", default=LINE_WIDTH)
+
+
+def line_width() -> float:
+    """The glyphs of a display line in the document being printed (`measure` sets it)."""
+    return _WIDTH.get()
+
+
+@contextlib.contextmanager
+def measure(glyphs: float) -> Iterator[None]:
+    """Print the displays inside the block for lines of `glyphs` glyphs: PAGE_WIDTH for the
+    standalone document, COLUMN_WIDTH for a body that may go into a two-column paper."""
+    token = _WIDTH.set(glyphs)
+    try:
+        yield
+    finally:
+        _WIDTH.reset(token)
 
 
 # The glyphs of a function's printed name (sin, \\operatorname{atan}), 3 for the others.
@@ -537,10 +559,12 @@ def tex_lines(
     batch: bool = False,
     names: dict[str, str] | None = None,
     arrays: frozenset[str] = frozenset(),
-    limit: float = LINE_WIDTH,
+    limit: float | None = None,
     notation: Notation = PLAIN,
 ) -> list[str]:
-    """expr printed on one line, or on several of at most about `limit` glyphs each."""
+    """expr printed on one line, or on several of at most about `limit` glyphs each (by
+    default, the line of the document being printed)."""
+    limit = line_width() if limit is None else limit
     printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
     printer.cases_limit = CASES_SHARE * limit  # the rest of the row is its condition
     return _lines(printer, expr, limit)
@@ -675,12 +699,13 @@ def definition_lines(
     batch: bool = False,
     names: dict[str, str] | None = None,
     arrays: frozenset[str] = frozenset(),
-    limit: float = LINE_WIDTH - 10,
+    limit: float | None = None,
     notation: Notation = PLAIN,
 ) -> list[str]:
     """The rows of a definition `name = expr` after "where " in a display (u_{1} = ...): one
     row, or rows of at most about `limit` glyphs as a display's right-hand side is broken.
     For document.py's _packed, which prints each definition on one row."""
+    limit = line_width() - 10 if limit is None else limit
     printer = SeedLatexPrinter(batch, names, arrays, notation=notation)
     printer.cases_limit = CASES_SHARE * limit
     lines = _lines(printer, expr, limit - WHERE_PREFIX - 3)

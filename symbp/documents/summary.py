@@ -17,7 +17,7 @@ import sympy as sp
 from symbp.derivation.derive import Derivation
 from symbp.derivation.network import Network
 from symbp.derivation.nodes import NodeDerivation
-from symbp.documents.latex import DELTA, Notation, tex, width
+from symbp.documents.latex import COLUMN_WIDTH, DELTA, Notation, line_width, tex, width
 from symbp.documents.shown import shown
 from symbp.ir.labels import activation_label
 from symbp.symbolic.calculus import A as A_SCALAR
@@ -43,6 +43,12 @@ def _row(
     the last of a range). What it holds for and the references go on a line of their own when
     there is `where` or the formula is `wide`."""
     return {"tag": tag, "math": math, "where": where, "refs": refs, "span": span, "wide": wide}
+
+
+def _narrow() -> bool:
+    """Whether the document's lines are a column of a two-column paper (a body), where a
+    line of the box leaves no room for what it holds for and its references."""
+    return line_width() <= COLUMN_WIDTH
 
 
 def _layers_text(indices: list[int]) -> str:
@@ -113,7 +119,7 @@ def _bp2(
                 f"s^{{(m)}} = {sends[kind]}",
                 [f"eq:{kind}-box"],
                 rf"\text{{{kind} }} m",
-                wide=True,
+                wide=_narrow(),
             )
         )
     for name, act in d_acts.items():
@@ -137,7 +143,8 @@ def _gradients(net: Network, grads: dict) -> list[dict]:
             continue
         for k, (lhs, rhs) in enumerate(formulas):
             where = rf"\text{{{kind}}}, {_layers_text(layers)}" if k == len(formulas) - 1 else ""
-            rows.append(_row("", f"{lhs} = {rhs}", [f"eq:{kind}-box"], where, wide=bool(where)))
+            wide = bool(where) and _narrow()
+            rows.append(_row("", f"{lhs} = {rhs}", [f"eq:{kind}-box"], where, wide=wide))
     if rows:
         rows[0]["tag"] = "BP3, BP4"
     return rows

@@ -68,9 +68,9 @@ class ImageOp(sp.Function):
 
     def _stride_pad(self) -> str:
         g = self.window
-        text = f"s={g['sh']}" if g["sh"] == g["sw"] else f"s=({g['sh']},{g['sw']})"
+        text = f"S={g['sh']}" if g["sh"] == g["sw"] else f"S=({g['sh']},{g['sw']})"
         if g["ph"] or g["pw"]:
-            text += f",p={g['ph']}" if g["ph"] == g["pw"] else f",p=({g['ph']},{g['pw']})"
+            text += f",P={g['ph']}" if g["ph"] == g["pw"] else f",P=({g['ph']},{g['pw']})"
         return text
 
     def _size(self) -> str:
@@ -140,7 +140,7 @@ class Conv2dBackKernelColumns(_Bilinear):
     def _symbp_latex(self, printer) -> str:
         """The sum of outer products, with the printer's transpose symbol."""
         cols, d = (printer._print(a) for a in self.arrays)
-        return rf"\sum_{{n}} {d}_n \left({cols}_n\right){printer.transpose}"
+        return rf"\sum_{{s}} {d}_s \left({cols}_s\right){printer.transpose}"
 
 
 class Conv2dBackInput(_Bilinear):
@@ -164,7 +164,7 @@ class Conv2dBackKernel(_Bilinear):
 
     def latex_form(self, *parts: str) -> str:
         x, d = parts
-        return rf"\sum_{{n}} {x}_n \star_{{{self._stride_pad()}}} {d}_n"
+        return rf"\sum_{{s}} {x}_s \star_{{{self._stride_pad()}}} {d}_s"
 
 
 class MaxPool(ImageOp):

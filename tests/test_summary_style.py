@@ -26,7 +26,7 @@ needs_pdflatex = pytest.mark.skipif(
     shutil.which("pdflatex") is None, reason="pdflatex missing: .ci/run installs it"
 )
 # The seed's fused output error (softmax and cross-entropy), as its layer block prints it.
-SEED_BP1 = r"\text{BP1} & \delta^{(2)} = \kappa \left(a^{(2)} - y\right)"
+SEED_BP1 = r"\text{BP1}\quad & \delta^{(2)} = \kappa \left(a^{(2)} - y\right)"
 # Examples whose boxes are the widest: residual and image kinds, batch norms, long f'.
 WIDE = ("res_cnn.yaml", "bn_mlp.yaml", "smooth_mlp.yaml")
 

@@ -71,3 +71,14 @@ def test_the_summary_states_the_consumers_the_layer_blocks_sum_over() -> None:
     summary = text[text.index(r"\section{Summary}") : text.index(r"\section{Forward pass")]
     assert r"\sum_{m \in \mathcal{C}(\ell)} s^{(m)}" in summary
     assert r"s^{(m)} = \delta^{(m)}" in summary and r"\text{add } m" in summary
+
+
+def test_sums_are_written_with_their_plus_terms_first() -> None:
+    """u - S_h i as a person writes an index, not SymPy's -S_h i + u; an all-negative sum
+    keeps its leading minus."""
+    u, i, s = sp.symbols("u i S_h")
+    assert tex(-s * i + u) == r"u - S_{h} i"
+    assert tex(-u - i).startswith("- ")
+    lenet = generate(EXAMPLES / "lenet.yaml").files["lenet.tex"]
+    assert r"{W}_{f,c',u - S_{h} i,v - S_{w} j}" in lenet
+    assert r"- S_{h} i + u" not in lenet

@@ -387,6 +387,28 @@ class SeedLatexPrinter(LatexPrinter):
             rf" - \sum_{{i \neq k}} \left[{v}\right]_{{i}} q_{{ik}}\right)"
         )
 
+    def _print_Add(self, expr: sp.Add, order: Any = None) -> str:
+        """Terms with a plus sign first, as a person writes them: u - S_h i, not -S_h i + u
+        (SymPy's order otherwise)."""
+        terms = list(expr.as_ordered_terms())
+        negative = [t.could_extract_minus_sign() for t in terms]
+        if not negative[0] or all(negative):
+            return super()._print_Add(expr, order)
+        ordered = [t for t, neg in zip(terms, negative) if not neg]
+        ordered += [t for t, neg in zip(terms, negative) if neg]
+        text = ""
+        for k, term in enumerate(ordered):
+            if k and term.could_extract_minus_sign():
+                text += " - "
+                term = -term
+            elif k:
+                text += " + "
+            part = self._print(term)
+            if self._needs_add_brackets(term):
+                part = rf"\left({part}\right)"
+            text += part
+        return text
+
     def _print_Mul(self, expr: sp.Mul) -> str:
         """Elementwise products of vectors with \\odot; scalar factors in front; a decimal
         coefficient as the user wrote it (0.044715 x, not 8943 x / 200000)."""

@@ -394,8 +394,8 @@ class SeedLatexPrinter(LatexPrinter):
         negative = [t.could_extract_minus_sign() for t in terms]
         if not negative[0] or all(negative):
             return super()._print_Add(expr, order)
-        ordered = [t for t, neg in zip(terms, negative) if not neg]
-        ordered += [t for t, neg in zip(terms, negative) if neg]
+        ordered = [t for t, neg in zip(terms, negative, strict=True) if not neg]
+        ordered += [t for t, neg in zip(terms, negative, strict=True) if neg]
         text = ""
         for k, term in enumerate(ordered):
             if k and term.could_extract_minus_sign():

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, ROOT
+from tests.test_document import compile_tex
 
 TOLERANCE = 1.0  # pt: TeX's own \hfuzz is 0.1pt; a box over 1pt shows
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
@@ -105,17 +106,8 @@ def report(log_text: str, folder: Path) -> list[str]:
 
 
 def compile_twice(tex: Path) -> str:
-    """pdflatex twice (the second pass with the references), halting on an error; the log."""
-    for _ in range(2):
-        r = subprocess.run(
-            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
-            cwd=tex.parent,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert r.returncode == 0, f"{tex.name} does not compile:\n{r.stdout[-3000:]}"
-    return tex.with_suffix(".log").read_text(errors="replace")
+    """pdflatex until the references settle (tests.test_document.compile_tex); the log."""
+    return compile_tex(tex)
 
 
 def symbp_generate(*args: str) -> None:

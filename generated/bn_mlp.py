@@ -474,7 +474,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
 
-        # layer 5 (output): delta (eq. (17)), dW, db (eq. (7))
+        # layer 5 (output): delta (eq. (16)), dW, db (eq. (7))
         delta5 = np.subtract(A5, Y, out=ws.get("back0_1"))
         delta5 *= scale
         dW5 = np.matmul(delta5, A4.T, out=ws.get("dW5"))
@@ -523,7 +523,7 @@ def _backward(params, cache, Y, scale):
     count = cache["count"]
     gamma2 = params["gamma2"]
     gamma4 = params["gamma4"]
-    # layer 5 (output): delta (eq. (17))
+    # layer 5 (output): delta (eq. (16))
     delta5 = A5 - Y
     delta5 *= scale
     # layer 4: delta (eq. (4))

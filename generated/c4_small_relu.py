@@ -308,7 +308,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta3 = np.subtract(A3, Y, out=ws.get("back0_1"))
         value = scale * float(np.sum(delta3**2/2))
 
-        # layer 3 (output): delta (eq. (12)), dW, db (eq. (7))
+        # layer 3 (output): delta (eq. (11)), dW, db (eq. (7))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
@@ -337,7 +337,7 @@ def _backward(params, cache, Y, scale):
     A3 = cache["A3"]
     W2 = params["W2"]
     W3 = params["W3"]
-    # layer 3 (output): delta (eq. (12))
+    # layer 3 (output): delta (eq. (11))
     delta3 = A3 - Y
     delta3 *= scale
     # layer 2: delta (eq. (4))

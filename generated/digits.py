@@ -458,7 +458,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse3 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z3 - lse3)))
 
-        # layer 3 (output): delta (eq. (15)), dW, db (eq. (7))
+        # layer 3 (output): delta (eq. (14)), dW, db (eq. (7))
         delta3 = np.subtract(A3, Y, out=ws.get("back0_10"))
         delta3 *= scale
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
@@ -490,7 +490,7 @@ def _backward(params, cache, Y, scale):
     Xhat2 = cache["Xhat2"]
     count = cache["count"]
     gamma2 = params["gamma2"]
-    # layer 3 (output): delta (eq. (15))
+    # layer 3 (output): delta (eq. (14))
     delta3 = A3 - Y
     delta3 *= scale
     # layer 2: delta (eq. (4))

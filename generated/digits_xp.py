@@ -473,7 +473,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
     # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 
-    # layer 3 (output): delta (eq. (15)), dW, db (eq. (7))
+    # layer 3 (output): delta (eq. (14)), dW, db (eq. (7))
     delta3 = scale*(A3 - Y)
     del A3
     dW3 = delta3.T @ A2
@@ -508,7 +508,7 @@ def _backward(xp, dtype, params, cache, Y, scale):
     Xhat2 = cache["Xhat2"]
     count = cache["count"]
     gamma2 = params["gamma2"]
-    # layer 3 (output): delta (eq. (15))
+    # layer 3 (output): delta (eq. (14))
     delta3 = scale*(A3 - Y)
     # layer 2: delta (eq. (4))
     G2 = delta3 @ W3

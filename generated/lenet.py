@@ -621,7 +621,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse7 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z7 - lse7)))
 
-        # layer 7 (output): delta (eq. (19)), dW, db (eq. (14))
+        # layer 7 (output): delta (eq. (18)), dW, db (eq. (14))
         delta7 = np.subtract(A7, Y, out=ws.get("back0_10"))
         delta7 *= scale
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
@@ -670,7 +670,7 @@ def _backward(params, cache, Y, scale):
     W3 = params["W3"]
     W6 = params["W6"]
     W7 = params["W7"]
-    # layer 7 (output): delta (eq. (19))
+    # layer 7 (output): delta (eq. (18))
     delta7 = A7 - Y
     delta7 *= scale
     # layer 6: delta (eq. (4))

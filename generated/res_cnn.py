@@ -740,7 +740,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse12 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z12 - lse12)))
 
-        # layer 12 (output): delta (eq. (23)), dW, db (eq. (18))
+        # layer 12 (output): delta (eq. (22)), dW, db (eq. (18))
         delta12 = np.subtract(A12, Y, out=ws.get("back0_10"))
         delta12 *= scale
         dW12 = np.matmul(delta12.T, A11, out=ws.get("dW12"))
@@ -820,7 +820,7 @@ def _backward(params, cache, Y, scale):
     W5 = params["W5"]
     W6 = params["W6"]
     W9 = params["W9"]
-    # layer 12 (output): delta (eq. (23))
+    # layer 12 (output): delta (eq. (22))
     delta12 = A12 - Y
     delta12 *= scale
     # layer 11: delta (eq. (4))

@@ -565,7 +565,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # the loss, eq. (2), from the logits and the softmax's lse10 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z10 - lse10)))
 
-        # layer 10 (output): delta (eq. (17)), dW, db (eq. (7))
+        # layer 10 (output): delta (eq. (16)), dW, db (eq. (7))
         delta10 = np.subtract(A10, Y, out=ws.get("back0_4"))
         delta10 *= scale
         dW10 = np.matmul(delta10.T, A9, out=ws.get("dW10"))
@@ -647,7 +647,7 @@ def _backward(params, cache, Y, scale):
     Xhat7 = cache["Xhat7"]
     gamma3 = params["gamma3"]
     gamma7 = params["gamma7"]
-    # layer 10 (output): delta (eq. (17))
+    # layer 10 (output): delta (eq. (16))
     delta10 = A10 - Y
     delta10 *= scale
     # layer 9: delta (eq. (4))

@@ -29,7 +29,7 @@ def network_numbering(d, net) -> dict[str, int]:
     labels = [*GENERAL]
     for kind in kinds:
         labels += kind_module(kind).document_labels(kind)
-    labels += [activation_label(a) for a in d.activations]
+    labels += [activation_label(a) for a, act in d.activations.items() if not act.passes_through]
     labels += [*OUTPUT[:2], *(["eq:output-lse"] if d.output.logits is not None else [])]
     labels += [OUTPUT[2], *(["eq:loss-logits"] if d.output.loss_from_logits else [])]
     labels += [*TANGENT]

@@ -732,7 +732,10 @@ def document_context(
         "layer_rows": _layer_rows(net, notation),
         "notation_rows": _notation_rows(d, net, notation, kinds),
         "kinds": _kinds(net, tools),
-        "activations": [_activation_entry(a, eq) for a in d.activations.values()],
+        "activations": [
+            _activation_entry(a, eq) for a in d.activations.values() if not a.passes_through
+        ],
+        "pass_through": any(a.passes_through for a in d.activations.values()),
         "output": _output_entry(d),
         "show_layers": show_layers,
         "layers": layers,

@@ -129,7 +129,8 @@ def _bp2(
         shown, fits = _derivative(act, n)
         named = r"f_\ell' \text{ of } \mathtt{" + name.replace("_", r"\_") + "}"
         math = rf"f_\ell' = {shown}" if fits else named
-        rows.append(_row("", math, [activation_label(name)], _layers_text(layers)))
+        refs = [] if act.passes_through else [activation_label(name)]  # f' = 1: no equation
+        rows.append(_row("", math, refs, _layers_text(layers)))
     return rows
 
 

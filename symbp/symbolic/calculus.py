@@ -39,6 +39,11 @@ class ActivationDerivation:
     second: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
 
     @property
+    def passes_through(self) -> bool:
+        """f' = 1 identically (no activation): nothing to derive or document."""
+        return self.raw == 1
+
+    @property
     def needs(self) -> str:
         """What the backward pass must store: 'none', 'a' or 'z'."""
         if self.in_a is None:

@@ -82,3 +82,13 @@ def test_sums_are_written_with_their_plus_terms_first() -> None:
     lenet = generate(EXAMPLES / "lenet.yaml").files["lenet.tex"]
     assert r"{W}_{f,c',u - S_{h} i,v - S_{w} j}" in lenet
     assert r"- S_{h} i + u" not in lenet
+
+
+def test_the_stable_forms_named_are_the_ones_the_loss_uses() -> None:
+    """Boilerplate only where it applies: softmax + cross-entropy evaluates log sum_k e^z_k
+    and no log(1 + e^u); sigmoid + bce the reverse."""
+    softplus, lse = r"Each $\log\left(1 + e^{u}\right)$", r"$\log \sum_k e^{z_k}$"
+    lenet = generate(EXAMPLES / "lenet.yaml").files["lenet.tex"]
+    assert lse in lenet and softplus not in lenet
+    seed = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
+    assert softplus in seed and lse not in seed

@@ -43,6 +43,7 @@ from symbp.ir.labels import (
     tex_label,
 )
 from symbp.ir.naming import Role, array
+from symbp.ir.reductions import LogSumExp
 from symbp.options import STYLES
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation, reading_kept
@@ -156,6 +157,9 @@ def _output_entry(d: Derivation) -> dict[str, Any]:
         "from_logits": out.loss_from_logits,
         "softmax": d.arch.layers[-1].activation == "softmax",
         "logits": _logits_entry(out.logits),
+        # which stable forms the loss uses: log(1 + e^u), log sum_k e^(z_k)
+        "softplus": any(is_softplus_log(lg) for lg in out.loss_array.atoms(sp.log)),
+        "lse": out.loss_array.has(LogSumExp),
         # log of a softplus output, evaluated as z + log(log1p(e^z)/e^z) for z < 0
         "log_softplus": any(
             isinstance(lg.args[0], sp.log) and is_softplus_log(lg.args[0])

@@ -92,3 +92,12 @@ def test_the_stable_forms_named_are_the_ones_the_loss_uses() -> None:
     assert lse in lenet and softplus not in lenet
     seed = generate(EXAMPLES / "seed.yaml").files["seed_net.tex"]
     assert softplus in seed and lse not in seed
+
+
+def test_sigma_is_the_logistic_alone_and_rho_the_norms_deviation() -> None:
+    """bn_mlp has a sigmoid layer and batch norms: sigma means the logistic function only."""
+    files = generate(EXAMPLES / "bn_mlp.yaml", layers=True).files
+    for name in ("bn_mlp.tex", "bn_mlp.md"):
+        text = files[name]
+        assert re.findall(r"\\sigma(?!\\left\(|\(x\))", text) == [], name
+        assert r"\rho^{(2)}" in text and r"\rho^{(\ell)}" in text, name

@@ -579,7 +579,7 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
     if any(k in ("layernorm", "batchnorm") for k in kinds):
         rows.append(
             [
-                r"$\gamma$, $\beta$, $\mu$, $\sigma$, $\hat x$, $\epsilon$",
+                r"$\gamma$, $\beta$, $\mu$, $\rho$, $\hat x$, $\epsilon$",
                 "a normalisation's scale, shift, mean, standard deviation, normalised input, "
                 "and the constant added to the variance",
             ]

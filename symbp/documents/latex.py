@@ -165,6 +165,8 @@ _SCALARS = {
     "n_in": r"n_{\ell-1}",
     "n_out": r"n_{\ell}",
     "K": r"n_{L}",
+    # a normalisation's standard deviation: rho, as sigma is the logistic function
+    "sigma": r"\rho",
 }
 
 

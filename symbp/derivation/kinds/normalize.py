@@ -62,7 +62,7 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
             rf"\hat{{x}}^{{({l})}}",
         ),
         ARR_SIGMA: stat(
-            array(Role.STD, l), f"standard deviation in layer {l}", F.FORWARD, rf"\sigma^{{({l})}}"
+            array(Role.STD, l), f"standard deviation in layer {l}", F.FORWARD, rf"\rho^{{({l})}}"
         ),
         sp.Symbol("Mu", real=True): stat(
             array(Role.MEAN, l), f"mean in layer {l}", F.FORWARD, rf"\mu^{{({l})}}"
@@ -132,7 +132,7 @@ def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
             rf"\dot{{\hat{{x}}}}^{{({l})}}",
         ),
         "Sigmad": stat(
-            array(Role.STD_TANGENT, l), f"tangent of sigma{l}", F.TANGENT, rf"\dot\sigma^{{({l})}}"
+            array(Role.STD_TANGENT, l), f"tangent of sigma{l}", F.TANGENT, rf"\dot\rho^{{({l})}}"
         ),
     }
 
@@ -285,7 +285,7 @@ def document_section(kind: str, doc: Any) -> dict:
     axis = "k" if kind == "layernorm" else ("s,i,j" if doc.images else "s")
     mean = rf"\operatorname{{mean}}_{{{axis}}}"
     Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
-    X, s = doc.arr(r"\hat{X}", "l"), doc.arr(r"\sigma", "l")
+    X, s = doc.arr(r"\hat{X}", "l"), doc.arr(r"\rho", "l")
     gamma, beta = doc.arr(r"\gamma", "l"), doc.arr(r"\beta", "l")
     scaled = rf"\tilde{{{doc.v(chr(92) + 'Delta')}}}"
     total = r"\sum_{s,i,j}" if doc.images else r"\sum_{s}"

@@ -33,17 +33,19 @@ def test_a_row_of_ones_is_written_transposed_so_the_bias_term_conforms() -> None
 
 
 def test_the_conv_bias_gradient_sums_over_samples_and_positions_for_each_filter() -> None:
-    """dL/db_f = sum_{s,i,j} Delta_{s,f,i,j}: the filter index is bound by the vector's
+    """dL/db_o = sum_{s,i,j} Delta_{s,o,i,j}: the filter index is bound by the vector's
     brackets, never a free channel index."""
     tex_ = generate(EXAMPLES / "lenet.yaml", layers=True).files["lenet.tex"]
     for layer in (1, 3):
         line = re.search(rf"\\label\{{eq:lenet:db-{layer}\}}\n(.*)\n", tex_)
         assert line, layer
         expected = (
-            rf"\left[\sum_{{s,i,j}} \left(\Delta^{{({layer})}}\right)_{{s,f,i,j}}\right]_{{f}}"
+            rf"\left[\sum_{{s,i,j}} \left(\Delta^{{({layer})}}\right)_{{s,o,i,j}}\right]_{{o}}"
         )
         assert expected in line.group(1), line.group(1)
     assert "n,c,i,j" not in tex_ and "s,c,i,j}}" not in tex_
+    # the filter is o throughout: f is the activation function f_l
+    assert "W_{o',c',p',q'}" in tex_ and "s,f," not in tex_ and "{f'}" not in tex_
 
 
 def test_the_summary_states_the_consumers_the_layer_blocks_sum_over() -> None:
@@ -80,7 +82,7 @@ def test_sums_are_written_with_their_plus_terms_first() -> None:
     assert tex(-s * i + u) == r"u - S_{h} i"
     assert tex(-u - i).startswith("- ")
     lenet = generate(EXAMPLES / "lenet.yaml").files["lenet.tex"]
-    assert r"{W}_{f,c',u - S_{h} i,v - S_{w} j}" in lenet
+    assert r"{W}_{o,c',u - S_{h} i,v - S_{w} j}" in lenet
     assert r"- S_{h} i + u" not in lenet
 
 

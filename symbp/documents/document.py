@@ -591,7 +591,7 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
         )
     if "conv2d" in kinds:
         rows.append(
-            ["$F$, $f$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"]
+            ["$F$, $o$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"]
         )
         rows.append(["$(p, q)$; $S$, $P$", "a kernel offset; the stride and the padding"])
         rows.append(

@@ -271,6 +271,6 @@ class ChannelTotal(ChannelOp):
 
 
 class FilterTotal(ChannelTotal):
-    """The same sum for a conv's bias, whose channels are its filters f: dL/db_f."""
+    """The same sum for a conv's bias, whose channels are its filters o: dL/db_o."""
 
-    letter = "f"
+    letter = "o"

@@ -30,8 +30,9 @@ import sympy as sp
 from symbp.errors import DerivationError
 
 _int = {"integer": True, "nonnegative": True}
-n, f, c, i, j, p, q = sp.symbols("s f c i j p q", **_int)
-f2, c2, p2, q2, u, v = sp.symbols("f' c' p' q' u v", **_int)
+# the filter (output channel) is o: f is a layer's activation function in the documents
+n, f, c, i, j, p, q = sp.symbols("s o c i j p q", **_int)
+f2, c2, p2, q2, u, v = sp.symbols("o' c' p' q' u v", **_int)
 N, F, C, KH, KW, HO, WO = sp.symbols("n F C k_h k_w h_o w_o", integer=True, positive=True)
 SH, SW = sp.symbols("S_h S_w", integer=True, positive=True)
 T = sp.Symbol("t", real=True)

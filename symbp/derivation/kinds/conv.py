@@ -156,16 +156,16 @@ def document_section(kind: str, doc: Any) -> dict:
     tstar, rot = r"\mathbin{\tilde\star}", r"\operatorname{rot}_{180}"
     back = rf"{D} \mathbin{{\tilde\star}}_{{S,P}} \operatorname{{rot}}_{{180}}\left({W}\right)"
     kernel = rf"\sum_{{s}} {A}_s \star_{{S,P}} {D}_s"
-    bias = rf"\left[\sum_{{s,i,j}} {D}_{{s,f,i,j}}\right]_{{f}}"
+    bias = rf"\left[\sum_{{s,i,j}} {D}_{{s,o,i,j}}\right]_{{o}}"
     return {
-        "z": "z_{s,f,i,j} = " + doc.tex(d.z),
+        "z": "z_{s,o,i,j} = " + doc.tex(d.z),
         "dz_dW": doc.tex(d.dz_dW),
         "dz_dx": doc.tex(d.dz_dx),
         # the left-hand side on a line of its own: the sums fill a column
-        "dW": doc.lines(r"\frac{\partial L}{\partial W_{f',c',p',q'}}", "", "= " + doc.tex(d.dW)),
-        "db": doc.lines(r"\frac{\partial L}{\partial b_{f'}}", "", "= " + doc.tex(d.db)),
+        "dW": doc.lines(r"\frac{\partial L}{\partial W_{o',c',p',q'}}", "", "= " + doc.tex(d.dW)),
+        "db": doc.lines(r"\frac{\partial L}{\partial b_{o'}}", "", "= " + doc.tex(d.db)),
         "dx": doc.lines(r"\frac{\partial L}{\partial x_{s,c',u,v}}", "", "= " + doc.tex(d.dx)),
-        "tangent": doc.display(r"\dot z_{s,f,i,j} = ", d.tangent),
+        "tangent": doc.display(r"\dot z_{s,o,i,j} = ", d.tangent),
         "box": [
             (Z, rf"{W} \star_{{S,P}} {A} + {b}"),
             (doc.grad(A), back),
@@ -192,7 +192,7 @@ def document_section(kind: str, doc: Any) -> dict:
                 rf"\left. + {A}_s \star_{{S,P}} {RD}_s\right){doc.decay(Wd)}",
             ),
             doc.R(doc.grad(b))
-            + rf" = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,f,i,j}}\right]_{{f}}",
+            + rf" = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,o,i,j}}\right]_{{o}}",
         ],
         "send": rf"{doc.arr('delta', 'm')} {tstar} {rot}\left({doc.arr('W', 'm')}\right)",
         "grads": [(doc.grad(W), kernel), (doc.grad(b), bias)],

@@ -103,3 +103,17 @@ def test_sigma_is_the_logistic_alone_and_rho_the_norms_deviation() -> None:
         text = files[name]
         assert re.findall(r"\\sigma(?!\\left\(|\(x\))", text) == [], name
         assert r"\rho^{(2)}" in text and r"\rho^{(\ell)}" in text, name
+
+
+def test_a_norms_equation_names_its_mean_and_deviation() -> None:
+    """z_i = beta_i + (x_i - mu) gamma_i / rho with mu and rho defined above it (checked equal
+    to SymPy's z when put back), not a mean nested inside a root."""
+    text = generate(EXAMPLES / "resmlp.yaml").files["resmlp.tex"]
+    block = re.search(r"\\label\{eq:resmlp:layernorm-z\}\n(.*?)\\end\{equation\}", text, re.S)
+    assert block
+    lines = block.group(1)
+    assert r"\mu = \frac{\sum_{m=1}^{N} {x}_{m}}{N}" in lines
+    assert (
+        r"\rho = \sqrt{\epsilon + \frac{\sum_{m=1}^{N} \left({x}_{m} - \mu\right)^{2}}{N}}" in lines
+    )
+    assert r"z_i = {\beta}_{i} + \frac{\left({x}_{i} - \mu\right) {\gamma}_{i}}{\rho}" in lines

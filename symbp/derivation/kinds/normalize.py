@@ -16,12 +16,24 @@ import sympy as sp
 
 from symbp.derivation.context import Context, Cost, node_symbols, param_symbol
 from symbp.derivation.nodes import directional
+from symbp.errors import DerivationError
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
 from symbp.ir.image_ops import ChannelBatchSum, ChannelTotal, PerChannel, channels
 from symbp.ir.naming import Role, array
 from symbp.ir.reductions import BatchSum
-from symbp.symbolic.norm_calculus import ARR, ARR_COUNT, ARR_SIGMA, EPS, derive_norm
+from symbp.symbolic.norm_calculus import (
+    ARR,
+    ARR_COUNT,
+    ARR_SIGMA,
+    EPS,
+    MU,
+    SIGMA,
+    M,
+    N,
+    X,
+    derive_norm,
+)
 
 # z is not one product: it keeps its own array
 Z_IN_ONE_PRODUCT = False
@@ -276,6 +288,19 @@ def tangent_labels(kind: str) -> tuple[str, ...]:
     return (f"eq:{kind}-tangent",)
 
 
+def _statistics_named(z: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """(mu, rho, z) for the document: z_i with its mean and standard deviation named, each
+    checked to give SymPy's z back when the definitions are put in."""
+    mean = sp.Sum(X[M], (M, 1, N)) / N
+    stdev = sp.sqrt(sp.Sum((X[M] - MU) ** 2, (M, 1, N)) / N + EPS)
+    full = stdev.subs(MU, mean)
+    named = z.subs(full, SIGMA).subs(sp.Sum(X[M], (M, 1, N)), N * MU)
+    back = named.subs(SIGMA, full).subs(MU, mean)
+    if named.has(sp.Sum) or sp.simplify(back - z) != 0:
+        raise DerivationError("the norm's statistics could not be named in its equation")
+    return mean, stdev, named
+
+
 def document_section(kind: str, doc: Any) -> dict:
     """The index equation, SymPy's derivative with the statistics named, the sum over i
     (the error sent back, in the norm's own error term delta), the tangent, and the box:
@@ -290,8 +315,13 @@ def document_section(kind: str, doc: Any) -> dict:
     scaled = rf"\tilde{{{doc.v(chr(92) + 'Delta')}}}"
     total = r"\sum_{s,i,j}" if doc.images else r"\sum_{s}"
     shape = r"n \times C \times h \times w" if doc.images else r"n \times N"
+    mu_def, rho_def, z_named = _statistics_named(n.z)
     return {
-        "z": "z_i = " + doc.tex(n.z, names=names),
+        "z": [
+            r"\mu = " + doc.tex(mu_def, names=names),
+            r"\rho = " + doc.tex(rho_def, names=names),
+            "z_i = " + doc.tex(z_named, names=names),
+        ],
         "dz_dx": doc.tex(n.dz_dx, names=names),
         "vjp": r"\frac{\partial L}{\partial x_j} = " + doc.tex(n.vjp, names=names),
         "tangent": r"\dot z_i = " + doc.tex(n.tangent, names=names),

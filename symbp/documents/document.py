@@ -270,12 +270,13 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
     A, G, head = n.v("A"), n.v("G"), rf"{n.v(CAPITAL_DELTA)}^{{({l})}} = "
     delta: list[Any] = [T.display(nd.delta, batch=True, head=head)]
     if not nd.is_output:
-        sent = [T(b, batch=True) for c in net.graph.consumers.get(node.a.key, ()) for t, b in
-                net.nodes[c.index - 1].backs if t is node.a]  # fmt: skip
-        delta.insert(
-            0,
-            rf"{G}^{{({l})}} = \frac{{\partial L}}{{\partial {A}^{{({l})}}}} = {' + '.join(sent)}",
-        )
+        backs = [b for c in net.graph.consumers.get(node.a.key, ()) for t, b in
+                 net.nodes[c.index - 1].backs if t is node.a]  # fmt: skip
+        g_head = rf"{G}^{{({l})}} = \frac{{\partial L}}{{\partial {A}^{{({l})}}}} = "
+        if len(backs) == 1:  # one reader: its formula broken into lines as any display
+            delta.insert(0, T.display(backs[0], batch=True, head=g_head))
+        else:
+            delta.insert(0, g_head + " + ".join(T(b, batch=True) for b in backs))
     equations = [
         _equation(eq, "z", l, steps),
         _equation(eq, "a", l, [f"{A}^{{({l})}} = {a_tex}"]),

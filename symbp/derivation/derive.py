@@ -15,17 +15,13 @@ import sympy as sp
 from symbp.errors import SpecError
 from symbp.frontend.expr import parse_expression
 from symbp.frontend.spec import Arch
-from symbp.ir.naming import Layer, Role, array, matrix
+from symbp.ir.naming import Role, array
 from symbp.parallel import ordered_map
 from symbp.symbolic import memo
 from symbp.symbolic.activations import X, elementwise_expr
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation, derive_activation
 from symbp.symbolic.indexed import (
-    MAT_A,
-    MAT_DELTA,
-    MAT_W,
-    N_BATCH,
     LayerCalculus,
     layer_calculus,
 )
@@ -142,32 +138,3 @@ def derive(arch: Arch) -> Derivation:
 
 
 __all__ = ["Derivation", "derive", "unit_loss", "ARR_Y"]
-
-
-def general_batch(calc: LayerCalculus, row: bool) -> dict[str, sp.MatrixExpr]:
-    """The batch equations of a generic layer l in the given layout (for the document)."""
-    n_in, n_out, n_next = sp.symbols("n_in n_out n_next", integer=True, positive=True)
-
-    def stored(role: Role, layer: Layer, units: sp.Expr) -> sp.MatrixExpr:
-        shape = (N_BATCH, units) if row else (units, N_BATCH)
-        mat = matrix(role, layer, *shape)
-        return mat.T if row else mat
-
-    w, b = (
-        matrix(Role.WEIGHT, Layer.GENERAL, n_out, n_in),
-        matrix(Role.BIAS, Layer.GENERAL, n_out, 1),
-    )
-    a_prev, delta = (
-        stored(Role.ACTIVATION, Layer.PREVIOUS, n_in),
-        stored(Role.ERROR, Layer.GENERAL, n_out),
-    )
-    w_next = matrix(Role.WEIGHT, Layer.NEXT, n_next, n_out)
-    delta_next = stored(Role.ERROR, Layer.NEXT, n_next)
-    names = {MAT_W: w, MAT_A: a_prev, MAT_DELTA: delta}
-    back = calc.da_matrix.xreplace({MAT_W: w_next, MAT_A: a_prev, MAT_DELTA: delta_next})
-    return {
-        "z": _per_sample(w * a_prev + b * sp.OneMatrix(1, N_BATCH), row),
-        "back": _per_sample(back, row),
-        "dW": memo.doit(calc.dW_matrix.xreplace(names)),
-        "db": memo.doit(calc.db_matrix.xreplace(names)),
-    }

@@ -51,8 +51,6 @@ from symbp.symbolic.cse import common_subexpressions
 from symbp.symbolic.logits import LogitsError
 from symbp.symbolic.output import YHAT_VAR, is_softplus_log
 
-INDEX_STEPS = ("z_def", "dz_dW", "dz_db", "dz_da", "dL_dW", "dL_db", "dL_da")
-
 LOSS_NAMES = {
     "mse": "mean squared error",
     "bce": "binary cross-entropy",
@@ -343,7 +341,6 @@ class KindTools:
     in the document's notation, gradients, tangents and the R-operator."""
 
     _LAYERS = {"l": r"\ell", "l-1": r"\ell-1", "m": "m", "r": "r", "l+1": r"\ell+1"}
-    _BATCH = {"a": "A", "z": "Z", r"\delta": r"\Delta", "g": "G"}
 
     def __init__(self, n: Notation, row: bool, l2: bool) -> None:
         self.n, self.row, self.l2, self.images, self.inline = n, row, l2, False, False
@@ -352,7 +349,7 @@ class KindTools:
     def v(self, letter: str) -> str:
         return self.n.v(letter)
 
-    def arr(self, letter: str, layer: str, batch: bool = True) -> str:
+    def arr(self, letter: str, layer: str) -> str:
         """e.g. arr("A", "l-1") -> A^{(ell-1)}; arr("delta", "m") -> delta^{(m)}."""
         letter = {"Delta": r"\Delta", "delta": r"\delta"}.get(letter, letter)
         return f"{self.n.v(letter)}^{{({self._LAYERS[layer]})}}"
@@ -421,11 +418,9 @@ def _kinds(net: Network, tools: KindTools) -> list[dict]:
         tools.images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
         section = module.document_section(kind, tools)
         section["box"] = _box_rows(section["box"], section["shapes"])
-        title = "dense" if kind == "dense" else kind
         out.append(
             {
                 "kind": kind,
-                "title": f"\\texttt{{{title}}}" if False else title,
                 "fragment": module.FRAGMENT,
                 "on_images": tools.images,
                 **section,
@@ -516,7 +511,7 @@ def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
     for nd in net.nodes:
         node = nd.node
         kind = node.kind + (f" (from {node.inputs[1].layer})" if node.kind == "add" else "")
-        act = node.layer.activation
+        none = nd.act is not None and nd.act.passes_through  # f' = 1: no activation
         params = ", ".join(
             f"${n.v(PARAM_TEX[p.symbol])}^{{({node.index})}} "
             f"\\in \\mathbb{{R}}^{{{_times(p.shape)}}}$"
@@ -527,7 +522,7 @@ def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
                 str(node.index),
                 kind,
                 f"${_times(node.inputs[0].shape)}$ $\\to$ ${_times(node.z.shape)}$",
-                "$-$" if act == "identity" else _escape(act).replace("\\_", "\\_"),
+                "$-$" if none else _escape(node.layer.activation),
                 params or "$-$",
             ]
         )

@@ -30,19 +30,16 @@ BOX_WIDTH = 42
 SHORT = 30
 
 _GENERIC = r"\ell"
-# The equation of a kind's own section that holds its parameters' gradients.
-KIND_GRADIENTS = {"conv2d": "eq:conv2d-dW"}
 PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
 
 
 def _row(
-    tag: str, math: str, refs: list[str], where: str = "", span: bool = False, wide: bool = False
+    tag: str, math: str, refs: list[str], where: str = "", wide: bool = False
 ) -> dict[str, Any]:
     """One line of the box: its tag (BP1), the formula, the layers it holds for, the labels
-    (keys of the document's numbering) of the equations it summarises (`span`: the first and
-    the last of a range). What it holds for and the references go on a line of their own when
-    there is `where` or the formula is `wide`."""
-    return {"tag": tag, "math": math, "where": where, "refs": refs, "span": span, "wide": wide}
+    (keys of the document's numbering) of the equations it summarises. What it holds for
+    and the references go on a line of their own when the row is `wide`."""
+    return {"tag": tag, "math": math, "where": where, "refs": refs, "wide": wide}
 
 
 def _narrow() -> bool:

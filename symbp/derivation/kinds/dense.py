@@ -227,7 +227,7 @@ def document_section(kind: str, doc: Any) -> dict:
     shape = r"n \times {}" if doc.row else r"{} \times n"
     t = doc.tex
     # the summary's per-sample form: sums over the samples s of outer products
-    delta, a_in, w = doc.arr("delta", "l"), doc.arr("a", "l-1"), doc.arr("W", "l", batch=False)
+    delta, a_in, w = doc.arr("delta", "l"), doc.arr("a", "l-1"), doc.arr("W", "l")
     s_in, s_out = shape.format(r"n_{\ell-1}"), shape.format(r"n_{\ell}")
     return {
         "z_def": "z_{i,s} = " + t(calc.z_def, names=_OWN),
@@ -268,12 +268,12 @@ def document_section(kind: str, doc: Any) -> dict:
             names=_OWN,
             stack=True,
         ),
-        "send": rf"\left({doc.arr('W', 'm', batch=False)}\right){doc.t} {doc.arr('delta', 'm')}",
+        "send": rf"\left({doc.arr('W', 'm')}\right){doc.t} {doc.arr('delta', 'm')}",
         "grads": [
             (
                 doc.grad(w),
                 rf"\sum_{{s}} {delta}_s \left({a_in}_s\right){doc.t}{doc.decay(w)}",
             ),
-            (doc.grad(doc.arr("b", "l", batch=False)), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s"),
+            (doc.grad(doc.arr("b", "l")), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s"),
         ],
     }

@@ -343,7 +343,7 @@ class KindTools:
     _LAYERS = {"l": r"\ell", "l-1": r"\ell-1", "m": "m", "r": "r", "l+1": r"\ell+1"}
 
     def __init__(self, n: Notation, row: bool, l2: bool) -> None:
-        self.n, self.row, self.l2, self.images, self.inline = n, row, l2, False, False
+        self.n, self.row, self.l2, self.images = n, row, l2, False
         self.t = n.t
 
     def v(self, letter: str) -> str:
@@ -355,8 +355,6 @@ class KindTools:
         return f"{self.n.v(letter)}^{{({self._LAYERS[layer]})}}"
 
     def grad(self, of: str) -> str:
-        if self.inline:
-            return rf"\partial L / \partial {of}"
         return rf"\frac{{\partial L}}{{\partial {of}}}"
 
     def dot(self, of: str) -> str:
@@ -674,7 +672,8 @@ def document_context(
     kinds = kinds_of(net)
     tools = KindTools(notation, arch.layout == "row", bool(arch.l2))
     consumers, branching = _consumers_text(net)
-    summary = summary_context(d, net, T, notation, tools)
+    kind_sections = _kinds(net, tools)
+    summary = summary_context(d, net, T, notation, kind_sections)
     summary.update(consumers=consumers, branching=branching)
     sections = {
         "kinds": "Layer kinds",
@@ -731,7 +730,7 @@ def document_context(
         "summary": summary,
         "layer_rows": _layer_rows(net, notation),
         "notation_rows": _notation_rows(d, net, notation, kinds),
-        "kinds": _kinds(net, tools),
+        "kinds": kind_sections,
         "activations": [
             _activation_entry(a, eq) for a in d.activations.values() if not a.passes_through
         ],

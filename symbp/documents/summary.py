@@ -139,31 +139,24 @@ def _gradients(net: Network, grads: dict) -> list[dict]:
         layers = [nd.node.index for nd in net.nodes if nd.node.kind == kind and nd.node.params]
         if not layers:
             continue
-        for k, (lhs, rhs) in enumerate(formulas):
+        for k, (param, rhs) in enumerate(formulas):
             where = rf"\text{{{kind}}}, {_layers_text(layers)}" if k == len(formulas) - 1 else ""
             wide = bool(where) and _narrow()
-            rows.append(_row("", f"{lhs} = {rhs}", [f"eq:{kind}-box"], where, wide=wide))
+            math = rf"\partial L / \partial {param} = {rhs}"  # on one line in the box
+            rows.append(_row("", math, [f"eq:{kind}-box"], where, wide=wide))
     if rows:
         rows[0]["tag"] = "BP3, BP4"
     return rows
 
 
 def summary_context(
-    d: Derivation, net: Network, T: Callable[[sp.Basic], str], n: Notation, tools: Any
+    d: Derivation, net: Network, T: Callable[[sp.Basic], str], n: Notation, kinds: list[dict]
 ) -> dict[str, Any]:
     """The box's rows, top to bottom (BP1, BP2 and the derivatives it reads, BP3, BP4),
-    from the network's graph and each kind's document section."""
-    from symbp.derivation.kinds import kind_module
-    from symbp.derivation.numbering import kinds_of
-
-    sends, grads = {}, {}
-    tools.inline = True  # the box writes dL/dW on one line
-    for kind in kinds_of(net):
-        section = kind_module(kind).document_section(kind, tools)
-        sends[kind] = section["send"]
-        if section.get("grads"):
-            grads[kind] = section["grads"]
+    from the network's graph and each kind's document section (`kinds`: what each kind
+    sends back and its parameters' gradients)."""
+    sends = {k["kind"]: k["send"] for k in kinds}
+    grads = {k["kind"]: k["grads"] for k in kinds if k.get("grads")}
     rows = [_bp1(net.nodes[-1], T, n), *_bp2(net, d.activations, n, sends)]
-    tools.inline = False
     # two boxes, so that neither outgrows a page or a column
     return {"rows": rows, "grad_rows": _gradients(net, grads)}

@@ -195,5 +195,5 @@ def document_section(kind: str, doc: Any) -> dict:
             + rf" = \left[\sum_{{s,i,j}} \left({RD}\right)_{{s,o,i,j}}\right]_{{o}}",
         ],
         "send": rf"{doc.arr('delta', 'm')} {tstar} {rot}\left({doc.arr('W', 'm')}\right)",
-        "grads": [(doc.grad(W), kernel), (doc.grad(b), bias)],
+        "grads": [(W, kernel), (b, bias)],
     }

@@ -271,9 +271,9 @@ def document_section(kind: str, doc: Any) -> dict:
         "send": rf"\left({doc.arr('W', 'm')}\right){doc.t} {doc.arr('delta', 'm')}",
         "grads": [
             (
-                doc.grad(w),
+                w,
                 rf"\sum_{{s}} {delta}_s \left({a_in}_s\right){doc.t}{doc.decay(w)}",
             ),
-            (doc.grad(doc.arr("b", "l")), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s"),
+            (doc.arr("b", "l"), rf"\sum_{{s}} {doc.arr('delta', 'l')}_s"),
         ],
     }

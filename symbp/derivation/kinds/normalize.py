@@ -347,7 +347,7 @@ def document_section(kind: str, doc: Any) -> dict:
         # long: the summary names the box's line instead of repeating it
         "send": r"\text{the line } \partial L / \partial A^{(\ell-1)} \text{ of}",
         "grads": [
-            (doc.grad(gamma), rf"{total} \left({X} \odot {D}\right)_s"),
-            (doc.grad(beta), rf"{total} {D}_s"),
+            (gamma, rf"{total} \left({X} \odot {D}\right)_s"),
+            (beta, rf"{total} {D}_s"),
         ],
     }

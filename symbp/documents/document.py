@@ -689,7 +689,8 @@ def document_context(
     else:
         input_text = f"vectors of {shape[0]}"
     layers = [_node_entry(nd, net, eq, T) for nd in net.nodes] if show_layers else []
-    tangent_layers = _tangent_layers(net, T)
+    # the appendix's lines (each broken and its repeats named: work only --layers needs)
+    tangent_layers = _tangent_layers(net, T) if show_layers else []
     l2_params = ", ".join(
         sorted(
             {
@@ -739,7 +740,7 @@ def document_context(
         "show_layers": show_layers,
         "layers": layers,
         "tangent_layers": tangent_layers,
-        "dirac": show_layers and any(t["dirac"] for t in tangent_layers),
+        "dirac": any(t["dirac"] for t in tangent_layers),
         "graph": graph,
         "graph_text": graph["text"],
         "complexity": _complexity(net),

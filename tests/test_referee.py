@@ -117,3 +117,15 @@ def test_a_norms_equation_names_its_mean_and_deviation() -> None:
         r"\rho = \sqrt{\epsilon + \frac{\sum_{m=1}^{N} \left({x}_{m} - \mu\right)^{2}}{N}}" in lines
     )
     assert r"z_i = {\beta}_{i} + \frac{\left({x}_{i} - \mu\right) {\gamma}_{i}}{\rho}" in lines
+
+
+def test_the_markdown_numbers_tables_as_latex_does() -> None:
+    """LaTeX numbers the tables that have a caption, in order (the notation table has none):
+    the Markdown says the same numbers."""
+    files = generate(EXAMPLES / "lenet.yaml").files
+    tex, md = files["lenet.tex"], files["lenet.md"]
+    tables = re.findall(r"\\begin\{table\}.*?\\end\{table\}", tex, re.S)
+    captions = [c for t in tables for c in re.findall(r"\\caption\{([^}$]*)", t)]
+    assert len(captions) == 2 and len(tables) == 3  # layers, notation (none), cost
+    for number, caption in enumerate(captions, start=1):
+        assert f"Table {number}. {caption[:25]}" in md, (number, caption)

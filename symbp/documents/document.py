@@ -681,7 +681,8 @@ def document_context(
         "tangent": "Forward mode and second order",
         "layers": "Layer by layer",
     }
-    tables = {"layer-table": 1, "notation": 2, "cost": 3}
+    # the captioned tables, numbered as LaTeX numbers them (the notation table has no caption)
+    tables = {"layer-table": 1, "cost": 2}
     count = {k: sum(nd.node.kind == k for nd in net.nodes) for k in kinds}
     shape = net.nodes[0].node.inputs[0].shape
     if len(shape) > 1:

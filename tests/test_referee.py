@@ -129,3 +129,23 @@ def test_the_markdown_numbers_tables_as_latex_does() -> None:
     assert len(captions) == 2 and len(tables) == 3  # layers, notation (none), cost
     for number, caption in enumerate(captions, start=1):
         assert f"Table {number}. {caption[:25]}" in md, (number, caption)
+
+
+def test_theta_is_the_parameters_alone() -> None:
+    """Max pooling's derivative is written with the unit step, so theta keeps one meaning
+    (the parameters); the L2 penalty sums over the set of weights W."""
+    lenet = generate(EXAMPLES / "lenet.yaml").files["lenet.tex"]
+    assert r"\operatorname{step}\left(x_{00} - " in lenet
+    assert not re.search(r"\\theta\\left\(|\\theta\(", lenet)
+    arch = {
+        "name": "decayed",
+        "input": 3,
+        "layers": [{"units": 2, "activation": "tanh"}, {"units": 1}],
+        "loss": "mse",
+        "l2": 0.01,
+    }
+    from symbp.frontend.spec import arch_from_mapping
+
+    text = generate(arch_from_mapping(arch)).files["decayed.tex"]
+    assert r"\sum_{W \in \mathcal{W}} \left\lVert W \right\rVert_F^2" in text
+    assert r"\sum_{\theta}" not in text

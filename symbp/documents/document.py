@@ -597,8 +597,8 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
     if "maxpool2d" in kinds:
         rows.append(
             [
-                r"$\operatorname{route}$, $\operatorname{pick}$, $\theta$",
-                "max pooling's routing to the first maximum and its tangent; the step function",
+                r"$\operatorname{route}$, $\operatorname{pick}$, $\operatorname{step}$",
+                "max pooling's routing to the first maximum and its tangent; the unit step",
             ]
         )
     if "avgpool2d" in kinds:
@@ -606,18 +606,16 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
     if "flatten" in kinds:
         rows.append([r"$\operatorname{vec}$", "an image read as a vector, C order"])
     if d.arch.l2:
-        rows.append([r"$\lambda$", "the weight of the $L_2$ penalty"])
+        rows.append([r"$\lambda$, $\mathcal{W}$", "the $L_2$ penalty's weight and its weights"])
     rows.append(
         [
             r"$t$, $\dot u$, $\mathcal{R}\lbrace u \rbrace$",
-            r"the step along a direction; $du/dt$ in forward mode; $du/dt$ of a backward quantity",
+            r"the distance along a direction; $du/dt$ forward; $du/dt$ of a backward quantity",
         ]
     )
     rows.append(
         [
-            r"$\theta$, $\nabla^2_\theta L$, $v$"
-            if "maxpool2d" not in kinds
-            else r"$\nabla^2_\theta L$, $v$",
+            r"$\theta$, $\nabla^2_\theta L$, $v$",
             "the parameters, the Hessian of the loss, a direction",
         ]
     )

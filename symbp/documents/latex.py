@@ -331,6 +331,11 @@ class SeedLatexPrinter(LatexPrinter):
             inner = rf"\left({inner}\right)"
         return inner + self.transpose
 
+    def _print_Heaviside(self, expr: sp.Heaviside, exp: Any = None) -> str:
+        """step(u), the unit step: theta is the parameters in the documents."""
+        text = rf"\operatorname{{step}}\left({self._print(expr.args[0])}\right)"
+        return rf"{text}^{{{exp}}}" if exp else text
+
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: Any = None) -> str:
         """Iverson bracket [i = q]: the letter delta is reserved for the error terms."""
         i, j = (self._print(a) for a in expr.args)
@@ -533,7 +538,7 @@ def measure(glyphs: float) -> Iterator[None]:
 # The glyphs of a function's printed name (sin, \\operatorname{atan}), 3 for the others.
 _NAME_GLYPHS: dict[Any, float] = {
     sp.sin: 3, sp.cos: 3, sp.tan: 3, sp.log: 3, sp.erf: 3, sp.Abs: 0, sp.sign: 3,
-    sp.sinh: 4, sp.cosh: 4, sp.tanh: 4, sp.sech: 4, sp.atan: 4, sp.Heaviside: 1,
+    sp.sinh: 4, sp.cosh: 4, sp.tanh: 4, sp.sech: 4, sp.atan: 4, sp.Heaviside: 4,
     sp.Max: 3, sp.Min: 3, sp.DiracDelta: 2,
 }  # fmt: skip
 

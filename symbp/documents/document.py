@@ -531,10 +531,10 @@ def _times(shape: tuple[int, ...]) -> str:
     return r" \times ".join(map(str, shape))
 
 
-def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -> list[list[str]]:
+def _notation_rows(d: Derivation, kinds: list[str], tools: KindTools) -> list[list[str]]:
     """The symbols the document uses, each with its one meaning: the general ones, then
     those of the kinds, activations and loss the network has."""
-    v, t = n.v, n.t
+    v, t = tools.v, tools.t
     rows = [
         [f"${v('x')} = {v('a')}^{{(0)}}$, ${v('y')}$", "one input sample and its target"],
         ["$n$, $s$", "the batch size; a sample's index"],
@@ -563,48 +563,11 @@ def _notation_rows(d: Derivation, net: Network, n: Notation, kinds: list[str]) -
         ],
         ["$[i = j]$", "1 when $i = j$, else 0 (Iverson's bracket)"],
     ]
-    if any(k in ("dense", "conv2d") for k in kinds):
-        rows.append(
-            [
-                f"${v('W')}^{{(\\ell)}}$, ${v('b')}^{{(\\ell)}}$",
-                r"the weights and biases of layer $\ell$",
-            ]
-        )
-    if any(k in ("layernorm", "batchnorm") for k in kinds):
-        rows.append(
-            [
-                r"$\gamma$, $\beta$, $\mu$, $\rho$, $\hat x$, $\epsilon$",
-                "a normalisation's scale, shift, mean, standard deviation, normalised input, "
-                "and the constant added to the variance",
-            ]
-        )
-    if any(k in ("conv2d", "maxpool2d", "avgpool2d", "flatten") for k in kinds):
-        rows.append(["$C$, $h$, $w$; $c$", "an image's channels, height, width; a channel"])
-        rows.append(
-            ["$(i, j)$, $h_o$, $w_o$", "an output position and the output's height and width"]
-        )
-    if "conv2d" in kinds:
-        rows.append(
-            ["$F$, $o$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"]
-        )
-        rows.append(["$(p, q)$; $S$, $P$", "a kernel offset; the stride and the padding"])
-        rows.append(
-            [
-                r"$\star$, $\tilde\star$, $\operatorname{rot}_{180}$",
-                "correlation, transposed correlation, flipped kernel (section on conv2d)",
-            ]
-        )
-    if "maxpool2d" in kinds:
-        rows.append(
-            [
-                r"$\operatorname{route}$, $\operatorname{pick}$, $\operatorname{step}$",
-                "max pooling's routing to the first maximum and its tangent; the unit step",
-            ]
-        )
-    if "avgpool2d" in kinds:
-        rows.append([r"$\operatorname{spread}$", "average pooling's backward pass"])
-    if "flatten" in kinds:
-        rows.append([r"$\operatorname{vec}$", "an image read as a vector, C order"])
+    # each kind's own symbols, in the order the kinds appear; a row two kinds share once
+    for kind in kinds:
+        for symbols, meaning in kind_module(kind).notation(kind, tools):
+            if [symbols, meaning] not in rows:
+                rows.append([symbols, meaning])
     if d.arch.l2:
         rows.append([r"$\lambda$, $\mathcal{W}$", "the $L_2$ penalty's weight and its weights"])
     rows.append(
@@ -729,7 +692,7 @@ def document_context(
         "sym": notation.letters(),
         "summary": summary,
         "layer_rows": _layer_rows(net, notation),
-        "notation_rows": _notation_rows(d, net, notation, kinds),
+        "notation_rows": _notation_rows(d, kinds, tools),
         "kinds": kind_sections,
         "activations": [
             _activation_entry(a, eq) for a in d.activations.values() if not a.passes_through

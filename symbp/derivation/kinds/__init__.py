@@ -2,7 +2,9 @@
 
 `kind_module(type)` is the module of a layer type; each provides `forward`, `backward`,
 `tangents` (see symbp.derivation.kinds.dense for the contract), `cost` (multiply-adds per sample),
-`document_section` (its derivation laid out for the document, or None), optionally
+`document_section` (its derivation laid out for the document), `notation` (the rows of
+symbols it adds to the document's notation table), `document_labels` and `tangent_labels`
+(its numbered equations), optionally
 `eval_forward` (the evaluation mode's forward statements) and `state_updates` (the state a
 training step updates), and `KEYS` (its
 keys in arch.yaml; their checks are in symbp.frontend.kind_keys).

@@ -51,6 +51,11 @@ def cost(node: Node) -> Cost:
 FRAGMENT = "add"
 
 
+def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
+    """None of its own: r, the layer `from` names, is defined where it is used."""
+    return []
+
+
 def document_labels(kind: str) -> tuple[str, ...]:
     """The numbered equations of the kind's section, in order (the box last)."""
     return ("eq:add-index", "eq:add-box")

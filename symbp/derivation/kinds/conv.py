@@ -16,6 +16,7 @@ import sympy as sp
 
 from symbp.derivation.context import Context, Cost, node_symbols
 from symbp.derivation.derive import L2_WEIGHT
+from symbp.derivation.kinds.notation import IMAGE_NOTATION, weights_notation
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
 from symbp.ir.image_ops import (
@@ -134,6 +135,20 @@ def cost(node: Node) -> Cost:
 
 
 FRAGMENT = "conv2d"
+
+
+def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
+    """The symbols the kind adds to the document's notation table."""
+    return [
+        weights_notation(doc),
+        *IMAGE_NOTATION,
+        ("$F$, $o$; $k_h$, $k_w$", "the filters and a filter; the kernel's height and width"),
+        ("$(p, q)$; $S$, $P$", "a kernel offset; the stride and the padding"),
+        (
+            r"$\star$, $\tilde\star$, $\operatorname{rot}_{180}$",
+            "correlation, transposed correlation, flipped kernel (section on conv2d)",
+        ),
+    ]
 
 
 def document_labels(kind: str) -> tuple[str, ...]:

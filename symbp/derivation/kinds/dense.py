@@ -15,6 +15,7 @@ import sympy as sp
 
 from symbp.derivation.context import Context, Cost, node_symbols
 from symbp.derivation.derive import L2_WEIGHT, _per_sample
+from symbp.derivation.kinds.notation import weights_notation
 from symbp.derivation.tangent import MAT_BD, tangent_calculus
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
@@ -200,6 +201,11 @@ _OWN = {
     "Rdelta": r"\mathcal{R}\delta^{(\ell)}",
     "n_out": r"n_{\ell}",
 }
+
+
+def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
+    """The symbols the kind adds to the document's notation table."""
+    return [weights_notation(doc)]
 
 
 def document_labels(kind: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from typing import Any
 import sympy as sp
 
 from symbp.derivation.context import Context, Cost, node_symbols
+from symbp.derivation.kinds.notation import IMAGE_NOTATION
 from symbp.derivation.nodes import add_derivative
 from symbp.ir.graph import Node
 from symbp.ir.naming import Role
@@ -44,6 +45,11 @@ def cost(node: Node) -> Cost:
 
 
 FRAGMENT = "flatten"
+
+
+def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
+    """The symbols the kind adds to the document's notation table."""
+    return [IMAGE_NOTATION[0], (r"$\operatorname{vec}$", "an image read as a vector, C order")]
 
 
 def document_labels(kind: str) -> tuple[str, ...]:

@@ -279,6 +279,17 @@ _DOTS = {"gammad": r"\dot\gamma", "betad": r"\dot\beta"}
 FRAGMENT = "normalize"
 
 
+def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
+    """The symbols the kind adds to the document's notation table."""
+    return [
+        (
+            r"$\gamma$, $\beta$, $\mu$, $\rho$, $\hat x$, $\epsilon$",
+            "a normalisation's scale, shift, mean, standard deviation, normalised input, "
+            "and the constant added to the variance",
+        )
+    ]
+
+
 def document_labels(kind: str) -> tuple[str, ...]:
     """The numbered equations of the kind's section, in order (the box last)."""
     return (f"eq:{kind}-z", f"eq:{kind}-vjp", f"eq:{kind}-box")

@@ -18,6 +18,7 @@ from typing import Any
 import sympy as sp
 
 from symbp.derivation.context import Context, Cost, node_symbols
+from symbp.derivation.kinds.notation import IMAGE_NOTATION
 from symbp.errors import DerivationError
 from symbp.ir.graph import Node
 from symbp.ir.image_ops import (
@@ -116,6 +117,18 @@ def cost(node: Node) -> Cost:
 
 
 FRAGMENT = "pool"
+
+
+def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
+    """The symbols the kind adds to the document's notation table."""
+    if kind == "maxpool2d":
+        own = (
+            r"$\operatorname{route}$, $\operatorname{pick}$, $\operatorname{step}$",
+            "max pooling's routing to the first maximum and its tangent; the unit step",
+        )
+    else:
+        own = (r"$\operatorname{spread}$", "average pooling's backward pass")
+    return [*IMAGE_NOTATION, own]
 
 
 def document_labels(kind: str) -> tuple[str, ...]:

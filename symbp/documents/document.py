@@ -449,7 +449,8 @@ def _graph(net: Network) -> dict[str, Any]:
     nodes.append({"x": x, "text": "L", "param": "y", "dots": False})
     skips: list[dict[str, Any]] = []
     for nd in net.nodes:
-        if nd.node.kind == "add" and nd.node.index in where:
+        # a node reading a second tensor (an add's `from`) draws a skip from it
+        if len(nd.node.inputs) > 1 and nd.node.index in where:
             source = nd.node.inputs[1].layer
             if source in where and source != nd.node.index - 1:
                 start, end = where[source], where[nd.node.index] - 17
@@ -459,7 +460,7 @@ def _graph(net: Network) -> dict[str, Any]:
     text = " -> ".join(n["text"].replace("^{(", "(").replace(")}", ")") for n in nodes)
     text = text.replace("\\cdots", "...")
     for nd in net.nodes:
-        if nd.node.kind == "add":
+        if len(nd.node.inputs) > 1:
             text += f"; a({nd.node.inputs[1].layer}) -> z({nd.node.index})"
     width = x + 12
     # The unit is a fraction of the line width, so the figure fits a column of any width:
@@ -508,7 +509,8 @@ def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
     rows = []
     for nd in net.nodes:
         node = nd.node
-        kind = node.kind + (f" (from {node.inputs[1].layer})" if node.kind == "add" else "")
+        skip = f" (from {node.inputs[1].layer})" if len(node.inputs) > 1 else ""
+        kind = node.kind + skip
         none = nd.act is not None and nd.act.passes_through  # f' = 1: no activation
         params = ", ".join(
             f"${n.v(PARAM_TEX[p.symbol])}^{{({node.index})}} "

@@ -101,6 +101,28 @@ def _broken(head: str, expr: sp.Expr) -> Display:
     return Display(head, tuple(tex_lines(expr, False, {}, frozenset(), line_width() - 10)))
 
 
+HEAD_WIDTH = 6  # the glyphs of a head such as "f'(x) = "
+
+
+def _side_by_side(items: list[tuple[str, sp.Expr]]) -> list[Any]:
+    """Displays head + expr, those that fit a line each packed side by side (", \\qquad"
+    between them) while the line has room; long ones broken on lines of their own."""
+    out: list[Any] = []
+    used = line_width()
+    for head, expr in items:
+        size = width(expr) + HEAD_WIDTH
+        if size > line_width() - 10:
+            out.append(_broken(head, expr))
+            used = line_width()
+        elif out and isinstance(out[-1], str) and used + size + 4 <= line_width() - 10:
+            out[-1] += rf", \qquad {head}{tex(expr)}"
+            used += size + 4
+        else:
+            out.append(f"{head}{tex(expr)}")
+            used = size
+    return out
+
+
 def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
     """f, f' as SymPy returned it, and the form the code uses."""
     x = sp.Symbol("x", real=True)
@@ -121,6 +143,9 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "needs": act.needs,
         "method": act.method,
         "second": _broken("f''(x) = ", second_derivative_shown(act.f, x)),
+        "lines": _side_by_side(
+            [("f(x) = ", f), ("f'(x) = ", raw), ("f''(x) = ", second_derivative_shown(act.f, x))]
+        ),
         "uses_x": act.backward_form.has(x),
         **_kept_entry(act, x),
         "check": tex(sp.Eq(act.in_a.subs(A_SCALAR, act.f), act.simplified, evaluate=False))
@@ -381,6 +406,11 @@ class KindTools:
         if stack:
             return Display(head + " = ", tuple(lines))
         return Display(head, tuple(lines))
+
+    def together(self, *parts: str) -> list[str]:
+        """Short equations on one line of a page-wide display (", \\qquad" between them),
+        one per line in a column of a two-column paper."""
+        return [r", \qquad ".join(parts)] if line_width() > COLUMN_WIDTH else list(parts)
 
     def lines(self, head: str, *parts: str) -> Display:
         """head + parts written one under the other (a sum of long terms); on a page-wide

@@ -236,13 +236,23 @@ def document_section(kind: str, doc: Any) -> dict:
     delta, a_in, w = doc.arr("delta", "l"), doc.arr("a", "l-1"), doc.arr("W", "l")
     s_in, s_out = shape.format(r"n_{\ell-1}"), shape.format(r"n_{\ell}")
     return {
-        "z_def": "z_{i,s} = " + t(calc.z_def, names=_OWN),
-        "dz_dW": r"\frac{\partial z_{i,s}}{\partial W_{q,r}} = " + t(calc.dz_dW, names=_OWN),
-        "dz_db": r"\frac{\partial z_{i,s}}{\partial b_{q}} = " + t(calc.dz_db, names=_OWN),
-        "dz_da": r"\frac{\partial z_{i,s}}{\partial a_{r,s}} = " + t(calc.dz_da, names=_OWN),
-        "dL_da": r"\frac{\partial L}{\partial a^{(\ell-1)}_{r,s}} = " + t(calc.dL_da, names=_OWN),
-        "dL_dW": r"\frac{\partial L}{\partial W^{(\ell)}_{q,r}} = " + t(calc.dL_dW, names=_OWN),
-        "dL_db": r"\frac{\partial L}{\partial b^{(\ell)}_{q}} = " + t(calc.dL_db, names=_OWN),
+        "index": [
+            "z_{i,s} = " + t(calc.z_def, names=_OWN),
+            *doc.together(
+                r"\frac{\partial z_{i,s}}{\partial W_{q,r}} = " + t(calc.dz_dW, names=_OWN),
+                r"\frac{\partial z_{i,s}}{\partial b_{q}} = "
+                + t(calc.dz_db, names=_OWN)
+                + r", \qquad \frac{\partial z_{i,s}}{\partial a_{r,s}} = "
+                + t(calc.dz_da, names=_OWN),
+            ),
+        ],
+        "sums": [
+            r"\frac{\partial L}{\partial a^{(\ell-1)}_{r,s}} = " + t(calc.dL_da, names=_OWN),
+            *doc.together(
+                r"\frac{\partial L}{\partial W^{(\ell)}_{q,r}} = " + t(calc.dL_dW, names=_OWN),
+                r"\frac{\partial L}{\partial b^{(\ell)}_{q}} = " + t(calc.dL_db, names=_OWN),
+            ),
+        ],
         "box": [
             (Z, t(z, batch=True)),
             (doc.grad(A), t(back, batch=True)),

@@ -331,15 +331,16 @@ def _buffers(workspace, batch):
     """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
     if workspace is None:
         return {}
+    made = workspace.get("batch")
     if workspace.get("network") != _NETWORK:
         raise WorkspaceError(
             f"the workspace was made for another network ({workspace.get('network')}), "
             f"not {_NETWORK}: pass this module's make_workspace({batch})",
             batch,
         )
-    if workspace.get("batch") != batch:
+    if made != batch:
         raise WorkspaceError(
-            f"the workspace was made for batches of {workspace.get('batch')} samples, "
+            f"the workspace was made for batches of {made} samples, "
             f"this batch has {batch}: pass make_workspace({batch})",
             batch,
         )

@@ -47,9 +47,9 @@ def import_path(path: Path) -> ModuleType:
     return module
 
 
-def targets(arch: Arch, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+def targets(arch: Arch, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Random targets that suit the loss: probabilities, binary-ish, or real values."""
-    unit_axis = 1 if arch.layout == "row" else 0
+    unit_axis = len(shape) - 1 if arch.layout == "row" else 0
     if arch.loss.kind == "cross_entropy":
         raw = np.exp(rng.standard_normal(shape))
         return raw / raw.sum(axis=unit_axis, keepdims=True)
@@ -65,6 +65,9 @@ def random_problem(module: ModuleType, arch: Arch, seed: int, n: int) -> tuple[d
     params = {k: v + 0.1 * rng.standard_normal(v.shape) for k, v in params.items()}
     d, k = arch.layer_sizes[0], arch.layer_sizes[-1]
     row = arch.layout == "row"
+    if arch.positions:  # sequences (n, T, d) with targets (n, T, k)
+        shape_in, shape_out = arch.layer_shapes[0], arch.layer_shapes[-1]
+        return params, rng.standard_normal((n, *shape_in)), targets(arch, rng, (n, *shape_out))
     X = rng.standard_normal((n, d) if row else (d, n))
     Y = targets(arch, rng, (n, k) if row else (k, n))
     return params, X, Y

@@ -112,12 +112,27 @@ def shrink(arch: Arch, max_units: int) -> Arch:
     max_units channels and filters."""
     if arch.images:
         return _shrink_images(arch, max_units)
+    if arch.positions:
+        return _shrink_sequences(arch, max_units)
     if max(arch.layer_sizes) <= max_units:
         return arch
     layers = tuple(
         dataclasses.replace(layer, units=min(layer.units, max_units)) for layer in arch.layers
     )
     return dataclasses.replace(arch, input=min(arch.input, max_units), layers=layers)
+
+
+def _shrink_sequences(arch: Arch, max_units: int) -> Arch:
+    """The network of one position, in row layout: every layer of a sequence network acts
+    at each position alone, so on the n*T rows of its positions it is this vector network
+    (the same derivation, the same 1/(n T) for a mean), features cut to max_units."""
+    doc = _image_doc(arch, (), max_units)
+    doc["input"] = min(arch.input_shape[-1], max_units)
+    doc["layout"] = "row"
+    for entry, layer in zip(doc["layers"], arch.layers, strict=True):
+        if layer.type == "dense":
+            entry["units"] = min(layer.out_shape[-1], max_units)
+    return arch_from_mapping(doc)
 
 
 def _shrink_images(arch: Arch, max_units: int) -> Arch:
@@ -131,7 +146,7 @@ def _shrink_images(arch: Arch, max_units: int) -> Arch:
     return arch
 
 
-def _image_doc(arch: Arch, shape: tuple[int, int, int], max_units: int) -> dict:
+def _image_doc(arch: Arch, shape: tuple[int, ...], max_units: int) -> dict:
     """arch as a mapping, on an input of `shape`, channels and units cut to max_units."""
     layers = []
     for layer in arch.layers:

@@ -45,7 +45,9 @@ class Context:
         """A<k> for a^(k), bound as a per-sample array."""
         what = "the input" if tensor.layer == 0 else f"activation of layer {tensor.layer}"
         symbol = array(Role.ACTIVATION, tensor.layer)
-        return self.bindings.add(symbol, Kind.SAMPLES, tensor.size, what, Family.FORWARD, tensor)
+        return self.bindings.add(
+            symbol, Kind.SAMPLES, tensor.row_size, what, Family.FORWARD, tensor
+        )
 
     def samples(
         self,
@@ -88,7 +90,7 @@ class Context:
             return sp.S.Zero
         l = tensor.layer
         return self.samples(
-            array(Role.TANGENT_A, l), tensor.size, f"tangent of a{l}", Family.TANGENT
+            array(Role.TANGENT_A, l), tensor.row_size, f"tangent of a{l}", Family.TANGENT
         )
 
 
@@ -106,7 +108,7 @@ def param_symbol(ctx: Context, param: Tensor, direction: bool = False) -> sp.Sym
 
 def node_symbols(ctx: Context, node: Node) -> dict[Role, sp.Symbol]:
     """The symbols every kind shares: z, a, delta, G (incoming dL/da), and their tangents."""
-    l, n = node.index, node.z.size
+    l, n = node.index, node.z.row_size
     F = Family
     g_tex, g_batch = rf"g^{{({l})}}", rf"G^{{({l})}}"
     return {

@@ -41,7 +41,7 @@ def derive_network(d: Derivation, graph: Graph | None = None) -> Network:
     """Every node's equations for the derivation's architecture."""
     graph = graph or build_graph(d.arch)
     ctx = Context(graph, d.activations, d.output, Bindings())
-    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.size, "the targets", Family.DATA)
+    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.row_size, "the targets", Family.DATA)
     nodes = tuple(_node(ctx, d, node) for node in graph.nodes)
     return Network(graph, nodes, ctx.bindings)
 
@@ -56,7 +56,7 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
     tangent, r_grads, r_backs = module.tangents(ctx, node)
     s = node_symbols(ctx, node)
     if is_output:
-        units = sp.Integer(node.z.size)
+        units = sp.Integer(node.z.row_size)
         delta = at_layer(d.output.delta_array, l).xreplace({N_UNITS: units})
     else:
         assert act is not None
@@ -119,7 +119,7 @@ def _kept(
     if not any(e.has(t) for e in out):
         return None
     what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"
-    ctx.samples(t, node.z.size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
+    ctx.samples(t, node.z.row_size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
     return (t, value), tuple(out)
 
 

@@ -678,7 +678,9 @@ def document_context(
     tables = {"layer-table": 1, "cost": 2}
     count = {k: sum(nd.node.kind == k for nd in net.nodes) for k in kinds}
     shape = net.nodes[0].node.inputs[0].shape
-    if len(shape) > 1:
+    if len(shape) == 2:
+        input_text = f"sequences of $T = {shape[0]}$ positions of {shape[1]} features"
+    elif len(shape) > 1:
         input_text = "images of $" + _times(shape) + "$"
     else:
         input_text = f"vectors of {shape[0]}"
@@ -708,7 +710,8 @@ def document_context(
         "n_layers": len(net.nodes),
         "kind_counts": ", ".join(f"{c} {k}" for k, c in count.items()),
         "input_text": input_text,
-        "has_images": len(shape) > 1,
+        "has_images": len(shape) == 3,
+        "positions": arch.positions,
         "has_softmax_hidden": any(nd.act is None and not nd.is_output for nd in net.nodes),
         "eq": eq,
         "eqn": eq,  # the same, under a name the Markdown layout's eq macro does not shadow

@@ -38,9 +38,10 @@ class KindKeys:
 
 
 def _dense_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
-    """W (units, inputs) and b (units,) unless bias: false."""
-    n = layer.units
-    return [("W", (n, shape_in[0]), True)] + ([("b", (n,), False)] if layer.bias else [])
+    """W (units, inputs) and b (units,) unless bias: false; on a sequence (T, d), the units
+    and inputs of one position."""
+    n = layer.out_shape[-1]
+    return [("W", (n, shape_in[-1]), True)] + ([("b", (n,), False)] if layer.bias else [])
 
 
 def _conv_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
@@ -57,8 +58,8 @@ def _norm_parameters(per_channel: bool) -> Callable[[Any, tuple[int, ...]], list
     def parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
         if len(shape_in) == 3:
             shape = (shape_in[0],) if per_channel else shape_in
-        else:
-            shape = (layer.units,)
+        else:  # a vector, or each position of a sequence
+            shape = (shape_in[-1],)
         return [("gamma", shape, False), ("beta", shape, False)]
 
     return parameters

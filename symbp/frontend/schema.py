@@ -110,12 +110,13 @@ def arch_schema() -> dict[str, Any]:
             "layout": {"enum": list(spec.LAYOUTS), "default": "column"},
             "dtype": {"enum": list(spec.DTYPES), "default": "float64"},
             "input": {
-                "description": "The size of a sample, or [C, H, W] for images (layout: row).",
+                "description": "The size of a sample, [T, d] for a sequence of T positions "
+                "(row layout), or [C, H, W] for images (layout: row).",
                 "anyOf": [
                     {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
                     {
                         "type": "array",
-                        "minItems": 3,
+                        "minItems": 2,
                         "maxItems": 3,
                         "items": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
                     },

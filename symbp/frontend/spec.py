@@ -128,7 +128,7 @@ class Arch:
     reduction: str = "mean"
     l2: float = 0.0
     activations: tuple[tuple[str, str], ...] = ()  # custom activations (name, source), sorted
-    input_shape: tuple[int, ...] = ()  # (C, H, W) for an image input; () a vector
+    input_shape: tuple[int, ...] = ()  # (C, H, W) an image, (T, d) a sequence; () a vector
     source: str = field(default="<memory>", compare=False)  # the file name as given
     source_sha256: str = field(default="", compare=False, repr=False)  # "" when from a dict
     marks: tuple[tuple[str, int, int], ...] = field(default=(), compare=False, repr=False)
@@ -142,6 +142,12 @@ class Arch:
     def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
         """The per-sample shape after each layer, input first."""
         return (self.input_shape or (self.input,), *(layer.out_shape for layer in self.layers))
+
+    @property
+    def positions(self) -> int:
+        """T for a sequence input (T, d): each sample is computed as the T rows of its
+        positions; 0 for a vector or an image."""
+        return self.input_shape[0] if len(self.input_shape) == 2 else 0
 
     @property
     def images(self) -> bool:
@@ -328,7 +334,16 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     declared = doc.get("activations")
     custom = _custom_activations(c, {} if declared is None else declared)
     shape = _input_shape(c, doc)
-    layout = c.choice(doc.get("layout", "column"), "layout", LAYOUTS, "layout")
+    sequence = len(shape) == 2
+    layout = c.choice(
+        doc.get("layout", "row" if sequence else "column"), "layout", LAYOUTS, "layout"
+    )
+    if sequence and layout != "row":
+        raise c.fail(
+            "layout",
+            "a sequence input [T, d] is row layout (one sample, then its T positions, first)",
+            "remove  layout: column  (or write layout: row)",
+        )
     if len(shape) == 3 and layout != "row":
         raise c.fail(
             "layout" if "layout" in doc else "input",
@@ -338,7 +353,7 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     arch = Arch(
         name=_name(c, doc, source),
         input=math.prod(shape),
-        input_shape=shape if len(shape) == 3 else (),
+        input_shape=shape if len(shape) in (2, 3) else (),
         layers=_layers(c, doc["layers"], custom, shape),
         loss=_loss(c, doc["loss"]),
         layout=layout,
@@ -361,22 +376,25 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
 
 
 def _input_shape(c: _Checker, doc: Mapping[str, Any]) -> tuple[int, ...]:
-    """(d,) for a vector input, (C, H, W) for an image input: [C, H, W]."""
+    """(d,) for a vector input, (T, d) for a sequence: [T, d], (C, H, W) for an image:
+    [C, H, W]."""
     value = doc["input"]
     if not isinstance(value, Sequence) or isinstance(value, str):
         return (c.integer(value, "input", 1, MAX_UNITS),)
-    if len(value) != 3:
+    if len(value) not in (2, 3):
         raise c.fail(
             "input",
-            f"an image input is a list of three sizes [C, H, W], got {len(value)} items",
-            "write e.g.  input: [1, 28, 28]  (channels, height, width), or one number",
+            f"a sequence input is [T, d] and an image input [C, H, W], got {len(value)} items",
+            "write e.g.  input: [16, 8]  (positions, features), input: [1, 28, 28]  (channels, "
+            "height, width), or one number",
         )
     shape = tuple(c.integer(v, f"input[{k}]", 1, MAX_UNITS) for k, v in enumerate(value))
+    what = "sequence" if len(shape) == 2 else "image"
     if math.prod(shape) > MAX_UNITS:
         raise c.fail(
             "input",
-            f"the image has {math.prod(shape):,} values per sample (at most {MAX_UNITS:,})",
-            "use a smaller image",
+            f"the {what} has {math.prod(shape):,} values per sample (at most {MAX_UNITS:,})",
+            f"use a smaller {what}",
         )
     return shape
 
@@ -507,7 +525,7 @@ def _layers(
         if layer.name is not None:
             shapes[layer.name] = layer.out_shape
         layers.append(layer)
-    if len(layers[-1].out_shape) != 1:
+    if len(layers[-1].out_shape) == 3:
         raise c.fail(
             f"layers[{len(layers) - 1}]",
             f"the network ends in an image {_shape_text(layers[-1].out_shape)}; "
@@ -523,14 +541,24 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 def _check_input_kind(c: _Checker, path: str, kind: str, previous: tuple[int, ...]) -> None:
-    """Image kinds read an image [C, H, W]; dense and the norms a vector (for now)."""
-    image = len(previous) == 3
+    """Image kinds read an image [C, H, W]; dense and the norms a vector or a sequence (at
+    each position); batch norm not a sequence."""
+    image, sequence = len(previous) == 3, len(previous) == 2
     if KINDS[kind].image and not image:
+        what = "sequence" if sequence else "vector"
         raise c.fail(
             f"{path}.type",
-            f"a {kind} layer reads an image [C, H, W], but its input is the vector "
+            f"a {kind} layer reads an image [C, H, W], but its input is the {what} "
             f"{_shape_text(previous)}",
-            "declare the input as [C, H, W] and keep image layers before the flatten",
+            "a sequence's layers are dense, layernorm and add, each acting at every position"
+            if sequence
+            else "declare the input as [C, H, W] and keep image layers before the flatten",
+        )
+    if sequence and kind == "batchnorm":
+        raise c.fail(
+            f"{path}.type",
+            f"batch norm is not defined here for the sequence {_shape_text(previous)}",
+            "use  type: layernorm  (it normalises each position over its features)",
         )
     if image and kind == "dense":
         raise c.fail(
@@ -569,9 +597,18 @@ def _layer_fields(
         return lambda message, fix: c.fail(f"{path}.{key}", message, fix)
 
     units, bias, source, eps = math.prod(previous), True, None, DEFAULT_EPS
-    shape, window = previous if len(previous) == 3 else (), None
+    shape, window = previous if len(previous) in (2, 3) else (), None
     if kind == "dense":
         units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
+        if len(previous) == 2:  # a sequence: the same dense layer at every position
+            shape = (previous[0], units)
+            if math.prod(shape) > MAX_UNITS:
+                raise c.fail(
+                    f"{path}.units",
+                    f"the layer's output has {math.prod(shape):,} values per sample (at most "
+                    f"{MAX_UNITS:,})",
+                    "use fewer units",
+                )
     if kind in ("dense", "conv2d"):
         bias = check_bias(entry.get("bias", True), fail("bias"))
     if kind == "add":

@@ -62,6 +62,17 @@ class Tensor:
         return math.prod(self.shape)
 
     @property
+    def sequence(self) -> bool:
+        """A per-sample sequence (T, d): the code holds it as T rows of d, one per position."""
+        return self.role != Role.PARAMETER and len(self.shape) == 2
+
+    @property
+    def row_size(self) -> int:
+        """Entries in one stored row: d for a sequence (one row per position), the whole
+        sample otherwise (an image's C*H*W entries in one row)."""
+        return self.shape[-1] if self.sequence else self.size
+
+    @property
     def image(self) -> bool:
         return self.role != Role.PARAMETER and len(self.shape) == 3
 

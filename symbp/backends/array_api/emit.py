@@ -162,6 +162,17 @@ def module_context(p: Program) -> dict[str, Any]:
     # an image input may come as (n, C, H, W): each sample is read as its C*H*W entries
     reader = e.printer.call("_as", "X", "first")
     context["input_line"] = e.printer.call("_rows", reader) if arch.input_shape else reader
+    context["targets_line"] = e.printer.call("_as", "Y", "first")
+    context["yhat"] = "{}"
+    if arch.positions:  # a sequence network: (n, T, ...) in and out, n*T rows inside
+        shape_in, shape_out = arch.layer_shapes[0], arch.layer_shapes[-1]
+        ids = arch.loss.kind == "cross_entropy"
+        context["input_line"] = f"_sequence_rows(xp, {reader}, {shape_in})"
+        context["targets_line"] = (
+            f"_sequence_targets(xp, {context['targets_line']}, {shape_out}, {ids})"
+        )
+        context["yhat"] = f"_sequences(xp, {{}}, {shape_out})"
+        e.printer.used.update({"_sequence_rows", "_sequence_targets", "_sequences"})
     helpers = [*e.printer.used, *runtime.TEMPLATE_CALLS]
     context["runtime"] = helper_source(helpers, runtime)
     context["imports"] = imports_needed(helpers, runtime)

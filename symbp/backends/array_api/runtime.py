@@ -662,6 +662,33 @@ TEMPLATE_CALLS = (
 )
 
 
+# A sequence network (input (T, d)) computes on the n*T rows of its samples' positions:
+# its inputs and targets come in as (n, T, ...) and its outputs go back out that way.
+def _sequence_rows(xp, X, shape):
+    """A batch of sequences (n, *shape) as the rows of its positions, (n*T, d)."""
+    if tuple(X.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"expected an array of shape (n, {', '.join(map(str, shape))}), got {tuple(X.shape)}"
+        )
+    return xp.reshape(X, (-1, shape[-1]))
+
+
+def _sequence_targets(xp, Y, shape, ids):
+    """Targets (n, T, k) as the rows of their positions, (n*T, k); with `ids` (cross-entropy),
+    also class ids (n, T) read as one-hot rows (ids outside [0, k) give a zero row: their
+    values are not inspected, so that jax.jit can trace this)."""
+    if ids and tuple(Y.shape[1:]) == tuple(shape[:-1]):
+        # a traced JAX array has no device: the library then places the classes itself
+        classes = xp.arange(shape[-1], dtype=Y.dtype, device=getattr(Y, "device", None))
+        return xp.astype(xp.reshape(Y, (-1, 1)) == classes, Y.dtype)
+    return _sequence_rows(xp, Y, shape)
+
+
+def _sequences(xp, A, shape):
+    """The rows of the positions (n*T, k) back as sequences (n, T, k)."""
+    return xp.reshape(A, (-1, *shape))
+
+
 def _batches(n, batch_size, rng):
     """The index arrays of one epoch's batches (NumPy integers, from the NumPy generator
     `rng`, so the order is the NumPy module's): a permutation of the n samples cut into

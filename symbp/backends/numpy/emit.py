@@ -281,7 +281,7 @@ def forward_lines(
             lines.append(f"# {s.comment}")
             continue
         nd = nodes[s.layer - 1]
-        l, n = nd.node.index, nd.node.z.size
+        l, n = nd.node.index, nd.node.z.row_size
         a_code, overwrites, helper = _activation(e, nd)
         if s.activation:
             if nd.is_output and not last:
@@ -541,7 +541,7 @@ def module_context(p: Program) -> dict[str, Any]:
     grads = [(q.key, e.shaped(gradient_name(q.key), q)) for q in net.graph.parameters]
     state = _state_context(e)
     tangent = tangent_lines(e)
-    return {
+    context = {
         "name": arch.name,
         "layer_sizes": arch.layer_sizes,
         "layer_shapes": arch.layer_shapes,
@@ -587,7 +587,18 @@ def module_context(p: Program) -> dict[str, Any]:
         # an image input may come as (n, C, H, W): each sample is read as its C*H*W entries
         "input_line": "np.asarray(X, dtype=DTYPE)"
         + (".reshape(np.shape(X)[0], -1)" if arch.input_shape else ""),
+        "targets_line": "np.asarray(Y, dtype=DTYPE)",
+        "yhat": "{}",
+        "positions": arch.positions,
     }
+    if arch.positions:  # a sequence network: (n, T, ...) in and out, n*T rows inside
+        shape_in, shape_out = arch.layer_shapes[0], arch.layer_shapes[-1]
+        ids = arch.loss.kind == "cross_entropy"
+        context["input_line"] = f"_sequence_rows(X, {shape_in})"
+        context["targets_line"] = f"_sequence_targets(Y, {shape_out}, ids={ids})"
+        context["yhat"] = f"_sequences({{}}, {shape_out})"
+        context["helpers"] += ["_sequence_rows", "_sequence_targets", "_sequences"]
+    return context
 
 
 def _state_context(e: Emitter) -> dict[str, Any]:

@@ -537,6 +537,38 @@ def _put_step(target, shape, axis, index, value):
 # nothing it is given. `decayed` names the parameters weight decay covers (weights and
 # kernels; not biases, not a norm's scale and shift).
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+# A sequence network (input (T, d)) computes on the n*T rows of its samples' positions:
+# its inputs and targets come in as (n, T, ...) and its outputs go back out that way.
+def _sequence_rows(X, shape):
+    """A batch of sequences (n, *shape) as the rows of its positions, (n*T, d)."""
+    X = np.asarray(X, dtype=DTYPE)
+    if X.shape[1:] != tuple(shape):
+        raise ValueError(
+            f"expected an array of shape (n, {', '.join(map(str, shape))}), got {X.shape}"
+        )
+    return X.reshape(-1, shape[-1])
+
+
+def _sequence_targets(Y, shape, ids):
+    """Targets (n, T, k) as the rows of their positions, (n*T, k); with `ids` (cross-entropy),
+    also class ids (n, T), integers in [0, k), read as one-hot rows."""
+    Y = np.asarray(Y)
+    if ids and Y.shape[1:] == tuple(shape[:-1]):
+        if Y.dtype.kind not in "iu":
+            raise ValueError(f"class ids must be integers, got dtype {Y.dtype}")
+        if Y.size and (Y.min() < 0 or Y.max() >= shape[-1]):
+            raise ValueError(f"class ids must lie in [0, {shape[-1]}), got {Y.min()}..{Y.max()}")
+        return np.eye(shape[-1], dtype=DTYPE)[Y.reshape(-1)]
+    return _sequence_rows(Y, shape)
+
+
+def _sequences(A, shape):
+    """The rows of the positions (n*T, k) back as sequences (n, T, k)."""
+    return A.reshape(-1, *shape)
+
+
 # what the module template's step and train call (every module has them)
 TEMPLATE_CALLS = ("_batches", "_take", "_clipped", "_optimizer_state", "_optimizer_update")
 

@@ -41,7 +41,7 @@ KEYS = ("units", "bias")
 
 
 def _bind(ctx: Context, node: Node) -> None:
-    l, n_in, n_out = node.index, node.inputs[0].shape[0], node.z.shape[0]
+    l, n_in, n_out = node.index, node.inputs[0].row_size, node.z.row_size
     F = Family
     W, *b = node.params
     for role, what, family in (
@@ -67,7 +67,7 @@ def _matrices(node: Node, row: bool) -> dict[str, sp.MatrixExpr]:
     """The node's matrices, named by the tensors they are: W and b by their parameters' layer
     (a weight another layer owns keeps its own name), A by the tensor read, Delta by the
     node; per-sample arrays are stored transposed in row layout."""
-    (n_out,), (n_in,) = node.z.shape, node.inputs[0].shape
+    n_out, n_in = node.z.row_size, node.inputs[0].row_size
     W, *b = node.params
     layers = (W.layer, b[0].layer if b else None, node.inputs[0].layer, node.index)
     return _matrix_set(row, n_in, n_out, layers)
@@ -164,7 +164,7 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
         for k in general
         if isinstance(_leaf(general[k]), ArrayMatrix)
     }
-    rename.update({N_IN: node.inputs[0].shape[0], N_OUT: node.z.shape[0]})
+    rename.update({N_IN: node.inputs[0].row_size, N_OUT: node.z.row_size})
 
     def put(form: str) -> sp.MatrixExpr:
         return forms[form].xreplace(rename)
@@ -183,9 +183,10 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
 
 
 def cost(node: Node) -> Cost:
-    """W a: n_l n_(l-1) per sample; backward delta a^T for dW, and W^T delta unless it
-    reads the network's input (whose error nobody needs)."""
-    products = node.z.shape[0] * node.inputs[0].shape[0]
+    """W a: n_l n_(l-1) per sample (at each of a sequence's positions); backward delta a^T
+    for dW, and W^T delta unless it reads the network's input (whose error nobody needs)."""
+    rows = node.z.shape[0] if node.z.sequence else 1
+    products = rows * node.z.row_size * node.inputs[0].row_size
     return Cost(products, products * (2 if node.inputs[0].layer > 0 else 1))
 
 

@@ -48,7 +48,7 @@ def _stat(ctx: Context, node: Node):
     """Statistics: one per sample (layer norm) or one per unit (batch norm)."""
     if node.kind == "layernorm":
         return ctx.statistic
-    n = node.z.size
+    n = node.z.row_size
     return lambda name, what, family, tex="": ctx.units(name, n, what, family, tex=tex)
 
 
@@ -58,7 +58,7 @@ def _over(node: Node) -> str:
 
 def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
     """The derivation's generic arrays -> this node's."""
-    l, n = node.index, node.z.size
+    l, n = node.index, node.z.row_size
     stat = _stat(ctx, node)
     gamma, beta = node.params
     s = node_symbols(ctx, node)
@@ -133,7 +133,7 @@ def _total(node: Node, term: sp.Basic, g: sp.Tuple) -> sp.Basic:
 
 
 def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
-    l, n = node.index, node.z.size
+    l, n = node.index, node.z.row_size
     stat = _stat(ctx, node)
     return {
         "Xhatd": ctx.samples(

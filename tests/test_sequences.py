@@ -1,0 +1,224 @@
+"""Sequence inputs (T, d): dense, layer norm, residual add and every activation act at each
+position, the loss sums each position's units; checked against PyTorch autograd (float64)
+for the loss, the gradients, jvp and hvp, on the NumPy module and the array-API module,
+with one-hot and class-id targets; the file errors a sequence network can make."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_arch
+
+from symbp.check.gradcheck import import_path
+from symbp.cli import main
+from symbp.pipeline import generate, write_files
+
+T, D, N = 5, 3, 4
+
+RESIDUAL = [
+    {"units": 4, "activation": "tanh", "name": "h"},
+    {"type": "layernorm"},
+    {"type": "add", "from": "h"},
+    {"units": 6, "activation": "gelu"},
+    {"units": 4, "bias": False, "activation": "sigmoid"},
+    {"type": "add", "from": "h", "activation": "relu"},
+    {"type": "layernorm"},
+    {"units": 3, "activation": "softmax"},
+]
+
+_TORCH_ACTIVATIONS = {
+    "identity": lambda x: x,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "gelu": F.gelu,
+    "softmax": lambda x: torch.softmax(x, dim=-1),
+}
+
+
+def _modules(tmp_path, **overrides):
+    arch = make_arch(name="seq", input=[T, D], layers=RESIDUAL, loss="cross_entropy", **overrides)
+    result = generate(arch, targets=("numpy", "array-api"))
+    write_files(result.files, tmp_path)
+    return arch, import_path(tmp_path / "seq.py"), import_path(tmp_path / "seq_xp.py")
+
+
+def _torch_loss(arch, params: dict, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """The loss of _torch_output's output: each position's units summed, mean over n*T."""
+    a = _torch_output(arch, params, X)
+    if arch.loss.kind == "cross_entropy":
+        per_position = -(Y * torch.log(a)).sum(-1)
+    else:
+        per_position = 0.5 * ((a - Y) ** 2).sum(-1)
+    total = per_position.sum()
+    return total / (X.shape[0] * X.shape[1]) if arch.reduction == "mean" else total
+
+
+def _problem(module, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {
+        k: v + 0.3 * rng.standard_normal(v.shape) for k, v in module.init_params(seed).items()
+    }
+    X = rng.standard_normal((N, T, D))
+    ids = rng.integers(0, 3, (N, T))
+    return params, X, ids, np.eye(3)[ids]
+
+
+def _torch(params):
+    return {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+
+
+@pytest.fixture(scope="module")
+def residual(tmp_path_factory):
+    return _modules(tmp_path_factory.mktemp("seq"))
+
+
+def test_loss_and_gradients_match_pytorch(residual) -> None:
+    arch, module, _ = residual
+    params, X, ids, onehot = _problem(module)
+    tp = _torch(params)
+    expected = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(onehot))
+    expected.backward()
+    for Y in (ids, onehot):
+        value, grads = module.loss_and_grads(params, X, Y)
+        assert value == pytest.approx(expected.item(), rel=1e-10)
+        for key, g in grads.items():
+            np.testing.assert_allclose(g, tp[key].grad.numpy(), rtol=1e-8, atol=1e-10)
+    assert module.forward(params, X).shape == (N, T, 3)
+    assert module.loss(params, X, ids) == pytest.approx(expected.item(), rel=1e-10)
+
+
+def test_workspace_training_and_bad_targets(residual) -> None:
+    _, module, _ = residual
+    params, X, ids, _ = _problem(module, seed=1)
+    value, grads = module.loss_and_grads(params, X, ids)
+    ws = module.make_workspace(N)
+    value_ws, grads_ws = module.loss_and_grads(params, X, ids, ws)
+    assert value_ws == pytest.approx(value, rel=1e-12)
+    for key in grads:
+        np.testing.assert_allclose(grads_ws[key], grads[key], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match=r"class ids must lie in \[0, 3\)"):
+        module.loss(params, X, ids + 3)
+    with pytest.raises(ValueError, match=r"shape \(n, 5, 3\)"):
+        module.forward(params, X[:, :, :2])
+    losses = []
+    module.train(
+        params, X, ids, 30, 0.05, batch_size=3, optimizer="adam",
+        callback=lambda epoch, p, s, loss: losses.append(loss),
+    )  # fmt: skip
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_jvp_and_hvp_match_pytorch(residual) -> None:
+    arch, module, _ = residual
+    params, X, _, onehot = _problem(module, seed=2)
+    rng = np.random.default_rng(3)
+    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    keys = list(params)
+
+    def forward(*values):
+        return _torch_output(arch, dict(zip(keys, values, strict=True)), torch.tensor(X))
+
+    primals = tuple(torch.tensor(params[k]) for k in keys)
+    tangents = tuple(torch.tensor(direction[k]) for k in keys)
+    _, expected = torch.func.jvp(forward, primals, tangents)
+    _, got = module.jvp(params, X, direction)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-8, atol=1e-10)
+
+    def loss(*values):
+        return _torch_loss(arch, dict(zip(keys, values, strict=True)), torch.tensor(X),
+                           torch.tensor(onehot))  # fmt: skip
+
+    _, hv = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(keys)))), primals,
+                           tangents)  # fmt: skip
+    got_h = module.hvp(params, X, onehot, direction)
+    for k, h in zip(keys, hv, strict=True):
+        np.testing.assert_allclose(got_h[k], h.numpy(), rtol=1e-7, atol=1e-9)
+
+
+def _torch_output(arch, params, X):
+    """The network written with PyTorch's functions, layer by layer: its output."""
+    outputs = {"input": X}
+    a = X
+    for l, layer in enumerate(arch.layers, start=1):
+        if layer.type == "dense":
+            a = F.linear(a, params[f"W{l}"], params.get(f"b{l}"))
+        elif layer.type == "layernorm":
+            a = F.layer_norm(a, a.shape[-1:], params[f"gamma{l}"], params[f"beta{l}"], layer.eps)
+        elif layer.type == "add":
+            a = a + outputs[layer.source]
+        a = _TORCH_ACTIVATIONS[layer.activation](a)
+        if layer.name:
+            outputs[layer.name] = a
+    return a
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_array_api_module_matches(tmp_path, loss, reduction) -> None:
+    """Both losses and reductions, the NumPy module and the array-API module on PyTorch."""
+    layers = RESIDUAL if loss == "cross_entropy" else [*RESIDUAL[:-1], {"units": 3}]
+    arch = make_arch(name="seq", input=[T, D], layers=layers, loss=loss, reduction=reduction)
+    write_files(generate(arch, targets=("numpy", "array-api")).files, tmp_path)
+    module, xp_module = import_path(tmp_path / "seq.py"), import_path(tmp_path / "seq_xp.py")
+    params, X, ids, onehot = _problem(module, seed=4)
+    tp = _torch(params)
+    expected = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(onehot))
+    expected.backward()
+    value, grads = module.loss_and_grads(params, X, onehot)
+    assert value == pytest.approx(expected.item(), rel=1e-10)
+    targets = (ids, onehot) if loss == "cross_entropy" else (onehot,)
+    for Y in targets:
+        tvalue, tgrads = xp_module.loss_and_grads(
+            {k: torch.tensor(v) for k, v in params.items()}, torch.tensor(X), torch.tensor(Y)
+        )
+        assert float(tvalue) == pytest.approx(expected.item(), rel=1e-10)
+        for key in grads:
+            np.testing.assert_allclose(tgrads[key].numpy(), tp[key].grad.numpy(), rtol=1e-8,
+                                       atol=1e-10)  # fmt: skip
+    assert tuple(xp_module.forward(params, X).shape) == (N, T, 3)
+
+
+def _refused(tmp_path, capsys, text: str) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["generate", str(path), "-o", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "bad.yaml:" in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("layout: column\ninput: [4, 2]\nlayers: [{units: 2}]\nloss: mse\n", "is row layout"),
+        ("input: [4, 2]\nlayers: [{type: batchnorm}]\nloss: mse\n", "use  type: layernorm"),
+        (
+            "input: [4, 2]\nlayers: [{type: conv2d, filters: 2, kernel: 1}]\nloss: mse\n",
+            "its input is the sequence [4, 2]",
+        ),
+        ("input: [4, 2]\nlayers: [{type: flatten}]\nloss: mse\n", "its input is the sequence"),
+        ("input: [4, 2, 3, 1]\nlayers: [{units: 2}]\nloss: mse\n", "a sequence input is [T, d]"),
+        ("input: [4000, 300]\nlayers: [{units: 2}]\nloss: mse\n", "use a smaller sequence"),
+        ("input: [4, 2]\nlayers: [{units: 400000}]\nloss: mse\n", "use fewer units"),
+    ],
+)
+def test_sequence_file_errors(tmp_path, capsys, text, message) -> None:
+    assert message in _refused(tmp_path, capsys, text)
+
+
+def test_array_api_module_under_jax_jit(residual) -> None:
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    _, module, xp_module = residual
+    params, X, ids, _ = _problem(module, seed=5)
+    value, grads = module.loss_and_grads(params, X, ids)
+    jp = {k: jax.numpy.asarray(v) for k, v in params.items()}
+    jvalue, jgrads = jax.jit(xp_module.loss_and_grads)(jp, jax.numpy.asarray(X),
+                                                       jax.numpy.asarray(ids))  # fmt: skip
+    assert float(jvalue) == pytest.approx(value, rel=1e-10)
+    for key in grads:
+        np.testing.assert_allclose(np.asarray(jgrads[key]), grads[key], rtol=1e-8, atol=1e-10)

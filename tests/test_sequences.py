@@ -143,7 +143,12 @@ def _torch_output(arch, params, X):
     outputs = {"input": X}
     a = X
     for l, layer in enumerate(arch.layers, start=1):
-        if layer.type == "dense":
+        if layer.type == "embedding":
+            a = F.embedding(X, params[f"E{l}"]) + _torch_positions(layer, params, l, X.shape[1])
+        elif layer.type == "dense" and layer.tie:
+            owner = arch.layer_index[layer.tie]
+            a = F.linear(a, params[f"E{owner}"], params.get(f"b{l}"))
+        elif layer.type == "dense":
             a = F.linear(a, params[f"W{l}"], params.get(f"b{l}"))
         elif layer.type == "layernorm":
             a = F.layer_norm(a, a.shape[-1:], params[f"gamma{l}"], params[f"beta{l}"], layer.eps)
@@ -153,6 +158,19 @@ def _torch_output(arch, params, X):
         if layer.name:
             outputs[layer.name] = a
     return a
+
+
+def _torch_positions(layer, params, l, T):
+    """Learned P, Vaswani's sinusoids (written here from the paper's formula), or none."""
+    if layer.positions == "learned":
+        return params[f"P{l}"]
+    if layer.positions == "none":
+        return 0.0
+    dim = layer.out_shape[-1]
+    t = torch.arange(T, dtype=torch.float64)[:, None]
+    i = torch.arange(dim, dtype=torch.float64)
+    angle = t / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * torch.floor(i / 2) / dim)
+    return torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle))
 
 
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
@@ -204,6 +222,30 @@ def _refused(tmp_path, capsys, text: str) -> str:
         ("input: [4, 2, 3, 1]\nlayers: [{units: 2}]\nloss: mse\n", "a sequence input is [T, d]"),
         ("input: [4000, 300]\nlayers: [{units: 2}]\nloss: mse\n", "use a smaller sequence"),
         ("input: [4, 2]\nlayers: [{units: 400000}]\nloss: mse\n", "use fewer units"),
+        ("input: {tokens: 4, vocab: 9}\nlayers: [{units: 2}]\nloss: mse\n", "add an embedding"),
+        ("input: [4, 2]\nlayers: [{type: embedding, dim: 2}]\nloss: mse\n", "token input"),
+        (
+            "input: {tokens: 4, vocab: 9}\nlayers: [{type: embedding, dim: 2}, "
+            "{type: embedding, dim: 2}]\nloss: mse\n",
+            "keep one embedding",
+        ),
+        (
+            "input: {tokens: 4, vocab: 9}\nlayers: [{type: embedding, dim: 2, name: e}, "
+            "{units: 8, tie: e}]\nloss: mse\n",
+            "needs units: 9",
+        ),
+        (
+            "input: {tokens: 4, vocab: 9}\nlayers: [{type: embedding, dim: 2, name: e}, "
+            "{units: 9, tie: nothing}]\nloss: mse\n",
+            "not an earlier embedding",
+        ),
+        ("input: {tokens: 0, vocab: 9}\nlayers: [{units: 2}]\nloss: mse\n", "input.tokens"),
+        ("input: {tokens: 4}\nlayers: [{units: 2}]\nloss: mse\n", "vocab"),
+        (
+            "input: {tokens: 4, vocab: 9}\nlayers: [{type: embedding, dim: 2, "
+            "positions: rotary}]\nloss: mse\n",
+            "positions",
+        ),
     ],
 )
 def test_sequence_file_errors(tmp_path, capsys, text, message) -> None:
@@ -222,3 +264,90 @@ def test_array_api_module_under_jax_jit(residual) -> None:
     assert float(jvalue) == pytest.approx(value, rel=1e-10)
     for key in grads:
         np.testing.assert_allclose(np.asarray(jgrads[key]), grads[key], rtol=1e-8, atol=1e-10)
+
+
+V = 11
+
+
+def _token_layers(positions: str, dim: int, tie: bool) -> list:
+    head = {"units": V, "activation": "softmax"}
+    return [
+        {"type": "embedding", "dim": dim, "positions": positions, "name": "emb"},
+        {"type": "layernorm"},
+        {"units": 5, "activation": "gelu"},
+        {"units": dim, "name": "mix"},
+        {"type": "add", "from": "emb"},
+        {**head, "tie": "emb"} if tie else head,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("positions", "dim", "tie", "l2"),
+    [
+        ("learned", 6, False, 0.0),
+        ("sinusoidal", 5, False, 0.0),
+        ("none", 6, False, 0.0),
+        ("learned", 5, True, 0.01),
+        ("sinusoidal", 6, True, 0.0),
+    ],
+)
+def test_token_embedding_matches_pytorch(tmp_path, positions, dim, tie, l2) -> None:
+    """Every position mode (odd dim too), a tied LM head whose E gradient sums both uses,
+    l2 on E and P; duplicate tokens in every batch (n T = 32 ids of 11)."""
+    layers = _token_layers(positions, dim, tie)
+    arch = make_arch(name="tok", input={"tokens": T, "vocab": V}, layers=layers,
+                     loss="cross_entropy", l2=l2)  # fmt: skip
+    write_files(generate(arch, targets=("numpy", "array-api")).files, tmp_path)
+    module, xp_module = import_path(tmp_path / "tok.py"), import_path(tmp_path / "tok_xp.py")
+    rng = np.random.default_rng(6)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in module.init_params(0).items()}
+    assert ("P1" in params) == (positions == "learned") and ("W6" in params) == (not tie)
+    X, ids = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+    tp = _torch(params)
+    expected = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(np.eye(V)[ids]))
+    expected = expected + (l2 / 2) * sum((tp[k] ** 2).sum() for k in tp if k[0] in "WEP")
+    expected.backward()
+    value, grads = module.loss_and_grads(params, X, ids)
+    assert value == pytest.approx(expected.item(), rel=1e-10)
+    tvalue, tgrads = xp_module.loss_and_grads(_torch(params), torch.tensor(X), torch.tensor(ids))
+    assert float(tvalue.detach()) == pytest.approx(expected.item(), rel=1e-10)
+    for key in params:
+        np.testing.assert_allclose(grads[key], tp[key].grad.numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(tgrads[key].detach().numpy(), tp[key].grad.numpy(),
+                                   rtol=1e-8, atol=1e-10)  # fmt: skip
+    # forward mode and the R-operator against PyTorch's
+    keys = list(params)
+    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    primals = tuple(torch.tensor(params[k]) for k in keys)
+    tangents = tuple(torch.tensor(direction[k]) for k in keys)
+
+    def output(*values):
+        return _torch_output(arch, dict(zip(keys, values, strict=True)), torch.tensor(X))
+
+    def loss(*values):
+        tp = dict(zip(keys, values, strict=True))
+        value = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(np.eye(V)[ids]))
+        return value + (l2 / 2) * sum((tp[k] ** 2).sum() for k in tp if k[0] in "WEP")
+
+    _, out_dot = torch.func.jvp(output, primals, tangents)
+    np.testing.assert_allclose(module.jvp(params, X, direction)[1], out_dot.numpy(), rtol=1e-8,
+                               atol=1e-10)  # fmt: skip
+    _, hv = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(keys)))), primals,
+                           tangents)  # fmt: skip
+    got = module.hvp(params, X, ids, direction)
+    for k, h in zip(keys, hv, strict=True):
+        np.testing.assert_allclose(got[k], h.numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_token_ids_are_checked(tmp_path) -> None:
+    arch = make_arch(name="tok", input={"tokens": T, "vocab": V},
+                     layers=_token_layers("learned", 4, True), loss="cross_entropy")  # fmt: skip
+    write_files(generate(arch).files, tmp_path)
+    module = import_path(tmp_path / "tok.py")
+    params = module.init_params(0)
+    ids = np.zeros((2, T), dtype=int)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 11\)"):
+        module.forward(params, ids + V)
+    with pytest.raises(ValueError, match="token ids must be integers"):
+        module.forward(params, ids.astype(float))
+    assert module.forward(params, ids).shape == (2, T, V)

@@ -67,7 +67,10 @@ def random_problem(module: ModuleType, arch: Arch, seed: int, n: int) -> tuple[d
     row = arch.layout == "row"
     if arch.positions:  # sequences (n, T, d) with targets (n, T, k)
         shape_in, shape_out = arch.layer_shapes[0], arch.layer_shapes[-1]
-        return params, rng.standard_normal((n, *shape_in)), targets(arch, rng, (n, *shape_out))
+        Y = targets(arch, rng, (n, *shape_out))
+        if arch.vocab:  # token ids, integers in [0, vocab)
+            return params, rng.integers(0, arch.vocab, (n, *shape_in)), Y
+        return params, rng.standard_normal((n, *shape_in)), Y
     X = rng.standard_normal((n, d) if row else (d, n))
     Y = targets(arch, rng, (n, k) if row else (k, n))
     return params, X, Y

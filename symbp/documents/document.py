@@ -324,7 +324,7 @@ def _node_entry(nd: NodeDerivation, net: Network, eq: dict[str, int], T: _Tex) -
         # each parameter's letter and shape (the summary's table of shapes)
         "params": [
             {
-                "tex": f"{n.v(PARAM_TEX[p.symbol])}^{{({l})}}",
+                "tex": f"{n.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}",
                 "shape": r" \times ".join(map(str, p.shape)),
                 "shape_md": "×".join(map(str, p.shape)),
             }
@@ -369,6 +369,7 @@ class KindTools:
 
     def __init__(self, n: Notation, row: bool, l2: bool) -> None:
         self.n, self.row, self.l2, self.images = n, row, l2, False
+        self.layers: tuple = ()  # the network's layers of the kind being written
         self.t = n.t
 
     def v(self, letter: str) -> str:
@@ -444,6 +445,7 @@ def _kinds(net: Network, tools: KindTools) -> list[dict]:
     for kind in kinds_of(net):
         module = kind_module(kind)
         tools.images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
+        tools.layers = tuple(nd.node.layer for nd in net.nodes if nd.node.kind == kind)
         section = module.document_section(kind, tools)
         section["box"] = _box_rows(section["box"], section["shapes"])
         out.append(
@@ -470,7 +472,7 @@ def _graph(net: Network) -> dict[str, Any]:
             nodes.append({"x": x, "text": r"\cdots", "param": "", "dots": True})
             continue
         node = net.nodes[layer - 1].node
-        params = ", ".join(f"{PARAM_TEX[p.symbol]}^{{({layer})}}" for p in node.params)
+        params = ", ".join(f"{PARAM_TEX[p.symbol]}^{{({p.layer})}}" for p in node.params)
         nodes.append({"x": x, "text": f"z^{{({layer})}}", "param": params, "dots": False})
         x += 17
         nodes.append({"x": x, "text": f"a^{{({layer})}}", "param": "", "dots": False})
@@ -543,7 +545,9 @@ def _layer_rows(net: Network, n: Notation) -> list[list[str]]:
         kind = node.kind + skip
         none = nd.act is not None and nd.act.passes_through  # f' = 1: no activation
         params = ", ".join(
-            f"${n.v(PARAM_TEX[p.symbol])}^{{({node.index})}} "
+            f"${n.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}$ (tied)"
+            if p.layer != node.index
+            else f"${n.v(PARAM_TEX[p.symbol])}^{{({p.layer})}} "
             f"\\in \\mathbb{{R}}^{{{_times(p.shape)}}}$"
             for p in node.params
         )
@@ -678,7 +682,12 @@ def document_context(
     tables = {"layer-table": 1, "cost": 2}
     count = {k: sum(nd.node.kind == k for nd in net.nodes) for k in kinds}
     shape = net.nodes[0].node.inputs[0].shape
-    if len(shape) == 2:
+    if arch.vocab:
+        input_text = (
+            f"token ids: sequences of $T = {shape[0]}$ tokens from a vocabulary of "
+            f"$V = {arch.vocab}$"
+        )
+    elif len(shape) == 2:
         input_text = f"sequences of $T = {shape[0]}$ positions of {shape[1]} features"
     elif len(shape) > 1:
         input_text = "images of $" + _times(shape) + "$"
@@ -693,7 +702,7 @@ def document_context(
                 f"${notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}$"
                 for nd in net.nodes
                 for p in nd.node.params
-                if p.symbol == "W"
+                if p.decayed
             }
         )
     )
@@ -712,6 +721,14 @@ def document_context(
         "input_text": input_text,
         "has_images": len(shape) == 3,
         "positions": arch.positions,
+        "vocab": arch.vocab,
+        # a weight read by several layers (a tied LM head): (layer, the owner's parameter)
+        "shared": [
+            (nd.node.index, f"{notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}")
+            for nd in net.nodes
+            for p in nd.node.params
+            if p.layer != nd.node.index
+        ],
         "has_softmax_hidden": any(nd.act is None and not nd.is_output for nd in net.nodes),
         "eq": eq,
         "eqn": eq,  # the same, under a name the Markdown layout's eq macro does not shadow

@@ -104,9 +104,20 @@ _LETTERS: dict[Role, tuple[str, str]] = {
     Role.BIAS: ("b", "b"),
     Role.WEIGHT_DIRECTION: ("W", "W"),
     Role.BIAS_DIRECTION: ("b", "b"),
+    Role.EMBEDDING: ("E", "E"),
+    Role.POSITION: ("P", "P"),
+    Role.EMBEDDING_DIRECTION: ("E", "E"),
+    Role.POSITION_DIRECTION: ("P", "P"),
     Role.TARGET: ("y", "Y"),
 }
-_DOTTED = (Role.TANGENT_A, Role.TANGENT_Z, Role.WEIGHT_DIRECTION, Role.BIAS_DIRECTION)
+_DOTTED = (
+    Role.TANGENT_A,
+    Role.TANGENT_Z,
+    Role.WEIGHT_DIRECTION,
+    Role.BIAS_DIRECTION,
+    Role.EMBEDDING_DIRECTION,
+    Role.POSITION_DIRECTION,
+)
 # Arrays whose product with another prints with the elementwise product.
 _VECTOR_ROLES = frozenset(
     {

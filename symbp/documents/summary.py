@@ -30,7 +30,7 @@ BOX_WIDTH = 42
 SHORT = 30
 
 _GENERIC = r"\ell"
-PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta"}
+PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta", "E": "E", "P": "P"}
 
 
 def _row(

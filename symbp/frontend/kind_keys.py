@@ -29,10 +29,12 @@ class KindKeys:
     summary: str  # one line for messages and the JSON Schema
     activation: bool = True  # whether it takes an `activation` key
     image: bool = False  # whether it reads an image [C, H, W] (and only an image)
-    # the parameters of a layer of this kind: (letter, shape, decayed) from the layer and
-    # the per-sample shape it reads (symbp.ir.graph makes them tensors); `decayed`: the
-    # file's l2 covers it (weights and kernels; not biases, not a norm's scale and shift)
-    parameters: Callable[[Any, tuple[int, ...]], list[tuple[str, tuple[int, ...], bool]]] = (
+    # the parameters of a layer of this kind: (letter, shape, decayed, init) from the layer
+    # and the per-sample shape it reads (symbp.ir.graph makes them tensors); `decayed`: the
+    # file's l2 covers it (every parameter of rank >= 2: weights, kernels, embedding tables;
+    # not biases, not a norm's scale and shift); init: "fan" (He or Glorot normal), "zeros",
+    # "ones" or "normal" (N(0, 0.02^2), as GPT-2 starts its embeddings)
+    parameters: Callable[[Any, tuple[int, ...]], list[tuple[str, tuple[int, ...], bool, str]]] = (
         lambda layer, shape_in: []
     )
 
@@ -41,14 +43,15 @@ def _dense_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
     """W (units, inputs) and b (units,) unless bias: false; on a sequence (T, d), the units
     and inputs of one position."""
     n = layer.out_shape[-1]
-    return [("W", (n, shape_in[-1]), True)] + ([("b", (n,), False)] if layer.bias else [])
+    bias = [("b", (n,), False, "zeros")] if layer.bias else []
+    return [("W", (n, shape_in[-1]), True, "fan"), *bias]
 
 
 def _conv_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
     """The kernel W (filters, channels, kh, kw) and b (filters,) unless bias: false."""
     filters = layer.shape[0]
-    kernel = [("W", (filters, shape_in[0], *layer.window.kernel), True)]
-    return kernel + ([("b", (filters,), False)] if layer.bias else [])
+    kernel = [("W", (filters, shape_in[0], *layer.window.kernel), True, "fan")]
+    return kernel + ([("b", (filters,), False, "zeros")] if layer.bias else [])
 
 
 def _norm_parameters(per_channel: bool) -> Callable[[Any, tuple[int, ...]], list]:
@@ -60,14 +63,25 @@ def _norm_parameters(per_channel: bool) -> Callable[[Any, tuple[int, ...]], list
             shape = (shape_in[0],) if per_channel else shape_in
         else:  # a vector, or each position of a sequence
             shape = (shape_in[-1],)
-        return [("gamma", shape, False), ("beta", shape, False)]
+        return [("gamma", shape, False, "ones"), ("beta", shape, False, "zeros")]
 
     return parameters
 
 
+def _embedding_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
+    """E (vocab, dim) and, with learned positions, P (T, dim)."""
+    dim = layer.out_shape[-1]
+    table = [("E", (layer.vocab, dim), True, "normal")]
+    if layer.positions == "learned":
+        table.append(("P", (shape_in[0], dim), True, "normal"))
+    return table
+
+
+POSITIONS = ("learned", "sinusoidal", "none")
+
 KINDS: dict[str, KindKeys] = {
     "dense": KindKeys(
-        ("units", "bias"),
+        ("units", "bias", "tie"),
         ("units",),
         False,
         "z = W a + b (units, bias)",
@@ -119,6 +133,13 @@ KINDS: dict[str, KindKeys] = {
         "an image [C, H, W] read as a vector of C*H*W (C order)",
         activation=False,
         image=True,
+    ),
+    "embedding": KindKeys(
+        ("dim", "positions"),
+        ("dim",),
+        False,
+        "z_t = E[x_t] + P_t: token ids to vectors (dim, positions: learned | sinusoidal | none)",
+        parameters=_embedding_parameters,
     ),
 }
 

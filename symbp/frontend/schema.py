@@ -67,6 +67,17 @@ def arch_schema() -> dict[str, Any]:
             "description": "Batch norm's running statistics: (1 - m) running + m batch's.",
         },
         "filters": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+        "dim": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+        "positions": {
+            "enum": ["learned", "sinusoidal", "none"],
+            "default": "learned",
+            "description": "The positions added to the embeddings: learned P, Vaswani's "
+            "sinusoids, or none.",
+        },
+        "tie": {
+            "type": "string",
+            "description": "The name of the embedding layer whose table E is this layer's weight.",
+        },
         "kernel": _pair(1, "The kernel's size: k or [kh, kw]."),
         "size": _pair(1, "The window's size: k or [kh, kw]."),
         "stride": _pair(1, "The step between windows: s or [sh, sw] (default 1; pooling: size)."),
@@ -114,6 +125,16 @@ def arch_schema() -> dict[str, Any]:
                 "(row layout), or [C, H, W] for images (layout: row).",
                 "anyOf": [
                     {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["tokens", "vocab"],
+                        "properties": {
+                            "tokens": {"type": "integer", "minimum": 1},
+                            "vocab": {"type": "integer", "minimum": 1},
+                        },
+                        "description": "Token ids: T positions, ids in [0, vocab).",
+                    },
                     {
                         "type": "array",
                         "minItems": 2,

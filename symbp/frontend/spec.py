@@ -52,6 +52,7 @@ from symbp.frontend.kind_keys import (
     DEFAULT_EPS,
     DEFAULT_MOMENTUM,
     KINDS,
+    POSITIONS,
     check_bias,
     check_eps,
     check_momentum,
@@ -100,6 +101,9 @@ class Layer:
     shape: tuple[int, ...] = ()  # its output per sample when an image (C, H, W); () a vector
     window: Window | None = None  # conv2d, maxpool2d, avgpool2d: kernel, stride, padding
     momentum: float = DEFAULT_MOMENTUM  # batchnorm only: its running statistics' update
+    positions: str = "learned"  # embedding only: learned | sinusoidal | none
+    vocab: int = 0  # embedding only: the token input's vocabulary V
+    tie: str | None = None  # dense only: the embedding layer whose table E is its weight
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -128,7 +132,8 @@ class Arch:
     reduction: str = "mean"
     l2: float = 0.0
     activations: tuple[tuple[str, str], ...] = ()  # custom activations (name, source), sorted
-    input_shape: tuple[int, ...] = ()  # (C, H, W) an image, (T, d) a sequence; () a vector
+    input_shape: tuple[int, ...] = ()  # (C, H, W) an image, (T, d) a sequence, (T,) tokens
+    vocab: int = 0  # token input: ids in [0, vocab); 0 for real-valued input
     source: str = field(default="<memory>", compare=False)  # the file name as given
     source_sha256: str = field(default="", compare=False, repr=False)  # "" when from a dict
     marks: tuple[tuple[str, int, int], ...] = field(default=(), compare=False, repr=False)
@@ -147,7 +152,7 @@ class Arch:
     def positions(self) -> int:
         """T for a sequence input (T, d): each sample is computed as the T rows of its
         positions; 0 for a vector or an image."""
-        return self.input_shape[0] if len(self.input_shape) == 2 else 0
+        return self.input_shape[0] if len(self.input_shape) == 2 or self.vocab else 0
 
     @property
     def images(self) -> bool:
@@ -333,15 +338,15 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     c.mapping(doc, "", TOP_KEYS, REQUIRED_KEYS, "the architecture")
     declared = doc.get("activations")
     custom = _custom_activations(c, {} if declared is None else declared)
-    shape = _input_shape(c, doc)
-    sequence = len(shape) == 2
+    shape, vocab = _input_shape(c, doc)
+    sequence = len(shape) == 2 or vocab > 0
     layout = c.choice(
         doc.get("layout", "row" if sequence else "column"), "layout", LAYOUTS, "layout"
     )
     if sequence and layout != "row":
         raise c.fail(
             "layout",
-            "a sequence input [T, d] is row layout (one sample, then its T positions, first)",
+            "a sequence input is row layout (one sample, then its T positions, first)",
             "remove  layout: column  (or write layout: row)",
         )
     if len(shape) == 3 and layout != "row":
@@ -353,8 +358,9 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     arch = Arch(
         name=_name(c, doc, source),
         input=math.prod(shape),
-        input_shape=shape if len(shape) in (2, 3) else (),
-        layers=_layers(c, doc["layers"], custom, shape),
+        input_shape=shape if len(shape) in (2, 3) or vocab else (),
+        vocab=vocab,
+        layers=_layers(c, doc["layers"], custom, shape, vocab),
         loss=_loss(c, doc["loss"]),
         layout=layout,
         dtype=c.choice(doc.get("dtype", "float64"), "dtype", DTYPES, "dtype"),
@@ -375,12 +381,16 @@ def _build(c: _Checker, doc: Any, source: str) -> Arch:
     return arch
 
 
-def _input_shape(c: _Checker, doc: Mapping[str, Any]) -> tuple[int, ...]:
-    """(d,) for a vector input, (T, d) for a sequence: [T, d], (C, H, W) for an image:
-    [C, H, W]."""
+def _input_shape(c: _Checker, doc: Mapping[str, Any]) -> tuple[tuple[int, ...], int]:
+    """(shape, vocab): (d,) for a vector input, (T, d) for a sequence: [T, d], (C, H, W) for
+    an image: [C, H, W], all with vocab 0; (T,) and V for token ids: {tokens: T, vocab: V}."""
     value = doc["input"]
+    if isinstance(value, Mapping):
+        c.mapping(value, "input", ("tokens", "vocab"), ("tokens", "vocab"), "a token input")
+        tokens = c.integer(value["tokens"], "input.tokens", 1, MAX_UNITS)
+        return (tokens,), c.integer(value["vocab"], "input.vocab", 1, MAX_UNITS)
     if not isinstance(value, Sequence) or isinstance(value, str):
-        return (c.integer(value, "input", 1, MAX_UNITS),)
+        return (c.integer(value, "input", 1, MAX_UNITS),), 0
     if len(value) not in (2, 3):
         raise c.fail(
             "input",
@@ -396,7 +406,7 @@ def _input_shape(c: _Checker, doc: Mapping[str, Any]) -> tuple[int, ...]:
             f"the {what} has {math.prod(shape):,} values per sample (at most {MAX_UNITS:,})",
             f"use a smaller {what}",
         )
-    return shape
+    return shape, 0
 
 
 def _name(c: _Checker, doc: Mapping[str, Any], source: str) -> str:
@@ -462,11 +472,16 @@ def _custom_activations(c: _Checker, value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _layers(
-    c: _Checker, value: Any, custom: tuple[tuple[str, str], ...], input_shape: tuple[int, ...]
+    c: _Checker,
+    value: Any,
+    custom: tuple[tuple[str, str], ...],
+    input_shape: tuple[int, ...],
+    vocab: int = 0,
 ) -> tuple[Layer, ...]:
     """The layer list; each entry a mapping with a type's keys (schema v2, v1 entries are
     dense layers); softmax only last; names unique; `from` names an earlier layer; image
-    kinds read images, the others vectors; the output is a vector."""
+    kinds read images, the others vectors or sequences; a token input's first layer, and
+    only it, is an embedding; the output is a vector or a sequence."""
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise c.fail(
             "layers",
@@ -510,7 +525,22 @@ def _layers(
                 key=True,
             )
         c.mapping(entry, path, keys_of(kind), KINDS[kind].required, f"layer {index} ({kind})")
-        _check_input_kind(c, path, kind, previous)
+        if vocab and index == 0 and kind != "embedding":
+            raise c.fail(
+                f"{path}.type" if "type" in entry else path,
+                f"a token input holds integer ids, which a {kind} layer cannot read",
+                "add an embedding as the first layer:  - {type: embedding, dim: 32}",
+            )
+        if kind == "embedding" and not (vocab and index == 0):
+            raise c.fail(
+                f"{path}.type",
+                "an embedding reads token ids: it is the first layer of a token input",
+                "declare  input: {tokens: T, vocab: V}  and put the embedding first"
+                if not vocab
+                else "keep one embedding, as the first layer",
+            )
+        if kind != "embedding":
+            _check_input_kind(c, path, kind, previous)
         activation = c.choice(
             entry.get("activation", "identity"), f"{path}.activation", activations, "activation"
         )
@@ -522,6 +552,10 @@ def _layers(
                 "use another activation here (e.g. relu, tanh or sigmoid)",
             )
         layer = _layer_fields(c, entry, path, kind, activation, previous, (shapes, declared))
+        if kind == "embedding":
+            layer = dataclasses.replace(layer, vocab=vocab)
+        if layer.tie is not None:
+            _check_tie(c, f"{path}.tie", layer, previous, layers)
         if layer.name is not None:
             shapes[layer.name] = layer.out_shape
         layers.append(layer)
@@ -534,6 +568,31 @@ def _layers(
             "- {units: 10, activation: softmax}",
         )
     return tuple(layers)
+
+
+def _check_tie(
+    c: _Checker, path: str, layer: Layer, previous: tuple[int, ...], layers: list[Layer]
+) -> None:
+    """A tied dense layer uses an earlier embedding's E (V, dim) as its weight: it has V
+    units and reads vectors of dim."""
+    found = [earlier for earlier in layers if earlier.name == layer.tie]
+    if not found or found[0].type != "embedding":
+        what = f"the {found[0].type} layer '{layer.tie}'" if found else f"'{layer.tie}'"
+        raise c.fail(
+            path,
+            f"tie names {what}, not an earlier embedding layer",
+            "write the name of the embedding layer (give it one with name:)",
+        )
+    table = found[0]
+    units, dim = layer.out_shape[-1], table.out_shape[-1]
+    if units != table.vocab or previous[-1] != dim:
+        raise c.fail(
+            path,
+            f"a layer tied to '{layer.tie}' uses its table E ({table.vocab}, {dim}) as its "
+            f"weight, so it needs units: {table.vocab} and input features {dim}; it has "
+            f"units: {units} and input features {previous[-1]}",
+            f"write  units: {table.vocab}  and put it after a layer of {dim} features",
+        )
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -598,6 +657,28 @@ def _layer_fields(
 
     units, bias, source, eps = math.prod(previous), True, None, DEFAULT_EPS
     shape, window = previous if len(previous) in (2, 3) else (), None
+    positions, tie = "learned", None
+    if kind == "embedding":
+        dim = c.integer(entry["dim"], f"{path}.dim", 1, MAX_UNITS)
+        positions = c.choice(
+            entry.get("positions", "learned"), f"{path}.positions", POSITIONS, "positions"
+        )
+        shape = (previous[0], dim)
+        if math.prod(shape) > MAX_UNITS:
+            raise c.fail(
+                f"{path}.dim",
+                f"the embedding outputs {math.prod(shape):,} values per sample (at most "
+                f"{MAX_UNITS:,})",
+                "use a smaller dim",
+            )
+    if kind == "dense" and "tie" in entry:
+        tie = entry["tie"]
+        if not isinstance(tie, str):
+            raise c.fail(
+                f"{path}.tie",
+                f"tie must be a layer name, got {_describe(tie)}",
+                "write the name of an embedding layer",
+            )
     if kind == "dense":
         units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
         if len(previous) == 2:  # a sequence: the same dense layer at every position
@@ -628,7 +709,20 @@ def _layer_fields(
     if kind == "flatten":
         shape = ()
     units = math.prod(shape) if shape else units
-    return Layer(units, activation, kind, name, bias, source, eps, shape, window, momentum)
+    return Layer(
+        units,
+        activation,
+        kind,
+        name,
+        bias,
+        source,
+        eps,
+        shape,
+        window,
+        momentum,
+        positions,
+        tie=tie,
+    )
 
 
 def _check_image_size(
@@ -761,18 +855,12 @@ def _is_number(text: str) -> bool:
 
 
 def parameter_count(arch: Arch) -> int:
-    """Weights, biases and the scales and shifts of normalisation layers."""
+    """Every parameter's entries, as each kind's registry entry gives them (a tied weight
+    counted once, with the embedding that owns it)."""
     count = 0
     for shape, layer in zip(arch.layer_shapes, arch.layers, strict=False):
-        if layer.type == "dense":
-            count += shape[0] * layer.units + layer.units * layer.bias
-        elif layer.type == "batchnorm" and layer.shape:
-            count += 2 * layer.shape[0]  # one gamma and beta per channel
-        elif layer.type in ("layernorm", "batchnorm"):
-            count += 2 * layer.units
-        elif layer.type == "conv2d" and layer.window is not None:
-            filters = layer.shape[0]
-            count += filters * shape[0] * layer.window.area + filters * layer.bias
+        for _, size, _, _ in KINDS[layer.type].parameters(layer, shape)[int(bool(layer.tie)) :]:
+            count += math.prod(size)
     return count
 
 

@@ -46,6 +46,8 @@ class Tensor:
     shape: tuple[int, ...]
     symbol: str  # the seed's letter: a, z, W, b, gamma, beta
     decayed: bool = False  # a parameter the file's l2 covers (its kind's registry entry says)
+    init: str = ""  # a parameter's initialisation: "fan" (He or Glorot), "zeros", "ones", "normal"
+    vocab: int = 0  # token ids in [0, vocab): a token input (T,), one id per position
 
     @property
     def axes(self) -> tuple[str, ...]:
@@ -64,12 +66,14 @@ class Tensor:
     @property
     def sequence(self) -> bool:
         """A per-sample sequence (T, d): the code holds it as T rows of d, one per position."""
-        return self.role != Role.PARAMETER and len(self.shape) == 2
+        return self.role != Role.PARAMETER and (len(self.shape) == 2 or self.vocab > 0)
 
     @property
     def row_size(self) -> int:
-        """Entries in one stored row: d for a sequence (one row per position), the whole
-        sample otherwise (an image's C*H*W entries in one row)."""
+        """Entries in one stored row: d for a sequence (one row per position), one id for
+        token ids, the whole sample otherwise (an image's C*H*W entries in one row)."""
+        if self.vocab:
+            return 1
         return self.shape[-1] if self.sequence else self.size
 
     @property
@@ -107,8 +111,8 @@ def _parameters(layer: Layer, l: int, shape_in: tuple[int, ...]) -> tuple[Tensor
     """The parameter tensors of layer l, as its kind's entry in the registry gives them."""
     wanted = KINDS[layer.type].parameters(layer, shape_in)
     return tuple(
-        Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym, decayed)
-        for sym, shape, decayed in wanted
+        Tensor(f"{sym}{l}", Role.PARAMETER, l, shape, sym, decayed, init)
+        for sym, shape, decayed, init in wanted
     )
 
 
@@ -158,7 +162,7 @@ class Graph:
 
 def build_graph(arch: Arch) -> Graph:
     """The graph of a validated architecture."""
-    x = Tensor("a0", Role.INPUT, 0, arch.layer_shapes[0], "a")
+    x = Tensor("a0", Role.INPUT, 0, arch.layer_shapes[0], "a", vocab=arch.vocab)
     nodes: list[Node] = []
     for l, layer in enumerate(arch.layers, start=1):
         previous = x if l == 1 else nodes[-1].a
@@ -168,13 +172,17 @@ def build_graph(arch: Arch) -> Graph:
             source = arch.layer_index[layer.source]
             inputs += (x if source == 0 else nodes[source - 1].a,)
         shape = layer.out_shape
+        params = _parameters(layer, l, previous.shape)
+        if layer.tie is not None:  # the weight is the embedding table E of the layer named
+            tied = nodes[arch.layer_index[layer.tie] - 1]
+            params = (tied.params[0], *params[1:])
         nodes.append(
             Node(
                 index=l,
                 kind=layer.type,
                 layer=layer,
                 inputs=inputs,
-                params=_parameters(layer, l, previous.shape),
+                params=params,
                 z=Tensor(f"z{l}", Role.PRE_ACTIVATION, l, shape, "z"),
                 a=Tensor(f"a{l}", Role.ACTIVATION, l, shape, "a"),
             )

@@ -41,10 +41,14 @@ class Role(enum.Enum):
     BIAS = "b"
     SCALE = "gamma"
     SHIFT = "beta"
+    EMBEDDING = "E"  # a token embedding's table E^(l) (V, dim)
+    POSITION = "P"  # its learned positions P^(l) (T, dim)
     WEIGHT_DIRECTION = "Wd"  # the direction W' of jvp and hvp
     BIAS_DIRECTION = "bd"
     SCALE_DIRECTION = "gammad"
     SHIFT_DIRECTION = "betad"
+    EMBEDDING_DIRECTION = "Ed"
+    POSITION_DIRECTION = "Pd"
     TARGET = "Y"  # the targets (no layer)
 
     @property
@@ -80,9 +84,18 @@ _DIRECTIONS = {
     Role.BIAS: Role.BIAS_DIRECTION,
     Role.SCALE: Role.SCALE_DIRECTION,
     Role.SHIFT: Role.SHIFT_DIRECTION,
+    Role.EMBEDDING: Role.EMBEDDING_DIRECTION,
+    Role.POSITION: Role.POSITION_DIRECTION,
 }
 # The parameter roles by the letter the graph gives a parameter tensor (symbp.ir.graph).
-PARAMETER_ROLES = {"W": Role.WEIGHT, "b": Role.BIAS, "gamma": Role.SCALE, "beta": Role.SHIFT}
+PARAMETER_ROLES = {
+    "W": Role.WEIGHT,
+    "b": Role.BIAS,
+    "gamma": Role.SCALE,
+    "beta": Role.SHIFT,
+    "E": Role.EMBEDDING,
+    "P": Role.POSITION,
+}
 
 
 class Layer(enum.Enum):

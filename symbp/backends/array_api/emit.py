@@ -173,6 +173,9 @@ def module_context(p: Program) -> dict[str, Any]:
         )
         context["yhat"] = f"_sequences(xp, {{}}, {shape_out})"
         e.printer.used.update({"_sequence_rows", "_sequence_targets", "_sequences"})
+        if arch.vocab:  # token ids in, n*T integer ids inside
+            context["input_line"] = f"_token_ids(xp, X, first, {shape_in})"
+            e.printer.used.add("_token_ids")
     helpers = [*e.printer.used, *runtime.TEMPLATE_CALLS]
     context["runtime"] = helper_source(helpers, runtime)
     context["imports"] = imports_needed(helpers, runtime)

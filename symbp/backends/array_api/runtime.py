@@ -689,6 +689,56 @@ def _sequences(xp, A, shape):
     return xp.reshape(A, (-1, *shape))
 
 
+def _token_ids(xp, X, like, shape):
+    """Token ids (n, T) as the n*T integer ids of the positions, on like's device (their
+    values are not inspected, so that jax.jit can trace this)."""
+    if not (hasattr(X, "dtype") and hasattr(X, "shape")):
+        X = xp.asarray(X, device=like.device)
+    if tuple(X.shape[1:]) != tuple(shape):
+        raise ValueError(f"expected token ids of shape (n, {shape[0]}), got {tuple(X.shape)}")
+    if not xp.isdtype(X.dtype, "integral"):
+        raise ValueError(f"token ids must be integers, got dtype {X.dtype}")
+    return xp.reshape(X, (-1,))
+
+
+# The token embedding. g = (V, dim, T): the vocabulary, the width, the positions.
+def _lookup(xp, E, ids, g):
+    """Row ids[r] of the table E for each position r."""
+    return xp.take(E, ids, axis=0)
+
+
+def _tile_positions(xp, P, ids, g):
+    """Row t of P for each position r = s T + t: the same rows for every sample."""
+    return xp.reshape(xp.broadcast_to(P, (ids.shape[0] // g[2], *P.shape)), (-1, P.shape[1]))
+
+
+def _sinusoid_rows(xp, like, ids, g):
+    """Vaswani et al.'s positions, computed in float64 with the standard library's math,
+    then made an array of like's dtype and device, for each position r = s T + t."""
+    import math
+
+    table = [
+        [(math.sin if i % 2 == 0 else math.cos)(t / 10000.0 ** (2 * (i // 2) / g[1]))
+         for i in range(g[1])]
+        for t in range(g[2])
+    ]  # fmt: skip
+    P = xp.asarray(table, dtype=like.dtype, device=like.device)
+    return _tile_positions(xp, P, ids, g)
+
+
+def _scatter_rows(xp, D, ids, g):
+    """Row v: the sum of the rows of D at the positions whose token is v (an exact
+    scatter-add, duplicates adding up), as the one-hot rows' transpose times D."""
+    classes = xp.arange(g[0], dtype=ids.dtype, device=getattr(ids, "device", None))
+    onehot = xp.astype(xp.reshape(classes, (-1, 1)) == xp.reshape(ids, (1, -1)), D.dtype)
+    return onehot @ D
+
+
+def _position_total(xp, D, g):
+    """Row t: the sum over the samples of D's row at position t."""
+    return xp.sum(xp.reshape(D, (-1, g[2], g[1])), axis=0)
+
+
 def _batches(n, batch_size, rng):
     """The index arrays of one epoch's batches (NumPy integers, from the NumPy generator
     `rng`, so the order is the NumPy module's): a permutation of the n samples cut into

@@ -493,14 +493,22 @@ def load_lines(
 
 
 def _init_lines(e: Emitter) -> list[str]:
-    """init_params: He (rectifiers) or Glorot normal weights; biases and shifts 0, scales 1."""
+    """init_params: He (rectifiers) or Glorot normal weights; biases and shifts 0, scales 1;
+    embedding tables and learned positions N(0, 0.02^2), as GPT-2. A tied weight is made
+    once, by the layer that owns it."""
     row = e.p.d.arch.layout == "row"
     lines = []
     for nd in e.p.net.nodes:
         activation = nd.node.layer.activation
         for p in nd.node.params:
+            if p.layer != nd.node.index:
+                continue
             shape = p.shape if len(p.shape) != 1 else ((p.shape[0],) if row else (p.shape[0], 1))
-            if p.symbol == "W":
+            if p.init == "normal":
+                lines.append(
+                    f'params["{p.key}"] = (rng.standard_normal({shape}) * 0.02).astype(DTYPE)'
+                )
+            elif p.init == "fan":
                 # fan in and out: a kernel (F, C, kh, kw) reads C kh kw entries per output
                 area = math.prod(p.shape[2:])
                 n_out, n_in = p.shape[0] * area, p.shape[1] * area
@@ -511,7 +519,7 @@ def _init_lines(e: Emitter) -> list[str]:
                     f'params["{p.key}"] = (rng.standard_normal({shape}) * {std}).astype(DTYPE)'
                 )
             else:
-                fill = "np.ones" if p.symbol == "gamma" else "np.zeros"
+                fill = "np.ones" if p.init == "ones" else "np.zeros"
                 lines.append(f'params["{p.key}"] = {fill}({shape}, dtype=DTYPE)')
     return lines
 
@@ -598,6 +606,9 @@ def module_context(p: Program) -> dict[str, Any]:
         context["targets_line"] = f"_sequence_targets(Y, {shape_out}, ids={ids})"
         context["yhat"] = f"_sequences({{}}, {shape_out})"
         context["helpers"] += ["_sequence_rows", "_sequence_targets", "_sequences"]
+        if arch.vocab:  # token ids in, n*T integer ids inside
+            context["input_line"] = f"_token_ids(X, {shape_in}, {arch.vocab})"
+            context["helpers"] += ["_token_ids"]
     return context
 
 

@@ -569,6 +569,52 @@ def _sequences(A, shape):
     return A.reshape(-1, *shape)
 
 
+def _token_ids(X, shape, vocab):
+    """Token ids (n, T), integers in [0, vocab), as the n*T ids of the positions."""
+    X = np.asarray(X)
+    if X.shape[1:] != tuple(shape):
+        raise ValueError(f"expected token ids of shape (n, {shape[0]}), got {X.shape}")
+    if X.dtype.kind not in "iu":
+        raise ValueError(f"token ids must be integers, got dtype {X.dtype}")
+    if X.size and (X.min() < 0 or X.max() >= vocab):
+        raise ValueError(f"token ids must lie in [0, {vocab}), got {X.min()}..{X.max()}")
+    return X.reshape(-1).astype(np.intp, copy=False)
+
+
+# The token embedding. g = (V, dim, T): the vocabulary, the width, the positions.
+def _lookup(E, ids, g, out=None):
+    """Row ids[r] of the table E for each position r."""
+    return np.take(E, ids, axis=0, out=out)
+
+
+def _tile_positions(P, ids, g, out=None):
+    """Row t of P for each position r = s T + t: the same rows for every sample."""
+    tiled = np.broadcast_to(P, (ids.shape[0] // g[2], *P.shape)).reshape(-1, P.shape[1])
+    return _result(tiled, out)
+
+
+def _sinusoid_rows(E, ids, g, out=None):
+    """Vaswani et al.'s positions, computed in float64 then cast, for each position r = s T
+    + t: P[t, 2i] = sin(t / 10000^(2i/dim)), P[t, 2i+1] = cos(t / 10000^(2i/dim))."""
+    t = np.arange(g[2], dtype=np.float64)[:, None]
+    angle = t / 10000.0 ** (2 * (np.arange(g[1]) // 2) / g[1])
+    table = np.where(np.arange(g[1]) % 2 == 0, np.sin(angle), np.cos(angle)).astype(E.dtype)
+    return _tile_positions(table, ids, g, out)
+
+
+def _scatter_rows(D, ids, g, out=None):
+    """Row v: the sum of the rows of D at the positions whose token is v (an exact
+    scatter-add: a token that occurs several times adds up), as one product of the one-hot
+    rows' transpose with D."""
+    onehot = (ids[None, :] == np.arange(g[0])[:, None]).astype(D.dtype)
+    return np.matmul(onehot, D, out=out)
+
+
+def _position_total(D, g, out=None):
+    """Row t: the sum over the samples of D's row at position t."""
+    return np.sum(D.reshape(-1, g[2], g[1]), axis=0, out=out)
+
+
 # what the module template's step and train call (every module has them)
 TEMPLATE_CALLS = ("_batches", "_take", "_clipped", "_optimizer_state", "_optimizer_update")
 

@@ -17,10 +17,11 @@ from types import ModuleType
 
 def kind_module(kind: str) -> ModuleType:
     """The module that owns a layer kind (imported on first use)."""
-    from symbp.derivation.kinds import add, conv, dense, flatten, normalize, pool
+    from symbp.derivation.kinds import add, conv, dense, embedding, flatten, normalize, pool
 
     return {
         "dense": dense,
+        "embedding": embedding,
         "add": add,
         "layernorm": normalize,
         "batchnorm": normalize,

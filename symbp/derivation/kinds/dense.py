@@ -19,7 +19,7 @@ from symbp.derivation.kinds.notation import weights_notation
 from symbp.derivation.tangent import MAT_BD, tangent_calculus
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
-from symbp.ir.naming import ArrayMatrix, Layer, Role, array, matrix
+from symbp.ir.naming import PARAMETER_ROLES, ArrayMatrix, Layer, Role, array, matrix
 from symbp.symbolic import memo
 from symbp.symbolic.indexed import (
     MAT_A,
@@ -37,18 +37,21 @@ from symbp.symbolic.indexed import (
 # z is one product (W a + b), evaluated into one reused array named Z when nothing
 # after the layer reads it
 Z_IN_ONE_PRODUCT = True
-KEYS = ("units", "bias")
+KEYS = ("units", "bias", "tie")
 
 
 def _bind(ctx: Context, node: Node) -> None:
     l, n_in, n_out = node.index, node.inputs[0].row_size, node.z.row_size
     F = Family
     W, *b = node.params
+    w_role = PARAMETER_ROLES[W.symbol]  # W, or the embedding table E a tied layer reads
+    assert w_role.direction is not None
     for role, what, family in (
-        (Role.WEIGHT, "weights", F.PARAMETER),
-        (Role.WEIGHT_DIRECTION, "direction of W", F.DIRECTION),
+        (w_role, "weights", F.PARAMETER),
+        (w_role.direction, "direction of W", F.DIRECTION),
     ):
-        ctx.bindings.add(array(role, l), Kind.MATRIX, n_out, f"{what} of layer {l}", family, W)
+        at = W.layer
+        ctx.bindings.add(array(role, at), Kind.MATRIX, n_out, f"{what} of layer {at}", family, W)
     if b:
         for role, what, family in (
             (Role.BIAS, "biases", F.PARAMETER),
@@ -70,14 +73,18 @@ def _matrices(node: Node, row: bool) -> dict[str, sp.MatrixExpr]:
     n_out, n_in = node.z.row_size, node.inputs[0].row_size
     W, *b = node.params
     layers = (W.layer, b[0].layer if b else None, node.inputs[0].layer, node.index)
-    return _matrix_set(row, n_in, n_out, layers)
+    return _matrix_set(row, n_in, n_out, layers, PARAMETER_ROLES[W.symbol])
 
 
-def _matrix_set(row: bool, n_in: Any, n_out: Any, layers: tuple) -> dict[str, sp.MatrixExpr]:
+def _matrix_set(
+    row: bool, n_in: Any, n_out: Any, layers: tuple, w_role: Role = Role.WEIGHT
+) -> dict[str, sp.MatrixExpr]:
     """W, b, A, Delta and their tangents for the given sizes and (weight, bias, input, node)
     layers: numbers for a node, the general layers for the layer-free forms (a bias layer of
-    None means no bias; an input layer of 0, the network's input, has no tangent)."""
+    None means no bias; an input layer of 0, the network's input, has no tangent). w_role:
+    the weight's role (a tied layer's weight is an embedding's table E)."""
     w_layer, b_layer, in_layer, layer = layers
+    assert w_role.direction is not None
 
     def stored(role: Role, at: Any, units: Any) -> sp.MatrixExpr:
         if row:
@@ -86,11 +93,11 @@ def _matrix_set(row: bool, n_in: Any, n_out: Any, layers: tuple) -> dict[str, sp
 
     no_bias = sp.ZeroMatrix(n_out, 1)
     return {
-        "W": matrix(Role.WEIGHT, w_layer, n_out, n_in),
+        "W": matrix(w_role, w_layer, n_out, n_in),
         "b": no_bias if b_layer is None else matrix(Role.BIAS, b_layer, n_out, 1),
         "A": stored(Role.ACTIVATION, in_layer, n_in),
         "Delta": stored(Role.ERROR, layer, n_out),
-        "Wd": matrix(Role.WEIGHT_DIRECTION, w_layer, n_out, n_in),
+        "Wd": matrix(w_role.direction, w_layer, n_out, n_in),
         "bd": no_bias if b_layer is None else matrix(Role.BIAS_DIRECTION, b_layer, n_out, 1),
         "Ad": stored(Role.TANGENT_A, in_layer, n_in)
         if in_layer != 0

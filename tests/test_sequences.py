@@ -34,6 +34,7 @@ _TORCH_ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "softmax": lambda x: torch.softmax(x, dim=-1),
 }
 
@@ -274,7 +275,7 @@ def _token_layers(positions: str, dim: int, tie: bool) -> list:
     return [
         {"type": "embedding", "dim": dim, "positions": positions, "name": "emb"},
         {"type": "layernorm"},
-        {"units": 5, "activation": "gelu"},
+        {"units": 5, "activation": "gelu_tanh"},
         {"units": dim, "name": "mix"},
         {"type": "add", "from": "emb"},
         {**head, "tie": "emb"} if tie else head,

@@ -104,15 +104,16 @@ def _broken(head: str, expr: sp.Expr) -> Display:
 HEAD_WIDTH = 6  # the glyphs of a head such as "f'(x) = "
 
 
-def _side_by_side(items: list[tuple[str, sp.Expr]]) -> list[Any]:
+def _side_by_side(items: list[tuple[str, sp.Expr]], T: _Tex | None = None) -> list[Any]:
     """Displays head + expr, those that fit a line each packed side by side (", \\qquad"
-    between them) while the line has room; long ones broken on lines of their own."""
+    between them) while the line has room; long ones broken on lines of their own (with T,
+    their repeated subexpressions named xi_k below them, as every long display's)."""
     out: list[Any] = []
     used = line_width()
     for head, expr in items:
         size = width(expr) + HEAD_WIDTH
         if size > line_width() - 10:
-            out.append(_broken(head, expr))
+            out.append(_broken(head, expr) if T is None else T.display(expr, head=head))
             used = line_width()
         elif out and isinstance(out[-1], str) and used + size + 4 <= line_width() - 10:
             out[-1] += rf", \qquad {head}{tex(expr)}"
@@ -123,11 +124,13 @@ def _side_by_side(items: list[tuple[str, sp.Expr]]) -> list[Any]:
     return out
 
 
-def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str, Any]:
+def _activation_entry(
+    act: ActivationDerivation, eq: dict[str, int], T: _Tex | None = None
+) -> dict[str, Any]:
     """f, f' as SymPy returned it, and the form the code uses."""
     x = sp.Symbol("x", real=True)
     f, raw = shown(act.f), shown(act.raw)  # as defined, but for GELU's Phi and the pieces
-    return {
+    entry = {
         "normal": uses_normal(f) or uses_normal(raw),
         "logistic": uses_sigmoid(f) or uses_sigmoid(raw),
         "label": activation_label(act.name),
@@ -143,24 +146,42 @@ def _activation_entry(act: ActivationDerivation, eq: dict[str, int]) -> dict[str
         "needs": act.needs,
         "method": act.method,
         "second": _broken("f''(x) = ", second_derivative_shown(act.f, x)),
-        "lines": _side_by_side(
-            [("f(x) = ", f), ("f'(x) = ", raw), ("f''(x) = ", second_derivative_shown(act.f, x))]
-        ),
         "uses_x": act.backward_form.has(x),
         **_kept_entry(act, x),
         "check": tex(sp.Eq(act.in_a.subs(A_SCALAR, act.f), act.simplified, evaluate=False))
         if act.in_a is not None and act.needs == "a"
         else "",
     }
+    entry["lines"] = [
+        *_side_by_side(
+            [("f(x) = ", f), ("f'(x) = ", raw), ("f''(x) = ", second_derivative_shown(act.f, x))],
+            T,
+        ),
+        *entry["kept_lines"],
+    ]
+    return entry
 
 
-def _kept_entry(act: ActivationDerivation, x: sp.Symbol) -> dict[str, str]:
+def _kept_entry(act: ActivationDerivation, x: sp.Symbol) -> dict[str, Any]:
     """t = the kept intermediate and f' reading t, both in z (empty when nothing is kept)."""
     if act.kept is None:
-        return {"kept": "", "shared": ""}
+        return {"kept": "", "shared": "", "kept_lines": []}
     z, t = sp.Symbol("z", real=True), sp.Symbol("tau", real=True)  # t is the step
     shared = reading_kept(act.backward_form, act.kept, t)  # as the code evaluates it
-    return {"kept": tex(act.kept.xreplace({x: z})), "shared": tex(shared.xreplace({x: z}))}
+    kept, shared = act.kept.xreplace({x: z}), shared.xreplace({x: z})
+    return {
+        "kept": tex(kept),
+        "shared": tex(shared),
+        # too wide for running text: the two forms as the last rows of the display
+        "kept_lines": (
+            [_broken(r"\tau = ", kept), _broken("f'(z) = ", shared)]
+            if width(kept) + width(shared) > INLINE_WIDTH
+            else []
+        ),
+    }
+
+
+INLINE_WIDTH = 40  # the glyphs of the two kept forms above which they are displayed
 
 
 def _output_entry(d: Derivation) -> dict[str, Any]:
@@ -747,7 +768,7 @@ def document_context(
         "notation_rows": _notation_rows(d, kinds, tools),
         "kinds": kind_sections,
         "activations": [
-            _activation_entry(a, eq) for a in d.activations.values() if not a.passes_through
+            _activation_entry(a, eq, T) for a in d.activations.values() if not a.passes_through
         ],
         "pass_through": any(a.passes_through for a in d.activations.values()),
         "output": _output_entry(d),

@@ -64,7 +64,7 @@ from symbp.frontend.window import MAX_COLUMNS, Window, check_window
 SCHEMA_VERSION = 2
 BUILTIN_ACTIVATIONS = (
     "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "swish", "gelu",
-    "softmax",
+    "gelu_tanh", "softmax",
 )  # fmt: skip
 ACTIVATION_ALIASES = {"linear": "identity", "silu": "swish"}
 LOSSES = ("mse", "bce", "cross_entropy")

@@ -43,6 +43,10 @@ BUILTIN: dict[str, Callable[[sp.Expr], sp.Expr]] = {
     "softplus": lambda x: sp.log(1 + sp.exp(x)),
     "swish": lambda x: x * _sigmoid(x),
     "gelu": lambda x: x / 2 * (1 + sp.erf(x / sp.sqrt(2))),
+    # GELU's tanh approximation (Hendrycks and Gimpel; PyTorch's approximate="tanh")
+    "gelu_tanh": lambda x: (
+        x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(44715, 1000000) * x**3)))
+    ),
 }
 
 # Softmax is not elementwise: it is defined over the units of a sample in symbp.symbolic.indexed.

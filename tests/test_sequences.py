@@ -146,6 +146,8 @@ def _torch_output(arch, params, X):
     for l, layer in enumerate(arch.layers, start=1):
         if layer.type == "embedding":
             a = F.embedding(X, params[f"E{l}"]) + _torch_positions(layer, params, l, X.shape[1])
+        elif layer.type == "attention":
+            a = _torch_attention(layer, params, l, a)
         elif layer.type == "dense" and layer.tie:
             owner = arch.layer_index[layer.tie]
             a = F.linear(a, params[f"E{owner}"], params.get(f"b{l}"))
@@ -159,6 +161,22 @@ def _torch_output(arch, params, X):
         if layer.name:
             outputs[layer.name] = a
     return a
+
+
+def _torch_attention(layer, params, l, x):
+    """torch.nn.MultiheadAttention's own function, with in_proj = cat(Wq, Wk, Wv) and a
+    causal mask (True above the diagonal: not attended); need_weights takes its explicit
+    (unfused) path, which forward-mode AD supports."""
+    d = x.shape[-1]
+    w = torch.cat([params[f"W{p}{l}"] for p in "qkv"])
+    b = torch.cat([params[f"b{p}{l}"] for p in "qkv"]) if layer.bias else None
+    mask = torch.triu(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool), 1)
+    out, _ = F.multi_head_attention_forward(
+        x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), d, layer.heads, w, b,
+        None, None, False, 0.0, params[f"Wo{l}"], params.get(f"bo{l}"), training=False,
+        need_weights=True, attn_mask=mask if layer.causal else None,
+    )  # fmt: skip
+    return out.transpose(0, 1)
 
 
 def _torch_positions(layer, params, l, T):
@@ -242,6 +260,17 @@ def _refused(tmp_path, capsys, text: str) -> str:
         ),
         ("input: {tokens: 0, vocab: 9}\nlayers: [{units: 2}]\nloss: mse\n", "input.tokens"),
         ("input: {tokens: 4}\nlayers: [{units: 2}]\nloss: mse\n", "vocab"),
+        (
+            "input: [4, 6]\nlayers: [{type: attention, heads: 4}]\nloss: mse\n",
+            "use one of 1, 2, 3, 6",
+        ),
+        ("input: 6\nlayers: [{type: attention}]\nloss: mse\n", "its input is the vector"),
+        ("input: [4, 6]\nlayers: [{type: attention, causal: 1}]\nloss: mse\n", "causal must be"),
+        ("input: [4, 6]\nlayers: [{type: attention, units: 6}]\nloss: mse\n", "takes no units"),
+        (
+            "input: [3000, 6]\nlayers: [{type: attention, heads: 2}]\nloss: mse\n",
+            "scores per sample",
+        ),
         (
             "input: {tokens: 4, vocab: 9}\nlayers: [{type: embedding, dim: 2, "
             "positions: rotary}]\nloss: mse\n",
@@ -352,3 +381,100 @@ def test_token_ids_are_checked(tmp_path) -> None:
     with pytest.raises(ValueError, match="token ids must be integers"):
         module.forward(params, ids.astype(float))
     assert module.forward(params, ids).shape == (2, T, V)
+
+
+D_MODEL = 6
+
+
+def _block(heads: int, causal: bool, bias: bool) -> list:
+    """A pre-LN transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+    return [
+        {"units": D_MODEL, "name": "x0"},
+        {"type": "layernorm"},
+        {"type": "attention", "heads": heads, "causal": causal, "bias": bias},
+        {"type": "add", "from": "x0", "name": "x1"},
+        {"type": "layernorm"},
+        {"units": 8, "activation": "gelu_tanh"},
+        {"units": D_MODEL},
+        {"type": "add", "from": "x1"},
+        {"units": 3, "activation": "softmax"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("heads", "causal", "bias"),
+    [(1, False, True), (2, True, True), (3, True, False), (6, False, False)],
+)
+def test_attention_block_matches_pytorch(tmp_path, heads, causal, bias) -> None:
+    """A pre-LN block with residuals: loss, gradients (both targets), jvp and hvp against
+    torch.nn.functional.multi_head_attention_forward and autograd, float64."""
+    arch = make_arch(name="att", input=[T, D], layers=_block(heads, causal, bias),
+                     loss="cross_entropy", l2=0.01)  # fmt: skip
+    write_files(generate(arch, targets=("numpy", "array-api")).files, tmp_path)
+    module, xp_module = import_path(tmp_path / "att.py"), import_path(tmp_path / "att_xp.py")
+    rng = np.random.default_rng(heads)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in module.init_params(0).items()}
+    X, ids = rng.standard_normal((N, T, D)), rng.integers(0, 3, (N, T))
+    Y = np.eye(3)[ids]
+    keys = list(params)
+
+    def loss(*values):
+        tp = dict(zip(keys, values, strict=True))
+        value = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(Y))
+        return value + 0.005 * sum((tp[k] ** 2).sum() for k in tp if k[0] == "W")
+
+    tp = _torch(params)
+    expected = loss(*tp.values())
+    expected.backward()
+    value, grads = module.loss_and_grads(params, X, ids)
+    assert value == pytest.approx(expected.item(), rel=1e-10)
+    tvalue, tgrads = xp_module.loss_and_grads(_torch(params), torch.tensor(X), torch.tensor(ids))
+    assert float(tvalue.detach()) == pytest.approx(expected.item(), rel=1e-10)
+    for key in params:
+        np.testing.assert_allclose(grads[key], tp[key].grad.numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(tgrads[key].detach().numpy(), tp[key].grad.numpy(),
+                                   rtol=1e-8, atol=1e-10)  # fmt: skip
+    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    primals = tuple(torch.tensor(params[k]) for k in keys)
+    tangents = tuple(torch.tensor(direction[k]) for k in keys)
+
+    def output(*values):
+        return _torch_output(arch, dict(zip(keys, values, strict=True)), torch.tensor(X))
+
+    _, out_dot = torch.func.jvp(output, primals, tangents)
+    np.testing.assert_allclose(module.jvp(params, X, direction)[1], out_dot.numpy(), rtol=1e-8,
+                               atol=1e-10)  # fmt: skip
+    _, hv = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(keys)))), primals,
+                           tangents)  # fmt: skip
+    got = module.hvp(params, X, ids, direction)
+    for k, h in zip(keys, hv, strict=True):
+        np.testing.assert_allclose(got[k], h.numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_attention_under_jax_jit_and_in_float32(tmp_path) -> None:
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    arch = make_arch(name="att", input=[T, D], layers=_block(2, True, True), loss="cross_entropy")
+    write_files(generate(arch, targets=("numpy", "array-api")).files, tmp_path)
+    module, xp_module = import_path(tmp_path / "att.py"), import_path(tmp_path / "att_xp.py")
+    rng = np.random.default_rng(9)
+    params = module.init_params(1)
+    X, ids = rng.standard_normal((N, T, D)), rng.integers(0, 3, (N, T))
+    value, grads = module.loss_and_grads(params, X, ids)
+    jp = {k: jax.numpy.asarray(v) for k, v in params.items()}
+    jvalue, jgrads = jax.jit(xp_module.loss_and_grads)(jp, jax.numpy.asarray(X),
+                                                       jax.numpy.asarray(ids))  # fmt: skip
+    assert float(jvalue) == pytest.approx(value, rel=1e-10)
+    for key in grads:
+        np.testing.assert_allclose(np.asarray(jgrads[key]), grads[key], rtol=1e-8, atol=1e-10)
+    arch32 = make_arch(name="att32", input=[T, D], layers=_block(2, True, True),
+                       loss="cross_entropy", dtype="float32")  # fmt: skip
+    write_files(generate(arch32).files, tmp_path)
+    module32 = import_path(tmp_path / "att32.py")
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    with np.errstate(all="raise"):
+        value32, grads32 = module32.loss_and_grads(p32, X.astype(np.float32), ids)
+    assert value32 == pytest.approx(value, rel=1e-5)
+    for key in grads:
+        assert grads32[key].dtype == np.float32
+        np.testing.assert_allclose(grads32[key], grads[key], rtol=2e-3, atol=2e-5)

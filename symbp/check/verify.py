@@ -33,6 +33,7 @@ from symbp.check.reference import unsupported
 from symbp.derivation.derive import Derivation, derive
 from symbp.derivation.network import Network, derive_network
 from symbp.errors import SymbpError
+from symbp.frontend.kind_keys import KINDS
 from symbp.frontend.spec import Arch, arch_from_mapping, load_arch, parameter_count
 from symbp.ir.graph import build_graph
 from symbp.ir.image_ops import ChannelOp, ImageOp, PerChannel
@@ -708,6 +709,15 @@ def verify_arch(
     _check_options(max_units, points, simplify_seconds, reference)
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
+    mixing = [layer.type for layer in arch.layers if KINDS[layer.type].mixes_positions]
+    if mixing:
+        raise VerifyError(
+            f"verify's references do not cover {mixing[0]} yet (a layer that mixes the "
+            "positions has no one-position equivalent)",
+            file=arch.source,
+            path="layers",
+            fix="check it with  symbp gradcheck  (central differences), which covers it",
+        )
     if arch.vocab:
         raise VerifyError(
             "verify's references do not cover a token input yet (the embedding's lookup and "

@@ -300,6 +300,7 @@ def backward_statements(p: Program, fused: bool) -> list[Stmt]:
             factors = delta.xreplace({g: sp.S.One})
             for factor in sp.Mul.make_args(factors) if factors != 1 else ():
                 out.append(Stmt(array_name(Role.ERROR, l), factor, "*=", layer=l))
+        out += [Stmt(target.name, value, layer=l) for target, value in nd.backward_steps]
         if fused:
             for param, grad in nd.grads:
                 # a parameter read by several nodes: their gradients add up
@@ -546,6 +547,7 @@ def r_backward_statements(p: Program) -> list[Stmt]:
                 like=array_name(Role.ACTIVATION, l),
             )
         )
+        stmts += [Stmt(target.name, value, layer=l) for target, value in nd.r_steps]
         for param, r_grad in nd.r_grads:
             op = "+=" if param in summed else "="
             summed.add(param)

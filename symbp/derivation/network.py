@@ -91,6 +91,8 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
         stores_z=stores_z,
         eval_forward=_eval_forward(ctx, module, node, forward),
         state_updates=tuple(getattr(module, "state_updates", lambda c, n: ())(ctx, node)),
+        backward_steps=tuple(getattr(module, "backward_steps", lambda c, n: ())(ctx, node)),
+        r_steps=tuple(getattr(module, "r_steps", lambda c, n: ())(ctx, node)),
     )
 
 

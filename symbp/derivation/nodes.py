@@ -45,6 +45,11 @@ class NodeDerivation:
     # statistics), and the state a training step updates: ((running_mean3, new value), ...)
     eval_forward: tuple[tuple[sp.Symbol, Expr], ...] | None = None
     state_updates: tuple[tuple[sp.Symbol, Expr], ...] = ()
+    # a kind's own intermediate steps of the backward pass, computed after delta and before
+    # the gradients and what is sent back (attention's dL/dO, dL/dS, ...), and of the
+    # R-operator's, after R{delta}
+    backward_steps: tuple[tuple[sp.Symbol, Expr], ...] = ()
+    r_steps: tuple[tuple[sp.Symbol, Expr], ...] = ()
 
     def __repr__(self) -> str:
         return f"NodeDerivation({self.node.index} {self.node.kind}: delta = {self.delta})"

@@ -30,7 +30,15 @@ BOX_WIDTH = 42
 SHORT = 30
 
 _GENERIC = r"\ell"
-PARAM_TEX = {"W": "W", "b": "b", "gamma": r"\gamma", "beta": r"\beta", "E": "E", "P": "P"}
+PARAM_TEX = {
+    "W": "W",
+    "b": "b",
+    "gamma": r"\gamma",
+    "beta": r"\beta",
+    "E": "E",
+    "P": "P",
+    **{f"{letter}{part}": f"{letter}_{part}" for letter in "Wb" for part in "qkvo"},
+}
 
 
 def _row(

@@ -29,6 +29,7 @@ class KindKeys:
     summary: str  # one line for messages and the JSON Schema
     activation: bool = True  # whether it takes an `activation` key
     image: bool = False  # whether it reads an image [C, H, W] (and only an image)
+    mixes_positions: bool = False  # whether an output position reads other positions
     # the parameters of a layer of this kind: (letter, shape, decayed, init) from the layer
     # and the per-sample shape it reads (symbp.ir.graph makes them tensors); `decayed`: the
     # file's l2 covers it (every parameter of rank >= 2: weights, kernels, embedding tables;
@@ -75,6 +76,15 @@ def _embedding_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
     if layer.positions == "learned":
         table.append(("P", (shape_in[0], dim), True, "normal"))
     return table
+
+
+def _attention_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
+    """Wq, Wk, Wv, Wo (d, d) and, unless bias: false, bq, bk, bv, bo (d,), as
+    torch.nn.MultiheadAttention's in_proj (cat(Wq, Wk, Wv)) and out_proj."""
+    d = shape_in[-1]
+    weights = [(f"W{p}", (d, d), True, "fan") for p in "qkvo"]
+    biases = [(f"b{p}", (d,), False, "zeros") for p in "qkvo"] if layer.bias else []
+    return weights + biases
 
 
 POSITIONS = ("learned", "sinusoidal", "none")
@@ -141,6 +151,14 @@ KINDS: dict[str, KindKeys] = {
         "z_t = E[x_t] + P_t: token ids to vectors (dim, positions: learned | sinusoidal | none)",
         parameters=_embedding_parameters,
     ),
+    "attention": KindKeys(
+        ("heads", "causal", "bias"),
+        (),
+        True,
+        "multi-head self-attention over the positions (heads, causal, bias)",
+        mixes_positions=True,
+        parameters=_attention_parameters,
+    ),
 }
 
 
@@ -153,6 +171,14 @@ def keys_of(kind: str) -> tuple[str, ...]:
 def check_bias(value: Any, fail: Callable[[str, str], Exception]) -> bool:
     if not isinstance(value, bool):
         raise fail("bias must be true or false", "write bias: true or bias: false")
+    return value
+
+
+def check_flag(value: Any, key: str, fail: Callable[[str, str], Exception]) -> bool:
+    if not isinstance(value, bool):
+        raise fail(
+            f"{key} must be true or false, got {value!r}", f"write {key}: true or {key}: false"
+        )
     return value
 
 

@@ -68,6 +68,17 @@ def arch_schema() -> dict[str, Any]:
         },
         "filters": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
         "dim": {"type": "integer", "minimum": 1, "maximum": spec.MAX_UNITS},
+        "heads": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+            "description": "Attention heads; they must divide the input's features d.",
+        },
+        "causal": {
+            "type": "boolean",
+            "default": False,
+            "description": "Each position attends to itself and the earlier ones only.",
+        },
         "positions": {
             "enum": ["learned", "sinusoidal", "none"],
             "default": "learned",

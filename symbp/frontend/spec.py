@@ -55,6 +55,7 @@ from symbp.frontend.kind_keys import (
     POSITIONS,
     check_bias,
     check_eps,
+    check_flag,
     check_momentum,
     entry_kind,
     keys_of,
@@ -104,6 +105,8 @@ class Layer:
     positions: str = "learned"  # embedding only: learned | sinusoidal | none
     vocab: int = 0  # embedding only: the token input's vocabulary V
     tie: str | None = None  # dense only: the embedding layer whose table E is its weight
+    heads: int = 1  # attention only: the number of heads (dividing d)
+    causal: bool = False  # attention only: each position attends to itself and earlier ones
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -613,6 +616,13 @@ def _check_input_kind(c: _Checker, path: str, kind: str, previous: tuple[int, ..
             if sequence
             else "declare the input as [C, H, W] and keep image layers before the flatten",
         )
+    if KINDS[kind].mixes_positions and not sequence:
+        raise c.fail(
+            f"{path}.type",
+            f"{kind} mixes the positions of a sequence, but its input is the "
+            f"{'image' if image else 'vector'} {_shape_text(previous)}",
+            "declare the input as a sequence, input: [T, d], or as token ids with an embedding",
+        )
     if sequence and kind == "batchnorm":
         raise c.fail(
             f"{path}.type",
@@ -690,8 +700,11 @@ def _layer_fields(
                     f"{MAX_UNITS:,})",
                     "use fewer units",
                 )
-    if kind in ("dense", "conv2d"):
+    if kind in ("dense", "conv2d", "attention"):
         bias = check_bias(entry.get("bias", True), fail("bias"))
+    heads, causal = 1, False
+    if kind == "attention":
+        heads, causal = _attention_fields(c, entry, path, previous)
     if kind == "add":
         source = _source(c, entry["from"], f"{path}.from", names, previous)
     if "eps" in entry:
@@ -722,7 +735,38 @@ def _layer_fields(
         momentum,
         positions,
         tie=tie,
+        heads=heads,
+        causal=causal,
     )
+
+
+MAX_SCORES = 16_000_000  # attention scores per sample (heads T^2), as MAX_UNITS for arrays
+
+
+def _attention_fields(
+    c: _Checker, entry: Mapping[str, Any], path: str, previous: tuple[int, ...]
+) -> tuple[int, bool]:
+    """heads (dividing d) and causal, on a sequence of at most MAX_SCORES scores."""
+    T, d = previous
+    heads = c.integer(entry.get("heads", 1), f"{path}.heads", 1, MAX_UNITS)
+    if d % heads:
+        divisors = [k for k in range(1, d + 1) if d % k == 0]
+        raise c.fail(
+            f"{path}.heads",
+            f"heads: {heads} does not divide the input's {d} features (each head takes d/heads)",
+            f"use one of {', '.join(map(str, divisors[:12]))}",
+        )
+    causal = check_flag(
+        entry.get("causal", False), "causal", lambda m, f: c.fail(f"{path}.causal", m, f)
+    )
+    if heads * T * T > MAX_SCORES:
+        raise c.fail(
+            path,
+            f"this attention layer has {heads} x {T}^2 = {heads * T * T:,} scores per sample "
+            f"(at most {MAX_SCORES:,})",
+            "use fewer positions or heads",
+        )
+    return heads, causal
 
 
 def _check_image_size(

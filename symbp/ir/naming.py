@@ -34,6 +34,27 @@ class Role(enum.Enum):
     NORMALIZED_TANGENT = "Xhatd"
     STD_TANGENT = "Sigmad"
     COLUMNS = "Cols"  # a convolution's unfolded input
+    QUERY = "Q"  # an attention layer's queries, keys and values (rows, d)
+    KEY = "K"
+    VALUE = "V"
+    PROBS = "Pr"  # its attention probabilities (per sample: heads x T x T)
+    MIXED = "O"  # the heads' outputs, concatenated (rows, d)
+    D_MIXED = "dO"  # dL/dO, dL/dS, dL/dQ, dL/dK, dL/dV in the backward pass
+    D_SCORES = "dS"
+    D_QUERY = "dQ"
+    D_KEY = "dK"
+    D_VALUE = "dV"
+    QUERY_TANGENT = "Qd"  # their tangents (forward mode)
+    KEY_TANGENT = "Kd"
+    VALUE_TANGENT = "Vd"
+    PROBS_TANGENT = "Prd"
+    SCORES_TANGENT = "Sd"
+    MIXED_TANGENT = "Od"
+    R_MIXED = "RdO"  # R{dL/dO}, ... (the R-operator)
+    R_SCORES = "RdS"
+    R_QUERY = "RdQ"
+    R_KEY = "RdK"
+    R_VALUE = "RdV"
     LOG_SUM_EXP = "lse"  # the output softmax's log-sum-exp, per sample
     RUNNING_MEAN = "running_mean"  # batch norm's state: its running statistics
     RUNNING_VAR = "running_var"
@@ -41,12 +62,28 @@ class Role(enum.Enum):
     BIAS = "b"
     SCALE = "gamma"
     SHIFT = "beta"
+    WEIGHT_Q = "Wq"  # an attention layer's projections and their biases
+    WEIGHT_K = "Wk"
+    WEIGHT_V = "Wv"
+    WEIGHT_O = "Wo"
+    BIAS_Q = "bq"
+    BIAS_K = "bk"
+    BIAS_V = "bv"
+    BIAS_O = "bo"
     EMBEDDING = "E"  # a token embedding's table E^(l) (V, dim)
     POSITION = "P"  # its learned positions P^(l) (T, dim)
     WEIGHT_DIRECTION = "Wd"  # the direction W' of jvp and hvp
     BIAS_DIRECTION = "bd"
     SCALE_DIRECTION = "gammad"
     SHIFT_DIRECTION = "betad"
+    WEIGHT_Q_DIRECTION = "Wqd"
+    WEIGHT_K_DIRECTION = "Wkd"
+    WEIGHT_V_DIRECTION = "Wvd"
+    WEIGHT_O_DIRECTION = "Wod"
+    BIAS_Q_DIRECTION = "bqd"
+    BIAS_K_DIRECTION = "bkd"
+    BIAS_V_DIRECTION = "bvd"
+    BIAS_O_DIRECTION = "bod"
     EMBEDDING_DIRECTION = "Ed"
     POSITION_DIRECTION = "Pd"
     TARGET = "Y"  # the targets (no layer)
@@ -77,6 +114,27 @@ _PER_SAMPLE = frozenset(
         Role.NORMALIZED_TANGENT,
         Role.COLUMNS,
         Role.TARGET,
+        Role.QUERY,
+        Role.KEY,
+        Role.VALUE,
+        Role.PROBS,
+        Role.MIXED,
+        Role.D_MIXED,
+        Role.D_SCORES,
+        Role.D_QUERY,
+        Role.D_KEY,
+        Role.D_VALUE,
+        Role.QUERY_TANGENT,
+        Role.KEY_TANGENT,
+        Role.VALUE_TANGENT,
+        Role.PROBS_TANGENT,
+        Role.SCORES_TANGENT,
+        Role.MIXED_TANGENT,
+        Role.R_MIXED,
+        Role.R_SCORES,
+        Role.R_QUERY,
+        Role.R_KEY,
+        Role.R_VALUE,
     }
 )
 _DIRECTIONS = {
@@ -85,6 +143,11 @@ _DIRECTIONS = {
     Role.SCALE: Role.SCALE_DIRECTION,
     Role.SHIFT: Role.SHIFT_DIRECTION,
     Role.EMBEDDING: Role.EMBEDDING_DIRECTION,
+    **{
+        Role[f"{kind}_{part}"]: Role[f"{kind}_{part}_DIRECTION"]
+        for kind in ("WEIGHT", "BIAS")
+        for part in "QKVO"
+    },
     Role.POSITION: Role.POSITION_DIRECTION,
 }
 # The parameter roles by the letter the graph gives a parameter tensor (symbp.ir.graph).
@@ -95,6 +158,7 @@ PARAMETER_ROLES = {
     "beta": Role.SHIFT,
     "E": Role.EMBEDDING,
     "P": Role.POSITION,
+    **{role.value: role for role in Role if role.name[:-2] in ("WEIGHT", "BIAS")},
 }
 
 

@@ -739,6 +739,69 @@ def _position_total(xp, D, g):
     return xp.sum(xp.reshape(D, (-1, g[2], g[1])), axis=0)
 
 
+# Multi-head attention. g = (T, d, heads, causal). (n*T, d) arrays hold head h in columns
+# h d_h .. (h+1) d_h - 1; score arrays hold (n, heads, T, T) in that order.
+def _heads(xp, x, g):
+    """(n*T, d) rows as (n, heads, T, d_h)."""
+    T, d, h = g[0], g[1], g[2]
+    return xp.permute_dims(xp.reshape(x, (-1, T, h, d // h)), (0, 2, 1, 3))
+
+
+def _merged(xp, t, g):
+    """(n, heads, T, d_h) back as (n*T, d): the heads side by side."""
+    return xp.reshape(xp.permute_dims(t, (0, 2, 1, 3)), (-1, g[1]))
+
+
+def _grid(xp, x, g):
+    """A score array as (n, heads, T, T)."""
+    return xp.reshape(x, (-1, g[2], g[0], g[0]))
+
+
+def _swap(xp, t):
+    return xp.permute_dims(t, (0, 1, 3, 2))
+
+
+def _head_outer(xp, A, B, g):
+    """A_h B_h^T for each sample and head: (n, heads, T, T) as rows."""
+    return xp.reshape(_heads(xp, A, g) @ _swap(xp, _heads(xp, B, g)), (-1, g[2] * g[0]))
+
+
+def _head_softmax(xp, S, g):
+    """The softmax of each row of each head's T x T scores, its maximum subtracted first;
+    causal: the key positions after the query's get probability 0."""
+    s = _grid(xp, S, g)
+    if g[3]:
+        rows = xp.arange(g[0], device=getattr(S, "device", None))
+        later = xp.reshape(rows, (1, -1)) > xp.reshape(rows, (-1, 1))
+        s = xp.where(later, -xp.inf, s)
+    e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
+    return xp.reshape(e / xp.sum(e, axis=-1, keepdims=True), S.shape)
+
+
+def _head_mix(xp, P, V, g):
+    """P_h V_h for each sample and head, the heads side by side: (n*T, d)."""
+    return _merged(xp, _grid(xp, P, g) @ _heads(xp, V, g), g)
+
+
+def _head_mix_t(xp, P, D, g):
+    """P_h^T D_h for each sample and head, the heads side by side: (n*T, d)."""
+    return _merged(xp, _swap(xp, _grid(xp, P, g)) @ _heads(xp, D, g), g)
+
+
+def _head_row_sum(xp, X, g):
+    """Each row of each head's T x T block summed, repeated along the row."""
+    x = _grid(xp, X, g)
+    return xp.reshape(xp.broadcast_to(xp.sum(x, axis=-1, keepdims=True), x.shape), X.shape)
+
+
+def _head_row_dot(xp, A, B, g):
+    """For each sample, head and position t, sum over the head's d_h columns of A B at t,
+    repeated along the T entries of row t of the head's score block."""
+    dots = xp.sum(_heads(xp, A * B, g), axis=-1, keepdims=True)
+    full = xp.broadcast_to(dots, (*dots.shape[:3], g[0]))
+    return xp.reshape(full, (-1, g[2] * g[0]))
+
+
 def _batches(n, batch_size, rng):
     """The index arrays of one epoch's batches (NumPy integers, from the NumPy generator
     `rng`, so the order is the NumPy module's): a permutation of the n samples cut into

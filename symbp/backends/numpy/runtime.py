@@ -615,6 +615,71 @@ def _position_total(D, g, out=None):
     return np.sum(D.reshape(-1, g[2], g[1]), axis=0, out=out)
 
 
+# Multi-head attention. g = (T, d, heads, causal). (n*T, d) arrays hold head h in columns
+# h d_h .. (h+1) d_h - 1; score arrays hold (n, heads, T, T) in that order.
+def _heads(x, g):
+    """(n*T, d) rows as (n, heads, T, d_h)."""
+    T, d, h = g[0], g[1], g[2]
+    return x.reshape(-1, T, h, d // h).transpose(0, 2, 1, 3)
+
+
+def _merged(t, g, out=None):
+    """(n, heads, T, d_h) back as (n*T, d): the heads side by side."""
+    rows = t.transpose(0, 2, 1, 3)
+    if out is None:
+        return rows.reshape(-1, g[1])
+    np.copyto(out.reshape(rows.shape), rows)
+    return out
+
+
+def _grid(x, g):
+    """A score array as (n, heads, T, T)."""
+    return x.reshape(-1, g[2], g[0], g[0])
+
+
+def _head_outer(A, B, g, out=None):
+    """A_h B_h^T for each sample and head: (n, heads, T, T) as rows."""
+    a, b = _heads(A, g), _heads(B, g)
+    n = a.shape[0]
+    into = None if out is None else out.reshape(n, g[2], g[0], g[0])
+    return np.matmul(a, b.swapaxes(-1, -2), out=into).reshape(n * g[0], -1)
+
+
+def _head_softmax(S, g, out=None):
+    """The softmax of each row of each head's T x T scores, its maximum subtracted first;
+    causal: the key positions after the query's get probability 0."""
+    s = _grid(S, g)
+    if g[3]:
+        s = np.where(np.tri(g[0], dtype=bool), s, -np.inf)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return _result(e.reshape(S.shape), out)
+
+
+def _head_mix(P, V, g, out=None):
+    """P_h V_h for each sample and head, the heads side by side: (n*T, d)."""
+    return _merged(np.matmul(_grid(P, g), _heads(V, g)), g, out)
+
+
+def _head_mix_t(P, D, g, out=None):
+    """P_h^T D_h for each sample and head, the heads side by side: (n*T, d)."""
+    return _merged(np.matmul(_grid(P, g).swapaxes(-1, -2), _heads(D, g)), g, out)
+
+
+def _head_row_sum(X, g, out=None):
+    """Each row of each head's T x T block summed, repeated along the row."""
+    x = _grid(X, g)
+    return _result(np.broadcast_to(x.sum(axis=-1, keepdims=True), x.shape).reshape(X.shape), out)
+
+
+def _head_row_dot(A, B, g, out=None):
+    """For each sample, head and position t, sum over the head's d_h columns of A B at t,
+    repeated along the T entries of row t of the head's score block."""
+    dots = np.sum(_heads(A * B, g), axis=-1, keepdims=True)  # (n, heads, T, 1)
+    full = np.broadcast_to(dots, (*dots.shape[:3], g[0]))
+    return _result(full.reshape(-1, g[2] * g[0]), out)
+
+
 # what the module template's step and train call (every module has them)
 TEMPLATE_CALLS = ("_batches", "_take", "_clipped", "_optimizer_state", "_optimizer_update")
 

@@ -17,9 +17,19 @@ from types import ModuleType
 
 def kind_module(kind: str) -> ModuleType:
     """The module that owns a layer kind (imported on first use)."""
-    from symbp.derivation.kinds import add, conv, dense, embedding, flatten, normalize, pool
+    from symbp.derivation.kinds import (
+        add,
+        attention,
+        conv,
+        dense,
+        embedding,
+        flatten,
+        normalize,
+        pool,
+    )
 
     return {
+        "attention": attention,
         "dense": dense,
         "embedding": embedding,
         "add": add,

@@ -139,7 +139,8 @@ def test_two_piece_functions_are_printed_without_a_branch() -> None:
 
 
 def test_expensive_calls_of_f_are_kept_for_f_prime() -> None:
-    """The cost rule of symbp.symbolic.calculus.kept_intermediate: GELU keeps erf(z/sqrt 2), swish
+    """The cost rule of symbp.symbolic.calculus.kept_intermediate: GELU keeps erf(z/sqrt 2), its
+    tanh form its tanh, swish
     its sigmoid, mish tanh(softplus(z)); activations whose f' reads a, and arithmetic, keep nothing;
     a call that is not finite wherever f is (log x in a branch of x > 1) is not kept."""
     import sympy as sp
@@ -154,6 +155,8 @@ def test_expensive_calls_of_f_are_kept_for_f_prime() -> None:
         if name != "softmax"
     }
     assert kept.pop("gelu") == sp.erf(X / sp.sqrt(2))
+    inner = sp.sqrt(2 / sp.pi) * (X + sp.Rational(44715, 1000000) * X**3)
+    assert sp.simplify(kept.pop("gelu_tanh") - sp.tanh(inner)) == 0
     assert kept.pop("swish") == 1 / (1 + sp.exp(-X))
     assert kept.pop("silu", None) in (None, 1 / (1 + sp.exp(-X)))
     assert all(v is None for v in kept.values()), kept

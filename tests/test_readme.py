@@ -107,3 +107,24 @@ def test_readme_array_api_examples_run_as_they_say() -> None:
         assert abs(losses[int(epoch)] - float(value)) <= 1e-5 * float(value), (epoch, value)
     worst = float(re.search(r"largest difference: (\S+) of", run.stdout).group(1))
     assert worst <= 1e-12
+
+
+def test_readme_tiny_gpt_trains_as_it_says() -> None:
+    """The README's tiny GPT snippet, run against generated/tiny_gpt.py on the text the
+    repository ships: the losses it prints are the ones its comment quotes, falling."""
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    lines = _block_after(readme, "it learns to continue it:", "python")
+    code = "\n".join(ln for ln in lines if not ln.startswith("#"))
+    quoted = re.findall(r"epoch (\d+): (?:loss )?([0-9.]+)", "\n".join(lines))
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=GENERATED, capture_output=True, text=True, check=True
+    )
+    printed = dict(re.findall(r"epoch (\d+): loss ([0-9.]+)", run.stdout))
+    assert len(quoted) == 4 and printed
+    for epoch, value in quoted:  # to 1e-4: another BLAS may sum in another order
+        assert abs(float(printed[epoch]) - float(value)) <= 1e-4 * float(value), (epoch, value)
+    losses = [float(v) for v in printed.values()]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.15 * losses[0]

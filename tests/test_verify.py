@@ -87,7 +87,16 @@ def _failing(result: verify.VerifyResult) -> list[str]:
 # ------------------------------------------------------------------ passing architectures
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def _verifiable(path: Path) -> bool:
+    """verify's references cover every layer kind but those that mix positions (attention)
+    and token inputs; test_verify_refuses_what_it_does_not_cover checks those."""
+    from symbp.frontend.kind_keys import KINDS
+
+    arch = load_arch(path)
+    return not arch.vocab and not any(KINDS[layer.type].mixes_positions for layer in arch.layers)
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if _verifiable(p)], ids=lambda p: p.stem)
 def test_every_example_verifies_shrunk(path: Path) -> None:
     arch = load_arch(path)
     # An image network keeps its geometry on the smallest image it fits (14x14 for res_cnn,
@@ -441,3 +450,18 @@ def test_a_wrong_image_gradient_fails_verify() -> None:
     assert not result.ok
     bad = [row.parameter for row in result.rows if not row.ok]
     assert bad == ["W3"], result.rows
+
+
+def test_verify_refuses_what_it_does_not_cover(tmp_path: Path) -> None:
+    """Token inputs and attention: a clear refusal (exit 2) that names gradcheck, not a
+    wrong verdict; every example verify skips is one of these."""
+    from symbp.cli import main as cli
+
+    skipped = [p for p in EXAMPLES if not _verifiable(p)]
+    assert skipped, "no example with attention or tokens"
+    for path in skipped:
+        with pytest.raises(VerifyError, match="symbp gradcheck"):
+            verify_arch(load_arch(path))
+    seq = tmp_path / "att.yaml"
+    seq.write_text("input: [3, 2]\nlayers: [{type: attention}]\nloss: mse\n")
+    assert cli(["verify", str(seq)]) == 2

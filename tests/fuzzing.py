@@ -21,7 +21,7 @@ The reference computes built-in losses as a careful library would (from the logi
 and log(1 - a) after a sigmoid or a softmax, log a after a softplus); everything else exactly
 as written, with stable sigmoid, softplus and softmax.
 
-Run long:  python tests/fuzzing.py --examples 2000 [--seed N] [--graphs | --images]
+Run long:  python tests/fuzzing.py --examples 2000 [--seed N] [--graphs | --images | --sequences]
 """
 
 from __future__ import annotations
@@ -173,6 +173,65 @@ def graphs(draw: Callable) -> dict:
     }
 
 
+@st.composite
+def sequence_graphs(draw: Callable) -> dict:
+    """A random sequence network: real sequences [T, d] or token ids with an embedding
+    (learned, sinusoidal or no positions), then 1-4 layers of dense (at every position),
+    layernorm, add and attention (heads dividing the width, causal or not, bias or not),
+    and a dense output at every position (tied to the embedding's table, sometimes)."""
+    T = draw(st.integers(1, 3))
+    tokens = draw(st.booleans())
+    layers: list[dict] = []
+    if tokens:
+        vocab, width = draw(st.integers(2, 4)), draw(st.integers(1, 4))
+        positions = draw(st.sampled_from(["learned", "sinusoidal", "none"]))
+        act = draw(st.sampled_from(BUILTIN_HIDDEN))
+        layers.append(
+            {"type": "embedding", "dim": width, "positions": positions, "name": "emb",
+             "activation": act}
+        )  # fmt: skip
+        first: Any = {"tokens": T, "vocab": vocab}
+        sizes = {"emb": width}
+    else:
+        width = draw(st.integers(1, 4))
+        first, sizes = [T, width], {"input": width}
+    for k in range(draw(st.integers(1, 4))):
+        kinds = ["dense", "layernorm", "attention", "attention"]
+        sources = [name for name, size in sizes.items() if size == width]
+        kinds += ["add"] if sources else []
+        kind = draw(st.sampled_from(kinds))
+        layer: dict[str, Any] = {"activation": draw(st.sampled_from(BUILTIN_HIDDEN))}
+        if kind == "dense":
+            width = draw(st.integers(1, 4))
+            layer.update(units=width, bias=draw(st.booleans()))
+        else:
+            layer["type"] = kind
+        if kind == "add":
+            layer["from"] = draw(st.sampled_from(sources))
+        if kind == "attention":
+            heads = draw(st.sampled_from([h for h in (1, 2, 4) if width % h == 0]))
+            layer.update(heads=heads, causal=draw(st.booleans()), bias=draw(st.booleans()))
+        if draw(st.booleans()):
+            layer["name"] = f"h{k}"
+            sizes[f"h{k}"] = width
+        layers.append(layer)
+    output = draw(st.sampled_from(["identity", "sigmoid", "softmax", "tanh"]))
+    units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))
+    head: dict[str, Any] = {"units": units, "activation": output, "bias": draw(st.booleans())}
+    if tokens and width == layers[0]["dim"] and draw(st.booleans()):
+        head.update(units=first["vocab"], tie="emb")
+    layers.append(head)
+    loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse")
+    return {
+        "name": "fuzz",
+        "input": first,
+        "layers": layers,
+        "loss": loss,
+        "reduction": draw(st.sampled_from(["mean", "sum"])),
+        "l2": draw(st.sampled_from([0.0, 0.1])),
+    }
+
+
 def _pair(value: Any) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[-1])
 
@@ -180,10 +239,17 @@ def _pair(value: Any) -> tuple[int, int]:
 def shapes(doc: dict) -> list[tuple[int, ...]]:
     """Every layer's per-sample output shape, input first, computed here from the file."""
     first = doc["input"]
-    out: list[tuple[int, ...]] = [tuple(first) if isinstance(first, list) else (first,)]
+    if isinstance(first, dict):  # token ids: T positions
+        out: list[tuple[int, ...]] = [(first["tokens"],)]
+    else:
+        out = [tuple(first) if isinstance(first, list) else (first,)]
     for layer in doc["layers"]:
         kind, shape = layer.get("type", "dense"), out[-1]
-        if kind == "dense":
+        if kind == "embedding":
+            out.append((shape[0], layer["dim"]))
+        elif kind == "dense" and len(shape) == 2:  # at every position of a sequence
+            out.append((shape[0], layer["units"]))
+        elif kind == "dense":
             out.append((layer["units"],))
         elif kind == "flatten":
             out.append((int(np.prod(shape)),))
@@ -306,6 +372,9 @@ class Dual:
     @property
     def T(self) -> Dual:
         return Dual(self.v.T, self.t.T)
+
+    def transpose(self, *axes: int) -> Dual:
+        return Dual(self.v.transpose(axes), self.t.transpose(axes))
 
     def reshape(self, *shape: int) -> Dual:
         return Dual(self.v.reshape(shape), self.t.reshape(shape))
@@ -596,6 +665,16 @@ def _layer(
     kind = layer.get("type", "dense")
     if kind == "flatten":
         return a
+    if kind == "embedding":
+        return _embedding(layer, l, a, params, tangents)
+    if kind == "attention":
+        return _attention(layer, l, a, params, tangents)
+    if kind == "dense" and "tie" in layer:
+        owner = next(
+            k for k, e in enumerate(outputs["_layers"], 1) if e.get("name") == layer["tie"]
+        )
+        z = a @ _param(params, tangents, f"E{owner}").T
+        return z + _param(params, tangents, f"b{l}") if layer.get("bias", True) else z
     if kind in ("conv2d", "maxpool2d", "avgpool2d") or (kind == "batchnorm" and len(io[0]) == 3):
         return _image_layer(layer, l, a, *io, lambda key: _param(params, tangents, key))
     if kind == "dense":
@@ -605,7 +684,7 @@ def _layer(
     if kind == "add":
         return a + outputs[layer["from"]]
     # normalisation: over the features of a sample (layernorm) or the samples of a feature
-    features = 1 if row else 0
+    features = -1 if row else 0
     axis = features if kind == "layernorm" else 1 - features
     count = a.v.shape[axis]
     mu = a.sum(axis) * (1.0 / count)
@@ -617,6 +696,46 @@ def _layer(
     if gamma.v.ndim == 3:  # layer norm on an image: one per entry, in C order
         gamma, beta = gamma.reshape(-1), beta.reshape(-1)
     return gamma * xhat + beta
+
+
+def _embedding(layer: dict, l: int, ids: Dual, params: dict, tangents: dict) -> Dual:
+    """E[x_t] + P_t, the positions learned, Vaswani's sinusoids or none."""
+    rows = ids.v.astype(int)
+    E = _param(params, tangents, f"E{l}")
+    z = Dual(E.v[rows], E.t[rows])
+    T, dim = rows.shape[1], layer["dim"]
+    if layer.get("positions", "learned") == "learned":
+        return z + _param(params, tangents, f"P{l}")
+    if layer.get("positions") == "sinusoidal":
+        table = np.array([[math.sin(t / 10000 ** (2 * (i // 2) / dim)) if i % 2 == 0
+                           else math.cos(t / 10000 ** (2 * (i // 2) / dim))
+                           for i in range(dim)] for t in range(T)])  # fmt: skip
+        return z + table
+    return z
+
+
+def _attention(layer: dict, l: int, a: Dual, params: dict, tangents: dict) -> Dual:
+    """Multi-head self-attention on (n, T, d) duals, written from its definition."""
+    n, T, d = a.v.shape
+    h = layer.get("heads", 1)
+    dh = d // h
+
+    def project(p: str) -> Dual:
+        z = a @ _param(params, tangents, f"W{p}{l}").T
+        return z + _param(params, tangents, f"b{p}{l}") if layer.get("bias", True) else z
+
+    def split(x: Dual) -> Dual:  # (n, T, d) -> (n, h, T, dh)
+        return x.reshape(n, T, h, dh).transpose(0, 2, 1, 3)
+
+    q, k, v = (split(project(p)) for p in "qkv")
+    s = (q @ k.transpose(0, 1, 3, 2)) * (1 / math.sqrt(dh))
+    if layer.get("causal", False):
+        s = s + np.triu(np.full((T, T), -1e30), 1)
+    e = apply("exp", s - s.v.max(axis=-1, keepdims=True))
+    o = (e / e.sum(-1)) @ v
+    merged = o.transpose(0, 2, 1, 3).reshape(n, T, d)
+    z = merged @ _param(params, tangents, f"Wo{l}").T
+    return z + _param(params, tangents, f"bo{l}") if layer.get("bias", True) else z
 
 
 def activations_finite(doc: dict, params: dict, X: np.ndarray, Y: np.ndarray) -> bool:
@@ -636,13 +755,14 @@ def reference(
     trace: list | None = None,
 ) -> tuple[Dual, Dual]:
     """(output, loss) of the network on dual numbers; tangents: directions of the parameters."""
-    row = doc.get("layout", "column") == "row"
-    axis = 1 if row else 0
+    sequence = isinstance(doc["input"], (dict, list)) and len(shapes(doc)[0]) < 3
+    row = doc.get("layout", "column") == "row" or sequence
+    axis = -1 if row else 0
     customs = doc.get("activations", {})
     tangents = tangents or {}
     a = Dual(X)
     z = a
-    outputs = {"input": a}
+    outputs: dict[str, Any] = {"input": a, "_layers": doc["layers"]}
     sizes = shapes(doc)
     for l, layer in enumerate(doc["layers"], start=1):
         z = _layer(layer, l, a, outputs, params, tangents, row, (sizes[l - 1], sizes[l]))
@@ -651,15 +771,15 @@ def reference(
             outputs[layer["name"]] = a
         if trace is not None:
             trace.append(a)
-    n = X.shape[0] if row else X.shape[1]
+    n = int(np.prod(Y.shape[:-1])) if row else Y.shape[1]  # rows: samples, or their positions
     scale = 1.0 / n if doc.get("reduction", "mean") == "mean" else 1.0
     per = unit_loss(doc, a, z, Y, axis)
     total = Dual(per.v.sum(), per.t.sum()) * scale
     l2 = float(doc.get("l2", 0.0))
-    for l in range(1, len(doc["layers"]) + 1):
-        if f"W{l}" not in params:
+    for key in params:  # weights, kernels, projections, embedding tables and positions
+        if key[0] not in "WEP":
             continue
-        W = Dual(params[f"W{l}"], tangents.get(f"W{l}", 0.0))
+        W = Dual(params[key], tangents.get(key, 0.0))
         sq = W * W
         total = total + Dual(sq.v.sum(), sq.t.sum()) * (l2 / 2)
     return a, total
@@ -690,7 +810,52 @@ class Outcome:
     checked: list[str] = field(default_factory=list)
 
 
+def _sequence_problem(doc: dict, seed: int, n: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Parameters, inputs (n, T, d) or token ids (n, T), and targets (n, T, k)."""
+    rng = np.random.default_rng(seed)
+    every = shapes(doc)
+    params: dict[str, np.ndarray] = {}
+    for l, layer in enumerate(doc["layers"], start=1):
+        kind = layer.get("type", "dense")
+        d_in, d_out = every[l - 1][-1], every[l][-1]
+        if kind == "embedding":
+            params[f"E{l}"] = rng.standard_normal((doc["input"]["vocab"], d_out))
+            if layer.get("positions", "learned") == "learned":
+                params[f"P{l}"] = rng.standard_normal(every[l]) * 0.5
+        elif kind == "attention":
+            for p in "qkvo":
+                params[f"W{p}{l}"] = rng.standard_normal((d_out, d_out)) * 0.8
+                if layer.get("bias", True):
+                    params[f"b{p}{l}"] = rng.standard_normal(d_out) * 0.3
+        elif kind == "dense":
+            if "tie" not in layer:
+                params[f"W{l}"] = rng.standard_normal((d_out, d_in)) * 0.8
+            if layer.get("bias", True):
+                params[f"b{l}"] = rng.standard_normal(d_out) * 0.3
+        elif kind == "layernorm":
+            params[f"gamma{l}"] = 1 + rng.standard_normal(d_out) * 0.3
+            params[f"beta{l}"] = rng.standard_normal(d_out) * 0.3
+    first = doc["input"]
+    if isinstance(first, dict):
+        X = rng.integers(0, first["vocab"], (n, first["tokens"]))
+    else:
+        X = rng.standard_normal((n, *first))
+    shape = (n, *every[-1])
+    if doc["loss"] == "cross_entropy":
+        raw = np.exp(rng.standard_normal(shape))
+        Y = raw / raw.sum(axis=-1, keepdims=True)
+    elif doc["loss"] == "mse":
+        Y = rng.standard_normal(shape)
+    else:
+        Y = rng.uniform(0.05, 0.95, shape)
+    return params, X, Y
+
+
 def _problem_data(doc: dict, seed: int, n: int = 6) -> tuple[dict, np.ndarray, np.ndarray]:
+    if isinstance(doc["input"], dict) or (
+        isinstance(doc["input"], list) and len(doc["input"]) == 2
+    ):
+        return _sequence_problem(doc, seed, n)
     rng = np.random.default_rng(seed)
     row = doc.get("layout", "column") == "row"
     every = shapes(doc)
@@ -787,14 +952,15 @@ def check_case(doc: dict, folder: Path, seed: int = 0) -> Outcome:
         out.refused = refused
         return out
     params, X, Y = _problem_data(doc, seed)
+    large = X if isinstance(doc["input"], dict) else X * 1000.0  # token ids do not scale
     _check_values(out, module, doc, params, X, Y)
-    _check_large(out, module, doc, params, X * 1000.0, Y)
+    _check_large(out, module, doc, params, large, Y)
     _check_workspace(out, module, doc, seed)
     xp_module, _ = generate_module(doc, folder / "xp", "array-api")
     if xp_module is not None:
         xp = Outcome()
         _check_values(xp, xp_module, doc, params, X, Y)
-        _check_large(xp, xp_module, doc, params, X * 1000.0, Y)
+        _check_large(xp, xp_module, doc, params, large, Y)
         out.problems += [f"array-api: {p}" for p in xp.problems]
         out.checked += [f"array-api {c}" for c in xp.checked]
     return out
@@ -923,11 +1089,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-refusals", action="store_true")
     parser.add_argument("--graphs", action="store_true", help="random graphs of layer kinds")
     parser.add_argument("--images", action="store_true", help="random CNNs (image layers)")
+    parser.add_argument(
+        "--sequences", action="store_true", help="random sequence networks (attention, embeddings)"
+    )
     parser.add_argument("--shrink", action="store_true", help="shrink a failing case (slow)")
     args = parser.parse_args(argv)
     failures: list[str] = []
     counts = {"cases": 0, "refused": 0}
-    strategy = image_graphs() if args.images else graphs() if args.graphs else architectures()
+    strategy = (
+        image_graphs()
+        if args.images
+        else graphs()
+        if args.graphs
+        else sequence_graphs()
+        if args.sequences
+        else architectures()
+    )
 
     @settings(
         max_examples=args.examples,

@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzzing import Outcome, architectures, check_case, graphs, image_graphs, reference
+from tests.fuzzing import (
+    Outcome,
+    architectures,
+    check_case,
+    graphs,
+    image_graphs,
+    reference,
+    sequence_graphs,
+)
 
 EXAMPLES = int(os.environ.get("SYMBP_FUZZ_EXAMPLES", "150"))
 
@@ -48,6 +56,25 @@ def test_random_graphs_of_layer_kinds_match_an_independent_evaluation(
 ) -> None:
     """Residual connections, layer and batch norm, bias-free dense layers, mixed."""
     outcome = check_case(doc, tmp_path_factory.mktemp("graph"), seed)
+    assert not outcome.refused, (doc, outcome.refused)
+    assert not outcome.problems, (doc, outcome.problems)
+
+
+@settings(
+    max_examples=int(os.environ.get("SYMBP_FUZZ_SEQUENCES", "25")),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(doc=sequence_graphs(), seed=st.integers(0, 2**16))
+def test_random_sequence_networks_match_an_independent_evaluation(
+    tmp_path_factory: pytest.TempPathFactory, doc: dict, seed: int
+) -> None:
+    """Sequences and token ids: embeddings (every position mode), attention (heads,
+    causal, bias), dense at every position, layer norm, adds, tied heads; both targets,
+    against the fuzzer's own attention and embedding on dual numbers."""
+    outcome = check_case(doc, tmp_path_factory.mktemp("seq"), seed)
     assert not outcome.refused, (doc, outcome.refused)
     assert not outcome.problems, (doc, outcome.problems)
 

@@ -251,14 +251,6 @@ def _head_row_sum(X, g, out=None):
     return _result(np.broadcast_to(x.sum(axis=-1, keepdims=True), x.shape).reshape(X.shape), out)
 
 
-def _head_row_dot(A, B, g, out=None):
-    """For each sample, head and position t, sum over the head's d_h columns of A B at t,
-    repeated along the T entries of row t of the head's score block."""
-    dots = np.sum(_heads(A * B, g), axis=-1, keepdims=True)  # (n, heads, T, 1)
-    full = np.broadcast_to(dots, (*dots.shape[:3], g[0]))
-    return _result(full.reshape(-1, g[2] * g[0]), out)
-
-
 def _batches(n, batch_size, rng):
     """The index arrays of one epoch's batches: a permutation of the n samples cut into
     consecutive batches of batch_size (the last one smaller); one batch of everything, in
@@ -467,7 +459,7 @@ def _forward(params, X):
     # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
     Z6 = A5 @ W6.T
     Z6 += b6
-    T6 = np.tanh(1.4142135623730951*(Z6 + 8943*Z6**3/200000)/1.772453850905516)
+    T6 = np.tanh(1.4142135623730951*(Z6 + 8943*(Z6*Z6*Z6)/200000)/1.772453850905516)
     A6 = Z6*(1 + T6)/2
     # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
     Z = A6 @ W7.T
@@ -508,7 +500,7 @@ def _forward(params, X):
     # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
     Z13 = A12 @ W13.T
     Z13 += b13
-    T13 = np.tanh(1.4142135623730951*(Z13 + 8943*Z13**3/200000)/1.772453850905516)
+    T13 = np.tanh(1.4142135623730951*(Z13 + 8943*(Z13*Z13*Z13)/200000)/1.772453850905516)
     A13 = Z13*(1 + T13)/2
     # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
     Z = A13 @ W14.T
@@ -666,7 +658,7 @@ def loss(params, X, Y, *, state=None):
         # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z6 = A5 @ W6.T
         Z6 += b6
-        T6 = np.tanh(1.4142135623730951*(Z6 + 8943*Z6**3/200000)/1.772453850905516)
+        T6 = np.tanh(1.4142135623730951*(Z6 + 8943*(Z6*Z6*Z6)/200000)/1.772453850905516)
         A6 = Z6*(1 + T6)/2
         # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = A6 @ W7.T
@@ -707,7 +699,7 @@ def loss(params, X, Y, *, state=None):
         # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z13 = A12 @ W13.T
         Z13 += b13
-        T13 = np.tanh(1.4142135623730951*(Z13 + 8943*Z13**3/200000)/1.772453850905516)
+        T13 = np.tanh(1.4142135623730951*(Z13 + 8943*(Z13*Z13*Z13)/200000)/1.772453850905516)
         A13 = Z13*(1 + T13)/2
         # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = A13 @ W14.T
@@ -795,7 +787,8 @@ def make_workspace(batch):
         "dbeta12": (32,),
         "back4_32": (batch, 32),
         "back5_32": (batch, 32),
-        "back6_32": (batch, 32),
+        "back6_64": (batch, 64),
+        "back7_32": (batch, 32),
         "dWq10": (32, 32),
         "dbq10": (32,),
         "dWk10": (32, 32),
@@ -957,7 +950,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z6 = np.matmul(A5, W6.T, out=ws.get("Z6"))
         Z6 += b6
-        T6 = np.tanh(1.4142135623730951*(Z6 + 8943*Z6**3/200000)/1.772453850905516)
+        T6 = np.tanh(1.4142135623730951*(Z6 + 8943*(Z6*Z6*Z6)/200000)/1.772453850905516)
         A6 = Z6*(1 + T6)/2
         # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = np.matmul(A6, W7.T, out=ws.get("A7"))
@@ -998,7 +991,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z13 = np.matmul(A12, W13.T, out=ws.get("Z13"))
         Z13 += b13
-        T13 = np.tanh(1.4142135623730951*(Z13 + 8943*Z13**3/200000)/1.772453850905516)
+        T13 = np.tanh(1.4142135623730951*(Z13 + 8943*(Z13*Z13*Z13)/200000)/1.772453850905516)
         A13 = Z13*(1 + T13)/2
         # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = np.matmul(A13, W14.T, out=ws.get("A14"))
@@ -1062,12 +1055,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta10 = _copy(delta11, ws.get("back1_32"))
         dO10 = np.matmul(delta10, Wo10, out=ws.get("back2_32"))
         dV10 = _head_mix_t(Pr10, dO10, (16, 32, 4, 1), out=ws.get("back5_32"))
-        dS10 = np.subtract(_head_outer(dO10, V10, (16, 32, 4, 1)), _head_row_dot(dO10, O10, (16, 32, 4, 1)), out=ws.get("back3_64"))
+        dP10 = _head_outer(dO10, V10, (16, 32, 4, 1), out=ws.get("back3_64"))
+        del dO10
+        dS10 = np.subtract(dP10, _head_row_sum(Pr10*dP10, (16, 32, 4, 1)), out=ws.get("back6_64"))
         dS10 *= Pr10
         dS10 *= 0.3535533905932738
-        del dO10
+        del dP10
         dQ10 = _head_mix(dS10, K10, (16, 32, 4, 1), out=ws.get("back2_32"))
-        dK10 = _head_mix_t(dS10, Q10, (16, 32, 4, 1), out=ws.get("back6_32"))
+        dK10 = _head_mix_t(dS10, Q10, (16, 32, 4, 1), out=ws.get("back7_32"))
         del dS10
         dWq10 = np.matmul(dQ10.T, A9, out=ws.get("dWq10"))
         dbq10 = np.matmul(ones, dQ10, out=ws.get("dbq10"))
@@ -1104,7 +1099,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
         # layer 5: delta (eq. (4)), dgamma, dbeta (eq. (9))
-        delta5 = np.matmul(delta6, W6, out=ws.get("back6_32"))
+        delta5 = np.matmul(delta6, W6, out=ws.get("back7_32"))
         del delta6
         dgamma5 = np.sum(Xhat5*delta5, axis=0, out=ws.get("dgamma5"))
         dbeta5 = np.matmul(ones, delta5, out=ws.get("dbeta5"))
@@ -1118,11 +1113,13 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta3 = _copy(delta4, ws.get("back1_32"))
         dO3 = np.matmul(delta3, Wo3, out=ws.get("back2_32"))
         dV3 = _head_mix_t(Pr3, dO3, (16, 32, 4, 1), out=ws.get("back5_32"))
-        dS3 = np.subtract(_head_outer(dO3, V3, (16, 32, 4, 1)), _head_row_dot(dO3, O3, (16, 32, 4, 1)), out=ws.get("back3_64"))
+        dP3 = _head_outer(dO3, V3, (16, 32, 4, 1), out=ws.get("back6_64"))
+        del dO3
+        dS3 = np.subtract(dP3, _head_row_sum(Pr3*dP3, (16, 32, 4, 1)), out=ws.get("back3_64"))
         dS3 *= Pr3
         dS3 *= 0.3535533905932738
-        del dO3
-        dQ3 = _head_mix(dS3, K3, (16, 32, 4, 1), out=ws.get("back6_32"))
+        del dP3
+        dQ3 = _head_mix(dS3, K3, (16, 32, 4, 1), out=ws.get("back7_32"))
         dK3 = _head_mix_t(dS3, Q3, (16, 32, 4, 1), out=ws.get("back2_32"))
         del dS3
         dWq3 = np.matmul(dQ3.T, A2, out=ws.get("dWq3"))
@@ -1163,8 +1160,6 @@ def _backward(params, cache, Y, scale):
     E1 = params["E1"]
     K10 = cache["K10"]
     K3 = cache["K3"]
-    O10 = cache["O10"]
-    O3 = cache["O3"]
     Pr10 = cache["Pr10"]
     Pr3 = cache["Pr3"]
     Q10 = cache["Q10"]
@@ -1232,7 +1227,8 @@ def _backward(params, cache, Y, scale):
     delta10 = _copy(G10, None)
     dO10 = delta10 @ Wo10
     dV10 = _head_mix_t(Pr10, dO10, (16, 32, 4, 1))
-    dS10 = -_head_row_dot(dO10, O10, (16, 32, 4, 1)) + _head_outer(dO10, V10, (16, 32, 4, 1))
+    dP10 = _head_outer(dO10, V10, (16, 32, 4, 1))
+    dS10 = dP10 - _head_row_sum(Pr10*dP10, (16, 32, 4, 1))
     dS10 *= Pr10
     dS10 *= 0.3535533905932738
     dQ10 = _head_mix(dS10, K10, (16, 32, 4, 1))
@@ -1267,7 +1263,8 @@ def _backward(params, cache, Y, scale):
     delta3 = _copy(G3, None)
     dO3 = delta3 @ Wo3
     dV3 = _head_mix_t(Pr3, dO3, (16, 32, 4, 1))
-    dS3 = -_head_row_dot(dO3, O3, (16, 32, 4, 1)) + _head_outer(dO3, V3, (16, 32, 4, 1))
+    dP3 = _head_outer(dO3, V3, (16, 32, 4, 1))
+    dS3 = dP3 - _head_row_sum(Pr3*dP3, (16, 32, 4, 1))
     dS3 *= Pr3
     dS3 *= 0.3535533905932738
     dQ3 = _head_mix(dS3, K3, (16, 32, 4, 1))
@@ -1282,7 +1279,7 @@ def _backward(params, cache, Y, scale):
     G1 = _copy(delta4, None)
     G1 += (-np.sum(delta2*gamma2, axis=1, keepdims=True)/32 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/32)/Sigma2
     delta1 = _copy(G1, None)
-    return {"G1": G1, "G10": G10, "G11": G11, "G12": G12, "G13": G13, "G14": G14, "G15": G15, "G16": G16, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "G7": G7, "G8": G8, "G9": G9, "dK10": dK10, "dK3": dK3, "dO10": dO10, "dO3": dO3, "dQ10": dQ10, "dQ3": dQ3, "dS10": dS10, "dS3": dS3, "dV10": dV10, "dV3": dV3, "delta1": delta1, "delta10": delta10, "delta11": delta11, "delta12": delta12, "delta13": delta13, "delta14": delta14, "delta15": delta15, "delta16": delta16, "delta17": delta17, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7, "delta8": delta8, "delta9": delta9}
+    return {"G1": G1, "G10": G10, "G11": G11, "G12": G12, "G13": G13, "G14": G14, "G15": G15, "G16": G16, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "G7": G7, "G8": G8, "G9": G9, "dK10": dK10, "dK3": dK3, "dO10": dO10, "dO3": dO3, "dP10": dP10, "dP3": dP3, "dQ10": dQ10, "dQ3": dQ3, "dS10": dS10, "dS3": dS3, "dV10": dV10, "dV3": dV3, "delta1": delta1, "delta10": delta10, "delta11": delta11, "delta12": delta12, "delta13": delta13, "delta14": delta14, "delta15": delta15, "delta16": delta16, "delta17": delta17, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7, "delta8": delta8, "delta9": delta9}
 
 
 def _tangent_forward(params, cache, tangents):
@@ -1554,6 +1551,8 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     dK3 = deltas["dK3"]
     dO10 = deltas["dO10"]
     dO3 = deltas["dO3"]
+    dP10 = deltas["dP10"]
+    dP3 = deltas["dP3"]
     dQ10 = deltas["dQ10"]
     dQ3 = deltas["dQ3"]
     dS10 = deltas["dS10"]
@@ -1611,7 +1610,8 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta10 = RG10
     RdO10 = Rdelta10 @ Wo10 + delta10 @ Wod10
     RdV10 = _head_mix_t(Pr10, RdO10, (16, 32, 4, 1)) + _head_mix_t(Prd10, dO10, (16, 32, 4, 1))
-    RdS10 = 1.4142135623730951*(Pr10*(-_head_row_dot(RdO10, O10, (16, 32, 4, 1)) - _head_row_dot(dO10, Od10, (16, 32, 4, 1)) + _head_outer(RdO10, V10, (16, 32, 4, 1)) + _head_outer(dO10, Vd10, (16, 32, 4, 1))) + Prd10*(-_head_row_dot(dO10, O10, (16, 32, 4, 1)) + _head_outer(dO10, V10, (16, 32, 4, 1))))/4
+    RdP10 = _head_outer(RdO10, V10, (16, 32, 4, 1)) + _head_outer(dO10, Vd10, (16, 32, 4, 1))
+    RdS10 = 1.4142135623730951*(Pr10*(RdP10 - _head_row_sum(Pr10*RdP10 + Prd10*dP10, (16, 32, 4, 1))) + Prd10*(dP10 - _head_row_sum(Pr10*dP10, (16, 32, 4, 1))))/4
     RdQ10 = _head_mix(RdS10, K10, (16, 32, 4, 1)) + _head_mix(dS10, Kd10, (16, 32, 4, 1))
     RdK10 = _head_mix_t(RdS10, Q10, (16, 32, 4, 1)) + _head_mix_t(dS10, Qd10, (16, 32, 4, 1))
     H["Wq10"] = RdQ10.T @ A9 + dQ10.T @ Ad9
@@ -1648,7 +1648,8 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta3 = RG3
     RdO3 = Rdelta3 @ Wo3 + delta3 @ Wod3
     RdV3 = _head_mix_t(Pr3, RdO3, (16, 32, 4, 1)) + _head_mix_t(Prd3, dO3, (16, 32, 4, 1))
-    RdS3 = 1.4142135623730951*(Pr3*(-_head_row_dot(RdO3, O3, (16, 32, 4, 1)) - _head_row_dot(dO3, Od3, (16, 32, 4, 1)) + _head_outer(RdO3, V3, (16, 32, 4, 1)) + _head_outer(dO3, Vd3, (16, 32, 4, 1))) + Prd3*(-_head_row_dot(dO3, O3, (16, 32, 4, 1)) + _head_outer(dO3, V3, (16, 32, 4, 1))))/4
+    RdP3 = _head_outer(RdO3, V3, (16, 32, 4, 1)) + _head_outer(dO3, Vd3, (16, 32, 4, 1))
+    RdS3 = 1.4142135623730951*(Pr3*(RdP3 - _head_row_sum(Pr3*RdP3 + Prd3*dP3, (16, 32, 4, 1))) + Prd3*(dP3 - _head_row_sum(Pr3*dP3, (16, 32, 4, 1))))/4
     RdQ3 = _head_mix(RdS3, K3, (16, 32, 4, 1)) + _head_mix(dS3, Kd3, (16, 32, 4, 1))
     RdK3 = _head_mix_t(RdS3, Q3, (16, 32, 4, 1)) + _head_mix_t(dS3, Qd3, (16, 32, 4, 1))
     H["Wq3"] = RdQ3.T @ A2 + dQ3.T @ Ad2

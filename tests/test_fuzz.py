@@ -158,6 +158,21 @@ REGRESSIONS = {
         "layers": [{"units": 3, "activation": "gelu"}, {"units": 3, "activation": "sigmoid"}],
         "loss": {"expr": "(atan(10) / -(yhat))"},
     },
+    # attention's softmax VJP took its row sum as rowsum(dO O) (FlashAttention's identity):
+    # equal to rowsum(dP P) in exact arithmetic, but rounded otherwise, so at inputs x1000
+    # dP - rowsum no longer cancelled on a single position (dS must be 0 there)
+    "attention row sum at large inputs": {
+        "name": "fuzz",
+        "input": [1, 3],
+        "l2": 0.1,
+        "layers": [
+            {"type": "attention", "heads": 1, "causal": True, "name": "h0", "activation": "elu"},
+            {"type": "add", "from": "h0", "activation": "elu"},
+            {"type": "add", "from": "h0", "activation": "gelu"},
+            {"units": 2, "bias": False, "activation": "identity"},
+        ],
+        "loss": "mse",
+    },
     "gelu output error at large inputs": {
         "name": "fuzz",
         "input": 2,
@@ -187,6 +202,7 @@ SEEDS = {
     "cancellation in 1 - exp(-a): softplus output, cross-entropy, x1000": 567,
     "sigmoid lower tail rounded to 0: a loss dividing by yhat at x1000": 893,
     "guard of the default branch where a condition is NaN": 11358,
+    "attention row sum at large inputs": 1,
 }
 
 

@@ -93,16 +93,4 @@ class HeadRowSum(HeadOp):
         return rf"\operatorname{{rowsum}}\left({parts[0]}\right)"
 
 
-class HeadRowDot(HeadOp):
-    """For each sample, head and position, the dot product of A_h's and B_h's rows there,
-    repeated along the T key positions of that row of a score matrix (args: A, B,
-    geometry): rowsum(dP P) computed as rowsum(dO O), in O(T d) (FlashAttention's)."""
-
-    helper = "_head_row_dot"
-
-    def latex_form(self, *parts: str) -> str:
-        a, b = parts
-        return rf"\operatorname{{rowsum}}\left({a}_h \odot {b}_h\right)"
-
-
-ATTENTION_OPS = (HeadOuter, HeadSoftmax, HeadMix, HeadMixT, HeadRowSum, HeadRowDot)
+ATTENTION_OPS = (HeadOuter, HeadSoftmax, HeadMix, HeadMixT, HeadRowSum)

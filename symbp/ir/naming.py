@@ -40,6 +40,7 @@ class Role(enum.Enum):
     PROBS = "Pr"  # its attention probabilities (per sample: heads x T x T)
     MIXED = "O"  # the heads' outputs, concatenated (rows, d)
     D_MIXED = "dO"  # dL/dO, dL/dS, dL/dQ, dL/dK, dL/dV in the backward pass
+    D_PROBS = "dP"
     D_SCORES = "dS"
     D_QUERY = "dQ"
     D_KEY = "dK"
@@ -51,6 +52,7 @@ class Role(enum.Enum):
     SCORES_TANGENT = "Sd"
     MIXED_TANGENT = "Od"
     R_MIXED = "RdO"  # R{dL/dO}, ... (the R-operator)
+    R_PROBS = "RdP"
     R_SCORES = "RdS"
     R_QUERY = "RdQ"
     R_KEY = "RdK"
@@ -120,6 +122,7 @@ _PER_SAMPLE = frozenset(
         Role.PROBS,
         Role.MIXED,
         Role.D_MIXED,
+        Role.D_PROBS,
         Role.D_SCORES,
         Role.D_QUERY,
         Role.D_KEY,
@@ -131,6 +134,7 @@ _PER_SAMPLE = frozenset(
         Role.SCORES_TANGENT,
         Role.MIXED_TANGENT,
         Role.R_MIXED,
+        Role.R_PROBS,
         Role.R_SCORES,
         Role.R_QUERY,
         Role.R_KEY,

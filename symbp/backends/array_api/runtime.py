@@ -794,14 +794,6 @@ def _head_row_sum(xp, X, g):
     return xp.reshape(xp.broadcast_to(xp.sum(x, axis=-1, keepdims=True), x.shape), X.shape)
 
 
-def _head_row_dot(xp, A, B, g):
-    """For each sample, head and position t, sum over the head's d_h columns of A B at t,
-    repeated along the T entries of row t of the head's score block."""
-    dots = xp.sum(_heads(xp, A * B, g), axis=-1, keepdims=True)
-    full = xp.broadcast_to(dots, (*dots.shape[:3], g[0]))
-    return xp.reshape(full, (-1, g[2] * g[0]))
-
-
 def _batches(n, batch_size, rng):
     """The index arrays of one epoch's batches (NumPy integers, from the NumPy generator
     `rng`, so the order is the NumPy module's): a permutation of the n samples cut into

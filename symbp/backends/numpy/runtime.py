@@ -672,14 +672,6 @@ def _head_row_sum(X, g, out=None):
     return _result(np.broadcast_to(x.sum(axis=-1, keepdims=True), x.shape).reshape(X.shape), out)
 
 
-def _head_row_dot(A, B, g, out=None):
-    """For each sample, head and position t, sum over the head's d_h columns of A B at t,
-    repeated along the T entries of row t of the head's score block."""
-    dots = np.sum(_heads(A * B, g), axis=-1, keepdims=True)  # (n, heads, T, 1)
-    full = np.broadcast_to(dots, (*dots.shape[:3], g[0]))
-    return _result(full.reshape(-1, g[2] * g[0]), out)
-
-
 # what the module template's step and train call (every module has them)
 TEMPLATE_CALLS = ("_batches", "_take", "_clipped", "_optimizer_state", "_optimizer_update")
 

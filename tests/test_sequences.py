@@ -347,26 +347,13 @@ def test_token_embedding_matches_pytorch(tmp_path, positions, dim, tie, l2) -> N
                                    rtol=1e-8, atol=1e-10)  # fmt: skip
     # forward mode and the R-operator against PyTorch's
     keys = list(params)
-    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
-    primals = tuple(torch.tensor(params[k]) for k in keys)
-    tangents = tuple(torch.tensor(direction[k]) for k in keys)
-
-    def output(*values):
-        return _torch_output(arch, dict(zip(keys, values, strict=True)), torch.tensor(X))
 
     def loss(*values):
         tp = dict(zip(keys, values, strict=True))
         value = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(np.eye(V)[ids]))
         return value + (l2 / 2) * sum((tp[k] ** 2).sum() for k in tp if k[0] in "WEP")
 
-    _, out_dot = torch.func.jvp(output, primals, tangents)
-    np.testing.assert_allclose(module.jvp(params, X, direction)[1], out_dot.numpy(), rtol=1e-8,
-                               atol=1e-10)  # fmt: skip
-    _, hv = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(keys)))), primals,
-                           tangents)  # fmt: skip
-    got = module.hvp(params, X, ids, direction)
-    for k, h in zip(keys, hv, strict=True):
-        np.testing.assert_allclose(got[k], h.numpy(), rtol=1e-7, atol=1e-9)
+    _jvp_hvp_match_torch(arch, module, params, X, ids, loss, rng)
 
 
 def test_token_ids_are_checked(tmp_path) -> None:
@@ -434,21 +421,7 @@ def test_attention_block_matches_pytorch(tmp_path, heads, causal, bias) -> None:
         np.testing.assert_allclose(grads[key], tp[key].grad.numpy(), rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(tgrads[key].detach().numpy(), tp[key].grad.numpy(),
                                    rtol=1e-8, atol=1e-10)  # fmt: skip
-    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
-    primals = tuple(torch.tensor(params[k]) for k in keys)
-    tangents = tuple(torch.tensor(direction[k]) for k in keys)
-
-    def output(*values):
-        return _torch_output(arch, dict(zip(keys, values, strict=True)), torch.tensor(X))
-
-    _, out_dot = torch.func.jvp(output, primals, tangents)
-    np.testing.assert_allclose(module.jvp(params, X, direction)[1], out_dot.numpy(), rtol=1e-8,
-                               atol=1e-10)  # fmt: skip
-    _, hv = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(keys)))), primals,
-                           tangents)  # fmt: skip
-    got = module.hvp(params, X, ids, direction)
-    for k, h in zip(keys, hv, strict=True):
-        np.testing.assert_allclose(got[k], h.numpy(), rtol=1e-7, atol=1e-9)
+    _jvp_hvp_match_torch(arch, module, params, X, ids, loss, rng)
 
 
 def test_attention_under_jax_jit_and_in_float32(tmp_path) -> None:
@@ -478,3 +451,25 @@ def test_attention_under_jax_jit_and_in_float32(tmp_path) -> None:
     for key in grads:
         assert grads32[key].dtype == np.float32
         np.testing.assert_allclose(grads32[key], grads[key], rtol=2e-3, atol=2e-5)
+
+
+def _jvp_hvp_match_torch(arch, module, params, X, targets, loss, rng) -> None:
+    """module.jvp against torch.func.jvp of the network's output, module.hvp against the
+    forward-mode derivative of torch.func.grad of `loss` (a function of the parameters in
+    the order of params), along one random direction."""
+    keys = list(params)
+    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    primals = tuple(torch.tensor(params[k]) for k in keys)
+    tangents = tuple(torch.tensor(direction[k]) for k in keys)
+
+    def output(*values):
+        return _torch_output(arch, dict(zip(keys, values, strict=True)), torch.tensor(X))
+
+    _, out_dot = torch.func.jvp(output, primals, tangents)
+    np.testing.assert_allclose(module.jvp(params, X, direction)[1], out_dot.numpy(), rtol=1e-8,
+                               atol=1e-10)  # fmt: skip
+    _, hv = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(keys)))), primals,
+                           tangents)  # fmt: skip
+    got = module.hvp(params, X, targets, direction)
+    for k, h in zip(keys, hv, strict=True):
+        np.testing.assert_allclose(got[k], h.numpy(), rtol=1e-7, atol=1e-9)

@@ -34,6 +34,7 @@ from symbp.documents.latex import (
 from symbp.documents.shown import second_derivative_shown, shown, uses_normal, uses_sigmoid
 from symbp.documents.summary import PARAM_TEX, summary_context
 from symbp.errors import OutputError
+from symbp.frontend.kind_keys import KINDS
 from symbp.ir.bindings import Kind
 from symbp.ir.labels import (
     SECTION_LEVELS,
@@ -743,6 +744,7 @@ def document_context(
         "has_images": len(shape) == 3,
         "positions": arch.positions,
         "vocab": arch.vocab,
+        "mixing": any(KINDS[layer.type].mixes_positions for layer in arch.layers),
         # a weight read by several layers (a tied LM head): (layer, the owner's parameter)
         "shared": [
             (nd.node.index, f"{notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}")

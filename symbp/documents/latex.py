@@ -10,6 +10,7 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import sympy as sp
@@ -191,6 +192,22 @@ _INDEXED_NAMES = {
 }
 
 
+SMALL_DECIMAL = sp.Rational(1, 10**4)  # below it, a decimal is written m \cdot 10^{-k}
+
+
+def _decimal_tex(r: sp.Rational) -> str | None:
+    r"""decimal_text, with a small number in scientific form (5 \cdot 10^{-11}, not
+    0.00000000005), which a reader cannot miscount."""
+    text = decimal_text(r)
+    if text is None or r == 0 or abs(r) >= SMALL_DECIMAL:
+        return text
+    sign, digits, exponent = Decimal(text).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+    power = exponent + len(digits) - 1
+    return f"{'-' if sign else ''}{mantissa} \\cdot 10^{{{power}}}"
+
+
 class SeedLatexPrinter(LatexPrinter):
     """LaTeX for symbp's derived expressions; `batch` selects matrix (A) or vector (a) names.
 
@@ -276,7 +293,7 @@ class SeedLatexPrinter(LatexPrinter):
         digits = len(str(expr.q)) - 1
         if digits > 0 and 10**digits == expr.q and abs(expr.p) == 1:
             return f"{'-' if expr.p < 0 else ''}10^{{-{digits}}}"
-        text = decimal_text(expr)
+        text = _decimal_tex(expr)
         return text if text is not None else str(super()._print_Rational(expr))
 
     def __init__(
@@ -433,7 +450,7 @@ class SeedLatexPrinter(LatexPrinter):
         coeff, rest = expr.as_coeff_Mul()
         if isinstance(coeff, sp.Rational) and rest != 1 and decimal_text(abs(coeff)):
             sign = "- " if coeff < 0 else ""
-            return f"{sign}{decimal_text(abs(coeff))} {self.parenthesize(rest, 50)}"
+            return f"{sign}{_decimal_tex(abs(coeff))} {self.parenthesize(rest, 50)}"
         numer, denom = sp.fraction(expr, exact=True)
         if denom != 1:
             return rf"\frac{{{self._print(numer)}}}{{{self._print(denom)}}}"

@@ -55,3 +55,10 @@ def test_quick_cnn_benchmark_runs() -> None:
     r = _quick("cnn.py", "--quick", "--configs", "K1")
     assert "symbp / floor" in r.stdout
     assert "float64 check against PyTorch" in r.stdout or "pytorch" not in r.stdout
+
+
+def test_quick_gpt_benchmark_runs() -> None:
+    """bench/gpt.py (a GPT block) in its quick mode: checked against PyTorch autograd in
+    float64 at a small size, then timed."""
+    r = _quick("gpt.py", "--quick")
+    assert "float64 check" in r.stdout and ": ok" in r.stdout and "x pytorch" in r.stdout

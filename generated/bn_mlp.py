@@ -468,10 +468,10 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
             running_mean4 = state["running_mean4"]
             running_var2 = state["running_var2"]
             running_var4 = state["running_var4"]
-            new_state["running_mean2"] = Mu2/10 + 9*running_mean2/10
-            new_state["running_var2"] = 9*running_var2/10 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/(10*(-1 + count))
-            new_state["running_mean4"] = Mu4/10 + 9*running_mean4/10
-            new_state["running_var4"] = 9*running_var4/10 + np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/(10*(-1 + count))
+            new_state["running_mean2"] = 0.1*Mu2 + 0.9*running_mean2
+            new_state["running_var2"] = 0.9*running_var2 + 0.1*(np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/(-1 + count))
+            new_state["running_mean4"] = 0.1*Mu4 + 0.9*running_mean4
+            new_state["running_var4"] = 0.9*running_var4 + 0.1*(np.sum((A3 - Mu4)**2, axis=1, keepdims=True)/(-1 + count))
         # the loss, eq. (2), evaluated from the logits so it cannot overflow
         value = scale * float(np.sum((1 - Y)*_softplus(Z5) - Y*(Z5 - _softplus(Z5))))
 

@@ -186,7 +186,7 @@ def loss(params, X, Y, *, state=None):
         Z += b2
         A2 = _sigmoid(Z, out=Z)
         # the loss, eq. (2)
-        value = scale * float(np.sum((A2 - Y)**2/2))
+        value = scale * float(np.sum(0.5*(A2 - Y)**2))
 
         return value
 
@@ -290,7 +290,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         if state is not None:
             new_state = dict(state)
         # the loss, eq. (2)
-        value = scale * float(np.sum((A2 - Y)**2/2))
+        value = scale * float(np.sum(0.5*(A2 - Y)**2))
 
         # layer 2 (output): delta (eq. (11)), dW, db (eq. (7))
         delta2 = np.subtract(A2, 1, out=ws.get("back0_1"))

@@ -192,7 +192,7 @@ def loss(params, X, Y, *, state=None):
         Z += b3
         A3 = Z
         # the loss, eq. (2)
-        value = scale * float(np.sum((A3 - Y)**2/2))
+        value = scale * float(np.sum(0.5*(A3 - Y)**2))
 
         return value
 
@@ -307,7 +307,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
             new_state = dict(state)
         # the loss, eq. (2), reading A3 - Y, computed once as the start of delta3
         delta3 = np.subtract(A3, Y, out=ws.get("back0_1"))
-        value = scale * float(np.sum(delta3**2/2))
+        value = scale * float(np.sum(0.5*delta3**2))
 
         # layer 3 (output): delta (eq. (11)), dW, db (eq. (7))
         delta3 *= scale

@@ -454,8 +454,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
             new_state = dict(state)
             running_mean2 = state["running_mean2"]
             running_var2 = state["running_var2"]
-            new_state["running_mean2"] = Mu2/10 + 9*running_mean2/10
-            new_state["running_var2"] = 9*running_var2/10 + np.sum((A1 - Mu2)**2, axis=0)/(10*(-1 + count))
+            new_state["running_mean2"] = 0.1*Mu2 + 0.9*running_mean2
+            new_state["running_var2"] = 0.9*running_var2 + 0.1*(np.sum((A1 - Mu2)**2, axis=0)/(-1 + count))
         # the loss, eq. (2), from the logits and the softmax's lse3 = log sum_k exp(z_k)
         value = scale * float(np.sum(-Y*(Z3 - lse3)))
 

@@ -468,8 +468,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         new_state = dict(state)
         running_mean2 = state["running_mean2"]
         running_var2 = state["running_var2"]
-        new_state["running_mean2"] = Mu2/10 + 9*running_mean2/10
-        new_state["running_var2"] = 9*running_var2/10 + xp.sum((A1 - Mu2)**2, axis=0)/(10*(-1 + count))
+        new_state["running_mean2"] = 0.1*Mu2 + 0.9*running_mean2
+        new_state["running_var2"] = 0.9*running_var2 + 0.1*(xp.sum((A1 - Mu2)**2, axis=0)/(-1 + count))
     # the loss, eq. (2), evaluated from the logits so it cannot overflow
     value = scale * xp.sum(-Y*(Z3 - _logsumexp(xp, Z3)))
 

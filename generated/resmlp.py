@@ -254,8 +254,8 @@ def _forward(params, X):
     Z += b2
     A2 = Z
     # layer 3, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
-    Mu3 = np.sum(A2, axis=1, keepdims=True)/16
-    Sigma3 = np.sqrt(1e-05 + np.sum((A2 - Mu3)**2, axis=1, keepdims=True)/16)
+    Mu3 = 0.0625*np.sum(A2, axis=1, keepdims=True)
+    Sigma3 = np.sqrt(1e-05 + 0.0625*np.sum((A2 - Mu3)**2, axis=1, keepdims=True))
     Xhat3 = A2 - Mu3
     Xhat3 *= 1 / Sigma3
     Z3 = beta3 + Xhat3*gamma3
@@ -272,8 +272,8 @@ def _forward(params, X):
     Z += b6
     A6 = Z
     # layer 7, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
-    Mu7 = np.sum(A6, axis=1, keepdims=True)/16
-    Sigma7 = np.sqrt(1e-05 + np.sum((A6 - Mu7)**2, axis=1, keepdims=True)/16)
+    Mu7 = 0.0625*np.sum(A6, axis=1, keepdims=True)
+    Sigma7 = np.sqrt(1e-05 + 0.0625*np.sum((A6 - Mu7)**2, axis=1, keepdims=True))
     Xhat7 = A6 - Mu7
     Xhat7 *= 1 / Sigma7
     Z7 = beta7 + Xhat7*gamma7
@@ -352,8 +352,8 @@ def loss(params, X, Y, *, state=None):
         Z += b2
         A2 = Z
         # layer 3, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
-        Mu3 = np.sum(A2, axis=1, keepdims=True)/16
-        Sigma3 = np.sqrt(1e-05 + np.sum((A2 - Mu3)**2, axis=1, keepdims=True)/16)
+        Mu3 = 0.0625*np.sum(A2, axis=1, keepdims=True)
+        Sigma3 = np.sqrt(1e-05 + 0.0625*np.sum((A2 - Mu3)**2, axis=1, keepdims=True))
         Xhat3 = A2 - Mu3
         Xhat3 *= 1 / Sigma3
         Z3 = beta3 + Xhat3*gamma3
@@ -370,8 +370,8 @@ def loss(params, X, Y, *, state=None):
         Z += b6
         A6 = Z
         # layer 7, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
-        Mu7 = np.sum(A6, axis=1, keepdims=True)/16
-        Sigma7 = np.sqrt(1e-05 + np.sum((A6 - Mu7)**2, axis=1, keepdims=True)/16)
+        Mu7 = 0.0625*np.sum(A6, axis=1, keepdims=True)
+        Sigma7 = np.sqrt(1e-05 + 0.0625*np.sum((A6 - Mu7)**2, axis=1, keepdims=True))
         Xhat7 = A6 - Mu7
         Xhat7 *= 1 / Sigma7
         Z7 = beta7 + Xhat7*gamma7
@@ -526,8 +526,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z += b2
         A2 = Z
         # layer 3, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
-        Mu3 = np.sum(A2, axis=1, keepdims=True)/16
-        Sigma3 = np.sqrt(1e-05 + np.sum((A2 - Mu3)**2, axis=1, keepdims=True)/16)
+        Mu3 = 0.0625*np.sum(A2, axis=1, keepdims=True)
+        Sigma3 = np.sqrt(1e-05 + 0.0625*np.sum((A2 - Mu3)**2, axis=1, keepdims=True))
         Xhat3 = np.subtract(A2, Mu3, out=ws.get("Xhat3"))
         Xhat3 *= 1 / Sigma3
         Z3 = np.add(beta3, Xhat3*gamma3, out=ws.get("Z3"))
@@ -544,8 +544,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z += b6
         A6 = Z
         # layer 7, 16 -> 16 (layernorm, relu): eq. (10), eq. (1)
-        Mu7 = np.sum(A6, axis=1, keepdims=True)/16
-        Sigma7 = np.sqrt(1e-05 + np.sum((A6 - Mu7)**2, axis=1, keepdims=True)/16)
+        Mu7 = 0.0625*np.sum(A6, axis=1, keepdims=True)
+        Sigma7 = np.sqrt(1e-05 + 0.0625*np.sum((A6 - Mu7)**2, axis=1, keepdims=True))
         Xhat7 = np.subtract(A6, Mu7, out=ws.get("Xhat7"))
         Xhat7 *= 1 / Sigma7
         Z7 = np.add(beta7, Xhat7*gamma7, out=ws.get("Z7"))
@@ -587,7 +587,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 6: delta (eq. (4)), dW, db (eq. (7))
         delta6_0 = delta7*gamma7
         del delta7
-        delta6 = delta6_0 - np.sum(delta6_0, axis=1, keepdims=True)/16 - Xhat7*np.sum(Xhat7*delta6_0, axis=1, keepdims=True)/16
+        delta6 = delta6_0 - 0.0625*np.sum(delta6_0, axis=1, keepdims=True) - 0.0625*(Xhat7*np.sum(Xhat7*delta6_0, axis=1, keepdims=True))
         delta6 *= 1 / Sigma7
         del delta6_0
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
@@ -611,7 +611,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 2: delta (eq. (4)), dW, db (eq. (7))
         delta2_0 = delta3*gamma3
         del delta3
-        delta2 = delta2_0 - np.sum(delta2_0, axis=1, keepdims=True)/16 - Xhat3*np.sum(Xhat3*delta2_0, axis=1, keepdims=True)/16
+        delta2 = delta2_0 - 0.0625*np.sum(delta2_0, axis=1, keepdims=True) - 0.0625*(Xhat3*np.sum(Xhat3*delta2_0, axis=1, keepdims=True))
         delta2 *= 1 / Sigma3
         del delta2_0
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
@@ -662,7 +662,7 @@ def _backward(params, cache, Y, scale):
     delta7 = np.where((A7 > 0), DTYPE(1), DTYPE(0))
     delta7 *= G7
     # layer 6: delta (eq. (4))
-    G6 = -np.sum(delta7*gamma7, axis=1, keepdims=True)/16 + delta7*gamma7 - Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/16
+    G6 = -0.0625*np.sum(delta7*gamma7, axis=1, keepdims=True) + delta7*gamma7 - 0.0625*(Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True))
     G6 *= 1 / Sigma7
     delta6 = _copy(G6, None)
     # layer 5: delta (eq. (4))
@@ -678,7 +678,7 @@ def _backward(params, cache, Y, scale):
     delta3 = np.where((A3 > 0), DTYPE(1), DTYPE(0))
     delta3 *= G3
     # layer 2: delta (eq. (4))
-    G2 = -np.sum(delta3*gamma3, axis=1, keepdims=True)/16 + delta3*gamma3 - Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/16
+    G2 = -0.0625*np.sum(delta3*gamma3, axis=1, keepdims=True) + delta3*gamma3 - 0.0625*(Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True))
     G2 *= 1 / Sigma3
     delta2 = _copy(G2, None)
     # layer 1: delta (eq. (4))
@@ -733,9 +733,9 @@ def _tangent_forward(params, cache, tangents):
     out["Ad1"] = Ad1 = Zd1 * (A1 > 0)
     out["Zd2"] = Zd2 = A1 @ Wd2.T + Ad1 @ W2.T + bd2
     out["Ad2"] = Ad2 = Zd2
-    out["Sigmad3"] = np.sum(Ad2*Xhat3, axis=1, keepdims=True)/16
-    out["Xhatd3"] = Ad2/Sigma3 - np.sum(Ad2, axis=1, keepdims=True)/(16*Sigma3) - Xhat3*np.sum(Ad2*Xhat3, axis=1, keepdims=True)/(16*Sigma3)
-    out["Zd3"] = Zd3 = betad3 + Xhat3*gammad3 + Ad2*gamma3/Sigma3 - gamma3*np.sum(Ad2, axis=1, keepdims=True)/(16*Sigma3) - Xhat3*gamma3*np.sum(Ad2*Xhat3, axis=1, keepdims=True)/(16*Sigma3)
+    out["Sigmad3"] = 0.0625*np.sum(Ad2*Xhat3, axis=1, keepdims=True)
+    out["Xhatd3"] = Ad2/Sigma3 - 0.0625*(np.sum(Ad2, axis=1, keepdims=True)/Sigma3) - 0.0625*(Xhat3*np.sum(Ad2*Xhat3, axis=1, keepdims=True)/Sigma3)
+    out["Zd3"] = Zd3 = betad3 + Xhat3*gammad3 + Ad2*gamma3/Sigma3 - 0.0625*(gamma3*np.sum(Ad2, axis=1, keepdims=True)/Sigma3) - 0.0625*(Xhat3*gamma3*np.sum(Ad2*Xhat3, axis=1, keepdims=True)/Sigma3)
     out["Ad3"] = Ad3 = Zd3 * (A3 > 0)
     out["Zd4"] = Zd4 = A3 @ Wd4.T + Ad3 @ W4.T + bd4
     out["Ad4"] = Ad4 = Zd4
@@ -743,9 +743,9 @@ def _tangent_forward(params, cache, tangents):
     out["Ad5"] = Ad5 = Zd5
     out["Zd6"] = Zd6 = A5 @ Wd6.T + Ad5 @ W6.T + bd6
     out["Ad6"] = Ad6 = Zd6
-    out["Sigmad7"] = np.sum(Ad6*Xhat7, axis=1, keepdims=True)/16
-    out["Xhatd7"] = Ad6/Sigma7 - np.sum(Ad6, axis=1, keepdims=True)/(16*Sigma7) - Xhat7*np.sum(Ad6*Xhat7, axis=1, keepdims=True)/(16*Sigma7)
-    out["Zd7"] = Zd7 = betad7 + Xhat7*gammad7 + Ad6*gamma7/Sigma7 - gamma7*np.sum(Ad6, axis=1, keepdims=True)/(16*Sigma7) - Xhat7*gamma7*np.sum(Ad6*Xhat7, axis=1, keepdims=True)/(16*Sigma7)
+    out["Sigmad7"] = 0.0625*np.sum(Ad6*Xhat7, axis=1, keepdims=True)
+    out["Xhatd7"] = Ad6/Sigma7 - 0.0625*(np.sum(Ad6, axis=1, keepdims=True)/Sigma7) - 0.0625*(Xhat7*np.sum(Ad6*Xhat7, axis=1, keepdims=True)/Sigma7)
+    out["Zd7"] = Zd7 = betad7 + Xhat7*gammad7 + Ad6*gamma7/Sigma7 - 0.0625*(gamma7*np.sum(Ad6, axis=1, keepdims=True)/Sigma7) - 0.0625*(Xhat7*gamma7*np.sum(Ad6*Xhat7, axis=1, keepdims=True)/Sigma7)
     out["Ad7"] = Ad7 = Zd7 * (A7 > 0)
     out["Zd8"] = Zd8 = A7 @ Wd8.T + Ad7 @ W8.T + bd8
     out["Ad8"] = Ad8 = Zd8
@@ -835,7 +835,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta7 = RG7 * (A7 > 0)
     H["gamma7"] = np.sum(Rdelta7*Xhat7 + Xhatd7*delta7, axis=0)
     H["beta7"] = np.sum(Rdelta7, axis=0)
-    RG6 = -np.sum(Rdelta7*gamma7 + delta7*gammad7, axis=1, keepdims=True)/(16*Sigma7) + Rdelta7*gamma7/Sigma7 + delta7*gammad7/Sigma7 - Sigmad7*(-np.sum(delta7*gamma7, axis=1, keepdims=True)/16 + delta7*gamma7 - Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/16)/Sigma7**2 - Xhat7*np.sum(Rdelta7*Xhat7*gamma7 + Xhat7*delta7*gammad7 + Xhatd7*delta7*gamma7, axis=1, keepdims=True)/(16*Sigma7) - Xhatd7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/(16*Sigma7)
+    RG6 = -0.0625*(np.sum(Rdelta7*gamma7 + delta7*gammad7, axis=1, keepdims=True)/Sigma7) + Rdelta7*gamma7/Sigma7 + delta7*gammad7/Sigma7 - Sigmad7*(-0.0625*np.sum(delta7*gamma7, axis=1, keepdims=True) + delta7*gamma7 - 0.0625*(Xhat7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)))/Sigma7**2 - 0.0625*(Xhat7*np.sum(Rdelta7*Xhat7*gamma7 + Xhat7*delta7*gammad7 + Xhatd7*delta7*gamma7, axis=1, keepdims=True)/Sigma7) - 0.0625*(Xhatd7*np.sum(Xhat7*delta7*gamma7, axis=1, keepdims=True)/Sigma7)
     Rdelta6 = RG6
     H["W6"] = Rdelta6.T @ A5 + delta6.T @ Ad5
     H["b6"] = Rdelta6.sum(axis=0)
@@ -849,7 +849,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta3 = RG3 * (A3 > 0)
     H["gamma3"] = np.sum(Rdelta3*Xhat3 + Xhatd3*delta3, axis=0)
     H["beta3"] = np.sum(Rdelta3, axis=0)
-    RG2 = -np.sum(Rdelta3*gamma3 + delta3*gammad3, axis=1, keepdims=True)/(16*Sigma3) + Rdelta3*gamma3/Sigma3 + delta3*gammad3/Sigma3 - Sigmad3*(-np.sum(delta3*gamma3, axis=1, keepdims=True)/16 + delta3*gamma3 - Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/16)/Sigma3**2 - Xhat3*np.sum(Rdelta3*Xhat3*gamma3 + Xhat3*delta3*gammad3 + Xhatd3*delta3*gamma3, axis=1, keepdims=True)/(16*Sigma3) - Xhatd3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/(16*Sigma3)
+    RG2 = -0.0625*(np.sum(Rdelta3*gamma3 + delta3*gammad3, axis=1, keepdims=True)/Sigma3) + Rdelta3*gamma3/Sigma3 + delta3*gammad3/Sigma3 - Sigmad3*(-0.0625*np.sum(delta3*gamma3, axis=1, keepdims=True) + delta3*gamma3 - 0.0625*(Xhat3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)))/Sigma3**2 - 0.0625*(Xhat3*np.sum(Rdelta3*Xhat3*gamma3 + Xhat3*delta3*gammad3 + Xhatd3*delta3*gamma3, axis=1, keepdims=True)/Sigma3) - 0.0625*(Xhatd3*np.sum(Xhat3*delta3*gamma3, axis=1, keepdims=True)/Sigma3)
     Rdelta2 = RG2
     H["W2"] = Rdelta2.T @ A1 + delta2.T @ Ad1
     H["b2"] = Rdelta2.sum(axis=0)

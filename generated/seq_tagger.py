@@ -458,8 +458,8 @@ def _forward(params, X):
     Z += b1
     A1 = Z
     # layer 2, 12x16 -> 12x16 (layernorm, identity): eq. (10), eq. (1)
-    Mu2 = np.sum(A1, axis=1, keepdims=True)/16
-    Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/16)
+    Mu2 = 0.0625*np.sum(A1, axis=1, keepdims=True)
+    Sigma2 = np.sqrt(1e-05 + 0.0625*np.sum((A1 - Mu2)**2, axis=1, keepdims=True))
     Xhat2 = A1 - Mu2
     Xhat2 *= 1 / Sigma2
     Z2 = beta2 + Xhat2*gamma2
@@ -467,8 +467,8 @@ def _forward(params, X):
     # layer 3, 12x16 -> 12x32 (gelu): eq. (7), eq. (1)
     Z3 = A2 @ W3.T
     Z3 += b3
-    T3 = _erf(Z3*1.4142135623730951/2)
-    A3 = Z3*(1 + T3)/2
+    T3 = _erf(0.7071067811865476*Z3)
+    A3 = 0.5*(Z3*(1 + T3))
     # layer 4, 12x32 -> 12x16 (identity): eq. (7), eq. (1)
     Z = A3 @ W4.T
     Z += b4
@@ -477,8 +477,8 @@ def _forward(params, X):
     Z5 = A1 + A4
     A5 = Z5
     # layer 6, 12x16 -> 12x16 (layernorm, identity): eq. (10), eq. (1)
-    Mu6 = np.sum(A5, axis=1, keepdims=True)/16
-    Sigma6 = np.sqrt(1e-05 + np.sum((A5 - Mu6)**2, axis=1, keepdims=True)/16)
+    Mu6 = 0.0625*np.sum(A5, axis=1, keepdims=True)
+    Sigma6 = np.sqrt(1e-05 + 0.0625*np.sum((A5 - Mu6)**2, axis=1, keepdims=True))
     Xhat6 = A5 - Mu6
     Xhat6 *= 1 / Sigma6
     Z6 = beta6 + Xhat6*gamma6
@@ -541,8 +541,8 @@ def loss(params, X, Y, *, state=None):
         Z += b1
         A1 = Z
         # layer 2, 12x16 -> 12x16 (layernorm, identity): eq. (10), eq. (1)
-        Mu2 = np.sum(A1, axis=1, keepdims=True)/16
-        Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/16)
+        Mu2 = 0.0625*np.sum(A1, axis=1, keepdims=True)
+        Sigma2 = np.sqrt(1e-05 + 0.0625*np.sum((A1 - Mu2)**2, axis=1, keepdims=True))
         Xhat2 = A1 - Mu2
         Xhat2 *= 1 / Sigma2
         Z2 = beta2 + Xhat2*gamma2
@@ -550,8 +550,8 @@ def loss(params, X, Y, *, state=None):
         # layer 3, 12x16 -> 12x32 (gelu): eq. (7), eq. (1)
         Z3 = A2 @ W3.T
         Z3 += b3
-        T3 = _erf(Z3*1.4142135623730951/2)
-        A3 = Z3*(1 + T3)/2
+        T3 = _erf(0.7071067811865476*Z3)
+        A3 = 0.5*(Z3*(1 + T3))
         # layer 4, 12x32 -> 12x16 (identity): eq. (7), eq. (1)
         Z = A3 @ W4.T
         Z += b4
@@ -560,8 +560,8 @@ def loss(params, X, Y, *, state=None):
         Z5 = A1 + A4
         A5 = Z5
         # layer 6, 12x16 -> 12x16 (layernorm, identity): eq. (10), eq. (1)
-        Mu6 = np.sum(A5, axis=1, keepdims=True)/16
-        Sigma6 = np.sqrt(1e-05 + np.sum((A5 - Mu6)**2, axis=1, keepdims=True)/16)
+        Mu6 = 0.0625*np.sum(A5, axis=1, keepdims=True)
+        Sigma6 = np.sqrt(1e-05 + 0.0625*np.sum((A5 - Mu6)**2, axis=1, keepdims=True))
         Xhat6 = A5 - Mu6
         Xhat6 *= 1 / Sigma6
         Z6 = beta6 + Xhat6*gamma6
@@ -696,8 +696,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z += b1
         A1 = Z
         # layer 2, 12x16 -> 12x16 (layernorm, identity): eq. (10), eq. (1)
-        Mu2 = np.sum(A1, axis=1, keepdims=True)/16
-        Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/16)
+        Mu2 = 0.0625*np.sum(A1, axis=1, keepdims=True)
+        Sigma2 = np.sqrt(1e-05 + 0.0625*np.sum((A1 - Mu2)**2, axis=1, keepdims=True))
         Xhat2 = np.subtract(A1, Mu2, out=ws.get("Xhat2"))
         Xhat2 *= 1 / Sigma2
         Z2 = np.add(beta2, Xhat2*gamma2, out=ws.get("Z2"))
@@ -705,8 +705,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 3, 12x16 -> 12x32 (gelu): eq. (7), eq. (1)
         Z3 = np.matmul(A2, W3.T, out=ws.get("Z3"))
         Z3 += b3
-        T3 = _erf(Z3*1.4142135623730951/2)
-        A3 = Z3*(1 + T3)/2
+        T3 = _erf(0.7071067811865476*Z3)
+        A3 = 0.5*(Z3*(1 + T3))
         # layer 4, 12x32 -> 12x16 (identity): eq. (7), eq. (1)
         Z = np.matmul(A3, W4.T, out=ws.get("A4"))
         Z += b4
@@ -715,8 +715,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z5 = np.add(A1, A4, out=ws.get("Z5"))
         A5 = Z5
         # layer 6, 12x16 -> 12x16 (layernorm, identity): eq. (10), eq. (1)
-        Mu6 = np.sum(A5, axis=1, keepdims=True)/16
-        Sigma6 = np.sqrt(1e-05 + np.sum((A5 - Mu6)**2, axis=1, keepdims=True)/16)
+        Mu6 = 0.0625*np.sum(A5, axis=1, keepdims=True)
+        Sigma6 = np.sqrt(1e-05 + 0.0625*np.sum((A5 - Mu6)**2, axis=1, keepdims=True))
         Xhat6 = np.subtract(A5, Mu6, out=ws.get("Xhat6"))
         Xhat6 *= 1 / Sigma6
         Z6 = np.add(beta6, Xhat6*gamma6, out=ws.get("Z6"))
@@ -743,7 +743,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 5: delta (eq. (4))
         delta5_0 = delta6*gamma6
         del delta6
-        delta5 = delta5_0 - np.sum(delta5_0, axis=1, keepdims=True)/16 - Xhat6*np.sum(Xhat6*delta5_0, axis=1, keepdims=True)/16
+        delta5 = delta5_0 - 0.0625*np.sum(delta5_0, axis=1, keepdims=True) - 0.0625*(Xhat6*np.sum(Xhat6*delta5_0, axis=1, keepdims=True))
         delta5 *= 1 / Sigma6
         del delta5_0
         # layer 4: delta (eq. (4)), dW, db (eq. (7))
@@ -753,7 +753,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 3: delta (eq. (4)), dW, db (eq. (7))
         delta3 = np.matmul(delta4, W4, out=ws.get("back3_32"))
         del delta4
-        delta3 *= (1/2) + T3/2 + Z3*1.4142135623730951*_exp(-Z3**2/2)/(2*1.772453850905516)
+        delta3 *= (1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2))
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
         # layer 2: delta (eq. (4)), dgamma, dbeta (eq. (10))
@@ -765,7 +765,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da1, the sum over its consumers
         delta1 = _copy(delta5, ws.get("back4_16"))
         del delta5
-        delta1 += (-np.sum(delta2*gamma2, axis=1, keepdims=True)/16 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/16)/Sigma2
+        delta1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
         del delta2
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
         db1 = np.matmul(ones, delta1, out=ws.get("db1"))
@@ -796,7 +796,7 @@ def _backward(params, cache, Y, scale):
     G6 = delta7 @ W7
     delta6 = _copy(G6, None)
     # layer 5: delta (eq. (4))
-    G5 = -np.sum(delta6*gamma6, axis=1, keepdims=True)/16 + delta6*gamma6 - Xhat6*np.sum(Xhat6*delta6*gamma6, axis=1, keepdims=True)/16
+    G5 = -0.0625*np.sum(delta6*gamma6, axis=1, keepdims=True) + delta6*gamma6 - 0.0625*(Xhat6*np.sum(Xhat6*delta6*gamma6, axis=1, keepdims=True))
     G5 *= 1 / Sigma6
     delta5 = _copy(G5, None)
     # layer 4: delta (eq. (4))
@@ -804,7 +804,7 @@ def _backward(params, cache, Y, scale):
     delta4 = _copy(G4, None)
     # layer 3: delta (eq. (4))
     G3 = delta4 @ W4
-    delta3 = (1/2) + T3/2 + Z3*1.4142135623730951*_exp(-Z3**2/2)/(2*1.772453850905516)
+    delta3 = (1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2))
     delta3 *= G3
     # layer 2: delta (eq. (4))
     G2 = delta3 @ W3
@@ -812,7 +812,7 @@ def _backward(params, cache, Y, scale):
     # layer 1: delta (eq. (4))
     # dL/da1, the sum over its consumers
     G1 = _copy(delta5, None)
-    G1 += (-np.sum(delta2*gamma2, axis=1, keepdims=True)/16 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/16)/Sigma2
+    G1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
     delta1 = _copy(G1, None)
     return {"G1": G1, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "delta1": delta1, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7}
 
@@ -852,19 +852,19 @@ def _tangent_forward(params, cache, tangents):
     out = {}
     out["Zd1"] = Zd1 = A0 @ Wd1.T + bd1
     out["Ad1"] = Ad1 = Zd1
-    out["Sigmad2"] = np.sum(Ad1*Xhat2, axis=1, keepdims=True)/16
-    out["Xhatd2"] = Ad1/Sigma2 - np.sum(Ad1, axis=1, keepdims=True)/(16*Sigma2) - Xhat2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/(16*Sigma2)
-    out["Zd2"] = Zd2 = betad2 + Xhat2*gammad2 + Ad1*gamma2/Sigma2 - gamma2*np.sum(Ad1, axis=1, keepdims=True)/(16*Sigma2) - Xhat2*gamma2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/(16*Sigma2)
+    out["Sigmad2"] = 0.0625*np.sum(Ad1*Xhat2, axis=1, keepdims=True)
+    out["Xhatd2"] = Ad1/Sigma2 - 0.0625*(np.sum(Ad1, axis=1, keepdims=True)/Sigma2) - 0.0625*(Xhat2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/Sigma2)
+    out["Zd2"] = Zd2 = betad2 + Xhat2*gammad2 + Ad1*gamma2/Sigma2 - 0.0625*(gamma2*np.sum(Ad1, axis=1, keepdims=True)/Sigma2) - 0.0625*(Xhat2*gamma2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/Sigma2)
     out["Ad2"] = Ad2 = Zd2
     out["Zd3"] = Zd3 = A2 @ Wd3.T + Ad2 @ W3.T + bd3
-    out["Ad3"] = Ad3 = Zd3*((1/2) + T3/2 + Z3*1.4142135623730951*_exp(-Z3**2/2)/(2*1.772453850905516))
+    out["Ad3"] = Ad3 = Zd3*((1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2)))
     out["Zd4"] = Zd4 = A3 @ Wd4.T + Ad3 @ W4.T + bd4
     out["Ad4"] = Ad4 = Zd4
     out["Zd5"] = Zd5 = Ad1 + Ad4
     out["Ad5"] = Ad5 = Zd5
-    out["Sigmad6"] = np.sum(Ad5*Xhat6, axis=1, keepdims=True)/16
-    out["Xhatd6"] = Ad5/Sigma6 - np.sum(Ad5, axis=1, keepdims=True)/(16*Sigma6) - Xhat6*np.sum(Ad5*Xhat6, axis=1, keepdims=True)/(16*Sigma6)
-    out["Zd6"] = Zd6 = betad6 + Xhat6*gammad6 + Ad5*gamma6/Sigma6 - gamma6*np.sum(Ad5, axis=1, keepdims=True)/(16*Sigma6) - Xhat6*gamma6*np.sum(Ad5*Xhat6, axis=1, keepdims=True)/(16*Sigma6)
+    out["Sigmad6"] = 0.0625*np.sum(Ad5*Xhat6, axis=1, keepdims=True)
+    out["Xhatd6"] = Ad5/Sigma6 - 0.0625*(np.sum(Ad5, axis=1, keepdims=True)/Sigma6) - 0.0625*(Xhat6*np.sum(Ad5*Xhat6, axis=1, keepdims=True)/Sigma6)
+    out["Zd6"] = Zd6 = betad6 + Xhat6*gammad6 + Ad5*gamma6/Sigma6 - 0.0625*(gamma6*np.sum(Ad5, axis=1, keepdims=True)/Sigma6) - 0.0625*(Xhat6*gamma6*np.sum(Ad5*Xhat6, axis=1, keepdims=True)/Sigma6)
     out["Ad6"] = Ad6 = Zd6
     out["Zd7"] = Zd7 = A6 @ Wd7.T + Ad6 @ W7.T + bd7
     out["Ad7"] = A7*(Zd7 - _exclusive_softmax(Zd7, Z7, over=False))*_exp(_log1m_softmax(Z7))
@@ -938,7 +938,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta6 = RG6
     H["gamma6"] = np.sum(Rdelta6*Xhat6 + Xhatd6*delta6, axis=0)
     H["beta6"] = np.sum(Rdelta6, axis=0)
-    RG5 = -np.sum(Rdelta6*gamma6 + delta6*gammad6, axis=1, keepdims=True)/(16*Sigma6) + Rdelta6*gamma6/Sigma6 + delta6*gammad6/Sigma6 - Sigmad6*(-np.sum(delta6*gamma6, axis=1, keepdims=True)/16 + delta6*gamma6 - Xhat6*np.sum(Xhat6*delta6*gamma6, axis=1, keepdims=True)/16)/Sigma6**2 - Xhat6*np.sum(Rdelta6*Xhat6*gamma6 + Xhat6*delta6*gammad6 + Xhatd6*delta6*gamma6, axis=1, keepdims=True)/(16*Sigma6) - Xhatd6*np.sum(Xhat6*delta6*gamma6, axis=1, keepdims=True)/(16*Sigma6)
+    RG5 = -0.0625*(np.sum(Rdelta6*gamma6 + delta6*gammad6, axis=1, keepdims=True)/Sigma6) + Rdelta6*gamma6/Sigma6 + delta6*gammad6/Sigma6 - Sigmad6*(-0.0625*np.sum(delta6*gamma6, axis=1, keepdims=True) + delta6*gamma6 - 0.0625*(Xhat6*np.sum(Xhat6*delta6*gamma6, axis=1, keepdims=True)))/Sigma6**2 - 0.0625*(Xhat6*np.sum(Rdelta6*Xhat6*gamma6 + Xhat6*delta6*gammad6 + Xhatd6*delta6*gamma6, axis=1, keepdims=True)/Sigma6) - 0.0625*(Xhatd6*np.sum(Xhat6*delta6*gamma6, axis=1, keepdims=True)/Sigma6)
     Rdelta5 = RG5
     RG4 = Rdelta5
     Rdelta4 = RG4
@@ -946,14 +946,14 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["b4"] = Rdelta4.sum(axis=0)
     RG3 = Rdelta4 @ W4 + delta4 @ Wd4
     Rdelta3_0 = Z3**2
-    Rdelta3 = RG3*((1/2) + T3/2 + Z3*1.4142135623730951*_exp(-Rdelta3_0/2)/(2*1.772453850905516)) + G3*Zd3*1.4142135623730951*(2 - Rdelta3_0)*_exp(-Rdelta3_0/2)/(2*1.772453850905516)
+    Rdelta3 = RG3*((1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Rdelta3_0))) + 0.3989422804014327*(G3*Zd3*(2 - Rdelta3_0)*_exp(-0.5*Rdelta3_0))
     H["W3"] = Rdelta3.T @ A2 + delta3.T @ Ad2
     H["b3"] = Rdelta3.sum(axis=0)
     RG2 = Rdelta3 @ W3 + delta3 @ Wd3
     Rdelta2 = RG2
     H["gamma2"] = np.sum(Rdelta2*Xhat2 + Xhatd2*delta2, axis=0)
     H["beta2"] = np.sum(Rdelta2, axis=0)
-    RG1 = (Rdelta5) + (-np.sum(Rdelta2*gamma2 + delta2*gammad2, axis=1, keepdims=True)/(16*Sigma2) + Rdelta2*gamma2/Sigma2 + delta2*gammad2/Sigma2 - Sigmad2*(-np.sum(delta2*gamma2, axis=1, keepdims=True)/16 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/16)/Sigma2**2 - Xhat2*np.sum(Rdelta2*Xhat2*gamma2 + Xhat2*delta2*gammad2 + Xhatd2*delta2*gamma2, axis=1, keepdims=True)/(16*Sigma2) - Xhatd2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/(16*Sigma2))
+    RG1 = (Rdelta5) + (-0.0625*(np.sum(Rdelta2*gamma2 + delta2*gammad2, axis=1, keepdims=True)/Sigma2) + Rdelta2*gamma2/Sigma2 + delta2*gammad2/Sigma2 - Sigmad2*(-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2**2 - 0.0625*(Xhat2*np.sum(Rdelta2*Xhat2*gamma2 + Xhat2*delta2*gammad2 + Xhatd2*delta2*gamma2, axis=1, keepdims=True)/Sigma2) - 0.0625*(Xhatd2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/Sigma2))
     Rdelta1 = RG1
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)

@@ -409,8 +409,8 @@ def _forward(params, X):
     # layer 1, 8 -> 16 (gelu): eq. (7), eq. (1)
     Z1 = A0 @ W1.T
     Z1 += b1
-    T1 = _erf(Z1*1.4142135623730951/2)
-    A1 = Z1*(1 + T1)/2
+    T1 = _erf(0.7071067811865476*Z1)
+    A1 = 0.5*(Z1*(1 + T1))
     # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
     Z2 = A1 @ W2.T
     Z2 += b2
@@ -458,8 +458,8 @@ def loss(params, X, Y, *, state=None):
         # layer 1, 8 -> 16 (gelu): eq. (7), eq. (1)
         Z1 = A0 @ W1.T
         Z1 += b1
-        T1 = _erf(Z1*1.4142135623730951/2)
-        A1 = Z1*(1 + T1)/2
+        T1 = _erf(0.7071067811865476*Z1)
+        A1 = 0.5*(Z1*(1 + T1))
         # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
         Z2 = A1 @ W2.T
         Z2 += b2
@@ -574,8 +574,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 1, 8 -> 16 (gelu): eq. (7), eq. (1)
         Z1 = np.matmul(A0, W1.T, out=ws.get("Z1"))
         Z1 += b1
-        T1 = _erf(Z1*1.4142135623730951/2)
-        A1 = Z1*(1 + T1)/2
+        T1 = _erf(0.7071067811865476*Z1)
+        A1 = 0.5*(Z1*(1 + T1))
         # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
         Z2 = np.matmul(A1, W2.T, out=ws.get("Z2"))
         Z2 += b2
@@ -604,7 +604,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_16"))
         del delta2
-        delta1 *= (1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)
+        delta1 *= (1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Z1**2))
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
         db1 = np.matmul(ones, delta1, out=ws.get("db1"))
         del delta1
@@ -631,7 +631,7 @@ def _backward(params, cache, Y, scale):
     delta2 *= G2
     # layer 1: delta (eq. (4))
     G1 = delta2 @ W2
-    delta1 = (1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516)
+    delta1 = (1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Z1**2))
     delta1 *= G1
     return {"G1": G1, "G2": G2, "delta1": delta1, "delta2": delta2, "delta3": delta3}
 
@@ -658,7 +658,7 @@ def _tangent_forward(params, cache, tangents):
     bd3 = tangents["b3"]
     out = {}
     out["Zd1"] = Zd1 = A0 @ Wd1.T + bd1
-    out["Ad1"] = Ad1 = Zd1*((1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Z1**2/2)/(2*1.772453850905516))
+    out["Ad1"] = Ad1 = Zd1*((1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Z1**2)))
     out["Zd2"] = Zd2 = A1 @ Wd2.T + Ad1 @ W2.T + bd2
     out["Ad2"] = Ad2 = Zd2*(T2 + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2))))
     out["Zd3"] = Zd3 = A2 @ Wd3.T + Ad2 @ W3.T + bd3
@@ -723,7 +723,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     H["b2"] = Rdelta2.sum(axis=0)
     RG1 = Rdelta2 @ W2 + delta2 @ Wd2
     Rdelta1_0 = Z1**2
-    Rdelta1 = RG1*((1/2) + T1/2 + Z1*1.4142135623730951*_exp(-Rdelta1_0/2)/(2*1.772453850905516)) + G1*Zd1*1.4142135623730951*(2 - Rdelta1_0)*_exp(-Rdelta1_0/2)/(2*1.772453850905516)
+    Rdelta1 = RG1*((1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Rdelta1_0))) + 0.3989422804014327*(G1*Zd1*(2 - Rdelta1_0)*_exp(-0.5*Rdelta1_0))
     H["W1"] = Rdelta1.T @ A0
     H["b1"] = Rdelta1.sum(axis=0)
     return {key: H[key] for key in params}

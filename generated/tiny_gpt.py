@@ -435,8 +435,8 @@ def _forward(params, X):
     Z1 = _lookup(E1, A0, (40, 32, 16)) + _tile_positions(P1, A0, (40, 32, 16))
     A1 = Z1
     # layer 2, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-    Mu2 = np.sum(A1, axis=1, keepdims=True)/32
-    Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/32)
+    Mu2 = 0.03125*np.sum(A1, axis=1, keepdims=True)
+    Sigma2 = np.sqrt(1e-05 + 0.03125*np.sum((A1 - Mu2)**2, axis=1, keepdims=True))
     Xhat2 = A1 - Mu2
     Xhat2 *= 1 / Sigma2
     Z2 = beta2 + Xhat2*gamma2
@@ -448,7 +448,7 @@ def _forward(params, X):
     K3 += bk3
     V3 = A2 @ Wv3.T
     V3 += bv3
-    Pr3 = _head_softmax(1.4142135623730951*_head_outer(Q3, K3, (16, 32, 4, 1))/4, (16, 32, 4, 1))
+    Pr3 = _head_softmax(0.3535533905932738*_head_outer(Q3, K3, (16, 32, 4, 1)), (16, 32, 4, 1))
     O3 = _head_mix(Pr3, V3, (16, 32, 4, 1))
     Z3 = O3 @ Wo3.T
     Z3 += bo3
@@ -457,8 +457,8 @@ def _forward(params, X):
     Z4 = A1 + A3
     A4 = Z4
     # layer 5, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-    Mu5 = np.sum(A4, axis=1, keepdims=True)/32
-    Sigma5 = np.sqrt(1e-05 + np.sum((A4 - Mu5)**2, axis=1, keepdims=True)/32)
+    Mu5 = 0.03125*np.sum(A4, axis=1, keepdims=True)
+    Sigma5 = np.sqrt(1e-05 + 0.03125*np.sum((A4 - Mu5)**2, axis=1, keepdims=True))
     Xhat5 = A4 - Mu5
     Xhat5 *= 1 / Sigma5
     Z5 = beta5 + Xhat5*gamma5
@@ -466,8 +466,8 @@ def _forward(params, X):
     # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
     Z6 = A5 @ W6.T
     Z6 += b6
-    T6 = np.tanh(1.4142135623730951*(Z6 + 8943*(Z6*Z6*Z6)/200000)/1.772453850905516)
-    A6 = Z6*(1 + T6)/2
+    T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6)))
+    A6 = 0.5*(Z6*(1 + T6))
     # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
     Z = A6 @ W7.T
     Z += b7
@@ -476,8 +476,8 @@ def _forward(params, X):
     Z8 = A4 + A7
     A8 = Z8
     # layer 9, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-    Mu9 = np.sum(A8, axis=1, keepdims=True)/32
-    Sigma9 = np.sqrt(1e-05 + np.sum((A8 - Mu9)**2, axis=1, keepdims=True)/32)
+    Mu9 = 0.03125*np.sum(A8, axis=1, keepdims=True)
+    Sigma9 = np.sqrt(1e-05 + 0.03125*np.sum((A8 - Mu9)**2, axis=1, keepdims=True))
     Xhat9 = A8 - Mu9
     Xhat9 *= 1 / Sigma9
     Z9 = beta9 + Xhat9*gamma9
@@ -489,7 +489,7 @@ def _forward(params, X):
     K10 += bk10
     V10 = A9 @ Wv10.T
     V10 += bv10
-    Pr10 = _head_softmax(1.4142135623730951*_head_outer(Q10, K10, (16, 32, 4, 1))/4, (16, 32, 4, 1))
+    Pr10 = _head_softmax(0.3535533905932738*_head_outer(Q10, K10, (16, 32, 4, 1)), (16, 32, 4, 1))
     O10 = _head_mix(Pr10, V10, (16, 32, 4, 1))
     Z10 = O10 @ Wo10.T
     Z10 += bo10
@@ -498,8 +498,8 @@ def _forward(params, X):
     Z11 = A10 + A8
     A11 = Z11
     # layer 12, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-    Mu12 = np.sum(A11, axis=1, keepdims=True)/32
-    Sigma12 = np.sqrt(1e-05 + np.sum((A11 - Mu12)**2, axis=1, keepdims=True)/32)
+    Mu12 = 0.03125*np.sum(A11, axis=1, keepdims=True)
+    Sigma12 = np.sqrt(1e-05 + 0.03125*np.sum((A11 - Mu12)**2, axis=1, keepdims=True))
     Xhat12 = A11 - Mu12
     Xhat12 *= 1 / Sigma12
     Z12 = beta12 + Xhat12*gamma12
@@ -507,8 +507,8 @@ def _forward(params, X):
     # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
     Z13 = A12 @ W13.T
     Z13 += b13
-    T13 = np.tanh(1.4142135623730951*(Z13 + 8943*(Z13*Z13*Z13)/200000)/1.772453850905516)
-    A13 = Z13*(1 + T13)/2
+    T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13)))
+    A13 = 0.5*(Z13*(1 + T13))
     # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
     Z = A13 @ W14.T
     Z += b14
@@ -517,8 +517,8 @@ def _forward(params, X):
     Z15 = A11 + A14
     A15 = Z15
     # layer 16, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-    Mu16 = np.sum(A15, axis=1, keepdims=True)/32
-    Sigma16 = np.sqrt(1e-05 + np.sum((A15 - Mu16)**2, axis=1, keepdims=True)/32)
+    Mu16 = 0.03125*np.sum(A15, axis=1, keepdims=True)
+    Sigma16 = np.sqrt(1e-05 + 0.03125*np.sum((A15 - Mu16)**2, axis=1, keepdims=True))
     Xhat16 = A15 - Mu16
     Xhat16 *= 1 / Sigma16
     Z16 = beta16 + Xhat16*gamma16
@@ -634,8 +634,8 @@ def loss(params, X, Y, *, state=None):
         Z1 = _lookup(E1, A0, (40, 32, 16)) + _tile_positions(P1, A0, (40, 32, 16))
         A1 = Z1
         # layer 2, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu2 = np.sum(A1, axis=1, keepdims=True)/32
-        Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/32)
+        Mu2 = 0.03125*np.sum(A1, axis=1, keepdims=True)
+        Sigma2 = np.sqrt(1e-05 + 0.03125*np.sum((A1 - Mu2)**2, axis=1, keepdims=True))
         Xhat2 = A1 - Mu2
         Xhat2 *= 1 / Sigma2
         Z2 = beta2 + Xhat2*gamma2
@@ -647,7 +647,7 @@ def loss(params, X, Y, *, state=None):
         K3 += bk3
         V3 = A2 @ Wv3.T
         V3 += bv3
-        Pr3 = _head_softmax(1.4142135623730951*_head_outer(Q3, K3, (16, 32, 4, 1))/4, (16, 32, 4, 1))
+        Pr3 = _head_softmax(0.3535533905932738*_head_outer(Q3, K3, (16, 32, 4, 1)), (16, 32, 4, 1))
         O3 = _head_mix(Pr3, V3, (16, 32, 4, 1))
         Z3 = O3 @ Wo3.T
         Z3 += bo3
@@ -656,8 +656,8 @@ def loss(params, X, Y, *, state=None):
         Z4 = A1 + A3
         A4 = Z4
         # layer 5, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu5 = np.sum(A4, axis=1, keepdims=True)/32
-        Sigma5 = np.sqrt(1e-05 + np.sum((A4 - Mu5)**2, axis=1, keepdims=True)/32)
+        Mu5 = 0.03125*np.sum(A4, axis=1, keepdims=True)
+        Sigma5 = np.sqrt(1e-05 + 0.03125*np.sum((A4 - Mu5)**2, axis=1, keepdims=True))
         Xhat5 = A4 - Mu5
         Xhat5 *= 1 / Sigma5
         Z5 = beta5 + Xhat5*gamma5
@@ -665,8 +665,8 @@ def loss(params, X, Y, *, state=None):
         # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z6 = A5 @ W6.T
         Z6 += b6
-        T6 = np.tanh(1.4142135623730951*(Z6 + 8943*(Z6*Z6*Z6)/200000)/1.772453850905516)
-        A6 = Z6*(1 + T6)/2
+        T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6)))
+        A6 = 0.5*(Z6*(1 + T6))
         # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = A6 @ W7.T
         Z += b7
@@ -675,8 +675,8 @@ def loss(params, X, Y, *, state=None):
         Z8 = A4 + A7
         A8 = Z8
         # layer 9, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu9 = np.sum(A8, axis=1, keepdims=True)/32
-        Sigma9 = np.sqrt(1e-05 + np.sum((A8 - Mu9)**2, axis=1, keepdims=True)/32)
+        Mu9 = 0.03125*np.sum(A8, axis=1, keepdims=True)
+        Sigma9 = np.sqrt(1e-05 + 0.03125*np.sum((A8 - Mu9)**2, axis=1, keepdims=True))
         Xhat9 = A8 - Mu9
         Xhat9 *= 1 / Sigma9
         Z9 = beta9 + Xhat9*gamma9
@@ -688,7 +688,7 @@ def loss(params, X, Y, *, state=None):
         K10 += bk10
         V10 = A9 @ Wv10.T
         V10 += bv10
-        Pr10 = _head_softmax(1.4142135623730951*_head_outer(Q10, K10, (16, 32, 4, 1))/4, (16, 32, 4, 1))
+        Pr10 = _head_softmax(0.3535533905932738*_head_outer(Q10, K10, (16, 32, 4, 1)), (16, 32, 4, 1))
         O10 = _head_mix(Pr10, V10, (16, 32, 4, 1))
         Z10 = O10 @ Wo10.T
         Z10 += bo10
@@ -697,8 +697,8 @@ def loss(params, X, Y, *, state=None):
         Z11 = A10 + A8
         A11 = Z11
         # layer 12, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu12 = np.sum(A11, axis=1, keepdims=True)/32
-        Sigma12 = np.sqrt(1e-05 + np.sum((A11 - Mu12)**2, axis=1, keepdims=True)/32)
+        Mu12 = 0.03125*np.sum(A11, axis=1, keepdims=True)
+        Sigma12 = np.sqrt(1e-05 + 0.03125*np.sum((A11 - Mu12)**2, axis=1, keepdims=True))
         Xhat12 = A11 - Mu12
         Xhat12 *= 1 / Sigma12
         Z12 = beta12 + Xhat12*gamma12
@@ -706,8 +706,8 @@ def loss(params, X, Y, *, state=None):
         # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z13 = A12 @ W13.T
         Z13 += b13
-        T13 = np.tanh(1.4142135623730951*(Z13 + 8943*(Z13*Z13*Z13)/200000)/1.772453850905516)
-        A13 = Z13*(1 + T13)/2
+        T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13)))
+        A13 = 0.5*(Z13*(1 + T13))
         # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = A13 @ W14.T
         Z += b14
@@ -716,8 +716,8 @@ def loss(params, X, Y, *, state=None):
         Z15 = A11 + A14
         A15 = Z15
         # layer 16, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu16 = np.sum(A15, axis=1, keepdims=True)/32
-        Sigma16 = np.sqrt(1e-05 + np.sum((A15 - Mu16)**2, axis=1, keepdims=True)/32)
+        Mu16 = 0.03125*np.sum(A15, axis=1, keepdims=True)
+        Sigma16 = np.sqrt(1e-05 + 0.03125*np.sum((A15 - Mu16)**2, axis=1, keepdims=True))
         Xhat16 = A15 - Mu16
         Xhat16 *= 1 / Sigma16
         Z16 = beta16 + Xhat16*gamma16
@@ -926,8 +926,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z1 += _tile_positions(P1, A0, (40, 32, 16))
         A1 = Z1
         # layer 2, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu2 = np.sum(A1, axis=1, keepdims=True)/32
-        Sigma2 = np.sqrt(1e-05 + np.sum((A1 - Mu2)**2, axis=1, keepdims=True)/32)
+        Mu2 = 0.03125*np.sum(A1, axis=1, keepdims=True)
+        Sigma2 = np.sqrt(1e-05 + 0.03125*np.sum((A1 - Mu2)**2, axis=1, keepdims=True))
         Xhat2 = np.subtract(A1, Mu2, out=ws.get("Xhat2"))
         Xhat2 *= 1 / Sigma2
         Z2 = np.add(beta2, Xhat2*gamma2, out=ws.get("Z2"))
@@ -939,7 +939,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         K3 += bk3
         V3 = np.matmul(A2, Wv3.T, out=ws.get("V3"))
         V3 += bv3
-        Pr3 = _head_softmax(1.4142135623730951*_head_outer(Q3, K3, (16, 32, 4, 1))/4, (16, 32, 4, 1), out=ws.get("Pr3"))
+        Pr3 = _head_softmax(0.3535533905932738*_head_outer(Q3, K3, (16, 32, 4, 1)), (16, 32, 4, 1), out=ws.get("Pr3"))
         O3 = _head_mix(Pr3, V3, (16, 32, 4, 1), out=ws.get("O3"))
         Z3 = np.matmul(O3, Wo3.T, out=ws.get("Z3"))
         Z3 += bo3
@@ -948,8 +948,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z4 = np.add(A1, A3, out=ws.get("Z4"))
         A4 = Z4
         # layer 5, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu5 = np.sum(A4, axis=1, keepdims=True)/32
-        Sigma5 = np.sqrt(1e-05 + np.sum((A4 - Mu5)**2, axis=1, keepdims=True)/32)
+        Mu5 = 0.03125*np.sum(A4, axis=1, keepdims=True)
+        Sigma5 = np.sqrt(1e-05 + 0.03125*np.sum((A4 - Mu5)**2, axis=1, keepdims=True))
         Xhat5 = np.subtract(A4, Mu5, out=ws.get("Xhat5"))
         Xhat5 *= 1 / Sigma5
         Z5 = np.add(beta5, Xhat5*gamma5, out=ws.get("Z5"))
@@ -957,8 +957,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z6 = np.matmul(A5, W6.T, out=ws.get("Z6"))
         Z6 += b6
-        T6 = np.tanh(1.4142135623730951*(Z6 + 8943*(Z6*Z6*Z6)/200000)/1.772453850905516)
-        A6 = Z6*(1 + T6)/2
+        T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6)))
+        A6 = 0.5*(Z6*(1 + T6))
         # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = np.matmul(A6, W7.T, out=ws.get("A7"))
         Z += b7
@@ -967,8 +967,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z8 = np.add(A4, A7, out=ws.get("Z8"))
         A8 = Z8
         # layer 9, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu9 = np.sum(A8, axis=1, keepdims=True)/32
-        Sigma9 = np.sqrt(1e-05 + np.sum((A8 - Mu9)**2, axis=1, keepdims=True)/32)
+        Mu9 = 0.03125*np.sum(A8, axis=1, keepdims=True)
+        Sigma9 = np.sqrt(1e-05 + 0.03125*np.sum((A8 - Mu9)**2, axis=1, keepdims=True))
         Xhat9 = np.subtract(A8, Mu9, out=ws.get("Xhat9"))
         Xhat9 *= 1 / Sigma9
         Z9 = np.add(beta9, Xhat9*gamma9, out=ws.get("Z9"))
@@ -980,7 +980,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         K10 += bk10
         V10 = np.matmul(A9, Wv10.T, out=ws.get("V10"))
         V10 += bv10
-        Pr10 = _head_softmax(1.4142135623730951*_head_outer(Q10, K10, (16, 32, 4, 1))/4, (16, 32, 4, 1), out=ws.get("Pr10"))
+        Pr10 = _head_softmax(0.3535533905932738*_head_outer(Q10, K10, (16, 32, 4, 1)), (16, 32, 4, 1), out=ws.get("Pr10"))
         O10 = _head_mix(Pr10, V10, (16, 32, 4, 1), out=ws.get("O10"))
         Z10 = np.matmul(O10, Wo10.T, out=ws.get("Z10"))
         Z10 += bo10
@@ -989,8 +989,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z11 = np.add(A10, A8, out=ws.get("Z11"))
         A11 = Z11
         # layer 12, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu12 = np.sum(A11, axis=1, keepdims=True)/32
-        Sigma12 = np.sqrt(1e-05 + np.sum((A11 - Mu12)**2, axis=1, keepdims=True)/32)
+        Mu12 = 0.03125*np.sum(A11, axis=1, keepdims=True)
+        Sigma12 = np.sqrt(1e-05 + 0.03125*np.sum((A11 - Mu12)**2, axis=1, keepdims=True))
         Xhat12 = np.subtract(A11, Mu12, out=ws.get("Xhat12"))
         Xhat12 *= 1 / Sigma12
         Z12 = np.add(beta12, Xhat12*gamma12, out=ws.get("Z12"))
@@ -998,8 +998,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z13 = np.matmul(A12, W13.T, out=ws.get("Z13"))
         Z13 += b13
-        T13 = np.tanh(1.4142135623730951*(Z13 + 8943*(Z13*Z13*Z13)/200000)/1.772453850905516)
-        A13 = Z13*(1 + T13)/2
+        T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13)))
+        A13 = 0.5*(Z13*(1 + T13))
         # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = np.matmul(A13, W14.T, out=ws.get("A14"))
         Z += b14
@@ -1008,8 +1008,8 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z15 = np.add(A11, A14, out=ws.get("Z15"))
         A15 = Z15
         # layer 16, 16x32 -> 16x32 (layernorm, identity): eq. (9), eq. (1)
-        Mu16 = np.sum(A15, axis=1, keepdims=True)/32
-        Sigma16 = np.sqrt(1e-05 + np.sum((A15 - Mu16)**2, axis=1, keepdims=True)/32)
+        Mu16 = 0.03125*np.sum(A15, axis=1, keepdims=True)
+        Sigma16 = np.sqrt(1e-05 + 0.03125*np.sum((A15 - Mu16)**2, axis=1, keepdims=True))
         Xhat16 = np.subtract(A15, Mu16, out=ws.get("Xhat16"))
         Xhat16 *= 1 / Sigma16
         Z16 = np.add(beta16, Xhat16*gamma16, out=ws.get("Z16"))
@@ -1034,7 +1034,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 15: delta (eq. (4))
         delta15_0 = delta16*gamma16
         del delta16
-        delta15 = delta15_0 - np.sum(delta15_0, axis=1, keepdims=True)/32 - Xhat16*np.sum(Xhat16*delta15_0, axis=1, keepdims=True)/32
+        delta15 = delta15_0 - 0.03125*np.sum(delta15_0, axis=1, keepdims=True) - 0.03125*(Xhat16*np.sum(Xhat16*delta15_0, axis=1, keepdims=True))
         delta15 *= 1 / Sigma16
         del delta15_0
         # layer 14: delta (eq. (4)), dW, db (eq. (17))
@@ -1044,7 +1044,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 13: delta (eq. (4)), dW, db (eq. (17))
         delta13 = np.matmul(delta14, W14, out=ws.get("back3_64"))
         del delta14
-        delta13 *= (1/2) + T13/2 + Z13*1.4142135623730951*(1 - T13**2)*(1 + 26829*Z13**2/200000)/(2*1.772453850905516)
+        delta13 *= (1/2) + 0.5*T13 + 0.3989422804014327*(Z13*(1 - T13**2)*(1 + 0.134145*Z13**2))
         dW13 = np.matmul(delta13.T, A12, out=ws.get("dW13"))
         db13 = np.matmul(ones, delta13, out=ws.get("db13"))
         # layer 12: delta (eq. (4)), dgamma, dbeta (eq. (9))
@@ -1056,7 +1056,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da11, the sum over its consumers
         delta11 = _copy(delta15, ws.get("back4_32"))
         del delta15
-        delta11 += (-np.sum(delta12*gamma12, axis=1, keepdims=True)/32 + delta12*gamma12 - Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)/32)/Sigma12
+        delta11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12
         del delta12
         # layer 10: delta (eq. (4)), dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo (eq. (12))
         delta10 = _copy(delta11, ws.get("back1_32"))
@@ -1093,7 +1093,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da8, the sum over its consumers
         delta8 = _copy(delta11, ws.get("back5_32"))
         del delta11
-        delta8 += (-np.sum(delta9*gamma9, axis=1, keepdims=True)/32 + delta9*gamma9 - Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)/32)/Sigma9
+        delta8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9
         del delta9
         # layer 7: delta (eq. (4)), dW, db (eq. (17))
         delta7 = _copy(delta8, ws.get("back2_32"))
@@ -1102,7 +1102,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 6: delta (eq. (4)), dW, db (eq. (17))
         delta6 = np.matmul(delta7, W7, out=ws.get("back3_64"))
         del delta7
-        delta6 *= (1/2) + T6/2 + Z6*1.4142135623730951*(1 - T6**2)*(1 + 26829*Z6**2/200000)/(2*1.772453850905516)
+        delta6 *= (1/2) + 0.5*T6 + 0.3989422804014327*(Z6*(1 - T6**2)*(1 + 0.134145*Z6**2))
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
         # layer 5: delta (eq. (4)), dgamma, dbeta (eq. (9))
@@ -1114,7 +1114,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da4, the sum over its consumers
         delta4 = _copy(delta8, ws.get("back4_32"))
         del delta8
-        delta4 += (-np.sum(delta5*gamma5, axis=1, keepdims=True)/32 + delta5*gamma5 - Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)/32)/Sigma5
+        delta4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5
         del delta5
         # layer 3: delta (eq. (4)), dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo (eq. (12))
         delta3 = _copy(delta4, ws.get("back1_32"))
@@ -1151,7 +1151,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da1, the sum over its consumers
         delta1 = _copy(delta4, ws.get("back5_32"))
         del delta4
-        delta1 += (-np.sum(delta2*gamma2, axis=1, keepdims=True)/32 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/32)/Sigma2
+        delta1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
         del delta2
         dE1 += _scatter_rows(delta1, A0, (40, 32, 16))
         dP1 = _position_total(delta1, (40, 32, 16), out=ws.get("dP1"))
@@ -1211,7 +1211,7 @@ def _backward(params, cache, Y, scale):
     G16 = delta17 @ E1
     delta16 = _copy(G16, None)
     # layer 15: delta (eq. (4))
-    G15 = -np.sum(delta16*gamma16, axis=1, keepdims=True)/32 + delta16*gamma16 - Xhat16*np.sum(Xhat16*delta16*gamma16, axis=1, keepdims=True)/32
+    G15 = -0.03125*np.sum(delta16*gamma16, axis=1, keepdims=True) + delta16*gamma16 - 0.03125*(Xhat16*np.sum(Xhat16*delta16*gamma16, axis=1, keepdims=True))
     G15 *= 1 / Sigma16
     delta15 = _copy(G15, None)
     # layer 14: delta (eq. (4))
@@ -1219,7 +1219,7 @@ def _backward(params, cache, Y, scale):
     delta14 = _copy(G14, None)
     # layer 13: delta (eq. (4))
     G13 = delta14 @ W14
-    delta13 = (1/2) + T13/2 + Z13*1.4142135623730951*(1 - T13**2)*(1 + 26829*Z13**2/200000)/(2*1.772453850905516)
+    delta13 = (1/2) + 0.5*T13 + 0.3989422804014327*(Z13*(1 - T13**2)*(1 + 0.134145*Z13**2))
     delta13 *= G13
     # layer 12: delta (eq. (4))
     G12 = delta13 @ W13
@@ -1227,7 +1227,7 @@ def _backward(params, cache, Y, scale):
     # layer 11: delta (eq. (4))
     # dL/da11, the sum over its consumers
     G11 = _copy(delta15, None)
-    G11 += (-np.sum(delta12*gamma12, axis=1, keepdims=True)/32 + delta12*gamma12 - Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)/32)/Sigma12
+    G11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12
     delta11 = _copy(G11, None)
     # layer 10: delta (eq. (4))
     G10 = _copy(delta11, None)
@@ -1248,14 +1248,14 @@ def _backward(params, cache, Y, scale):
     # layer 8: delta (eq. (4))
     # dL/da8, the sum over its consumers
     G8 = _copy(delta11, None)
-    G8 += (-np.sum(delta9*gamma9, axis=1, keepdims=True)/32 + delta9*gamma9 - Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)/32)/Sigma9
+    G8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9
     delta8 = _copy(G8, None)
     # layer 7: delta (eq. (4))
     G7 = _copy(delta8, None)
     delta7 = _copy(G7, None)
     # layer 6: delta (eq. (4))
     G6 = delta7 @ W7
-    delta6 = (1/2) + T6/2 + Z6*1.4142135623730951*(1 - T6**2)*(1 + 26829*Z6**2/200000)/(2*1.772453850905516)
+    delta6 = (1/2) + 0.5*T6 + 0.3989422804014327*(Z6*(1 - T6**2)*(1 + 0.134145*Z6**2))
     delta6 *= G6
     # layer 5: delta (eq. (4))
     G5 = delta6 @ W6
@@ -1263,7 +1263,7 @@ def _backward(params, cache, Y, scale):
     # layer 4: delta (eq. (4))
     # dL/da4, the sum over its consumers
     G4 = _copy(delta8, None)
-    G4 += (-np.sum(delta5*gamma5, axis=1, keepdims=True)/32 + delta5*gamma5 - Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)/32)/Sigma5
+    G4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5
     delta4 = _copy(G4, None)
     # layer 3: delta (eq. (4))
     G3 = _copy(delta4, None)
@@ -1284,7 +1284,7 @@ def _backward(params, cache, Y, scale):
     # layer 1: delta (eq. (4))
     # dL/da1, the sum over its consumers
     G1 = _copy(delta4, None)
-    G1 += (-np.sum(delta2*gamma2, axis=1, keepdims=True)/32 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/32)/Sigma2
+    G1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
     delta1 = _copy(G1, None)
     return {"G1": G1, "G10": G10, "G11": G11, "G12": G12, "G13": G13, "G14": G14, "G15": G15, "G16": G16, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "G7": G7, "G8": G8, "G9": G9, "dK10": dK10, "dK3": dK3, "dO10": dO10, "dO3": dO3, "dP10": dP10, "dP3": dP3, "dQ10": dQ10, "dQ3": dQ3, "dS10": dS10, "dS3": dS3, "dV10": dV10, "dV3": dV3, "delta1": delta1, "delta10": delta10, "delta11": delta11, "delta12": delta12, "delta13": delta13, "delta14": delta14, "delta15": delta15, "delta16": delta16, "delta17": delta17, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7, "delta8": delta8, "delta9": delta9}
 
@@ -1383,57 +1383,57 @@ def _tangent_forward(params, cache, tangents):
     out = {}
     out["Zd1"] = Zd1 = _lookup(Ed1, A0, (40, 32, 16)) + _tile_positions(Pd1, A0, (40, 32, 16))
     out["Ad1"] = Ad1 = Zd1
-    out["Sigmad2"] = np.sum(Ad1*Xhat2, axis=1, keepdims=True)/32
-    out["Xhatd2"] = Ad1/Sigma2 - np.sum(Ad1, axis=1, keepdims=True)/(32*Sigma2) - Xhat2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/(32*Sigma2)
-    out["Zd2"] = Zd2 = betad2 + Xhat2*gammad2 + Ad1*gamma2/Sigma2 - gamma2*np.sum(Ad1, axis=1, keepdims=True)/(32*Sigma2) - Xhat2*gamma2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/(32*Sigma2)
+    out["Sigmad2"] = 0.03125*np.sum(Ad1*Xhat2, axis=1, keepdims=True)
+    out["Xhatd2"] = Ad1/Sigma2 - 0.03125*(np.sum(Ad1, axis=1, keepdims=True)/Sigma2) - 0.03125*(Xhat2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/Sigma2)
+    out["Zd2"] = Zd2 = betad2 + Xhat2*gammad2 + Ad1*gamma2/Sigma2 - 0.03125*(gamma2*np.sum(Ad1, axis=1, keepdims=True)/Sigma2) - 0.03125*(Xhat2*gamma2*np.sum(Ad1*Xhat2, axis=1, keepdims=True)/Sigma2)
     out["Ad2"] = Ad2 = Zd2
     out["Qd3"] = Qd3 = A2 @ Wqd3.T + Ad2 @ Wq3.T + bqd3
     out["Kd3"] = Kd3 = A2 @ Wkd3.T + Ad2 @ Wk3.T + bkd3
     out["Vd3"] = Vd3 = A2 @ Wvd3.T + Ad2 @ Wv3.T + bvd3
-    out["Sd3"] = Sd3 = 1.4142135623730951*(_head_outer(Q3, Kd3, (16, 32, 4, 1)) + _head_outer(Qd3, K3, (16, 32, 4, 1)))/4
+    out["Sd3"] = Sd3 = 0.3535533905932738*(_head_outer(Q3, Kd3, (16, 32, 4, 1)) + _head_outer(Qd3, K3, (16, 32, 4, 1)))
     out["Prd3"] = Prd3 = Pr3*(Sd3 - _head_row_sum(Pr3*Sd3, (16, 32, 4, 1)))
     out["Od3"] = Od3 = _head_mix(Pr3, Vd3, (16, 32, 4, 1)) + _head_mix(Prd3, V3, (16, 32, 4, 1))
     out["Zd3"] = Zd3 = O3 @ Wod3.T + Od3 @ Wo3.T + bod3
     out["Ad3"] = Ad3 = Zd3
     out["Zd4"] = Zd4 = Ad1 + Ad3
     out["Ad4"] = Ad4 = Zd4
-    out["Sigmad5"] = np.sum(Ad4*Xhat5, axis=1, keepdims=True)/32
-    out["Xhatd5"] = Ad4/Sigma5 - np.sum(Ad4, axis=1, keepdims=True)/(32*Sigma5) - Xhat5*np.sum(Ad4*Xhat5, axis=1, keepdims=True)/(32*Sigma5)
-    out["Zd5"] = Zd5 = betad5 + Xhat5*gammad5 + Ad4*gamma5/Sigma5 - gamma5*np.sum(Ad4, axis=1, keepdims=True)/(32*Sigma5) - Xhat5*gamma5*np.sum(Ad4*Xhat5, axis=1, keepdims=True)/(32*Sigma5)
+    out["Sigmad5"] = 0.03125*np.sum(Ad4*Xhat5, axis=1, keepdims=True)
+    out["Xhatd5"] = Ad4/Sigma5 - 0.03125*(np.sum(Ad4, axis=1, keepdims=True)/Sigma5) - 0.03125*(Xhat5*np.sum(Ad4*Xhat5, axis=1, keepdims=True)/Sigma5)
+    out["Zd5"] = Zd5 = betad5 + Xhat5*gammad5 + Ad4*gamma5/Sigma5 - 0.03125*(gamma5*np.sum(Ad4, axis=1, keepdims=True)/Sigma5) - 0.03125*(Xhat5*gamma5*np.sum(Ad4*Xhat5, axis=1, keepdims=True)/Sigma5)
     out["Ad5"] = Ad5 = Zd5
     out["Zd6"] = Zd6 = A5 @ Wd6.T + Ad5 @ W6.T + bd6
-    out["Ad6"] = Ad6 = Zd6*((1/2) + T6/2 + Z6*1.4142135623730951*(1 - T6**2)*(1 + 26829*Z6**2/200000)/(2*1.772453850905516))
+    out["Ad6"] = Ad6 = Zd6*((1/2) + 0.5*T6 + 0.3989422804014327*(Z6*(1 - T6**2)*(1 + 0.134145*Z6**2)))
     out["Zd7"] = Zd7 = A6 @ Wd7.T + Ad6 @ W7.T + bd7
     out["Ad7"] = Ad7 = Zd7
     out["Zd8"] = Zd8 = Ad4 + Ad7
     out["Ad8"] = Ad8 = Zd8
-    out["Sigmad9"] = np.sum(Ad8*Xhat9, axis=1, keepdims=True)/32
-    out["Xhatd9"] = Ad8/Sigma9 - np.sum(Ad8, axis=1, keepdims=True)/(32*Sigma9) - Xhat9*np.sum(Ad8*Xhat9, axis=1, keepdims=True)/(32*Sigma9)
-    out["Zd9"] = Zd9 = betad9 + Xhat9*gammad9 + Ad8*gamma9/Sigma9 - gamma9*np.sum(Ad8, axis=1, keepdims=True)/(32*Sigma9) - Xhat9*gamma9*np.sum(Ad8*Xhat9, axis=1, keepdims=True)/(32*Sigma9)
+    out["Sigmad9"] = 0.03125*np.sum(Ad8*Xhat9, axis=1, keepdims=True)
+    out["Xhatd9"] = Ad8/Sigma9 - 0.03125*(np.sum(Ad8, axis=1, keepdims=True)/Sigma9) - 0.03125*(Xhat9*np.sum(Ad8*Xhat9, axis=1, keepdims=True)/Sigma9)
+    out["Zd9"] = Zd9 = betad9 + Xhat9*gammad9 + Ad8*gamma9/Sigma9 - 0.03125*(gamma9*np.sum(Ad8, axis=1, keepdims=True)/Sigma9) - 0.03125*(Xhat9*gamma9*np.sum(Ad8*Xhat9, axis=1, keepdims=True)/Sigma9)
     out["Ad9"] = Ad9 = Zd9
     out["Qd10"] = Qd10 = A9 @ Wqd10.T + Ad9 @ Wq10.T + bqd10
     out["Kd10"] = Kd10 = A9 @ Wkd10.T + Ad9 @ Wk10.T + bkd10
     out["Vd10"] = Vd10 = A9 @ Wvd10.T + Ad9 @ Wv10.T + bvd10
-    out["Sd10"] = Sd10 = 1.4142135623730951*(_head_outer(Q10, Kd10, (16, 32, 4, 1)) + _head_outer(Qd10, K10, (16, 32, 4, 1)))/4
+    out["Sd10"] = Sd10 = 0.3535533905932738*(_head_outer(Q10, Kd10, (16, 32, 4, 1)) + _head_outer(Qd10, K10, (16, 32, 4, 1)))
     out["Prd10"] = Prd10 = Pr10*(Sd10 - _head_row_sum(Pr10*Sd10, (16, 32, 4, 1)))
     out["Od10"] = Od10 = _head_mix(Pr10, Vd10, (16, 32, 4, 1)) + _head_mix(Prd10, V10, (16, 32, 4, 1))
     out["Zd10"] = Zd10 = O10 @ Wod10.T + Od10 @ Wo10.T + bod10
     out["Ad10"] = Ad10 = Zd10
     out["Zd11"] = Zd11 = Ad10 + Ad8
     out["Ad11"] = Ad11 = Zd11
-    out["Sigmad12"] = np.sum(Ad11*Xhat12, axis=1, keepdims=True)/32
-    out["Xhatd12"] = Ad11/Sigma12 - np.sum(Ad11, axis=1, keepdims=True)/(32*Sigma12) - Xhat12*np.sum(Ad11*Xhat12, axis=1, keepdims=True)/(32*Sigma12)
-    out["Zd12"] = Zd12 = betad12 + Xhat12*gammad12 + Ad11*gamma12/Sigma12 - gamma12*np.sum(Ad11, axis=1, keepdims=True)/(32*Sigma12) - Xhat12*gamma12*np.sum(Ad11*Xhat12, axis=1, keepdims=True)/(32*Sigma12)
+    out["Sigmad12"] = 0.03125*np.sum(Ad11*Xhat12, axis=1, keepdims=True)
+    out["Xhatd12"] = Ad11/Sigma12 - 0.03125*(np.sum(Ad11, axis=1, keepdims=True)/Sigma12) - 0.03125*(Xhat12*np.sum(Ad11*Xhat12, axis=1, keepdims=True)/Sigma12)
+    out["Zd12"] = Zd12 = betad12 + Xhat12*gammad12 + Ad11*gamma12/Sigma12 - 0.03125*(gamma12*np.sum(Ad11, axis=1, keepdims=True)/Sigma12) - 0.03125*(Xhat12*gamma12*np.sum(Ad11*Xhat12, axis=1, keepdims=True)/Sigma12)
     out["Ad12"] = Ad12 = Zd12
     out["Zd13"] = Zd13 = A12 @ Wd13.T + Ad12 @ W13.T + bd13
-    out["Ad13"] = Ad13 = Zd13*((1/2) + T13/2 + Z13*1.4142135623730951*(1 - T13**2)*(1 + 26829*Z13**2/200000)/(2*1.772453850905516))
+    out["Ad13"] = Ad13 = Zd13*((1/2) + 0.5*T13 + 0.3989422804014327*(Z13*(1 - T13**2)*(1 + 0.134145*Z13**2)))
     out["Zd14"] = Zd14 = A13 @ Wd14.T + Ad13 @ W14.T + bd14
     out["Ad14"] = Ad14 = Zd14
     out["Zd15"] = Zd15 = Ad11 + Ad14
     out["Ad15"] = Ad15 = Zd15
-    out["Sigmad16"] = np.sum(Ad15*Xhat16, axis=1, keepdims=True)/32
-    out["Xhatd16"] = Ad15/Sigma16 - np.sum(Ad15, axis=1, keepdims=True)/(32*Sigma16) - Xhat16*np.sum(Ad15*Xhat16, axis=1, keepdims=True)/(32*Sigma16)
-    out["Zd16"] = Zd16 = betad16 + Xhat16*gammad16 + Ad15*gamma16/Sigma16 - gamma16*np.sum(Ad15, axis=1, keepdims=True)/(32*Sigma16) - Xhat16*gamma16*np.sum(Ad15*Xhat16, axis=1, keepdims=True)/(32*Sigma16)
+    out["Sigmad16"] = 0.03125*np.sum(Ad15*Xhat16, axis=1, keepdims=True)
+    out["Xhatd16"] = Ad15/Sigma16 - 0.03125*(np.sum(Ad15, axis=1, keepdims=True)/Sigma16) - 0.03125*(Xhat16*np.sum(Ad15*Xhat16, axis=1, keepdims=True)/Sigma16)
+    out["Zd16"] = Zd16 = betad16 + Xhat16*gammad16 + Ad15*gamma16/Sigma16 - 0.03125*(gamma16*np.sum(Ad15, axis=1, keepdims=True)/Sigma16) - 0.03125*(Xhat16*gamma16*np.sum(Ad15*Xhat16, axis=1, keepdims=True)/Sigma16)
     out["Ad16"] = Ad16 = Zd16
     out["Zd17"] = Zd17 = A16 @ Ed1.T + Ad16 @ E1.T
     out["Ad17"] = A17*(Zd17 - _exclusive_softmax(Zd17, Z17, over=False))*_exp(_log1m_softmax(Z17))
@@ -1595,30 +1595,30 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta16 = RG16
     H["gamma16"] = np.sum(Rdelta16*Xhat16 + Xhatd16*delta16, axis=0)
     H["beta16"] = np.sum(Rdelta16, axis=0)
-    RG15 = -np.sum(Rdelta16*gamma16 + delta16*gammad16, axis=1, keepdims=True)/(32*Sigma16) + Rdelta16*gamma16/Sigma16 + delta16*gammad16/Sigma16 - Sigmad16*(-np.sum(delta16*gamma16, axis=1, keepdims=True)/32 + delta16*gamma16 - Xhat16*np.sum(Xhat16*delta16*gamma16, axis=1, keepdims=True)/32)/Sigma16**2 - Xhat16*np.sum(Rdelta16*Xhat16*gamma16 + Xhat16*delta16*gammad16 + Xhatd16*delta16*gamma16, axis=1, keepdims=True)/(32*Sigma16) - Xhatd16*np.sum(Xhat16*delta16*gamma16, axis=1, keepdims=True)/(32*Sigma16)
+    RG15 = -0.03125*(np.sum(Rdelta16*gamma16 + delta16*gammad16, axis=1, keepdims=True)/Sigma16) + Rdelta16*gamma16/Sigma16 + delta16*gammad16/Sigma16 - Sigmad16*(-0.03125*np.sum(delta16*gamma16, axis=1, keepdims=True) + delta16*gamma16 - 0.03125*(Xhat16*np.sum(Xhat16*delta16*gamma16, axis=1, keepdims=True)))/Sigma16**2 - 0.03125*(Xhat16*np.sum(Rdelta16*Xhat16*gamma16 + Xhat16*delta16*gammad16 + Xhatd16*delta16*gamma16, axis=1, keepdims=True)/Sigma16) - 0.03125*(Xhatd16*np.sum(Xhat16*delta16*gamma16, axis=1, keepdims=True)/Sigma16)
     Rdelta15 = RG15
     RG14 = Rdelta15
     Rdelta14 = RG14
     H["W14"] = Rdelta14.T @ A13 + delta14.T @ Ad13
     H["b14"] = Rdelta14.sum(axis=0)
     RG13 = Rdelta14 @ W14 + delta14 @ Wd14
-    Rdelta13_0 = 26829*Z13**2/200000
+    Rdelta13_0 = 0.134145*Z13**2
     Rdelta13_2 = 1 - T13**2
-    Rdelta13 = RG13*((1/2) + T13/2 + Rdelta13_2*Z13*1.4142135623730951*(1 + Rdelta13_0)/(2*1.772453850905516)) + G13*Zd13*(Rdelta13_0*Rdelta13_2*1.4142135623730951/1.772453850905516 + Rdelta13_2*1.4142135623730951*(1 + Rdelta13_0)/1.772453850905516 - 2*Rdelta13_2*T13*Z13*(1 + Rdelta13_0)**2/3.141592653589793)
+    Rdelta13 = RG13*((1/2) + 0.5*T13 + 0.3989422804014327*(Rdelta13_2*Z13*(1 + Rdelta13_0))) + G13*Zd13*(0.7978845608028654*(Rdelta13_0*Rdelta13_2) + 0.7978845608028654*(Rdelta13_2*(1 + Rdelta13_0)) - 0.6366197723675814*(Rdelta13_2*T13*Z13*(1 + Rdelta13_0)**2))
     H["W13"] = Rdelta13.T @ A12 + delta13.T @ Ad12
     H["b13"] = Rdelta13.sum(axis=0)
     RG12 = Rdelta13 @ W13 + delta13 @ Wd13
     Rdelta12 = RG12
     H["gamma12"] = np.sum(Rdelta12*Xhat12 + Xhatd12*delta12, axis=0)
     H["beta12"] = np.sum(Rdelta12, axis=0)
-    RG11 = (Rdelta15) + (-np.sum(Rdelta12*gamma12 + delta12*gammad12, axis=1, keepdims=True)/(32*Sigma12) + Rdelta12*gamma12/Sigma12 + delta12*gammad12/Sigma12 - Sigmad12*(-np.sum(delta12*gamma12, axis=1, keepdims=True)/32 + delta12*gamma12 - Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)/32)/Sigma12**2 - Xhat12*np.sum(Rdelta12*Xhat12*gamma12 + Xhat12*delta12*gammad12 + Xhatd12*delta12*gamma12, axis=1, keepdims=True)/(32*Sigma12) - Xhatd12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)/(32*Sigma12))
+    RG11 = (Rdelta15) + (-0.03125*(np.sum(Rdelta12*gamma12 + delta12*gammad12, axis=1, keepdims=True)/Sigma12) + Rdelta12*gamma12/Sigma12 + delta12*gammad12/Sigma12 - Sigmad12*(-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12**2 - 0.03125*(Xhat12*np.sum(Rdelta12*Xhat12*gamma12 + Xhat12*delta12*gammad12 + Xhatd12*delta12*gamma12, axis=1, keepdims=True)/Sigma12) - 0.03125*(Xhatd12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)/Sigma12))
     Rdelta11 = RG11
     RG10 = Rdelta11
     Rdelta10 = RG10
     RdO10 = Rdelta10 @ Wo10 + delta10 @ Wod10
     RdV10 = _head_mix_t(Pr10, RdO10, (16, 32, 4, 1)) + _head_mix_t(Prd10, dO10, (16, 32, 4, 1))
     RdP10 = _head_outer(RdO10, V10, (16, 32, 4, 1)) + _head_outer(dO10, Vd10, (16, 32, 4, 1))
-    RdS10 = 1.4142135623730951*(Pr10*(RdP10 - _head_row_sum(Pr10*RdP10 + Prd10*dP10, (16, 32, 4, 1))) + Prd10*(dP10 - _head_row_sum(Pr10*dP10, (16, 32, 4, 1))))/4
+    RdS10 = 0.3535533905932738*(Pr10*(RdP10 - _head_row_sum(Pr10*RdP10 + Prd10*dP10, (16, 32, 4, 1))) + Prd10*(dP10 - _head_row_sum(Pr10*dP10, (16, 32, 4, 1))))
     RdQ10 = _head_mix(RdS10, K10, (16, 32, 4, 1)) + _head_mix(dS10, Kd10, (16, 32, 4, 1))
     RdK10 = _head_mix_t(RdS10, Q10, (16, 32, 4, 1)) + _head_mix_t(dS10, Qd10, (16, 32, 4, 1))
     H["Wq10"] = RdQ10.T @ A9 + dQ10.T @ Ad9
@@ -1633,30 +1633,30 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta9 = RG9
     H["gamma9"] = np.sum(Rdelta9*Xhat9 + Xhatd9*delta9, axis=0)
     H["beta9"] = np.sum(Rdelta9, axis=0)
-    RG8 = (Rdelta11) + (-np.sum(Rdelta9*gamma9 + delta9*gammad9, axis=1, keepdims=True)/(32*Sigma9) + Rdelta9*gamma9/Sigma9 + delta9*gammad9/Sigma9 - Sigmad9*(-np.sum(delta9*gamma9, axis=1, keepdims=True)/32 + delta9*gamma9 - Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)/32)/Sigma9**2 - Xhat9*np.sum(Rdelta9*Xhat9*gamma9 + Xhat9*delta9*gammad9 + Xhatd9*delta9*gamma9, axis=1, keepdims=True)/(32*Sigma9) - Xhatd9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)/(32*Sigma9))
+    RG8 = (Rdelta11) + (-0.03125*(np.sum(Rdelta9*gamma9 + delta9*gammad9, axis=1, keepdims=True)/Sigma9) + Rdelta9*gamma9/Sigma9 + delta9*gammad9/Sigma9 - Sigmad9*(-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9**2 - 0.03125*(Xhat9*np.sum(Rdelta9*Xhat9*gamma9 + Xhat9*delta9*gammad9 + Xhatd9*delta9*gamma9, axis=1, keepdims=True)/Sigma9) - 0.03125*(Xhatd9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)/Sigma9))
     Rdelta8 = RG8
     RG7 = Rdelta8
     Rdelta7 = RG7
     H["W7"] = Rdelta7.T @ A6 + delta7.T @ Ad6
     H["b7"] = Rdelta7.sum(axis=0)
     RG6 = Rdelta7 @ W7 + delta7 @ Wd7
-    Rdelta6_0 = 26829*Z6**2/200000
+    Rdelta6_0 = 0.134145*Z6**2
     Rdelta6_2 = 1 - T6**2
-    Rdelta6 = RG6*((1/2) + T6/2 + Rdelta6_2*Z6*1.4142135623730951*(1 + Rdelta6_0)/(2*1.772453850905516)) + G6*Zd6*(Rdelta6_0*Rdelta6_2*1.4142135623730951/1.772453850905516 + Rdelta6_2*1.4142135623730951*(1 + Rdelta6_0)/1.772453850905516 - 2*Rdelta6_2*T6*Z6*(1 + Rdelta6_0)**2/3.141592653589793)
+    Rdelta6 = RG6*((1/2) + 0.5*T6 + 0.3989422804014327*(Rdelta6_2*Z6*(1 + Rdelta6_0))) + G6*Zd6*(0.7978845608028654*(Rdelta6_0*Rdelta6_2) + 0.7978845608028654*(Rdelta6_2*(1 + Rdelta6_0)) - 0.6366197723675814*(Rdelta6_2*T6*Z6*(1 + Rdelta6_0)**2))
     H["W6"] = Rdelta6.T @ A5 + delta6.T @ Ad5
     H["b6"] = Rdelta6.sum(axis=0)
     RG5 = Rdelta6 @ W6 + delta6 @ Wd6
     Rdelta5 = RG5
     H["gamma5"] = np.sum(Rdelta5*Xhat5 + Xhatd5*delta5, axis=0)
     H["beta5"] = np.sum(Rdelta5, axis=0)
-    RG4 = (Rdelta8) + (-np.sum(Rdelta5*gamma5 + delta5*gammad5, axis=1, keepdims=True)/(32*Sigma5) + Rdelta5*gamma5/Sigma5 + delta5*gammad5/Sigma5 - Sigmad5*(-np.sum(delta5*gamma5, axis=1, keepdims=True)/32 + delta5*gamma5 - Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)/32)/Sigma5**2 - Xhat5*np.sum(Rdelta5*Xhat5*gamma5 + Xhat5*delta5*gammad5 + Xhatd5*delta5*gamma5, axis=1, keepdims=True)/(32*Sigma5) - Xhatd5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)/(32*Sigma5))
+    RG4 = (Rdelta8) + (-0.03125*(np.sum(Rdelta5*gamma5 + delta5*gammad5, axis=1, keepdims=True)/Sigma5) + Rdelta5*gamma5/Sigma5 + delta5*gammad5/Sigma5 - Sigmad5*(-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5**2 - 0.03125*(Xhat5*np.sum(Rdelta5*Xhat5*gamma5 + Xhat5*delta5*gammad5 + Xhatd5*delta5*gamma5, axis=1, keepdims=True)/Sigma5) - 0.03125*(Xhatd5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)/Sigma5))
     Rdelta4 = RG4
     RG3 = Rdelta4
     Rdelta3 = RG3
     RdO3 = Rdelta3 @ Wo3 + delta3 @ Wod3
     RdV3 = _head_mix_t(Pr3, RdO3, (16, 32, 4, 1)) + _head_mix_t(Prd3, dO3, (16, 32, 4, 1))
     RdP3 = _head_outer(RdO3, V3, (16, 32, 4, 1)) + _head_outer(dO3, Vd3, (16, 32, 4, 1))
-    RdS3 = 1.4142135623730951*(Pr3*(RdP3 - _head_row_sum(Pr3*RdP3 + Prd3*dP3, (16, 32, 4, 1))) + Prd3*(dP3 - _head_row_sum(Pr3*dP3, (16, 32, 4, 1))))/4
+    RdS3 = 0.3535533905932738*(Pr3*(RdP3 - _head_row_sum(Pr3*RdP3 + Prd3*dP3, (16, 32, 4, 1))) + Prd3*(dP3 - _head_row_sum(Pr3*dP3, (16, 32, 4, 1))))
     RdQ3 = _head_mix(RdS3, K3, (16, 32, 4, 1)) + _head_mix(dS3, Kd3, (16, 32, 4, 1))
     RdK3 = _head_mix_t(RdS3, Q3, (16, 32, 4, 1)) + _head_mix_t(dS3, Qd3, (16, 32, 4, 1))
     H["Wq3"] = RdQ3.T @ A2 + dQ3.T @ Ad2
@@ -1671,7 +1671,7 @@ def _r_backward(params, cache, deltas, tan, vectors, Y, scale):
     Rdelta2 = RG2
     H["gamma2"] = np.sum(Rdelta2*Xhat2 + Xhatd2*delta2, axis=0)
     H["beta2"] = np.sum(Rdelta2, axis=0)
-    RG1 = (Rdelta4) + (-np.sum(Rdelta2*gamma2 + delta2*gammad2, axis=1, keepdims=True)/(32*Sigma2) + Rdelta2*gamma2/Sigma2 + delta2*gammad2/Sigma2 - Sigmad2*(-np.sum(delta2*gamma2, axis=1, keepdims=True)/32 + delta2*gamma2 - Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/32)/Sigma2**2 - Xhat2*np.sum(Rdelta2*Xhat2*gamma2 + Xhat2*delta2*gammad2 + Xhatd2*delta2*gamma2, axis=1, keepdims=True)/(32*Sigma2) - Xhatd2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/(32*Sigma2))
+    RG1 = (Rdelta4) + (-0.03125*(np.sum(Rdelta2*gamma2 + delta2*gammad2, axis=1, keepdims=True)/Sigma2) + Rdelta2*gamma2/Sigma2 + delta2*gammad2/Sigma2 - Sigmad2*(-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2**2 - 0.03125*(Xhat2*np.sum(Rdelta2*Xhat2*gamma2 + Xhat2*delta2*gammad2 + Xhatd2*delta2*gamma2, axis=1, keepdims=True)/Sigma2) - 0.03125*(Xhatd2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)/Sigma2))
     Rdelta1 = RG1
     H["E1"] += _scatter_rows(Rdelta1, A0, (40, 32, 16))
     H["P1"] = _position_total(Rdelta1, (40, 32, 16))

@@ -441,7 +441,16 @@ class NumPyPrinter(StrPrinter):
         return super()._print_Add(expr, order=order)
 
     def _print_Mul(self, expr: sp.Mul) -> str:
-        """A 0/1 mask factor multiplies as a boolean array: one comparison, no np.where."""
+        """Numeric factors folded into one float (sqrt(2) z / (2 sqrt(pi)) as one product,
+        not three passes over an array); a 0/1 mask factor multiplies as a boolean array:
+        one comparison, no np.where."""
+        numbers = [f for f in expr.args if f.is_number]
+        others = [f for f in expr.args if not f.is_number]
+        fraction = len(numbers) == 1 and numbers[0].is_Rational and not numbers[0].is_Integer
+        if others and (len(numbers) > 1 or fraction) and sp.Mul(*numbers).is_real:
+            value = float(sp.Mul(*numbers).evalf(20))
+            rest = self.parenthesize(sp.Mul(*others), PRECEDENCE["Mul"])
+            return f"{value!r}*{rest}"
         masks = [f for f in expr.args if _indicator(f) is not None]
         if not masks:
             return super()._print_Mul(expr)

@@ -595,7 +595,13 @@ def _notation_rows(d: Derivation, kinds: list[str], tools: KindTools) -> list[li
     v, t = tools.v, tools.t
     rows = [
         [f"${v('x')} = {v('a')}^{{(0)}}$, ${v('y')}$", "one input sample and its target"],
-        ["$n$, $s$", "the batch size; a sample's index"],
+        ["$n$, $s$", "the batch size; a sample's index"]
+        if not d.arch.positions
+        else [
+            "$n$, $s$; $m$, $T$",
+            "the rows of a batch, one per position, and a row's index; the sequences of the "
+            "batch and their positions ($n = m T$)",
+        ],
         [r"$\kappa$", "the batch scale, $1/n$ for reduction mean, $1$ for sum"],
         [
             r"$\ell$, $m$, $\mathcal{C}(\ell)$",

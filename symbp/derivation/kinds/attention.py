@@ -467,6 +467,7 @@ def document_section(kind: str, doc: Any) -> dict:
         "box": [
             (r"\frac{\partial L}{\partial O}", rf"{D} {W['o']}"),
             (doc.grad(W["o"]), rf"\left({D}\right){t} O" + doc.decay(W["o"])),
+            (doc.grad(b["o"]), rf"\left({D}\right){t} {ones}"),
             (
                 doc.grad(W["q"]),
                 rf"\left(\frac{{\partial L}}{{\partial Q}}\right){t} {A}"
@@ -474,9 +475,17 @@ def document_section(kind: str, doc: Any) -> dict:
                 + r" \quad (k, v \text{ alike})",
             ),
             (
+                doc.grad(b["q"]),
+                rf"\left(\frac{{\partial L}}{{\partial Q}}\right){t} {ones}"
+                + r" \quad (k, v \text{ alike})",
+            ),
+            (
                 doc.grad(A),
-                r"\sum_{p \in \lbrace q, k, v \rbrace} \frac{\partial L}{\partial Q_p} "
-                + "W_p^{(\\ell)}",
+                (
+                    rf"\frac{{\partial L}}{{\partial Q}} {W['q']}",
+                    rf"+ \frac{{\partial L}}{{\partial K}} {W['k']}",
+                    rf"+ \frac{{\partial L}}{{\partial V}} {W['v']}",
+                ),
             ),
         ],
         "shapes": [
@@ -484,7 +493,8 @@ def document_section(kind: str, doc: Any) -> dict:
             r"S_h, P_h \in \mathbb{R}^{T \times T}",
             r"W_p^{(\ell)} \in \mathbb{R}^{d \times d}, \ b_p^{(\ell)} \in \mathbb{R}^{d}",
         ],
-        "send": r"\sum_{p} \frac{\partial L}{\partial Q_p^{(m)}} W_p^{(m)}",
+        "send": r"\frac{\partial L}{\partial Q} W_q^{(m)} + \frac{\partial L}{\partial K} "
+        r"W_k^{(m)} + \frac{\partial L}{\partial V} W_v^{(m)}",
         "grads": [
             (W["q"], rf"\left(\frac{{\partial L}}{{\partial Q}}\right){t} {A}"),
             (b["q"], rf"\left(\frac{{\partial L}}{{\partial Q}}\right){t} {ones}"),

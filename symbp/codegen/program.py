@@ -216,6 +216,27 @@ def _shape(tensor: Tensor) -> str:
     return "x".join(map(str, tensor.shape))
 
 
+@dataclass(frozen=True)
+class SequenceIO:
+    """How a sequence network's arrays cross the module's interface: inputs (n, *shape_in)
+    (token ids in [0, vocab) when vocab), targets and outputs (n, *shape_out), the targets
+    also class ids when `ids` (cross-entropy); inside, the n*T rows of the positions."""
+
+    shape_in: tuple[int, ...]
+    shape_out: tuple[int, ...]
+    ids: bool
+    vocab: int
+
+
+def sequence_io(p: Program) -> SequenceIO | None:
+    """The interface of a sequence network (None for vectors and images)."""
+    arch = p.d.arch
+    if not arch.positions:
+        return None
+    ids = arch.loss.kind == "cross_entropy"
+    return SequenceIO(arch.layer_shapes[0], arch.layer_shapes[-1], ids, arch.vocab)
+
+
 def cache_names(p: Program) -> list[str]:
     """What the forward pass returns for the backward passes: every a, the kept z, the
     statistics."""
@@ -608,6 +629,7 @@ __all__ = [
     "Arrays",
     "Load",
     "Loop",
+    "SequenceIO",
     "Program",
     "Stmt",
     "build_program",

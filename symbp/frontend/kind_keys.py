@@ -168,18 +168,16 @@ def keys_of(kind: str) -> tuple[str, ...]:
     return (*common, *KINDS[kind].keys)
 
 
-def check_bias(value: Any, fail: Callable[[str, str], Exception]) -> bool:
-    if not isinstance(value, bool):
-        raise fail("bias must be true or false", "write bias: true or bias: false")
-    return value
-
-
 def check_flag(value: Any, key: str, fail: Callable[[str, str], Exception]) -> bool:
     if not isinstance(value, bool):
         raise fail(
             f"{key} must be true or false, got {value!r}", f"write {key}: true or {key}: false"
         )
     return value
+
+
+def check_bias(value: Any, fail: Callable[[str, str], Exception]) -> bool:
+    return check_flag(value, "bias", fail)
 
 
 def check_eps(value: Any, fail: Callable[[str, str], Exception]) -> float:

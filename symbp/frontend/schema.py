@@ -11,7 +11,7 @@ from typing import Any
 
 from symbp.frontend import spec
 from symbp.frontend.expr import ALLOWED_FUNCTIONS
-from symbp.frontend.kind_keys import KINDS
+from symbp.frontend.kind_keys import KINDS, POSITIONS
 from symbp.frontend.window import MAX_SIDE
 
 _EXPR_HELP = (
@@ -80,7 +80,7 @@ def arch_schema() -> dict[str, Any]:
             "description": "Each position attends to itself and the earlier ones only.",
         },
         "positions": {
-            "enum": ["learned", "sinusoidal", "none"],
+            "enum": list(POSITIONS),
             "default": "learned",
             "description": "The positions added to the embeddings: learned P, Vaswani's "
             "sinusoids, or none.",

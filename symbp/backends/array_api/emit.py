@@ -28,7 +28,7 @@ from symbp.backends.numpy.emit import (
 )
 from symbp.backends.numpy.inline import helper_source, imports_needed
 from symbp.backends.numpy.printer import _indicator
-from symbp.codegen.program import Program, cache_names, loss_expr, sym
+from symbp.codegen.program import Program, cache_names, loss_expr, sequence_io, sym
 from symbp.derivation.nodes import NodeDerivation
 from symbp.errors import DerivationError
 from symbp.frontend.spec import Arch
@@ -164,18 +164,20 @@ def module_context(p: Program) -> dict[str, Any]:
     context["input_line"] = e.printer.call("_rows", reader) if arch.input_shape else reader
     context["targets_line"] = e.printer.call("_as", "Y", "first")
     context["yhat"] = "{}"
-    if arch.positions:  # a sequence network: (n, T, ...) in and out, n*T rows inside
-        shape_in, shape_out = arch.layer_shapes[0], arch.layer_shapes[-1]
-        ids = arch.loss.kind == "cross_entropy"
-        context["input_line"] = f"_sequence_rows(xp, {reader}, {shape_in})"
-        context["targets_line"] = (
-            f"_sequence_targets(xp, {context['targets_line']}, {shape_out}, {ids})"
+    io = sequence_io(p)
+    if io is not None:  # a sequence network: (n, T, ...) in and out, n*T rows inside
+        context["input_line"] = (
+            f"_token_ids(xp, X, first, {io.shape_in})"
+            if io.vocab
+            else f"_sequence_rows(xp, {reader}, {io.shape_in})"
         )
-        context["yhat"] = f"_sequences(xp, {{}}, {shape_out})"
-        e.printer.used.update({"_sequence_rows", "_sequence_targets", "_sequences"})
-        if arch.vocab:  # token ids in, n*T integer ids inside
-            context["input_line"] = f"_token_ids(xp, X, first, {shape_in})"
-            e.printer.used.add("_token_ids")
+        context["targets_line"] = (
+            f"_sequence_targets(xp, {context['targets_line']}, {io.shape_out}, {io.ids})"
+        )
+        context["yhat"] = f"_sequences(xp, {{}}, {io.shape_out})"
+        e.printer.used.update(
+            {"_token_ids" if io.vocab else "_sequence_rows", "_sequence_targets", "_sequences"}
+        )
     helpers = [*e.printer.used, *runtime.TEMPLATE_CALLS]
     context["runtime"] = helper_source(helpers, runtime)
     context["imports"] = imports_needed(helpers, runtime)

@@ -28,6 +28,7 @@ from symbp.codegen.program import (
     loss_expr,
     loss_reuse,
     reads_batch_size,
+    sequence_io,
     sym,
 )
 from symbp.derivation.kinds import kind_module
@@ -599,16 +600,17 @@ def module_context(p: Program) -> dict[str, Any]:
         "yhat": "{}",
         "positions": arch.positions,
     }
-    if arch.positions:  # a sequence network: (n, T, ...) in and out, n*T rows inside
-        shape_in, shape_out = arch.layer_shapes[0], arch.layer_shapes[-1]
-        ids = arch.loss.kind == "cross_entropy"
-        context["input_line"] = f"_sequence_rows(X, {shape_in})"
-        context["targets_line"] = f"_sequence_targets(Y, {shape_out}, ids={ids})"
-        context["yhat"] = f"_sequences({{}}, {shape_out})"
-        context["helpers"] += ["_sequence_rows", "_sequence_targets", "_sequences"]
-        if arch.vocab:  # token ids in, n*T integer ids inside
-            context["input_line"] = f"_token_ids(X, {shape_in}, {arch.vocab})"
-            context["helpers"] += ["_token_ids"]
+    io = sequence_io(p)
+    if io is not None:  # a sequence network: (n, T, ...) in and out, n*T rows inside
+        context["input_line"] = (
+            f"_token_ids(X, {io.shape_in}, {io.vocab})"
+            if io.vocab
+            else f"_sequence_rows(X, {io.shape_in})"
+        )
+        context["targets_line"] = f"_sequence_targets(Y, {io.shape_out}, ids={io.ids})"
+        context["yhat"] = f"_sequences({{}}, {io.shape_out})"
+        reader = "_token_ids" if io.vocab else "_sequence_rows"
+        context["helpers"] += [reader, "_sequence_targets", "_sequences"]
     return context
 
 

@@ -175,17 +175,18 @@ def _param(ctx: Context, node: Node, symbol: str, direction: bool = False) -> An
     """Wq<l> ... bo<l> as matrices (0 for a missing bias), bound as the code holds them."""
     found = [p for p in node.params if p.symbol == symbol]
     d = node.z.shape[1]
-    rows, cols = (d, d) if symbol[0] == "W" else (d, 1)
-    if not found:
-        return sp.ZeroMatrix(rows, cols)
+    if not found:  # the four weights always exist: a bias the layer does not have
+        return sp.ZeroMatrix(d, 1)
     p = found[0]
+    weight = len(p.shape) == 2
+    rows, cols = p.shape if weight else (d, 1)
     role = Role(symbol)
     if direction:
         assert role.direction is not None
         role = role.direction
     family = Family.DIRECTION if direction else Family.PARAMETER
     what = f"{'direction of ' if direction else ''}{symbol} of layer {node.index}"
-    kind = Kind.MATRIX if symbol[0] == "W" else Kind.UNITS
+    kind = Kind.MATRIX if weight else Kind.UNITS
     ctx.bindings.add(array(role, p.layer), kind, d, what, family, p)
     return matrix(role, p.layer, rows, cols)
 
@@ -297,8 +298,7 @@ def backward_steps(ctx: Context, node: Node) -> tuple:
     dS = 0 exactly), which the fuzzer found at inputs x1000."""
     g, c = _geometry(node), _scale(node)
     o = _projection(ctx, node, "o")
-    Q, K, V, P, O = (_arr(ctx, node, r) for r in
-                     (Role.QUERY, Role.KEY, Role.VALUE, Role.PROBS, Role.MIXED))  # fmt: skip
+    Q, K, V, P = (_arr(ctx, node, r) for r in (Role.QUERY, Role.KEY, Role.VALUE, Role.PROBS))
     backs = (Role.D_MIXED, Role.D_PROBS, Role.D_SCORES, Role.D_QUERY, Role.D_KEY, Role.D_VALUE)
     dO, dP, dS, dQ, dK, dV = (_arr(ctx, node, r) for r in backs)
     calc = layer_calculus()
@@ -380,11 +380,9 @@ def r_steps(ctx: Context, node: Node) -> tuple:
     R{dS}^T Q + dS^T Q'."""
     g, c, d, row = _geometry(node), _scale(node), node.z.shape[1], ctx.row
     o = _projection(ctx, node, "o")
-    Q, K, V, P, O = (_arr(ctx, node, r) for r in
-                     (Role.QUERY, Role.KEY, Role.VALUE, Role.PROBS, Role.MIXED))  # fmt: skip
-    Qd, Kd, Vd, Pd, Od = (_arr(ctx, node, r) for r in (
-        Role.QUERY_TANGENT, Role.KEY_TANGENT, Role.VALUE_TANGENT, Role.PROBS_TANGENT,
-        Role.MIXED_TANGENT))  # fmt: skip
+    Q, K, V, P = (_arr(ctx, node, r) for r in (Role.QUERY, Role.KEY, Role.VALUE, Role.PROBS))
+    tangent = (Role.QUERY_TANGENT, Role.KEY_TANGENT, Role.VALUE_TANGENT, Role.PROBS_TANGENT)
+    Qd, Kd, Vd, Pd = (_arr(ctx, node, r) for r in tangent)
     dO, dP, dS = (_arr(ctx, node, r) for r in (Role.D_MIXED, Role.D_PROBS, Role.D_SCORES))
     rs = (Role.R_MIXED, Role.R_PROBS, Role.R_SCORES, Role.R_QUERY, Role.R_KEY, Role.R_VALUE)
     RdO, RdP, RdS, RdQ, RdK, RdV = (_arr(ctx, node, r) for r in rs)

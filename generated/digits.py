@@ -385,7 +385,8 @@ def make_workspace(batch):
 
 
 def _buffers(workspace, batch):
-    """The workspace's arrays for this batch; without one, {} (every out= then allocates)."""
+    """The workspace's arrays for this batch of samples; without one, {} (every out= then
+    allocates)."""
     if workspace is None:
         return {}
     made = workspace.get("batch")

@@ -587,34 +587,36 @@ def make_workspace(batch):
     arrays of the workspace, overwritten by the next call that is given it; use one
     workspace per thread.
     """
-    batch = int(batch) * POSITIONS  # the rows of the samples' positions
+    batch = int(batch)
+    rows = batch * POSITIONS  # the rows of the samples' positions
     shapes = {
-        "A1": (batch, 16),
-        "Xhat2": (batch, 16),
-        "Z2": (batch, 16),
-        "Z3": (batch, 32),
-        "T3": (batch, 32),
-        "A4": (batch, 16),
-        "Z5": (batch, 16),
-        "Xhat6": (batch, 16),
-        "Z6": (batch, 16),
-        "Z7": (batch, 4),
-        "A7": (batch, 4),
-        "back0_4": (batch, 4),
+        "A1": (rows, 16),
+        "Xhat2": (rows, 16),
+        "Z2": (rows, 16),
+        "Z3": (rows, 32),
+        "T3": (rows, 32),
+        "A4": (rows, 16),
+        "Z5": (rows, 16),
+        "Xhat6": (rows, 16),
+        "Z6": (rows, 16),
+        "Z7": (rows, 4),
+        "A7": (rows, 4),
+        "back0_4": (rows, 4),
         "dW7": (4, 16),
         "db7": (4,),
-        "back1_16": (batch, 16),
+        "back1_16": (rows, 16),
         "dgamma6": (16,),
         "dbeta6": (16,),
         "back2_16": (batch, 16),
+        "back3_16": (rows, 16),
         "dW4": (16, 32),
         "db4": (16,),
-        "back3_32": (batch, 32),
+        "back4_32": (rows, 32),
         "dW3": (32, 16),
         "db3": (32,),
         "dgamma2": (16,),
         "dbeta2": (16,),
-        "back4_16": (batch, 16),
+        "back5_16": (rows, 16),
         "dW1": (16, 6),
         "db1": (16,),
     }
@@ -626,7 +628,7 @@ def make_workspace(batch):
     sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
     block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
     start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
-    workspace = {"batch": batch, "network": _NETWORK, "ones": np.ones(batch, dtype=DTYPE)}
+    workspace = {"batch": batch, "network": _NETWORK, "ones": np.ones(rows, dtype=DTYPE)}
     for key, shape in shapes.items():
         workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
         start += sizes[key] + 25 * line
@@ -634,10 +636,11 @@ def make_workspace(batch):
 
 
 def _buffers(workspace, batch):
-    """The workspace's arrays for this batch (of batch rows: POSITIONS per sample); without one, {} (every out= then allocates)."""
+    """The workspace's arrays for this batch of samples; without one, {} (every out= then
+    allocates)."""
     if workspace is None:
         return {}
-    made, batch = workspace.get("batch", 0) // POSITIONS, batch // POSITIONS
+    made = workspace.get("batch")
     if workspace.get("network") != _NETWORK:
         raise WorkspaceError(
             f"the workspace was made for another network ({workspace.get('network')}), "
@@ -674,7 +677,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Y = _sequence_targets(Y, (12, 4), ids=True)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
-        ws = _buffers(workspace, Y.shape[0])
+        ws = _buffers(workspace, Y.shape[0] // POSITIONS)
         # the 1 of a sum over samples: each is one matrix-vector product
         ones = ws["ones"] if ws else np.ones(Y.shape[0], dtype=DTYPE)
         W1 = params["W1"]
@@ -747,23 +750,23 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta5 *= 1 / Sigma6
         del delta5_0
         # layer 4: delta (eq. (4)), dW, db (eq. (7))
-        delta4 = _copy(delta5, ws.get("back2_16"))
+        delta4 = _copy(delta5, ws.get("back3_16"))
         dW4 = np.matmul(delta4.T, A3, out=ws.get("dW4"))
         db4 = np.matmul(ones, delta4, out=ws.get("db4"))
         # layer 3: delta (eq. (4)), dW, db (eq. (7))
-        delta3 = np.matmul(delta4, W4, out=ws.get("back3_32"))
+        delta3 = np.matmul(delta4, W4, out=ws.get("back4_32"))
         del delta4
         delta3 *= (1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2))
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
         # layer 2: delta (eq. (4)), dgamma, dbeta (eq. (10))
-        delta2 = np.matmul(delta3, W3, out=ws.get("back2_16"))
+        delta2 = np.matmul(delta3, W3, out=ws.get("back3_16"))
         del delta3
         dgamma2 = np.sum(Xhat2*delta2, axis=0, out=ws.get("dgamma2"))
         dbeta2 = np.matmul(ones, delta2, out=ws.get("dbeta2"))
         # layer 1: delta (eq. (4)), dW, db (eq. (7))
         # dL/da1, the sum over its consumers
-        delta1 = _copy(delta5, ws.get("back4_16"))
+        delta1 = _copy(delta5, ws.get("back5_16"))
         del delta5
         delta1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
         del delta2

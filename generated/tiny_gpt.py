@@ -742,60 +742,62 @@ def make_workspace(batch):
     arrays of the workspace, overwritten by the next call that is given it; use one
     workspace per thread.
     """
-    batch = int(batch) * POSITIONS  # the rows of the samples' positions
+    batch = int(batch)
+    rows = batch * POSITIONS  # the rows of the samples' positions
     shapes = {
-        "Z1": (batch, 32),
-        "Xhat2": (batch, 32),
-        "Z2": (batch, 32),
-        "Q3": (batch, 32),
-        "K3": (batch, 32),
-        "V3": (batch, 32),
-        "Pr3": (batch, 64),
-        "O3": (batch, 32),
-        "Z3": (batch, 32),
-        "Z4": (batch, 32),
-        "Xhat5": (batch, 32),
-        "Z5": (batch, 32),
-        "Z6": (batch, 64),
-        "T6": (batch, 64),
-        "A7": (batch, 32),
-        "Z8": (batch, 32),
-        "Xhat9": (batch, 32),
-        "Z9": (batch, 32),
-        "Q10": (batch, 32),
-        "K10": (batch, 32),
-        "V10": (batch, 32),
-        "Pr10": (batch, 64),
-        "O10": (batch, 32),
-        "Z10": (batch, 32),
-        "Z11": (batch, 32),
-        "Xhat12": (batch, 32),
-        "Z12": (batch, 32),
-        "Z13": (batch, 64),
-        "T13": (batch, 64),
-        "A14": (batch, 32),
-        "Z15": (batch, 32),
-        "Xhat16": (batch, 32),
-        "Z16": (batch, 32),
-        "Z17": (batch, 40),
-        "A17": (batch, 40),
-        "back0_40": (batch, 40),
+        "Z1": (rows, 32),
+        "Xhat2": (rows, 32),
+        "Z2": (rows, 32),
+        "Q3": (rows, 32),
+        "K3": (rows, 32),
+        "V3": (rows, 32),
+        "Pr3": (rows, 64),
+        "O3": (rows, 32),
+        "Z3": (rows, 32),
+        "Z4": (rows, 32),
+        "Xhat5": (rows, 32),
+        "Z5": (rows, 32),
+        "Z6": (rows, 64),
+        "T6": (rows, 64),
+        "A7": (rows, 32),
+        "Z8": (rows, 32),
+        "Xhat9": (rows, 32),
+        "Z9": (rows, 32),
+        "Q10": (rows, 32),
+        "K10": (rows, 32),
+        "V10": (rows, 32),
+        "Pr10": (rows, 64),
+        "O10": (rows, 32),
+        "Z10": (rows, 32),
+        "Z11": (rows, 32),
+        "Xhat12": (rows, 32),
+        "Z12": (rows, 32),
+        "Z13": (rows, 64),
+        "T13": (rows, 64),
+        "A14": (rows, 32),
+        "Z15": (rows, 32),
+        "Xhat16": (rows, 32),
+        "Z16": (rows, 32),
+        "Z17": (rows, 40),
+        "A17": (rows, 40),
+        "back0_40": (rows, 40),
         "dE1": (40, 32),
-        "back1_32": (batch, 32),
+        "back1_32": (rows, 32),
         "dgamma16": (32,),
         "dbeta16": (32,),
         "back2_32": (batch, 32),
+        "back3_32": (rows, 32),
         "dW14": (32, 64),
         "db14": (32,),
-        "back3_64": (batch, 64),
+        "back4_64": (rows, 64),
         "dW13": (64, 32),
         "db13": (64,),
         "dgamma12": (32,),
         "dbeta12": (32,),
-        "back4_32": (batch, 32),
-        "back5_32": (batch, 32),
-        "back6_64": (batch, 64),
-        "back7_32": (batch, 32),
+        "back5_32": (rows, 32),
+        "back6_32": (rows, 32),
+        "back7_64": (rows, 64),
+        "back8_32": (rows, 32),
         "dWq10": (32, 32),
         "dbq10": (32,),
         "dWk10": (32, 32),
@@ -832,7 +834,7 @@ def make_workspace(batch):
     sizes = {key: -(-int(np.prod(shape)) // line) * line for key, shape in shapes.items()}
     block = np.empty(sum(sizes.values()) + 26 * line * (len(sizes) + 1), dtype=DTYPE)
     start = (-block.__array_interface__["data"][0] % 64) // np.dtype(DTYPE).itemsize
-    workspace = {"batch": batch, "network": _NETWORK, "ones": np.ones(batch, dtype=DTYPE)}
+    workspace = {"batch": batch, "network": _NETWORK, "ones": np.ones(rows, dtype=DTYPE)}
     for key, shape in shapes.items():
         workspace[key] = block[start : start + int(np.prod(shape))].reshape(shape)
         start += sizes[key] + 25 * line
@@ -840,10 +842,11 @@ def make_workspace(batch):
 
 
 def _buffers(workspace, batch):
-    """The workspace's arrays for this batch (of batch rows: POSITIONS per sample); without one, {} (every out= then allocates)."""
+    """The workspace's arrays for this batch of samples; without one, {} (every out= then
+    allocates)."""
     if workspace is None:
         return {}
-    made, batch = workspace.get("batch", 0) // POSITIONS, batch // POSITIONS
+    made = workspace.get("batch")
     if workspace.get("network") != _NETWORK:
         raise WorkspaceError(
             f"the workspace was made for another network ({workspace.get('network')}), "
@@ -880,7 +883,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Y = _sequence_targets(Y, (16, 40), ids=True)
         scale = 1.0 / Y.shape[0]  # c = 1/n, the mean over the n samples
 
-        ws = _buffers(workspace, Y.shape[0])
+        ws = _buffers(workspace, Y.shape[0] // POSITIONS)
         # the 1 of a sum over samples: each is one matrix-vector product
         ones = ws["ones"] if ws else np.ones(Y.shape[0], dtype=DTYPE)
         E1 = params["E1"]
@@ -1038,38 +1041,38 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         delta15 *= 1 / Sigma16
         del delta15_0
         # layer 14: delta (eq. (4)), dW, db (eq. (17))
-        delta14 = _copy(delta15, ws.get("back2_32"))
+        delta14 = _copy(delta15, ws.get("back3_32"))
         dW14 = np.matmul(delta14.T, A13, out=ws.get("dW14"))
         db14 = np.matmul(ones, delta14, out=ws.get("db14"))
         # layer 13: delta (eq. (4)), dW, db (eq. (17))
-        delta13 = np.matmul(delta14, W14, out=ws.get("back3_64"))
+        delta13 = np.matmul(delta14, W14, out=ws.get("back4_64"))
         del delta14
         delta13 *= (1/2) + 0.5*T13 + 0.3989422804014327*(Z13*(1 - T13**2)*(1 + 0.134145*Z13**2))
         dW13 = np.matmul(delta13.T, A12, out=ws.get("dW13"))
         db13 = np.matmul(ones, delta13, out=ws.get("db13"))
         # layer 12: delta (eq. (4)), dgamma, dbeta (eq. (9))
-        delta12 = np.matmul(delta13, W13, out=ws.get("back2_32"))
+        delta12 = np.matmul(delta13, W13, out=ws.get("back3_32"))
         del delta13
         dgamma12 = np.sum(Xhat12*delta12, axis=0, out=ws.get("dgamma12"))
         dbeta12 = np.matmul(ones, delta12, out=ws.get("dbeta12"))
         # layer 11: delta (eq. (4))
         # dL/da11, the sum over its consumers
-        delta11 = _copy(delta15, ws.get("back4_32"))
+        delta11 = _copy(delta15, ws.get("back5_32"))
         del delta15
         delta11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12
         del delta12
         # layer 10: delta (eq. (4)), dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo (eq. (12))
         delta10 = _copy(delta11, ws.get("back1_32"))
-        dO10 = np.matmul(delta10, Wo10, out=ws.get("back2_32"))
-        dV10 = _head_mix_t(Pr10, dO10, (16, 32, 4, 1), out=ws.get("back5_32"))
-        dP10 = _head_outer(dO10, V10, (16, 32, 4, 1), out=ws.get("back3_64"))
+        dO10 = np.matmul(delta10, Wo10, out=ws.get("back3_32"))
+        dV10 = _head_mix_t(Pr10, dO10, (16, 32, 4, 1), out=ws.get("back6_32"))
+        dP10 = _head_outer(dO10, V10, (16, 32, 4, 1), out=ws.get("back4_64"))
         del dO10
-        dS10 = np.subtract(dP10, _head_row_sum(Pr10*dP10, (16, 32, 4, 1)), out=ws.get("back6_64"))
+        dS10 = np.subtract(dP10, _head_row_sum(Pr10*dP10, (16, 32, 4, 1)), out=ws.get("back7_64"))
         dS10 *= Pr10
         dS10 *= 0.3535533905932738
         del dP10
-        dQ10 = _head_mix(dS10, K10, (16, 32, 4, 1), out=ws.get("back2_32"))
-        dK10 = _head_mix_t(dS10, Q10, (16, 32, 4, 1), out=ws.get("back7_32"))
+        dQ10 = _head_mix(dS10, K10, (16, 32, 4, 1), out=ws.get("back3_32"))
+        dK10 = _head_mix_t(dS10, Q10, (16, 32, 4, 1), out=ws.get("back8_32"))
         del dS10
         dWq10 = np.matmul(dQ10.T, A9, out=ws.get("dWq10"))
         dbq10 = np.matmul(ones, dQ10, out=ws.get("dbq10"))
@@ -1091,43 +1094,43 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         dbeta9 = np.matmul(ones, delta9, out=ws.get("dbeta9"))
         # layer 8: delta (eq. (4))
         # dL/da8, the sum over its consumers
-        delta8 = _copy(delta11, ws.get("back5_32"))
+        delta8 = _copy(delta11, ws.get("back6_32"))
         del delta11
         delta8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9
         del delta9
         # layer 7: delta (eq. (4)), dW, db (eq. (17))
-        delta7 = _copy(delta8, ws.get("back2_32"))
+        delta7 = _copy(delta8, ws.get("back3_32"))
         dW7 = np.matmul(delta7.T, A6, out=ws.get("dW7"))
         db7 = np.matmul(ones, delta7, out=ws.get("db7"))
         # layer 6: delta (eq. (4)), dW, db (eq. (17))
-        delta6 = np.matmul(delta7, W7, out=ws.get("back3_64"))
+        delta6 = np.matmul(delta7, W7, out=ws.get("back4_64"))
         del delta7
         delta6 *= (1/2) + 0.5*T6 + 0.3989422804014327*(Z6*(1 - T6**2)*(1 + 0.134145*Z6**2))
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
         # layer 5: delta (eq. (4)), dgamma, dbeta (eq. (9))
-        delta5 = np.matmul(delta6, W6, out=ws.get("back7_32"))
+        delta5 = np.matmul(delta6, W6, out=ws.get("back8_32"))
         del delta6
         dgamma5 = np.sum(Xhat5*delta5, axis=0, out=ws.get("dgamma5"))
         dbeta5 = np.matmul(ones, delta5, out=ws.get("dbeta5"))
         # layer 4: delta (eq. (4))
         # dL/da4, the sum over its consumers
-        delta4 = _copy(delta8, ws.get("back4_32"))
+        delta4 = _copy(delta8, ws.get("back5_32"))
         del delta8
         delta4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5
         del delta5
         # layer 3: delta (eq. (4)), dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo (eq. (12))
         delta3 = _copy(delta4, ws.get("back1_32"))
-        dO3 = np.matmul(delta3, Wo3, out=ws.get("back2_32"))
-        dV3 = _head_mix_t(Pr3, dO3, (16, 32, 4, 1), out=ws.get("back5_32"))
-        dP3 = _head_outer(dO3, V3, (16, 32, 4, 1), out=ws.get("back6_64"))
+        dO3 = np.matmul(delta3, Wo3, out=ws.get("back3_32"))
+        dV3 = _head_mix_t(Pr3, dO3, (16, 32, 4, 1), out=ws.get("back6_32"))
+        dP3 = _head_outer(dO3, V3, (16, 32, 4, 1), out=ws.get("back7_64"))
         del dO3
-        dS3 = np.subtract(dP3, _head_row_sum(Pr3*dP3, (16, 32, 4, 1)), out=ws.get("back3_64"))
+        dS3 = np.subtract(dP3, _head_row_sum(Pr3*dP3, (16, 32, 4, 1)), out=ws.get("back4_64"))
         dS3 *= Pr3
         dS3 *= 0.3535533905932738
         del dP3
-        dQ3 = _head_mix(dS3, K3, (16, 32, 4, 1), out=ws.get("back7_32"))
-        dK3 = _head_mix_t(dS3, Q3, (16, 32, 4, 1), out=ws.get("back2_32"))
+        dQ3 = _head_mix(dS3, K3, (16, 32, 4, 1), out=ws.get("back8_32"))
+        dK3 = _head_mix_t(dS3, Q3, (16, 32, 4, 1), out=ws.get("back3_32"))
         del dS3
         dWq3 = np.matmul(dQ3.T, A2, out=ws.get("dWq3"))
         dbq3 = np.matmul(ones, dQ3, out=ws.get("dbq3"))
@@ -1149,7 +1152,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         dbeta2 = np.matmul(ones, delta2, out=ws.get("dbeta2"))
         # layer 1: delta (eq. (4)), dE, dP (eq. (6))
         # dL/da1, the sum over its consumers
-        delta1 = _copy(delta4, ws.get("back5_32"))
+        delta1 = _copy(delta4, ws.get("back6_32"))
         del delta4
         delta1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
         del delta2

@@ -178,7 +178,9 @@ def sequence_graphs(draw: Callable) -> dict:
     """A random sequence network: real sequences [T, d] or token ids with an embedding
     (learned, sinusoidal or no positions), then 1-4 layers of dense (at every position),
     layernorm, add and attention (heads dividing the width, causal or not, bias or not),
-    and a dense output at every position (tied to the embedding's table, sometimes)."""
+    and a dense output at every position (tied to the embedding's table, sometimes), or a
+    flatten (T*d per sample; sometimes a batch norm over the samples after it) and a dense
+    output per sample."""
     T = draw(st.integers(1, 3))
     tokens = draw(st.booleans())
     layers: list[dict] = []
@@ -215,10 +217,17 @@ def sequence_graphs(draw: Callable) -> dict:
             layer["name"] = f"h{k}"
             sizes[f"h{k}"] = width
         layers.append(layer)
+    flat = draw(st.booleans())
+    if flat:
+        layers.append({"type": "flatten"})
+        if draw(st.booleans()):
+            layers.append(
+                {"type": "batchnorm", "activation": draw(st.sampled_from(BUILTIN_HIDDEN))}
+            )
     output = draw(st.sampled_from(["identity", "sigmoid", "softmax", "tanh"]))
     units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))
     head: dict[str, Any] = {"units": units, "activation": output, "bias": draw(st.booleans())}
-    if tokens and width == layers[0]["dim"] and draw(st.booleans()):
+    if not flat and tokens and width == layers[0]["dim"] and draw(st.booleans()):
         head.update(units=first["vocab"], tie="emb")
     layers.append(head)
     loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse")
@@ -663,8 +672,8 @@ def _layer(
     """z of one layer of any kind, from its definition (written here independently);
     io: the per-sample shapes it reads and writes."""
     kind = layer.get("type", "dense")
-    if kind == "flatten":
-        return a
+    if kind == "flatten":  # an image is held flat already; a sequence (n, T, d) is not
+        return a.reshape(a.v.shape[0], -1) if a.v.ndim == 3 else a
     if kind == "embedding":
         return _embedding(layer, l, a, params, tangents)
     if kind == "attention":
@@ -832,7 +841,7 @@ def _sequence_problem(doc: dict, seed: int, n: int) -> tuple[dict, np.ndarray, n
                 params[f"W{l}"] = rng.standard_normal((d_out, d_in)) * 0.8
             if layer.get("bias", True):
                 params[f"b{l}"] = rng.standard_normal(d_out) * 0.3
-        elif kind == "layernorm":
+        elif kind in ("layernorm", "batchnorm"):
             params[f"gamma{l}"] = 1 + rng.standard_normal(d_out) * 0.3
             params[f"beta{l}"] = rng.standard_normal(d_out) * 0.3
     first = doc["input"]

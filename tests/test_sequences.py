@@ -47,14 +47,15 @@ def _modules(tmp_path, **overrides):
 
 
 def _torch_loss(arch, params: dict, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """The loss of _torch_output's output: each position's units summed, mean over n*T."""
+    """The loss of _torch_output's output: each position's units summed, mean over n*T
+    (over n when a flatten made the output a vector)."""
     a = _torch_output(arch, params, X)
     if arch.loss.kind == "cross_entropy":
         per_position = -(Y * torch.log(a)).sum(-1)
     else:
         per_position = 0.5 * ((a - Y) ** 2).sum(-1)
     total = per_position.sum()
-    return total / (X.shape[0] * X.shape[1]) if arch.reduction == "mean" else total
+    return total / a[..., 0].numel() if arch.reduction == "mean" else total
 
 
 def _problem(module, seed=0):
@@ -157,6 +158,11 @@ def _torch_output(arch, params, X):
             a = F.layer_norm(a, a.shape[-1:], params[f"gamma{l}"], params[f"beta{l}"], layer.eps)
         elif layer.type == "add":
             a = a + outputs[layer.source]
+        elif layer.type == "flatten":
+            a = torch.flatten(a, 1)
+        elif layer.type == "batchnorm":
+            a = F.batch_norm(a, None, None, params[f"gamma{l}"], params[f"beta{l}"], True,
+                             eps=layer.eps)  # fmt: skip
         a = _TORCH_ACTIVATIONS[layer.activation](a)
         if layer.name:
             outputs[layer.name] = a
@@ -237,7 +243,11 @@ def _refused(tmp_path, capsys, text: str) -> str:
             "input: [4, 2]\nlayers: [{type: conv2d, filters: 2, kernel: 1}]\nloss: mse\n",
             "its input is the sequence [4, 2]",
         ),
-        ("input: [4, 2]\nlayers: [{type: flatten}]\nloss: mse\n", "its input is the sequence"),
+        ("input: [4, 2]\nlayers: [{type: maxpool2d, size: 2}]\nloss: mse\n", "is the sequence"),
+        (
+            "input: [4, 2]\nlayers: [{type: flatten}, {type: attention}]\nloss: mse\n",
+            "its input is the vector (8,)",
+        ),
         ("input: [4, 2, 3, 1]\nlayers: [{units: 2}]\nloss: mse\n", "a sequence input is [T, d]"),
         ("input: [4000, 300]\nlayers: [{units: 2}]\nloss: mse\n", "use a smaller sequence"),
         ("input: [4, 2]\nlayers: [{units: 400000}]\nloss: mse\n", "use fewer units"),
@@ -473,3 +483,46 @@ def _jvp_hvp_match_torch(arch, module, params, X, targets, loss, rng) -> None:
     got = module.hvp(params, X, targets, direction)
     for k, h in zip(keys, hv, strict=True):
         np.testing.assert_allclose(got[k], h.numpy(), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("tokens", [True, False])
+def test_flatten_of_a_sequence_matches_pytorch(tmp_path, tokens) -> None:
+    """A sequence classifier: positions mixed by attention, then flatten (T*d per sample, the
+    rows change from n*T to n), dense, a batch norm over the n samples and a softmax;
+    class ids (n,) or one-hot targets; loss, gradients (both targets, with and without a
+    workspace), jvp and hvp against PyTorch."""
+    first = [{"type": "embedding", "dim": D_MODEL}] if tokens else []
+    layers = [*first, *_block(2, True, True)[:-1], {"type": "flatten"},
+              {"units": 4, "activation": "relu"}, {"type": "batchnorm"},
+              {"units": 3, "activation": "softmax"}]  # fmt: skip
+    source = {"tokens": T, "vocab": V} if tokens else [T, D]
+    arch = make_arch(name="cls", input=source, layers=layers, loss="cross_entropy")
+    write_files(generate(arch, targets=("numpy", "array-api")).files, tmp_path)
+    module, xp_module = import_path(tmp_path / "cls.py"), import_path(tmp_path / "cls_xp.py")
+    rng = np.random.default_rng(11)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in module.init_params(0).items()}
+    X = rng.integers(0, V, (N, T)) if tokens else rng.standard_normal((N, T, D))
+    ids = rng.integers(0, 3, N)
+    tp = _torch(params)
+    expected = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(np.eye(3)[ids]))
+    expected.backward()
+    assert module.forward(params, X).shape == (N, 3)
+    for Y in (ids, np.eye(3)[ids]):
+        value, grads = module.loss_and_grads(params, X, Y)
+        value_ws, grads_ws = module.loss_and_grads(params, X, Y, module.make_workspace(N))
+        assert value == pytest.approx(expected.item(), rel=1e-10) and value_ws == value
+        for key in params:
+            np.testing.assert_allclose(grads[key], tp[key].grad.numpy(), rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(grads_ws[key], grads[key], rtol=1e-13, atol=1e-15)
+    tvalue, tgrads = xp_module.loss_and_grads(_torch(params), torch.tensor(X), torch.tensor(ids))
+    assert float(tvalue.detach()) == pytest.approx(expected.item(), rel=1e-10)
+    for key in params:
+        np.testing.assert_allclose(tgrads[key].detach().numpy(), tp[key].grad.numpy(),
+                                   rtol=1e-8, atol=1e-10)  # fmt: skip
+    keys = list(params)
+
+    def loss(*values):
+        tp = dict(zip(keys, values, strict=True))
+        return _torch_loss(arch, tp, torch.tensor(X), torch.tensor(np.eye(3)[ids]))
+
+    _jvp_hvp_match_torch(arch, module, params, X, ids, loss, rng)

@@ -718,6 +718,15 @@ def verify_arch(
             path="layers",
             fix="check it with  symbp gradcheck  (central differences), which covers it",
         )
+    folds = [n.kind for n in build_graph(arch).nodes if n.z.rows != n.inputs[0].rows]
+    if folds:
+        raise VerifyError(
+            f"verify's references do not cover a {folds[0]} of a sequence yet (it joins the "
+            "positions, so the network has no one-position equivalent)",
+            file=arch.source,
+            path="layers",
+            fix="check it with  symbp gradcheck  (central differences), which covers it",
+        )
     if arch.vocab:
         raise VerifyError(
             "verify's references do not cover a token input yet (the embedding's lookup and "

@@ -396,11 +396,12 @@ def _repeated_calls(p: Program, s: Stmt) -> list[Stmt]:
     if not shared:
         return [s]
     info = p.arrays.info(sp.Symbol(s.target))
-    units = info.units if info is not None else 0
+    units, rows = (info.units, info.rows) if info is not None else (0, 1)
     stmts, names = [], {}
     for k, call in enumerate(sorted(shared, key=sp.default_sort_key)):
+        what = "a shared function call"
         name = p.net.bindings.add(
-            f"{s.target}_f{k}", Kind.SAMPLES, units, "a shared function call", Family.BACKWARD
+            f"{s.target}_f{k}", Kind.SAMPLES, units, what, Family.BACKWARD, rows=rows
         )
         names[call] = name
         stmts.append(Stmt(name.name, call, layer=s.layer))
@@ -476,12 +477,12 @@ def place(p: Program, stmts: list[Stmt]) -> None:
         for name in s.reads():
             last_read[name] = k
     held: dict[str, str] = {}  # array -> buffer key
-    free: dict[int, list[str]] = {}
+    free: dict[tuple[int, int], list[str]] = {}  # (units, rows) -> free buffers
     count = 0
     for k, s in enumerate(stmts):
         info = table.get(s.target)
         if s.op == "=" and info is not None and info.kind == Kind.SAMPLES and s.target not in held:
-            pool = free.setdefault(info.units, [])
+            pool = free.setdefault((info.units, info.rows), [])
             if pool:
                 key = pool.pop(0)
             else:
@@ -493,7 +494,7 @@ def place(p: Program, stmts: list[Stmt]) -> None:
             s.out = s.target  # a gradient: its own buffer
         for name in list(held):
             if last_read.get(name, -1) <= k and name != s.target:
-                free.setdefault(table[name].units, []).append(held.pop(name))
+                free.setdefault((table[name].units, table[name].rows), []).append(held.pop(name))
 
 
 def dying(

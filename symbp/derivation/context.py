@@ -46,7 +46,7 @@ class Context:
         what = "the input" if tensor.layer == 0 else f"activation of layer {tensor.layer}"
         symbol = array(Role.ACTIVATION, tensor.layer)
         return self.bindings.add(
-            symbol, Kind.SAMPLES, tensor.row_size, what, Family.FORWARD, tensor
+            symbol, Kind.SAMPLES, tensor.row_size, what, Family.FORWARD, tensor, rows=tensor.rows
         )
 
     def samples(
@@ -57,8 +57,14 @@ class Context:
         family: Family,
         tex: str = "",
         tex_batch: str = "",
+        *,
+        rows: int,
     ) -> sp.Symbol:
-        return self.bindings.add(symbol, Kind.SAMPLES, units, what, family, None, tex, tex_batch)
+        """A per-sample array of `units` entries a row, `rows` rows a sample (T for a
+        sequence's positions, else 1)."""
+        return self.bindings.add(
+            symbol, Kind.SAMPLES, units, what, family, None, tex, tex_batch, rows
+        )
 
     def units(
         self,
@@ -90,7 +96,11 @@ class Context:
             return sp.S.Zero
         l = tensor.layer
         return self.samples(
-            array(Role.TANGENT_A, l), tensor.row_size, f"tangent of a{l}", Family.TANGENT
+            array(Role.TANGENT_A, l),
+            tensor.row_size,
+            f"tangent of a{l}",
+            Family.TANGENT,
+            rows=tensor.rows,
         )
 
 
@@ -108,23 +118,34 @@ def param_symbol(ctx: Context, param: Tensor, direction: bool = False) -> sp.Sym
 
 def node_symbols(ctx: Context, node: Node) -> dict[Role, sp.Symbol]:
     """The symbols every kind shares: z, a, delta, G (incoming dL/da), and their tangents."""
-    l, n = node.index, node.z.row_size
+    l, n, rows = node.index, node.z.row_size, node.z.rows
     F = Family
     g_tex, g_batch = rf"g^{{({l})}}", rf"G^{{({l})}}"
     return {
         Role.PRE_ACTIVATION: ctx.samples(
-            array(Role.PRE_ACTIVATION, l), n, f"pre-activation of layer {l}", F.FORWARD
+            array(Role.PRE_ACTIVATION, l), n, f"pre-activation of layer {l}", F.FORWARD, rows=rows
         ),
         Role.ACTIVATION: ctx.activation_symbol(node.a),
-        Role.ERROR: ctx.samples(array(Role.ERROR, l), n, f"error term of layer {l}", F.BACKWARD),
-        Role.ERROR_IN: ctx.samples(
-            array(Role.ERROR_IN, l), n, f"dL/da of layer {l}", F.BACKWARD, g_tex, g_batch
+        Role.ERROR: ctx.samples(
+            array(Role.ERROR, l), n, f"error term of layer {l}", F.BACKWARD, rows=rows
         ),
-        Role.TANGENT_Z: ctx.samples(array(Role.TANGENT_Z, l), n, f"tangent of z{l}", F.TANGENT),
-        Role.TANGENT_A: ctx.samples(array(Role.TANGENT_A, l), n, f"tangent of a{l}", F.TANGENT),
-        Role.R_ERROR: ctx.samples(array(Role.R_ERROR, l), n, f"R of delta{l}", F.R),
+        Role.ERROR_IN: ctx.samples(
+            array(Role.ERROR_IN, l), n, f"dL/da of layer {l}", F.BACKWARD, g_tex, g_batch, rows=rows
+        ),
+        Role.TANGENT_Z: ctx.samples(
+            array(Role.TANGENT_Z, l), n, f"tangent of z{l}", F.TANGENT, rows=rows
+        ),
+        Role.TANGENT_A: ctx.samples(
+            array(Role.TANGENT_A, l), n, f"tangent of a{l}", F.TANGENT, rows=rows
+        ),
+        Role.R_ERROR: ctx.samples(array(Role.R_ERROR, l), n, f"R of delta{l}", F.R, rows=rows),
         Role.R_ERROR_IN: ctx.samples(
-            array(Role.R_ERROR_IN, l), n, f"R of G{l}", F.R, rf"\mathcal{{R}}\{{g^{{({l})}}\}}"
+            array(Role.R_ERROR_IN, l),
+            n,
+            f"R of G{l}",
+            F.R,
+            rf"\mathcal{{R}}\{{g^{{({l})}}\}}",
+            rows=rows,
         ),
     }
 

@@ -41,7 +41,10 @@ def derive_network(d: Derivation, graph: Graph | None = None) -> Network:
     """Every node's equations for the derivation's architecture."""
     graph = graph or build_graph(d.arch)
     ctx = Context(graph, d.activations, d.output, Bindings())
-    ctx.bindings.add("Y", Kind.SAMPLES, graph.output.z.row_size, "the targets", Family.DATA)
+    output = graph.output.z
+    ctx.bindings.add(
+        "Y", Kind.SAMPLES, output.row_size, "the targets", Family.DATA, rows=output.rows
+    )
     nodes = tuple(_node(ctx, d, node) for node in graph.nodes)
     return Network(graph, nodes, ctx.bindings)
 
@@ -121,7 +124,8 @@ def _kept(
     if not any(e.has(t) for e in out):
         return None
     what = f"{node.layer.activation}'s intermediate {value}, kept for f' in layer {l}"
-    ctx.samples(t, node.z.row_size, what, Family.FORWARD, rf"t^{{({l})}}", rf"T^{{({l})}}")
+    tex, tex_batch = rf"t^{{({l})}}", rf"T^{{({l})}}"
+    ctx.samples(t, node.z.row_size, what, Family.FORWARD, tex, tex_batch, rows=node.z.rows)
     return (t, value), tuple(out)
 
 

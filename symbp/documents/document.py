@@ -391,6 +391,8 @@ class KindTools:
 
     def __init__(self, n: Notation, row: bool, l2: bool) -> None:
         self.n, self.row, self.l2, self.images = n, row, l2, False
+        self.sequences = False  # the kind reads a sequence (T rows a sample)
+        self.on_sequences: set[str] = set()  # the kinds of the network that read one
         self.layers: tuple = ()  # the network's layers of the kind being written
         self.t = n.t
 
@@ -464,9 +466,11 @@ def _box_rows(pairs: list[tuple[str, Any]], shapes: list[str]) -> list[str]:
 def _kinds(net: Network, tools: KindTools) -> list[dict]:
     """Each kind of the network, as its module lays it out for its document fragment."""
     out = []
+    tools.on_sequences = {nd.node.kind for nd in net.nodes if nd.node.inputs[0].sequence}
     for kind in kinds_of(net):
         module = kind_module(kind)
         tools.images = any(nd.node.kind == kind and nd.node.z.image for nd in net.nodes)
+        tools.sequences = kind in tools.on_sequences
         tools.layers = tuple(nd.node.layer for nd in net.nodes if nd.node.kind == kind)
         section = module.document_section(kind, tools)
         section["box"] = _box_rows(section["box"], section["shapes"])
@@ -475,6 +479,7 @@ def _kinds(net: Network, tools: KindTools) -> list[dict]:
                 "kind": kind,
                 "fragment": module.FRAGMENT,
                 "on_images": tools.images,
+                "on_sequences": tools.sequences,
                 **section,
             }
         )
@@ -598,9 +603,9 @@ def _notation_rows(d: Derivation, kinds: list[str], tools: KindTools) -> list[li
         ["$n$, $s$", "the batch size; a sample's index"]
         if not d.arch.positions
         else [
-            "$n$, $s$; $m$, $T$",
+            "$n$, $s$; $B$, $T$",
             "the rows of a batch, one per position, and a row's index; the sequences of the "
-            "batch and their positions ($n = m T$)",
+            "batch and their positions ($n = B T$)",
         ],
         [r"$\kappa$", "the batch scale, $1/n$ for reduction mean, $1$ for sum"],
         [
@@ -629,6 +634,7 @@ def _notation_rows(d: Derivation, kinds: list[str], tools: KindTools) -> list[li
     ]
     # each kind's own symbols, in the order the kinds appear; a row two kinds share once
     for kind in kinds:
+        tools.sequences = kind in tools.on_sequences
         for symbols, meaning in kind_module(kind).notation(kind, tools):
             if [symbols, meaning] not in rows:
                 rows.append([symbols, meaning])
@@ -751,6 +757,8 @@ def document_context(
         "positions": arch.positions,
         "vocab": arch.vocab,
         "mixing": any(KINDS[layer.type].mixes_positions for layer in arch.layers),
+        # the layer whose output holds a sample in one row again (a flatten of a sequence)
+        "fold": next((n.index for n in net.graph.nodes if n.z.rows != n.inputs[0].rows), 0),
         # a weight read by several layers (a tied LM head): (layer, the owner's parameter)
         "shared": [
             (nd.node.index, f"{notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}")

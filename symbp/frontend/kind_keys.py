@@ -29,6 +29,7 @@ class KindKeys:
     summary: str  # one line for messages and the JSON Schema
     activation: bool = True  # whether it takes an `activation` key
     image: bool = False  # whether it reads an image [C, H, W] (and only an image)
+    also_sequence: bool = False  # an image kind that reads a sequence [T, d] too (flatten)
     mixes_positions: bool = False  # whether an output position reads other positions
     # the parameters of a layer of this kind: (letter, shape, decayed, init) from the layer
     # and the per-sample shape it reads (symbp.ir.graph makes them tensors); `decayed`: the
@@ -140,9 +141,10 @@ KINDS: dict[str, KindKeys] = {
         (),
         (),
         False,
-        "an image [C, H, W] read as a vector of C*H*W (C order)",
+        "an image [C, H, W] or a sequence [T, d] read as one vector (C order)",
         activation=False,
         image=True,
+        also_sequence=True,
     ),
     "embedding": KindKeys(
         ("dim", "positions"),

@@ -606,13 +606,14 @@ def _check_input_kind(c: _Checker, path: str, kind: str, previous: tuple[int, ..
     """Image kinds read an image [C, H, W]; dense and the norms a vector or a sequence (at
     each position); batch norm not a sequence."""
     image, sequence = len(previous) == 3, len(previous) == 2
-    if KINDS[kind].image and not image:
+    if KINDS[kind].image and not image and not (sequence and KINDS[kind].also_sequence):
         what = "sequence" if sequence else "vector"
         raise c.fail(
             f"{path}.type",
             f"a {kind} layer reads an image [C, H, W], but its input is the {what} "
             f"{_shape_text(previous)}",
-            "a sequence's layers are dense, layernorm and add, each acting at every position"
+            "a sequence's layers are dense, layernorm and add, each acting at every position, "
+            "attention, and flatten (to a vector of T*d)"
             if sequence
             else "declare the input as [C, H, W] and keep image layers before the flatten",
         )

@@ -54,6 +54,7 @@ class ArrayInfo:
     tensor: Tensor | None = None  # the graph tensor (parameters: for their key)
     tex: str = ""  # its LaTeX, when the kind that binds it names it (gamma^{(2)}, ...)
     tex_batch: str = ""  # the whole batch's array, when its name differs (g -> G)
+    rows: int = 1  # stored rows per sample (per-sample arrays): T for a sequence's positions
 
 
 @dataclass
@@ -72,10 +73,11 @@ class Bindings:
         tensor: Tensor | None = None,
         tex: str = "",
         tex_batch: str = "",
+        rows: int = 1,
     ) -> sp.Symbol:
         """Bind an array of the code: an ArraySymbol (symbp.ir.naming), or by name a
         temporary or a scalar that has no role; the symbol."""
-        info = ArrayInfo(kind, units, what, family, tensor, tex, tex_batch)
+        info = ArrayInfo(kind, units, what, family, tensor, tex, tex_batch, rows)
         if isinstance(symbol, ArraySymbol):
             self.table.setdefault(symbol.name, info)
             return symbol

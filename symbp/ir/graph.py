@@ -77,6 +77,11 @@ class Tensor:
         return self.shape[-1] if self.sequence else self.size
 
     @property
+    def rows(self) -> int:
+        """Stored rows per sample: T for a sequence (one per position), else 1."""
+        return self.shape[0] if self.sequence else 1
+
+    @property
     def image(self) -> bool:
         return self.role != Role.PARAMETER and len(self.shape) == 3
 

@@ -51,7 +51,7 @@ class TilePositions(TokenOp):
     helper = "_tile_positions"
 
     def latex_form(self, *parts: str) -> str:
-        return rf"\mathbf{{1}}_m \otimes {parts[0]}"
+        return rf"\mathbf{{1}}_B \otimes {parts[0]}"
 
 
 class Sinusoid(TokenOp):
@@ -66,7 +66,7 @@ class Sinusoid(TokenOp):
         return None
 
     def latex_form(self, *parts: str) -> str:
-        return r"\mathbf{1}_m \otimes P_{\sin}"
+        return r"\mathbf{1}_B \otimes P_{\sin}"
 
     def _symbp_latex(self, printer) -> str:
         return self.latex_form()
@@ -95,4 +95,44 @@ class PositionTotal(TokenOp):
         return rf"\left[\sum_{{s}} \left({parts[0]}\right)_{{s,t}}\right]_{{t}}"
 
 
-SEQUENCE_OPS = (Lookup, TilePositions, Sinusoid, ScatterRows, PositionTotal)
+def fold_geometry(positions: int, d: int) -> sp.Tuple:
+    return sp.Tuple(sp.Integer(positions), sp.Integer(d))
+
+
+class FoldOp(ImageOp):
+    """A sequence's n*T rows of d read as n rows of T*d, or back: the same entries in the
+    same (C) order, so a reshape (args: the array, geometry (T, d))."""
+
+    @property
+    def window(self) -> dict[str, int]:
+        return dict(zip(("T", "d"), map(int, self.args[-1]), strict=True))
+
+
+class FoldPositions(FoldOp):
+    """Row s of the result is the T rows s T .. s T + T - 1 of A side by side: flatten on a
+    sequence, as torch.flatten(x, 1) on (n, T, d)."""
+
+    helper = "_fold_positions"
+
+    def latex_form(self, *parts: str) -> str:
+        return rf"\operatorname{{vec}}_T\left({parts[0]}\right)"
+
+
+class UnfoldPositions(FoldOp):
+    """The inverse of FoldPositions: each row of T*d back as T rows of d."""
+
+    helper = "_unfold_positions"
+
+    def latex_form(self, *parts: str) -> str:
+        return rf"\operatorname{{vec}}_T^{{-1}}\left({parts[0]}\right)"
+
+
+SEQUENCE_OPS = (
+    Lookup,
+    TilePositions,
+    Sinusoid,
+    ScatterRows,
+    PositionTotal,
+    FoldPositions,
+    UnfoldPositions,
+)

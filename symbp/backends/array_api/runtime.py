@@ -739,6 +739,17 @@ def _position_total(xp, D, g):
     return xp.sum(xp.reshape(D, (-1, g[2], g[1])), axis=0)
 
 
+# flatten on a sequence. g = (T, d).
+def _fold_positions(xp, A, g):
+    """The n*T rows of d as n rows of T*d: sample s's positions side by side."""
+    return xp.reshape(A, (-1, g[0] * g[1]))
+
+
+def _unfold_positions(xp, D, g):
+    """The n rows of T*d back as the n*T rows of d of the positions."""
+    return xp.reshape(D, (-1, g[1]))
+
+
 # Multi-head attention. g = (T, d, heads, causal). (n*T, d) arrays hold head h in columns
 # h d_h .. (h+1) d_h - 1; score arrays hold (n, heads, T, T) in that order.
 def _heads(xp, x, g):

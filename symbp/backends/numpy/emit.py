@@ -48,14 +48,16 @@ HE_INIT = ("relu", "leaky_relu", "elu")
 
 
 class Workspace:
-    """The arrays make_workspace(batch) preallocates: key -> shape (code text), in use order."""
+    """The arrays make_workspace(batch) preallocates: key -> shape (code text), in use order.
+    An array of several rows a sample (a sequence's positions) has `rows` = batch*T rows."""
 
     def __init__(self, row: bool) -> None:
         self.row = row
         self.shapes: dict[str, str] = {}
 
-    def per_sample(self, key: str, units: int) -> str:
-        return self._add(key, f"(batch, {units})" if self.row else f"({units}, batch)")
+    def per_sample(self, key: str, units: int, rows: int = 1) -> str:
+        count = "rows" if rows > 1 else "batch"
+        return self._add(key, f"({count}, {units})" if self.row else f"({units}, {count})")
 
     def shaped(self, key: str, shape: tuple[int, ...]) -> str:
         return self._add(key, repr(tuple(shape)))
@@ -220,9 +222,11 @@ class Emitter:
             return text
         left, right = mats
         if isinstance(right, sp.OneMatrix) and right.shape[1] == 1:
-            if isinstance(left, sp.Transpose):
+            if isinstance(left, sp.Transpose) and self._ones_fit(left.arg):
                 self.uses_ones = True
                 return f"np.matmul(ones, {self.code(left.arg)}, out={out})"
+            if isinstance(left, sp.Transpose):
+                return f"np.sum({self.code(left.arg)}, axis=0, out={out})"
             return f"{self.printer.attr(left)}.sum(axis=1, keepdims=True, out={out})"
         if any(isinstance(m, sp.OneMatrix) for m in mats):
             return text
@@ -233,11 +237,18 @@ class Emitter:
         with a ones-vector (NumPy's column sums are 2-3x slower than BLAS's)."""
         arg = expr.args[0]
         if self.printer.row_layout:
-            if isinstance(arg, sp.Symbol):
+            if isinstance(arg, sp.Symbol) and self._ones_fit(arg):
                 self.uses_ones = True
                 return f"np.matmul(ones, {self.code(arg)}, out={out})"
             return f"np.sum({self.code(arg)}, axis=0, out={out})"
         return f"np.sum({self.code(arg)}, axis=1, keepdims=True, out={out})"
+
+    def _ones_fit(self, arg: sp.Basic) -> bool:
+        """Whether `ones` (one entry per stored row: batch*T in a sequence network) fits
+        arg's rows: not an array of one row per sample after a flatten of a sequence."""
+        info = self.info(arg)
+        positions = self.p.d.arch.positions
+        return not positions or positions == 1 or info is None or info.rows > 1
 
     uses_ones: bool = False
 
@@ -275,7 +286,10 @@ def forward_lines(
     lines: list[str] = []
     nodes = e.p.net.nodes
     if reads_batch_size(e.p):
-        lines.append(f"count = A0.shape[{0 if e.p.d.arch.layout == 'row' else 1}]  # batch size")
+        rows = f"A0.shape[{0 if e.p.d.arch.layout == 'row' else 1}]"
+        positions = e.p.d.arch.positions
+        count = f"{rows} // {positions}" if positions else rows  # n*T rows: n samples
+        lines.append(f"count = {count}  # batch size")
     stmts = e.p.forward_eval if evaluation else e.p.forward
     for k, s in enumerate(stmts):
         if s.op == "#":
@@ -291,7 +305,8 @@ def forward_lines(
             if ws and not overwrites and helper:
                 extra = ", lse=True" if lse and nd.is_output else ""
                 z = e.code(array(Role.PRE_ACTIVATION, l))
-                code = f"{helper}({z}, out={e.ws.per_sample(target, n)}{extra})"
+                buffer = e.ws.per_sample(target, n, nd.node.z.rows)
+                code = f"{helper}({z}, out={buffer}{extra})"
                 target = f"{target}, {lse}" if extra else target
             lines.append(f"{target} = {code}")
             z = array_name(Role.PRE_ACTIVATION, l)
@@ -305,9 +320,11 @@ def forward_lines(
             key = (
                 array_name(Role.ACTIVATION, l) if overwrites else array_name(Role.PRE_ACTIVATION, l)
             )
-            lines += e.assign(name, s.expr, e.ws.per_sample(key, n) if ws else None)
+            out = e.ws.per_sample(key, n, nd.node.z.rows) if ws else None
+            lines += e.assign(name, s.expr, out)
         elif info is not None and info.kind == Kind.SAMPLES:
-            lines += e.assign(name, s.expr, e.ws.per_sample(name, info.units) if ws else None)
+            out = e.ws.per_sample(name, info.units, info.rows) if ws else None
+            lines += e.assign(name, s.expr, out)
         else:
             lines.append(f"{name} = {e.code(s.expr)}")
     return lines
@@ -396,7 +413,7 @@ def _buffer(e: Emitter, s: Stmt) -> str | None:
             return e.ws.shaped(s.out, s.param.shape)
         return e.ws.per_unit(s.out, s.param.shape[0])
     info = e.p.net.bindings.table[s.target]
-    return e.ws.per_sample(s.out, info.units)
+    return e.ws.per_sample(s.out, info.units, info.rows)
 
 
 def block_lines(e: Emitter, stmts: list[Stmt | Loop], indent: str = "") -> list[str]:
@@ -599,6 +616,9 @@ def module_context(p: Program) -> dict[str, Any]:
         "targets_line": "np.asarray(Y, dtype=DTYPE)",
         "yhat": "{}",
         "positions": arch.positions,
+        # the samples of a batch, and its stored rows (batch*T for a sequence network)
+        "samples": f"Y.shape[{0 if row else 1}]",
+        "rows": f"Y.shape[{0 if row else 1}]",
     }
     io = sequence_io(p)
     if io is not None:  # a sequence network: (n, T, ...) in and out, n*T rows inside
@@ -609,6 +629,10 @@ def module_context(p: Program) -> dict[str, Any]:
         )
         context["targets_line"] = f"_sequence_targets(Y, {io.shape_out}, ids={io.ids})"
         context["yhat"] = f"_sequences({{}}, {io.shape_out})"
+        if net.graph.output.z.rows > 1:
+            context["samples"] = "Y.shape[0] // POSITIONS"
+        else:
+            context["rows"] = "Y.shape[0] * POSITIONS"
         reader = "_token_ids" if io.vocab else "_sequence_rows"
         context["helpers"] += [reader, "_sequence_targets", "_sequences"]
     return context

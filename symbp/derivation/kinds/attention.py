@@ -161,7 +161,8 @@ def _arr(ctx: Context, node: Node, role: Role) -> sp.Symbol:
     what, family, wide = _PER_SAMPLE[role]
     T, d = node.z.shape
     units = node.layer.heads * T if wide else d
-    return ctx.samples(array(role, node.index), units, f"{what} of layer {node.index}", family)
+    what = f"{what} of layer {node.index}"
+    return ctx.samples(array(role, node.index), units, what, family, rows=T)
 
 
 def _stored(ctx: Context, role: Role, layer: int, units: int) -> sp.MatrixExpr:

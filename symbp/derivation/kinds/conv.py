@@ -70,7 +70,7 @@ def _columns(ctx: Context, node: Node) -> sp.Symbol:
     size = node.inputs[0].shape[0] * node.layer.window.area * node.z.shape[1] * node.z.shape[2]
     tex = rf"\operatorname{{cols}}^{{({l})}}"
     what = f"unfolded input of layer {l}"
-    return ctx.samples(array(Role.COLUMNS, l), size, what, Family.FORWARD, tex)
+    return ctx.samples(array(Role.COLUMNS, l), size, what, Family.FORWARD, tex, rows=1)
 
 
 def forward(ctx: Context, node: Node) -> tuple:

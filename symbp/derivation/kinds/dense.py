@@ -62,7 +62,8 @@ def _bind(ctx: Context, node: Node) -> None:
     ctx.activation_symbol(node.inputs[0])
     node_symbols(ctx, node)
     if l > 1:
-        ctx.samples(array(Role.TANGENT_A, l - 1), n_in, f"tangent of a{l - 1}", F.TANGENT)
+        what = f"tangent of a{l - 1}"
+        ctx.samples(array(Role.TANGENT_A, l - 1), n_in, what, F.TANGENT, rows=node.inputs[0].rows)
 
 
 @functools.lru_cache(maxsize=4096)

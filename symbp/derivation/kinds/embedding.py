@@ -220,7 +220,7 @@ def document_section(kind: str, doc: Any) -> dict:
         "dz_dP": r"\frac{\partial z_{r,j}}{\partial P_{q,k}} = " + t(calc.dz_dP),
         "dL_dE": r"\frac{\partial L}{\partial E_{q,k}} = \sum_{r} " + t(calc.dL_dE),
         "box": [
-            (Z, rf"\operatorname{{rows}}_{{x}}\left({Et}\right) + \mathbf{{1}}_m \otimes {Pt}"),
+            (Z, rf"\operatorname{{rows}}_{{x}}\left({Et}\right) + \mathbf{{1}}_B \otimes {Pt}"),
             (doc.grad(Et), scatter + doc.decay(Et)),
             (doc.grad(Pt), positions + doc.decay(Pt)),
         ],

@@ -1,6 +1,8 @@
-"""flatten: an image (C, H, W) read as the vector of its C*H*W entries in C order, as
-`torch.flatten(x, 1)`. The code stores every image that way already, so z = a entry by
-entry: SymPy's dz_k/da_m is [k = m] (as for add), and delta goes back unchanged.
+"""flatten: an image (C, H, W) or a sequence (T, d) read as the vector of its entries in C
+order, as `torch.flatten(x, 1)`. The code stores every image that way already, so z = a entry
+by entry: SymPy's dz_k/da_m is [k = m] (as for add), and delta goes back unchanged. A
+sequence is stored as T rows of d per sample: z takes each sample's T rows side by side
+(symbp.ir.sequence_ops.FoldPositions) and delta goes back unfolded into rows.
 """
 
 from __future__ import annotations
@@ -14,15 +16,27 @@ from symbp.derivation.kinds.notation import IMAGE_NOTATION
 from symbp.derivation.nodes import add_derivative
 from symbp.ir.graph import Node
 from symbp.ir.naming import Role
+from symbp.ir.sequence_ops import FoldPositions, UnfoldPositions, fold_geometry
 
 # z is not one product: it keeps its own array
 Z_IN_ONE_PRODUCT = False
 KEYS = ()
 
 
+def _fold(node: Node, array: sp.Basic) -> sp.Basic:
+    """The input's rows as the output's: a sequence's T rows side by side, an image as is."""
+    x = node.inputs[0]
+    return FoldPositions(array, fold_geometry(*x.shape)) if x.sequence else array
+
+
+def _unfold(node: Node, array: sp.Basic) -> sp.Basic:
+    x = node.inputs[0]
+    return UnfoldPositions(array, fold_geometry(*x.shape)) if x.sequence else array
+
+
 def forward(ctx: Context, node: Node) -> tuple:
     s = node_symbols(ctx, node)
-    return ((s[Role.PRE_ACTIVATION], ctx.activation_symbol(node.inputs[0])),)
+    return ((s[Role.PRE_ACTIVATION], _fold(node, ctx.activation_symbol(node.inputs[0]))),)
 
 
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
@@ -30,13 +44,15 @@ def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     dx, _ = add_derivative()
     assert isinstance(dx, sp.KroneckerDelta)
     delta = node_symbols(ctx, node)[Role.ERROR]
-    return (), (((node.inputs[0], delta),) if node.inputs[0].layer > 0 else ())
+    return (), (((node.inputs[0], _unfold(node, delta)),) if node.inputs[0].layer > 0 else ())
 
 
 def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
     s = node_symbols(ctx, node)
-    r_backs = ((node.inputs[0], s[Role.R_ERROR]),) if node.inputs[0].layer > 0 else ()
-    return ((s[Role.TANGENT_Z], ctx.tangent_of(node.inputs[0])),), (), r_backs
+    r_backs = (
+        ((node.inputs[0], _unfold(node, s[Role.R_ERROR])),) if node.inputs[0].layer > 0 else ()
+    )
+    return ((s[Role.TANGENT_Z], _fold(node, ctx.tangent_of(node.inputs[0]))),), (), r_backs
 
 
 def cost(node: Node) -> Cost:
@@ -49,6 +65,14 @@ FRAGMENT = "flatten"
 
 def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
     """The symbols the kind adds to the document's notation table."""
+    if doc.sequences:
+        return [
+            (
+                r"$\operatorname{vec}_T$",
+                r"a batch's $B T$ rows of $d$ read as $B$ rows of $T d$, a sample's positions "
+                "side by side",
+            )
+        ]
     return [IMAGE_NOTATION[0], (r"$\operatorname{vec}$", "an image read as a vector, C order")]
 
 
@@ -66,6 +90,19 @@ def document_section(kind: str, doc: Any) -> dict:
     dx, _ = add_derivative()
     assert isinstance(dx, sp.KroneckerDelta)
     Z, A, D = doc.arr("Z", "l"), doc.arr("A", "l-1"), doc.arr("Delta", "l")
+    if doc.sequences:  # T rows of d a sample, joined into one row of T d
+        return {
+            "box": [
+                (Z, rf"\operatorname{{vec}}_T\left({A}\right)"),
+                (doc.grad(A), rf"\operatorname{{vec}}_T^{{-1}}\left({D}\right)"),
+            ],
+            "shapes": [
+                rf"{A} \in \mathbb{{R}}^{{B T \times d}}",
+                rf"{Z}, {D} \in \mathbb{{R}}^{{B \times T d}}",
+            ],
+            "r": rf"{doc.R(doc.grad(A))} = \operatorname{{vec}}_T^{{-1}}\left({doc.R(D)}\right)",
+            "send": rf"\operatorname{{vec}}_T^{{-1}}\left({doc.arr('delta', 'm')}\right)",
+        }
     return {
         "box": [
             (Z, rf"\operatorname{{vec}}\left({A}\right)"),

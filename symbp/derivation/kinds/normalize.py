@@ -72,6 +72,7 @@ def _names(ctx: Context, node: Node) -> dict[sp.Basic, sp.Basic]:
             f"normalised input of layer {l}",
             F.FORWARD,
             rf"\hat{{x}}^{{({l})}}",
+            rows=node.z.rows,
         ),
         ARR_SIGMA: stat(
             array(Role.STD, l), f"standard deviation in layer {l}", F.FORWARD, rf"\rho^{{({l})}}"
@@ -142,6 +143,7 @@ def _dots(ctx: Context, node: Node) -> dict[str, sp.Symbol]:
             f"tangent of xhat{l}",
             F.TANGENT,
             rf"\dot{{\hat{{x}}}}^{{({l})}}",
+            rows=node.z.rows,
         ),
         "Sigmad": stat(
             array(Role.STD_TANGENT, l), f"tangent of sigma{l}", F.TANGENT, rf"\dot\rho^{{({l})}}"

@@ -55,6 +55,8 @@ BUILTIN_HIDDEN = [
     "swish",
     "gelu",
 ]
+# softmax over the last axis: on vectors and sequences (image layers keep BUILTIN_HIDDEN)
+HIDDEN_OR_SOFTMAX = [*BUILTIN_HIDDEN, "softmax"]
 UNARY = [
     "exp",
     "log",
@@ -105,7 +107,7 @@ def architectures(draw: Callable) -> dict:
     """A random architecture document: 1-3 layers, built-in and custom activations, every
     output activation, built-in and expression losses, both layouts and reductions, l2."""
     customs = {f"f{i}": draw(expressions(["x"])) for i in range(draw(st.integers(0, 2)))}
-    hidden_choices = BUILTIN_HIDDEN + list(customs)
+    hidden_choices = HIDDEN_OR_SOFTMAX + list(customs)
     depth = draw(st.integers(1, 3))
     layers = [
         {"units": draw(st.integers(1, 3)), "activation": draw(st.sampled_from(hidden_choices))}
@@ -144,7 +146,7 @@ def graphs(draw: Callable) -> dict:
         sources = [name for name, size in sizes.items() if size == previous]
         kinds += ["add", "add"] if sources else []
         kind = draw(st.sampled_from(kinds))
-        layer: dict[str, Any] = {"activation": draw(st.sampled_from(BUILTIN_HIDDEN))}
+        layer: dict[str, Any] = {"activation": draw(st.sampled_from(HIDDEN_OR_SOFTMAX))}
         if kind == "dense":
             previous = draw(st.integers(1, 3))
             layer.update(units=previous, bias=draw(st.booleans()))
@@ -202,7 +204,7 @@ def sequence_graphs(draw: Callable) -> dict:
         sources = [name for name, size in sizes.items() if size == width]
         kinds += ["add"] if sources else []
         kind = draw(st.sampled_from(kinds))
-        layer: dict[str, Any] = {"activation": draw(st.sampled_from(BUILTIN_HIDDEN))}
+        layer: dict[str, Any] = {"activation": draw(st.sampled_from(HIDDEN_OR_SOFTMAX))}
         if kind == "dense":
             width = draw(st.integers(1, 4))
             layer.update(units=width, bias=draw(st.booleans()))
@@ -222,7 +224,7 @@ def sequence_graphs(draw: Callable) -> dict:
         layers.append({"type": "flatten"})
         if draw(st.booleans()):
             layers.append(
-                {"type": "batchnorm", "activation": draw(st.sampled_from(BUILTIN_HIDDEN))}
+                {"type": "batchnorm", "activation": draw(st.sampled_from(HIDDEN_OR_SOFTMAX))}
             )
     output = draw(st.sampled_from(["identity", "sigmoid", "softmax", "tanh"]))
     units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))

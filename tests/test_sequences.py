@@ -526,3 +526,43 @@ def test_flatten_of_a_sequence_matches_pytorch(tmp_path, tokens) -> None:
         return _torch_loss(arch, tp, torch.tensor(X), torch.tensor(np.eye(3)[ids]))
 
     _jvp_hvp_match_torch(arch, module, params, X, ids, loss, rng)
+
+
+@pytest.mark.parametrize("sequence", [True, False])
+def test_softmax_on_a_hidden_layer_matches_pytorch(tmp_path, sequence) -> None:
+    """softmax on hidden layers (over the last axis: each position of a sequence, each sample
+    of a vector), its error term SymPy's sum of the Jacobian against G: loss, gradients
+    (with and without a workspace; the array-API module on torch), jvp and hvp."""
+    layers = [{"units": 5, "activation": "softmax", "name": "p"}, {"units": 5},
+              {"type": "add", "from": "p", "activation": "softmax"},
+              {"units": 4, "activation": "tanh"},
+              {"units": 3, "activation": "softmax"}]  # fmt: skip
+    arch = make_arch(name="hs", input=[T, D] if sequence else D, layers=layers,
+                     loss="cross_entropy", layout="row")  # fmt: skip
+    write_files(generate(arch, targets=("numpy", "array-api")).files, tmp_path)
+    module, xp_module = import_path(tmp_path / "hs.py"), import_path(tmp_path / "hs_xp.py")
+    rng = np.random.default_rng(4)
+    params = {k: v + 0.5 * rng.standard_normal(v.shape) for k, v in module.init_params(0).items()}
+    X = rng.standard_normal((N, T, D) if sequence else (N, D))
+    ids = rng.integers(0, 3, (N, T) if sequence else N)
+    Y = np.eye(3)[ids]
+    tp = _torch(params)
+    expected = _torch_loss(arch, tp, torch.tensor(X), torch.tensor(Y))
+    expected.backward()
+    value, grads = module.loss_and_grads(params, X, Y)
+    value_ws, grads_ws = module.loss_and_grads(params, X, Y, module.make_workspace(N))
+    tvalue, tgrads = xp_module.loss_and_grads(_torch(params), torch.tensor(X), torch.tensor(Y))
+    assert value == pytest.approx(expected.item(), rel=1e-10) and value_ws == value
+    assert float(tvalue.detach()) == pytest.approx(expected.item(), rel=1e-10)
+    for key in params:
+        np.testing.assert_allclose(grads[key], tp[key].grad.numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(grads_ws[key], grads[key], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(tgrads[key].detach().numpy(), tp[key].grad.numpy(),
+                                   rtol=1e-8, atol=1e-10)  # fmt: skip
+    keys = list(params)
+
+    def loss(*values):
+        return _torch_loss(arch, dict(zip(keys, values, strict=True)), torch.tensor(X),
+                           torch.tensor(Y))  # fmt: skip
+
+    _jvp_hvp_match_torch(arch, module, params, X, Y, loss, rng)

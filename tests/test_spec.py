@@ -560,11 +560,18 @@ def test_unknown_activation_with_did_you_mean() -> None:
     assert where(error) == (6, 17, "layers[1].activation")
 
 
-def test_softmax_only_on_the_last_layer() -> None:
-    error = spec_error(layers_doc("softmax", "relu"))
-    assert "softmax is only allowed on the last layer" in error.message
-    assert error.fix is not None and "another activation" in error.fix
-    assert where(error) == (4, 17, "layers[0].activation")
+def test_softmax_on_hidden_layers_but_not_on_one_unit_or_an_image() -> None:
+    assert parse_arch(layers_doc("softmax", "relu", "softmax")).layers[0].activation == "softmax"
+    error = spec_error("input: 2\nlayers:\n  - {units: 1, activation: softmax}\nloss: mse\n")
+    assert "single entry is the constant 1" in error.message
+    assert error.fix is not None and "2 or more units" in error.fix
+    assert where(error) == (3, 28, "layers[0].activation")
+    error = spec_error(
+        "layout: row\ninput: [1, 4, 4]\nlayers:\n"
+        "  - {type: conv2d, filters: 2, kernel: 3, activation: softmax}\n"
+        "  - {type: flatten}\n  - {units: 2}\nloss: mse\n"
+    )
+    assert "outputs the image [2, 2, 2]" in error.message and "flatten" in error.fix
 
 
 def test_activation_must_be_a_string() -> None:

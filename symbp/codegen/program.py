@@ -310,14 +310,15 @@ def backward_statements(p: Program, fused: bool) -> list[Stmt]:
         l = nd.node.index
         delta = through_sigmoid(nd.delta)
         out.append(Stmt("", sp.S.Zero, "#", comment=_block_comment(p, nd, fused), layer=l))
+        g = array(Role.ERROR_IN, l)
+        in_place = fused and _scales(delta, g)
         if not nd.is_output:
             # Every consumer of a^(l) has a higher index: what they sent back is complete.
-            target = array_name(Role.ERROR, l) if fused else array_name(Role.ERROR_IN, l)
+            target = array_name(Role.ERROR, l) if in_place else array_name(Role.ERROR_IN, l)
             out += _accumulate(p, target, pending.pop(nd.node.a.key), l)
-        if nd.is_output or not fused:
+        if nd.is_output or not in_place:
             out.append(Stmt(array_name(Role.ERROR, l), delta, layer=l))
         else:
-            g = array(Role.ERROR_IN, l)
             factors = delta.xreplace({g: sp.S.One})
             for factor in sp.Mul.make_args(factors) if factors != 1 else ():
                 out.append(Stmt(array_name(Role.ERROR, l), factor, "*=", layer=l))
@@ -334,6 +335,14 @@ def backward_statements(p: Program, fused: bool) -> list[Stmt]:
         if s.op == "=" and s.param is None:
             s.like = array_name(Role.ACTIVATION, s.layer)
     return out
+
+
+def _scales(delta: Expr, g: sp.Symbol) -> bool:
+    """Whether delta is G times factors without G (an elementwise f'), so that it can be
+    formed by multiplying G's array in place; a softmax's Jacobian also sums G over units."""
+    if delta == g:
+        return True
+    return isinstance(delta, sp.Mul) and g in delta.args and not delta.xreplace({g: 1}).has(g)
 
 
 def shared_subexpressions(p: Program, stmts: list[Stmt]) -> list[Stmt]:

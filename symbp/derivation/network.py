@@ -23,6 +23,7 @@ from symbp.ir.graph import Graph, build_graph
 from symbp.ir.naming import Role, array
 from symbp.symbolic.calculus import reading_kept
 from symbp.symbolic.indexed import N_UNITS
+from symbp.symbolic.output import softmax_vjp
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ def _node(ctx: Context, d: Derivation, node) -> NodeDerivation:
     if is_output:
         units = sp.Integer(node.z.row_size)
         delta = at_layer(d.output.delta_array, l).xreplace({N_UNITS: units})
+    elif act is None:  # a hidden softmax: its Jacobian against G, not an elementwise f'
+        delta = at_layer(softmax_vjp(), l).xreplace({array(Role.ERROR_IN): s[Role.ERROR_IN]})
     else:
-        assert act is not None
         delta = s[Role.ERROR_IN] * fprime_at(act, l)
     a = sp.Symbol("softmax") if act is None else act.f.xreplace({_x(): s[Role.PRE_ACTIVATION]})
     a_dot, r_delta = elementwise_tangents(delta, act, is_output, l)

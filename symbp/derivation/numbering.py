@@ -16,6 +16,12 @@ from symbp.ir.labels import activation_label, layer_label, node_equations
 GENERAL = ("eq:forward-a", "eq:loss", "eq:delta-def", "eq:backprop")
 OUTPUT = ("eq:output-dl", "eq:output-jacobian", "eq:output-delta")
 TANGENT = ("eq:tangent-a", "eq:r-delta")
+SOFTMAX_HIDDEN = "eq:softmax-hidden"  # a hidden layer's softmax: its Jacobian against g
+
+
+def hidden_softmax(net) -> tuple[int, ...]:
+    """The hidden layers whose activation is a softmax (not elementwise: no f')."""
+    return tuple(nd.node.index for nd in net.nodes if nd.act is None and not nd.is_output)
 
 
 def kinds_of(net) -> list[str]:
@@ -29,6 +35,7 @@ def network_numbering(d, net) -> dict[str, int]:
     labels = [*GENERAL]
     for kind in kinds:
         labels += kind_module(kind).document_labels(kind)
+    labels += [SOFTMAX_HIDDEN] if hidden_softmax(net) else []
     labels += [activation_label(a) for a, act in d.activations.items() if not act.passes_through]
     labels += [*OUTPUT[:2], *(["eq:output-lse"] if d.output.logits is not None else [])]
     labels += [OUTPUT[2], *(["eq:loss-logits"] if d.output.loss_from_logits else [])]
@@ -50,6 +57,8 @@ def cited_label(net, step: str, layer: int) -> str:
     nd = net.nodes[layer - 1]
     if step == "a":
         return "eq:forward-a"
+    if step == "delta" and nd.act is None and not nd.is_output:
+        return SOFTMAX_HIDDEN
     if step == "delta":
         return "eq:output-delta" if nd.is_output else "eq:backprop"
     return f"eq:{nd.node.kind}-box"

@@ -17,7 +17,7 @@ from symbp.derivation.derive import Derivation, at_layer, unit_loss
 from symbp.derivation.kinds import kind_module
 from symbp.derivation.network import Network, derive_network
 from symbp.derivation.nodes import NodeDerivation
-from symbp.derivation.numbering import kinds_of, network_numbering
+from symbp.derivation.numbering import hidden_softmax, kinds_of, network_numbering
 from symbp.documents.latex import (
     CAPITAL_DELTA,
     COLUMN_WIDTH,
@@ -49,8 +49,15 @@ from symbp.options import STYLES
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation, reading_kept
 from symbp.symbolic.cse import common_subexpressions
+from symbp.symbolic.indexed import N_UNITS, J, K, sum_terms
 from symbp.symbolic.logits import LogitsError
-from symbp.symbolic.output import YHAT_VAR, is_softplus_log
+from symbp.symbolic.output import (
+    YHAT_VAR,
+    is_softplus_log,
+    softmax_jacobian,
+    softmax_vjp,
+    softmax_vjp_indexed,
+)
 
 LOSS_NAMES = {
     "mse": "mean squared error",
@@ -183,6 +190,26 @@ def _kept_entry(act: ActivationDerivation, x: sp.Symbol) -> dict[str, Any]:
 
 
 INLINE_WIDTH = 40  # the glyphs of the two kept forms above which they are displayed
+
+
+def _softmax_hidden(net: Network) -> dict[str, Any] | None:
+    """A hidden softmax's section: SymPy's Jacobian, its sum against g (the error term, by
+    units and for the layer) and the Jacobian times z' (the tangent); None without one."""
+    layers = hidden_softmax(net)
+    if not layers:
+        return None
+    general = sp.Symbol(r"n_\ell", positive=True, integer=True)
+    zd = sp.IndexedBase(r"\dot{z}")
+    a_dot = sum_terms(softmax_jacobian().xreplace({K: J, J: K}) * zd[J], J, N_UNITS)
+    layer_names = {"A": r"a^{(\ell)}", "G": r"g^{(\ell)}"}
+    return {
+        "layers": ", ".join(map(str, layers)),
+        "jacobian": tex(softmax_jacobian()),
+        "delta": tex(softmax_vjp_indexed().xreplace({N_UNITS: general})),
+        "delta_layer": tex(softmax_vjp(), names=layer_names),
+        "a_dot": tex(a_dot.xreplace({N_UNITS: general})),
+        "sequences": any(nd.node.z.sequence for nd in net.nodes if nd.node.index in layers),
+    }
 
 
 def _output_entry(d: Derivation) -> dict[str, Any]:
@@ -766,7 +793,8 @@ def document_context(
             for p in nd.node.params
             if p.layer != nd.node.index
         ],
-        "has_softmax_hidden": any(nd.act is None and not nd.is_output for nd in net.nodes),
+        "has_softmax_hidden": bool(hidden_softmax(net)),
+        "softmax_hidden": _softmax_hidden(net),
         "eq": eq,
         "eqn": eq,  # the same, under a name the Markdown layout's eq macro does not shadow
         # label key -> the label written into the .tex, namespaced by the network

@@ -19,7 +19,8 @@ Schema v1::
 
 Activations are the built-ins :data:`BUILTIN_ACTIVATIONS`, the aliases in
 :data:`ACTIVATION_ALIASES` (resolved to their canonical name) or a key of ``activations``;
-``softmax`` is only allowed on the last layer. Expressions use the language of
+``softmax`` acts over the last axis (a vector's units, each position's features) of two or
+more entries, on any layer but an image. Expressions use the language of
 :mod:`symbp.frontend.expr`. Limits: ``input`` and ``units`` <= 1,000,000, at most 10,000 layers and
 2,000,000,000 parameters, 16 custom activations, files of at most 1 MiB.
 
@@ -482,9 +483,10 @@ def _layers(
     vocab: int = 0,
 ) -> tuple[Layer, ...]:
     """The layer list; each entry a mapping with a type's keys (schema v2, v1 entries are
-    dense layers); softmax only last; names unique; `from` names an earlier layer; image
-    kinds read images, the others vectors or sequences; a token input's first layer, and
-    only it, is an embedding; the output is a vector or a sequence."""
+    dense layers); softmax over a last axis of 2 or more, not on an image; names unique;
+    `from` names an earlier layer; image kinds read images, the others vectors or sequences;
+    a token input's first layer, and only it, is an embedding; the output is a vector or a
+    sequence."""
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise c.fail(
             "layers",
@@ -548,13 +550,20 @@ def _layers(
             entry.get("activation", "identity"), f"{path}.activation", activations, "activation"
         )
         activation = ACTIVATION_ALIASES.get(activation, activation)
-        if activation == "softmax" and index != len(value) - 1:
+        layer = _layer_fields(c, entry, path, kind, activation, previous, (shapes, declared))
+        if activation == "softmax" and len(layer.out_shape) == 3:
             raise c.fail(
                 f"{path}.activation",
-                "softmax is only allowed on the last layer",
-                "use another activation here (e.g. relu, tanh or sigmoid)",
+                f"softmax acts over a vector's units or each position's features, but this "
+                f"layer outputs the image {_shape_text(layer.out_shape)}",
+                "put it after a flatten, or use an elementwise activation here",
             )
-        layer = _layer_fields(c, entry, path, kind, activation, previous, (shapes, declared))
+        if activation == "softmax" and layer.out_shape[-1] == 1:
+            raise c.fail(
+                f"{path}.activation",
+                "softmax over a single entry is the constant 1 (nothing flows back through it)",
+                "give the layer 2 or more units, or use sigmoid",
+            )
         if kind == "embedding":
             layer = dataclasses.replace(layer, vocab=vocab)
         if layer.tie is not None:

@@ -9,6 +9,7 @@ and SymPy simplifies the result (sigmoid + bce gives c (a_j - y_j) on its own).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -69,6 +70,19 @@ def softmax_jacobian() -> sp.Expr:
         lambda e: A_OUT[e.args[0].indices[0]] * _SOFTMAX_DENOM,
     )
     return sp.expand(sp.simplify(in_a))
+
+
+@functools.lru_cache(maxsize=1)
+def softmax_vjp_indexed() -> sp.Expr:
+    """A hidden softmax layer's error term for unit j: delta_j = sum_k g_k da_k/dz_j, SymPy's
+    sum of the softmax Jacobian against g = dL/da."""
+    return sum_terms(softmax_jacobian() * sp.IndexedBase("g")[K], K, N_UNITS)
+
+
+def softmax_vjp() -> sp.Expr:
+    """softmax_vjp_indexed in whole-array form (G the incoming dL/da): over the units of each
+    row, A G - A UnitSum(A G)."""
+    return to_array(softmax_vjp_indexed(), extra={"g": array(Role.ERROR_IN)})
 
 
 def elementwise_jacobian(act: ActivationDerivation) -> sp.Expr:

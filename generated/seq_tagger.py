@@ -468,7 +468,11 @@ def _forward(params, X):
     Z3 = A2 @ W3.T
     Z3 += b3
     T3 = _erf(0.7071067811865476*Z3)
-    A3 = 0.5*(Z3*(1 + T3))
+    # A3 = 0.5*(Z3*(1 + T3)), one operation at a time
+    _t0 = np.add(T3, 1)
+    np.multiply(Z3, _t0, out=_t0)
+    np.multiply(_t0, (1/2), out=_t0)
+    A3 = _t0
     # layer 4, 12x32 -> 12x16 (identity): eq. (7), eq. (1)
     Z = A3 @ W4.T
     Z += b4
@@ -551,7 +555,11 @@ def loss(params, X, Y, *, state=None):
         Z3 = A2 @ W3.T
         Z3 += b3
         T3 = _erf(0.7071067811865476*Z3)
-        A3 = 0.5*(Z3*(1 + T3))
+        # A3 = 0.5*(Z3*(1 + T3)), one operation at a time
+        _t0 = np.add(T3, 1)
+        np.multiply(Z3, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A3 = _t0
         # layer 4, 12x32 -> 12x16 (identity): eq. (7), eq. (1)
         Z = A3 @ W4.T
         Z += b4
@@ -709,7 +717,11 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z3 = np.matmul(A2, W3.T, out=ws.get("Z3"))
         Z3 += b3
         T3 = _erf(0.7071067811865476*Z3)
-        A3 = 0.5*(Z3*(1 + T3))
+        # A3 = 0.5*(Z3*(1 + T3)), one operation at a time
+        _t0 = np.add(T3, 1)
+        np.multiply(Z3, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A3 = _t0
         # layer 4, 12x32 -> 12x16 (identity): eq. (7), eq. (1)
         Z = np.matmul(A3, W4.T, out=ws.get("A4"))
         Z += b4
@@ -756,7 +768,15 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 3: delta (eq. (4)), dW, db (eq. (7))
         delta3 = np.matmul(delta4, W4, out=ws.get("back4_32"))
         del delta4
-        delta3 *= (1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2))
+        # delta3 *= (1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2)), one operation at a time
+        _t0 = np.multiply(T3, (1/2))
+        _t1 = _exp(-0.5*Z3**2)
+        np.multiply(Z3, _t1, out=_t1)
+        np.multiply(_t1, (0.3989422804014327), out=_t1)
+        np.add(_t0, _t1, out=_t0)
+        np.add(_t0, (1/2), out=_t0)
+        delta3 *= _t0
+        del _t0, _t1
         dW3 = np.matmul(delta3.T, A2, out=ws.get("dW3"))
         db3 = np.matmul(ones, delta3, out=ws.get("db3"))
         # layer 2: delta (eq. (4)), dgamma, dbeta (eq. (10))
@@ -768,7 +788,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da1, the sum over its consumers
         delta1 = _copy(delta5, ws.get("back5_16"))
         del delta5
-        delta1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
+        # delta1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2, one operation at a time
+        _t0 = np.multiply(delta2, gamma2)
+        _t1 = np.multiply(Xhat2, (0.0625*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))
+        np.subtract(_t0, _t1, out=_t0)
+        np.add(_t0, (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True)), out=_t0)
+        np.multiply(_t0, (1 / Sigma2), out=_t0)
+        delta1 += _t0
+        del _t0, _t1
         del delta2
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
         db1 = np.matmul(ones, delta1, out=ws.get("db1"))
@@ -815,7 +842,14 @@ def _backward(params, cache, Y, scale):
     # layer 1: delta (eq. (4))
     # dL/da1, the sum over its consumers
     G1 = _copy(delta5, None)
-    G1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
+    # G1 += (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.0625*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2, one operation at a time
+    _t0 = np.multiply(delta2, gamma2)
+    _t1 = np.multiply(Xhat2, (0.0625*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))
+    np.subtract(_t0, _t1, out=_t0)
+    np.add(_t0, (-0.0625*np.sum(delta2*gamma2, axis=1, keepdims=True)), out=_t0)
+    np.multiply(_t0, (1 / Sigma2), out=_t0)
+    G1 += _t0
+    del _t0, _t1
     delta1 = _copy(G1, None)
     return {"G1": G1, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "delta1": delta1, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7}
 

@@ -32,6 +32,16 @@ def _exp(u):
     return np.exp(np.clip(u, _EXP_FLOOR, _EXP_CEIL))
 
 
+def _sigmoid(u, out=None):
+    """1 / (1 + exp(-u)), with full relative accuracy in both tails: exp(-u) overflowing to
+    inf (u below about -88 in float32, -709 in float64) gives the limit 0, not a warning."""
+    t = np.negative(u, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    return np.reciprocal(t, out=t)
+
+
 def _softplus(u):
     """log(1 + exp(u)) = max(u, 0) + log(1 + exp(-|u|)), which cannot overflow."""
     return np.maximum(u, 0) + np.log1p(np.exp(np.maximum(-np.abs(u), _EXP_FLOOR)))
@@ -410,7 +420,11 @@ def _forward(params, X):
     Z1 = A0 @ W1.T
     Z1 += b1
     T1 = _erf(0.7071067811865476*Z1)
-    A1 = 0.5*(Z1*(1 + T1))
+    # A1 = 0.5*(Z1*(1 + T1)), one operation at a time
+    _t0 = np.add(T1, 1)
+    np.multiply(Z1, _t0, out=_t0)
+    np.multiply(_t0, (1/2), out=_t0)
+    A1 = _t0
     # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
     Z2 = A1 @ W2.T
     Z2 += b2
@@ -459,7 +473,11 @@ def loss(params, X, Y, *, state=None):
         Z1 = A0 @ W1.T
         Z1 += b1
         T1 = _erf(0.7071067811865476*Z1)
-        A1 = 0.5*(Z1*(1 + T1))
+        # A1 = 0.5*(Z1*(1 + T1)), one operation at a time
+        _t0 = np.add(T1, 1)
+        np.multiply(Z1, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A1 = _t0
         # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
         Z2 = A1 @ W2.T
         Z2 += b2
@@ -576,7 +594,11 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         Z1 = np.matmul(A0, W1.T, out=ws.get("Z1"))
         Z1 += b1
         T1 = _erf(0.7071067811865476*Z1)
-        A1 = 0.5*(Z1*(1 + T1))
+        # A1 = 0.5*(Z1*(1 + T1)), one operation at a time
+        _t0 = np.add(T1, 1)
+        np.multiply(Z1, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A1 = _t0
         # layer 2, 16 -> 16 (mish): eq. (7), eq. (1)
         Z2 = np.matmul(A1, W2.T, out=ws.get("Z2"))
         Z2 += b2
@@ -599,13 +621,32 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 2: delta (eq. (4)), dW, db (eq. (7))
         delta2 = np.matmul(delta3, W3, out=ws.get("back1_16"))
         del delta3
-        delta2 *= T2 + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2)))
+        # delta2 *= T2 + Z2*(1 - T2**2)*(1 - 1/(1 + _exp(Z2))), one operation at a time
+        _t0 = np.multiply(T2, T2)
+        np.multiply(_t0, (-1), out=_t0)
+        np.add(_t0, 1, out=_t0)
+        np.multiply(Z2, _t0, out=_t0)
+        _t1 = _sigmoid(-Z2)
+        np.multiply(_t1, (-1), out=_t1)
+        np.add(_t1, 1, out=_t1)
+        np.multiply(_t0, _t1, out=_t0)
+        np.add(T2, _t0, out=_t0)
+        delta2 *= _t0
+        del _t0, _t1
         dW2 = np.matmul(delta2.T, A1, out=ws.get("dW2"))
         db2 = np.matmul(ones, delta2, out=ws.get("db2"))
         # layer 1: delta (eq. (4)), dW, db (eq. (7))
         delta1 = np.matmul(delta2, W2, out=ws.get("back2_16"))
         del delta2
-        delta1 *= (1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Z1**2))
+        # delta1 *= (1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Z1**2)), one operation at a time
+        _t0 = np.multiply(T1, (1/2))
+        _t1 = _exp(-0.5*Z1**2)
+        np.multiply(Z1, _t1, out=_t1)
+        np.multiply(_t1, (0.3989422804014327), out=_t1)
+        np.add(_t0, _t1, out=_t0)
+        np.add(_t0, (1/2), out=_t0)
+        delta1 *= _t0
+        del _t0, _t1
         dW1 = np.matmul(delta1.T, A0, out=ws.get("dW1"))
         db1 = np.matmul(ones, delta1, out=ws.get("db1"))
         del delta1

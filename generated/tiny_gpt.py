@@ -223,23 +223,31 @@ def _grid(x, g):
     return x.reshape(-1, g[2], g[0], g[0])
 
 
-def _head_outer(A, B, g, out=None):
-    """A_h B_h^T for each sample and head: (n, heads, T, T) as rows."""
+def _head_outer(A, B, g, out=None, scale=1.0):
+    """A_h B_h^T for each sample and head, times scale (in place): (n, heads, T, T) as rows."""
     a, b = _heads(A, g), _heads(B, g)
     n = a.shape[0]
     into = None if out is None else out.reshape(n, g[2], g[0], g[0])
-    return np.matmul(a, b.swapaxes(-1, -2), out=into).reshape(n * g[0], -1)
+    product = np.matmul(a, b.swapaxes(-1, -2), out=into)
+    if scale != 1.0:
+        product *= scale
+    return product.reshape(n * g[0], -1)
 
 
 def _head_softmax(S, g, out=None):
     """The softmax of each row of each head's T x T scores, its maximum subtracted first;
     causal: the key positions after the query's get probability 0."""
     s = _grid(S, g)
+    e = _grid(out, g) if out is not None else np.empty_like(s)
     if g[3]:
-        s = np.where(np.tri(g[0], dtype=bool), s, -np.inf)
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
+        np.copyto(e, -np.inf)
+        np.copyto(e, s, where=np.tri(g[0], dtype=bool))
+    else:
+        np.copyto(e, s)
+    e -= e.max(axis=-1, keepdims=True)  # one array for the whole computation
+    np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
-    return _result(e.reshape(S.shape), out)
+    return e.reshape(S.shape) if out is None else out
 
 
 def _head_mix(P, V, g, out=None):
@@ -448,7 +456,7 @@ def _forward(params, X):
     K3 += bk3
     V3 = A2 @ Wv3.T
     V3 += bv3
-    Pr3 = _head_softmax(0.3535533905932738*_head_outer(Q3, K3, (16, 32, 4, 1)), (16, 32, 4, 1))
+    Pr3 = _head_softmax(_head_outer(Q3, K3, (16, 32, 4, 1), scale=0.3535533905932738), (16, 32, 4, 1))
     O3 = _head_mix(Pr3, V3, (16, 32, 4, 1))
     Z3 = O3 @ Wo3.T
     Z3 += bo3
@@ -466,8 +474,19 @@ def _forward(params, X):
     # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
     Z6 = A5 @ W6.T
     Z6 += b6
-    T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6)))
-    A6 = 0.5*(Z6*(1 + T6))
+    # T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6))), one operation at a time
+    _t0 = np.multiply(Z6, Z6)
+    np.multiply(_t0, Z6, out=_t0)
+    np.multiply(_t0, 0.044715, out=_t0)
+    np.add(Z6, _t0, out=_t0)
+    np.multiply(_t0, (0.7978845608028654), out=_t0)
+    np.tanh(_t0, out=_t0)
+    T6 = _t0
+    # A6 = 0.5*(Z6*(1 + T6)), one operation at a time
+    _t0 = np.add(T6, 1)
+    np.multiply(Z6, _t0, out=_t0)
+    np.multiply(_t0, (1/2), out=_t0)
+    A6 = _t0
     # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
     Z = A6 @ W7.T
     Z += b7
@@ -489,7 +508,7 @@ def _forward(params, X):
     K10 += bk10
     V10 = A9 @ Wv10.T
     V10 += bv10
-    Pr10 = _head_softmax(0.3535533905932738*_head_outer(Q10, K10, (16, 32, 4, 1)), (16, 32, 4, 1))
+    Pr10 = _head_softmax(_head_outer(Q10, K10, (16, 32, 4, 1), scale=0.3535533905932738), (16, 32, 4, 1))
     O10 = _head_mix(Pr10, V10, (16, 32, 4, 1))
     Z10 = O10 @ Wo10.T
     Z10 += bo10
@@ -507,8 +526,19 @@ def _forward(params, X):
     # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
     Z13 = A12 @ W13.T
     Z13 += b13
-    T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13)))
-    A13 = 0.5*(Z13*(1 + T13))
+    # T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13))), one operation at a time
+    _t0 = np.multiply(Z13, Z13)
+    np.multiply(_t0, Z13, out=_t0)
+    np.multiply(_t0, 0.044715, out=_t0)
+    np.add(Z13, _t0, out=_t0)
+    np.multiply(_t0, (0.7978845608028654), out=_t0)
+    np.tanh(_t0, out=_t0)
+    T13 = _t0
+    # A13 = 0.5*(Z13*(1 + T13)), one operation at a time
+    _t0 = np.add(T13, 1)
+    np.multiply(Z13, _t0, out=_t0)
+    np.multiply(_t0, (1/2), out=_t0)
+    A13 = _t0
     # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
     Z = A13 @ W14.T
     Z += b14
@@ -647,7 +677,7 @@ def loss(params, X, Y, *, state=None):
         K3 += bk3
         V3 = A2 @ Wv3.T
         V3 += bv3
-        Pr3 = _head_softmax(0.3535533905932738*_head_outer(Q3, K3, (16, 32, 4, 1)), (16, 32, 4, 1))
+        Pr3 = _head_softmax(_head_outer(Q3, K3, (16, 32, 4, 1), scale=0.3535533905932738), (16, 32, 4, 1))
         O3 = _head_mix(Pr3, V3, (16, 32, 4, 1))
         Z3 = O3 @ Wo3.T
         Z3 += bo3
@@ -665,8 +695,19 @@ def loss(params, X, Y, *, state=None):
         # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z6 = A5 @ W6.T
         Z6 += b6
-        T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6)))
-        A6 = 0.5*(Z6*(1 + T6))
+        # T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6))), one operation at a time
+        _t0 = np.multiply(Z6, Z6)
+        np.multiply(_t0, Z6, out=_t0)
+        np.multiply(_t0, 0.044715, out=_t0)
+        np.add(Z6, _t0, out=_t0)
+        np.multiply(_t0, (0.7978845608028654), out=_t0)
+        np.tanh(_t0, out=_t0)
+        T6 = _t0
+        # A6 = 0.5*(Z6*(1 + T6)), one operation at a time
+        _t0 = np.add(T6, 1)
+        np.multiply(Z6, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A6 = _t0
         # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = A6 @ W7.T
         Z += b7
@@ -688,7 +729,7 @@ def loss(params, X, Y, *, state=None):
         K10 += bk10
         V10 = A9 @ Wv10.T
         V10 += bv10
-        Pr10 = _head_softmax(0.3535533905932738*_head_outer(Q10, K10, (16, 32, 4, 1)), (16, 32, 4, 1))
+        Pr10 = _head_softmax(_head_outer(Q10, K10, (16, 32, 4, 1), scale=0.3535533905932738), (16, 32, 4, 1))
         O10 = _head_mix(Pr10, V10, (16, 32, 4, 1))
         Z10 = O10 @ Wo10.T
         Z10 += bo10
@@ -706,8 +747,19 @@ def loss(params, X, Y, *, state=None):
         # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z13 = A12 @ W13.T
         Z13 += b13
-        T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13)))
-        A13 = 0.5*(Z13*(1 + T13))
+        # T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13))), one operation at a time
+        _t0 = np.multiply(Z13, Z13)
+        np.multiply(_t0, Z13, out=_t0)
+        np.multiply(_t0, 0.044715, out=_t0)
+        np.add(Z13, _t0, out=_t0)
+        np.multiply(_t0, (0.7978845608028654), out=_t0)
+        np.tanh(_t0, out=_t0)
+        T13 = _t0
+        # A13 = 0.5*(Z13*(1 + T13)), one operation at a time
+        _t0 = np.add(T13, 1)
+        np.multiply(Z13, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A13 = _t0
         # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = A13 @ W14.T
         Z += b14
@@ -942,7 +994,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         K3 += bk3
         V3 = np.matmul(A2, Wv3.T, out=ws.get("V3"))
         V3 += bv3
-        Pr3 = _head_softmax(0.3535533905932738*_head_outer(Q3, K3, (16, 32, 4, 1)), (16, 32, 4, 1), out=ws.get("Pr3"))
+        Pr3 = _head_softmax(_head_outer(Q3, K3, (16, 32, 4, 1), scale=0.3535533905932738), (16, 32, 4, 1), out=ws.get("Pr3"))
         O3 = _head_mix(Pr3, V3, (16, 32, 4, 1), out=ws.get("O3"))
         Z3 = np.matmul(O3, Wo3.T, out=ws.get("Z3"))
         Z3 += bo3
@@ -960,8 +1012,19 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 6, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z6 = np.matmul(A5, W6.T, out=ws.get("Z6"))
         Z6 += b6
-        T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6)))
-        A6 = 0.5*(Z6*(1 + T6))
+        # T6 = np.tanh(0.7978845608028654*(Z6 + 0.044715*(Z6*Z6*Z6))), one operation at a time
+        _t0 = np.multiply(Z6, Z6)
+        np.multiply(_t0, Z6, out=_t0)
+        np.multiply(_t0, 0.044715, out=_t0)
+        np.add(Z6, _t0, out=_t0)
+        np.multiply(_t0, (0.7978845608028654), out=_t0)
+        np.tanh(_t0, out=_t0)
+        T6 = _t0
+        # A6 = 0.5*(Z6*(1 + T6)), one operation at a time
+        _t0 = np.add(T6, 1)
+        np.multiply(Z6, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A6 = _t0
         # layer 7, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = np.matmul(A6, W7.T, out=ws.get("A7"))
         Z += b7
@@ -983,7 +1046,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         K10 += bk10
         V10 = np.matmul(A9, Wv10.T, out=ws.get("V10"))
         V10 += bv10
-        Pr10 = _head_softmax(0.3535533905932738*_head_outer(Q10, K10, (16, 32, 4, 1)), (16, 32, 4, 1), out=ws.get("Pr10"))
+        Pr10 = _head_softmax(_head_outer(Q10, K10, (16, 32, 4, 1), scale=0.3535533905932738), (16, 32, 4, 1), out=ws.get("Pr10"))
         O10 = _head_mix(Pr10, V10, (16, 32, 4, 1), out=ws.get("O10"))
         Z10 = np.matmul(O10, Wo10.T, out=ws.get("Z10"))
         Z10 += bo10
@@ -1001,8 +1064,19 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 13, 16x32 -> 16x64 (gelu_tanh): eq. (17), eq. (1)
         Z13 = np.matmul(A12, W13.T, out=ws.get("Z13"))
         Z13 += b13
-        T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13)))
-        A13 = 0.5*(Z13*(1 + T13))
+        # T13 = np.tanh(0.7978845608028654*(Z13 + 0.044715*(Z13*Z13*Z13))), one operation at a time
+        _t0 = np.multiply(Z13, Z13)
+        np.multiply(_t0, Z13, out=_t0)
+        np.multiply(_t0, 0.044715, out=_t0)
+        np.add(Z13, _t0, out=_t0)
+        np.multiply(_t0, (0.7978845608028654), out=_t0)
+        np.tanh(_t0, out=_t0)
+        T13 = _t0
+        # A13 = 0.5*(Z13*(1 + T13)), one operation at a time
+        _t0 = np.add(T13, 1)
+        np.multiply(Z13, _t0, out=_t0)
+        np.multiply(_t0, (1/2), out=_t0)
+        A13 = _t0
         # layer 14, 16x64 -> 16x32 (identity): eq. (17), eq. (1)
         Z = np.matmul(A13, W14.T, out=ws.get("A14"))
         Z += b14
@@ -1047,7 +1121,21 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 13: delta (eq. (4)), dW, db (eq. (17))
         delta13 = np.matmul(delta14, W14, out=ws.get("back4_64"))
         del delta14
-        delta13 *= (1/2) + 0.5*T13 + 0.3989422804014327*(Z13*(1 - T13**2)*(1 + 0.134145*Z13**2))
+        # delta13 *= (1/2) + 0.5*T13 + 0.3989422804014327*(Z13*(1 - T13**2)*(1 + 0.134145*Z13**2)), one operation at a time
+        _t0 = np.multiply(T13, (1/2))
+        _t1 = np.multiply(T13, T13)
+        np.multiply(_t1, (-1), out=_t1)
+        np.add(_t1, 1, out=_t1)
+        np.multiply(Z13, _t1, out=_t1)
+        _t2 = np.multiply(Z13, Z13)
+        np.multiply(_t2, 0.134145, out=_t2)
+        np.add(_t2, 1, out=_t2)
+        np.multiply(_t1, _t2, out=_t1)
+        np.multiply(_t1, (0.3989422804014327), out=_t1)
+        np.add(_t0, _t1, out=_t0)
+        np.add(_t0, (1/2), out=_t0)
+        delta13 *= _t0
+        del _t0, _t1, _t2
         dW13 = np.matmul(delta13.T, A12, out=ws.get("dW13"))
         db13 = np.matmul(ones, delta13, out=ws.get("db13"))
         # layer 12: delta (eq. (4)), dgamma, dbeta (eq. (9))
@@ -1059,7 +1147,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da11, the sum over its consumers
         delta11 = _copy(delta15, ws.get("back5_32"))
         del delta15
-        delta11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12
+        # delta11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12, one operation at a time
+        _t0 = np.multiply(delta12, gamma12)
+        _t1 = np.multiply(Xhat12, (0.03125*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))
+        np.subtract(_t0, _t1, out=_t0)
+        np.add(_t0, (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True)), out=_t0)
+        np.multiply(_t0, (1 / Sigma12), out=_t0)
+        delta11 += _t0
+        del _t0, _t1
         del delta12
         # layer 10: delta (eq. (4)), dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo (eq. (12))
         delta10 = _copy(delta11, ws.get("back1_32"))
@@ -1096,7 +1191,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da8, the sum over its consumers
         delta8 = _copy(delta11, ws.get("back6_32"))
         del delta11
-        delta8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9
+        # delta8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9, one operation at a time
+        _t0 = np.multiply(delta9, gamma9)
+        _t1 = np.multiply(Xhat9, (0.03125*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))
+        np.subtract(_t0, _t1, out=_t0)
+        np.add(_t0, (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True)), out=_t0)
+        np.multiply(_t0, (1 / Sigma9), out=_t0)
+        delta8 += _t0
+        del _t0, _t1
         del delta9
         # layer 7: delta (eq. (4)), dW, db (eq. (17))
         delta7 = _copy(delta8, ws.get("back3_32"))
@@ -1105,7 +1207,21 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # layer 6: delta (eq. (4)), dW, db (eq. (17))
         delta6 = np.matmul(delta7, W7, out=ws.get("back4_64"))
         del delta7
-        delta6 *= (1/2) + 0.5*T6 + 0.3989422804014327*(Z6*(1 - T6**2)*(1 + 0.134145*Z6**2))
+        # delta6 *= (1/2) + 0.5*T6 + 0.3989422804014327*(Z6*(1 - T6**2)*(1 + 0.134145*Z6**2)), one operation at a time
+        _t0 = np.multiply(T6, (1/2))
+        _t1 = np.multiply(T6, T6)
+        np.multiply(_t1, (-1), out=_t1)
+        np.add(_t1, 1, out=_t1)
+        np.multiply(Z6, _t1, out=_t1)
+        _t2 = np.multiply(Z6, Z6)
+        np.multiply(_t2, 0.134145, out=_t2)
+        np.add(_t2, 1, out=_t2)
+        np.multiply(_t1, _t2, out=_t1)
+        np.multiply(_t1, (0.3989422804014327), out=_t1)
+        np.add(_t0, _t1, out=_t0)
+        np.add(_t0, (1/2), out=_t0)
+        delta6 *= _t0
+        del _t0, _t1, _t2
         dW6 = np.matmul(delta6.T, A5, out=ws.get("dW6"))
         db6 = np.matmul(ones, delta6, out=ws.get("db6"))
         # layer 5: delta (eq. (4)), dgamma, dbeta (eq. (9))
@@ -1117,7 +1233,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da4, the sum over its consumers
         delta4 = _copy(delta8, ws.get("back5_32"))
         del delta8
-        delta4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5
+        # delta4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5, one operation at a time
+        _t0 = np.multiply(delta5, gamma5)
+        _t1 = np.multiply(Xhat5, (0.03125*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))
+        np.subtract(_t0, _t1, out=_t0)
+        np.add(_t0, (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True)), out=_t0)
+        np.multiply(_t0, (1 / Sigma5), out=_t0)
+        delta4 += _t0
+        del _t0, _t1
         del delta5
         # layer 3: delta (eq. (4)), dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo (eq. (12))
         delta3 = _copy(delta4, ws.get("back1_32"))
@@ -1154,7 +1277,14 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         # dL/da1, the sum over its consumers
         delta1 = _copy(delta4, ws.get("back6_32"))
         del delta4
-        delta1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
+        # delta1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2, one operation at a time
+        _t0 = np.multiply(delta2, gamma2)
+        _t1 = np.multiply(Xhat2, (0.03125*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))
+        np.subtract(_t0, _t1, out=_t0)
+        np.add(_t0, (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True)), out=_t0)
+        np.multiply(_t0, (1 / Sigma2), out=_t0)
+        delta1 += _t0
+        del _t0, _t1
         del delta2
         dE1 += _scatter_rows(delta1, A0, (40, 32, 16))
         dP1 = _position_total(delta1, (40, 32, 16), out=ws.get("dP1"))
@@ -1230,7 +1360,14 @@ def _backward(params, cache, Y, scale):
     # layer 11: delta (eq. (4))
     # dL/da11, the sum over its consumers
     G11 = _copy(delta15, None)
-    G11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12
+    # G11 += (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True) + delta12*gamma12 - 0.03125*(Xhat12*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))/Sigma12, one operation at a time
+    _t0 = np.multiply(delta12, gamma12)
+    _t1 = np.multiply(Xhat12, (0.03125*np.sum(Xhat12*delta12*gamma12, axis=1, keepdims=True)))
+    np.subtract(_t0, _t1, out=_t0)
+    np.add(_t0, (-0.03125*np.sum(delta12*gamma12, axis=1, keepdims=True)), out=_t0)
+    np.multiply(_t0, (1 / Sigma12), out=_t0)
+    G11 += _t0
+    del _t0, _t1
     delta11 = _copy(G11, None)
     # layer 10: delta (eq. (4))
     G10 = _copy(delta11, None)
@@ -1251,7 +1388,14 @@ def _backward(params, cache, Y, scale):
     # layer 8: delta (eq. (4))
     # dL/da8, the sum over its consumers
     G8 = _copy(delta11, None)
-    G8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9
+    # G8 += (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True) + delta9*gamma9 - 0.03125*(Xhat9*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))/Sigma9, one operation at a time
+    _t0 = np.multiply(delta9, gamma9)
+    _t1 = np.multiply(Xhat9, (0.03125*np.sum(Xhat9*delta9*gamma9, axis=1, keepdims=True)))
+    np.subtract(_t0, _t1, out=_t0)
+    np.add(_t0, (-0.03125*np.sum(delta9*gamma9, axis=1, keepdims=True)), out=_t0)
+    np.multiply(_t0, (1 / Sigma9), out=_t0)
+    G8 += _t0
+    del _t0, _t1
     delta8 = _copy(G8, None)
     # layer 7: delta (eq. (4))
     G7 = _copy(delta8, None)
@@ -1266,7 +1410,14 @@ def _backward(params, cache, Y, scale):
     # layer 4: delta (eq. (4))
     # dL/da4, the sum over its consumers
     G4 = _copy(delta8, None)
-    G4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5
+    # G4 += (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True) + delta5*gamma5 - 0.03125*(Xhat5*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))/Sigma5, one operation at a time
+    _t0 = np.multiply(delta5, gamma5)
+    _t1 = np.multiply(Xhat5, (0.03125*np.sum(Xhat5*delta5*gamma5, axis=1, keepdims=True)))
+    np.subtract(_t0, _t1, out=_t0)
+    np.add(_t0, (-0.03125*np.sum(delta5*gamma5, axis=1, keepdims=True)), out=_t0)
+    np.multiply(_t0, (1 / Sigma5), out=_t0)
+    G4 += _t0
+    del _t0, _t1
     delta4 = _copy(G4, None)
     # layer 3: delta (eq. (4))
     G3 = _copy(delta4, None)
@@ -1287,7 +1438,14 @@ def _backward(params, cache, Y, scale):
     # layer 1: delta (eq. (4))
     # dL/da1, the sum over its consumers
     G1 = _copy(delta4, None)
-    G1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2
+    # G1 += (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True) + delta2*gamma2 - 0.03125*(Xhat2*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))/Sigma2, one operation at a time
+    _t0 = np.multiply(delta2, gamma2)
+    _t1 = np.multiply(Xhat2, (0.03125*np.sum(Xhat2*delta2*gamma2, axis=1, keepdims=True)))
+    np.subtract(_t0, _t1, out=_t0)
+    np.add(_t0, (-0.03125*np.sum(delta2*gamma2, axis=1, keepdims=True)), out=_t0)
+    np.multiply(_t0, (1 / Sigma2), out=_t0)
+    G1 += _t0
+    del _t0, _t1
     delta1 = _copy(G1, None)
     return {"G1": G1, "G10": G10, "G11": G11, "G12": G12, "G13": G13, "G14": G14, "G15": G15, "G16": G16, "G2": G2, "G3": G3, "G4": G4, "G5": G5, "G6": G6, "G7": G7, "G8": G8, "G9": G9, "dK10": dK10, "dK3": dK3, "dO10": dO10, "dO3": dO3, "dP10": dP10, "dP3": dP3, "dQ10": dQ10, "dQ3": dQ3, "dS10": dS10, "dS3": dS3, "dV10": dV10, "dV3": dV3, "delta1": delta1, "delta10": delta10, "delta11": delta11, "delta12": delta12, "delta13": delta13, "delta14": delta14, "delta15": delta15, "delta16": delta16, "delta17": delta17, "delta2": delta2, "delta3": delta3, "delta4": delta4, "delta5": delta5, "delta6": delta6, "delta7": delta7, "delta8": delta8, "delta9": delta9}
 

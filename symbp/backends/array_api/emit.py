@@ -80,6 +80,11 @@ class ArrayApiEmitter(Emitter):
             fix="generate this network for the NumPy target (leave out --target array-api)",
         )
 
+    def chained(self, target: str, op: str, expr: Expr) -> list[str] | None:
+        """One expression: arrays of the namespace may be immutable (JAX), and a jit fuses
+        elementwise chains itself."""
+        return None
+
     def multiplied(self, target: str, factor: Expr) -> str:
         """target times a factor: times a 0/1 mask of u > 0 through the runtime's
         _where_positive (one kernel on PyTorch), times any other mask as 0/1 numbers."""

@@ -772,9 +772,10 @@ def _swap(xp, t):
     return xp.permute_dims(t, (0, 1, 3, 2))
 
 
-def _head_outer(xp, A, B, g):
-    """A_h B_h^T for each sample and head: (n, heads, T, T) as rows."""
-    return xp.reshape(_heads(xp, A, g) @ _swap(xp, _heads(xp, B, g)), (-1, g[2] * g[0]))
+def _head_outer(xp, A, B, g, scale=1.0):
+    """A_h B_h^T for each sample and head, times scale: (n, heads, T, T) as rows."""
+    product = xp.reshape(_heads(xp, A, g) @ _swap(xp, _heads(xp, B, g)), (-1, g[2] * g[0]))
+    return product if scale == 1.0 else product * scale
 
 
 def _head_softmax(xp, S, g):

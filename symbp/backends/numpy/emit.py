@@ -17,6 +17,7 @@ from typing import Any
 
 import sympy as sp
 
+from symbp.backends.numpy.inplace import chain_lines
 from symbp.backends.numpy.printer import NumPyPrinter, _indicator, _rectified
 from symbp.codegen.program import (
     Loop,
@@ -187,13 +188,27 @@ class Emitter:
                 scalar = sp.Mul(*[f for f in expr.args if not f.free_symbols - {SCALE}])
                 arrays = [f for f in expr.args if f is not first and f.free_symbols - {SCALE}]
                 for factor in [*arrays, *([scalar] if scalar != 1 else [])]:
-                    lines.append(self.multiplied(target, factor))
+                    lines += self.multiply_lines(target, factor)
                 return lines
-        return [f"{target} = {self._new(expr, out)}"]
+        return self.chained(target, "=", expr) or [f"{target} = {self._new(expr, out)}"]
 
     def multiplied(self, target: str, factor: Expr) -> str:
         """target times one factor, in place."""
         return self.update(target, "*=", self.factor_code(factor))
+
+    def multiply_lines(self, target: str, factor: Expr) -> list[str]:
+        """target times one factor, in place: a long elementwise factor one operation at a
+        time (chained)."""
+        if _indicator(factor) is None and (lines := self.chained(target, "*=", factor)):
+            return lines
+        return [self.multiplied(target, factor)]
+
+    def chained(self, target: str, op: str, expr: Expr) -> list[str] | None:
+        """target op expr, an elementwise expression of several whole-array operations,
+        evaluated one ufunc call at a time into a few temporaries (symbp.backends.numpy.
+        inplace: an array per operation costs more than the arithmetic); None to print it
+        as one expression."""
+        return chain_lines(target, op, expr, self.code, self.per_sample)
 
     def factor_code(self, factor: Expr) -> str:
         """A factor multiplied in: a 0/1 mask as its condition (a boolean array)."""
@@ -308,7 +323,12 @@ def forward_lines(
                 buffer = e.ws.per_sample(target, n, nd.node.z.rows)
                 code = f"{helper}({z}, out={buffer}{extra})"
                 target = f"{target}, {lse}" if extra else target
-            lines.append(f"{target} = {code}")
+            chained = (
+                None
+                if overwrites or helper or nd.act is None
+                else e.chained(target, "=", _stable(nd))
+            )
+            lines += chained or [f"{target} = {code}"]
             z = array_name(Role.PRE_ACTIVATION, l)
             later = set().union(*(t.reads() for t in stmts[k + 1 :]))
             if frees and not nd.is_output and l not in e.p.keep_z and z not in later:
@@ -396,9 +416,10 @@ def print_backward(
                 lines += e.assign(s.target, s.expr, out)
         else:
             if s.op == "*=":
-                lines.append(e.multiplied(s.target, s.expr))
+                lines += e.multiply_lines(s.target, s.expr)
             else:
-                lines.append(e.update(s.target, s.op, e.code(s.expr)))
+                chained = e.chained(s.target, s.op, s.expr) if s.op == "+=" else None
+                lines += chained or [e.update(s.target, s.op, e.code(s.expr))]
         lines += [f"del {name}" for name in dying_at.get(k, ())]
     return lines
 

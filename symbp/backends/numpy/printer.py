@@ -14,6 +14,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from symbp.errors import DerivationError
+from symbp.ir.attention_ops import HeadOuter
 from symbp.ir.image_ops import ImageOp
 from symbp.ir.reductions import (
     BatchSum,
@@ -446,6 +447,13 @@ class NumPyPrinter(StrPrinter):
         one comparison, no np.where."""
         numbers = [f for f in expr.args if f.is_number]
         others = [f for f in expr.args if not f.is_number]
+        if numbers and len(others) == 1 and isinstance(others[0], HeadOuter):
+            # scores scaled by 1/sqrt(d_h): in place in the product's array, not a second one
+            scale = float(sp.Mul(*numbers).evalf(20))
+            outer = others[0]
+            arrays = [self._print(a) for a in outer.arrays]
+            geometry = str(tuple(int(v) for v in outer.args[-1]))
+            return self.call(self.image_helper(outer), *arrays, geometry, f"scale={scale!r}")
         fraction = len(numbers) == 1 and numbers[0].is_Rational and not numbers[0].is_Integer
         if others and (len(numbers) > 1 or fraction) and sp.Mul(*numbers).is_real:
             value = float(sp.Mul(*numbers).evalf(20))

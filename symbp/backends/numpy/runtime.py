@@ -663,23 +663,31 @@ def _grid(x, g):
     return x.reshape(-1, g[2], g[0], g[0])
 
 
-def _head_outer(A, B, g, out=None):
-    """A_h B_h^T for each sample and head: (n, heads, T, T) as rows."""
+def _head_outer(A, B, g, out=None, scale=1.0):
+    """A_h B_h^T for each sample and head, times scale (in place): (n, heads, T, T) as rows."""
     a, b = _heads(A, g), _heads(B, g)
     n = a.shape[0]
     into = None if out is None else out.reshape(n, g[2], g[0], g[0])
-    return np.matmul(a, b.swapaxes(-1, -2), out=into).reshape(n * g[0], -1)
+    product = np.matmul(a, b.swapaxes(-1, -2), out=into)
+    if scale != 1.0:
+        product *= scale
+    return product.reshape(n * g[0], -1)
 
 
 def _head_softmax(S, g, out=None):
     """The softmax of each row of each head's T x T scores, its maximum subtracted first;
     causal: the key positions after the query's get probability 0."""
     s = _grid(S, g)
+    e = _grid(out, g) if out is not None else np.empty_like(s)
     if g[3]:
-        s = np.where(np.tri(g[0], dtype=bool), s, -np.inf)
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
+        np.copyto(e, -np.inf)
+        np.copyto(e, s, where=np.tri(g[0], dtype=bool))
+    else:
+        np.copyto(e, s)
+    e -= e.max(axis=-1, keepdims=True)  # one array for the whole computation
+    np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
-    return _result(e.reshape(S.shape), out)
+    return e.reshape(S.shape) if out is None else out
 
 
 def _head_mix(P, V, g, out=None):

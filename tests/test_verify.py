@@ -88,12 +88,10 @@ def _failing(result: verify.VerifyResult) -> list[str]:
 
 
 def _verifiable(path: Path) -> bool:
-    """verify's references cover every layer kind but those that mix positions (attention)
-    and token inputs; test_verify_refuses_what_it_does_not_cover checks those."""
-    from symbp.frontend.kind_keys import KINDS
-
+    """verify's references cover every layer kind, on every input, but a flatten of a
+    sequence (test_verify_refuses_what_it_does_not_cover checks that)."""
     arch = load_arch(path)
-    return not arch.vocab and not any(KINDS[layer.type].mixes_positions for layer in arch.layers)
+    return not any(n.z.rows != n.inputs[0].rows for n in build_graph(arch).nodes)
 
 
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if _verifiable(p)], ids=lambda p: p.stem)
@@ -107,7 +105,10 @@ def test_every_example_verifies_shrunk(path: Path) -> None:
     small = result.small_arch
     if arch.images:
         assert all(shape[0] <= limit for shape in small.layer_shapes if len(shape) == 3)
-        assert small.layer_shapes[-1] == (limit,)
+        assert small.layer_shapes[-1] == (2,)  # a softmax keeps two units
+    elif arch.positions:  # each position's features, on at most 2 positions
+        assert max(shape[-1] for shape in small.layer_shapes[1:]) <= 3
+        assert small.positions <= 2
     else:
         assert max(small.layer_sizes) <= 3
 
@@ -453,15 +454,63 @@ def test_a_wrong_image_gradient_fails_verify() -> None:
 
 
 def test_verify_refuses_what_it_does_not_cover(tmp_path: Path) -> None:
-    """Token inputs and attention: a clear refusal (exit 2) that names gradcheck, not a
-    wrong verdict; every example verify skips is one of these."""
+    """A flatten of a sequence (the rows change from n T to n): a clear refusal (exit 2)
+    that names gradcheck, not a wrong verdict; every example verify skips is one."""
     from symbp.cli import main as cli
 
-    skipped = [p for p in EXAMPLES if not _verifiable(p)]
-    assert skipped, "no example with attention or tokens"
-    for path in skipped:
+    for path in [p for p in EXAMPLES if not _verifiable(p)]:
         with pytest.raises(VerifyError, match="symbp gradcheck"):
             verify_arch(load_arch(path))
-    seq = tmp_path / "att.yaml"
-    seq.write_text("input: [3, 2]\nlayers: [{type: attention}]\nloss: mse\n")
+    seq = tmp_path / "flat.yaml"
+    seq.write_text("input: [3, 2]\nlayers: [{type: flatten}, {units: 2}]\nloss: mse\n")
     assert cli(["verify", str(seq)]) == 2
+
+
+ATTENTION_BLOCK = [
+    {"units": 4, "name": "x0"},
+    {"type": "layernorm"},
+    {"type": "attention", "heads": 2, "causal": True},
+    {"type": "add", "from": "x0", "activation": "tanh"},
+    {"units": 3, "activation": "softmax"},
+]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_verifies_and_a_wrong_backward_step_fails(causal: bool) -> None:
+    """Attention on 2 positions with 2 heads (causal or not) against the chain rule over
+    sympy.diff of each layer written out from its definition; dK doubled must fail dWk and
+    what flows below the layer through K, and nothing above it. (dbk is 0 either way: a
+    key bias shifts a query's scores by one constant, which the softmax ignores; the same
+    holds for what beta2 sends through the keys.)"""
+    from symbp.ir.naming import Role
+
+    layers = [dict(layer) for layer in ATTENTION_BLOCK]
+    layers[2]["causal"] = causal
+    arch = arch_from_mapping({"input": [3, 4], "layers": layers, "loss": "cross_entropy"})
+    result = verify_arch(arch, simplify_seconds=0)
+    _assert_verified(result)
+    assert result.small_arch.layers[2].heads == 2 and result.small_arch.positions == 2
+
+    def doubled(steps: tuple) -> tuple:
+        return tuple((t, 2 * v if t.role == Role.D_KEY else v) for t, v in steps)
+
+    bad = verify_arch(arch, simplify_seconds=0, tamper=_node_edit(3, backward_steps=doubled))
+    assert {"Wk3", "W1", "b1", "gamma2"} <= set(_failing(bad))
+    assert "bk3" not in _failing(bad)
+    assert not {"Wq3", "Wv3", "Wo3", "W5", "b5"} & set(_failing(bad))
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "none"])
+def test_token_embedding_verifies_with_a_tied_head(positions: str) -> None:
+    """Token ids (repeated within the batch, so the scatter-add sums), every position mode,
+    a tied LM head whose E gradient sums both uses, l2 on E; a wrong scatter fails E."""
+    arch = arch_from_mapping({
+        "input": {"tokens": 4, "vocab": 3},
+        "layers": [{"type": "embedding", "dim": 2, "name": "emb", "positions": positions},
+                   {"units": 2, "activation": "tanh"},
+                   {"units": 3, "tie": "emb", "activation": "softmax"}],
+        "loss": "cross_entropy", "l2": 0.1,
+    })  # fmt: skip
+    _assert_verified(verify_arch(arch, simplify_seconds=0))
+    bad = verify_arch(arch, simplify_seconds=0, tamper=_grad_edit(1, "E", lambda g: 2 * g))
+    assert _failing(bad) == ["E1"]

@@ -98,18 +98,38 @@ def _kernel(name: str, shape: tuple[int, ...]) -> sp.Matrix:
 
 
 def _targets(arch: Arch, n: int) -> sp.Matrix:
-    """Target symbols; each sample's cross-entropy targets sum to 1 exactly."""
-    k = arch.layer_sizes[-1]
-    y = _matrix("Y", k, n)
+    """Target symbols, a sample's as one column (a sequence's positions one after the other);
+    each sample's (each position's) cross-entropy targets sum to 1 exactly."""
+    k = arch.layer_shapes[-1][-1]
+    y = _matrix("Y", arch.layer_sizes[-1], n)
     if arch.loss.kind == "cross_entropy":
         for s in range(n):
-            y[k - 1, s] = 1 - sum(y[: k - 1, s], sp.S.Zero)
+            for start in range(0, y.rows, k):
+                y[start + k - 1, s] = 1 - sum(y[start : start + k - 1, s], sp.S.Zero)
     return y
+
+
+def _scale(arch: Arch, n: int) -> sp.Rational:
+    """c: 1/(the rows of the output: n samples, or their n T positions) for a mean, else 1."""
+    rows = n * (arch.layer_shapes[-1][0] if len(arch.layer_shapes[-1]) == 2 else 1)
+    return sp.Rational(1, rows) if arch.reduction == "mean" else sp.S.One
+
+
+def _inputs(arch: Arch, n: int) -> sp.Matrix:
+    """X as one column per sample: a vector's, an image's or a sequence's entries in C order
+    (symbols), or a token input's T ids (fixed integers in [0, V), each id twice or more
+    when T n > V, so that the scatter-add sums repeated tokens)."""
+    if arch.vocab:
+        T = arch.input_shape[0]
+        return sp.Matrix(T, n, lambda t, s: sp.Integer((3 * t + 2 * s) % arch.vocab))
+    return _matrix("X", arch.layer_sizes[0], n)
 
 
 def unsupported(arch: Arch) -> int | None:
     """The index of the first layer the chain of dense layers does not cover (None: every
     layer is dense with a bias), for which the reference writes the network as a chain."""
+    if arch.positions:
+        return 0  # a sequence: each sample a column of its positions' entries
     for l, layer in enumerate(arch.layers):
         if layer.type != DEFAULT_KIND or not layer.bias:
             return l
@@ -124,8 +144,9 @@ def make_leaves(arch: Arch, n: int = N_SAMPLES) -> Leaves:
     weights = tuple(_matrix(f"W{l}", sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))
     biases = tuple(_vector(f"b{l}", sizes[l]) for l in range(1, len(sizes)))
     x = _matrix("X", sizes[0], n)
-    scale = sp.Rational(1, n) if arch.reduction == "mean" else sp.S.One
-    return Leaves(weights, biases, x, _targets(arch, n), scale, sp.nsimplify(str(arch.l2)))
+    return Leaves(
+        weights, biases, x, _targets(arch, n), _scale(arch, n), sp.nsimplify(str(arch.l2))
+    )
 
 
 def _graph_leaves(arch: Arch, n: int) -> Leaves:
@@ -139,11 +160,10 @@ def _graph_leaves(arch: Arch, n: int) -> Leaves:
         else:
             matrix = _matrix(p.key, *p.shape) if len(p.shape) == 2 else _vector(p.key, p.shape[0])
         named.append((p.key, matrix))
-        weights += [matrix] if p.symbol == "W" else []
-    x = _matrix("X", arch.input, n)
-    scale = sp.Rational(1, n) if arch.reduction == "mean" else sp.S.One
+        weights += [matrix] if p.decayed else []
     l2 = sp.nsimplify(str(arch.l2))
-    return Leaves(tuple(weights), (), x, _targets(arch, n), scale, l2, tuple(named))
+    x = _inputs(arch, n)
+    return Leaves(tuple(weights), (), x, _targets(arch, n), _scale(arch, n), l2, tuple(named))
 
 
 def _small(rng: random.Random) -> sp.Rational:
@@ -172,7 +192,7 @@ def random_point(arch: Arch, leaves: Leaves, rng: random.Random) -> dict[sp.Basi
     """Random small rationals for every symbol (targets as the loss requires)."""
     point: dict[sp.Basic, sp.Expr] = {}
     for m in (*leaves.params().values(), leaves.x):
-        point.update({s: _small(rng) for s in m})
+        point.update({s: _small(rng) for s in m if s.is_Symbol})  # token ids are fixed
     point.update(_target_values(arch, leaves, rng))
     return point
 
@@ -318,6 +338,8 @@ def _reads(arch: Arch, l: int) -> list[int]:
 
 def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> sp.Matrix:
     """a^(l) = f(z^(l)) over the whole batch, z written out from the kind's definition."""
+    if arch.positions:
+        return _sequence_map(arch, l, inputs, params)
     layer, a = arch.layers[l - 1], inputs[0]
     n = a.cols
     if layer.type == "dense":
@@ -344,6 +366,87 @@ def _layer_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> 
     return sp.Matrix.hstack(
         *[sp.Matrix(_apply(arch, layer.activation, list(z[:, s]), True)) for s in range(n)]
     )
+
+
+Rows = list[list[sp.Expr]]  # one sample of a sequence: its T positions' entries
+
+
+def _sequence_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) -> sp.Matrix:
+    """a^(l) of a sequence layer, each sample a column of its T positions' entries one after
+    the other (a token input: its T ids), z written out from the kind's definition per
+    sample, the activation applied at each position (softmax over its features)."""
+    layer = arch.layers[l - 1]
+    shape = arch.layer_shapes[l - 1]
+    T, width = shape[0], shape[-1] if len(shape) == 2 else 1  # token ids: one a position
+    out = []
+    for s in range(inputs[0].cols):
+        x = [list(inputs[0][t * width : (t + 1) * width, s]) for t in range(T)]
+        if layer.type == "embedding":
+            z = _embedding(arch, l, [int(row[0]) for row in x], params)
+        elif layer.type == "attention":
+            z = _attention(layer, l, x, params)
+        elif layer.type == "dense":
+            owner = arch.layer_index[layer.tie] if layer.tie else None
+            w = params[f"E{owner}"] if owner else params[f"W{l}"]
+            b = params[f"b{l}"] if layer.bias else sp.zeros(w.rows, 1)
+            z = [_affine(w, b, row) for row in x]
+        elif layer.type == "add":
+            other = inputs[1][:, s]
+            z = [[v + other[t * width + j] for j, v in enumerate(row)] for t, row in enumerate(x)]
+        else:  # layernorm: each position over its features
+            normal = _normalise(sp.Matrix(x).T, sp.Rational(repr(layer.eps)))
+            gamma, beta = params[f"gamma{l}"], params[f"beta{l}"]
+            z = [[gamma[j] * normal[j, t] + beta[j] for j in range(width)] for t in range(T)]
+        a = [_apply(arch, layer.activation, row, True) for row in z]
+        out.append(sp.Matrix([v for row in a for v in row]))
+    return sp.Matrix.hstack(*out)
+
+
+def _affine(w: sp.Matrix, b: sp.Matrix, x: list[sp.Expr]) -> list[sp.Expr]:
+    """W x + b for one position."""
+    return [b[i] + sp.Add(*[w[i, j] * x[j] for j in range(w.cols)]) for i in range(w.rows)]
+
+
+def _embedding(arch: Arch, l: int, ids: list[int], params: Mapping) -> Rows:
+    """Row x_t of E plus position t: learned P, Vaswani's sinusoids (t from 0) or none."""
+    layer, E = arch.layers[l - 1], params[f"E{l}"]
+    dim = E.cols
+
+    def position(t: int, j: int) -> sp.Expr:
+        if layer.positions == "learned":
+            return params[f"P{l}"][t, j]
+        if layer.positions == "sinusoidal":
+            angle = sp.Integer(t) / sp.Integer(10000) ** sp.Rational(2 * (j // 2), dim)
+            return sp.sin(angle) if j % 2 == 0 else sp.cos(angle)
+        return sp.S.Zero
+
+    return [[E[x, j] + position(t, j) for j in range(dim)] for t, x in enumerate(ids)]
+
+
+def _attention(layer: Any, l: int, x: Rows, params: Mapping) -> Rows:
+    """Multi-head self-attention of one sample from its definition: Q, K, V = x W^T + b;
+    head h's scores q_t . k_u / sqrt(d_h) over the key positions u (u <= t when causal),
+    their softmax, the mix of the values; the heads side by side times Wo^T, plus bo."""
+    d, T = len(x[0]), len(x)
+    heads, width = layer.heads, len(x[0]) // layer.heads
+
+    def project(letter: str, rows: Rows) -> Rows:
+        w = params[f"W{letter}{l}"]
+        b = params[f"b{letter}{l}"] if layer.bias else sp.zeros(d, 1)
+        return [_affine(w, b, row) for row in rows]
+
+    Q, K, V = project("q", x), project("k", x), project("v", x)
+    O = [[sp.S.Zero] * d for _ in range(T)]
+    for h in range(heads):
+        columns = range(h * width, (h + 1) * width)
+        for t in range(T):
+            keys = range(t + 1) if layer.causal else range(T)
+            e = [sp.exp(sp.Add(*[Q[t][i] * K[u][i] for i in columns]) / sp.sqrt(width))
+                 for u in keys]  # fmt: skip
+            total = sp.Add(*e)
+            for i in columns:
+                O[t][i] = sp.Add(*[e_u / total * V[u][i] for e_u, u in zip(e, keys, strict=True)])
+    return project("o", O)
 
 
 def _image_map(arch: Arch, l: int, column: sp.Matrix, params: Mapping) -> sp.Matrix:
@@ -449,7 +552,10 @@ def layer_maps(arch: Arch, leaves: Leaves) -> tuple[_Map, ...]:
     maps = []
     for l in range(1, len(arch.layers) + 1):
         reads = tuple(_reads(arch, l))
-        inputs = tuple(_matrix(f"in{l}.{k}", sizes[r], n) for k, r in enumerate(reads))
+        inputs = tuple(
+            leaves.x if r == 0 and arch.vocab else _matrix(f"in{l}.{k}", sizes[r], n)
+            for k, r in enumerate(reads)
+        )  # token ids are fixed integers: the embedding looks its rows up by them
         out = _layer_map(arch, l, list(inputs), params)
         partials = tuple(
             tuple((s, sp.diff(e, s)) for s in sorted(e.free_symbols, key=sp.default_sort_key))

@@ -29,12 +29,15 @@ import sympy as sp
 
 from symbp.check import image_eval as images
 from symbp.check import reference as net
+from symbp.check import sequence_eval as sequences
 from symbp.check.reference import unsupported
 from symbp.derivation.derive import Derivation, derive
 from symbp.derivation.network import Network, derive_network
 from symbp.errors import SymbpError
 from symbp.frontend.kind_keys import KINDS
 from symbp.frontend.spec import Arch, arch_from_mapping, load_arch, parameter_count
+from symbp.ir.attention_ops import ATTENTION_OPS
+from symbp.ir.bindings import Kind
 from symbp.ir.graph import build_graph
 from symbp.ir.image_ops import ChannelOp, ImageOp, PerChannel
 from symbp.ir.naming import Role
@@ -48,6 +51,7 @@ from symbp.ir.reductions import (
     LogSumExp,
     UnitSum,
 )
+from symbp.ir.sequence_ops import SEQUENCE_OPS
 from symbp.symbolic.bounded import bounded
 from symbp.symbolic.equal import per_unit
 from symbp.symbolic.stable import through_sigmoid
@@ -107,18 +111,28 @@ class VerifyResult:
         return _REFERENCE_TEXT[self.reference]
 
 
+def _cut(layer: Any, units: int, max_units: int) -> int:
+    """A layer's units cut to max_units; a softmax keeps two (over one unit it is the
+    constant 1, which the file validator refuses)."""
+    return min(units, max(max_units, 2 if layer.activation == "softmax" else 1))
+
+
 def shrink(arch: Arch, max_units: int) -> Arch:
     """arch itself if every width is <= max_units, else every width cut to max_units; an
     image network keeps its layers' geometry on the smallest image it fits, with at most
     max_units channels and filters."""
     if arch.images:
         return _shrink_images(arch, max_units)
+    mixing = any(KINDS[layer.type].mixes_positions for layer in arch.layers)
+    if arch.positions and (mixing or arch.vocab):
+        return _shrink_positions(arch, max_units)
     if arch.positions:
         return _shrink_sequences(arch, max_units)
     if max(arch.layer_sizes) <= max_units:
         return arch
     layers = tuple(
-        dataclasses.replace(layer, units=min(layer.units, max_units)) for layer in arch.layers
+        dataclasses.replace(layer, units=_cut(layer, layer.units, max_units))
+        for layer in arch.layers
     )
     return dataclasses.replace(arch, input=min(arch.input, max_units), layers=layers)
 
@@ -132,7 +146,39 @@ def _shrink_sequences(arch: Arch, max_units: int) -> Arch:
     doc["layout"] = "row"
     for entry, layer in zip(doc["layers"], arch.layers, strict=True):
         if layer.type == "dense":
-            entry["units"] = min(layer.out_shape[-1], max_units)
+            entry["units"] = _cut(layer, layer.out_shape[-1], max_units)
+    return arch_from_mapping(doc)
+
+
+SHRUNK_POSITIONS = 2  # a mixing network's positions in verify's instance
+
+
+def _shrink_positions(arch: Arch, max_units: int) -> Arch:
+    """A network whose layers read other positions (attention) or token ids, on 2 positions:
+    every width w becomes min(w, cap) (equal widths stay equal, so adds and ties still fit),
+    the cap a multiple of the heads kept (at most 2), the vocabulary at most max_units."""
+    heads = max([layer.heads for layer in arch.layers if layer.type == "attention"] or [1])
+    kept = min(heads, 2)
+    cap = max(kept, max_units // kept * kept)
+    doc = _image_doc(arch, (), max_units)
+    T = min(arch.input_shape[0], SHRUNK_POSITIONS)
+    vocab = min(arch.vocab, max(max_units, 2))
+    if arch.vocab:
+        doc["input"] = {"tokens": T, "vocab": vocab}
+    else:
+        doc["input"] = [T, min(arch.input_shape[-1], cap)]
+    doc["layout"] = "row"
+    for k, (entry, layer) in enumerate(zip(doc["layers"], arch.layers, strict=True)):
+        if layer.type == "dense":
+            entry["units"] = vocab if layer.tie else _cut(layer, layer.out_shape[-1], cap)
+            if layer.tie:
+                entry["tie"] = layer.tie
+        elif layer.type == "embedding":
+            entry.update(dim=min(layer.out_shape[-1], cap), positions=layer.positions)
+        elif layer.type == "attention":  # its width: the heads kept divide the cap
+            width = arch.layer_shapes[k][-1]
+            heads = layer.heads if width <= cap else kept
+            entry.update(heads=heads, causal=layer.causal, bias=layer.bias)
     return arch_from_mapping(doc)
 
 
@@ -157,7 +203,7 @@ def _image_doc(arch: Arch, shape: tuple[int, ...], max_units: int) -> dict:
         if layer.type not in ("maxpool2d", "avgpool2d", "flatten"):
             entry["activation"] = layer.activation
         if layer.type == "dense":
-            entry.update(units=min(layer.units, max_units), bias=layer.bias)
+            entry.update(units=_cut(layer, layer.units, max_units), bias=layer.bias)
         elif layer.type == "add":
             entry["from"] = layer.source
         elif layer.type in ("layernorm", "batchnorm"):
@@ -333,6 +379,10 @@ class _Mirror:
                 walk.skip()
                 found[node] = sp.Dummy("r")
                 values[found[node]] = self._per_unit(node, shape)
+            elif isinstance(node, ImageOp) and node.per_sample and node not in found:
+                walk.skip()  # an operation inside an elementwise formula (attention's dS)
+                found[node] = sp.Dummy("r")
+                values[found[node]] = _image_value(self, node, shape)
             elif isinstance(node, (UnitSum, LogSumExp, BatchSum)) and node not in found:
                 walk.skip()
                 found[node] = sp.Dummy("r")
@@ -407,15 +457,28 @@ def _numpy_broadcast(v: sp.Matrix, rows: int, cols: int) -> sp.Matrix:
 
 
 def _start(d: Derivation, values: net.Leaves, settle: Callable) -> _Mirror:
-    """A mirror holding what the generated loss_and_grads receives: params, X, Y, scale."""
+    """A mirror holding what the generated loss_and_grads receives: params, X, Y, scale (a
+    sequence's samples as the rows of their positions, as the code holds them)."""
     row = d.arch.layout == "row"
-    mirror = _Mirror(row, values.n, settle)
+    T = d.arch.positions or 1
+    mirror = _Mirror(row, values.n * T, settle)
     for name, value in values.params().items():
         mirror.env[name] = value
-    mirror.env["A0"] = values.x.T if row else values.x
-    mirror.env["Y"] = values.y.T if row else values.y
+    if T > 1 or d.arch.positions:
+        mirror.env["A0"] = _position_rows(values.x, T)
+        mirror.env["Y"] = _position_rows(values.y, T if len(d.arch.layer_shapes[-1]) == 2 else 1)
+    else:
+        mirror.env["A0"] = values.x.T if row else values.x
+        mirror.env["Y"] = values.y.T if row else values.y
     mirror.env["c"], mirror.env["lambda"] = values.scale, values.l2
     return mirror
+
+
+def _position_rows(columns: sp.Matrix, T: int) -> sp.Matrix:
+    """One column per sample, its T positions one after the other, as the rows of the
+    positions: row s T + t holds position t of sample s."""
+    width = columns.rows // T
+    return sp.Matrix(columns.cols * T, width, lambda r, j: columns[(r % T) * width + j, r // T])
 
 
 def _step(mirror: _Mirror, name: str, expr: sp.Basic, call: Callable[[], sp.Matrix]) -> None:
@@ -437,17 +500,27 @@ def network_gradients(
     that cannot be computed is returned as its MirrorError.
     """
     mirror = _start(d, values, settle)
-    row, n = d.arch.layout == "row", values.n
+    row, n = d.arch.layout == "row", mirror.n  # the stored rows: n T for a sequence
     params = values.params()
     for p in network.graph.parameters:  # per-unit vectors in NumPy's orientation
         if p.symbol in ("gamma", "beta"):
             mirror.env[p.key] = params[p.key].T if row else params[p.key]
-    mirror.env["count"] = sp.Integer(n)
+    mirror.env["count"] = sp.Integer(values.n)
+
+    def run(target: sp.Basic, value: sp.Basic, units: int) -> None:
+        """target = value, over arrays of the target's own width (attention's scores are
+        heads T wide) or else the layer's."""
+        info = network.bindings.info(target)
+        if info is not None and info.kind == Kind.SAMPLES:
+            units = info.units
+        shape = (n, units) if row else (units, n)
+        _step(mirror, target.name, value, functools.partial(_value, mirror, value, shape))
+
     for nd in network.nodes:
-        l, units = nd.node.index, nd.node.z.size
+        l, units = nd.node.index, nd.node.z.row_size
         shape = (n, units) if row else (units, n)
         for target, value in nd.forward:
-            _step(mirror, target.name, value, functools.partial(_value, mirror, value, shape))
+            run(target, value, units)
         if nd.act is None:
             _step(
                 mirror,
@@ -466,7 +539,7 @@ def network_gradients(
     pending: dict[str, list] = {}
     out: dict[str, sp.Matrix | MirrorError] = {}
     for nd in reversed(network.nodes):
-        l, units = nd.node.index, nd.node.z.size
+        l, units = nd.node.index, nd.node.z.row_size
         shape = (n, units) if row else (units, n)
         if not nd.is_output:
             parts = [_value(mirror, b, shape) for b in pending.pop(nd.node.a.key)]
@@ -478,11 +551,17 @@ def network_gradients(
             delta,
             functools.partial(mirror.elementwise, delta, shape),
         )
+        for target, value in nd.backward_steps:  # attention's dO, dV, dP, dS, dQ, dK
+            run(target, value, units)
         for param, grad in nd.grads:
             try:
-                out[param.key] = _as_parameter(_value(mirror, grad, shape), param, row)
+                value = _as_parameter(_value(mirror, grad, shape), param, row)
             except MirrorError as err:
                 out[param.key] = err
+                continue
+            # a weight read by two layers (a tied embedding): the gradients add up
+            earlier = out.get(param.key)
+            out[param.key] = value if earlier is None else earlier + value
         for tensor, back in nd.backs:
             pending.setdefault(tensor.key, []).append(back)
     return {key: out[key] for key in params}
@@ -503,6 +582,13 @@ def _image_value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.
     a per-channel total as a column of one sum per channel."""
     if isinstance(expr, ChannelOp):
         return sp.Matrix(mirror.channel_sums(expr, shape))
+    if isinstance(expr, (*SEQUENCE_OPS, *ATTENTION_OPS)):
+        arrays = [_operand(mirror, a, shape) for a in expr.arrays]
+        try:
+            value = sequences.evaluate(type(expr), arrays, expr.window)
+        except sequences.SequenceEvalError as err:
+            raise MirrorError(str(err)) from None
+        return value.applyfunc(mirror.settle)
     if isinstance(expr, ImageOp):
         arrays = [None if a == 0 else mirror.matrix_value(a) for a in expr.arrays]
         return images.evaluate(type(expr), arrays, expr.window).applyfunc(mirror.settle)
@@ -515,6 +601,23 @@ def _image_value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.
     if rest:
         total = total + mirror.elementwise(rest[0], total.shape)
     return total.applyfunc(mirror.settle)
+
+
+def _operand(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.Matrix:
+    """An operation's argument: a stored array, another operation or an elementwise formula
+    shaped like the result, or a number times one (attention's scores times 1/sqrt(d_h))."""
+    numbers = [f for f in sp.Mul.make_args(expr) if f.is_number]
+    rest = sp.Mul(*[f for f in sp.Mul.make_args(expr) if not f.is_number])
+    if isinstance(rest, ImageOp):
+        value = _image_value(mirror, rest, shape)
+    elif isinstance(rest, (sp.Symbol, sp.MatrixSymbol)):
+        value = mirror.matrix_value(rest)
+    else:
+        value = mirror.elementwise(rest, shape)
+    if numbers:
+        k = sp.Mul(*numbers)
+        value = value.applyfunc(lambda v: mirror.settle(k * v))
+    return value
 
 
 def _as_parameter(value: sp.Matrix, param: Any, row: bool) -> sp.Matrix:
@@ -709,15 +812,6 @@ def verify_arch(
     _check_options(max_units, points, simplify_seconds, reference)
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
-    mixing = [layer.type for layer in arch.layers if KINDS[layer.type].mixes_positions]
-    if mixing:
-        raise VerifyError(
-            f"verify's references do not cover {mixing[0]} yet (a layer that mixes the "
-            "positions has no one-position equivalent)",
-            file=arch.source,
-            path="layers",
-            fix="check it with  symbp gradcheck  (central differences), which covers it",
-        )
     folds = [n.kind for n in build_graph(arch).nodes if n.z.rows != n.inputs[0].rows]
     if folds:
         raise VerifyError(
@@ -725,14 +819,6 @@ def verify_arch(
             "positions, so the network has no one-position equivalent)",
             file=arch.source,
             path="layers",
-            fix="check it with  symbp gradcheck  (central differences), which covers it",
-        )
-    if arch.vocab:
-        raise VerifyError(
-            "verify's references do not cover a token input yet (the embedding's lookup and "
-            "its scatter-add have no one-position equivalent there)",
-            file=arch.source,
-            path="input",
             fix="check it with  symbp gradcheck  (central differences), which covers it",
         )
     small = shrink(arch, max_units)

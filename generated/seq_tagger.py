@@ -770,8 +770,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         del delta4
         # delta3 *= (1/2) + 0.5*T3 + 0.3989422804014327*(Z3*_exp(-0.5*Z3**2)), one operation at a time
         _t0 = np.multiply(T3, (1/2))
-        _t1 = _exp(-0.5*Z3**2)
-        np.multiply(Z3, _t1, out=_t1)
+        _t1 = np.multiply(Z3, (_exp(-0.5*Z3**2)))
         np.multiply(_t1, (0.3989422804014327), out=_t1)
         np.add(_t0, _t1, out=_t0)
         np.add(_t0, (1/2), out=_t0)

@@ -626,8 +626,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         np.multiply(_t0, (-1), out=_t0)
         np.add(_t0, 1, out=_t0)
         np.multiply(Z2, _t0, out=_t0)
-        _t1 = _sigmoid(-Z2)
-        np.multiply(_t1, (-1), out=_t1)
+        _t1 = np.multiply((_sigmoid(-Z2)), (-1))
         np.add(_t1, 1, out=_t1)
         np.multiply(_t0, _t1, out=_t0)
         np.add(T2, _t0, out=_t0)
@@ -640,8 +639,7 @@ def loss_and_grads(params, X, Y, workspace=None, *, state=None):
         del delta2
         # delta1 *= (1/2) + 0.5*T1 + 0.3989422804014327*(Z1*_exp(-0.5*Z1**2)), one operation at a time
         _t0 = np.multiply(T1, (1/2))
-        _t1 = _exp(-0.5*Z1**2)
-        np.multiply(Z1, _t1, out=_t1)
+        _t1 = np.multiply(Z1, (_exp(-0.5*Z1**2)))
         np.multiply(_t1, (0.3989422804014327), out=_t1)
         np.add(_t0, _t1, out=_t0)
         np.add(_t0, (1/2), out=_t0)

@@ -96,3 +96,32 @@ def test_a_broadcast_operand_is_never_written(dtype) -> None:
     env = _run(lines, {"A": np.ones((4, 3), dtype), "B": np.ones((4, 3), dtype),
                        "g": np.arange(3, dtype=dtype), "c": 2.0})  # fmt: skip
     assert env["T"].shape == (4, 3) and env["T"].dtype == np.dtype(dtype)
+
+
+class _View(sp.Function):
+    """A node the printer writes as an existing array (as a helper may return a view)."""
+
+
+def test_a_printed_call_that_returns_an_existing_array_is_never_written() -> None:
+    printer = NumPyPrinter(True)
+
+    def code(expr: sp.Expr) -> str:  # _View(A) printed as the existing array B
+        return printer.doprint(expr.replace(lambda e: isinstance(e, _View), lambda e: B))
+
+    def whole(expr: sp.Expr) -> bool:
+        return _whole(expr) or expr.has(_View)
+
+    expr = (_View(A) * 2 + A) * (1 + _View(A) ** 2) - sp.tanh(_View(A))
+    lines = chain_lines("T", "=", expr, code, whole)
+    assert lines is not None
+    b = np.linspace(-1, 1, 12).reshape(4, 3)
+    env = _run(lines, {"A": np.ones((4, 3)), "B": b.copy()})
+    np.testing.assert_array_equal(env["B"], b)
+    np.testing.assert_allclose(env["T"], (2 * b + 1) * (1 + b**2) - np.tanh(b), rtol=1e-14)
+
+
+def test_a_matrix_expression_is_left_whole() -> None:
+    W, X = sp.MatrixSymbol("W", 3, 3), sp.MatrixSymbol("X", 3, 3)
+    expr = sp.Float(0.3) * W + X.T * W + X * X
+    printer = NumPyPrinter(True)
+    assert chain_lines("D", "+=", expr, printer.doprint, lambda e: True) is None

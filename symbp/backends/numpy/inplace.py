@@ -10,11 +10,13 @@ chain evaluates the same tree, in the same order of operands, with ``out=``:
     np.subtract(1, _t0, out=_t0)
     ...
 
-Only sums, products, small integer powers and tanh are taken apart; every other node (a
-helper call, a Piecewise, a reduction, a stable form of the printer) is printed whole by the
-module's printer and used as an operand, so the printer's stable forms are kept. An operand
-that is not a whole per-sample array (a parameter vector, a per-row sum, a number) is never
-written into: it only broadcasts.
+Only elementwise sums, products, small integer powers and tanh are taken apart (a matrix
+expression never is); every other node (a helper call, a Piecewise, a reduction, a stable
+form of the printer) is printed whole by the module's printer and used as an operand, so the
+printer's stable forms are kept. The chain writes only into the temporaries it made: an
+array it reads (a name, or what a printed call returns, which may be an existing array or a
+view) is copied before it is written, and an operand that is not a whole per-sample array (a
+parameter vector, a per-row sum, a number) only broadcasts.
 """
 
 from __future__ import annotations
@@ -80,10 +82,9 @@ class Chain:
         if not self.whole(expr):
             return _Operand(self._atom(expr), False, False)
         if not self._takes_apart(expr):
-            text = self.code(expr)
-            if isinstance(expr, sp.Symbol):
-                return _Operand(text, False, True)
-            return self._fresh(text, ufunc=False)
+            # a name, or a call the printer writes (which may return an array it did not
+            # make: never written into, copied first if it must be)
+            return _Operand(self._atom(expr), False, True)
         if isinstance(expr, sp.Add):
             return self._add(expr)
         if isinstance(expr, sp.Mul):
@@ -160,7 +161,7 @@ class Chain:
     def _atom(self, expr: sp.Expr) -> str:
         """A broadcasting operand's text, parenthesised unless it is a name or a number."""
         text = self.code(expr)
-        simple = isinstance(expr, (sp.Symbol, sp.Number)) and not text.startswith("-")
+        simple = isinstance(expr, sp.Symbol) or (isinstance(expr, sp.Number) and expr >= 0)
         return text if simple else f"({text})"
 
 
@@ -174,6 +175,8 @@ def chain_lines(
     """Lines computing `target op expr` (op "=", "+=" or "*=") through a Chain, the expression kept
     as a comment above them; None when expr has fewer than MIN_OPERATIONS whole-array
     operations to take apart."""
+    if isinstance(expr, sp.MatrixExpr) or expr.atoms(sp.MatrixSymbol):
+        return None  # matrix products are not elementwise
     chain = Chain(code, whole)
     if chain.operations(expr) < MIN_OPERATIONS:
         return None

@@ -202,11 +202,16 @@ def _softmax_hidden(net: Network) -> dict[str, Any] | None:
     zd = sp.IndexedBase(r"\dot{z}")
     a_dot = sum_terms(softmax_jacobian().xreplace({K: J, J: K}) * zd[J], J, N_UNITS)
     layer_names = {"A": r"a^{(\ell)}", "G": r"g^{(\ell)}"}
+    jacobian = r"\frac{\partial a_k}{\partial z_j} = " + tex(softmax_jacobian())
+    summed = r"\delta_j = \sum_{k} g_k \frac{\partial a_k}{\partial z_j}"
+    value = "= " + tex(softmax_vjp_indexed().xreplace({N_UNITS: general}))
+    layer = r"\delta^{(\ell)} = " + tex(softmax_vjp(), names=layer_names)
+    wide = line_width() > COLUMN_WIDTH  # a page-wide line holds two of them, a column one
     return {
         "layers": ", ".join(map(str, layers)),
-        "jacobian": tex(softmax_jacobian()),
-        "delta": tex(softmax_vjp_indexed().xreplace({N_UNITS: general})),
-        "delta_layer": tex(softmax_vjp(), names=layer_names),
+        "lines": [rf"{jacobian}, \qquad {summed} {value}", layer]
+        if wide
+        else [jacobian, summed, value, layer],
         "a_dot": tex(a_dot.xreplace({N_UNITS: general})),
         "sequences": any(nd.node.z.sequence for nd in net.nodes if nd.node.index in layers),
     }

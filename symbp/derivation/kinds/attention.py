@@ -432,17 +432,22 @@ def _d(of: str) -> str:
     return rf"\frac{{\partial L}}{{\partial {of}}}"
 
 
-def _vjp_lines() -> list[str]:
-    """The head's derivatives as attention_calculus derives and checks them."""
+def _vjp_lines(doc: Any) -> list[str]:
+    """The head's derivatives as attention_calculus derives and checks them (two to a line
+    on a page-wide line, one in a column)."""
     T = r"^{\mathsf{T}}"
     return [
-        rf"{_d('V_h')} = P_h{T} {_d('O_h')}, \qquad {_d('P_h')} = {_d('O_h')} V_h{T}",
+        *doc.together(rf"{_d('V_h')} = P_h{T} {_d('O_h')}", rf"{_d('P_h')} = {_d('O_h')} V_h{T}"),
         rf"{_d('(S_h)_{ij}')} = (P_h)_{{ij}} \Bigl({_d('(P_h)_{ij}')}"
         rf" - \sum_k {_d('(P_h)_{ik}')} (P_h)_{{ik}}\Bigr)",
-        rf"\sum_k {_d('(P_h)_{ik}')} (P_h)_{{ik}} = \sum_c {_d('(O_h)_{ic}')} (O_h)_{{ic}},"
-        rf" \qquad \sum_j {_d('(S_h)_{ij}')} = 0",
-        rf"{_d('Q_h')} = {_d('S_h')} \frac{{K_h}}{{\sqrt{{d_h}}}}, \qquad "
-        rf"{_d('K_h')} = \Bigl({_d('S_h')}\Bigr){T} \frac{{Q_h}}{{\sqrt{{d_h}}}}",
+        *doc.together(
+            rf"\sum_k {_d('(P_h)_{ik}')} (P_h)_{{ik}} = \sum_c {_d('(O_h)_{ic}')} (O_h)_{{ic}}",
+            rf"\sum_j {_d('(S_h)_{ij}')} = 0",
+        ),
+        *doc.together(
+            rf"{_d('Q_h')} = {_d('S_h')} \frac{{K_h}}{{\sqrt{{d_h}}}}",
+            rf"{_d('K_h')} = \Bigl({_d('S_h')}\Bigr){T} \frac{{Q_h}}{{\sqrt{{d_h}}}}",
+        ),
     ]
 
 
@@ -458,11 +463,20 @@ def document_section(kind: str, doc: Any) -> dict:
         "forward": [
             rf"Q = {A} \left({W['q']}\right){t} + {ones} \left({b['q']}\right){t}"
             r" \quad (K, V \text{ alike})",
-            r"S_h = Q_h K_h^{\mathsf{T}} / \sqrt{d_h}, \qquad P_h = \operatorname{softmax}(S_h)",
-            rf"O_h = P_h V_h, \qquad {Z} = O \left({W['o']}\right){t}"
-            rf" + {ones} \left({b['o']}\right){t}",
+            *doc.together(
+                r"S_h = Q_h K_h^{\mathsf{T}} / \sqrt{d_h}", r"P_h = \operatorname{softmax}(S_h)"
+            ),
+            *doc.together(
+                "O_h = P_h V_h",
+                rf"{Z} = O \left({W['o']}\right){t} + {ones} \left({b['o']}\right){t}",
+            ),
         ],
-        "vjp": _vjp_lines(),
+        "vjp": _vjp_lines(doc),
+        "tangent": doc.together(
+            r"\dot P_h = P_h \odot \left(\dot S_h - \operatorname{rowsum}(P_h \odot \dot S_h)"
+            r"\right)",
+            r"\dot O_h = \dot P_h V_h + P_h \dot V_h",
+        ),
         "box": [
             (r"\frac{\partial L}{\partial O}", rf"{D} {W['o']}"),
             (doc.grad(W["o"]), rf"\left({D}\right){t} O" + doc.decay(W["o"])),

@@ -464,7 +464,7 @@ def _start(d: Derivation, values: net.Leaves, settle: Callable) -> _Mirror:
     mirror = _Mirror(row, values.n * T, settle)
     for name, value in values.params().items():
         mirror.env[name] = value
-    if T > 1 or d.arch.positions:
+    if d.arch.positions:
         mirror.env["A0"] = _position_rows(values.x, T)
         mirror.env["Y"] = _position_rows(values.y, T if len(d.arch.layer_shapes[-1]) == 2 else 1)
     else:
@@ -812,7 +812,7 @@ def verify_arch(
     _check_options(max_units, points, simplify_seconds, reference)
     if not isinstance(arch, Arch):
         arch = load_arch(arch)
-    folds = [n.kind for n in build_graph(arch).nodes if n.z.rows != n.inputs[0].rows]
+    folds = [n.kind for n in build_graph(arch).nodes if n.regroups_rows]
     if folds:
         raise VerifyError(
             f"verify's references do not cover a {folds[0]} of a sequence yet (it joins the "

@@ -57,7 +57,7 @@ def cited_label(net, step: str, layer: int) -> str:
     nd = net.nodes[layer - 1]
     if step == "a":
         return "eq:forward-a"
-    if step == "delta" and nd.act is None and not nd.is_output:
+    if step == "delta" and layer in hidden_softmax(net):
         return SOFTMAX_HIDDEN
     if step == "delta":
         return "eq:output-delta" if nd.is_output else "eq:backprop"

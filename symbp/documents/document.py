@@ -790,7 +790,7 @@ def document_context(
         "vocab": arch.vocab,
         "mixing": any(KINDS[layer.type].mixes_positions for layer in arch.layers),
         # the layer whose output holds a sample in one row again (a flatten of a sequence)
-        "fold": next((n.index for n in net.graph.nodes if n.z.rows != n.inputs[0].rows), 0),
+        "fold": next((n.index for n in net.graph.nodes if n.regroups_rows), 0),
         # a weight read by several layers (a tied LM head): (layer, the owner's parameter)
         "shared": [
             (nd.node.index, f"{notation.v(PARAM_TEX[p.symbol])}^{{({p.layer})}}")

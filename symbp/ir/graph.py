@@ -107,6 +107,12 @@ class Node:
     z: Tensor
     a: Tensor
 
+    @property
+    def regroups_rows(self) -> bool:
+        """Whether its output holds a sample in another number of rows than its input (a
+        flatten of a sequence: T rows a sample, then one)."""
+        return self.z.rows != self.inputs[0].rows
+
     def __repr__(self) -> str:
         reads = ", ".join(t.key for t in (*self.inputs, *self.params))
         return f"Node({self.index} {self.kind}: {reads} -> {self.z.key} -> {self.a.key})"

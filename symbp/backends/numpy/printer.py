@@ -450,10 +450,7 @@ class NumPyPrinter(StrPrinter):
         if numbers and len(others) == 1 and isinstance(others[0], HeadOuter):
             # scores scaled by 1/sqrt(d_h): in place in the product's array, not a second one
             scale = float(sp.Mul(*numbers).evalf(20))
-            outer = others[0]
-            arrays = [self._print(a) for a in outer.arrays]
-            geometry = str(tuple(int(v) for v in outer.args[-1]))
-            return self.call(self.image_helper(outer), *arrays, geometry, f"scale={scale!r}")
+            return self.image_call(others[0], None, f"scale={scale!r}")
         fraction = len(numbers) == 1 and numbers[0].is_Rational and not numbers[0].is_Integer
         if others and (len(numbers) > 1 or fraction) and sp.Mul(*numbers).is_real:
             value = float(sp.Mul(*numbers).evalf(20))
@@ -517,13 +514,14 @@ class NumPyPrinter(StrPrinter):
     def _print_ImageOp(self, expr: ImageOp) -> str:
         return self.image_call(expr, None)
 
-    def image_call(self, expr: ImageOp, out: str | None) -> str:
+    def image_call(self, expr: ImageOp, out: str | None, *extra: str) -> str:
         """A convolution, pooling or their derivatives: the module's helper of that name,
-        given the arrays, the geometry as a tuple of integers and the buffer `out`."""
+        given the arrays, the geometry as a tuple of integers, the buffer `out` and any
+        `extra` keyword arguments."""
         arrays = ["None" if a == 0 else self._print(a) for a in expr.arrays]
         into = [f"out={out}"] if out is not None else []
         geometry = str(tuple(int(v) for v in expr.args[-1]))
-        return self.call(self.image_helper(expr), *arrays, geometry, *into)
+        return self.call(self.image_helper(expr), *arrays, geometry, *into, *extra)
 
     def image_helper(self, expr: ImageOp) -> str:
         """The runtime helper an image operation is printed as."""

@@ -625,20 +625,12 @@ def _position_total(D, g, out=None):
 # flatten on a sequence. g = (T, d).
 def _fold_positions(A, g, out=None):
     """The n*T rows of d as n rows of T*d: sample s's positions side by side (a copy)."""
-    folded = A.reshape(-1, g[0] * g[1])
-    if out is None:
-        return folded.copy()
-    np.copyto(out, folded)
-    return out
+    return _copy(A.reshape(-1, g[0] * g[1]), out)
 
 
 def _unfold_positions(D, g, out=None):
     """The n rows of T*d back as the n*T rows of d of the positions (a copy)."""
-    unfolded = D.reshape(-1, g[1])
-    if out is None:
-        return unfolded.copy()
-    np.copyto(out, unfolded)
-    return out
+    return _copy(D.reshape(-1, g[1]), out)
 
 
 # Multi-head attention. g = (T, d, heads, causal). (n*T, d) arrays hold head h in columns

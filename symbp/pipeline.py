@@ -124,6 +124,8 @@ def render_files(
         ctx = dict(contexts["module"])
         # the runtime helpers the module's statements and its template call
         ctx["runtime"] = helper_source([*ctx["helpers"], *runtime.TEMPLATE_CALLS])
+        if ctx.get("cells"):  # a recurrent cell's steps, printed from SymPy after the helpers
+            ctx["runtime"] += "\n\n\n" + ctx["cells"]
         ctx["header"] = "\n".join(header_lines("network.py.j2", source, arch.source_sha256))
         files[f"{arch.name}.py"] = render("network.py.j2", ctx)
     if "module_xp" in contexts:

@@ -38,6 +38,7 @@ PARAM_TEX = {
     "E": "E",
     "P": "P",
     **{f"{letter}{part}": f"{letter}_{part}" for letter in "Wb" for part in "qkvo"},
+    **{f"{letter}{part}": f"{letter}_{{{part}}}" for letter in "Wb" for part in ("ih", "hh")},
 }
 
 

@@ -35,7 +35,8 @@ class KindKeys:
     # and the per-sample shape it reads (symbp.ir.graph makes them tensors); `decayed`: the
     # file's l2 covers it (every parameter of rank >= 2: weights, kernels, embedding tables;
     # not biases, not a norm's scale and shift); init: "fan" (He or Glorot normal), "zeros",
-    # "ones" or "normal" (N(0, 0.02^2), as GPT-2 starts its embeddings)
+    # "ones", "normal" (N(0, 0.02^2), as GPT-2 starts its embeddings) or "recurrent"
+    # (U(-1/sqrt(h), 1/sqrt(h)), h the layer's units, as PyTorch starts a recurrent layer)
     parameters: Callable[[Any, tuple[int, ...]], list[tuple[str, tuple[int, ...], bool, str]]] = (
         lambda layer, shape_in: []
     )
@@ -88,7 +89,25 @@ def _attention_parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
     return weights + biases
 
 
+def _recurrent_parameters(gates: int) -> Callable[[Any, tuple[int, ...]], list]:
+    """W_ih (G h, d), W_hh (G h, h) and, unless bias: false, b_ih, b_hh (G h,), as
+    torch.nn.RNN/LSTM/GRU's weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0; every one
+    drawn from U(-1/sqrt(h), 1/sqrt(h)), as PyTorch does."""
+
+    def parameters(layer: Any, shape_in: tuple[int, ...]) -> list:
+        h, d = layer.out_shape[-1], shape_in[-1]
+        weights = [("Wih", (gates * h, d), True, "recurrent"),
+                   ("Whh", (gates * h, h), True, "recurrent")]  # fmt: skip
+        biases = [(b, (gates * h,), False, "recurrent") for b in ("bih", "bhh")]
+        return weights + (biases if layer.bias else [])
+
+    return parameters
+
+
 POSITIONS = ("learned", "sinusoidal", "none")
+RETURNS = ("sequence", "last")
+NONLINEARITIES = ("tanh", "relu")
+RECURRENT = {"rnn": 1, "lstm": 4, "gru": 3}  # the kinds and their gates G
 
 KINDS: dict[str, KindKeys] = {
     "dense": KindKeys(
@@ -161,6 +180,24 @@ KINDS: dict[str, KindKeys] = {
         mixes_positions=True,
         parameters=_attention_parameters,
     ),
+    **{
+        kind: KindKeys(
+            ("units", "return", "bias", *(("nonlinearity",) if kind == "rnn" else ())),
+            ("units",),
+            False,
+            {
+                "rnn": "h_t = f(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh) over the positions "
+                "(units, return: sequence | last, bias, nonlinearity: tanh | relu)",
+                "lstm": "a long short-term memory over the positions, gates i, f, g, o "
+                "(units, return: sequence | last, bias)",
+                "gru": "a gated recurrent unit over the positions, gates r, z, n "
+                "(units, return: sequence | last, bias)",
+            }[kind],
+            mixes_positions=True,
+            parameters=_recurrent_parameters(gates),
+        )
+        for kind, gates in RECURRENT.items()
+    },
 }
 
 

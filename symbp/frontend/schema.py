@@ -11,7 +11,7 @@ from typing import Any
 
 from symbp.frontend import spec
 from symbp.frontend.expr import ALLOWED_FUNCTIONS
-from symbp.frontend.kind_keys import KINDS, POSITIONS
+from symbp.frontend.kind_keys import KINDS, NONLINEARITIES, POSITIONS, RETURNS
 from symbp.frontend.window import MAX_SIDE
 
 _EXPR_HELP = (
@@ -84,6 +84,17 @@ def arch_schema() -> dict[str, Any]:
             "default": "learned",
             "description": "The positions added to the embeddings: learned P, Vaswani's "
             "sinusoids, or none.",
+        },
+        "return": {
+            "enum": list(RETURNS),
+            "default": "sequence",
+            "description": "A recurrent layer's output: every step's h (T, units), or the "
+            "last step's (units,).",
+        },
+        "nonlinearity": {
+            "enum": list(NONLINEARITIES),
+            "default": "tanh",
+            "description": "An rnn's h_t = f(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh): f.",
         },
         "tie": {
             "type": "string",

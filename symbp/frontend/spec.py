@@ -53,7 +53,10 @@ from symbp.frontend.kind_keys import (
     DEFAULT_EPS,
     DEFAULT_MOMENTUM,
     KINDS,
+    NONLINEARITIES,
     POSITIONS,
+    RECURRENT,
+    RETURNS,
     check_bias,
     check_eps,
     check_flag,
@@ -108,6 +111,8 @@ class Layer:
     tie: str | None = None  # dense only: the embedding layer whose table E is its weight
     heads: int = 1  # attention only: the number of heads (dividing d)
     causal: bool = False  # attention only: each position attends to itself and earlier ones
+    returns: str = "sequence"  # rnn, lstm, gru: every step's h (sequence) or h_T (last)
+    nonlinearity: str = "tanh"  # rnn only: f of h_t = f(...)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -710,7 +715,7 @@ def _layer_fields(
                     f"{MAX_UNITS:,})",
                     "use fewer units",
                 )
-    if kind in ("dense", "conv2d", "attention"):
+    if kind in ("dense", "conv2d", "attention", *RECURRENT):
         bias = check_bias(entry.get("bias", True), fail("bias"))
     heads, causal = 1, False
     if kind == "attention":
@@ -731,6 +736,9 @@ def _layer_fields(
         _check_image_size(c, path, kind, previous, window, shape)
     if kind == "flatten":
         shape = ()
+    returns, nonlinearity = "sequence", "tanh"
+    if kind in RECURRENT:
+        units, shape, returns, nonlinearity = _recurrent_fields(c, entry, path, kind, previous)
     units = math.prod(shape) if shape else units
     return Layer(
         units,
@@ -747,7 +755,50 @@ def _layer_fields(
         tie=tie,
         heads=heads,
         causal=causal,
+        returns=returns,
+        nonlinearity=nonlinearity,
     )
+
+
+MAX_STEPS = 100_000  # positions a recurrent layer loops over (one step at a time)
+
+
+def _recurrent_fields(
+    c: _Checker, entry: Mapping[str, Any], path: str, kind: str, previous: tuple[int, ...]
+) -> tuple[int, tuple[int, ...], str, str]:
+    """units, the output shape ((T, units) or () for return: last), return, nonlinearity."""
+    T = previous[0]
+    units = c.integer(entry["units"], f"{path}.units", 1, MAX_UNITS)
+    returns = c.choice(entry.get("return", "sequence"), f"{path}.return", RETURNS, "return")
+    nonlinearity = "tanh"
+    if "nonlinearity" in entry:
+        nonlinearity = c.choice(
+            entry["nonlinearity"], f"{path}.nonlinearity", NONLINEARITIES, "nonlinearity"
+        )
+    if T > MAX_STEPS:
+        raise c.fail(
+            f"{path}.type",
+            f"a {kind} layer steps through the positions one at a time; this sequence has "
+            f"{T:,} (at most {MAX_STEPS:,})",
+            "use shorter sequences",
+        )
+    kept = RECURRENT[kind] * 2 + 3  # the widest kept row, in blocks of units (lstm: 7; 2 G + 3)
+    if T * units * kept > MAX_UNITS * 8:
+        raise c.fail(
+            f"{path}.units",
+            f"the layer keeps about {T * units * kept:,} values per sample for its backward pass "
+            f"(at most {MAX_UNITS * 8:,})",
+            "use fewer units or shorter sequences",
+        )
+    if returns == "last":
+        return units, (), returns, nonlinearity
+    if T * units > MAX_UNITS:
+        raise c.fail(
+            f"{path}.units",
+            f"the layer's output has {T * units:,} values per sample (at most {MAX_UNITS:,})",
+            "use fewer units, or return: last",
+        )
+    return units, (T, units), returns, nonlinearity
 
 
 MAX_SCORES = 16_000_000  # attention scores per sample (heads T^2), as MAX_UNITS for arrays

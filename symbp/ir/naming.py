@@ -57,6 +57,18 @@ class Role(enum.Enum):
     R_QUERY = "RdQ"
     R_KEY = "RdK"
     R_VALUE = "RdV"
+    GATES_IN = "Ux"  # a recurrent layer's x_t W_ih^T + b_ih, all steps (rows, G h)
+    RECURRENT = "Rec"  # what each of its steps keeps (rows, blocks h)
+    D_GATES = "dGates"  # dL/du, dL/dv of every step, side by side
+    D_GATES_IN = "dUx"  # dL/du (rows, G h)
+    D_GATES_HIDDEN = "dUh"  # dL/dv (rows, G h)
+    PREVIOUS_H = "Hprev"  # h_(t-1) of every row (rows, h)
+    GATES_IN_TANGENT = "Uxd"  # their tangents (forward mode)
+    RECURRENT_TANGENT = "Recd"
+    PREVIOUS_H_TANGENT = "Hprevd"
+    R_GATES = "RdGates"  # R{dL/du}, R{dL/dv} (the R-operator)
+    R_GATES_IN = "RdUx"
+    R_GATES_HIDDEN = "RdUh"
     LOG_SUM_EXP = "lse"  # the output softmax's log-sum-exp, per sample
     RUNNING_MEAN = "running_mean"  # batch norm's state: its running statistics
     RUNNING_VAR = "running_var"
@@ -74,6 +86,10 @@ class Role(enum.Enum):
     BIAS_O = "bo"
     EMBEDDING = "E"  # a token embedding's table E^(l) (V, dim)
     POSITION = "P"  # its learned positions P^(l) (T, dim)
+    WEIGHT_IH = "Wih"  # a recurrent layer's input-to-hidden and hidden-to-hidden weights
+    WEIGHT_HH = "Whh"
+    BIAS_IH = "bih"
+    BIAS_HH = "bhh"
     WEIGHT_DIRECTION = "Wd"  # the direction W' of jvp and hvp
     BIAS_DIRECTION = "bd"
     SCALE_DIRECTION = "gammad"
@@ -88,6 +104,10 @@ class Role(enum.Enum):
     BIAS_O_DIRECTION = "bod"
     EMBEDDING_DIRECTION = "Ed"
     POSITION_DIRECTION = "Pd"
+    WEIGHT_IH_DIRECTION = "Wihd"
+    WEIGHT_HH_DIRECTION = "Whhd"
+    BIAS_IH_DIRECTION = "bihd"
+    BIAS_HH_DIRECTION = "bhhd"
     TARGET = "Y"  # the targets (no layer)
 
     @property
@@ -139,6 +159,18 @@ _PER_SAMPLE = frozenset(
         Role.R_QUERY,
         Role.R_KEY,
         Role.R_VALUE,
+        Role.GATES_IN,
+        Role.RECURRENT,
+        Role.D_GATES,
+        Role.D_GATES_IN,
+        Role.D_GATES_HIDDEN,
+        Role.PREVIOUS_H,
+        Role.GATES_IN_TANGENT,
+        Role.RECURRENT_TANGENT,
+        Role.PREVIOUS_H_TANGENT,
+        Role.R_GATES,
+        Role.R_GATES_IN,
+        Role.R_GATES_HIDDEN,
     }
 )
 _DIRECTIONS = {
@@ -153,6 +185,11 @@ _DIRECTIONS = {
         for part in "QKVO"
     },
     Role.POSITION: Role.POSITION_DIRECTION,
+    **{
+        Role[f"{kind}_{part}"]: Role[f"{kind}_{part}_DIRECTION"]
+        for kind in ("WEIGHT", "BIAS")
+        for part in ("IH", "HH")
+    },
 }
 # The parameter roles by the letter the graph gives a parameter tensor (symbp.ir.graph).
 PARAMETER_ROLES = {
@@ -163,6 +200,7 @@ PARAMETER_ROLES = {
     "E": Role.EMBEDDING,
     "P": Role.POSITION,
     **{role.value: role for role in Role if role.name[:-2] in ("WEIGHT", "BIAS")},
+    **{role.value: role for role in Role if role.name[:-3] in ("WEIGHT", "BIAS")},
 }
 
 

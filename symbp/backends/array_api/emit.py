@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from symbp.backends.array_api import runtime
 from symbp.backends.array_api.printer import ArrayApiPrinter
+from symbp.backends.numpy.cells import cells_source
 from symbp.backends.numpy.emit import (
     Emitter,
     Workspace,
@@ -183,8 +184,13 @@ def module_context(p: Program) -> dict[str, Any]:
         e.printer.used.update(
             {"_token_ids" if io.vocab else "_sequence_rows", "_sequence_targets", "_sequences"}
         )
+    cells = ""
+    if e.printer.cells:  # the recurrent cells' step functions, printed from SymPy
+        printer = ArrayApiPrinter(True)
+        cells = cells_source(e.printer.cells, printer)
+        e.printer.used.update(printer.used)
     helpers = [*e.printer.used, *runtime.TEMPLATE_CALLS]
-    context["runtime"] = helper_source(helpers, runtime)
+    context["runtime"] = helper_source(helpers, runtime) + (f"\n\n\n{cells}" if cells else "")
     context["imports"] = imports_needed(helpers, runtime)
     context["helpers"] = sorted(e.printer.used)
     return context

@@ -17,6 +17,7 @@ from typing import Any
 
 import sympy as sp
 
+from symbp.backends.numpy.cells import cells_source
 from symbp.backends.numpy.inplace import chain_lines
 from symbp.backends.numpy.printer import NumPyPrinter, _indicator, _rectified
 from symbp.codegen.program import (
@@ -547,6 +548,11 @@ def _init_lines(e: Emitter) -> list[str]:
                 lines.append(
                     f'params["{p.key}"] = (rng.standard_normal({shape}) * 0.02).astype(DTYPE)'
                 )
+            elif p.init == "recurrent":  # U(-1/sqrt(h), 1/sqrt(h)), as PyTorch
+                bound = f"1 / np.sqrt({nd.node.z.shape[-1]})"
+                lines.append(
+                    f'params["{p.key}"] = rng.uniform(-{bound}, {bound}, {shape}).astype(DTYPE)'
+                )
             elif p.init == "fan":
                 # fan in and out: a kernel (F, C, kh, kw) reads C kh kw entries per output
                 area = math.prod(p.shape[2:])
@@ -641,6 +647,10 @@ def module_context(p: Program) -> dict[str, Any]:
         "samples": f"Y.shape[{0 if row else 1}]",
         "rows": f"Y.shape[{0 if row else 1}]",
     }
+    if e.printer.cells:  # the recurrent cells' step functions, printed from SymPy
+        printer = NumPyPrinter(row)
+        context["cells"] = cells_source(e.printer.cells, printer)
+        context["helpers"] = sorted({*context["helpers"], *printer.used})
     io = sequence_io(p)
     if io is not None:  # a sequence network: (n, T, ...) in and out, n*T rows inside
         context["input_line"] = (

@@ -213,6 +213,11 @@ def _has_partial(expr: sp.Basic) -> bool:
 SMALL_POWERS = (3, 4)  # integer powers of an array printed as repeated products
 
 
+def cell_step_name(cell: str, step: str) -> str:
+    """The module's function of one step of a recurrent cell: _lstm_forward, ..."""
+    return f"_{cell}_{step}"
+
+
 class NumPyPrinter(StrPrinter):
     """Prints symbp's derived expressions as NumPy code for the chosen layout."""
 
@@ -234,6 +239,9 @@ class NumPyPrinter(StrPrinter):
         self.row_layout = row_layout
         self.names = names or {}
         self.used: set[str] = set()
+        # the recurrent cells' step functions the printed code passes to the runtime's
+        # loops: (cell, step), printed once at the end (symbp.backends.numpy.cells)
+        self.cells: set[tuple[str, str]] = set()
         # Conditions (printed) under which the Piecewise branch being printed is taken.
         self._masks: list[str] = []
 
@@ -519,6 +527,10 @@ class NumPyPrinter(StrPrinter):
         given the arrays, the geometry as a tuple of integers, the buffer `out` and any
         `extra` keyword arguments."""
         arrays = ["None" if a == 0 else self._print(a) for a in expr.arrays]
+        steps = getattr(expr, "steps", ())
+        if steps:  # a recurrent layer's loop: the module's functions of the cell's steps
+            self.cells.update((expr.cell, step) for step in steps)
+            arrays = [cell_step_name(expr.cell, step) for step in steps] + arrays
         into = [f"out={out}"] if out is not None else []
         geometry = str(tuple(int(v) for v in expr.args[-1]))
         return self.call(self.image_helper(expr), *arrays, geometry, *into, *extra)

@@ -698,6 +698,142 @@ def _head_row_sum(X, g, out=None):
     return _result(np.broadcast_to(x.sum(axis=-1, keepdims=True), x.shape).reshape(X.shape), out)
 
 
+# Recurrent layers. g = (T, h, blocks, carries, last, summed, G, cell): a kept row holds
+# `blocks` blocks of h (the new carries first), the gates' errors G h (2 G h unless summed).
+# The step functions are the module's own, printed from SymPy's derivation of the cell.
+def _recurrent_forward(step, U, Whh, bhh, g, out=None):
+    """The forward loop: each step's v = h_(t-1) Whh^T + bhh, then the cell's step on u_t,
+    v and the carries of the step before (zero before the first); every step's kept row."""
+    T, h, width = g[0], g[1], g[2] * g[1]
+    n = U.shape[0] // T
+    kept = np.empty((n, T, width), dtype=U.dtype) if out is None else out.reshape(n, T, width)
+    steps = U.reshape(n, T, -1)
+    prev = np.zeros((n, g[3] * h), dtype=U.dtype)
+    for t in range(T):
+        v = prev[:, :h] @ Whh.T
+        if bhh is not None:
+            v += bhh
+        kept[:, t] = step(steps[:, t], v, prev)
+        prev = kept[:, t, : g[3] * h]
+    return kept.reshape(n * T, width)
+
+
+def _recurrent_output(S, g, out=None):
+    """Each step's h (the first block of its kept row), or the last step's only."""
+    T, h = g[0], g[1]
+    rows = S.reshape(-1, T, S.shape[1])
+    return _result(rows[:, T - 1, :h] if g[4] else rows[:, :, :h].reshape(-1, h), out)
+
+
+def _previous_outputs(S, g, out=None):
+    """h_(t-1) for each row: the step before's h, zero for the first step."""
+    T, h = g[0], g[1]
+    rows = S.reshape(-1, T, S.shape[1])
+    shifted = np.zeros((rows.shape[0], T, h), dtype=S.dtype) if out is None else out
+    shifted = shifted.reshape(rows.shape[0], T, h)
+    shifted[:, 0] = 0
+    shifted[:, 1:] = rows[:, :-1, :h]
+    return shifted.reshape(-1, h)
+
+
+def _incoming(D, t, g):
+    """dL/dh_t from the layers above: row t of each sample's D, or D itself at the last
+    step when the layer returns h_T only (None before it)."""
+    if g[4]:
+        return D if t == g[0] - 1 else None
+    return D.reshape(-1, g[0], g[1])[:, t]
+
+
+def _recurrent_backward(back, S, Whh, D, g, out=None):
+    """Backpropagation through time: for t = T..1, the carries' incoming errors (the
+    layers' above, plus dv W_hh from the step after) through the cell's backward step;
+    every step's dL/du (and dL/dv beside it unless summed)."""
+    T, h, width, carries, G = g[0], g[1], g[2] * g[1], g[3] * g[1], g[6] * g[1]
+    n = S.shape[0] // T
+    wide = G if g[5] else 2 * G
+    errors = np.empty((n, T, wide), dtype=S.dtype) if out is None else out.reshape(n, T, wide)
+    kept = S.reshape(n, T, width)
+    zero = np.zeros((n, carries), dtype=S.dtype)
+    incoming = np.zeros((n, carries), dtype=S.dtype)
+    for t in range(T - 1, -1, -1):
+        above = _incoming(D, t, g) if D is not None else None
+        if above is not None:
+            incoming[:, :h] += above
+        du, dv, before = back(kept[:, t], kept[:, t - 1, :carries] if t else zero, incoming)
+        errors[:, t, :G] = du
+        if not g[5]:
+            errors[:, t, G:] = dv
+        incoming = before
+        incoming[:, :h] += dv @ Whh
+    return errors.reshape(n * T, wide)
+
+
+def _gate_errors(E, g, out=None):
+    """dL/du: the first G h entries of each row of the gates' errors."""
+    return _result(E[:, : g[6] * g[1]], out)
+
+
+def _hidden_gate_errors(E, g, out=None):
+    """dL/dv: the second G h entries of each row, or the first when the cell reads u + v."""
+    G = g[6] * g[1]
+    return _result(E[:, :G] if g[5] else E[:, G:], out)
+
+
+def _recurrent_tangent(step, S, Ud, Whh, Whhd, bhhd, g, out=None):
+    """The tangents' forward loop: v' = h'_(t-1) Whh^T + h_(t-1) Whh'^T + bhh', then the
+    cell's tangent step; the tangent of every kept row."""
+    T, h, width, carries = g[0], g[1], g[2] * g[1], g[3] * g[1]
+    n = S.shape[0] // T
+    moved = np.empty((n, T, width), dtype=S.dtype) if out is None else out.reshape(n, T, width)
+    kept = S.reshape(n, T, width)
+    steps = Ud.reshape(n, T, -1)
+    zero = np.zeros((n, carries), dtype=S.dtype)
+    prev_d = zero
+    for t in range(T):
+        prev = kept[:, t - 1, :carries] if t else zero
+        vd = prev_d[:, :h] @ Whh.T
+        if Whhd is not None:
+            vd += prev[:, :h] @ Whhd.T
+        if bhhd is not None:
+            vd += bhhd
+        moved[:, t] = step(kept[:, t], prev, steps[:, t], vd, prev_d)
+        prev_d = moved[:, t, :carries]
+    return moved.reshape(n * T, width)
+
+
+def _recurrent_r_backward(step, S, Sd, Whh, Whhd, D, RD, g, out=None):
+    """The R-operator of backpropagation through time: the backward loop with, beside each
+    carry's error, its R (R{dv} W_hh + dv W_hh' to the step before); every step's
+    R{dL/du} (and R{dL/dv})."""
+    T, h, width, carries, G = g[0], g[1], g[2] * g[1], g[3] * g[1], g[6] * g[1]
+    n = S.shape[0] // T
+    wide = G if g[5] else 2 * G
+    errors = np.empty((n, T, wide), dtype=S.dtype) if out is None else out.reshape(n, T, wide)
+    kept, moved = S.reshape(n, T, width), Sd.reshape(n, T, width)
+    zero = np.zeros((n, carries), dtype=S.dtype)
+    incoming, r_incoming = zero.copy(), zero.copy()
+    for t in range(T - 1, -1, -1):
+        above = _incoming(D, t, g) if D is not None else None
+        if above is not None:
+            incoming[:, :h] += above
+        r_above = _incoming(RD, t, g) if RD is not None else None
+        if r_above is not None:
+            r_incoming[:, :h] += r_above
+        prev, prev_d = (kept[:, t - 1, :carries], moved[:, t - 1, :carries]) if t else (zero, zero)
+        du, dv, before, rdu, rdv, r_before = step(
+            kept[:, t], prev, moved[:, t], prev_d, incoming, r_incoming
+        )
+        errors[:, t, :G] = rdu
+        if not g[5]:
+            errors[:, t, G:] = rdv
+        incoming, r_incoming = before, r_before
+        incoming[:, :h] += dv @ Whh
+        r_incoming[:, :h] += rdv @ Whh
+        if Whhd is not None:
+            r_incoming[:, :h] += dv @ Whhd
+    return errors.reshape(n * T, wide)
+
+
 # what the module template's step and train call (every module has them)
 TEMPLATE_CALLS = ("_batches", "_take", "_clipped", "_optimizer_state", "_optimizer_update")
 

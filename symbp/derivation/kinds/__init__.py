@@ -26,6 +26,7 @@ def kind_module(kind: str) -> ModuleType:
         flatten,
         normalize,
         pool,
+        recurrent,
     )
 
     return {
@@ -39,4 +40,7 @@ def kind_module(kind: str) -> ModuleType:
         "maxpool2d": pool,
         "avgpool2d": pool,
         "flatten": flatten,
+        "rnn": recurrent,
+        "lstm": recurrent,
+        "gru": recurrent,
     }[kind]

@@ -650,6 +650,176 @@ def _step(xp, x, shape, axis, index):
 # bias correction), functional and jit-friendly: the state's structure is fixed by the
 # optimizer's name, its step count is a 0-d array, and no branch reads an array's value.
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+# Recurrent layers. g = (T, h, blocks, carries, last, summed, G, cell), as the NumPy
+# runtime's; the step functions are the module's own, printed from SymPy. On JAX the loops
+# are jax.lax.scan (one traced step, so compiling does not grow with T); elsewhere Python
+# loops whose steps are stacked at the end.
+def _scan(xp, body, carry, xs, reverse=False):
+    """carry, ys: body(carry, x) -> (carry, y) over the leading axis of each array of the
+    tuple xs (None entries passed as None), the ys stacked along a new leading axis."""
+    if _library(xp) == "jax":
+        import jax
+
+        return jax.lax.scan(body, carry, xs, reverse=reverse)
+    T = next(x.shape[0] for x in xs if x is not None)
+    ys = [None] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        carry, ys[t] = body(carry, tuple(None if x is None else x[t, ...] for x in xs))
+    if isinstance(ys[0], tuple):
+        return carry, tuple(xp.stack([y[k] for y in ys], axis=0) for k in range(len(ys[0])))
+    return carry, xp.stack(ys, axis=0)
+
+
+def _time_major(xp, X, T):
+    """(n*T, w) rows, sample after sample, as (T, n, w)."""
+    return xp.permute_dims(xp.reshape(X, (-1, T, X.shape[1])), (1, 0, 2))
+
+
+def _sample_major(xp, X):
+    """(T, n, w) back as the (n*T, w) rows."""
+    return xp.reshape(xp.permute_dims(X, (1, 0, 2)), (-1, X.shape[2]))
+
+
+def _recurrent_forward(xp, step, U, Whh, bhh, g):
+    """The forward loop: each step's v = h_(t-1) Whh^T + bhh, then the cell's step on u_t,
+    v and the carries of the step before (zero before the first); every step's kept row."""
+    T, h, carries = g[0], g[1], g[3] * g[1]
+
+    def body(prev, x):
+        v = prev[:, :h] @ xp.matrix_transpose(Whh)
+        if bhh is not None:
+            v = v + bhh
+        row = step(xp, x[0], v, prev)
+        return row[:, :carries], row
+
+    start = _zeros(xp, U, (U.shape[0] // T, carries))
+    return _sample_major(xp, _scan(xp, body, start, (_time_major(xp, U, T),))[1])
+
+
+def _recurrent_output(xp, S, g):
+    """Each step's h (the first block of its kept row), or the last step's only."""
+    T, h = g[0], g[1]
+    rows = xp.reshape(S, (-1, T, S.shape[1]))
+    return rows[:, T - 1, :h] if g[4] else xp.reshape(rows[:, :, :h], (-1, h))
+
+
+def _previous_outputs(xp, S, g):
+    """h_(t-1) for each row: the step before's h, zero for the first step."""
+    T, h = g[0], g[1]
+    rows = xp.reshape(S, (-1, T, S.shape[1]))[:, :, :h]
+    first = _zeros(xp, S, (rows.shape[0], 1, h))
+    return xp.reshape(xp.concat((first, rows[:, : T - 1, :]), axis=1), (-1, h))
+
+
+def _incoming_rows(xp, D, g):
+    """dL/dh_t from the layers above, (T, n, h): D's rows, or D at the last step only
+    (zero before it) when the layer returns h_T."""
+    if not g[4]:
+        return _time_major(xp, D, g[0])
+    before = _zeros(xp, D, (g[0] - 1, D.shape[0], D.shape[1]))
+    return xp.concat((before, D[None, ...]), axis=0)
+
+
+def _recurrent_backward(xp, back, S, Whh, D, g):
+    """Backpropagation through time: for t = T..1, the carries' incoming errors (the
+    layers' above, plus dv W_hh from the step after) through the cell's backward step;
+    every step's dL/du (and dL/dv beside it unless summed)."""
+    T, h, carries = g[0], g[1], g[3] * g[1]
+    kept = _time_major(xp, S, T)
+    previous = _time_major(xp, _shifted_carries(xp, S, g), T)
+
+    def body(after, x):
+        row, prev, above = x
+        incoming = (
+            after if above is None else xp.concat((after[:, :h] + above, after[:, h:]), axis=1)
+        )
+        du, dv, before = back(xp, row, prev, incoming)
+        out = du if g[5] else xp.concat((du, dv), axis=1)
+        sent = dv @ Whh
+        return xp.concat((before[:, :h] + sent, before[:, h:]), axis=1), out
+
+    above = _incoming_rows(xp, D, g) if D is not None else None
+    start = _zeros(xp, S, (S.shape[0] // T, carries))
+    return _sample_major(xp, _scan(xp, body, start, (kept, previous, above), reverse=True)[1])
+
+
+def _shifted_carries(xp, S, g):
+    """The carries of the step before for each row (zero for the first step)."""
+    T, carries = g[0], g[3] * g[1]
+    rows = xp.reshape(S, (-1, T, S.shape[1]))[:, :, :carries]
+    first = _zeros(xp, S, (rows.shape[0], 1, carries))
+    return xp.reshape(xp.concat((first, rows[:, : T - 1, :]), axis=1), (-1, carries))
+
+
+def _gate_errors(xp, E, g):
+    """dL/du: the first G h entries of each row of the gates' errors."""
+    return E[:, : g[6] * g[1]]
+
+
+def _hidden_gate_errors(xp, E, g):
+    """dL/dv: the second G h entries of each row, or the first when the cell reads u + v."""
+    G = g[6] * g[1]
+    return E[:, :G] if g[5] else E[:, G:]
+
+
+def _recurrent_tangent(xp, step, S, Ud, Whh, Whhd, bhhd, g):
+    """The tangents' forward loop: v' = h'_(t-1) Whh^T + h_(t-1) Whh'^T + bhh', then the
+    cell's tangent step; the tangent of every kept row."""
+    T, h, carries = g[0], g[1], g[3] * g[1]
+
+    def body(prev_d, x):
+        row, prev, ud = x
+        vd = prev_d[:, :h] @ xp.matrix_transpose(Whh)
+        if Whhd is not None:
+            vd = vd + prev[:, :h] @ xp.matrix_transpose(Whhd)
+        if bhhd is not None:
+            vd = vd + bhhd
+        moved = step(xp, row, prev, ud, vd, prev_d)
+        return moved[:, :carries], moved
+
+    xs = (_time_major(xp, S, T), _time_major(xp, _shifted_carries(xp, S, g), T),
+          _time_major(xp, Ud, T))  # fmt: skip
+    start = _zeros(xp, S, (S.shape[0] // T, carries))
+    return _sample_major(xp, _scan(xp, body, start, xs)[1])
+
+
+def _recurrent_r_backward(xp, step, S, Sd, Whh, Whhd, D, RD, g):
+    """The R-operator of backpropagation through time: the backward loop with, beside each
+    carry's error, its R (R{dv} W_hh + dv W_hh' to the step before); every step's
+    R{dL/du} (and R{dL/dv})."""
+    T, h, carries = g[0], g[1], g[3] * g[1]
+
+    def add(after, above):
+        return after if above is None else xp.concat((after[:, :h] + above, after[:, h:]), axis=1)
+
+    def body(state, x):
+        after, r_after = state
+        row, prev, row_d, prev_d, above, r_above = x
+        incoming, r_incoming = add(after, above), add(r_after, r_above)
+        du, dv, before, rdu, rdv, r_before = step(
+            xp, row, prev, row_d, prev_d, incoming, r_incoming
+        )
+        out = rdu if g[5] else xp.concat((rdu, rdv), axis=1)
+        sent = dv @ Whh
+        r_sent = rdv @ Whh if Whhd is None else rdv @ Whh + dv @ Whhd
+        before = xp.concat((before[:, :h] + sent, before[:, h:]), axis=1)
+        r_before = xp.concat((r_before[:, :h] + r_sent, r_before[:, h:]), axis=1)
+        return (before, r_before), out
+
+    xs = (
+        _time_major(xp, S, T),
+        _time_major(xp, _shifted_carries(xp, S, g), T),
+        _time_major(xp, Sd, T),
+        _time_major(xp, _shifted_carries(xp, Sd, g), T),
+        _incoming_rows(xp, D, g) if D is not None else None,
+        _incoming_rows(xp, RD, g) if RD is not None else None,
+    )
+    zero = _zeros(xp, S, (S.shape[0] // T, carries))
+    return _sample_major(xp, _scan(xp, body, (zero, zero), xs, reverse=True)[1])
+
+
 # what the module template's step and train call (every module has them)
 TEMPLATE_CALLS = (
     "_namespace",

@@ -62,3 +62,10 @@ def test_quick_gpt_benchmark_runs() -> None:
     float64 at a small size, then timed."""
     r = _quick("gpt.py", "--quick")
     assert "float64 check" in r.stdout and ": ok" in r.stdout and "x pytorch" in r.stdout
+
+
+def test_quick_recurrent_benchmark_runs() -> None:
+    """bench/recurrent.py (lstm, gru, rnn classifiers) in its quick mode: each cell checked
+    against PyTorch autograd in float64 at a small size, then timed; one generation per T."""
+    r = _quick("recurrent.py", "--quick")
+    assert r.stdout.count(": ok") == 3 and "ratio" in r.stdout and "seconds" in r.stdout

@@ -160,6 +160,8 @@ def _torch_output(arch, params, X):
             a = a + outputs[layer.source]
         elif layer.type == "flatten":
             a = torch.flatten(a, 1)
+        elif layer.type in _TORCH_RECURRENT:
+            a = _torch_recurrent(layer, params, l, a)
         elif layer.type == "batchnorm":
             a = F.batch_norm(a, None, None, params[f"gamma{l}"], params[f"beta{l}"], True,
                              eps=layer.eps)  # fmt: skip
@@ -167,6 +169,22 @@ def _torch_output(arch, params, X):
         if layer.name:
             outputs[layer.name] = a
     return a
+
+
+_TORCH_RECURRENT = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+
+
+def _torch_recurrent(layer, params, l, x):
+    """torch.nn.RNN / LSTM / GRU (batch_first, one layer) with symbp's parameters as its
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0: every step's h, or the last's."""
+    options = {"nonlinearity": layer.nonlinearity} if layer.type == "rnn" else {}
+    module = _TORCH_RECURRENT[layer.type](x.shape[-1], layer.out_shape[-1], batch_first=True,
+                                          bias=layer.bias, dtype=x.dtype, **options)  # fmt: skip
+    weights = {"weight_ih_l0": params[f"Wih{l}"], "weight_hh_l0": params[f"Whh{l}"]}
+    if layer.bias:
+        weights |= {"bias_ih_l0": params[f"bih{l}"], "bias_hh_l0": params[f"bhh{l}"]}
+    out = torch.func.functional_call(module, weights, (x,))[0]
+    return out[:, -1] if layer.returns == "last" else out
 
 
 def _torch_attention(layer, params, l, x):

@@ -233,6 +233,13 @@ def composed(c: Cell) -> dict[sp.Symbol, sp.Expr]:
 
 
 def check(c: Cell) -> None:
+    """check_at two points, the second the first negated (so that a rectifier's step is
+    checked on both sides of its kink)."""
+    for sign in (1, -1):
+        check_at(c, sign)
+
+
+def check_at(c: Cell, sign: int) -> None:
     """The derived steps against the composed step, evaluated at a point with 40 digits
     (mpmath): d_u, d_v and the previous carries' adjoints against central differences of
     sum_k g_k carry_k, the tangents against the directional difference. A step derived
@@ -242,7 +249,10 @@ def check(c: Cell) -> None:
 
     values = composed(c)
     inputs = (*c.u, *c.v, *c.previous)
-    point = {x: sp.Float((3 * k + 1) / (7 * (k + 2)) * (-1) ** k, 40) for k, x in enumerate(inputs)}
+    point = {
+        x: sp.Float(sign * (3 * k + 1) / (7 * (k + 2)) * (-1) ** k, 40)
+        for k, x in enumerate(inputs)
+    }
     weights = {incoming(x): sp.Float((k + 2) / 5, 40) for k, x in enumerate(c.carries)}
     objective = sum(weights[incoming(x)] * values[x] for x in c.carries)
     env = {**point, **{s: e.xreplace(point) for s, e in values.items()}, **weights}

@@ -298,13 +298,20 @@ FRAGMENT = "recurrent"
 
 
 def notation(kind: str, doc: Any) -> list[tuple[str, str]]:
-    return [
-        (r"$u_{\cdot,t}, v_{\cdot,t}$",
+    rows = [
+        (r"$p_{\cdot,t}, q_{\cdot,t}$",
          r"a recurrent layer's gate inputs at step $t$: row $t$ of $A W_{ih}^{\mathsf{T}} + "
-         r"\mathbf{1} b_{ih}^{\mathsf{T}}$ and $h_{t-1} W_{hh}^{\mathsf{T}} + b_{hh}$, one block "
-         r"of $h$ per gate"),
+         r"\mathbf{1} b_{ih}^{\mathsf{T}}$ and $h_{t-1} W_{hh}^{\mathsf{T}} + b_{hh}$, one "
+         r"block of $n_\ell$ per gate"),
         (r"$\bar x_t$", r"$\partial L / \partial x_t$ for a recurrent step's value $x_t$"),
     ]  # fmt: skip
+    if kind == "lstm":
+        rows.append((r"$\nu_t, \eta_t$",
+                     r"an lstm's candidate $g$ (PyTorch's letter) and $\tanh(c_t)$"))  # fmt: skip
+    if kind == "gru":
+        rows.append((r"$\zeta_t, \nu_t$",
+                     r"a gru's update gate $z$ and candidate $n$ (PyTorch's letters)"))  # fmt: skip
+    return rows
 
 
 def document_labels(kind: str) -> tuple[str, ...]:
@@ -318,24 +325,38 @@ def tangent_labels(kind: str) -> tuple[str, ...]:
 _GREEK = {"sigmoid": r"\sigma", "tanh": r"\tanh", "relu": r"\operatorname{relu}"}
 
 
+# The document's letters for a cell's values where the cell's own (PyTorch's) letter already
+# means something in the document: g^(l), z^(l), n, k and v have their meanings there.
+_LETTERS = {
+    "lstm": {"g": r"\nu", "k": r"\eta"},
+    "gru": {"z": r"\zeta", "n": r"\nu"},
+}
+
+
+def _letter(c: Cell, x: sp.Symbol) -> str:
+    return _LETTERS.get(c.name, {}).get(x.name, x.name)
+
+
 def _names(c: Cell, shift: int = 0) -> dict[sp.Symbol, str]:
-    """LaTeX of the cell's symbols at step t (+ shift): x_t, x_(t-1), u_(g,t), bar x_t."""
+    """LaTeX of the cell's symbols at step t (+ shift): x_t, x_(t-1), p_(g,t), q_(g,t) (the
+    gate inputs u and v of the code), bar x_t."""
     from symbp.symbolic.cells import adjoint, dot, incoming
 
     t = {0: "t", 1: "t+1"}[shift]
     before = {0: "t-1", 1: "t"}[shift]
     names: dict[sp.Symbol, str] = {}
     for st in c.statements:
-        names[st.target] = f"{st.target.name}_{{{t}}}"
+        names[st.target] = f"{_letter(c, st.target)}_{{{t}}}"
     for x, y in zip(c.previous, c.carries, strict=True):
-        names[x] = f"{y.name}_{{{before}}}"
+        names[x] = f"{_letter(c, y)}_{{{before}}}"
     for g, u, v in zip(c.gates, c.u, c.v, strict=True):
-        names[u], names[v] = f"u_{{{g},{t}}}", f"v_{{{g},{t}}}"
+        gate = f"{_letter(c, sp.Symbol(g))}," if c.G > 1 else ""
+        names[u], names[v] = f"p_{{{gate}{t}}}", f"q_{{{gate}{t}}}"
     for x in list(names):
         names[adjoint(x)] = rf"\bar {names[x]}"
         names[dot(x)] = rf"\dot {names[x]}"
     for y in c.carries:
-        names[incoming(y)] = rf"\bar {y.name}_{{{t}}}"
+        names[incoming(y)] = rf"\bar {_letter(c, y)}_{{{t}}}"
     return names
 
 
@@ -360,10 +381,10 @@ def _cell_lines(c: Cell) -> dict[str, list[str]]:
     for x, y in zip(c.previous, c.carries, strict=True):
         parts = [r"\delta_t"] if y == c.carries[0] else []
         if y == c.carries[0]:
-            parts.append(r"\bar v_{t+1} W_{hh}")
+            parts.append(r"\bar q_{t+1} W_{hh}^{(\ell)}")
         if back[adjoint(x)] != 0:
             parts.append(_tex(back[adjoint(x)], after))
-        recursion.append(rf"\bar {y.name}_{{t}} = " + " + ".join(parts))
+        recursion.append(rf"\bar {_letter(c, y)}_{{t}} = " + " + ".join(parts))
     # the step's own errors: not the carries' (the recursion above), not a bar v equal to
     # its bar u, not the previous carries' (the recursion's terms at t + 1)
     hidden = {adjoint(v) for v in c.v} if c.summed else set()
@@ -384,8 +405,9 @@ def document_section(kind: str, doc: Any) -> dict:
     t = doc.t
     W_ih, W_hh = r"W_{ih}^{(\ell)}", r"W_{hh}^{(\ell)}"
     last = any(layer.returns == "last" for layer in doc.layers)
-    u_bar = r"\bar u_{t}"
-    v_bar = r"\bar v_{t}"
+    gates = f"{c.G} " if c.G > 1 else ""
+    u_bar = r"\bar p_{t}"
+    v_bar = r"\bar q_{t}"
     return {
         "gates": ", ".join(c.gates),
         "G": c.G,
@@ -394,8 +416,10 @@ def document_section(kind: str, doc: Any) -> dict:
         "tanh": any(x.name == "rnn_tanh" for x in cells),
         "last": last,
         "forward": [
-            rf"u_t = a_t \left({W_ih}\right){t} + b_{{ih}}^{{(\ell)}}, \quad "
-            rf"v_t = h_{{t-1}} \left({W_hh}\right){t} + b_{{hh}}^{{(\ell)}}",
+            *doc.together(
+                rf"p_t = a_t \left({W_ih}\right){t} + b_{{ih}}^{{(\ell)}}",
+                rf"q_t = h_{{t-1}} \left({W_hh}\right){t} + b_{{hh}}^{{(\ell)}}",
+            ),
             *lines["forward"],
         ],
         "recursion": lines["recursion"],
@@ -409,16 +433,16 @@ def document_section(kind: str, doc: Any) -> dict:
             ),
             (doc.grad(r"b_{ih}^{(\ell)}"), rf"\sum_{{t=1}}^{{T}} {u_bar}"),
             (doc.grad(r"b_{hh}^{(\ell)}"), rf"\sum_{{t=1}}^{{T}} {v_bar}"),
-            (doc.grad(A), rf"\bar U {W_ih}"),
+            (doc.grad(A), rf"\bar P {W_ih}"),
         ],
         "shapes": [
-            rf"{A} \in \mathbb{{R}}^{{n \times d}}",
-            rf"{D} \in \mathbb{{R}}^{{{'B' if last else 'n'} \times h}}",
-            rf"{W_ih} \in \mathbb{{R}}^{{{c.G} h \times d}}",
-            rf"{W_hh} \in \mathbb{{R}}^{{{c.G} h \times h}}",
-            rf"u_t, v_t, \bar u_t, \bar v_t \in \mathbb{{R}}^{{B \times {c.G} h}}",
+            rf"{A} \in \mathbb{{R}}^{{n \times n_{{\ell-1}}}}",
+            rf"{D} \in \mathbb{{R}}^{{{'B' if last else 'n'} \times n_\ell}}",
+            rf"{W_ih} \in \mathbb{{R}}^{{{gates}n_\ell \times n_{{\ell-1}}}}",
+            rf"{W_hh} \in \mathbb{{R}}^{{{gates}n_\ell \times n_\ell}}",
+            rf"p_t, q_t, \bar p_t, \bar q_t \in \mathbb{{R}}^{{B \times {gates}n_\ell}}",
         ],
-        "send": r"\bar U W_{ih}^{(m)}",
+        "send": r"\bar P W_{ih}^{(m)}",
         "grads": [
             (W_ih, rf"\sum_t \left({u_bar}\right){t} a_t"),
             (r"b_{ih}^{(\ell)}", rf"\sum_t {u_bar}"),

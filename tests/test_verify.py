@@ -514,3 +514,28 @@ def test_token_embedding_verifies_with_a_tied_head(positions: str) -> None:
     _assert_verified(verify_arch(arch, simplify_seconds=0))
     bad = verify_arch(arch, simplify_seconds=0, tamper=_grad_edit(1, "E", lambda g: 2 * g))
     assert _failing(bad) == ["E1"]
+
+
+def test_recurrent_layers_verify_and_a_wrong_bptt_step_fails() -> None:
+    """An lstm, a gru and a relu rnn on 2 positions against the chain rule over sympy.diff
+    of each layer written out from PyTorch's equations (symbp.check.reference._recurrent);
+    the mirror runs the cell's printed step statements. dL/du of the gru doubled must fail
+    its W_ih and b_ih and everything below it, not its W_hh (which reads dL/dv) nor the
+    layers above."""
+    from symbp.ir.naming import Role
+
+    arch = arch_from_mapping({
+        "input": [3, 2],
+        "layers": [{"type": "lstm", "units": 2}, {"type": "gru", "units": 2, "activation": "tanh"},
+                   {"type": "rnn", "units": 2, "nonlinearity": "relu"}, {"units": 2}],
+        "loss": "mse", "l2": 0.1,
+    })  # fmt: skip
+    _assert_verified(verify_arch(arch, simplify_seconds=0, points=1))
+
+    def doubled(steps: tuple) -> tuple:
+        return tuple((t, 2 * v if t.role == Role.D_GATES_IN else v) for t, v in steps)
+
+    bad = verify_arch(arch, simplify_seconds=0, points=1,
+                      tamper=_node_edit(2, backward_steps=doubled))  # fmt: skip
+    assert {"Wih2", "bih2", "Wih1", "Whh1", "bih1", "bhh1"} <= set(_failing(bad))
+    assert not {"Whh2", "bhh2", "Wih3", "Whh3", "W4", "b4"} & set(_failing(bad))

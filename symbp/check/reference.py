@@ -385,6 +385,8 @@ def _sequence_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) 
             z = _embedding(arch, l, [int(row[0]) for row in x], params)
         elif layer.type == "attention":
             z = _attention(layer, l, x, params)
+        elif layer.type in ("rnn", "lstm", "gru"):
+            z = _recurrent(layer, l, x, params)
         elif layer.type == "dense":
             owner = arch.layer_index[layer.tie] if layer.tie else None
             w = params[f"E{owner}"] if owner else params[f"W{l}"]
@@ -400,6 +402,44 @@ def _sequence_map(arch: Arch, l: int, inputs: list[sp.Matrix], params: Mapping) 
         a = [_apply(arch, layer.activation, row, True) for row in z]
         out.append(sp.Matrix([v for row in a for v in row]))
     return sp.Matrix.hstack(*out)
+
+
+def _sigmoid(x: sp.Expr) -> sp.Expr:
+    return 1 / (1 + sp.exp(-x))
+
+
+def _recurrent(layer: Any, l: int, x: Rows, params: Mapping) -> Rows:
+    """An rnn, lstm or gru over one sample's positions from PyTorch's equations (zero
+    initial states): the gates' inputs W_ih x_t + b_ih and W_hh h_(t-1) + b_hh, cut into
+    blocks of h in PyTorch's order (i, f, g, o; r, z, n); every step's h."""
+    h = layer.out_shape[-1]
+    W, U = params[f"Wih{l}"], params[f"Whh{l}"]
+    zero = sp.zeros(W.rows, 1)
+    b = params[f"bih{l}"] if layer.bias else zero
+    c = params[f"bhh{l}"] if layer.bias else zero
+    state, cell_state, out = [sp.S.Zero] * h, [sp.S.Zero] * h, []
+    for row in x:
+        gx, gh = _affine(W, b, row), _affine(U, c, state)
+
+        def block(k: int, gates: list) -> list:
+            return gates[k * h : (k + 1) * h]
+
+        if layer.type == "rnn":
+            pre = [p + q for p, q in zip(gx, gh, strict=True)]
+            state = [sp.tanh(v) if layer.nonlinearity == "tanh" else sp.Max(v, 0) for v in pre]
+        elif layer.type == "lstm":
+            pre = [p + q for p, q in zip(gx, gh, strict=True)]
+            i, f = [_sigmoid(v) for v in block(0, pre)], [_sigmoid(v) for v in block(1, pre)]
+            g, o = [sp.tanh(v) for v in block(2, pre)], [_sigmoid(v) for v in block(3, pre)]
+            cell_state = [f[j] * cell_state[j] + i[j] * g[j] for j in range(h)]
+            state = [o[j] * sp.tanh(cell_state[j]) for j in range(h)]
+        else:  # gru, PyTorch's form: r multiplies W_hn h + b_hn
+            r = [_sigmoid(p + q) for p, q in zip(block(0, gx), block(0, gh), strict=True)]
+            z = [_sigmoid(p + q) for p, q in zip(block(1, gx), block(1, gh), strict=True)]
+            n = [sp.tanh(gx[2 * h + j] + r[j] * gh[2 * h + j]) for j in range(h)]
+            state = [(1 - z[j]) * n[j] + z[j] * state[j] for j in range(h)]
+        out.append(state)
+    return out
 
 
 def _affine(w: sp.Matrix, b: sp.Matrix, x: list[sp.Expr]) -> list[sp.Expr]:

@@ -34,7 +34,7 @@ from symbp.check.reference import unsupported
 from symbp.derivation.derive import Derivation, derive
 from symbp.derivation.network import Network, derive_network
 from symbp.errors import SymbpError
-from symbp.frontend.kind_keys import KINDS
+from symbp.frontend.kind_keys import KINDS, RECURRENT
 from symbp.frontend.spec import Arch, arch_from_mapping, load_arch, parameter_count
 from symbp.ir.attention_ops import ATTENTION_OPS
 from symbp.ir.bindings import Kind
@@ -42,6 +42,7 @@ from symbp.ir.graph import build_graph
 from symbp.ir.image_ops import ChannelOp, ImageOp, PerChannel
 from symbp.ir.naming import Role
 from symbp.ir.naming import name as array_name
+from symbp.ir.recurrent_ops import RECURRENT_OPS
 from symbp.ir.reductions import (
     BatchSum,
     ExclusiveSoftmaxMean,
@@ -175,6 +176,8 @@ def _shrink_positions(arch: Arch, max_units: int) -> Arch:
                 entry["tie"] = layer.tie
         elif layer.type == "embedding":
             entry.update(dim=min(layer.out_shape[-1], cap), positions=layer.positions)
+        elif layer.type in RECURRENT:
+            entry["units"] = _cut(layer, layer.out_shape[-1], cap)
         elif layer.type == "attention":  # its width: the heads kept divide the cap
             width = arch.layer_shapes[k][-1]
             heads = layer.heads if width <= cap else kept
@@ -204,6 +207,11 @@ def _image_doc(arch: Arch, shape: tuple[int, ...], max_units: int) -> dict:
             entry["activation"] = layer.activation
         if layer.type == "dense":
             entry.update(units=_cut(layer, layer.units, max_units), bias=layer.bias)
+        elif layer.type in RECURRENT:
+            entry.update(units=_cut(layer, layer.out_shape[-1], max_units), bias=layer.bias)
+            entry["return"] = layer.returns
+            if layer.type == "rnn":
+                entry["nonlinearity"] = layer.nonlinearity
         elif layer.type == "add":
             entry["from"] = layer.source
         elif layer.type in ("layernorm", "batchnorm"):
@@ -582,8 +590,8 @@ def _image_value(mirror: _Mirror, expr: sp.Basic, shape: tuple[int, int]) -> sp.
     a per-channel total as a column of one sum per channel."""
     if isinstance(expr, ChannelOp):
         return sp.Matrix(mirror.channel_sums(expr, shape))
-    if isinstance(expr, (*SEQUENCE_OPS, *ATTENTION_OPS)):
-        arrays = [_operand(mirror, a, shape) for a in expr.arrays]
+    if isinstance(expr, (*SEQUENCE_OPS, *ATTENTION_OPS, *RECURRENT_OPS)):
+        arrays = [None if a == 0 else _operand(mirror, a, shape) for a in expr.arrays]
         try:
             value = sequences.evaluate(type(expr), arrays, expr.window)
         except sequences.SequenceEvalError as err:
@@ -815,8 +823,9 @@ def verify_arch(
     folds = [n.kind for n in build_graph(arch).nodes if n.regroups_rows]
     if folds:
         raise VerifyError(
-            f"verify's references do not cover a {folds[0]} of a sequence yet (it joins the "
-            "positions, so the network has no one-position equivalent)",
+            f"verify's references do not cover a {folds[0]} that turns a sequence into a "
+            "vector yet (a sample's T rows become one, and verify's mirror of the code holds "
+            "one row count)",
             file=arch.source,
             path="layers",
             fix="check it with  symbp gradcheck  (central differences), which covers it",

@@ -57,6 +57,8 @@ BUILTIN_HIDDEN = [
 ]
 # softmax over the last axis: on vectors and sequences (image layers keep BUILTIN_HIDDEN)
 HIDDEN_OR_SOFTMAX = [*BUILTIN_HIDDEN, "softmax"]
+RECURRENT_KINDS = ("rnn", "lstm", "gru")
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 UNARY = [
     "exp",
     "log",
@@ -181,9 +183,10 @@ def graphs(draw: Callable) -> dict:
 def sequence_graphs(draw: Callable) -> dict:
     """A random sequence network: real sequences [T, d] or token ids with an embedding
     (learned, sinusoidal or no positions), then 1-4 layers of dense (at every position),
-    layernorm, add and attention (heads dividing the width, causal or not, bias or not),
-    and a dense output at every position (tied to the embedding's table, sometimes), or a
-    flatten (T*d per sample; sometimes a batch norm over the samples after it) and a dense
+    layernorm, add, attention (heads dividing the width, causal or not, bias or not) and
+    rnn (tanh or relu), lstm, gru (bias or not), and a dense output at every position (tied
+    to the embedding's table, sometimes), or a flatten (T*d per sample) or a recurrent layer
+    returning its last h (sometimes a batch norm over the samples after either) and a dense
     output per sample."""
     T = draw(st.integers(1, 3))
     tokens = draw(st.booleans())
@@ -202,7 +205,7 @@ def sequence_graphs(draw: Callable) -> dict:
         width = draw(st.integers(1, 4))
         first, sizes = [T, width], {"input": width}
     for k in range(draw(st.integers(1, 4))):
-        kinds = ["dense", "layernorm", "attention", "attention"]
+        kinds = ["dense", "layernorm", "attention", "attention", "rnn", "lstm", "gru"]
         sources = [name for name, size in sizes.items() if size == width]
         kinds += ["add"] if sources else []
         kind = draw(st.sampled_from(kinds))
@@ -217,13 +220,23 @@ def sequence_graphs(draw: Callable) -> dict:
         if kind == "attention":
             heads = draw(st.sampled_from([h for h in (1, 2, 4) if width % h == 0]))
             layer.update(heads=heads, causal=draw(st.booleans()), bias=draw(st.booleans()))
+        if kind in RECURRENT_KINDS:
+            width = draw(st.integers(1, 4))
+            layer.update(units=width, bias=draw(st.booleans()))
+            if kind == "rnn":
+                layer["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))
         if draw(st.booleans()):
             layer["name"] = f"h{k}"
             sizes[f"h{k}"] = width
         layers.append(layer)
-    flat = draw(st.booleans())
+    last = draw(st.sampled_from([None, None, *RECURRENT_KINDS]))
+    if last is not None:  # a recurrent layer returning h_T: the rest reads a vector
+        layers.append({"type": last, "units": draw(st.integers(1, 4)), "return": "last",
+                       "activation": draw(st.sampled_from(HIDDEN_OR_SOFTMAX))})  # fmt: skip
+    flat = last is None and draw(st.booleans())
     if flat:
         layers.append({"type": "flatten"})
+    if flat or last is not None:
         if draw(st.booleans()):
             layers.append(
                 {"type": "batchnorm", "activation": draw(st.sampled_from(HIDDEN_OR_SOFTMAX))}
@@ -231,7 +244,8 @@ def sequence_graphs(draw: Callable) -> dict:
     output = draw(st.sampled_from(["identity", "sigmoid", "softmax", "tanh"]))
     units = draw(st.integers(2, 3)) if output == "softmax" else draw(st.integers(1, 3))
     head: dict[str, Any] = {"units": units, "activation": output, "bias": draw(st.booleans())}
-    if not flat and tokens and width == layers[0]["dim"] and draw(st.booleans()):
+    vector = flat or last is not None
+    if not vector and tokens and width == layers[0]["dim"] and draw(st.booleans()):
         head.update(units=first["vocab"], tie="emb")
     layers.append(head)
     loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse")
@@ -271,6 +285,9 @@ def shapes(doc: dict) -> list[tuple[int, ...]]:
         kind, shape = layer.get("type", "dense"), out[-1]
         if kind == "embedding":
             out.append((shape[0], layer["dim"]))
+        elif kind in RECURRENT_KINDS:
+            last = layer.get("return", "sequence") == "last"
+            out.append((layer["units"],) if last else (shape[0], layer["units"]))
         elif kind == "dense" and len(shape) == 2:  # at every position of a sequence
             out.append((shape[0], layer["units"]))
         elif kind == "dense":
@@ -693,6 +710,8 @@ def _layer(
         return _embedding(layer, l, a, params, tangents)
     if kind == "attention":
         return _attention(layer, l, a, params, tangents)
+    if kind in RECURRENT_KINDS:
+        return _recurrent(layer, l, a, params, tangents)
     if kind == "dense" and "tie" in layer:
         owner = next(
             k for k, e in enumerate(outputs["_layers"], 1) if e.get("name") == layer["tie"]
@@ -760,6 +779,47 @@ def _attention(layer: dict, l: int, a: Dual, params: dict, tangents: dict) -> Du
     merged = o.transpose(0, 2, 1, 3).reshape(n, T, d)
     z = merged @ _param(params, tangents, f"Wo{l}").T
     return z + _param(params, tangents, f"bo{l}") if layer.get("bias", True) else z
+
+
+def _stack(steps: list[Dual]) -> Dual:
+    return Dual(np.stack([x.v for x in steps], 1), np.stack([x.t for x in steps], 1))
+
+
+def _recurrent(layer: dict, l: int, a: Dual, params: dict, tangents: dict) -> Dual:
+    """PyTorch's rnn, lstm and gru on (n, T, d) duals, one step after another from zero
+    states, written from their definitions: every step's h (n, T, h) or the last (n, h)."""
+    kind, h = layer["type"], layer["units"]
+    n, T, _ = a.v.shape
+    W, U = _param(params, tangents, f"Wih{l}"), _param(params, tangents, f"Whh{l}")
+    bias = layer.get("bias", True)
+    state, cell = Dual(np.zeros((n, h))), Dual(np.zeros((n, h)))
+    outs = []
+    for t in range(T):
+        gx, gh = a[:, t] @ W.T, state @ U.T
+        if bias:
+            gx = gx + _param(params, tangents, f"bih{l}")
+            gh = gh + _param(params, tangents, f"bhh{l}")
+
+        def part(x: Dual, k: int) -> Dual:
+            return x[:, k * h : (k + 1) * h]
+
+        if kind == "rnn":
+            pre = gx + gh
+            relu = layer.get("nonlinearity", "tanh") == "relu"
+            state = pick(pre, Dual(np.zeros_like(pre.v)), False) if relu else apply("tanh", pre)
+        elif kind == "lstm":
+            pre = gx + gh
+            i, f = apply("sigmoid", part(pre, 0)), apply("sigmoid", part(pre, 1))
+            g, o = apply("tanh", part(pre, 2)), apply("sigmoid", part(pre, 3))
+            cell = f * cell + i * g
+            state = o * apply("tanh", cell)
+        else:
+            r = apply("sigmoid", part(gx, 0) + part(gh, 0))
+            z = apply("sigmoid", part(gx, 1) + part(gh, 1))
+            new = apply("tanh", part(gx, 2) + r * part(gh, 2))
+            state = (1 - z) * new + z * state
+        outs.append(state)
+    return state if layer.get("return", "sequence") == "last" else _stack(outs)
 
 
 def activations_finite(doc: dict, params: dict, X: np.ndarray, Y: np.ndarray) -> bool:
@@ -851,6 +911,13 @@ def _sequence_problem(doc: dict, seed: int, n: int) -> tuple[dict, np.ndarray, n
                 params[f"W{p}{l}"] = rng.standard_normal((d_out, d_out)) * 0.8
                 if layer.get("bias", True):
                     params[f"b{p}{l}"] = rng.standard_normal(d_out) * 0.3
+        elif kind in RECURRENT_KINDS:
+            G = _GATES[kind] * d_out
+            params[f"Wih{l}"] = rng.standard_normal((G, d_in)) * 0.8
+            params[f"Whh{l}"] = rng.standard_normal((G, d_out)) * 0.8
+            if layer.get("bias", True):
+                params[f"bih{l}"] = rng.standard_normal(G) * 0.3
+                params[f"bhh{l}"] = rng.standard_normal(G) * 0.3
         elif kind == "dense":
             if "tie" not in layer:
                 params[f"W{l}"] = rng.standard_normal((d_out, d_in)) * 0.8

@@ -92,7 +92,9 @@ def _sequences(A, shape):
 
 # Recurrent layers. g = (T, h, blocks, carries, last, summed, G, cell): a kept row holds
 # `blocks` blocks of h (the new carries first), the gates' errors G h (2 G h unless summed).
-# The step functions are the module's own, printed from SymPy's derivation of the cell.
+# The step functions are the module's own, printed from SymPy's derivation of the cell;
+# each writes its row block into the loop's array (its last argument) and may change v, a
+# new array made for the step.
 def _recurrent_forward(step, U, Whh, bhh, g, out=None):
     """The forward loop: each step's v = h_(t-1) Whh^T + bhh, then the cell's step on u_t,
     v and the carries of the step before (zero before the first); every step's kept row."""
@@ -105,7 +107,7 @@ def _recurrent_forward(step, U, Whh, bhh, g, out=None):
         v = prev[:, :h] @ Whh.T
         if bhh is not None:
             v += bhh
-        kept[:, t] = step(steps[:, t], v, prev)
+        step(steps[:, t], v, prev, kept[:, t])
         prev = kept[:, t, : g[3] * h]
     return kept.reshape(n * T, width)
 
@@ -151,10 +153,8 @@ def _recurrent_backward(back, S, Whh, D, g, out=None):
         above = _incoming(D, t, g) if D is not None else None
         if above is not None:
             incoming[:, :h] += above
-        du, dv, before = back(kept[:, t], kept[:, t - 1, :carries] if t else zero, incoming)
-        errors[:, t, :G] = du
-        if not g[5]:
-            errors[:, t, G:] = dv
+        dv, before = back(kept[:, t], kept[:, t - 1, :carries] if t else zero, incoming,
+                          errors[:, t])  # fmt: skip
         incoming = before
         incoming[:, :h] += dv @ Whh
     return errors.reshape(n * T, wide)
@@ -182,7 +182,7 @@ def _recurrent_tangent(step, S, Ud, Whh, Whhd, bhhd, g, out=None):
             vd += prev[:, :h] @ Whhd.T
         if bhhd is not None:
             vd += bhhd
-        moved[:, t] = step(kept[:, t], prev, steps[:, t], vd, prev_d)
+        step(kept[:, t], prev, steps[:, t], vd, prev_d, moved[:, t])
         prev_d = moved[:, t, :carries]
     return moved.reshape(n * T, width)
 
@@ -206,12 +206,9 @@ def _recurrent_r_backward(step, S, Sd, Whh, Whhd, D, RD, g, out=None):
         if r_above is not None:
             r_incoming[:, :h] += r_above
         prev, prev_d = (kept[:, t - 1, :carries], moved[:, t - 1, :carries]) if t else (zero, zero)
-        du, dv, before, rdu, rdv, r_before = step(
-            kept[:, t], prev, moved[:, t], prev_d, incoming, r_incoming
+        dv, before, rdv, r_before = step(
+            kept[:, t], prev, moved[:, t], prev_d, incoming, r_incoming, errors[:, t]
         )
-        errors[:, t, :G] = rdu
-        if not g[5]:
-            errors[:, t, G:] = rdv
         incoming, r_incoming = before, r_before
         incoming[:, :h] += dv @ Whh
         r_incoming[:, :h] += rdv @ Whh
@@ -291,30 +288,27 @@ def _optimizer_update(params, grads, opt, lr, optimizer, momentum, betas, eps, w
     return new_params, {"step": step, "m": m_all, "v": v_all}
 
 
-def _lstm_forward(u, v, prev):
+def _lstm_forward(u, v, prev, out):
     """lstm: one step forward: the kept row from u = x_t W_ih^T + b_ih, v = h_(t-1) W_hh^T + b_hh and the carries of the step before (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
-    u_i = u[:, :w]
-    u_f = u[:, 1 * w : 2 * w]
-    u_g = u[:, 2 * w : 3 * w]
-    u_o = u[:, 3 * w : 4 * w]
+    v += u
     v_i = v[:, :w]
     v_f = v[:, 1 * w : 2 * w]
     v_g = v[:, 2 * w : 3 * w]
     v_o = v[:, 3 * w : 4 * w]
     h_prev = prev[:, :w]
     c_prev = prev[:, 1 * w : 2 * w]
-    i = _sigmoid(u_i + v_i)
-    f = _sigmoid(u_f + v_f)
-    g = np.tanh(u_g + v_g)
-    o = _sigmoid(u_o + v_o)
+    i = _sigmoid(v_i)
+    f = _sigmoid(v_f)
+    g = np.tanh(v_g)
+    o = _sigmoid(v_o)
     c = c_prev*f + g*i
     k = np.tanh(c)
     h = k*o
-    return np.concatenate((h, c, i, f, g, o, k), axis=1)
+    np.concatenate((h, c, i, f, g, o, k), axis=1, out=out)
 
 
-def _lstm_backward(row, prev, incoming):
+def _lstm_backward(row, prev, incoming, out):
     """lstm: one step of backpropagation through time: dL/du, dL/dv and the carries of the step before's errors (but d_v W_hh), from the kept row and the new carries' errors (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
     h = row[:, :w]
@@ -340,11 +334,11 @@ def _lstm_backward(row, prev, incoming):
     d_u_g = d_g*(1 - g**2)
     d_u_o = d_o*o*(1 - o)
     d_c_prev = d_c*f
-    du = np.concatenate((d_u_i, d_u_f, d_u_g, d_u_o), axis=1)
-    return du, du, np.concatenate((np.zeros_like(h_prev), d_c_prev), axis=1)
+    np.concatenate((d_u_i, d_u_f, d_u_g, d_u_o), axis=1, out=out)
+    return out, np.concatenate((np.zeros_like(h_prev), d_c_prev), axis=1)
 
 
-def _lstm_tangent(row, prev, ud, vd, prev_d):
+def _lstm_tangent(row, prev, ud, vd, prev_d, out):
     """lstm: one step of the tangents: the kept row's tangent from u', v' and the carries of the step before's tangents (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
     h = row[:, :w]
@@ -373,10 +367,10 @@ def _lstm_tangent(row, prev, ud, vd, prev_d):
     t_c = c_prev*t_f + f*t_c_prev + g*t_i + i*t_g
     t_k = t_c*(1 - k**2)
     t_h = k*t_o + o*t_k
-    return np.concatenate((t_h, t_c, t_i, t_f, t_g, t_o, t_k), axis=1)
+    np.concatenate((t_h, t_c, t_i, t_f, t_g, t_o, t_k), axis=1, out=out)
 
 
-def _lstm_r_backward(row, prev, row_d, prev_d, incoming, r_incoming):
+def _lstm_r_backward(row, prev, row_d, prev_d, incoming, r_incoming, out):
     """lstm: one step of the R-operator of backpropagation through time: the backward step and, beside it, R{dL/du}, R{dL/dv} and the R of the carries' errors (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
     h = row[:, :w]
@@ -425,9 +419,9 @@ def _lstm_r_backward(row, prev, row_d, prev_d, incoming, r_incoming):
     r_d_u_g = r_d_g - r_d_g*g**2 - 2*d_g*g*t_g
     r_d_u_o = d_o*t_o + o*r_d_o - r_d_o*o**2 - 2*d_o*o*t_o
     r_d_c_prev = d_c*t_f + f*r_d_c
-    du = np.concatenate((d_u_i, d_u_f, d_u_g, d_u_o), axis=1)
-    rdu = np.concatenate((r_d_u_i, r_d_u_f, r_d_u_g, r_d_u_o), axis=1)
-    return du, du, np.concatenate((np.zeros_like(h_prev), d_c_prev), axis=1), rdu, rdu, np.concatenate((np.zeros_like(h_prev), r_d_c_prev), axis=1)
+    dv = np.concatenate((d_u_i, d_u_f, d_u_g, d_u_o), axis=1)
+    np.concatenate((r_d_u_i, r_d_u_f, r_d_u_g, r_d_u_o), axis=1, out=out)
+    return dv, np.concatenate((np.zeros_like(h_prev), d_c_prev), axis=1), out, np.concatenate((np.zeros_like(h_prev), r_d_c_prev), axis=1)
 
 
 def init_params(seed=0):

@@ -238,9 +238,7 @@ def _recurrent_r_backward(xp, step, S, Sd, Whh, Whhd, D, RD, g):
         after, r_after = state
         row, prev, row_d, prev_d, above, r_above = x
         incoming, r_incoming = add(after, above), add(r_after, r_above)
-        du, dv, before, rdu, rdv, r_before = step(
-            xp, row, prev, row_d, prev_d, incoming, r_incoming
-        )
+        dv, before, rdu, rdv, r_before = step(xp, row, prev, row_d, prev_d, incoming, r_incoming)
         out = rdu if g[5] else xp.concat((rdu, rdv), axis=1)
         sent = dv @ Whh
         r_sent = rdv @ Whh if Whhd is None else rdv @ Whh + dv @ Whhd
@@ -368,20 +366,17 @@ def _optimizer_update(xp, params, grads, opt, lr, optimizer, momentum, betas, ep
 def _lstm_forward(xp, u, v, prev):
     """lstm: one step forward: the kept row from u = x_t W_ih^T + b_ih, v = h_(t-1) W_hh^T + b_hh and the carries of the step before (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
-    u_i = u[:, :w]
-    u_f = u[:, 1 * w : 2 * w]
-    u_g = u[:, 2 * w : 3 * w]
-    u_o = u[:, 3 * w : 4 * w]
+    v = v + u
     v_i = v[:, :w]
     v_f = v[:, 1 * w : 2 * w]
     v_g = v[:, 2 * w : 3 * w]
     v_o = v[:, 3 * w : 4 * w]
     h_prev = prev[:, :w]
     c_prev = prev[:, 1 * w : 2 * w]
-    i = _sigmoid(xp, u_i + v_i)
-    f = _sigmoid(xp, u_f + v_f)
-    g = xp.tanh(u_g + v_g)
-    o = _sigmoid(xp, u_o + v_o)
+    i = _sigmoid(xp, v_i)
+    f = _sigmoid(xp, v_f)
+    g = xp.tanh(v_g)
+    o = _sigmoid(xp, v_o)
     c = c_prev*f + g*i
     k = xp.tanh(c)
     h = k*o
@@ -499,9 +494,9 @@ def _lstm_r_backward(xp, row, prev, row_d, prev_d, incoming, r_incoming):
     r_d_u_g = r_d_g - r_d_g*g**2 - 2*d_g*g*t_g
     r_d_u_o = d_o*t_o + o*r_d_o - r_d_o*o**2 - 2*d_o*o*t_o
     r_d_c_prev = d_c*t_f + f*r_d_c
-    du = xp.concat((d_u_i, d_u_f, d_u_g, d_u_o), axis=1)
+    dv = xp.concat((d_u_i, d_u_f, d_u_g, d_u_o), axis=1)
     rdu = xp.concat((r_d_u_i, r_d_u_f, r_d_u_g, r_d_u_o), axis=1)
-    return du, du, xp.concat((xp.zeros_like(h_prev), d_c_prev), axis=1), rdu, rdu, xp.concat((xp.zeros_like(h_prev), r_d_c_prev), axis=1)
+    return dv, xp.concat((xp.zeros_like(h_prev), d_c_prev), axis=1), rdu, rdu, xp.concat((xp.zeros_like(h_prev), r_d_c_prev), axis=1)
 
 
 def _converted(arrays, xp, device, dtype):

@@ -181,9 +181,23 @@ def _gate_symbols(gates: tuple[str, ...]) -> tuple[tuple[sp.Symbol, ...], tuple[
     return tuple(_s(f"u_{g}") for g in gates), tuple(_s(f"v_{g}") for g in gates)
 
 
-@functools.lru_cache(maxsize=8)
+_DERIVED: dict[str, Cell] = {}
+
+
+def remember_cell(c: Cell) -> None:
+    """Keep a cell derived elsewhere (a worker process of symbp.parallel) for cell()."""
+    _DERIVED[c.name] = c
+
+
 def cell(name: str) -> Cell:
-    """The cell's statements (PyTorch's equations) and, checked, its derivatives."""
+    """The cell's statements (PyTorch's equations) and, checked, its derivatives (derived
+    once per process, or taken from remember_cell)."""
+    if name not in _DERIVED:
+        _DERIVED[name] = _build(name)
+    return _DERIVED[name]
+
+
+def _build(name: str) -> Cell:
     gates: tuple[str, ...]
     body: tuple[Statement, ...]
     if name in ("rnn_tanh", "rnn_relu"):

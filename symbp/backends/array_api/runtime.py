@@ -798,9 +798,7 @@ def _recurrent_r_backward(xp, step, S, Sd, Whh, Whhd, D, RD, g):
         after, r_after = state
         row, prev, row_d, prev_d, above, r_above = x
         incoming, r_incoming = add(after, above), add(r_after, r_above)
-        du, dv, before, rdu, rdv, r_before = step(
-            xp, row, prev, row_d, prev_d, incoming, r_incoming
-        )
+        dv, before, rdu, rdv, r_before = step(xp, row, prev, row_d, prev_d, incoming, r_incoming)
         out = rdu if g[5] else xp.concat((rdu, rdv), axis=1)
         sent = dv @ Whh
         r_sent = rdv @ Whh if Whhd is None else rdv @ Whh + dv @ Whhd

@@ -7,7 +7,7 @@ G gates side by side (PyTorch's order), a kept row the cell's kept blocks, the c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sympy as sp
 
@@ -60,9 +60,33 @@ def _values(pairs: Iterable[tuple[sp.Symbol, sp.Expr]], symbols: Iterable[sp.Sym
     return [sp.S.Zero if known.get(s) == 0 else s for s in symbols]
 
 
+def _numpy(p: NumPyPrinter) -> bool:
+    """NumPy's module: its steps write their result into `out` (a row block of the loop's
+    array) instead of returning a new array the loop would copy."""
+    return p.NS == "np"
+
+
+def _into(p: NumPyPrinter, values: list[sp.Basic], like: str) -> str:
+    """The blocks side by side written into out (NumPy)."""
+    if len(values) == 1:
+        return f"out[...] = {p._print(values[0])}"
+    texts = [f"{p.fn('zeros_like')}({like})" if v == 0 else p._print(v) for v in values]
+    return f"{p.fn('concatenate')}(({', '.join(texts)}), axis=1, out=out)"
+
+
 def _forward(c: Cell, p: NumPyPrinter) -> list[str]:
-    lines = [*_blocks(c.u, "u"), *_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
-    lines += [f"{st.target.name} = {p._print(st.value)}" for st in c.statements]
+    """When every gate reads u + v only (c.summed), the sum is formed once, in v (a new
+    array the loop made for this step), and the statements read it in place of u + v."""
+    if c.summed:
+        lines = ["v += u" if _numpy(p) else "v = v + u"]
+        lines += [*_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
+        within = {u: sp.S.Zero for u in c.u}
+    else:
+        lines = [*_blocks(c.u, "u"), *_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
+        within = {}
+    lines += [f"{st.target.name} = {p._print(st.value.xreplace(within))}" for st in c.statements]
+    if _numpy(p):
+        return [*lines, _into(p, list(c.kept), c.previous[0].name)]
     return [*lines, f"return {_joined(p, list(c.kept), 'u')}"]
 
 
@@ -70,24 +94,42 @@ def _unpack(c: Cell) -> list[str]:
     return [*_blocks(c.kept, "row"), *_blocks(c.previous, "prev")]
 
 
-def _backward_body(c: Cell, p: NumPyPrinter) -> tuple[list[str], list[str]]:
-    """The adjoints' statements, and the three results (du, dv, the previous carries')."""
+def _gate_errors(c: Cell, pairs: tuple, of: Callable[[sp.Symbol], sp.Symbol]) -> tuple:
+    """dL/du's blocks and dL/dv's (the same when summed), from `pairs`' statements."""
+    du = _values(pairs, [of(x) for x in c.u])
+    return du, du if c.summed else _values(pairs, [of(x) for x in c.v])
+
+
+def _backward_body(c: Cell, p: NumPyPrinter) -> tuple[list[str], tuple, str]:
+    """The adjoints' statements, dL/du's and dL/dv's blocks, the previous carries' errors."""
     lines = _blocks([incoming(x) for x in c.carries], "incoming")
     unused = [adjoint(x) for x in c.v] if c.summed else []
     lines += _statements(p, c.adjoints, unused)
-    du = _joined(p, _values(c.adjoints, [adjoint(x) for x in c.u]), c.previous[0].name)
-    dv = (
-        "du"
-        if c.summed
-        else _joined(p, _values(c.adjoints, [adjoint(x) for x in c.v]), c.previous[0].name)
-    )
     before = _joined(p, _values(c.adjoints, [adjoint(x) for x in c.previous]), c.previous[0].name)
-    return lines, [du, dv, before]
+    return lines, _gate_errors(c, c.adjoints, adjoint), before
+
+
+def _results(c: Cell, p: NumPyPrinter, gates: tuple, name: str) -> tuple[list[str], str, str]:
+    """Lines forming dL/du and dL/dv (into out on NumPy, where the loop keeps them), and
+    the names of the two (the same when summed)."""
+    du, dv = gates
+    like = c.previous[0].name
+    if _numpy(p):
+        blocks = du if c.summed else [*du, *dv]
+        first, second = f"out[:, : {c.G} * w]", f"out[:, {c.G} * w :]"
+        line = _into(p, blocks, like)
+        return [line], first if not c.summed else "out", "out" if c.summed else second
+    lines = [f"{name}u = {_joined(p, du, like)}"]
+    if c.summed:
+        return lines, f"{name}u", f"{name}u"
+    return [*lines, f"{name}v = {_joined(p, dv, like)}"], f"{name}u", f"{name}v"
 
 
 def _backward(c: Cell, p: NumPyPrinter) -> list[str]:
-    lines, (du, dv, before) = _backward_body(c, p)
-    return [*_unpack(c), *lines, f"du = {du}", f"return du, {dv}, {before}"]
+    lines, gates, before = _backward_body(c, p)
+    made, du, dv = _results(c, p, gates, "d")
+    done = f"return {dv}, {before}" if _numpy(p) else f"return {du}, {dv}, {before}"
+    return [*_unpack(c), *lines, *made, done]
 
 
 def _tangent(c: Cell, p: NumPyPrinter) -> list[str]:
@@ -98,30 +140,30 @@ def _tangent(c: Cell, p: NumPyPrinter) -> list[str]:
         *_blocks([dot(x) for x in c.previous], "prev_d"),
         *_statements(p, c.tangents),
     ]
+    if _numpy(p):
+        return [*lines, _into(p, [dot(x) for x in c.kept], c.previous[0].name)]
     return [*lines, f"return {_joined(p, [dot(x) for x in c.kept], 'prev')}"]
 
 
 def _r_backward(c: Cell, p: NumPyPrinter) -> list[str]:
-    lines, (du, dv, before) = _backward_body(c, p)
+    lines, (du, dv), before = _backward_body(c, p)
     lines = [*_unpack(c), *_blocks([dot(x) for x in c.kept], "row_d"),
              *_blocks([dot(x) for x in c.previous], "prev_d"), *lines]  # fmt: skip
     lines += _blocks([r_of(incoming(x)) for x in c.carries], "r_incoming")
     unused = [r_of(adjoint(x)) for x in c.v] if c.summed else []
     lines += _statements(p, c.r_adjoints, unused)
     r = c.r_adjoints
-    rdu = _joined(p, _values(r, [r_of(adjoint(x)) for x in c.u]), c.previous[0].name)
-    rdv = (
-        "rdu"
-        if c.summed
-        else _joined(p, _values(r, [r_of(adjoint(x)) for x in c.v]), c.previous[0].name)
-    )
     r_before = _joined(p, _values(r, [r_of(adjoint(x)) for x in c.previous]), c.previous[0].name)
-    return [*lines, f"du = {du}", f"rdu = {rdu}",
-            f"return du, {dv}, {before}, rdu, {rdv}, {r_before}"]  # fmt: skip
+    made, rdu, rdv = _results(c, p, _gate_errors(c, r, lambda x: r_of(adjoint(x))), "rd")
+    lines += [f"dv = {_joined(p, dv, c.previous[0].name)}", *made]
+    if _numpy(p):
+        return [*lines, f"return dv, {before}, {rdv}, {r_before}"]
+    return [*lines, f"return dv, {before}, {rdu}, {rdv}, {r_before}"]
 
 
 _BODIES = {"forward": _forward, "backward": _backward, "tangent": _tangent,
            "r_backward": _r_backward}  # fmt: skip
+# the arguments of each step; NumPy's also take `out`, the loop's row block they fill
 _ARGS = {
     "forward": "u, v, prev",
     "backward": "row, prev, incoming",
@@ -139,7 +181,8 @@ def step_source(cell_name: str, step: str, p: NumPyPrinter) -> str:
     width = "prev.shape[1]" if carries == 1 else f"prev.shape[1] // {carries}"
     xp = "xp, " if p.NS != "np" else ""
     doc = f'"""{c.name}: {_WHAT[step]} (printed from SymPy\'s derivation of the cell)."""'
-    lines = [f"def {cell_step_name(cell_name, step)}({xp}{_ARGS[step]}):", f"    {doc}",
+    out = ", out" if _numpy(p) else ""
+    lines = [f"def {cell_step_name(cell_name, step)}({xp}{_ARGS[step]}{out}):", f"    {doc}",
              f"    w = {width}"]  # fmt: skip
     return "\n".join([*lines, *(f"    {line}" for line in body)])
 

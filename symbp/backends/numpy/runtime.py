@@ -700,7 +700,9 @@ def _head_row_sum(X, g, out=None):
 
 # Recurrent layers. g = (T, h, blocks, carries, last, summed, G, cell): a kept row holds
 # `blocks` blocks of h (the new carries first), the gates' errors G h (2 G h unless summed).
-# The step functions are the module's own, printed from SymPy's derivation of the cell.
+# The step functions are the module's own, printed from SymPy's derivation of the cell;
+# each writes its row block into the loop's array (its last argument) and may change v, a
+# new array made for the step.
 def _recurrent_forward(step, U, Whh, bhh, g, out=None):
     """The forward loop: each step's v = h_(t-1) Whh^T + bhh, then the cell's step on u_t,
     v and the carries of the step before (zero before the first); every step's kept row."""
@@ -713,7 +715,7 @@ def _recurrent_forward(step, U, Whh, bhh, g, out=None):
         v = prev[:, :h] @ Whh.T
         if bhh is not None:
             v += bhh
-        kept[:, t] = step(steps[:, t], v, prev)
+        step(steps[:, t], v, prev, kept[:, t])
         prev = kept[:, t, : g[3] * h]
     return kept.reshape(n * T, width)
 
@@ -759,10 +761,8 @@ def _recurrent_backward(back, S, Whh, D, g, out=None):
         above = _incoming(D, t, g) if D is not None else None
         if above is not None:
             incoming[:, :h] += above
-        du, dv, before = back(kept[:, t], kept[:, t - 1, :carries] if t else zero, incoming)
-        errors[:, t, :G] = du
-        if not g[5]:
-            errors[:, t, G:] = dv
+        dv, before = back(kept[:, t], kept[:, t - 1, :carries] if t else zero, incoming,
+                          errors[:, t])  # fmt: skip
         incoming = before
         incoming[:, :h] += dv @ Whh
     return errors.reshape(n * T, wide)
@@ -796,7 +796,7 @@ def _recurrent_tangent(step, S, Ud, Whh, Whhd, bhhd, g, out=None):
             vd += prev[:, :h] @ Whhd.T
         if bhhd is not None:
             vd += bhhd
-        moved[:, t] = step(kept[:, t], prev, steps[:, t], vd, prev_d)
+        step(kept[:, t], prev, steps[:, t], vd, prev_d, moved[:, t])
         prev_d = moved[:, t, :carries]
     return moved.reshape(n * T, width)
 
@@ -820,12 +820,9 @@ def _recurrent_r_backward(step, S, Sd, Whh, Whhd, D, RD, g, out=None):
         if r_above is not None:
             r_incoming[:, :h] += r_above
         prev, prev_d = (kept[:, t - 1, :carries], moved[:, t - 1, :carries]) if t else (zero, zero)
-        du, dv, before, rdu, rdv, r_before = step(
-            kept[:, t], prev, moved[:, t], prev_d, incoming, r_incoming
+        dv, before, rdv, r_before = step(
+            kept[:, t], prev, moved[:, t], prev_d, incoming, r_incoming, errors[:, t]
         )
-        errors[:, t, :G] = rdu
-        if not g[5]:
-            errors[:, t, G:] = rdv
         incoming, r_incoming = before, r_before
         incoming[:, :h] += dv @ Whh
         r_incoming[:, :h] += rdv @ Whh

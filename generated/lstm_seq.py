@@ -296,7 +296,6 @@ def _lstm_forward(u, v, prev, out):
     v_f = v[:, 1 * w : 2 * w]
     v_g = v[:, 2 * w : 3 * w]
     v_o = v[:, 3 * w : 4 * w]
-    h_prev = prev[:, :w]
     c_prev = prev[:, 1 * w : 2 * w]
     i = _sigmoid(v_i)
     f = _sigmoid(v_f)
@@ -311,8 +310,6 @@ def _lstm_forward(u, v, prev, out):
 def _lstm_backward(row, prev, incoming, out):
     """lstm: one step of backpropagation through time: dL/du, dL/dv and the carries of the step before's errors (but d_v W_hh), from the kept row and the new carries' errors (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
-    h = row[:, :w]
-    c = row[:, 1 * w : 2 * w]
     i = row[:, 2 * w : 3 * w]
     f = row[:, 3 * w : 4 * w]
     g = row[:, 4 * w : 5 * w]
@@ -341,14 +338,11 @@ def _lstm_backward(row, prev, incoming, out):
 def _lstm_tangent(row, prev, ud, vd, prev_d, out):
     """lstm: one step of the tangents: the kept row's tangent from u', v' and the carries of the step before's tangents (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
-    h = row[:, :w]
-    c = row[:, 1 * w : 2 * w]
     i = row[:, 2 * w : 3 * w]
     f = row[:, 3 * w : 4 * w]
     g = row[:, 4 * w : 5 * w]
     o = row[:, 5 * w : 6 * w]
     k = row[:, 6 * w : 7 * w]
-    h_prev = prev[:, :w]
     c_prev = prev[:, 1 * w : 2 * w]
     t_u_i = ud[:, :w]
     t_u_f = ud[:, 1 * w : 2 * w]
@@ -358,7 +352,6 @@ def _lstm_tangent(row, prev, ud, vd, prev_d, out):
     t_v_f = vd[:, 1 * w : 2 * w]
     t_v_g = vd[:, 2 * w : 3 * w]
     t_v_o = vd[:, 3 * w : 4 * w]
-    t_h_prev = prev_d[:, :w]
     t_c_prev = prev_d[:, 1 * w : 2 * w]
     t_i = i*t_u_i*(1 - i) + i*t_v_i*(1 - i)
     t_f = f*t_u_f*(1 - f) + f*t_v_f*(1 - f)
@@ -373,8 +366,6 @@ def _lstm_tangent(row, prev, ud, vd, prev_d, out):
 def _lstm_r_backward(row, prev, row_d, prev_d, incoming, r_incoming, out):
     """lstm: one step of the R-operator of backpropagation through time: the backward step and, beside it, R{dL/du}, R{dL/dv} and the R of the carries' errors (printed from SymPy's derivation of the cell)."""
     w = prev.shape[1] // 2
-    h = row[:, :w]
-    c = row[:, 1 * w : 2 * w]
     i = row[:, 2 * w : 3 * w]
     f = row[:, 3 * w : 4 * w]
     g = row[:, 4 * w : 5 * w]
@@ -382,17 +373,16 @@ def _lstm_r_backward(row, prev, row_d, prev_d, incoming, r_incoming, out):
     k = row[:, 6 * w : 7 * w]
     h_prev = prev[:, :w]
     c_prev = prev[:, 1 * w : 2 * w]
-    t_h = row_d[:, :w]
-    t_c = row_d[:, 1 * w : 2 * w]
     t_i = row_d[:, 2 * w : 3 * w]
     t_f = row_d[:, 3 * w : 4 * w]
     t_g = row_d[:, 4 * w : 5 * w]
     t_o = row_d[:, 5 * w : 6 * w]
     t_k = row_d[:, 6 * w : 7 * w]
-    t_h_prev = prev_d[:, :w]
     t_c_prev = prev_d[:, 1 * w : 2 * w]
     g_h = incoming[:, :w]
     g_c = incoming[:, 1 * w : 2 * w]
+    r_g_h = r_incoming[:, :w]
+    r_g_c = r_incoming[:, 1 * w : 2 * w]
     d_h = g_h
     d_k = d_h*o
     d_c = g_c + d_k*(1 - k**2)
@@ -405,8 +395,6 @@ def _lstm_r_backward(row, prev, row_d, prev_d, incoming, r_incoming, out):
     d_u_g = d_g*(1 - g**2)
     d_u_o = d_o*o*(1 - o)
     d_c_prev = d_c*f
-    r_g_h = r_incoming[:, :w]
-    r_g_c = r_incoming[:, 1 * w : 2 * w]
     r_d_h = r_g_h
     r_d_k = d_h*t_o + o*r_d_h
     r_d_c = r_d_k + r_g_c - r_d_k*k**2 - 2*d_k*k*t_k

@@ -27,12 +27,65 @@ _WHAT = {
 }
 
 
+# the symbols the step being printed reads (set by step_source): blocks nobody reads are not
+# unpacked, so the printed function defines no unused name
+_READS: set[sp.Symbol] = set()
+
+
 def _blocks(names: Iterable[sp.Symbol], source: str) -> list[str]:
-    """`a = source[:, :w]`, `b = source[:, w : 2 * w]`, ...: one block of w = h entries each."""
+    """`a = source[:, :w]`, `b = source[:, w : 2 * w]`, ...: one block of w = h entries each,
+    for the blocks the step reads."""
     return [
         f"{x.name} = {source}[:, {k} * w : {k + 1} * w]" if k else f"{x.name} = {source}[:, :w]"
         for k, x in enumerate(names)
+        if x in _READS
     ]
+
+
+def _live(pairs: Iterable[tuple[sp.Symbol, sp.Expr]], wanted: set) -> list[tuple]:
+    """The statements of `pairs` (in order) that the symbols `wanted` need, zeros left out
+    (the results print a zero block)."""
+    needed, kept = set(wanted), []
+    for target, expr in reversed(list(pairs)):
+        if target in needed and expr != 0:
+            kept.append((target, expr))
+            needed |= expr.free_symbols
+    return kept[::-1]
+
+
+def _wanted(c: Cell, step: str) -> set[sp.Symbol]:
+    """The symbols a step returns."""
+    gates = [*c.u] if c.summed else [*c.u, *c.v]
+    if step == "backward":
+        return {adjoint(x) for x in (*gates, *c.previous)}
+    hidden = c.u if c.summed else c.v
+    return {
+        *(r_of(adjoint(x)) for x in (*gates, *c.previous)),
+        *(adjoint(x) for x in (*hidden, *c.previous)),
+    }
+
+
+def _plan(c: Cell, step: str) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """The statements a step prints."""
+    if step == "forward":
+        within = {u: sp.S.Zero for u in c.u} if c.summed else {}
+        return [(st.target, st.value.xreplace(within)) for st in c.statements]
+    if step == "tangent":
+        return list(c.tangents)
+    pairs = c.adjoints if step == "backward" else (*c.adjoints, *c.r_adjoints)
+    return _live(pairs, _wanted(c, step))
+
+
+def _reads(c: Cell, step: str) -> set[sp.Symbol]:
+    """What the step's statements and results read (the first previous carry gives the
+    shape of a zero block)."""
+    plan = _plan(c, step)
+    found = set().union(*(e.free_symbols for _, e in plan))
+    results = {"forward": set(c.kept), "tangent": {dot(x) for x in c.kept}}.get(step)
+    found |= results if results is not None else _wanted(c, step)
+    zero_block = results is None and not _wanted(c, step) <= {s for s, _ in plan}
+    like = {c.previous[0]} if zero_block else set()
+    return {*found, *like, *(c.v if c.summed and step == "forward" else ())}
 
 
 def _joined(p: NumPyPrinter, values: list[sp.Basic], like: str) -> str:
@@ -80,11 +133,9 @@ def _forward(c: Cell, p: NumPyPrinter) -> list[str]:
     if c.summed:
         lines = ["v += u" if _numpy(p) else "v = v + u"]
         lines += [*_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
-        within = {u: sp.S.Zero for u in c.u}
     else:
         lines = [*_blocks(c.u, "u"), *_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
-        within = {}
-    lines += [f"{st.target.name} = {p._print(st.value.xreplace(within))}" for st in c.statements]
+    lines += _statements(p, _plan(c, "forward"))
     if _numpy(p):
         return [*lines, _into(p, list(c.kept), c.previous[0].name)]
     return [*lines, f"return {_joined(p, list(c.kept), 'u')}"]
@@ -103,8 +154,7 @@ def _gate_errors(c: Cell, pairs: tuple, of: Callable[[sp.Symbol], sp.Symbol]) ->
 def _backward_body(c: Cell, p: NumPyPrinter) -> tuple[list[str], tuple, str]:
     """The adjoints' statements, dL/du's and dL/dv's blocks, the previous carries' errors."""
     lines = _blocks([incoming(x) for x in c.carries], "incoming")
-    unused = [adjoint(x) for x in c.v] if c.summed else []
-    lines += _statements(p, c.adjoints, unused)
+    lines += _statements(p, _plan(c, "backward"))
     before = _joined(p, _values(c.adjoints, [adjoint(x) for x in c.previous]), c.previous[0].name)
     return lines, _gate_errors(c, c.adjoints, adjoint), before
 
@@ -146,12 +196,12 @@ def _tangent(c: Cell, p: NumPyPrinter) -> list[str]:
 
 
 def _r_backward(c: Cell, p: NumPyPrinter) -> list[str]:
-    lines, (du, dv), before = _backward_body(c, p)
+    _, (du, dv), before = _backward_body(c, p)
     lines = [*_unpack(c), *_blocks([dot(x) for x in c.kept], "row_d"),
-             *_blocks([dot(x) for x in c.previous], "prev_d"), *lines]  # fmt: skip
-    lines += _blocks([r_of(incoming(x)) for x in c.carries], "r_incoming")
-    unused = [r_of(adjoint(x)) for x in c.v] if c.summed else []
-    lines += _statements(p, c.r_adjoints, unused)
+             *_blocks([dot(x) for x in c.previous], "prev_d"),
+             *_blocks([incoming(x) for x in c.carries], "incoming"),
+             *_blocks([r_of(incoming(x)) for x in c.carries], "r_incoming"),
+             *_statements(p, _plan(c, "r_backward"))]  # fmt: skip
     r = c.r_adjoints
     r_before = _joined(p, _values(r, [r_of(adjoint(x)) for x in c.previous]), c.previous[0].name)
     made, rdu, rdv = _results(c, p, _gate_errors(c, r, lambda x: r_of(adjoint(x))), "rd")
@@ -176,6 +226,8 @@ def step_source(cell_name: str, step: str, p: NumPyPrinter) -> str:
     """The function of one step of the cell, printed with p (whose `used` records the
     runtime helpers it calls)."""
     c = cell(cell_name)
+    _READS.clear()
+    _READS.update(_reads(c, step))
     body = _BODIES[step](c, p)
     carries = len(c.carries)
     width = "prev.shape[1]" if carries == 1 else f"prev.shape[1] // {carries}"

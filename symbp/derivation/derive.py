@@ -9,13 +9,11 @@ of the layer widths.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import sympy as sp
 
 from symbp.errors import SpecError
 from symbp.frontend.expr import parse_expression
-from symbp.frontend.kind_keys import RECURRENT
 from symbp.frontend.spec import Arch
 from symbp.ir.naming import Role, array
 from symbp.parallel import ordered_map
@@ -23,7 +21,6 @@ from symbp.symbolic import memo
 from symbp.symbolic.activations import X, elementwise_expr
 from symbp.symbolic.calculus import A as A_SCALAR
 from symbp.symbolic.calculus import ActivationDerivation, derive_activation
-from symbp.symbolic.cells import Cell, cell, remember_cell
 from symbp.symbolic.indexed import (
     LayerCalculus,
     layer_calculus,
@@ -78,37 +75,16 @@ def _per_sample(expr: sp.MatrixExpr, row: bool) -> sp.MatrixExpr:
 
 
 def _activations(arch: Arch) -> dict[str, ActivationDerivation]:
-    """Derive each distinct elementwise activation of the network once, and each recurrent
-    cell's step (symbp.symbolic.cells), in parallel worker processes when there are several:
-    each is independent SymPy work (symbp.parallel). The cells' derivations are kept where
-    symbp.symbolic.cells.cell finds them."""
+    """Derive each distinct elementwise activation of the network once (in parallel worker
+    processes when there are several: each is independent SymPy work, symbp.parallel)."""
     custom = {name: parse_expression(text, {"x": X}) for name, text in arch.activations}
     names = list(dict.fromkeys(l.activation for l in arch.layers if l.activation != "softmax"))
-    cell_names = list(dict.fromkeys(
-        f"rnn_{l.nonlinearity}" if l.type == "rnn" else l.type
-        for l in arch.layers if l.type in RECURRENT
-    ))  # fmt: skip
-    work: list[tuple[str, Any]] = [(name, elementwise_expr(name, custom)) for name in names]
-    work += [(name, None) for name in cell_names]
-    done = ordered_map(_derive_one, work)
-    acts = {}
-    for (name, _), derived in zip(work, done, strict=True):
-        if isinstance(derived, Cell):
-            remember_cell(derived)
-        else:
-            acts[name] = derived
-    return acts
+    work = [(name, elementwise_expr(name, custom)) for name in names]
+    return dict(zip(names, ordered_map(_derive_one, work), strict=True))
 
 
-def _derive_one(item: tuple[str, Any]) -> ActivationDerivation | Cell:
-    """An activation (name, f(x)), or a recurrent cell (name, None) with every derivation of
-    its step done."""
-    name, f = item
-    if f is None:
-        derived = cell(name)
-        assert derived.kept  # the backward, tangent and R steps, derived and kept
-        return derived
-    return derive_activation(name, f)
+def _derive_one(item: tuple[str, sp.Expr]) -> ActivationDerivation:
+    return derive_activation(*item)
 
 
 def at_layer(expr: sp.Expr, l: int) -> sp.Expr:

@@ -181,20 +181,14 @@ def _gate_symbols(gates: tuple[str, ...]) -> tuple[tuple[sp.Symbol, ...], tuple[
     return tuple(_s(f"u_{g}") for g in gates), tuple(_s(f"v_{g}") for g in gates)
 
 
-_DERIVED: dict[str, Cell] = {}
-
-
-def remember_cell(c: Cell) -> None:
-    """Keep a cell derived elsewhere (a worker process of symbp.parallel) for cell()."""
-    _DERIVED[c.name] = c
-
-
+@functools.lru_cache(maxsize=8)
 def cell(name: str) -> Cell:
     """The cell's statements (PyTorch's equations) and, checked, its derivatives (derived
-    once per process, or taken from remember_cell)."""
-    if name not in _DERIVED:
-        _DERIVED[name] = _build(name)
-    return _DERIVED[name]
+    once per process: in worker processes they cost more than they save, measured on the
+    3-layer LSTM of bench/recurrent.py, as the Cell's SymPy expressions are pickled back)."""
+    built = _build(name)
+    assert built.kept  # the backward, tangent and R steps, derived now
+    return built
 
 
 def _build(name: str) -> Cell:

@@ -428,10 +428,10 @@ def _lstm_tangent(xp, row, prev, ud, vd, prev_d):
     t_v_g = vd[:, 2 * w : 3 * w]
     t_v_o = vd[:, 3 * w : 4 * w]
     t_c_prev = prev_d[:, 1 * w : 2 * w]
-    t_i = i*t_u_i*(1 - i) + i*t_v_i*(1 - i)
-    t_f = f*t_u_f*(1 - f) + f*t_v_f*(1 - f)
-    t_g = t_u_g*(1 - g**2) + t_v_g*(1 - g**2)
-    t_o = o*t_u_o*(1 - o) + o*t_v_o*(1 - o)
+    t_i = i*(1 - i)*(t_u_i + t_v_i)
+    t_f = f*(1 - f)*(t_u_f + t_v_f)
+    t_g = (1 - g**2)*(t_u_g + t_v_g)
+    t_o = o*(1 - o)*(t_u_o + t_v_o)
     t_c = c_prev*t_f + f*t_c_prev + g*t_i + i*t_g
     t_k = t_c*(1 - k**2)
     t_h = k*t_o + o*t_k

@@ -50,6 +50,14 @@ class Statement:
         """The right-hand side as an expression (F applied, for the numeric check)."""
         return BUILTIN[self.activation](self.arg) if self.activation else self.arg
 
+    def tangent(self) -> sp.Expr:
+        """target' = F'(arg) arg' (or arg' for a polynomial), arg' = sum_x d arg/dx x', by
+        SymPy; F' through F's value, once for the whole argument."""
+        inner = sp.Add(*(sp.diff(self.arg, x) * dot(x) for x in _ordered(self.arg)))
+        if not self.activation:
+            return inner
+        return _in_value(self.activation).subs(A, self.target) * inner
+
     def partial(self, x: sp.Symbol) -> sp.Expr:
         """d target / d x, by SymPy: F'(arg) through F's value times d arg / dx."""
         inner = sp.diff(self.arg, x)
@@ -118,10 +126,7 @@ class Cell:
     def tangents(self) -> tuple[tuple[sp.Symbol, sp.Expr], ...]:
         """The tangent step: (s', expression) in statement order from u', v' and the previous
         carries' tangents."""
-        return tuple(
-            (dot(st.target), sp.Add(*(st.partial(x) * dot(x) for x in _ordered(st.arg))))
-            for st in self.statements
-        )
+        return tuple((dot(st.target), st.tangent()) for st in self.statements)
 
     @functools.cached_property
     def r_adjoints(self) -> tuple[tuple[sp.Symbol, sp.Expr], ...]:

@@ -360,8 +360,24 @@ def _names(c: Cell, shift: int = 0) -> dict[sp.Symbol, str]:
     return names
 
 
+class _Indicator(sp.Function):
+    """[condition]: 1 where it holds, else 0 (a rectifier's derivative in the document)."""
+
+    def _latex(self, printer: Any) -> str:
+        return rf"\left[{printer._print(self.args[0])}\right]"
+
+
+def _indicators(expr: sp.Expr) -> sp.Expr:
+    """Each Piecewise((1, c), (0, True)) written as the indicator [c]."""
+    return expr.replace(
+        lambda e: isinstance(e, sp.Piecewise) and len(e.args) == 2
+        and e.args[0].expr == 1 and e.args[1].expr == 0 and e.args[1].cond == sp.true,
+        lambda e: _Indicator(e.args[0].cond),
+    )  # fmt: skip
+
+
 def _tex(expr: sp.Expr, names: dict) -> str:
-    return sp.latex(expr, symbol_names=names, mul_symbol=r" \odot ")
+    return sp.latex(_indicators(expr), symbol_names=names, mul_symbol=r" \odot ")
 
 
 def _cell_lines(c: Cell) -> dict[str, list[str]]:
@@ -426,10 +442,10 @@ def document_section(kind: str, doc: Any) -> dict:
         "vjp": lines["vjp"],
         "tangent": lines["tangent"],
         "box": [
-            (doc.grad(W_ih), rf"\sum_{{t=1}}^{{T}} \left({u_bar}\right){t} a_t" + doc.decay(W_ih)),
+            (doc.grad(W_ih), rf"\sum_{{t=1}}^{{T}} {u_bar}{t} a_t" + doc.decay(W_ih)),
             (
                 doc.grad(W_hh),
-                rf"\sum_{{t=2}}^{{T}} \left({v_bar}\right){t} h_{{t-1}}" + doc.decay(W_hh),
+                rf"\sum_{{t=2}}^{{T}} {v_bar}{t} h_{{t-1}}" + doc.decay(W_hh),
             ),
             (doc.grad(r"b_{ih}^{(\ell)}"), rf"\sum_{{t=1}}^{{T}} {u_bar}"),
             (doc.grad(r"b_{hh}^{(\ell)}"), rf"\sum_{{t=1}}^{{T}} {v_bar}"),
@@ -444,7 +460,7 @@ def document_section(kind: str, doc: Any) -> dict:
         ],
         "send": r"\bar P W_{ih}^{(m)}",
         "grads": [
-            (W_ih, rf"\sum_t \left({u_bar}\right){t} a_t"),
+            (W_ih, rf"\sum_t {u_bar}{t} a_t"),
             (r"b_{ih}^{(\ell)}", rf"\sum_t {u_bar}"),
         ],
     }

@@ -415,8 +415,17 @@ def document_section(kind: str, doc: Any) -> dict:
     box with the shared weights' gradients as sums over t."""
     cells = [cell(f"rnn_{layer.nonlinearity}") if kind == "rnn" else cell(kind)
              for layer in doc.layers]  # fmt: skip
-    c = cells[0]
+    distinct = list(dict.fromkeys(cells))
+    c = distinct[0]
     lines = _cell_lines(c)
+    if len(distinct) > 1:  # rnn layers of both nonlinearities: each one's lines, named
+        parts = [_cell_lines(other) for other in distinct]
+        for key in ("forward", "vjp", "tangent"):
+            lines[key] = [
+                rf"{line} \quad \text{{({other.name[4:]})}}"
+                for other, part in zip(distinct, parts, strict=True)
+                for line in part[key]
+            ]
     A, D = doc.arr("A", "l-1"), doc.arr("Delta", "l")
     t = doc.t
     W_ih, W_hh = r"W_{ih}^{(\ell)}", r"W_{hh}^{(\ell)}"

@@ -198,21 +198,36 @@ def _pairs(ctx: Context, node: Node) -> list[tuple[str, str, Any, Any, Role]]:
     ]  # fmt: skip
 
 
+_R_ROLES = {Role.D_GATES_IN: Role.R_GATES_IN, Role.D_GATES_HIDDEN: Role.R_GATES_HIDDEN}
+
+
+def _gradients(ctx: Context, node: Node, moved: bool) -> list:
+    """Each weight's and bias's gradient: the dense calculus with dU (dV) as the error of
+    W_ih (W_hh) and A (H_(-1)) as what it multiplies (+ lambda W); with `moved`, its R, the
+    product rule on that bilinear form: R{dW} = R{Delta}^T A + Delta^T A' (+ lambda W')."""
+    out = []
+    for w, b, A, Ad, role in _pairs(ctx, node):
+        Delta, W = _rows(ctx, node, role), _param(ctx, node, w)
+        tensor = next(p for p in node.params if p.symbol == w)
+        error, decay = Delta, W
+        if moved:
+            error, decay = _rows(ctx, node, _R_ROLES[role]), _param(ctx, node, w, True)
+        dW = _dense("dW_matrix", W, A, error)
+        if moved and not isinstance(Ad, sp.ZeroMatrix):
+            dW = dW + _dense("dW_matrix", W, Ad, Delta)
+        if ctx.decays(tensor, node):
+            dW = dW + L2_WEIGHT * decay
+        out.append((tensor, dW))
+        bias = next((p for p in node.params if p.symbol == b), None)
+        if bias is not None:
+            out.append((bias, _dense("db_matrix", W, A, error)))
+    return out
+
+
 def backward(ctx: Context, node: Node) -> tuple[tuple, tuple]:
     """dL/dW_ih = dU^T A, dL/dW_hh = dV^T H_(-1) (+ lambda W), the biases' sums; the input
     gets dU W_ih."""
-    grads = []
-    for w, b, A, _, role in _pairs(ctx, node):
-        Delta = _rows(ctx, node, role)
-        W = _param(ctx, node, w)
-        tensor = next(p for p in node.params if p.symbol == w)
-        dW = _dense("dW_matrix", W, A, Delta)
-        if ctx.decays(tensor, node):
-            dW = dW + L2_WEIGHT * W
-        grads.append((tensor, dW))
-        bias = next((p for p in node.params if p.symbol == b), None)
-        if bias is not None:
-            grads.append((bias, _dense("db_matrix", W, A, Delta)))
+    grads = _gradients(ctx, node, moved=False)
     backs: tuple = ()
     if node.inputs[0].layer > 0:
         W, Delta = _param(ctx, node, "Wih"), _rows(ctx, node, Role.D_GATES_IN)
@@ -242,21 +257,7 @@ def tangents(ctx: Context, node: Node) -> tuple[tuple, tuple, tuple]:
         (kept_d, RecurrentTangent(kept, Ud, Whh, Whhd, _op_arg(_param(ctx, node, "bhh", True)), g)),
         (s[Role.TANGENT_Z], RecurrentOutput(kept_d, g)),
     )
-    r_grads = []
-    r_roles = {Role.D_GATES_IN: Role.R_GATES_IN, Role.D_GATES_HIDDEN: Role.R_GATES_HIDDEN}
-    for w, b, A_, Ad_, role in _pairs(ctx, node):
-        Delta, RDelta = _rows(ctx, node, role), _rows(ctx, node, r_roles[role])
-        Wm, Wdm = _param(ctx, node, w), _param(ctx, node, w, True)
-        tensor = next(p for p in node.params if p.symbol == w)
-        dW_r = _dense("dW_matrix", Wm, A_, RDelta)
-        if not isinstance(Ad_, sp.ZeroMatrix):
-            dW_r = dW_r + _dense("dW_matrix", Wm, Ad_, Delta)
-        if ctx.decays(tensor, node):
-            dW_r = dW_r + L2_WEIGHT * Wdm
-        r_grads.append((tensor, dW_r))
-        bias = next((p for p in node.params if p.symbol == b), None)
-        if bias is not None:
-            r_grads.append((bias, _dense("db_matrix", Wm, A_, RDelta)))
+    r_grads = _gradients(ctx, node, moved=True)
     r_backs: tuple = ()
     if node.inputs[0].layer > 0:
         Delta, RDelta = _rows(ctx, node, Role.D_GATES_IN), _rows(ctx, node, Role.R_GATES_IN)

@@ -41,6 +41,7 @@ XP_EXAMPLES = [
     "res_cnn",
     "resmlp",
     "smooth_mlp",
+    "lstm_seq",
 ]
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
 
@@ -97,7 +98,9 @@ NAMESPACES = ["numpy", "strict", "torch", "jax", "jax-jit"]
 def _problem(module, seed: int = 1, n: int = 7):
     rng = np.random.default_rng(seed)
     params = module.init_params(0)
-    X = rng.standard_normal((n, module.LAYER_SIZES[0])).astype(params["W1"].dtype)
+    # a sequence (lstm_seq) as (n, T, d); a vector or an image as its entries
+    shape = module.LAYER_SHAPES[0] if hasattr(module, "POSITIONS") else (module.LAYER_SIZES[0],)
+    X = rng.standard_normal((n, *shape)).astype(module.DTYPE)
     raw = np.exp(rng.standard_normal((n, module.LAYER_SIZES[-1])))
     Y = (raw / raw.sum(axis=1, keepdims=True)).astype(X.dtype)
     V = {k: rng.standard_normal(np.shape(p)).astype(X.dtype) for k, p in params.items()}

@@ -5,7 +5,7 @@ runs into the margin (or, in a two-column paper, into the other column) is one. 
 compile the documents and fail on any such box over TOLERANCE, naming the file, its lines and
 what LaTeX shows of the box:
 
-- two networks' bodies (--body --section-level subsection) \\input into a two-column 10pt
+- three networks' bodies (--body --section-level subsection) \\input into a two-column 10pt
   article on letter paper (the class's own letterpaper layout, no geometry package: a
   column of about 230pt, 3.2in);
 - the standalone document of every example;
@@ -34,7 +34,7 @@ from tests.test_document import compile_tex
 
 TOLERANCE = 1.0  # pt: TeX's own \hfuzz is 0.1pt; a box over 1pt shows
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
-PAPER_EXAMPLES = ("lenet.yaml", "resmlp.yaml")
+PAPER_EXAMPLES = ("lenet.yaml", "resmlp.yaml", "lstm_seq.yaml")
 # A custom activation whose first and second derivatives are long: sums of products of
 # functions, a square root, constants (pi, e) and a clipped piece (min of max).
 LONG_ACTIVATION = "atan(x) + sin(x)*erf(x) + sqrt(1 + x**2) - pi*cos(x)/e + min(max(x, -1), 1)"
@@ -135,7 +135,7 @@ def paper_tex(bodies: list[tuple[str, str]]) -> str:
         "\\documentclass[10pt,twocolumn,letterpaper]{article}\n"
         "\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n" + "\n".join(preamble) + "\n"
         "\\begin{document}\n"
-        "A paper with two networks' derivations in its appendix.\n"
+        "A paper with the networks' derivations in its appendix.\n"
         "\\appendix\n" + "\n".join(sections) + "\n\\end{document}\n"
     )
 
@@ -195,7 +195,7 @@ def test_overfull_boxes_of_a_real_log(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Every example's standalone document, the paper's two bodies and the long activation's
+    """Every example's standalone document, the paper's bodies and the long activation's
     network, generated once for the module."""
     folder = tmp_path_factory.mktemp("layout")
     (folder / "paper").mkdir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -63,3 +65,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite generated/ from examples/ instead of comparing",
     )
+
+
+class Hung(Exception):
+    """A call still running after hang_guard's time."""
+
+
+def hang_guard(call: Callable[[], Any], limit: int = 60) -> Any:
+    """call(), failing the test if it has not returned (or raised) after `limit` seconds: a
+    guard against a hang (reading a hostile file exponentially, a loop that does not end),
+    not a speed claim. Tests assert nothing about how fast the machine is; what the guarded
+    calls take here is a second or two."""
+
+    def hung(signum: int, frame: Any) -> None:
+        raise Hung(f"still running after {limit} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(limit)
+    try:
+        return call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

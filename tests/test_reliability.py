@@ -8,7 +8,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +18,7 @@ from symbp import pipeline
 from symbp.errors import OutputError
 from symbp.frontend.schema import arch_schema, schema_json
 from symbp.pipeline import generate, write_files
-from tests.conftest import EXAMPLES, GENERATED, ROOT
+from tests.conftest import EXAMPLES, GENERATED, ROOT, hang_guard
 
 CANARY = "symbp_canary_file"
 
@@ -80,26 +79,24 @@ def test_hostile_file_refused_without_running_anything(tmp_path: Path, case: str
     else:
         path.write_text(text, encoding="utf-8")
     out = tmp_path / "out"
-    start = time.monotonic()
-    r = run_cli("generate", str(path), "-o", str(out), cwd=tmp_path)
-    elapsed = time.monotonic() - start
+    r = hang_guard(lambda: run_cli("generate", str(path), "-o", str(out), cwd=tmp_path))
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
     assert "arch.yaml" in r.stderr
     assert len(r.stderr.splitlines()) <= 12
     assert not (tmp_path / CANARY).exists()
     assert not out.exists(), "nothing may be written for a refused file"
-    assert elapsed < 10  # includes interpreter start-up; the refusal itself is timed below
 
 
 @pytest.mark.parametrize("case", sorted(k for k, v in HOSTILE.items() if v is not None))
 def test_refusal_is_fast_in_process(case: str) -> None:
     from symbp.errors import SpecError
 
-    start = time.monotonic()
-    with pytest.raises(SpecError):
-        generate_from_text(HOSTILE[case])
-    assert time.monotonic() - start < 2.0
+    def refuse() -> None:
+        with pytest.raises(SpecError):
+            generate_from_text(HOSTILE[case])
+
+    hang_guard(refuse)
 
 
 def generate_from_text(text: str) -> None:

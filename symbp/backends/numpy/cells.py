@@ -27,18 +27,13 @@ _WHAT = {
 }
 
 
-# the symbols the step being printed reads (set by step_source): blocks nobody reads are not
-# unpacked, so the printed function defines no unused name
-_READS: set[sp.Symbol] = set()
-
-
-def _blocks(names: Iterable[sp.Symbol], source: str) -> list[str]:
+def _blocks(names: Iterable[sp.Symbol], source: str, reads: set[sp.Symbol]) -> list[str]:
     """`a = source[:, :w]`, `b = source[:, w : 2 * w]`, ...: one block of w = h entries each,
-    for the blocks the step reads."""
+    for the blocks the step reads (so the printed function defines no unused name)."""
     return [
         f"{x.name} = {source}[:, {k} * w : {k + 1} * w]" if k else f"{x.name} = {source}[:, :w]"
         for k, x in enumerate(names)
-        if x in _READS
+        if x in reads
     ]
 
 
@@ -95,16 +90,13 @@ def _joined(p: NumPyPrinter, values: list[sp.Basic], like: str) -> str:
     if len(texts) == 1:
         fresh = not isinstance(values[0], sp.Symbol)
         return texts[0] if fresh else f"{p.fn('asarray')}({texts[0]}, copy=True)"
-    concat = "concatenate" if p.NS == "np" else "concat"
+    concat = "concatenate" if _numpy(p) else "concat"
     return f"{p.fn(concat)}(({', '.join(texts)}), axis=1)"
 
 
-def _statements(
-    p: NumPyPrinter, pairs: Iterable[tuple[sp.Symbol, sp.Expr]], skip: Iterable[sp.Symbol] = ()
-) -> list[str]:
-    """`s = e` for each pair but the zeros (the results print them as zeros) and `skip`."""
-    skipped = set(skip)
-    return [f"{s.name} = {p._print(e)}" for s, e in pairs if e != 0 and s not in skipped]
+def _statements(p: NumPyPrinter, pairs: Iterable[tuple[sp.Symbol, sp.Expr]]) -> list[str]:
+    """`s = e` for each pair but the zeros (the results print them as zeros)."""
+    return [f"{s.name} = {p._print(e)}" for s, e in pairs if e != 0]
 
 
 def _values(pairs: Iterable[tuple[sp.Symbol, sp.Expr]], symbols: Iterable[sp.Symbol]) -> list:
@@ -127,22 +119,26 @@ def _into(p: NumPyPrinter, values: list[sp.Basic], like: str) -> str:
     return f"{p.fn('concatenate')}(({', '.join(texts)}), axis=1, out=out)"
 
 
-def _forward(c: Cell, p: NumPyPrinter) -> list[str]:
+def _forward(c: Cell, p: NumPyPrinter, reads: set[sp.Symbol]) -> list[str]:
     """When every gate reads u + v only (c.summed), the sum is formed once, in v (a new
     array the loop made for this step), and the statements read it in place of u + v."""
     if c.summed:
         lines = ["v += u" if _numpy(p) else "v = v + u"]
-        lines += [*_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
+        lines += [*_blocks(c.v, "v", reads), *_blocks(c.previous, "prev", reads)]
     else:
-        lines = [*_blocks(c.u, "u"), *_blocks(c.v, "v"), *_blocks(c.previous, "prev")]
+        lines = [
+            *_blocks(c.u, "u", reads),
+            *_blocks(c.v, "v", reads),
+            *_blocks(c.previous, "prev", reads),
+        ]
     lines += _statements(p, _plan(c, "forward"))
     if _numpy(p):
         return [*lines, _into(p, list(c.kept), c.previous[0].name)]
     return [*lines, f"return {_joined(p, list(c.kept), 'u')}"]
 
 
-def _unpack(c: Cell) -> list[str]:
-    return [*_blocks(c.kept, "row"), *_blocks(c.previous, "prev")]
+def _unpack(c: Cell, reads: set[sp.Symbol]) -> list[str]:
+    return [*_blocks(c.kept, "row", reads), *_blocks(c.previous, "prev", reads)]
 
 
 def _gate_errors(c: Cell, pairs: tuple, of: Callable[[sp.Symbol], sp.Symbol]) -> tuple:
@@ -151,12 +147,10 @@ def _gate_errors(c: Cell, pairs: tuple, of: Callable[[sp.Symbol], sp.Symbol]) ->
     return du, du if c.summed else _values(pairs, [of(x) for x in c.v])
 
 
-def _backward_body(c: Cell, p: NumPyPrinter) -> tuple[list[str], tuple, str]:
-    """The adjoints' statements, dL/du's and dL/dv's blocks, the previous carries' errors."""
-    lines = _blocks([incoming(x) for x in c.carries], "incoming")
-    lines += _statements(p, _plan(c, "backward"))
+def _backward_results(c: Cell, p: NumPyPrinter) -> tuple[tuple, str]:
+    """dL/du's and dL/dv's blocks, and the previous carries' errors (printed)."""
     before = _joined(p, _values(c.adjoints, [adjoint(x) for x in c.previous]), c.previous[0].name)
-    return lines, _gate_errors(c, c.adjoints, adjoint), before
+    return _gate_errors(c, c.adjoints, adjoint), before
 
 
 def _results(c: Cell, p: NumPyPrinter, gates: tuple, name: str) -> tuple[list[str], str, str]:
@@ -166,28 +160,30 @@ def _results(c: Cell, p: NumPyPrinter, gates: tuple, name: str) -> tuple[list[st
     like = c.previous[0].name
     if _numpy(p):
         blocks = du if c.summed else [*du, *dv]
-        first, second = f"out[:, : {c.G} * w]", f"out[:, {c.G} * w :]"
         line = _into(p, blocks, like)
-        return [line], first if not c.summed else "out", "out" if c.summed else second
+        if c.summed:
+            return [line], "out", "out"
+        return [line], f"out[:, : {c.G} * w]", f"out[:, {c.G} * w :]"
     lines = [f"{name}u = {_joined(p, du, like)}"]
     if c.summed:
         return lines, f"{name}u", f"{name}u"
     return [*lines, f"{name}v = {_joined(p, dv, like)}"], f"{name}u", f"{name}v"
 
 
-def _backward(c: Cell, p: NumPyPrinter) -> list[str]:
-    lines, gates, before = _backward_body(c, p)
+def _backward(c: Cell, p: NumPyPrinter, reads: set[sp.Symbol]) -> list[str]:
+    gates, before = _backward_results(c, p)
     made, du, dv = _results(c, p, gates, "d")
     done = f"return {dv}, {before}" if _numpy(p) else f"return {du}, {dv}, {before}"
-    return [*_unpack(c), *lines, *made, done]
+    lines = [*_unpack(c, reads), *_blocks([incoming(x) for x in c.carries], "incoming", reads)]
+    return [*lines, *_statements(p, _plan(c, "backward")), *made, done]
 
 
-def _tangent(c: Cell, p: NumPyPrinter) -> list[str]:
+def _tangent(c: Cell, p: NumPyPrinter, reads: set[sp.Symbol]) -> list[str]:
     lines = [
-        *_unpack(c),
-        *_blocks([dot(x) for x in c.u], "ud"),
-        *_blocks([dot(x) for x in c.v], "vd"),
-        *_blocks([dot(x) for x in c.previous], "prev_d"),
+        *_unpack(c, reads),
+        *_blocks([dot(x) for x in c.u], "ud", reads),
+        *_blocks([dot(x) for x in c.v], "vd", reads),
+        *_blocks([dot(x) for x in c.previous], "prev_d", reads),
         *_statements(p, c.tangents),
     ]
     if _numpy(p):
@@ -195,12 +191,12 @@ def _tangent(c: Cell, p: NumPyPrinter) -> list[str]:
     return [*lines, f"return {_joined(p, [dot(x) for x in c.kept], 'prev')}"]
 
 
-def _r_backward(c: Cell, p: NumPyPrinter) -> list[str]:
-    _, (du, dv), before = _backward_body(c, p)
-    lines = [*_unpack(c), *_blocks([dot(x) for x in c.kept], "row_d"),
-             *_blocks([dot(x) for x in c.previous], "prev_d"),
-             *_blocks([incoming(x) for x in c.carries], "incoming"),
-             *_blocks([r_of(incoming(x)) for x in c.carries], "r_incoming"),
+def _r_backward(c: Cell, p: NumPyPrinter, reads: set[sp.Symbol]) -> list[str]:
+    (du, dv), before = _backward_results(c, p)
+    lines = [*_unpack(c, reads), *_blocks([dot(x) for x in c.kept], "row_d", reads),
+             *_blocks([dot(x) for x in c.previous], "prev_d", reads),
+             *_blocks([incoming(x) for x in c.carries], "incoming", reads),
+             *_blocks([r_of(incoming(x)) for x in c.carries], "r_incoming", reads),
              *_statements(p, _plan(c, "r_backward"))]  # fmt: skip
     r = c.r_adjoints
     r_before = _joined(p, _values(r, [r_of(adjoint(x)) for x in c.previous]), c.previous[0].name)
@@ -226,12 +222,10 @@ def step_source(cell_name: str, step: str, p: NumPyPrinter) -> str:
     """The function of one step of the cell, printed with p (whose `used` records the
     runtime helpers it calls)."""
     c = cell(cell_name)
-    _READS.clear()
-    _READS.update(_reads(c, step))
-    body = _BODIES[step](c, p)
+    body = _BODIES[step](c, p, _reads(c, step))
     carries = len(c.carries)
     width = "prev.shape[1]" if carries == 1 else f"prev.shape[1] // {carries}"
-    xp = "xp, " if p.NS != "np" else ""
+    xp = "" if _numpy(p) else "xp, "
     doc = f'"""{c.name}: {_WHAT[step]} (printed from SymPy\'s derivation of the cell)."""'
     out = ", out" if _numpy(p) else ""
     lines = [f"def {cell_step_name(cell_name, step)}({xp}{_ARGS[step]}{out}):", f"    {doc}",

@@ -132,7 +132,9 @@ def _previous_outputs(S, g, out=None):
 
 def _incoming(D, t, g):
     """dL/dh_t from the layers above: row t of each sample's D, or D itself at the last
-    step when the layer returns h_T only (None before it)."""
+    step when the layer returns h_T only (None before it, and None for no D)."""
+    if D is None:
+        return None
     if g[4]:
         return D if t == g[0] - 1 else None
     return D.reshape(-1, g[0], g[1])[:, t]
@@ -150,7 +152,7 @@ def _recurrent_backward(back, S, Whh, D, g, out=None):
     zero = np.zeros((n, carries), dtype=S.dtype)
     incoming = np.zeros((n, carries), dtype=S.dtype)
     for t in range(T - 1, -1, -1):
-        above = _incoming(D, t, g) if D is not None else None
+        above = _incoming(D, t, g)
         if above is not None:
             incoming[:, :h] += above
         dv, before = back(kept[:, t], kept[:, t - 1, :carries] if t else zero, incoming,
@@ -199,10 +201,10 @@ def _recurrent_r_backward(step, S, Sd, Whh, Whhd, D, RD, g, out=None):
     zero = np.zeros((n, carries), dtype=S.dtype)
     incoming, r_incoming = zero.copy(), zero.copy()
     for t in range(T - 1, -1, -1):
-        above = _incoming(D, t, g) if D is not None else None
+        above = _incoming(D, t, g)
         if above is not None:
             incoming[:, :h] += above
-        r_above = _incoming(RD, t, g) if RD is not None else None
+        r_above = _incoming(RD, t, g)
         if r_above is not None:
             r_incoming[:, :h] += r_above
         prev, prev_d = (kept[:, t - 1, :carries], moved[:, t - 1, :carries]) if t else (zero, zero)

@@ -153,15 +153,14 @@ def _recurrent_output(xp, S, g):
 
 def _previous_outputs(xp, S, g):
     """h_(t-1) for each row: the step before's h, zero for the first step."""
-    T, h = g[0], g[1]
-    rows = xp.reshape(S, (-1, T, S.shape[1]))[:, :, :h]
-    first = _zeros(xp, S, (rows.shape[0], 1, h))
-    return xp.reshape(xp.concat((first, rows[:, : T - 1, :]), axis=1), (-1, h))
+    return _shifted(xp, S, g, g[1])
 
 
 def _incoming_rows(xp, D, g):
     """dL/dh_t from the layers above, (T, n, h): D's rows, or D at the last step only
-    (zero before it) when the layer returns h_T."""
+    (zero before it) when the layer returns h_T; None for no D."""
+    if D is None:
+        return None
     if not g[4]:
         return _time_major(xp, D, g[0])
     before = _zeros(xp, D, (g[0] - 1, D.shape[0], D.shape[1]))
@@ -186,17 +185,23 @@ def _recurrent_backward(xp, back, S, Whh, D, g):
         sent = dv @ Whh
         return xp.concat((before[:, :h] + sent, before[:, h:]), axis=1), out
 
-    above = _incoming_rows(xp, D, g) if D is not None else None
+    above = _incoming_rows(xp, D, g)
     start = _zeros(xp, S, (S.shape[0] // T, carries))
     return _sample_major(xp, _scan(xp, body, start, (kept, previous, above), reverse=True)[1])
 
 
 def _shifted_carries(xp, S, g):
     """The carries of the step before for each row (zero for the first step)."""
-    T, carries = g[0], g[3] * g[1]
-    rows = xp.reshape(S, (-1, T, S.shape[1]))[:, :, :carries]
-    first = _zeros(xp, S, (rows.shape[0], 1, carries))
-    return xp.reshape(xp.concat((first, rows[:, : T - 1, :]), axis=1), (-1, carries))
+    return _shifted(xp, S, g, g[3] * g[1])
+
+
+def _shifted(xp, S, g, width):
+    """The first `width` entries of the step before's kept row, for each row (zero for the
+    first step)."""
+    T = g[0]
+    rows = xp.reshape(S, (-1, T, S.shape[1]))[:, :, :width]
+    first = _zeros(xp, S, (rows.shape[0], 1, width))
+    return xp.reshape(xp.concat((first, rows[:, : T - 1, :]), axis=1), (-1, width))
 
 
 def _gate_errors(xp, E, g):
@@ -251,8 +256,8 @@ def _recurrent_r_backward(xp, step, S, Sd, Whh, Whhd, D, RD, g):
         _time_major(xp, _shifted_carries(xp, S, g), T),
         _time_major(xp, Sd, T),
         _time_major(xp, _shifted_carries(xp, Sd, g), T),
-        _incoming_rows(xp, D, g) if D is not None else None,
-        _incoming_rows(xp, RD, g) if RD is not None else None,
+        _incoming_rows(xp, D, g),
+        _incoming_rows(xp, RD, g),
     )
     zero = _zeros(xp, S, (S.shape[0] // T, carries))
     return _sample_major(xp, _scan(xp, body, (zero, zero), xs, reverse=True)[1])

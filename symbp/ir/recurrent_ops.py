@@ -19,7 +19,7 @@ import sympy as sp
 from symbp.ir.image_ops import ImageOp
 
 GEOMETRY = ("T", "h", "blocks", "carries", "last", "summed", "G", "cell")
-CELL_NAMES = ("rnn_tanh", "rnn_relu", "lstm", "gru")  # symbp.symbolic.cells.CELLS
+CELL_NAMES = ("rnn_tanh", "rnn_relu", "lstm", "gru")  # each defined in symbp.symbolic.cells
 
 
 def recurrent_geometry(

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symbp.errors import DerivationError
+from symbp.ir.recurrent_ops import CELL_NAMES
 from symbp.symbolic.activations import BUILTIN, X
 from symbp.symbolic.calculus import A, derive_activation
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+CELLS = CELL_NAMES  # the cells, in the order the loops' geometry numbers them
 
 
 def _s(name: str) -> sp.Symbol:

@@ -31,7 +31,7 @@ from symbp.derivation.derive import L2_WEIGHT, _per_sample
 from symbp.derivation.kinds.dense import _pre_activation
 from symbp.ir.bindings import Family, Kind
 from symbp.ir.graph import Node
-from symbp.ir.naming import Role, array, matrix
+from symbp.ir.naming import PARAMETER_ROLES, Role, array, matrix
 from symbp.ir.recurrent_ops import (
     GateErrors,
     HiddenGateErrors,
@@ -49,7 +49,6 @@ from symbp.symbolic.indexed import MAT_A, MAT_DELTA, MAT_W, N_BATCH, layer_calcu
 
 Z_IN_ONE_PRODUCT = False
 KEYS = ("units", "return", "bias", "nonlinearity")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def cell_of(node: Node) -> Cell:
@@ -61,7 +60,7 @@ def cell_of(node: Node) -> Cell:
 def _sizes(node: Node) -> tuple[int, int, int, int]:
     """T, d (the input's features), h (the units), G (the gates)."""
     T, d = node.inputs[0].shape[0], node.inputs[0].shape[-1]
-    return T, d, node.z.shape[-1], GATES[node.kind]
+    return T, d, node.z.shape[-1], cell_of(node).G
 
 
 def _geometry(node: Node) -> sp.Tuple:
@@ -71,7 +70,8 @@ def _geometry(node: Node) -> sp.Tuple:
     return recurrent_geometry(T, h, c.width(), len(c.carries), last, c.summed, G, c.name)
 
 
-# the per-row arrays of the layer: role -> (what, family, width in h's, or "G" gates)
+# the per-row arrays of the layer: role -> (what, family, width: "G" (G h), "kept"
+# (blocks h), "errors" (G h, or 2 G h unless summed) or "h")
 _ARRAYS: dict[Role, tuple[str, Family, str]] = {
     Role.GATES_IN: ("x_t W_ih^T + b_ih, every step", Family.FORWARD, "G"),
     Role.RECURRENT: ("each step's kept values", Family.FORWARD, "kept"),
@@ -122,9 +122,6 @@ def _input_rows(ctx: Context, node: Node, tangent: bool = False) -> Any:
     return matrix(Role.ACTIVATION, x.layer, N_BATCH, x.shape[-1]).T
 
 
-_PARAMS = {"Wih": Role.WEIGHT_IH, "Whh": Role.WEIGHT_HH, "bih": Role.BIAS_IH, "bhh": Role.BIAS_HH}
-
-
 def _param(ctx: Context, node: Node, symbol: str, direction: bool = False) -> Any:
     """W_ih ... b_hh as matrices, bound as the code holds them (0 for an absent bias)."""
     found = [p for p in node.params if p.symbol == symbol]
@@ -134,7 +131,7 @@ def _param(ctx: Context, node: Node, symbol: str, direction: bool = False) -> An
     p = found[0]
     weight = len(p.shape) == 2
     rows, cols = p.shape if weight else (G * h, 1)
-    role = _PARAMS[symbol]
+    role = PARAMETER_ROLES[symbol]
     if direction:
         assert role.direction is not None
         role = role.direction
